@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One entry point for people and CI: installs what is missing (Debian 12, as root), builds, runs.
+#   ./dev.sh run [server flags]   build and start the main server on 127.0.0.1:1234
+#   ./dev.sh test                 build (release + ASan/UBSan) and run every test
+#   ./dev.sh build                build the release tree only
+#   ./dev.sh bench                run the benchmarks (see BENCHMARKS.md)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+JOBS=$(nproc 2>/dev/null || echo 2)
+PACKAGES=(cmake ninja-build g++ make libgtest-dev libcli11-dev python3 procps)
+
+deps() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "dev.sh: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+configure() {  # dir build-type [extra cmake args]
+  local dir=$1 type=$2; shift 2
+  if [[ ! -f $dir/build.ninja ]]; then
+    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
+  fi
+  cmake --build "$dir" -j "$JOBS"
+}
+
+build() { deps; configure build Release -DREACTOR_WERROR=ON; }
+
+cmd=${1:-run}
+shift || true
+case $cmd in
+  build) build ;;
+  run)
+    build
+    exec ./build/bin/echo-server "$@"
+    ;;
+  test)
+    build
+    configure build-asan Debug -DREACTOR_SANITIZE=ON -DREACTOR_WERROR=ON
+    ctest --test-dir build --output-on-failure -j "$JOBS"
+    ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+    ;;
+  bench)
+    build
+    exec python3 bench/echo_bench.py "$@"
+    ;;
+  *) echo "usage: ./dev.sh run|test|build|bench" >&2; exit 2 ;;
+esac

@@ -1,0 +1,191 @@
+#include "reactor/tcp_connection.h"
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "reactor/error.h"
+#include "reactor/log.h"
+
+namespace reactor {
+namespace {
+std::atomic<uint64_t> g_next_connection_id{0};
+}
+
+TcpConnectionPtr TcpConnection::create(Reactor& reactor, Handle socket,
+                                       std::shared_ptr<const ConnectionCallbacks> callbacks,
+                                       ConnectionOptions options) {
+  return std::make_shared<TcpConnection>(reactor, std::move(socket), std::move(callbacks), options);
+}
+
+TcpConnection::TcpConnection(Reactor& reactor, Handle socket,
+                             std::shared_ptr<const ConnectionCallbacks> callbacks,
+                             ConnectionOptions options)
+    : reactor_(reactor),
+      socket_(std::move(socket)),
+      callbacks_(std::move(callbacks)),
+      options_(options),
+      id_(++g_next_connection_id) {}
+
+void TcpConnection::start() {
+  // The registration owns a reference: the connection lives while the reactor watches it.
+  reactor_.add(socket_.get(), Interest::kRead,
+               [self = shared_from_this()](Events events) { self->handle_events(events); });
+  open_ = true;
+}
+
+void TcpConnection::handle_events(Events events) {
+  if ((events & kReadable) && open()) handle_read();
+  if ((events & kWritable) && open()) flush_output();
+}
+
+void TcpConnection::handle_read() {
+  ssize_t n = input_.read_from(socket_.get());
+  ++stats_.reads;
+  if (n > 0) {
+    stats_.bytes_in += static_cast<uint64_t>(n);
+    if (callbacks_->on_message) {
+      callbacks_->on_message(shared_from_this(), input_);
+    } else {
+      input_.clear();
+    }
+  } else if (n == 0) {
+    // End of stream: the peer will send no more. It still gets what is queued for it.
+    peer_eof_ = true;
+    if (output_.empty()) {
+      close("peer closed the connection");
+    } else {
+      update_interest();
+    }
+  } else if (errno != EAGAIN && errno != EINTR) {
+    close(describe_errno("read", errno));
+  }
+}
+
+SendResult TcpConnection::send(std::string_view bytes) {
+  if (!open() || shutdown_requested_) return SendResult::kClosed;
+  if (options_.output_limit && output_.bytes() + bytes.size() > options_.output_limit) {
+    close_soon("output limit exceeded (" + std::to_string(output_.bytes()) + " bytes queued)");
+    return SendResult::kOverLimit;
+  }
+  size_t before = output_.bytes();
+  output_.append(bytes);
+  after_queue(before);
+  return SendResult::kQueued;
+}
+
+SendResult TcpConnection::send(SharedBytes bytes) {
+  if (!open() || shutdown_requested_) return SendResult::kClosed;
+  size_t size = bytes ? bytes->size() : 0;
+  if (options_.output_limit && output_.bytes() + size > options_.output_limit) {
+    close_soon("output limit exceeded (" + std::to_string(output_.bytes()) + " bytes queued)");
+    return SendResult::kOverLimit;
+  }
+  size_t before = output_.bytes();
+  output_.append(std::move(bytes));
+  after_queue(before);
+  return SendResult::kQueued;
+}
+
+void TcpConnection::after_queue(size_t before) {
+  // While write interest is on, the writable event flushes; otherwise join this iteration's
+  // flush list (once).
+  if (!flush_queued_ && !want_write_) {
+    flush_queued_ = true;
+    reactor_.queue_flush(shared_from_this());
+  }
+  if (!high_water_signalled_ && before < options_.high_water_mark &&
+      output_.bytes() >= options_.high_water_mark) {
+    high_water_signalled_ = true;
+    if (callbacks_->on_high_water) callbacks_->on_high_water(shared_from_this(), output_.bytes());
+  }
+}
+
+void TcpConnection::flush_pending() {
+  flush_queued_ = false;
+  if (open_ && !want_write_) flush_output();
+}
+
+void TcpConnection::flush_output() {
+  bool had_output = !output_.empty();
+  while (!output_.empty()) {
+    size_t attempted = 0;
+    ssize_t n = output_.write_to(socket_.get(), &attempted);
+    ++stats_.writes;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      // Never close from inside the write path: the owner may be iterating over connections.
+      close_soon(describe_errno("sendmsg", errno));
+      return;
+    }
+    stats_.bytes_out += static_cast<uint64_t>(n);
+    if (static_cast<size_t>(n) < attempted) break;  // the kernel is full: wait for writable
+    // Everything offered was taken; more remains only when the queue had more than IOV_MAX chunks.
+  }
+  want_write_ = !output_.empty();
+  if (!want_write_) {
+    high_water_signalled_ = false;
+    if (had_output && callbacks_->on_drain) callbacks_->on_drain(shared_from_this());
+    if (!open_) return;
+    if (peer_eof_) {
+      close("peer closed the connection");
+      return;
+    }
+    if (shutdown_requested_ && !write_shut_) {
+      write_shut_ = true;
+      ::shutdown(socket_.get(), SHUT_WR);
+    }
+  }
+  update_interest();
+}
+
+void TcpConnection::shutdown() {
+  if (!open() || shutdown_requested_) return;
+  shutdown_requested_ = true;
+  if (output_.empty() && !flush_queued_) {
+    write_shut_ = true;
+    ::shutdown(socket_.get(), SHUT_WR);
+  }
+}
+
+void TcpConnection::pause_reading() {
+  reading_ = false;
+  update_interest();
+}
+
+void TcpConnection::resume_reading() {
+  reading_ = true;
+  update_interest();
+}
+
+void TcpConnection::update_interest() {
+  if (!open_) return;
+  Interest want = Interest::kNone;
+  if (reading_ && !peer_eof_) want = want | Interest::kRead;
+  if (want_write_) want = want | Interest::kWrite;
+  reactor_.modify(socket_.get(), want);
+}
+
+void TcpConnection::close_soon(std::string_view reason) {
+  if (!open_ || closing_) return;
+  closing_ = true;
+  reactor_.defer([self = shared_from_this(), why = std::string(reason)] { self->close(why); });
+}
+
+void TcpConnection::close(std::string_view reason) {
+  if (!open_) return;
+  open_ = false;
+  closing_ = true;
+  auto self = shared_from_this();
+  reactor_.remove(socket_.get());
+  socket_.reset();
+  output_.clear();
+  input_.clear();
+  if (callbacks_->on_close) {
+    reactor_.defer([self, why = std::string(reason)] { self->callbacks_->on_close(self, why); });
+  }
+}
+
+}  // namespace reactor

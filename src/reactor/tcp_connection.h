@@ -1,0 +1,119 @@
+// TcpConnection: a non-blocking TCP stream on a Reactor, with an input Buffer and an OutputQueue.
+//
+// Output: send() only queues. The connection joins the reactor's flush list once per iteration and
+// writes its whole queue in one sendmsg just before the reactor polls again, so ten messages to one
+// peer in one iteration cost one system call. What the kernel does not take stays queued, write
+// interest goes on, and goes off as soon as the queue drains.
+//
+// Backpressure is a value, not only a notification: send() says whether the bytes were queued or
+// refused (connection closing, or the hard output limit passed, which closes the connection after
+// the current dispatch). Crossing the high-water mark calls on_high_water once; on_drain is called
+// when the queue empties again. pause_reading()/resume_reading() let an owner push back on a peer.
+//
+// Closing: close() unregisters and closes the descriptor at once and drops queued output;
+// on_close runs later from the reactor's deferred phase, never re-entrantly. A peer that half-closes
+// (end of stream) gets what is still queued for it, then the connection closes. Reset (ECONNRESET)
+// and EPIPE close it with the reason; no signal is ever raised.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "reactor/buffer.h"
+#include "reactor/handle.h"
+#include "reactor/output_queue.h"
+#include "reactor/reactor.h"
+
+namespace reactor {
+
+class TcpConnection;
+using TcpConnectionPtr = std::shared_ptr<TcpConnection>;
+
+enum class SendResult { kQueued, kClosed, kOverLimit };
+
+// Shared by every connection of a server: one copy, not four std::functions per connection.
+struct ConnectionCallbacks {
+  // Bytes arrived; consume what you used from `input`, leave a partial frame for later.
+  std::function<void(const TcpConnectionPtr&, Buffer& input)> on_message;
+  std::function<void(const TcpConnectionPtr&, std::string_view reason)> on_close;
+  std::function<void(const TcpConnectionPtr&, size_t queued)> on_high_water;
+  std::function<void(const TcpConnectionPtr&)> on_drain;
+};
+
+struct ConnectionOptions {
+  size_t high_water_mark = 1 << 20;  // on_high_water when queued output reaches this
+  size_t output_limit = 0;           // hard limit on queued output; 0: none
+};
+
+struct ConnectionStats {
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t reads = 0;   // read system calls
+  uint64_t writes = 0;  // write system calls
+};
+
+class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, public Flushable {
+ public:
+  static TcpConnectionPtr create(Reactor& reactor, Handle socket,
+                                 std::shared_ptr<const ConnectionCallbacks> callbacks,
+                                 ConnectionOptions options = {});
+  TcpConnection(Reactor& reactor, Handle socket,
+                std::shared_ptr<const ConnectionCallbacks> callbacks, ConnectionOptions options);
+  ~TcpConnection() override = default;
+
+  // Registers for reading. Throws what Reactor::add throws (select: descriptor too high).
+  void start();
+
+  SendResult send(std::string_view bytes);
+  SendResult send(SharedBytes bytes);
+  // Half-close: shut down the write side once the queued output has left.
+  void shutdown();
+  // Close now, dropping queued output. Idempotent.
+  void close(std::string_view reason);
+  // Close after the current dispatch (from the reactor's deferred phase). Sends are refused meanwhile.
+  void close_soon(std::string_view reason);
+
+  void pause_reading();
+  void resume_reading();
+
+  bool open() const { return open_ && !closing_; }
+  int fd() const { return socket_.get(); }
+  uint64_t id() const { return id_; }
+  size_t queued_bytes() const { return output_.bytes(); }
+  const ConnectionStats& stats() const { return stats_; }
+  Reactor& reactor() { return reactor_; }
+
+  // Application state attached to the connection (a session, a codec).
+  std::shared_ptr<void> context;
+
+ private:
+  void flush_pending() override;
+  void handle_events(Events events);
+  void handle_read();
+  void flush_output();
+  void after_queue(size_t before);
+  void update_interest();
+
+  Reactor& reactor_;
+  Handle socket_;
+  std::shared_ptr<const ConnectionCallbacks> callbacks_;
+  ConnectionOptions options_;
+  Buffer input_;
+  OutputQueue output_;
+  ConnectionStats stats_;
+  uint64_t id_;
+  bool open_ = false;
+  bool closing_ = false;
+  bool reading_ = true;
+  bool peer_eof_ = false;
+  bool shutdown_requested_ = false;
+  bool write_shut_ = false;
+  bool flush_queued_ = false;
+  bool want_write_ = false;
+  bool high_water_signalled_ = false;
+};
+
+}  // namespace reactor

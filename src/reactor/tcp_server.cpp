@@ -1,0 +1,40 @@
+#include "reactor/tcp_server.h"
+
+#include "reactor/log.h"
+
+namespace reactor {
+
+TcpServer::TcpServer(Reactor& reactor, const InetAddress& address, ConnectionCallbacks callbacks,
+                     ConnectionOptions connection_options, ListenOptions listen_options)
+    : reactor_(reactor),
+      listener_(reactor, address, listen_options),
+      stats_(std::make_shared<ServerStats>()),
+      options_(connection_options) {
+  // Count closes through the shared callbacks; the stats outlive the server if connections do.
+  auto user_close = std::move(callbacks.on_close);
+  callbacks.on_close = [stats = stats_, user_close](const TcpConnectionPtr& c, std::string_view why) {
+    --stats->open;
+    if (user_close) user_close(c, why);
+  };
+  callbacks_ = std::make_shared<const ConnectionCallbacks>(std::move(callbacks));
+}
+
+void TcpServer::start() {
+  listener_.start([this](Handle socket, const InetAddress& peer) { on_accept(std::move(socket), peer); });
+}
+
+void TcpServer::on_accept(Handle socket, const InetAddress& peer) {
+  ++stats_->accepted;
+  auto conn = TcpConnection::create(reactor_, std::move(socket), callbacks_, options_);
+  try {
+    conn->start();
+  } catch (const std::exception& e) {
+    ++stats_->rejected;
+    LOG_WARN("connection from %s refused: %s", peer.to_string().c_str(), e.what());
+    return;  // the socket closes with `conn`
+  }
+  ++stats_->open;
+  if (on_connection_) on_connection_(conn);
+}
+
+}  // namespace reactor
