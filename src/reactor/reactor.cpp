@@ -210,9 +210,13 @@ void Reactor::dispatch() {
 
 // ---- Timers -----------------------------------------------------------------------------------
 
+TimerId Reactor::run_at(Clock::time_point when, Task task) {
+  assert_in_loop_thread("Reactor::run_at");
+  return timers_.schedule(when, Clock::duration::zero(), std::move(task));
+}
+
 TimerId Reactor::run_after(Clock::duration delay, Task task) {
-  assert_in_loop_thread("Reactor::run_after");
-  return timers_.schedule(Clock::now() + delay, Clock::duration::zero(), std::move(task));
+  return run_at(Clock::now() + delay, std::move(task));
 }
 
 TimerId Reactor::run_every(Clock::duration interval, Task task) {

@@ -84,6 +84,7 @@ class Reactor {
   uint64_t iterations() const { return iterations_; }
 
   // ---- Timers ---------------------------------------------------------------------------------
+  TimerId run_at(Clock::time_point when, Task task);
   TimerId run_after(Clock::duration delay, Task task);
   TimerId run_every(Clock::duration interval, Task task);
   bool cancel(TimerId id);

@@ -1,0 +1,280 @@
+// TcpConnection's output path and close handling, TcpListener, TcpConnector, in one process.
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "echo/echo.h"
+#include "reactor/tcp_connection.h"
+#include "reactor/tcp_connector.h"
+#include "reactor/tcp_listener.h"
+#include "reactor/tcp_server.h"
+#include "test_util.h"
+
+using namespace std::chrono_literals;
+using reactor::Interest;
+using reactor::Reactor;
+using reactor::TcpConnection;
+using reactor::TcpConnectionPtr;
+
+namespace {
+
+std::string pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 7 + i / 251) & 0xff);
+  return s;
+}
+
+std::string read_available(int fd) {
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+struct Recorder {
+  std::shared_ptr<reactor::ConnectionCallbacks> callbacks = std::make_shared<reactor::ConnectionCallbacks>();
+  std::string received;
+  std::vector<std::string> closes;
+  int high_water = 0, drains = 0;
+  Recorder() {
+    callbacks->on_message = [this](const TcpConnectionPtr&, reactor::Buffer& in) {
+      received.append(in.view());
+      in.clear();
+    };
+    callbacks->on_close = [this](const TcpConnectionPtr&, std::string_view why) { closes.emplace_back(why); };
+    callbacks->on_high_water = [this](const TcpConnectionPtr&, size_t) { ++high_water; };
+    callbacks->on_drain = [this](const TcpConnectionPtr&) { ++drains; };
+  }
+};
+
+}  // namespace
+
+TEST(TcpConnection, OutputQueuesWhileThePeerDoesNotReadAndArrivesByteExact) {
+  Reactor loop;
+  auto [ours, peer] = testutil::make_socketpair();
+  Recorder rec;
+  auto conn = TcpConnection::create(loop, std::move(ours), rec.callbacks, {.high_water_mark = 1 << 20});
+  conn->start();
+  const int fd = conn->fd();
+  const std::string data = pattern(8 << 20);
+  for (size_t off = 0; off < data.size(); off += 65536) {
+    ASSERT_EQ(conn->send(std::string_view(data).substr(off, 65536)), reactor::SendResult::kQueued);
+  }
+  for (int i = 0; i < 3; ++i) loop.run_once(0);
+  // The peer reads nothing: the kernel is full, the rest is queued, write interest is on.
+  EXPECT_GT(conn->queued_bytes(), 1u << 20);
+  EXPECT_EQ(loop.interest(fd), Interest::kReadWrite);
+  EXPECT_EQ(rec.high_water, 1);
+  EXPECT_EQ(rec.drains, 0);
+  // Now the peer reads: everything arrives in order, and write interest goes off once drained.
+  std::string got;
+  for (int i = 0; i < 100000 && got.size() < data.size(); ++i) {
+    got += read_available(peer.get());
+    loop.run_once(10);
+  }
+  ASSERT_EQ(got.size(), data.size());
+  EXPECT_TRUE(got == data);
+  EXPECT_EQ(conn->queued_bytes(), 0u);
+  EXPECT_EQ(loop.interest(fd), Interest::kRead);
+  EXPECT_EQ(rec.drains, 1);
+  EXPECT_TRUE(rec.closes.empty());
+}
+
+TEST(TcpConnection, TenSendsInOneIterationLeaveInOneSystemCall) {
+  Reactor loop;
+  auto [ours, peer] = testutil::make_socketpair();
+  Recorder rec;
+  auto conn = TcpConnection::create(loop, std::move(ours), rec.callbacks);
+  conn->start();
+  std::string expect;
+  for (int i = 0; i < 10; ++i) {
+    std::string msg = "message " + std::to_string(i) + "\n";
+    conn->send(msg);
+    expect += msg;
+  }
+  EXPECT_EQ(conn->stats().writes, 0u) << "send() only queues";
+  loop.run_once(0);
+  EXPECT_EQ(conn->stats().writes, 1u);
+  EXPECT_EQ(read_available(peer.get()), expect);
+  EXPECT_EQ(loop.interest(conn->fd()), Interest::kRead) << "all written: no write interest";
+}
+
+TEST(TcpConnection, HardOutputLimitClosesAfterTheDispatch) {
+  Reactor loop;
+  auto [ours, peer] = testutil::make_socketpair();
+  Recorder rec;
+  auto conn = TcpConnection::create(loop, std::move(ours), rec.callbacks,
+                                    {.high_water_mark = 1 << 16, .output_limit = 1 << 20});
+  conn->start();
+  const std::string chunk = pattern(64 << 10);
+  reactor::SendResult r = reactor::SendResult::kQueued;
+  int sent = 0;
+  while (r == reactor::SendResult::kQueued && sent < 1000) {
+    r = conn->send(chunk);
+    ++sent;
+    if (sent % 4 == 0) loop.run_once(0);
+  }
+  EXPECT_EQ(r, reactor::SendResult::kOverLimit);
+  EXPECT_FALSE(conn->open());
+  EXPECT_EQ(conn->send(chunk), reactor::SendResult::kClosed);
+  loop.run_once(0);
+  loop.run_once(0);
+  ASSERT_EQ(rec.closes.size(), 1u);
+  EXPECT_NE(rec.closes[0].find("output limit"), std::string::npos) << rec.closes[0];
+}
+
+TEST(TcpConnection, WriteToAClosedPeerIsEpipeNotASignal) {
+  Reactor loop;
+  auto [ours, peer] = testutil::make_socketpair();
+  Recorder rec;
+  auto conn = TcpConnection::create(loop, std::move(ours), rec.callbacks);
+  conn->start();
+  conn->pause_reading();  // so that the close is found by the write, not the read
+  peer.reset();
+  conn->send("into the void");
+  for (int i = 0; i < 3; ++i) loop.run_once(0);
+  ASSERT_EQ(rec.closes.size(), 1u);  // still alive: no SIGPIPE
+  EXPECT_NE(rec.closes[0].find("Broken pipe"), std::string::npos) << rec.closes[0];
+}
+
+TEST(TcpConnection, HalfCloseGetsTheRestOfTheEchoThenCloses) {
+  Reactor loop;
+  auto [ours, peer] = testutil::make_socketpair();
+  auto callbacks = std::make_shared<reactor::ConnectionCallbacks>(echo::echo_callbacks());
+  bool closed = false;
+  callbacks->on_close = [&](const TcpConnectionPtr&, std::string_view) { closed = true; };
+  auto conn = TcpConnection::create(loop, std::move(ours), callbacks);
+  conn->start();
+  ASSERT_EQ(::write(peer.get(), "last words", 10), 10);
+  ::shutdown(peer.get(), SHUT_WR);
+  for (int i = 0; i < 5 && !closed; ++i) loop.run_once(100);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(read_available(peer.get()), "last words");
+  char c;
+  EXPECT_EQ(::read(peer.get(), &c, 1), 0) << "end of stream after the echo";
+}
+
+TEST(TcpConnection, CloseFromInsideOnMessageIsSafeAndOnCloseRunsLater) {
+  Reactor loop;
+  auto [ours, peer] = testutil::make_socketpair();
+  auto callbacks = std::make_shared<reactor::ConnectionCallbacks>();
+  std::vector<std::string> order;
+  callbacks->on_message = [&](const TcpConnectionPtr& c, reactor::Buffer&) {
+    c->close("done");
+    order.push_back("after close");
+  };
+  callbacks->on_close = [&](const TcpConnectionPtr&, std::string_view why) { order.push_back(std::string(why)); };
+  {
+    auto conn = TcpConnection::create(loop, std::move(ours), callbacks);
+    conn->start();
+  }  // only the reactor holds it now
+  testutil::put_byte(peer.get());
+  loop.run_once(1000);
+  loop.run_once(0);
+  EXPECT_EQ(order, (std::vector<std::string>{"after close", "done"}));
+  EXPECT_EQ(loop.handler_count(), 1u) << "only the reactor's own eventfd remains";
+}
+
+TEST(TcpServerAndConnector, EchoOverRealTcpAndResetIsReported) {
+  Reactor loop;
+  auto callbacks = echo::echo_callbacks();
+  std::string reason;
+  callbacks.on_close = [&](const TcpConnectionPtr&, std::string_view why) { reason = why; };
+  reactor::TcpServer server(loop, reactor::InetAddress::resolve("127.0.0.1", 0), callbacks);
+  server.start();
+  reactor::Handle client;
+  int error = -1;
+  auto connector = reactor::TcpConnector::connect(loop, server.local_address(), [&](reactor::Handle s, int err) {
+    client = std::move(s);
+    error = err;
+  });
+  for (int i = 0; i < 10 && error < 0; ++i) loop.run_once(100);
+  ASSERT_EQ(error, 0);
+  ASSERT_EQ(::write(client.get(), "ping", 4), 4);
+  std::string got;
+  for (int i = 0; i < 20 && got.size() < 4; ++i) {
+    loop.run_once(50);
+    got += read_available(client.get());
+  }
+  EXPECT_EQ(got, "ping");
+  EXPECT_EQ(server.stats().open, 1u);
+  linger hard{1, 0};  // close with RST
+  ::setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+  client.reset();
+  for (int i = 0; i < 20 && reason.empty(); ++i) loop.run_once(50);
+  EXPECT_NE(reason.find("reset"), std::string::npos) << reason;
+  EXPECT_EQ(server.stats().open, 0u);
+}
+
+TEST(TcpConnector, ReportsConnectionRefused) {
+  Reactor loop;
+  // A port nobody listens on: bind one, note it, close it.
+  int port;
+  {
+    reactor::TcpListener probe(loop, reactor::InetAddress::resolve("127.0.0.1", 0));
+    port = probe.local_address().port();
+  }
+  int error = -1;
+  auto connector = reactor::TcpConnector::connect(
+      loop, reactor::InetAddress::resolve("127.0.0.1", static_cast<uint16_t>(port)),
+      [&](reactor::Handle s, int err) {
+        EXPECT_FALSE(s.valid());
+        error = err;
+      });
+  for (int i = 0; i < 20 && error < 0; ++i) loop.run_once(50);
+  EXPECT_EQ(error, ECONNREFUSED);
+}
+
+TEST(TcpListener, SurvivesRunningOutOfDescriptorsWithoutSpinning) {
+  Reactor loop;
+  reactor::TcpListener listener(loop, reactor::InetAddress::resolve("127.0.0.1", 0));
+  std::vector<reactor::Handle> accepted;
+  listener.start([&](reactor::Handle s, const reactor::InetAddress&) { accepted.push_back(std::move(s)); });
+  auto connect_one = [&] {
+    reactor::Handle c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    EXPECT_EQ(::connect(c.get(), listener.local_address().get(), listener.local_address().length()), 0);
+    return c;
+  };
+  std::vector<reactor::Handle> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(connect_one());  // waiting in the backlog
+  // Use up every descriptor the process may have.
+  rlimit saved{};
+  ::getrlimit(RLIMIT_NOFILE, &saved);
+  rlimit low = saved;
+  low.rlim_cur = 256;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<reactor::Handle> hog;
+  for (;;) {
+    int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) break;
+    hog.emplace_back(fd);
+  }
+  uint64_t before = loop.iterations();
+  auto start = reactor::Clock::now();
+  while (reactor::Clock::now() - start < 300ms) loop.run_once(50);
+  uint64_t spins = loop.iterations() - before;
+  EXPECT_GE(listener.stats().fd_exhausted, 1u);
+  EXPECT_EQ(listener.stats().shed, 3u) << "pending clients get a clean close, not a hang";
+  EXPECT_TRUE(accepted.empty());
+  EXPECT_LT(spins, 30u) << "the loop spun while out of descriptors";
+  for (auto& c : clients) {
+    pollfd p{c.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 1000), 1);
+    char b;
+    EXPECT_LE(::recv(c.get(), &b, 1, 0), 0);
+  }
+  // Descriptors come back: the listener accepts normally again.
+  hog.clear();
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  auto late = connect_one();
+  for (int i = 0; i < 20 && accepted.empty(); ++i) loop.run_once(50);
+  EXPECT_EQ(accepted.size(), 1u);
+}
