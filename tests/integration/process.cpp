@@ -1,1 +1,219 @@
+#include "process.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <regex>
+#include <stdexcept>
+
+namespace testproc {
+
+using Clock = std::chrono::steady_clock;
+
+Process::Process(std::vector<std::string> argv) {
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) {
+    throw std::runtime_error("pipe2 failed");
+  }
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  in_ = in[1];
+  outfd_ = out[0];
+  errfd_ = err[0];
+  ::fcntl(outfd_, F_SETFL, O_NONBLOCK);
+  ::fcntl(errfd_, F_SETFL, O_NONBLOCK);
+}
+
+Process::~Process() {
+  if (!status_) {
+    ::kill(pid_, SIGKILL);
+    int st;
+    ::waitpid(pid_, &st, 0);
+  }
+  for (int fd : {in_, outfd_, errfd_}) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+void Process::pump(int timeout_ms) {
+  pollfd fds[2] = {{outfd_, POLLIN, 0}, {errfd_, POLLIN, 0}};
+  if (::poll(fds, 2, timeout_ms) <= 0) return;
+  char buf[65536];
+  for (auto& p : fds) {
+    if (p.fd < 0 || !(p.revents & (POLLIN | POLLHUP))) continue;
+    ssize_t n = ::read(p.fd, buf, sizeof buf);
+    if (n > 0) {
+      (p.fd == outfd_ ? out_ : err_).append(buf, static_cast<size_t>(n));
+    } else if (n == 0) {  // end of output: stop watching
+      ::close(p.fd);
+      (p.fd == outfd_ ? outfd_ : errfd_) = -1;
+    }
+  }
+}
+
+std::optional<std::string> Process::wait_for_line(const std::string& marker, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    size_t nl;
+    while ((nl = out_.find('\n', scanned_)) != std::string::npos) {
+      std::string line = out_.substr(scanned_, nl - scanned_);
+      scanned_ = nl + 1;
+      if (line.find(marker) != std::string::npos) return line;
+    }
+    if (Clock::now() >= deadline || (outfd_ < 0 && errfd_ < 0)) return std::nullopt;
+    if (outfd_ < 0) return std::nullopt;
+    pump(10);
+  }
+}
+
+void Process::write_stdin(const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(in_, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error("write to child stdin failed");
+    }
+    off += static_cast<size_t>(n);
+  }
+}
+
+void Process::close_stdin() {
+  if (in_ >= 0) ::close(in_);
+  in_ = -1;
+}
+
+std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (!status_) {
+    int st;
+    pid_t r = ::waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      status_ = st;
+      break;
+    }
+    if (Clock::now() >= deadline) return std::nullopt;
+    pump(10);
+  }
+  while (outfd_ >= 0 || errfd_ >= 0) pump(100);  // the rest of the output
+  return status_;
+}
+
+std::optional<int> Process::signal_and_wait(int signo, std::chrono::milliseconds timeout) {
+  if (!status_) ::kill(pid_, signo);
+  return wait(timeout);
+}
+
+Server::Server(std::vector<std::string> argv) : process(std::move(argv)) {
+  auto line = process.wait_for_line("listening on", std::chrono::seconds(20));
+  if (!line) throw std::runtime_error("server did not report readiness; stderr: " + process.err());
+  std::smatch m;
+  if (!std::regex_search(*line, m, std::regex(R"(:(\d+) )"))) throw std::runtime_error("no port in: " + *line);
+  port = std::stoi(m[1]);
+}
+
+int connect_to(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+    ::close(fd);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+std::string echo_many(int port, int connections, size_t payload_size, std::chrono::seconds timeout) {
+  struct Conn {
+    int fd;
+    std::string payload, got;
+    size_t sent = 0;
+  };
+  std::vector<Conn> conns;
+  auto cleanup = [&] {
+    for (auto& c : conns) ::close(c.fd);
+  };
+  for (int i = 0; i < connections; ++i) {
+    int fd = connect_to(port);
+    if (fd < 0) {
+      cleanup();
+      return "connect " + std::to_string(i) + ": " + std::strerror(errno);
+    }
+    ::fcntl(fd, F_SETFL, O_NONBLOCK);
+    std::string payload;
+    std::string tag = "<" + std::to_string(i) + ">";
+    for (size_t k = 0; payload.size() < payload_size; ++k) payload += tag + static_cast<char>('a' + (k + i) % 26);
+    payload.resize(payload_size);
+    conns.push_back({fd, std::move(payload), {}, 0});
+  }
+  auto deadline = Clock::now() + timeout;
+  std::vector<pollfd> fds(conns.size());
+  size_t done = 0;
+  std::vector<char> buf(1 << 16);
+  while (done < conns.size()) {
+    if (Clock::now() > deadline) {
+      cleanup();
+      return std::to_string(conns.size() - done) + " connection(s) did not get their bytes back in time";
+    }
+    for (size_t i = 0; i < conns.size(); ++i) {
+      auto& c = conns[i];
+      bool finished = c.got.size() >= c.payload.size();
+      fds[i] = {finished ? -1 : c.fd, static_cast<short>(POLLIN | (c.sent < c.payload.size() ? POLLOUT : 0)), 0};
+    }
+    if (::poll(fds.data(), fds.size(), 100) < 0) continue;
+    for (size_t i = 0; i < conns.size(); ++i) {
+      auto& c = conns[i];
+      if (fds[i].fd < 0) continue;
+      if ((fds[i].revents & POLLOUT) && c.sent < c.payload.size()) {
+        ssize_t n = ::send(c.fd, c.payload.data() + c.sent, c.payload.size() - c.sent, MSG_NOSIGNAL);
+        if (n > 0) c.sent += static_cast<size_t>(n);
+      }
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+        ssize_t n = ::recv(c.fd, buf.data(), buf.size(), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN)) {
+          cleanup();
+          return "connection " + std::to_string(i) + " closed after " + std::to_string(c.got.size()) + " bytes";
+        }
+        if (n > 0) {
+          c.got.append(buf.data(), static_cast<size_t>(n));
+          if (c.got.size() > c.payload.size() || c.got != std::string_view(c.payload).substr(0, c.got.size())) {
+            cleanup();
+            return "connection " + std::to_string(i) + " got bytes that are not its own";
+          }
+          if (c.got.size() == c.payload.size()) ++done;
+        }
+      }
+    }
+  }
+  cleanup();
+  return "";
+}
+
+}  // namespace testproc

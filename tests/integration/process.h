@@ -1,0 +1,60 @@
+// Child processes for integration tests: start a binary, wait for its readiness line (never a
+// sleep), talk to it over real sockets, and always clean it up.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace testproc {
+
+class Process {
+ public:
+  // Starts `argv[0]` with `argv`; stdin, stdout and stderr are pipes to this process.
+  explicit Process(std::vector<std::string> argv);
+  ~Process();  // SIGKILL if still running, then reaped
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Reads stdout until a line containing `marker` arrives; returns that line (nullopt on timeout
+  // or end of output).
+  std::optional<std::string> wait_for_line(const std::string& marker, std::chrono::milliseconds timeout);
+  void write_stdin(const std::string& data);
+  void close_stdin();
+  // Sends `signo` and waits up to `timeout`; returns the wait status, or nullopt on timeout.
+  std::optional<int> signal_and_wait(int signo, std::chrono::milliseconds timeout);
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  // Everything read from stdout/stderr so far (after wait(): everything).
+  const std::string& out() const { return out_; }
+  const std::string& err() const { return err_; }
+
+ private:
+  void pump(int timeout_ms);
+
+  pid_t pid_ = -1;
+  int in_ = -1, outfd_ = -1, errfd_ = -1;
+  std::string out_, err_;
+  size_t scanned_ = 0;
+  std::optional<int> status_;
+};
+
+// Starts a server binary and waits for its "listening on HOST:PORT" line; returns the port.
+struct Server {
+  explicit Server(std::vector<std::string> argv);
+  Process process;
+  int port = -1;
+};
+
+// A blocking TCP connection to 127.0.0.1:port (or -1).
+int connect_to(int port);
+
+// Opens `connections` sockets to the server, sends each its own payload of `payload_size` bytes
+// concurrently, and checks that every one gets exactly its own bytes back. Returns an empty string
+// on success, else what went wrong.
+std::string echo_many(int port, int connections, size_t payload_size, std::chrono::seconds timeout);
+
+}  // namespace testproc
