@@ -129,6 +129,10 @@ void TcpConnection::flush_output() {
     high_water_signalled_ = false;
     if (had_output && callbacks_->on_drain) callbacks_->on_drain(shared_from_this());
     if (!open_) return;
+    if (close_when_drained_) {
+      close(*close_when_drained_);
+      return;
+    }
     if (peer_eof_) {
       close("peer closed the connection");
       return;
@@ -148,6 +152,17 @@ void TcpConnection::shutdown() {
     write_shut_ = true;
     ::shutdown(socket_.get(), SHUT_WR);
   }
+}
+
+void TcpConnection::close_after_flush(std::string_view reason) {
+  if (!open() || close_when_drained_) return;
+  if (output_.empty() && !flush_queued_) {
+    close_soon(reason);
+    return;
+  }
+  close_when_drained_ = std::make_unique<std::string>(reason);
+  shutdown_requested_ = true;  // refuse further sends
+  pause_reading();
 }
 
 void TcpConnection::pause_reading() {

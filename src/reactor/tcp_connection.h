@@ -75,6 +75,9 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   void close(std::string_view reason);
   // Close after the current dispatch (from the reactor's deferred phase). Sends are refused meanwhile.
   void close_soon(std::string_view reason);
+  // Close once the queued output has left (a last error reply, a graceful stop). Reading stops and
+  // sends are refused meanwhile; a peer that never reads is the caller's to time out (close()).
+  void close_after_flush(std::string_view reason);
 
   void pause_reading();
   void resume_reading();
@@ -104,6 +107,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   Buffer input_;
   OutputQueue output_;
   ConnectionStats stats_;
+  std::unique_ptr<std::string> close_when_drained_;  // reason, set by close_after_flush
   uint64_t id_;
   bool open_ = false;
   bool closing_ = false;

@@ -1,0 +1,47 @@
+#include "chat/protocol.h"
+
+#include <cstdio>
+
+namespace chat {
+namespace {
+bool all_of_charset(std::string_view s, size_t max, std::string_view extra) {
+  if (s.empty() || s.size() > max) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              extra.find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+}  // namespace
+
+bool valid_native_name(std::string_view name) { return all_of_charset(name, 32, "_.-"); }
+bool valid_room_name(std::string_view room) { return all_of_charset(room, 64, "_.#-"); }
+
+bool valid_article_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+std::string Stats::to_string() const {
+  char line[1024];
+  std::snprintf(
+      line, sizeof line,
+      "connections open=%llu accepted=%llu refused=%llu (article=%llu native=%llu); messages in=%llu "
+      "delivered=%llu; bytes in=%llu out=%llu; errors json=%llu utf8=%llu too_long=%llu request=%llu "
+      "garbage=%llu; closed slow_consumer=%llu unsynced=%llu",
+      (unsigned long long)connections_open, (unsigned long long)connections_accepted,
+      (unsigned long long)connections_refused, (unsigned long long)article_sessions,
+      (unsigned long long)native_sessions, (unsigned long long)messages_in,
+      (unsigned long long)deliveries, (unsigned long long)bytes_in, (unsigned long long)bytes_out,
+      (unsigned long long)errors_json, (unsigned long long)errors_utf8,
+      (unsigned long long)errors_too_long, (unsigned long long)errors_request,
+      (unsigned long long)errors_garbage, (unsigned long long)slow_consumer_closes,
+      (unsigned long long)unsynced_closes);
+  return line;
+}
+
+}  // namespace chat

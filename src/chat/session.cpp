@@ -1,0 +1,273 @@
+#include "chat/session.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "reactor/log.h"
+
+namespace chat {
+
+using json = nlohmann::ordered_json;
+
+namespace {
+
+// A string field of `j`, or nullptr if missing or not a string.
+const std::string* string_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) return nullptr;
+  return it->get_ptr<const std::string*>();
+}
+
+std::string preview(std::string_view frame) {
+  std::string s(frame.substr(0, 80));
+  for (char& c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) c = '.';
+  }
+  return frame.size() > 80 ? s + "..." : s;
+}
+
+}  // namespace
+
+Session::Session(Hub& hub, Stats& stats, const Limits& limits, reactor::TcpConnection& conn)
+    : hub_(hub),
+      stats_(stats),
+      limits_(limits),
+      conn_(conn),
+      object_framer_(limits.max_frame),
+      line_framer_(limits.max_frame) {}
+
+void Session::on_input(reactor::Buffer& input) {
+  stats_.bytes_in += input.size();
+  while (!input.empty() && !lost_ && conn_.open()) {
+    FrameResult r = state_ == State::kNative ? line_framer_.next(input.view()) : object_framer_.next(input.view());
+    switch (r.status) {
+      case FrameStatus::kFrame:
+        handle_frame(r.frame);  // may switch the dialect: the next frame uses the new framer
+        break;
+      case FrameStatus::kNeedMore:
+        if (r.consumed == 0) return;  // a partial frame stays in the buffer
+        break;
+      case FrameStatus::kGarbage:
+        ++stats_.errors_garbage;
+        article_problem("bytes outside any JSON object skipped", input.view().substr(0, r.consumed));
+        break;
+      case FrameStatus::kTooLong:
+        ++stats_.errors_too_long;
+        if (state_ == State::kNative) {
+          error("too_long", "line of " + std::to_string(r.frame_size) + " bytes is over the limit of " +
+                                std::to_string(limits_.max_frame));
+        } else {
+          article_problem("object over the size limit discarded", {});
+        }
+        break;
+      case FrameStatus::kLost:
+        ++stats_.unsynced_closes;
+        lost_ = true;
+        if (state_ == State::kNative) error("too_long", "frame never ended: closing the connection");
+        conn_.close_after_flush("stream cannot be resynchronised: a frame went on past " +
+                                std::to_string(limits_.max_frame * kDiscardFactor) + " bytes");
+        break;
+    }
+    input.consume(r.consumed);
+  }
+  if (lost_) input.clear();
+}
+
+void Session::handle_frame(std::string_view frame) {
+  // Whitespace-only lines are keep-alives in the native dialect.
+  if (frame.find_first_not_of(" \t\r") == std::string_view::npos) return;
+  if (!valid_utf8(frame)) {
+    ++stats_.errors_utf8;
+    if (state_ == State::kNative) {
+      error("bad_utf8", "frame is not valid UTF-8");
+    } else {
+      article_problem("invalid UTF-8", frame);
+    }
+    return;
+  }
+  json j = json::parse(frame, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    ++stats_.errors_json;
+    if (state_ == State::kNative) {
+      error("bad_json", "frame is not valid JSON");
+    } else {
+      article_problem("malformed JSON", frame);
+    }
+    return;
+  }
+  if (!j.is_object()) {
+    ++stats_.errors_request;
+    if (state_ == State::kNative) {
+      error("bad_request", "expected a JSON object");
+    } else {
+      article_problem("not a JSON object", frame);
+    }
+    return;
+  }
+  switch (state_) {
+    case State::kUndecided: handle_first(j, frame); break;
+    case State::kArticle: handle_article(j, frame); break;
+    case State::kNative: handle_native(j); break;
+  }
+}
+
+void Session::handle_first(const json& j, std::string_view frame) {
+  const std::string* type = string_field(j, "type");
+  if (type == nullptr || *type != "hello") {
+    // The article's dialect: a member of the lobby from now on.
+    state_ = State::kArticle;
+    ++stats_.article_sessions;
+    rooms_.emplace_back(kLobby);
+    hub_.join(kLobby, this);
+    handle_article(j, frame);
+    return;
+  }
+  const std::string* user = string_field(j, "user");
+  if (user == nullptr || !valid_native_name(*user)) {
+    ++stats_.errors_request;
+    error("bad_name", "user must be 1 to 32 characters from A-Z a-z 0-9 _ . -");
+    return;  // still undecided: the client may try again
+  }
+  if (!hub_.claim_name(*user, this)) {
+    ++stats_.errors_request;
+    error("name_taken", "user '" + *user + "' is already connected");
+    return;
+  }
+  name_ = *user;
+  state_ = State::kNative;
+  ++stats_.native_sessions;
+  reply({{"type", "welcome"}, {"user", name_}});
+}
+
+void Session::handle_article(const json& j, std::string_view frame) {
+  const std::string* user = string_field(j, "user");
+  const std::string* text = string_field(j, "text");
+  if (user == nullptr || text == nullptr) {
+    ++stats_.errors_request;
+    article_problem("unknown type of message (needs string fields user and text)", frame);
+    return;
+  }
+  if (!valid_article_name(*user)) {
+    ++stats_.errors_request;
+    article_problem("user must be 1 to 64 bytes without control characters", frame);
+    return;
+  }
+  ++stats_.messages_in;
+  hub_.publish(kLobby, this, *user, *text);
+}
+
+void Session::handle_native(const json& j) {
+  const std::string* type = string_field(j, "type");
+  if (type == nullptr) {
+    ++stats_.errors_request;
+    return error("bad_request", "missing string field 'type'");
+  }
+  if (*type == "message") {
+    const std::string* room = string_field(j, "room");
+    const std::string* text = string_field(j, "text");
+    if (room == nullptr || text == nullptr) {
+      ++stats_.errors_request;
+      return error("bad_request", "message needs string fields 'room' and 'text'");
+    }
+    PublishResult r = hub_.publish(*room, this, name_, *text);
+    if (r.error != HubError::kNone) {
+      ++stats_.errors_request;
+      return error(hub_error_code(r.error), "not a member of room '" + *room + "'");
+    }
+    ++stats_.messages_in;
+  } else if (*type == "join" || *type == "leave") {
+    const std::string* room = string_field(j, "room");
+    if (room == nullptr) {
+      ++stats_.errors_request;
+      return error("bad_request", *type + " needs a string field 'room'");
+    }
+    if (!valid_room_name(*room)) {
+      ++stats_.errors_request;
+      return error("bad_room", "room must be 1 to 64 characters from A-Z a-z 0-9 _ . # -");
+    }
+    *type == "join" ? native_join(*room) : native_leave(*room);
+  } else if (*type == "ping") {
+    json pong = {{"type", "pong"}};
+    if (auto id = j.find("id"); id != j.end()) pong["id"] = *id;
+    reply(pong);
+  } else if (*type == "rooms") {
+    reply({{"type", "rooms"}, {"rooms", rooms_}});
+  } else if (*type == "hello") {
+    ++stats_.errors_request;
+    error("bad_request", "already greeted as '" + name_ + "'");
+  } else {
+    ++stats_.errors_request;
+    error("unknown_type", "unknown message type '" + *type + "'");
+  }
+}
+
+void Session::native_join(const std::string& room) {
+  if (hub_.is_member(room, this)) return error("already_member", "already in room '" + room + "'");
+  if (rooms_.size() >= limits_.max_rooms) {
+    ++stats_.errors_request;
+    return error("too_many_rooms", "at most " + std::to_string(limits_.max_rooms) + " rooms per connection");
+  }
+  std::vector<std::string> names;
+  hub_.join(room, this, &names);
+  rooms_.push_back(room);
+  reply({{"type", "joined"}, {"room", room}, {"members", names}});
+}
+
+void Session::native_leave(const std::string& room) {
+  if (hub_.leave(room, this) != HubError::kNone) return error("not_member", "not in room '" + room + "'");
+  std::erase(rooms_, room);
+  reply({{"type", "left"}, {"room", room}});
+}
+
+void Session::on_close() {
+  hub_.leave_all(this, rooms_);
+  rooms_.clear();
+  if (state_ == State::kNative) hub_.release_name(name_, this);
+}
+
+void Session::reply(const json& j) {
+  send_bytes(std::make_shared<const std::string>(j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"));
+}
+
+void Session::error(const char* code, const std::string& message) {
+  reply({{"type", "error"}, {"code", code}, {"message", message}});
+}
+
+void Session::article_problem(const char* what, std::string_view frame) {
+  // The article's dialect has no error message: the server logs (as the article's server prints),
+  // counts, and goes on with the next object.
+  LOG_INFO("connection %llu (article dialect): %s%s%s", static_cast<unsigned long long>(conn_.id()), what,
+           frame.empty() ? "" : ": ", preview(frame).c_str());
+}
+
+void Session::deliver(const EventPtr& event) {
+  const auto& bytes = event->bytes(dialect());
+  if (!bytes) return;
+  ++stats_.deliveries;
+  send_bytes(bytes);
+}
+
+void Session::send_bytes(const reactor::SharedBytes& bytes) {
+  reactor::SendResult r = conn_.send(bytes);
+  if (r == reactor::SendResult::kOverLimit) {
+    ++stats_.slow_consumer_closes;  // the connection closes itself after the dispatch
+    return;
+  }
+  if (r != reactor::SendResult::kQueued) return;
+  stats_.bytes_out += bytes->size();
+  // Soft limit (Redis's client-output-buffer-limit): above it for longer than the grace, closed.
+  if (conn_.queued_bytes() <= limits_.output_soft) {
+    over_soft_since_ = {};
+    return;
+  }
+  auto now = reactor::Clock::now();
+  if (over_soft_since_ == reactor::Clock::time_point{}) {
+    over_soft_since_ = now;
+  } else if (now - over_soft_since_ > limits_.soft_grace) {
+    ++stats_.slow_consumer_closes;
+    conn_.close_soon("slow consumer: over the soft output limit of " + std::to_string(limits_.output_soft) +
+                     " bytes for more than " + std::to_string(limits_.soft_grace.count()) + " ms");
+  }
+}
+
+}  // namespace chat

@@ -1,0 +1,61 @@
+// Session: one chat connection. It frames the bytes (codec per dialect), turns them into hub
+// operations, and takes the hub's events back to its connection. The dialect is decided by the
+// first object: {"type":"hello","user":NAME} makes it native (JSON lines both ways), anything else
+// makes it the article's (JSON objects in, "[user] text" lines out, member of the lobby).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "chat/framing.h"
+#include "chat/hub.h"
+#include "chat/protocol.h"
+#include "reactor/reactor.h"
+#include "reactor/tcp_connection.h"
+
+namespace chat {
+
+class Session final : public Member {
+ public:
+  Session(Hub& hub, Stats& stats, const Limits& limits, reactor::TcpConnection& conn);
+
+  // Bytes arrived: handle every complete frame, keep the rest.
+  void on_input(reactor::Buffer& input);
+  // The connection closed: leave every room, give the name back.
+  void on_close();
+
+  Dialect dialect() const override { return state_ == State::kNative ? Dialect::kNative : Dialect::kArticle; }
+  const std::string& name() const override { return name_; }
+  void deliver(const EventPtr& event) override;
+
+ private:
+  enum class State : uint8_t { kUndecided, kArticle, kNative };
+
+  void handle_frame(std::string_view frame);
+  void handle_first(const nlohmann::ordered_json& j, std::string_view frame);
+  void handle_article(const nlohmann::ordered_json& j, std::string_view frame);
+  void handle_native(const nlohmann::ordered_json& j);
+  void native_join(const std::string& room);
+  void native_leave(const std::string& room);
+  void reply(const nlohmann::ordered_json& j);
+  void error(const char* code, const std::string& message);
+  void article_problem(const char* what, std::string_view frame);
+  void send_bytes(const reactor::SharedBytes& bytes);
+
+  Hub& hub_;
+  Stats& stats_;
+  const Limits& limits_;
+  reactor::TcpConnection& conn_;
+  State state_ = State::kUndecided;
+  bool lost_ = false;
+  ObjectFramer object_framer_;
+  LineFramer line_framer_;
+  std::string name_;
+  std::vector<std::string> rooms_;
+  reactor::Clock::time_point over_soft_since_{};
+};
+
+}  // namespace chat
