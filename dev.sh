@@ -39,7 +39,7 @@ case $cmd in
   build) build ;;
   run)
     build
-    exec ./build/bin/echo-server "$@"
+    exec ./build/bin/chat-server "$@"
     ;;
   test)
     build

@@ -53,6 +53,13 @@ FrameResult ObjectFramer::next(std::string_view in) {
   }
 
   for (size_t i = pos_; i < in.size(); ++i) {
+    if (i >= max_frame_) {
+      // Overlong: discard what we have and go on dropping until the object ends.
+      discarding_ = true;
+      discarded_ = i;
+      pos_ = 0;
+      return {FrameStatus::kNeedMore, i, {}};
+    }
     char c = in[i];
     if (in_string_) {
       if (escape_) escape_ = false;
@@ -69,13 +76,6 @@ FrameResult ObjectFramer::next(std::string_view in) {
         reset_object();
         return {FrameStatus::kFrame, i + 1, in.substr(0, i + 1)};
       }
-    }
-    if (i + 1 > max_frame_) {
-      // Overlong: discard what we have and go on dropping until the object ends.
-      discarding_ = true;
-      discarded_ = i + 1;
-      pos_ = 0;
-      return {FrameStatus::kNeedMore, i + 1, {}};
     }
   }
   pos_ = in.size();

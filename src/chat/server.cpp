@@ -56,8 +56,7 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, std::string_vie
   conn->context.reset();
   connections_.erase(it);
   stats_.connections_open = connections_.size();
-  if (reason.starts_with("slow consumer") || reason.starts_with("output limit") ||
-      reason.starts_with("stream cannot")) {
+  if (reason.starts_with("slow consumer") || reason.starts_with("stream cannot")) {
     LOG_INFO("connection %llu closed: %s", static_cast<unsigned long long>(conn->id()), std::string(reason).c_str());
   } else {
     LOG_DEBUG("connection %llu closed: %s", static_cast<unsigned long long>(conn->id()), std::string(reason).c_str());

@@ -66,7 +66,7 @@ void TcpConnection::handle_read() {
 SendResult TcpConnection::send(std::string_view bytes) {
   if (!open() || shutdown_requested_) return SendResult::kClosed;
   if (options_.output_limit && output_.bytes() + bytes.size() > options_.output_limit) {
-    close_soon("output limit exceeded (" + std::to_string(output_.bytes()) + " bytes queued)");
+    close_soon("slow consumer: output limit exceeded (" + std::to_string(output_.bytes()) + " bytes queued)");
     return SendResult::kOverLimit;
   }
   size_t before = output_.bytes();
@@ -79,7 +79,7 @@ SendResult TcpConnection::send(SharedBytes bytes) {
   if (!open() || shutdown_requested_) return SendResult::kClosed;
   size_t size = bytes ? bytes->size() : 0;
   if (options_.output_limit && output_.bytes() + size > options_.output_limit) {
-    close_soon("output limit exceeded (" + std::to_string(output_.bytes()) + " bytes queued)");
+    close_soon("slow consumer: output limit exceeded (" + std::to_string(output_.bytes()) + " bytes queued)");
     return SendResult::kOverLimit;
   }
   size_t before = output_.bytes();

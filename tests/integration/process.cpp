@@ -135,8 +135,9 @@ Server::Server(std::vector<std::string> argv) : process(std::move(argv)) {
   port = std::stoi(m[1]);
 }
 
-int connect_to(int port) {
+int connect_to(int port, int rcvbuf) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -214,6 +215,72 @@ std::string echo_many(int port, int connections, size_t payload_size, std::chron
   }
   cleanup();
   return "";
+}
+
+LineClient::LineClient(int port, int rcvbuf) : fd_(connect_to(port, rcvbuf)) {}
+LineClient::~LineClient() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void LineClient::send(const std::string& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      throw std::runtime_error(std::string("send failed: ") + std::strerror(errno));
+    }
+    off += static_cast<size_t>(n);
+  }
+}
+
+std::optional<std::string> LineClient::line(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    size_t nl = buffer_.find('\n');
+    if (nl != std::string::npos) {
+      std::string l = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      return l;
+    }
+    if (eof_) return std::nullopt;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return std::nullopt;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    char buf[65536];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      eof_ = true;
+      continue;
+    }
+    buffer_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+bool LineClient::closed_by_peer(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (!eof_ && Clock::now() < deadline) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    char buf[65536];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0 && !(n < 0 && errno == EINTR)) eof_ = true;
+  }
+  return eof_;
+}
+
+long rss_kib(pid_t pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
+  if (!f) return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return kib;
 }
 
 }  // namespace testproc

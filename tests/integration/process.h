@@ -50,11 +50,36 @@ struct Server {
 };
 
 // A blocking TCP connection to 127.0.0.1:port (or -1).
-int connect_to(int port);
+int connect_to(int port, int rcvbuf = 0);
 
 // Opens `connections` sockets to the server, sends each its own payload of `payload_size` bytes
 // concurrently, and checks that every one gets exactly its own bytes back. Returns an empty string
 // on success, else what went wrong.
 std::string echo_many(int port, int connections, size_t payload_size, std::chrono::seconds timeout);
+
+// A test's own client socket: send bytes, read lines with a deadline.
+class LineClient {
+ public:
+  // `rcvbuf` > 0: set SO_RCVBUF before connecting (a small window: a reader that cannot keep up).
+  explicit LineClient(int port, int rcvbuf = 0);
+  ~LineClient();
+  LineClient(const LineClient&) = delete;
+  LineClient& operator=(const LineClient&) = delete;
+  bool connected() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  void send(const std::string& bytes);
+  // The next line (without '\n'), or nullopt at the deadline or end of stream.
+  std::optional<std::string> line(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // True once the server has closed the connection (reads until end of stream or the deadline).
+  bool closed_by_peer(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+ private:
+  int fd_;
+  std::string buffer_;
+  bool eof_ = false;
+};
+
+// Resident memory of a process in KiB (VmRSS), or -1.
+long rss_kib(pid_t pid);
 
 }  // namespace testproc
