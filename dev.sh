@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 JOBS=$(nproc 2>/dev/null || echo 2)
-PACKAGES=(cmake ninja-build g++ make libgtest-dev libcli11-dev python3 procps)
+PACKAGES=(cmake ninja-build g++ make libgtest-dev libcli11-dev nlohmann-json3-dev python3 procps
+          clang libclang-rt-14-dev)
 
 deps() {
   local missing=()
@@ -33,6 +34,24 @@ configure() {  # dir build-type [extra cmake args]
 
 build() { deps; configure build Release -DREACTOR_WERROR=ON; }
 
+# Each libFuzzer target runs for FUZZ_SECONDS (default 15) from its seed corpus; a crash fails.
+fuzz_smoke() {
+  CC=clang CXX=clang++ configure build-fuzz Debug -DREACTOR_FUZZ=ON -DBUILD_TESTING=OFF
+  local seconds=${FUZZ_SECONDS:-15} t
+  for t in framing_fuzz session_fuzz; do
+    local work; work=$(mktemp -d)
+    echo "fuzz: $t for ${seconds}s"
+    ./build-fuzz/bin/$t -max_total_time="$seconds" -max_len=4096 -print_final_stats=0 \
+      -artifact_prefix="$work/" "$work" "fuzz/corpus/${t%_fuzz}" >"$work/log" 2>&1 || {
+      tail -n 30 "$work/log" >&2
+      echo "fuzz: $t FAILED (artifacts in $work)" >&2
+      return 1
+    }
+    echo "fuzz: $t ok ($(grep -o 'Done [0-9]* runs' "$work/log" || echo '? runs'))"
+    rm -rf "$work"
+  done
+}
+
 cmd=${1:-run}
 shift || true
 case $cmd in
@@ -46,6 +65,7 @@ case $cmd in
     configure build-asan Debug -DREACTOR_SANITIZE=ON -DREACTOR_WERROR=ON
     ctest --test-dir build --output-on-failure -j "$JOBS"
     ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+    fuzz_smoke
     ;;
   bench)
     build

@@ -97,7 +97,8 @@ FrameResult LineFramer::next(std::string_view in) {
     return {FrameStatus::kTooLong, nl + 1, {}, size};
   }
   if (nl == std::string_view::npos) {
-    if (in.size() > max_frame_) {
+    // One byte of slack: the line may yet end in "\r\n", and the '\r' does not count.
+    if (in.size() > max_frame_ + 1) {
       discarding_ = true;
       discarded_ = in.size();
       pos_ = 0;
