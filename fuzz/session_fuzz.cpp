@@ -51,12 +51,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
 
   Peer listener = make_peer(loop);
   chat::Session watcher(hub, stats, limits, *listener.conn);
+  watcher.start();
   reactor::Buffer hello;
   hello.append("{\"user\":\"w\",\"text\":\"in the lobby\"}");
   watcher.on_input(hello);
 
   Peer client = make_peer(loop);
   chat::Session session(hub, stats, limits, *client.conn);
+  session.start();
   std::string_view data(reinterpret_cast<const char*>(bytes), size);
   reactor::Buffer input;
   size_t off = 0, step = 1;

@@ -43,7 +43,9 @@ void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
     conn->close("over the connection limit");
     return;
   }
-  conn->context = std::make_shared<Session>(hub_, stats_, limits_, *conn);
+  auto session = std::make_shared<Session>(hub_, stats_, limits_, *conn);
+  session->start();
+  conn->context = std::move(session);
   connections_.emplace(conn->id(), conn);
   stats_.connections_open = connections_.size();
   if (shutdown_done_) conn->close_after_flush("server shutting down");

@@ -36,6 +36,12 @@ Session::Session(Hub& hub, Stats& stats, const Limits& limits, reactor::TcpConne
       object_framer_(limits.max_frame),
       line_framer_(limits.max_frame) {}
 
+void Session::start() {
+  ++stats_.article_sessions;
+  rooms_.emplace_back(kLobby);
+  hub_.join(kLobby, this);
+}
+
 void Session::on_input(reactor::Buffer& input) {
   stats_.bytes_in += input.size();
   while (!input.empty() && !lost_ && conn_.open()) {
@@ -114,11 +120,7 @@ void Session::handle_frame(std::string_view frame) {
 void Session::handle_first(const json& j, std::string_view frame) {
   const std::string* type = string_field(j, "type");
   if (type == nullptr || *type != "hello") {
-    // The article's dialect: a member of the lobby from now on.
-    state_ = State::kArticle;
-    ++stats_.article_sessions;
-    rooms_.emplace_back(kLobby);
-    hub_.join(kLobby, this);
+    state_ = State::kArticle;  // confirmed: already a member of the lobby
     handle_article(j, frame);
     return;
   }
@@ -133,6 +135,10 @@ void Session::handle_first(const json& j, std::string_view frame) {
     error("name_taken", "user '" + *user + "' is already connected");
     return;
   }
+  // Leave the lobby as the article's member (silently: it had no name), then turn native.
+  hub_.leave_all(this, rooms_);
+  rooms_.clear();
+  --stats_.article_sessions;
   name_ = *user;
   state_ = State::kNative;
   ++stats_.native_sessions;

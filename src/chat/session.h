@@ -1,7 +1,9 @@
 // Session: one chat connection. It frames the bytes (codec per dialect), turns them into hub
-// operations, and takes the hub's events back to its connection. The dialect is decided by the
-// first object: {"type":"hello","user":NAME} makes it native (JSON lines both ways), anything else
-// makes it the article's (JSON objects in, "[user] text" lines out, member of the lobby).
+// operations, and takes the hub's events back to its connection. A connection starts in the
+// article's dialect, a member of the lobby (the article's server broadcasts to every connection,
+// including ones that never speak). If its first object is {"type":"hello","user":NAME} it leaves
+// the lobby and becomes native (JSON lines both ways); anything else confirms the article's dialect
+// (JSON objects in, "[user] text" lines out).
 #pragma once
 
 #include <memory>
@@ -22,6 +24,8 @@ class Session final : public Member {
  public:
   Session(Hub& hub, Stats& stats, const Limits& limits, reactor::TcpConnection& conn);
 
+  // Joins the lobby in the article's dialect, the default on connect.
+  void start();
   // Bytes arrived: handle every complete frame, keep the rest.
   void on_input(reactor::Buffer& input);
   // The connection closed: leave every room, give the name back.

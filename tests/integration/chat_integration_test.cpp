@@ -55,7 +55,11 @@ json expect_type(LineClient& c, const std::string& type, std::vector<json>* skip
 struct Native : LineClient {
   Native(int port, const std::string& user) : LineClient(port) {
     send(json{{"type", "hello"}, {"user", user}}.dump() + "\n");
-    welcome = next_json(*this);
+    // Until its hello is read, a connection is the article's lobby member: skip such lines.
+    for (int i = 0; i < 10000; ++i) {
+      welcome = next_json(*this);
+      if (welcome.value("type", "") != "<not json>") break;
+    }
   }
   json request(const json& j) {
     send(j.dump() + "\n");
@@ -232,6 +236,18 @@ TEST(ChatArticle, FramingHundredObjectsInOneSendAndOneObjectAByteAtATime) {
   // Native messages to the lobby reach the article's clients as "[user] text".
   observer.send(json{{"type", "message"}, {"room", "lobby"}, {"text", "hi article"}}.dump() + "\n");
   EXPECT_EQ(article.line(), "[observer] hi article");
+}
+
+TEST(ChatArticle, AConnectionThatNeverSpeaksIsInTheLobby) {
+  Server server(chat_args());
+  LineClient lurker(server.port);
+  Native talker(server.port, "talker");
+  talker.request({{"type", "join"}, {"room", "lobby"}});
+  EXPECT_EQ(talker.request({{"type", "message"}, {"room", "lobby"}, {"text", "anyone?"}})["text"], "anyone?");
+  EXPECT_EQ(lurker.line(), "[talker] anyone?");
+  std::string stats = stats_of(server.process);
+  EXPECT_EQ(counter(stats, "article"), 1) << stats;
+  EXPECT_EQ(counter(stats, "native"), 1) << stats;
 }
 
 TEST(ChatArticle, BadInputIsLoggedAndSkipped) {
