@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
   cli.add_option("--soft-ms", soft_grace_ms, "How long a member may stay above --soft-limit, in milliseconds")
       ->capture_default_str();
   cli.add_option("--max-rooms", limits.max_rooms, "Rooms one connection may be in")->capture_default_str();
+  cli.add_option("--presence-max-members", limits.presence_max_members,
+                 "Rooms with more members than this get no join/leave events and no member lists")
+      ->capture_default_str();
   cli.add_option("--max-connections", limits.max_connections, "Connections at once (0: as descriptors allow)")
       ->capture_default_str();
   cli.add_option("--shutdown-grace-ms", grace_ms,

@@ -41,14 +41,16 @@ void Hub::release_name(const std::string& name, Member* member) {
   if (it != names_.end() && it->second == member) names_.erase(it);
 }
 
-HubError Hub::join(const std::string& room_name, Member* member, std::vector<std::string>* names) {
+HubError Hub::join(const std::string& room_name, Member* member, std::vector<std::string>* names,
+                   size_t* count) {
   Room& room = rooms_[room_name];
   if (room.index.contains(member)) return HubError::kAlreadyMember;
   room.index.emplace(member, room.members.size());
   room.members.push_back(member);
   ++room.dialect_count[static_cast<int>(member->dialect())];
   if (!member->name().empty()) broadcast_presence(room, room_name, "join", member->name(), member);
-  if (names) {
+  if (count) *count = room.members.size();
+  if (names && room.members.size() <= presence_max_members_) {
     for (Member* m : room.members) {
       if (!m->name().empty()) names->push_back(m->name());
     }
@@ -95,6 +97,7 @@ size_t Hub::member_count(const std::string& room) const {
 void Hub::broadcast_presence(Room& room, const std::string& room_name, const char* type,
                              const std::string& user, Member* except) {
   if (room.dialect_count[static_cast<int>(Dialect::kNative)] == 0) return;
+  if (room.members.size() > presence_max_members_) return;
   json j = {{"type", type}, {"room", room_name}, {"user", user}};
   auto event = std::make_shared<Event>();
   event->native = std::make_shared<const std::string>(j.dump() + "\n");

@@ -43,12 +43,19 @@ struct PublishResult {
 
 class Hub {
  public:
+  // Presence events (join/leave) and member lists are sent only in rooms with at most
+  // `presence_max_members` members: in a room of 10,000, one join would otherwise cost 10,000
+  // deliveries, and everyone joining would cost 50 million.
+  explicit Hub(size_t presence_max_members = 1000) : presence_max_members_(presence_max_members) {}
+
   // Native names are unique among connected members.
   bool claim_name(const std::string& name, Member* member);
   void release_name(const std::string& name, Member* member);
 
-  // Join: other members get a presence event; returns the member names present after the join.
-  HubError join(const std::string& room, Member* member, std::vector<std::string>* names = nullptr);
+  // Join: other members get a presence event; `names` gets the native members present after the
+  // join (when the room is small enough for presence), `count` all of them.
+  HubError join(const std::string& room, Member* member, std::vector<std::string>* names = nullptr,
+                size_t* count = nullptr);
   HubError leave(const std::string& room, Member* member);
   // Leaves every room `member` is in (when its connection closes).
   void leave_all(Member* member, const std::vector<std::string>& rooms);
@@ -70,6 +77,7 @@ class Hub {
   void broadcast_presence(Room& room, const std::string& room_name, const char* type,
                           const std::string& user, Member* except);
 
+  size_t presence_max_members_;
   std::unordered_map<std::string, Room> rooms_;
   std::unordered_map<std::string, Member*> names_;
 };

@@ -8,6 +8,7 @@ namespace chat {
 ChatServer::ChatServer(reactor::Reactor& reactor, const reactor::InetAddress& address, Limits limits)
     : reactor_(reactor),
       limits_(limits),
+      hub_(limits.presence_max_members),
       server_(reactor, address,
               [this] {
                 reactor::ConnectionCallbacks cb;

@@ -214,9 +214,12 @@ void Session::native_join(const std::string& room) {
     return error("too_many_rooms", "at most " + std::to_string(limits_.max_rooms) + " rooms per connection");
   }
   std::vector<std::string> names;
-  hub_.join(room, this, &names);
+  size_t count = 0;
+  hub_.join(room, this, &names, &count);
   rooms_.push_back(room);
-  reply({{"type", "joined"}, {"room", room}, {"members", names}});
+  json joined = {{"type", "joined"}, {"room", room}, {"count", count}};
+  if (count <= limits_.presence_max_members) joined["members"] = names;
+  reply(joined);
 }
 
 void Session::native_leave(const std::string& room) {
@@ -262,7 +265,7 @@ void Session::send_bytes(const reactor::SharedBytes& bytes) {
   if (r != reactor::SendResult::kQueued) return;
   stats_.bytes_out += bytes->size();
   // Soft limit (Redis's client-output-buffer-limit): above it for longer than the grace, closed.
-  if (conn_.queued_bytes() <= limits_.output_soft) {
+  if (conn_.queued_footprint() <= limits_.output_soft) {
     over_soft_since_ = {};
     return;
   }

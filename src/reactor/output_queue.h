@@ -18,6 +18,10 @@ using SharedBytes = std::shared_ptr<const std::string>;
 class OutputQueue {
  public:
   size_t bytes() const { return bytes_; }
+  // Memory this queue accounts for: the bytes plus the bookkeeping of each chunk. A queue of many
+  // tiny shared messages costs more than its bytes; limits are checked against this.
+  size_t footprint() const { return bytes_ + chunks() * kChunkOverhead; }
+  static constexpr size_t kChunkOverhead = 32;  // at least sizeof(Chunk), checked below
   bool empty() const { return bytes_ == 0; }
   size_t chunks() const { return chunks_.size() - head_; }
 
@@ -36,6 +40,7 @@ class OutputQueue {
     std::string* owned;  // non-null when this queue may append to data
     size_t offset;
   };
+  static_assert(sizeof(Chunk) <= kChunkOverhead);
   void consume(size_t n);
 
   std::vector<Chunk> chunks_;

@@ -65,11 +65,8 @@ void TcpConnection::handle_read() {
 
 SendResult TcpConnection::send(std::string_view bytes) {
   if (!open() || shutdown_requested_) return SendResult::kClosed;
-  if (options_.output_limit && output_.bytes() + bytes.size() > options_.output_limit) {
-    close_soon("slow consumer: output limit exceeded (" + std::to_string(output_.bytes()) + " bytes queued)");
-    return SendResult::kOverLimit;
-  }
-  size_t before = output_.bytes();
+  if (over_limit(bytes.size())) return SendResult::kOverLimit;
+  size_t before = output_.footprint();
   output_.append(bytes);
   after_queue(before);
   return SendResult::kQueued;
@@ -77,15 +74,20 @@ SendResult TcpConnection::send(std::string_view bytes) {
 
 SendResult TcpConnection::send(SharedBytes bytes) {
   if (!open() || shutdown_requested_) return SendResult::kClosed;
-  size_t size = bytes ? bytes->size() : 0;
-  if (options_.output_limit && output_.bytes() + size > options_.output_limit) {
-    close_soon("slow consumer: output limit exceeded (" + std::to_string(output_.bytes()) + " bytes queued)");
-    return SendResult::kOverLimit;
-  }
-  size_t before = output_.bytes();
+  if (over_limit(bytes ? bytes->size() : 0)) return SendResult::kOverLimit;
+  size_t before = output_.footprint();
   output_.append(std::move(bytes));
   after_queue(before);
   return SendResult::kQueued;
+}
+
+bool TcpConnection::over_limit(size_t adding) {
+  if (!options_.output_limit) return false;
+  size_t after = output_.footprint() + adding + OutputQueue::kChunkOverhead;
+  if (after <= options_.output_limit) return false;
+  close_soon("slow consumer: output limit exceeded (" + std::to_string(output_.bytes()) + " bytes in " +
+             std::to_string(output_.chunks()) + " chunks queued)");
+  return true;
 }
 
 void TcpConnection::after_queue(size_t before) {
@@ -96,9 +98,9 @@ void TcpConnection::after_queue(size_t before) {
     reactor_.queue_flush(shared_from_this());
   }
   if (!high_water_signalled_ && before < options_.high_water_mark &&
-      output_.bytes() >= options_.high_water_mark) {
+      output_.footprint() >= options_.high_water_mark) {
     high_water_signalled_ = true;
-    if (callbacks_->on_high_water) callbacks_->on_high_water(shared_from_this(), output_.bytes());
+    if (callbacks_->on_high_water) callbacks_->on_high_water(shared_from_this(), output_.footprint());
   }
 }
 

@@ -43,6 +43,7 @@ struct ConnectionCallbacks {
   std::function<void(const TcpConnectionPtr&)> on_drain;
 };
 
+// Both limits measure the queue's footprint: bytes plus OutputQueue::kChunkOverhead per chunk.
 struct ConnectionOptions {
   size_t high_water_mark = 1 << 20;  // on_high_water when queued output reaches this
   size_t output_limit = 0;           // hard limit on queued output; 0: none
@@ -86,6 +87,8 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   int fd() const { return socket_.get(); }
   uint64_t id() const { return id_; }
   size_t queued_bytes() const { return output_.bytes(); }
+  // Queued bytes plus per-chunk bookkeeping: what the output limit and high-water mark measure.
+  size_t queued_footprint() const { return output_.footprint(); }
   const ConnectionStats& stats() const { return stats_; }
   Reactor& reactor() { return reactor_; }
 
@@ -97,6 +100,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   void handle_events(Events events);
   void handle_read();
   void flush_output();
+  bool over_limit(size_t adding);  // true (and closing soon) if `adding` would pass the limit
   void after_queue(size_t before);
   void update_interest();
 

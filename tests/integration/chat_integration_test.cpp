@@ -145,6 +145,23 @@ TEST(ChatNative, SeveralRoomsKeepTheirOwnSequences) {
   EXPECT_EQ(b.request({{"type", "ping"}, {"id", 42}}), (json{{"type", "pong"}, {"id", 42}}));
 }
 
+TEST(ChatNative, BigRoomsHaveNoPresenceEvents) {
+  Server server(chat_args({"--presence-max-members", "2"}));
+  Native a(server.port, "a"), b(server.port, "b"), c(server.port, "c");
+  EXPECT_EQ(a.request({{"type", "join"}, {"room", "r"}})["members"], json::array({"a"}));
+  json jb = b.request({{"type", "join"}, {"room", "r"}});
+  EXPECT_EQ(jb["count"], 2);
+  EXPECT_EQ(jb["members"].size(), 2u);
+  EXPECT_EQ(next_json(a)["type"], "join");
+  json jc = c.request({{"type", "join"}, {"room", "r"}});
+  EXPECT_EQ(jc["count"], 3);
+  EXPECT_FALSE(jc.contains("members")) << "no member list past the limit";
+  // a and b got no presence event for c: the next thing they see is this message.
+  c.send(json{{"type", "message"}, {"room", "r"}, {"text", "three"}}.dump() + "\n");
+  EXPECT_EQ(next_json(a)["type"], "message");
+  EXPECT_EQ(next_json(b)["type"], "message");
+}
+
 TEST(ChatNative, ErrorsHaveACodeAndTheConnectionGoesOn) {
   Server server(chat_args({"--max-frame", "1024"}));
   // Before hello: bad and duplicate names.
