@@ -46,7 +46,7 @@ class Hub {
   // Presence events (join/leave) and member lists are sent only in rooms with at most
   // `presence_max_members` members: in a room of 10,000, one join would otherwise cost 10,000
   // deliveries, and everyone joining would cost 50 million.
-  explicit Hub(size_t presence_max_members = 1000) : presence_max_members_(presence_max_members) {}
+  explicit Hub(size_t presence_max_members = 100) : presence_max_members_(presence_max_members) {}
 
   // Native names are unique among connected members.
   bool claim_name(const std::string& name, Member* member);

@@ -16,7 +16,7 @@ struct Limits {
   std::chrono::milliseconds soft_grace{5000};  // ... for this long before it is closed
   size_t max_rooms = 64;                   // rooms one connection may be in
   size_t max_connections = 0;              // 0: as many as descriptors allow
-  size_t presence_max_members = 1000;      // rooms larger than this get no presence events
+  size_t presence_max_members = 100;       // rooms larger than this get no presence events
 };
 
 // Counters, printed on SIGUSR1 and at exit.
