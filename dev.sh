@@ -65,6 +65,11 @@ case $cmd in
     configure build-asan Debug -DREACTOR_SANITIZE=ON -DREACTOR_WERROR=ON
     ctest --test-dir build --output-on-failure -j "$JOBS"
     ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+    # ThreadSanitizer on everything that runs several threads: the reactor pool, cross-thread
+    # tasks, and the chat server with two reactors.
+    configure build-tsan Debug -DREACTOR_TSAN=ON -DREACTOR_WERROR=ON
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --test-dir build-tsan --output-on-failure \
+      -j "$JOBS" -R 'ReactorPool|Tasks\.|Signals\.|ChatThreads|ChatNative|ChatServer\.'
     fuzz_smoke
     ;;
   bench)

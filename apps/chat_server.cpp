@@ -4,7 +4,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <iostream>
+#include <thread>
 
 #include "app/cli.h"
 #include "chat/server.h"
@@ -18,6 +20,7 @@ int main(int argc, char** argv) {
   size_t soft_grace_ms = static_cast<size_t>(limits.soft_grace.count());
   size_t grace_ms = 2000;
   bool verbose = false;
+  size_t threads = std::max(1u, std::thread::hardware_concurrency());
   cli.add_option("--host", host, "Address to listen on")->capture_default_str();
   cli.add_option("--port", port, "Port to listen on (0: any free port)")->capture_default_str();
   cli.add_option("--backend", backend, "Event demultiplexer: epoll, poll or select (default: best available)")
@@ -45,6 +48,9 @@ int main(int argc, char** argv) {
   cli.add_option("--shutdown-grace-ms", grace_ms,
                  "On SIGINT/SIGTERM, how long queued output may take to leave before connections are closed")
       ->capture_default_str();
+  cli.add_option("--threads", threads, "Reactors, one thread each (default: the number of cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{256}));
   cli.add_flag("--verbose", verbose, "Log every connection's close");
   if (auto status = app::parse(cli, argc, argv)) return *status;
   if (limits.output_soft > limits.output_hard) {
@@ -55,20 +61,31 @@ int main(int argc, char** argv) {
   if (verbose) reactor::set_log_level(reactor::LogLevel::kDebug);
 
   try {
+    // Signals are blocked here, before the other shards' threads start, so they inherit the mask
+    // and only this thread's signalfd sees them.
     reactor::Reactor loop(backend);
-    chat::ChatServer server(loop, reactor::InetAddress::resolve(host, port), limits);
-    auto graceful = [&](int signo) {
+    std::function<void(int)> graceful, report;
+    loop.on_signal(SIGINT, [&](int s) { graceful(s); });
+    loop.on_signal(SIGTERM, [&](int s) { graceful(s); });
+    loop.on_signal(SIGUSR1, [&](int s) { report(s); });
+    chat::ChatService service(loop, reactor::InetAddress::resolve(host, port), limits, threads, backend);
+    bool stopping = false;
+    graceful = [&](int signo) {
+      if (stopping) return;
+      stopping = true;
       LOG_INFO("signal %d (%s): stopping; flushing queued output for at most %zu ms", signo, strsignal(signo), grace_ms);
-      server.shutdown(std::chrono::milliseconds(grace_ms), [&] { loop.stop(); });
+      service.shutdown(std::chrono::milliseconds(grace_ms), [&] { loop.stop(); });
     };
-    loop.on_signal(SIGINT, graceful);
-    loop.on_signal(SIGTERM, graceful);
-    loop.on_signal(SIGUSR1, [&](int) { LOG_INFO("stats: %s", server.stats_line().c_str()); });
-    server.start();
-    std::printf("chat-server: listening on %s (%s)\n", server.local_address().to_string().c_str(), loop.backend_name());
+    report = [&](int) {
+      service.collect_stats([](const chat::Stats& s) { LOG_INFO("stats: %s", s.to_string().c_str()); });
+    };
+    service.start();
+    std::printf("chat-server: listening on %s (%s, %zu thread%s)\n", service.local_address().to_string().c_str(),
+                loop.backend_name(), threads, threads == 1 ? "" : "s");
     std::fflush(stdout);
     loop.run();
-    LOG_INFO("stopped. stats: %s", server.stats_line().c_str());
+    service.stop_pool();
+    LOG_INFO("stopped. stats: %s", service.final_stats().to_string().c_str());
   } catch (const std::exception& e) {
     std::cerr << "chat-server: " << e.what() << "\n";
     return 1;

@@ -47,7 +47,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   limits.max_frame = 256;
   limits.max_rooms = 4;
   chat::Stats stats;
-  chat::Hub hub;
+  chat::Cluster cluster(1, limits.presence_max_members);
+  chat::Hub hub(cluster, 0);
+  cluster.attach(0, loop, hub);
 
   Peer listener = make_peer(loop);
   chat::Session watcher(hub, stats, limits, *listener.conn);

@@ -7,17 +7,6 @@ namespace chat {
 
 using json = nlohmann::ordered_json;
 
-const char* hub_error_code(HubError e) {
-  switch (e) {
-    case HubError::kNone: return "ok";
-    case HubError::kNoSuchRoom: return "no_such_room";
-    case HubError::kNotMember: return "not_member";
-    case HubError::kAlreadyMember: return "already_member";
-    case HubError::kNameTaken: return "name_taken";
-  }
-  return "error";
-}
-
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -32,51 +21,74 @@ std::string native_message_line(std::string_view room, std::string_view user, st
   return line;
 }
 
-bool Hub::claim_name(const std::string& name, Member* member) {
-  return names_.emplace(name, member).second;
+// ---- Cluster ----------------------------------------------------------------------------------
+
+Cluster::Cluster(size_t shards, size_t presence_max_members)
+    : presence_max_members_(presence_max_members), hubs_(shards, nullptr), reactors_(shards, nullptr) {}
+
+size_t Cluster::owner_of(const std::string& room) const {
+  return hubs_.size() == 1 ? 0 : std::hash<std::string>{}(room) % hubs_.size();
 }
 
-void Hub::release_name(const std::string& name, Member* member) {
-  auto it = names_.find(name);
-  if (it != names_.end() && it->second == member) names_.erase(it);
+void Cluster::attach(size_t index, reactor::Reactor& reactor, Hub& hub) {
+  hubs_[index] = &hub;
+  reactors_[index] = &reactor;
 }
 
-HubError Hub::join(const std::string& room_name, Member* member, std::vector<std::string>* names,
-                   size_t* count) {
-  Room& room = rooms_[room_name];
-  if (room.index.contains(member)) return HubError::kAlreadyMember;
-  room.index.emplace(member, room.members.size());
-  room.members.push_back(member);
-  ++room.dialect_count[static_cast<int>(member->dialect())];
-  if (!member->name().empty()) broadcast_presence(room, room_name, "join", member->name(), member);
-  if (count) *count = room.members.size();
-  if (names && room.members.size() <= presence_max_members_) {
-    for (Member* m : room.members) {
-      if (!m->name().empty()) names->push_back(m->name());
-    }
+void Cluster::run_on(size_t to, size_t from, reactor::Reactor::Task task) {
+  if (to == from) {
+    task();
+  } else {
+    reactors_[to]->post(std::move(task));
   }
+}
+
+bool Cluster::claim_name(const std::string& name, uint64_t member_id) {
+  std::lock_guard<std::mutex> lock(names_mutex_);
+  return names_.emplace(name, member_id).second;
+}
+
+void Cluster::release_name(const std::string& name, uint64_t member_id) {
+  std::lock_guard<std::mutex> lock(names_mutex_);
+  auto it = names_.find(name);
+  if (it != names_.end() && it->second == member_id) names_.erase(it);
+}
+
+// ---- Hub: the member's side -------------------------------------------------------------------
+
+Hub::Hub(Cluster& cluster, size_t shard) : cluster_(cluster), shard_(shard) {}
+
+HubError Hub::join(const std::string& room_name, Member* member, bool want_reply) {
+  LocalRoom& room = local_[room_name];
+  if (!room.index.emplace(member->id(), room.members.size()).second) return HubError::kAlreadyMember;
+  room.members.push_back(member);
+  size_t owner = cluster_.owner_of(room_name);
+  cluster_.run_on(owner, shard_, [&hub = cluster_.hub(owner), room_name, shard = shard_, id = member->id(),
+                                  name = member->name(), dialect = member->dialect(), want_reply] {
+    hub.owner_join(room_name, shard, id, name, dialect, want_reply);
+  });
   return HubError::kNone;
 }
 
 HubError Hub::leave(const std::string& room_name, Member* member) {
-  auto it = rooms_.find(room_name);
-  if (it == rooms_.end()) return HubError::kNotMember;
-  Room& room = it->second;
-  auto pos = room.index.find(member);
+  auto it = local_.find(room_name);
+  if (it == local_.end()) return HubError::kNotMember;
+  LocalRoom& room = it->second;
+  auto pos = room.index.find(member->id());
   if (pos == room.index.end()) return HubError::kNotMember;
   size_t i = pos->second;
   room.index.erase(pos);
   if (i + 1 != room.members.size()) {
     room.members[i] = room.members.back();
-    room.index[room.members[i]] = i;
+    room.index[room.members[i]->id()] = i;
   }
   room.members.pop_back();
-  --room.dialect_count[static_cast<int>(member->dialect())];
-  if (room.members.empty()) {
-    rooms_.erase(it);  // an empty room is forgotten, sequence numbers with it
-  } else if (!member->name().empty()) {
-    broadcast_presence(room, room_name, "leave", member->name(), member);
-  }
+  if (room.members.empty()) local_.erase(it);
+  size_t owner = cluster_.owner_of(room_name);
+  cluster_.run_on(owner, shard_, [&hub = cluster_.hub(owner), room_name, shard = shard_, name = member->name(),
+                                  dialect = member->dialect()] {
+    hub.owner_leave(room_name, shard, name, dialect);
+  });
   return HubError::kNone;
 }
 
@@ -84,49 +96,126 @@ void Hub::leave_all(Member* member, const std::vector<std::string>& rooms) {
   for (const auto& r : rooms) leave(r, member);
 }
 
-bool Hub::is_member(const std::string& room, Member* member) const {
-  auto it = rooms_.find(room);
-  return it != rooms_.end() && it->second.index.contains(member);
+bool Hub::is_member(const std::string& room, const Member* member) const {
+  auto it = local_.find(room);
+  return it != local_.end() && it->second.index.contains(member->id());
 }
 
-size_t Hub::member_count(const std::string& room) const {
-  auto it = rooms_.find(room);
-  return it == rooms_.end() ? 0 : it->second.members.size();
+size_t Hub::local_member_count(const std::string& room) const {
+  auto it = local_.find(room);
+  return it == local_.end() ? 0 : it->second.members.size();
 }
 
-void Hub::broadcast_presence(Room& room, const std::string& room_name, const char* type,
-                             const std::string& user, Member* except) {
-  if (room.dialect_count[static_cast<int>(Dialect::kNative)] == 0) return;
-  if (room.members.size() > presence_max_members_) return;
+HubError Hub::publish(const std::string& room, Member* from, std::string_view user, std::string_view text) {
+  if (!is_member(room, from)) return HubError::kNotMember;
+  size_t owner = cluster_.owner_of(room);
+  if (owner == shard_) {
+    owner_publish(room, std::string(user), std::string(text));
+  } else {
+    cluster_.run_on(owner, shard_, [&hub = cluster_.hub(owner), room, user = std::string(user),
+                                    text = std::string(text)] { hub.owner_publish(room, user, text); });
+  }
+  return HubError::kNone;
+}
+
+void Hub::deliver_local(const std::string& room, const EventPtr& event, uint64_t except_id) {
+  auto it = local_.find(room);
+  if (it == local_.end()) return;
+  for (Member* m : it->second.members) {
+    if (m->id() != except_id) m->deliver(event);
+  }
+}
+
+void Hub::reply_joined(const std::string& room, uint64_t member_id, size_t count,
+                       const std::shared_ptr<const std::vector<std::string>>& names) {
+  auto it = local_.find(room);
+  if (it == local_.end()) return;
+  auto pos = it->second.index.find(member_id);
+  if (pos == it->second.index.end()) return;  // left (or closed) before the answer came back
+  it->second.members[pos->second]->joined(room, count, names.get());
+}
+
+// ---- Hub: the owner's side --------------------------------------------------------------------
+
+void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member_id, const std::string& name,
+                     Dialect dialect, bool want_reply) {
+  OwnedRoom& r = owned_[room_name];
+  if (r.shard_count.empty()) r.shard_count.assign(cluster_.shards(), 0);
+  ++r.count;
+  ++r.dialect_count[static_cast<int>(dialect)];
+  ++r.shard_count[shard];
+  if (!name.empty()) {
+    r.names.insert(name);
+    owner_presence(room_name, r, "join", name, member_id);
+  }
+  if (!want_reply) return;
+  std::shared_ptr<const std::vector<std::string>> names;
+  if (r.count <= cluster_.presence_max_members()) {
+    names = std::make_shared<const std::vector<std::string>>(r.names.begin(), r.names.end());
+  }
+  cluster_.run_on(shard, shard_, [&hub = cluster_.hub(shard), room_name, member_id, count = r.count, names] {
+    hub.reply_joined(room_name, member_id, count, names);
+  });
+}
+
+void Hub::owner_leave(const std::string& room_name, size_t shard, const std::string& name, Dialect dialect) {
+  auto it = owned_.find(room_name);
+  if (it == owned_.end()) return;
+  OwnedRoom& r = it->second;
+  --r.count;
+  --r.dialect_count[static_cast<int>(dialect)];
+  --r.shard_count[shard];
+  if (r.count == 0) {
+    owned_.erase(it);  // an empty room is forgotten, its numbering with it
+    return;
+  }
+  if (!name.empty()) {
+    r.names.erase(name);
+    owner_presence(room_name, r, "leave", name, 0);
+  }
+}
+
+void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, const char* type, const std::string& user,
+                         uint64_t except_id) {
+  if (r.dialect_count[static_cast<int>(Dialect::kNative)] == 0) return;
+  if (r.count > cluster_.presence_max_members()) return;
   json j = {{"type", type}, {"room", room_name}, {"user", user}};
   auto event = std::make_shared<Event>();
   event->native = std::make_shared<const std::string>(j.dump() + "\n");
-  EventPtr shared = event;
-  for (Member* m : room.members) {
-    if (m != except && m->dialect() == Dialect::kNative) m->deliver(shared);
-  }
+  owner_broadcast(room_name, r, event, except_id);
 }
 
-PublishResult Hub::publish(const std::string& room_name, Member* from, std::string_view user,
-                           std::string_view text) {
-  auto it = rooms_.find(room_name);
-  if (it == rooms_.end() || !it->second.index.contains(from)) return {HubError::kNotMember, 0, 0};
-  Room& room = it->second;
-  uint64_t seq = room.next_seq++;
+void Hub::owner_publish(const std::string& room_name, const std::string& user, const std::string& text) {
+  auto it = owned_.find(room_name);
+  if (it == owned_.end()) return;  // everyone left meanwhile
+  OwnedRoom& r = it->second;
+  uint64_t seq = r.next_seq++;
   // Serialise once per dialect present in the room; every member gets a reference.
   auto event = std::make_shared<Event>();
-  if (room.dialect_count[static_cast<int>(Dialect::kNative)] > 0) {
+  if (r.dialect_count[static_cast<int>(Dialect::kNative)] > 0) {
     event->native = std::make_shared<const std::string>(native_message_line(room_name, user, text, now_ms(), seq));
   }
-  if (room.dialect_count[static_cast<int>(Dialect::kArticle)] > 0) {
+  if (r.dialect_count[static_cast<int>(Dialect::kArticle)] > 0) {
     std::string line;
     line.reserve(user.size() + text.size() + 4);
     line.append("[").append(user).append("] ").append(text).append("\n");
     event->article = std::make_shared<const std::string>(std::move(line));
   }
-  EventPtr shared = event;
-  for (Member* m : room.members) m->deliver(shared);
-  return {HubError::kNone, seq, room.members.size()};
+  owner_broadcast(room_name, r, event, 0);
+}
+
+void Hub::owner_broadcast(const std::string& room_name, const OwnedRoom& r, const EventPtr& event,
+                          uint64_t except_id) {
+  for (size_t k = 0; k < r.shard_count.size(); ++k) {
+    if (r.shard_count[k] == 0) continue;
+    if (k == shard_) {
+      deliver_local(room_name, event, except_id);
+    } else {
+      cluster_.run_on(k, shard_, [&hub = cluster_.hub(k), room_name, event, except_id] {
+        hub.deliver_local(room_name, event, except_id);
+      });
+    }
+  }
 }
 
 }  // namespace chat

@@ -1,16 +1,30 @@
-// Hub: rooms and their members. It never sees a socket: a member is anything that can take an
-// event, and an event carries its bytes already serialised once per wire dialect, immutable and
-// shared, so every recipient's output queue holds a reference, never a copy.
+// Hub: rooms and their members, sharded over reactors. It never sees a socket: a member is
+// anything that can take an event, and an event carries its bytes already serialised once per wire
+// dialect, immutable and shared, so every recipient's output queue holds a reference, never a copy.
+//
+// Each reactor (shard) has one Hub. A Hub keeps the members of each room that live on its shard,
+// for fan-out. Each room also has one owner shard (a hash of its name), whose Hub holds the room's
+// global state: its sequence number, member counts per shard and dialect, native names. Every
+// join, leave and message of a room goes through its owner, which numbers the messages and sends
+// each event once to every shard with members there (one posted task per shard per event; the
+// shared buffer is not copied). Posts between two reactors are FIFO, so every member of a room sees
+// the room's events in the owner's order, and a sender's messages in the order sent.
+//
+// With one shard every call is direct and synchronous: the single-threaded server.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "reactor/output_queue.h"
+#include "reactor/reactor.h"
 
 namespace chat {
 
@@ -27,59 +41,90 @@ using EventPtr = std::shared_ptr<const Event>;
 class Member {
  public:
   virtual ~Member() = default;
+  virtual uint64_t id() const = 0;  // unique in the process, never reused
   virtual Dialect dialect() const = 0;
   virtual const std::string& name() const = 0;  // native members; "" for the article's
   virtual void deliver(const EventPtr& event) = 0;
+  // The answer to a join that asked for one: `count` members now in the room, and the native
+  // names when the room is small enough for presence (else `names` is null).
+  virtual void joined(const std::string& room, size_t count, const std::vector<std::string>* names) = 0;
 };
 
-enum class HubError { kNone, kNoSuchRoom, kNotMember, kAlreadyMember, kNameTaken };
-const char* hub_error_code(HubError e);
+enum class HubError { kNone, kNotMember, kAlreadyMember };
 
-struct PublishResult {
-  HubError error = HubError::kNone;
-  uint64_t seq = 0;
-  size_t recipients = 0;
+class Hub;
+
+// What the shards share: the list of hubs and their reactors, and the registry of native names.
+class Cluster {
+ public:
+  Cluster(size_t shards, size_t presence_max_members);
+  size_t shards() const { return hubs_.size(); }
+  size_t presence_max_members() const { return presence_max_members_; }
+  size_t owner_of(const std::string& room) const;
+  // Registers shard `index`; call on that shard's thread before any traffic.
+  void attach(size_t index, reactor::Reactor& reactor, Hub& hub);
+  // Runs `task` on shard `to`: at once if `to` is the calling shard `from`, else posted.
+  void run_on(size_t to, size_t from, reactor::Reactor::Task task);
+  Hub& hub(size_t index) { return *hubs_[index]; }
+
+  // Native names are unique across the process.
+  bool claim_name(const std::string& name, uint64_t member_id);
+  void release_name(const std::string& name, uint64_t member_id);
+
+ private:
+  size_t presence_max_members_;
+  std::vector<Hub*> hubs_;
+  std::vector<reactor::Reactor*> reactors_;
+  std::mutex names_mutex_;
+  std::unordered_map<std::string, uint64_t> names_;  // guarded by names_mutex_
 };
 
 class Hub {
  public:
-  // Presence events (join/leave) and member lists are sent only in rooms with at most
-  // `presence_max_members` members: in a room of 10,000, one join would otherwise cost 10,000
-  // deliveries, and everyone joining would cost 50 million.
-  explicit Hub(size_t presence_max_members = 100) : presence_max_members_(presence_max_members) {}
+  Hub(Cluster& cluster, size_t shard);
 
-  // Native names are unique among connected members.
-  bool claim_name(const std::string& name, Member* member);
-  void release_name(const std::string& name, Member* member);
-
-  // Join: other members get a presence event; `names` gets the native members present after the
-  // join (when the room is small enough for presence), `count` all of them.
-  HubError join(const std::string& room, Member* member, std::vector<std::string>* names = nullptr,
-                size_t* count = nullptr);
+  // ---- Called by the sessions of this shard ----
+  // Joins at once on this shard; the owner then counts the member, tells the room (presence), and,
+  // if `want_reply`, answers through Member::joined. kAlreadyMember if already in the room.
+  HubError join(const std::string& room, Member* member, bool want_reply);
   HubError leave(const std::string& room, Member* member);
-  // Leaves every room `member` is in (when its connection closes).
   void leave_all(Member* member, const std::vector<std::string>& rooms);
-
   // Sends `text` from `user` to every member of `room`, the sender included.
-  PublishResult publish(const std::string& room, Member* from, std::string_view user, std::string_view text);
-
-  bool is_member(const std::string& room, Member* member) const;
-  size_t room_count() const { return rooms_.size(); }
-  size_t member_count(const std::string& room) const;
+  HubError publish(const std::string& room, Member* from, std::string_view user, std::string_view text);
+  bool is_member(const std::string& room, const Member* member) const;
+  size_t local_member_count(const std::string& room) const;
+  Cluster& cluster() { return cluster_; }
 
  private:
-  struct Room {
+  struct LocalRoom {
     std::vector<Member*> members;
-    std::unordered_map<Member*, size_t> index;  // member -> position in members
-    size_t dialect_count[2] = {0, 0};
-    uint64_t next_seq = 1;
+    std::unordered_map<uint64_t, size_t> index;  // member id -> position in members
   };
-  void broadcast_presence(Room& room, const std::string& room_name, const char* type,
-                          const std::string& user, Member* except);
+  struct OwnedRoom {
+    uint64_t next_seq = 1;
+    size_t count = 0;
+    size_t dialect_count[2] = {0, 0};
+    std::vector<size_t> shard_count;  // members per shard
+    std::set<std::string> names;      // native members' names
+  };
 
-  size_t presence_max_members_;
-  std::unordered_map<std::string, Room> rooms_;
-  std::unordered_map<std::string, Member*> names_;
+  // On the owner's thread.
+  void owner_join(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
+                  Dialect dialect, bool want_reply);
+  void owner_leave(const std::string& room, size_t shard, const std::string& name, Dialect dialect);
+  void owner_publish(const std::string& room, const std::string& user, const std::string& text);
+  void owner_presence(const std::string& room, OwnedRoom& r, const char* type, const std::string& user,
+                      uint64_t except_id);
+  void owner_broadcast(const std::string& room, const OwnedRoom& r, const EventPtr& event, uint64_t except_id);
+  // On a member's thread.
+  void deliver_local(const std::string& room, const EventPtr& event, uint64_t except_id);
+  void reply_joined(const std::string& room, uint64_t member_id, size_t count,
+                    const std::shared_ptr<const std::vector<std::string>>& names);
+
+  Cluster& cluster_;
+  size_t shard_;
+  std::unordered_map<std::string, LocalRoom> local_;
+  std::unordered_map<std::string, OwnedRoom> owned_;
 };
 
 // Serialisation of the native dialect's lines (shared with the sessions).

@@ -26,6 +26,26 @@ bool valid_article_name(std::string_view name) {
   return true;
 }
 
+Stats& Stats::operator+=(const Stats& o) {
+  connections_accepted += o.connections_accepted;
+  connections_open += o.connections_open;
+  connections_refused += o.connections_refused;
+  article_sessions += o.article_sessions;
+  native_sessions += o.native_sessions;
+  messages_in += o.messages_in;
+  deliveries += o.deliveries;
+  bytes_in += o.bytes_in;
+  bytes_out += o.bytes_out;
+  errors_json += o.errors_json;
+  errors_utf8 += o.errors_utf8;
+  errors_too_long += o.errors_too_long;
+  errors_request += o.errors_request;
+  errors_garbage += o.errors_garbage;
+  slow_consumer_closes += o.slow_consumer_closes;
+  unsynced_closes += o.unsynced_closes;
+  return *this;
+}
+
 std::string Stats::to_string() const {
   char line[1024];
   std::snprintf(

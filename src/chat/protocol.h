@@ -39,6 +39,7 @@ struct Stats {
   uint64_t unsynced_closes = 0;      // streams that could not be resynchronised
 
   std::string to_string() const;
+  Stats& operator+=(const Stats& o);
 };
 
 // Native user names: 1 to 32 characters from [A-Za-z0-9_.-].

@@ -5,32 +5,36 @@
 
 namespace chat {
 
-ChatServer::ChatServer(reactor::Reactor& reactor, const reactor::InetAddress& address, Limits limits)
+// ---- ChatServer -------------------------------------------------------------------------------
+
+ChatServer::ChatServer(reactor::Reactor& reactor, Cluster& cluster, size_t shard, const Limits& limits,
+                       std::optional<reactor::InetAddress> listen_on)
     : reactor_(reactor),
       limits_(limits),
-      hub_(limits.presence_max_members),
-      server_(reactor, address,
+      hub_(cluster, shard),
+      server_(reactor,
               [this] {
                 reactor::ConnectionCallbacks cb;
                 cb.on_message = [](const reactor::TcpConnectionPtr& conn, reactor::Buffer& input) {
                   static_cast<Session*>(conn->context.get())->on_input(input);
                 };
-                cb.on_close = [this, alive = std::weak_ptr<int>(alive_)](
-                                  const reactor::TcpConnectionPtr& conn, std::string_view reason) {
+                cb.on_close = [this, alive = std::weak_ptr<int>(alive_)](const reactor::TcpConnectionPtr& conn,
+                                                                         std::string_view reason) {
                   if (!alive.expired()) on_close(conn, reason);
                 };
                 return cb;
               }(),
               reactor::ConnectionOptions{.high_water_mark = limits.output_soft, .output_limit = limits.output_hard}) {
+  cluster.attach(shard, reactor, hub_);
+  if (listen_on) server_.listen(*listen_on);
   server_.set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_connection(conn); });
 }
 
 ChatServer::~ChatServer() {
-  // Close what is still open so that no session outlives the hub it points into.
+  // Close what is still open. The loops have stopped: nothing is told to the other shards.
   auto open = std::move(connections_);
   for (auto& [id, conn] : open) {
     conn->close("server destroyed");
-    if (auto* s = static_cast<Session*>(conn->context.get())) s->on_close();
     conn->context.reset();
   }
 }
@@ -92,6 +96,86 @@ void ChatServer::maybe_finish_shutdown() {
   done();
 }
 
-std::string ChatServer::stats_line() const { return stats_.to_string(); }
+// ---- ChatService ------------------------------------------------------------------------------
+
+ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& address, const Limits& limits,
+                         size_t threads, const std::string& backend)
+    : main_(main),
+      limits_(limits),
+      cluster_(threads, limits.presence_max_members),
+      reactors_(threads, nullptr),
+      servers_(threads),
+      final_(threads) {
+  reactors_[0] = &main;
+  servers_[0] = std::make_unique<ChatServer>(main, cluster_, 0, limits_, address);
+  if (threads > 1) {
+    // Each shard's server is built on its own thread (the owner rule) and destroyed there.
+    pool_ = std::make_unique<reactor::ReactorPool>(
+        threads - 1, backend,
+        [this](reactor::Reactor& r, size_t i) {
+          reactors_[i + 1] = &r;
+          servers_[i + 1] = std::make_unique<ChatServer>(r, cluster_, i + 1, limits_, std::nullopt);
+        },
+        [this](reactor::Reactor&, size_t i) {
+          final_[i + 1] = servers_[i + 1]->stats();
+          servers_[i + 1].reset();
+        });
+    servers_[0]->set_accept_hook([this](reactor::Handle& socket, const reactor::InetAddress& peer) {
+      size_t k = next_shard_++ % servers_.size();
+      if (k == 0) return false;  // this shard keeps it
+      reactors_[k]->post([server = servers_[k].get(), fd = socket.release(), peer] {
+        server->adopt(reactor::Handle(fd), peer);
+      });
+      return true;
+    });
+  }
+}
+
+ChatService::~ChatService() { stop_pool(); }
+
+void ChatService::start() { servers_[0]->start(); }
+
+void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {
+  auto remaining = std::make_shared<size_t>(servers_.size());
+  auto finished = [this, remaining, done = std::move(done)] {
+    if (--*remaining == 0) done();
+  };
+  for (size_t k = 0; k < servers_.size(); ++k) {
+    cluster_.run_on(k, 0, [this, k, grace, finished] {
+      servers_[k]->shutdown(grace, [this, k, finished] { cluster_.run_on(0, k, finished); });
+    });
+  }
+}
+
+void ChatService::collect_stats(std::function<void(const Stats&)> callback) {
+  struct Collect {
+    Stats sum;
+    size_t remaining;
+    std::function<void(const Stats&)> callback;
+  };
+  auto c = std::make_shared<Collect>(Collect{{}, servers_.size(), std::move(callback)});
+  for (size_t k = 0; k < servers_.size(); ++k) {
+    cluster_.run_on(k, 0, [this, k, c] {
+      Stats s = servers_[k]->stats();
+      cluster_.run_on(0, k, [c, s] {
+        c->sum += s;
+        if (--c->remaining == 0) c->callback(c->sum);
+      });
+    });
+  }
+}
+
+void ChatService::stop_pool() {
+  if (!pool_) return;
+  pool_->stop();
+  pool_->join();
+  pool_.reset();
+}
+
+Stats ChatService::final_stats() const {
+  Stats sum = servers_[0]->stats();
+  for (size_t k = 1; k < final_.size(); ++k) sum += final_[k];
+  return sum;
+}
 
 }  // namespace chat

@@ -1,30 +1,44 @@
-// ChatServer: the chat service on one Reactor. A TcpServer whose connections each carry a Session;
-// the Hub routes between sessions. Knows sockets only through the reactor library.
+// The chat service on one reactor (ChatServer, a shard) or on several (ChatService).
+//
+// ChatServer: a TcpServer whose connections each carry a Session, with the shard's Hub and Stats.
+// ChatService: shard 0 runs on the caller's reactor and owns the listening socket; threads - 1 more
+// shards run in a ReactorPool. Accepted sockets are handed round-robin to the shards (one posted
+// task per connection), so a connection lives on one reactor for its whole life. With one thread
+// there is no pool and nothing is posted: the single-threaded server.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "chat/hub.h"
 #include "chat/protocol.h"
+#include "reactor/reactor_pool.h"
 #include "reactor/tcp_server.h"
 
 namespace chat {
 
 class ChatServer {
  public:
-  ChatServer(reactor::Reactor& reactor, const reactor::InetAddress& address, Limits limits);
+  // With `listen_on`, the shard listens; without, sockets arrive through adopt().
+  ChatServer(reactor::Reactor& reactor, Cluster& cluster, size_t shard, const Limits& limits,
+             std::optional<reactor::InetAddress> listen_on);
   ~ChatServer();
 
   void start();
+  void adopt(reactor::Handle socket, const reactor::InetAddress& peer) { server_.adopt(std::move(socket), peer); }
+  void set_accept_hook(std::function<bool(reactor::Handle&, const reactor::InetAddress&)> hook) {
+    server_.set_accept_hook(std::move(hook));
+  }
   // Graceful stop: stop accepting, let every connection's queued output leave, close each one,
   // and call `done` when all are closed or `grace` has passed (what is left is closed then).
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
 
   const reactor::InetAddress& local_address() const { return server_.local_address(); }
   const Stats& stats() const { return stats_; }
-  std::string stats_line() const;
 
  private:
   void on_connection(const reactor::TcpConnectionPtr& conn);
@@ -40,6 +54,37 @@ class ChatServer {
   std::unordered_map<uint64_t, reactor::TcpConnectionPtr> connections_;
   std::function<void()> shutdown_done_;
   reactor::TimerId shutdown_timer_ = 0;
+};
+
+class ChatService {
+ public:
+  // `main` is shard 0 and must be the calling thread's reactor.
+  ChatService(reactor::Reactor& main, const reactor::InetAddress& address, const Limits& limits,
+              size_t threads, const std::string& backend);
+  ~ChatService();
+
+  void start();
+  // On `main`'s thread: every shard stops gracefully; `done` runs on `main` when all have.
+  void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
+  // On `main`'s thread: `callback` gets the sum of every shard's counters, on `main`.
+  void collect_stats(std::function<void(const Stats&)> callback);
+  // After shutdown and `main`'s loop has stopped: stops and joins the other shards.
+  void stop_pool();
+  // After stop_pool(): the sum of every shard's counters.
+  Stats final_stats() const;
+
+  size_t threads() const { return servers_.size(); }
+  const reactor::InetAddress& local_address() const { return servers_[0]->local_address(); }
+
+ private:
+  reactor::Reactor& main_;
+  Limits limits_;
+  Cluster cluster_;
+  std::vector<reactor::Reactor*> reactors_;
+  std::vector<std::unique_ptr<ChatServer>> servers_;
+  std::vector<Stats> final_;
+  std::unique_ptr<reactor::ReactorPool> pool_;
+  size_t next_shard_ = 0;
 };
 
 }  // namespace chat

@@ -39,7 +39,7 @@ Session::Session(Hub& hub, Stats& stats, const Limits& limits, reactor::TcpConne
 void Session::start() {
   ++stats_.article_sessions;
   rooms_.emplace_back(kLobby);
-  hub_.join(kLobby, this);
+  hub_.join(kLobby, this, /*want_reply=*/false);
 }
 
 void Session::on_input(reactor::Buffer& input) {
@@ -130,7 +130,7 @@ void Session::handle_first(const json& j, std::string_view frame) {
     error("bad_name", "user must be 1 to 32 characters from A-Z a-z 0-9 _ . -");
     return;  // still undecided: the client may try again
   }
-  if (!hub_.claim_name(*user, this)) {
+  if (!hub_.cluster().claim_name(*user, id())) {
     ++stats_.errors_request;
     error("name_taken", "user '" + *user + "' is already connected");
     return;
@@ -159,7 +159,7 @@ void Session::handle_article(const json& j, std::string_view frame) {
     return;
   }
   ++stats_.messages_in;
-  hub_.publish(kLobby, this, *user, *text);
+  hub_.publish(kLobby, this, *user, *text);  // always a member of the lobby here
 }
 
 void Session::handle_native(const json& j) {
@@ -175,10 +175,9 @@ void Session::handle_native(const json& j) {
       ++stats_.errors_request;
       return error("bad_request", "message needs string fields 'room' and 'text'");
     }
-    PublishResult r = hub_.publish(*room, this, name_, *text);
-    if (r.error != HubError::kNone) {
+    if (hub_.publish(*room, this, name_, *text) != HubError::kNone) {
       ++stats_.errors_request;
-      return error(hub_error_code(r.error), "not a member of room '" + *room + "'");
+      return error("not_member", "not a member of room '" + *room + "'");
     }
     ++stats_.messages_in;
   } else if (*type == "join" || *type == "leave") {
@@ -213,13 +212,14 @@ void Session::native_join(const std::string& room) {
     ++stats_.errors_request;
     return error("too_many_rooms", "at most " + std::to_string(limits_.max_rooms) + " rooms per connection");
   }
-  std::vector<std::string> names;
-  size_t count = 0;
-  hub_.join(room, this, &names, &count);
   rooms_.push_back(room);
-  json joined = {{"type", "joined"}, {"room", room}, {"count", count}};
-  if (count <= limits_.presence_max_members) joined["members"] = names;
-  reply(joined);
+  hub_.join(room, this, /*want_reply=*/true);  // the room's owner answers through joined()
+}
+
+void Session::joined(const std::string& room, size_t count, const std::vector<std::string>* names) {
+  json reply_json = {{"type", "joined"}, {"room", room}, {"count", count}};
+  if (names) reply_json["members"] = *names;
+  reply(reply_json);
 }
 
 void Session::native_leave(const std::string& room) {
@@ -231,7 +231,7 @@ void Session::native_leave(const std::string& room) {
 void Session::on_close() {
   hub_.leave_all(this, rooms_);
   rooms_.clear();
-  if (state_ == State::kNative) hub_.release_name(name_, this);
+  if (state_ == State::kNative) hub_.cluster().release_name(name_, id());
 }
 
 void Session::reply(const json& j) {

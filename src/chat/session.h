@@ -31,9 +31,11 @@ class Session final : public Member {
   // The connection closed: leave every room, give the name back.
   void on_close();
 
+  uint64_t id() const override { return conn_.id(); }
   Dialect dialect() const override { return state_ == State::kNative ? Dialect::kNative : Dialect::kArticle; }
   const std::string& name() const override { return name_; }
   void deliver(const EventPtr& event) override;
+  void joined(const std::string& room, size_t count, const std::vector<std::string>* names) override;
 
  private:
   enum class State : uint8_t { kUndecided, kArticle, kNative };

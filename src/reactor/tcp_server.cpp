@@ -4,12 +4,8 @@
 
 namespace reactor {
 
-TcpServer::TcpServer(Reactor& reactor, const InetAddress& address, ConnectionCallbacks callbacks,
-                     ConnectionOptions connection_options, ListenOptions listen_options)
-    : reactor_(reactor),
-      listener_(reactor, address, listen_options),
-      stats_(std::make_shared<ServerStats>()),
-      options_(connection_options) {
+TcpServer::TcpServer(Reactor& reactor, ConnectionCallbacks callbacks, ConnectionOptions connection_options)
+    : reactor_(reactor), stats_(std::make_shared<ServerStats>()), options_(connection_options) {
   // Count closes through the shared callbacks; the stats outlive the server if connections do.
   auto user_close = std::move(callbacks.on_close);
   callbacks.on_close = [stats = stats_, user_close](const TcpConnectionPtr& c, std::string_view why) {
@@ -19,11 +15,29 @@ TcpServer::TcpServer(Reactor& reactor, const InetAddress& address, ConnectionCal
   callbacks_ = std::make_shared<const ConnectionCallbacks>(std::move(callbacks));
 }
 
-void TcpServer::start() {
-  listener_.start([this](Handle socket, const InetAddress& peer) { on_accept(std::move(socket), peer); });
+TcpServer::TcpServer(Reactor& reactor, const InetAddress& address, ConnectionCallbacks callbacks,
+                     ConnectionOptions connection_options, ListenOptions listen_options)
+    : TcpServer(reactor, std::move(callbacks), connection_options) {
+  listen(address, listen_options);
 }
 
-void TcpServer::on_accept(Handle socket, const InetAddress& peer) {
+void TcpServer::listen(const InetAddress& address, ListenOptions options) {
+  listener_ = std::make_unique<TcpListener>(reactor_, address, options);
+}
+
+void TcpServer::start() {
+  if (!listener_) return;
+  listener_->start([this](Handle socket, const InetAddress& peer) {
+    if (accept_hook_ && accept_hook_(socket, peer)) return;
+    adopt(std::move(socket), peer);
+  });
+}
+
+void TcpServer::stop_accepting() {
+  if (listener_) listener_->stop();
+}
+
+void TcpServer::adopt(Handle socket, const InetAddress& peer) {
   ++stats_->accepted;
   auto conn = TcpConnection::create(reactor_, std::move(socket), callbacks_, options_);
   try {

@@ -291,8 +291,17 @@ TEST(ChatArticle, BadInputIsLoggedAndSkipped) {
   EXPECT_NE(server.process.err().find("malformed JSON"), std::string::npos) << server.process.err();
 }
 
-TEST(ChatScale, ThousandMembersEachReceiveEveryMessageOnceInOrder) {
-  Server server(chat_args());
+class ChatThreads : public ::testing::TestWithParam<int> {};
+INSTANTIATE_TEST_SUITE_P(Reactors, ChatThreads, ::testing::Values(1, 2),
+                         [](const auto& info) { return std::to_string(info.param) + "_threads"; });
+
+// 1,000 members (spread over the reactors round-robin), four publishers on different reactors:
+// every member gets every message exactly once, each sender's messages in the order sent, and all
+// members the same room-wide order (the same text under the same sequence number).
+TEST_P(ChatThreads, ThousandMembersEachReceiveEveryMessageOnceInOneRoomWideOrder) {
+  Server server(chat_args({"--threads", std::to_string(GetParam())}));
+  EXPECT_NE(server.process.out().find(std::to_string(GetParam()) + " thread"), std::string::npos)
+      << server.process.out();
   constexpr int kMembers = 1000, kPublishers = 4, kPerPublisher = 25;
   std::vector<std::unique_ptr<Native>> members;
   for (int i = 0; i < kMembers; ++i) {
@@ -304,14 +313,16 @@ TEST(ChatScale, ThousandMembersEachReceiveEveryMessageOnceInOrder) {
   for (auto& m : members) ASSERT_EQ(expect_type(*m, "joined")["type"], "joined");
   for (int k = 0; k < kPerPublisher; ++k) {
     for (int p = 0; p < kPublishers; ++p) {
-      members[static_cast<size_t>(p * 250)]->send(
+      members[static_cast<size_t>(p * 251)]->send(
           json{{"type", "message"}, {"room", "big"}, {"text", std::to_string(p) + ":" + std::to_string(k)}}.dump() + "\n");
     }
   }
   const int total = kPublishers * kPerPublisher;
+  std::vector<std::string> order;  // text by sequence number, as the first member saw it
   for (auto& m : members) {
     uint64_t last_seq = 0;
     std::map<std::string, int> next_from;
+    std::vector<std::string> seen;
     for (int got = 0; got < total;) {
       json j = next_json(*m);
       ASSERT_NE(j["type"], "<nothing>") << "a member is missing messages after " << got;
@@ -322,8 +333,11 @@ TEST(ChatScale, ThousandMembersEachReceiveEveryMessageOnceInOrder) {
       std::string text = j["text"];
       std::string from = text.substr(0, text.find(':'));
       ASSERT_EQ(std::stoi(text.substr(text.find(':') + 1)), next_from[from]++) << "a sender's order changed";
+      seen.push_back(text);
       ++got;
     }
+    if (order.empty()) order = seen;
+    ASSERT_EQ(seen, order) << "two members saw the room's messages in different orders";
   }
 }
 
