@@ -28,8 +28,24 @@ void Buffer::reserve_tail(size_t n) {
   end_ = used;
 }
 
+void Buffer::borrow(const char* bytes, size_t size) {
+  clear();
+  borrowed_ = bytes;
+  begin_ = 0;
+  end_ = size;
+}
+
+void Buffer::keep() {
+  if (!borrowed_) return;
+  std::string_view rest = view();
+  borrowed_ = nullptr;
+  begin_ = end_ = 0;
+  append(rest);
+}
+
 void Buffer::append(std::string_view bytes) {
   if (bytes.empty()) return;
+  keep();
   reserve_tail(bytes.size());
   std::memcpy(data_.get() + end_, bytes.data(), bytes.size());
   end_ += bytes.size();
@@ -37,6 +53,7 @@ void Buffer::append(std::string_view bytes) {
 
 void Buffer::consume(size_t n) {
   if (n >= size()) {
+    borrowed_ = nullptr;
     data_.reset();
     capacity_ = begin_ = end_ = 0;
   } else {
@@ -45,6 +62,7 @@ void Buffer::consume(size_t n) {
 }
 
 ssize_t Buffer::read_from(int fd) {
+  keep();
   char spill[kSpill];
   iovec iov[2];
   size_t tail = capacity_ - end_;

@@ -24,7 +24,7 @@ class Buffer {
   size_t size() const { return end_ - begin_; }
   bool empty() const { return begin_ == end_; }
   size_t capacity() const { return capacity_; }
-  const char* data() const { return data_.get() + begin_; }
+  const char* data() const { return base() + begin_; }
   std::string_view view() const { return {data(), size()}; }
 
   void append(std::string_view bytes);
@@ -35,13 +35,21 @@ class Buffer {
   // One readv from `fd`. Returns what read(2) would: bytes read, 0 at end of stream, -1 with errno.
   ssize_t read_from(int fd);
 
+  // Borrowed mode, for the common case of a read that the handler consumes whole: the (empty)
+  // buffer shows `size` bytes that live elsewhere (the reader's stack) instead of copying them in.
+  // keep() must follow before that memory goes away: it copies what was not consumed.
+  void borrow(const char* bytes, size_t size);
+  void keep();
+
  private:
   struct Free {
     void operator()(char* p) const { std::free(p); }
   };
   void reserve_tail(size_t n);
+  const char* base() const { return borrowed_ ? borrowed_ : data_.get(); }
 
   std::unique_ptr<char, Free> data_;
+  const char* borrowed_ = nullptr;
   size_t capacity_ = 0;
   size_t begin_ = 0;
   size_t end_ = 0;

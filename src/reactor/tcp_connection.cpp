@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <utility>
 
 #include "reactor/error.h"
 #include "reactor/log.h"
@@ -41,7 +42,16 @@ void TcpConnection::handle_events(Events events) {
 }
 
 void TcpConnection::handle_read() {
-  ssize_t n = input_.read_from(socket_.get());
+  ssize_t n;
+  char spill[Buffer::kSpill];
+  if (input_.empty()) {
+    // Nothing pending: one plain read onto the stack, and the handler sees it in place. Only bytes
+    // it leaves (a partial frame) are copied into the connection's buffer.
+    n = ::read(socket_.get(), spill, sizeof spill);
+    if (n > 0) input_.borrow(spill, static_cast<size_t>(n));
+  } else {
+    n = input_.read_from(socket_.get());
+  }
   ++stats_.reads;
   if (n > 0) {
     stats_.bytes_in += static_cast<uint64_t>(n);
@@ -50,6 +60,7 @@ void TcpConnection::handle_read() {
     } else {
       input_.clear();
     }
+    input_.keep();
   } else if (n == 0) {
     // End of stream: the peer will send no more. It still gets what is queued for it.
     peer_eof_ = true;
@@ -128,8 +139,9 @@ void TcpConnection::flush_output() {
   }
   want_write_ = !output_.empty();
   if (!want_write_) {
-    high_water_signalled_ = false;
-    if (had_output && callbacks_->on_drain) callbacks_->on_drain(shared_from_this());
+    // on_drain answers on_high_water: only a queue that crossed the mark reports draining.
+    bool was_high = std::exchange(high_water_signalled_, false);
+    if (had_output && was_high && callbacks_->on_drain) callbacks_->on_drain(shared_from_this());
     if (!open_) return;
     if (close_when_drained_) {
       close(*close_when_drained_);

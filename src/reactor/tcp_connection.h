@@ -8,7 +8,7 @@
 // Backpressure is a value, not only a notification: send() says whether the bytes were queued or
 // refused (connection closing, or the hard output limit passed, which closes the connection after
 // the current dispatch). Crossing the high-water mark calls on_high_water once; on_drain is called
-// when the queue empties again. pause_reading()/resume_reading() let an owner push back on a peer.
+// when that queue has emptied again. pause_reading()/resume_reading() let an owner push back on a peer.
 //
 // Closing: close() unregisters and closes the descriptor at once and drops queued output;
 // on_close runs later from the reactor's deferred phase, never re-entrantly. A peer that half-closes
@@ -40,7 +40,7 @@ struct ConnectionCallbacks {
   std::function<void(const TcpConnectionPtr&, Buffer& input)> on_message;
   std::function<void(const TcpConnectionPtr&, std::string_view reason)> on_close;
   std::function<void(const TcpConnectionPtr&, size_t queued)> on_high_water;
-  std::function<void(const TcpConnectionPtr&)> on_drain;
+  std::function<void(const TcpConnectionPtr&)> on_drain;  // the queue emptied after on_high_water
 };
 
 // Both limits measure the queue's footprint: bytes plus OutputQueue::kChunkOverhead per chunk.
