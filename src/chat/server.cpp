@@ -106,6 +106,8 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
       reactors_(threads, nullptr),
       servers_(threads),
       final_(threads) {
+  // Connections are handed out round-robin, so the limit is split evenly over the shards.
+  if (limits_.max_connections) limits_.max_connections = (limits_.max_connections + threads - 1) / threads;
   reactors_[0] = &main;
   servers_[0] = std::make_unique<ChatServer>(main, cluster_, 0, limits_, address);
   if (threads > 1) {
