@@ -417,6 +417,17 @@ TEST(ChatServer, SigtermFlushesAndExitsZeroWithCounters) {
   EXPECT_NE(server.process.err().find("messages in=1"), std::string::npos) << server.process.err();
 }
 
+TEST(ChatServer, ConnectionsPastTheLimitAreClosedAndCounted) {
+  Server server(chat_args({"--max-connections", "2", "--threads", "1"}));
+  Native a(server.port, "a"), b(server.port, "b");
+  ASSERT_EQ(b.welcome["type"], "welcome");
+  LineClient c(server.port);
+  EXPECT_TRUE(c.closed_by_peer(5s));
+  EXPECT_EQ(a.request({{"type", "ping"}})["type"], "pong") << "the others are unharmed";
+  std::string stats = stats_of(server.process);
+  EXPECT_EQ(counter(stats, "refused"), 1) << stats;
+}
+
 TEST(ChatServer, UserMistakesAreOneLineAndANonZeroExit) {
   for (std::vector<std::string> args : {std::vector<std::string>{"--max-frame", "huge"},
                                         {"--soft-limit", "9000000", "--output-limit", "4096"},
