@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli.h"
+#include "app/stdin.h"
 #include "chat/framing.h"
 #include "chat/protocol.h"
 #include "reactor/error.h"
@@ -161,14 +162,6 @@ class Client {
   int status_ = 0;
 };
 
-const char* backend_for_stdin() {
-  struct stat st {};
-  if (::fstat(STDIN_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || (S_ISCHR(st.st_mode) && !::isatty(STDIN_FILENO)))) {
-    return "poll";  // epoll refuses regular files and /dev/null
-  }
-  return "";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,7 +184,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    reactor::Reactor loop(backend_for_stdin());
+    reactor::Reactor loop(app::backend_for_stdin());
     loop.stop_on_signals();
     Client client(loop, user, room);
     return client.run(reactor::InetAddress::resolve(host, port));

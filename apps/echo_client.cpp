@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "app/cli.h"
+#include "app/stdin.h"
 #include "reactor/error.h"
 #include "reactor/tcp_connection.h"
 #include "reactor/tcp_connector.h"
@@ -28,15 +29,6 @@ bool write_all(int fd, const char* data, size_t size) {
   return true;
 }
 
-// epoll refuses regular files and devices such as /dev/null; poll takes them (always readable).
-const char* backend_for_stdin() {
-  struct stat st {};
-  if (::fstat(STDIN_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || (S_ISCHR(st.st_mode) && !::isatty(STDIN_FILENO)))) {
-    return "poll";
-  }
-  return "";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -49,7 +41,7 @@ int main(int argc, char** argv) {
 
   int status = 0;
   try {
-    reactor::Reactor loop(backend_for_stdin());
+    reactor::Reactor loop(app::backend_for_stdin());
     loop.stop_on_signals();
     reactor::InetAddress address = reactor::InetAddress::resolve(host, port);
     reactor::TcpConnectionPtr conn;
