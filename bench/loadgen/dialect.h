@@ -1,0 +1,65 @@
+// The four chat dialects loadgen speaks: what a member or publisher sends to subscribe and publish,
+// and an incremental parser for what the server sends back.
+//
+//   native   chat-server's JSON lines: {"type":"hello","user":U} {"type":"join","room":R},
+//            {"type":"message","room":R,"text":T}; in: {"type":"message",...,"text":T,...} lines.
+//            Lines before "welcome" may be the article's lobby lines (docs/PROTOCOL.md): skipped.
+//   article  the article's protocol: in room "lobby" from connect; out {"user":U,"text":T}; in
+//            "[U] T" with or without "\n" (the article's Python server sends none), split by the
+//            known text length.
+//   redis    RESP: SUBSCRIBE R / PUBLISH R T; pushed *3 $7 message $len R $len T.
+//   nats     core protocol: INFO, CONNECT {...}, SUB R 1 / PUB R len, PING/PONG, MSG R 1 len.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "loadgen/config.h"
+
+namespace loadgen {
+
+// What the parser found; called in arrival order.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void on_text(std::string_view text) = 0;   // a chat message delivered (its text)
+  virtual void on_ready() = 0;                       // subscription/handshake confirmed
+  virtual void on_info() {}                          // nats: the server's INFO (send CONNECT now)
+  virtual void on_ping() {}                          // nats: the server's PING (answer PONG)
+  virtual void on_error(std::string_view what) = 0;  // the server reported an error
+};
+
+struct ParseResult {
+  size_t consumed = 0;   // bytes used up (the rest is a partial frame, kept for later)
+  bool fatal = false;    // the stream makes no sense: close the connection
+  std::string problem;   // when fatal
+};
+
+class Codec {
+ public:
+  Codec(const Config& cfg) : cfg_(cfg) {}
+
+  // Bytes to send as soon as the connection is up (nats: nothing until INFO, see after_info).
+  std::string greeting(bool publisher, const std::string& user) const;
+  // nats: what to send once INFO arrived (CONNECT, SUB for a member, PING).
+  std::string after_info(bool publisher) const;
+  // Whether the connection is subscribed/usable without waiting for a reply.
+  bool ready_at_connect(bool publisher) const;
+  // Appends one publish of `text` (exactly --payload bytes) by user `user`.
+  void append_publish(std::string& out, const std::string& user, std::string_view text) const;
+
+  // Parses as many whole frames of `in` as there are.
+  ParseResult parse(std::string_view in, Sink& sink) const;
+
+ private:
+  ParseResult parse_native(std::string_view in, Sink& sink) const;
+  ParseResult parse_article(std::string_view in, Sink& sink) const;
+  ParseResult parse_redis(std::string_view in, Sink& sink) const;
+  ParseResult parse_nats(std::string_view in, Sink& sink) const;
+
+  const Config& cfg_;
+};
+
+}  // namespace loadgen

@@ -1,0 +1,839 @@
+#include "loadgen/worker.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <random>
+#include <unordered_set>
+
+#include "loadgen/dialect.h"
+#include "loadgen/histogram.h"
+#include "loadgen/message.h"
+#include "loadgen/proc_stats.h"
+
+namespace loadgen {
+
+namespace {
+
+// Close with a reset: no TIME_WAIT left behind to hold an ephemeral port.
+void hard_close(reactor::TcpConnectionPtr& conn, const char* why) {
+  if (!conn) return;
+  if (conn->fd() >= 0) {
+    linger now{1, 0};
+    ::setsockopt(conn->fd(), SOL_SOCKET, SO_LINGER, &now, sizeof now);
+  }
+  conn->close(why);
+  conn.reset();
+}
+
+}  // namespace
+
+// ================================================================================================
+// WorkerBase
+
+WorkerBase::WorkerBase(const Config& cfg, const Share& share, int cmd_fd, int event_fd)
+    : cfg_(cfg),
+      share_(share),
+      loop_("epoll"),
+      address_(reactor::InetAddress::resolve(cfg.host, static_cast<uint16_t>(cfg.port))),
+      callbacks_(std::make_shared<reactor::ConnectionCallbacks>()),
+      cmd_fd_(cmd_fd),
+      event_fd_(event_fd) {
+  if (cfg_.source_addresses > 1) {
+    for (int k = 0; k < cfg_.source_addresses; ++k) {
+      sources_.push_back(reactor::InetAddress::resolve("127.0.0." + std::to_string(2 + k), 0));
+    }
+  }
+}
+
+std::chrono::nanoseconds WorkerBase::seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(s));
+}
+
+int WorkerBase::run() {
+  reactor::set_nonblocking(cmd_fd_);
+  loop_.add(cmd_fd_, reactor::Interest::kRead, [this](reactor::Events) { on_command_readable(); });
+  connect_start_ns_ = monotonic_ns();
+  connect_timer_ = loop_.run_after(seconds(cfg_.connect_timeout), [this] {
+    connect_timer_ = 0;
+    connect_timed_out();
+  });
+  // Whatever happens, this process ends: the parent's own watchdog is shorter than this one.
+  double budget = cfg_.connect_timeout + cfg_.barrier_timeout + cfg_.warmup + cfg_.duration + cfg_.drain + 120;
+  loop_.run_after(seconds(budget), [this] { fatal("watchdog: the run did not finish in time"); });
+  loop_.run_every(std::chrono::seconds(1), [this] {
+    json p = progress();
+    p["ev"] = "progress";
+    p["t"] = monotonic_ns();
+    send_event(p);
+  });
+  if (connection_count() == 0) {
+    loop_.defer([this] {
+      connects_over_ = true;
+      on_connects_over();
+    });
+  } else {
+    launch_connects();
+  }
+  loop_.run();
+  return status_;
+}
+
+void WorkerBase::send_event(const json& j) {
+  if (!write_message(event_fd_, j)) finish(1);  // the parent is gone
+}
+
+void WorkerBase::fatal(const std::string& message) {
+  send_event({{"ev", "fatal"}, {"message", message}});
+  finish(1);
+}
+
+void WorkerBase::finish(int status) {
+  if (finishing_) return;
+  finishing_ = true;
+  status_ = status;
+  for (auto& c : connectors_) {
+    if (c) c->cancel();
+  }
+  connectors_.clear();
+  close_connections();
+  loop_.stop();
+}
+
+void WorkerBase::on_command_readable() {
+  ssize_t n = commands_.read_from(cmd_fd_);
+  if (n == 0) {  // the parent closed its end: it is gone or gave up
+    loop_.remove(cmd_fd_);
+    finish(1);
+    return;
+  }
+  if (n < 0) return;
+  std::string line;
+  while (!finishing_ && commands_.next(line)) {
+    json j = json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    std::string cmd = j.value("cmd", "");
+    if (cmd == "report") {
+      json r = result();
+      r["ev"] = "result";
+      send_event(r);
+      finish(0);
+      return;
+    }
+    on_command(cmd, j);
+  }
+}
+
+void WorkerBase::launch_connects() {
+  const int batch = std::max(1, cfg_.connect_batch / std::max(1, cfg_.processes));
+  while (in_flight_ < batch && next_connect_ < connection_count() && !connects_over_) {
+    size_t i = next_connect_++;
+    ++in_flight_;
+    std::optional<reactor::InetAddress> source;
+    if (!sources_.empty()) source = sources_[global_number(i) % sources_.size()];
+    connectors_.push_back(reactor::TcpConnector::connect(
+        loop_, address_,
+        [this, i](reactor::Handle socket, int err) { on_connected(i, std::move(socket), err); }, source));
+  }
+}
+
+void WorkerBase::on_connected(size_t i, reactor::Handle socket, int err) {
+  --in_flight_;
+  if (err != 0) {
+    if (connect_errors_++ == 0) {
+      first_connect_error_ = "connect to " + address_.to_string() + ": " + std::strerror(err);
+    }
+  } else {
+    try {
+      on_up(i, std::move(socket));
+      ++connected_;
+    } catch (const std::exception& e) {
+      if (connect_errors_++ == 0) first_connect_error_ = e.what();
+    }
+  }
+  if (connected_ + connect_errors_ == connection_count()) {
+    connects_over_ = true;
+    connectors_.clear();
+    connectors_.shrink_to_fit();
+    on_connects_over();
+  } else {
+    launch_connects();
+  }
+}
+
+void WorkerBase::connect_timed_out() {
+  if (ready_sent_ || finishing_) return;
+  if (!connects_over_) {
+    for (auto& c : connectors_) {
+      if (c) c->cancel();
+    }
+    connectors_.clear();
+    size_t missing = connection_count() - connected_ - connect_errors_;
+    if (connect_errors_ == 0) first_connect_error_ = "connect: timed out";
+    connect_errors_ += missing;
+    connects_over_ = true;
+  }
+  give_up_pending();
+  ready();
+}
+
+void WorkerBase::ready() {
+  if (ready_sent_ || finishing_) return;
+  ready_sent_ = true;
+  if (connect_timer_) loop_.cancel(connect_timer_);
+  connect_timer_ = 0;
+  connect_seconds_ = static_cast<double>(monotonic_ns() - connect_start_ns_) / 1e9;
+  send_event({{"ev", "ready"},
+              {"connected", connected_},
+              {"connect_errors", connect_errors_},
+              {"closed_errors", closed_errors_},
+              {"connect_s", connect_seconds_},
+              {"first_error", first_connect_error_}});
+}
+
+// ================================================================================================
+// Echo: N connections; A of them keep D payloads in flight, the others make one round trip and idle.
+
+namespace {
+
+class EchoWorker final : public WorkerBase {
+ public:
+  EchoWorker(const Config& cfg, const Share& share, int cmd_fd, int event_fd)
+      : WorkerBase(cfg, share, cmd_fd, event_fd), depth_(static_cast<uint64_t>(cfg.depth)) {
+    // Payload for (connection g, sequence s) starts at offset (g * 31 + s) % kWindow of the pattern:
+    // every payload differs from its neighbours, so a byte lost, duplicated or reordered shows.
+    pattern_.resize(static_cast<size_t>(cfg_.payload) + kWindow);
+    std::mt19937 rng(12345);
+    for (char& c : pattern_) c = static_cast<char>(rng());
+    clients_.resize(static_cast<size_t>(share.count));
+    send_times_.resize(clients_.size() * depth_);
+    const int64_t n = cfg_.connections, a = cfg_.active;
+    for (size_t i = 0; i < clients_.size(); ++i) {
+      Client& c = clients_[i];
+      c.global = static_cast<uint64_t>(share.first) + i;
+      // Exactly `a` active connections, spread evenly over the N (over every process).
+      int64_t g = static_cast<int64_t>(c.global);
+      c.active = ((g + 1) * a) / n > (g * a) / n;
+      c.sent_at = &send_times_[i * depth_];
+    }
+    callbacks_->on_message = [this](const reactor::TcpConnectionPtr& conn, reactor::Buffer& input) {
+      on_message(*static_cast<Client*>(conn->context.get()), input);
+    };
+    callbacks_->on_close = [this](const reactor::TcpConnectionPtr& conn, std::string_view reason) {
+      Client& c = *static_cast<Client*>(conn->context.get());
+      if (!c.alive || finishing_) return;
+      c.alive = false;
+      if (closed_errors_++ < 3) std::cerr << "loadgen: connection " << c.global << " closed: " << reason << "\n";
+      if (!c.pinged) {
+        --pings_pending_;
+        check_ready();
+      }
+    };
+  }
+
+ private:
+  static constexpr size_t kWindow = 251;
+
+  struct Client {
+    reactor::TcpConnectionPtr conn;
+    uint64_t global = 0;
+    bool active = false;
+    bool alive = false;
+    bool pinged = false;    // its first round trip (made while connecting) is back
+    uint64_t sent = 0;      // payloads queued
+    uint64_t received = 0;  // payloads back whole
+    size_t partial = 0;     // bytes of payload `received` already checked
+    uint64_t* sent_at = nullptr;  // ring of `depth` send times (ns)
+  };
+
+  size_t connection_count() const override { return clients_.size(); }
+  uint64_t global_number(size_t i) const override { return clients_[i].global; }
+
+  const char* expected(const Client& c, uint64_t seq) const {
+    return pattern_.data() + (c.global * 31 + seq) % kWindow;
+  }
+
+  void on_up(size_t i, reactor::Handle socket) override {
+    Client& c = clients_[i];
+    auto conn = reactor::TcpConnection::create(loop_, std::move(socket), callbacks_);
+    conn->context = std::shared_ptr<void>(std::shared_ptr<void>(), &c);  // non-owning
+    conn->start();
+    c.conn = std::move(conn);
+    c.alive = true;
+    ++pings_pending_;
+    send_one(c, monotonic_ns());
+  }
+
+  void on_connects_over() override { check_ready(); }
+
+  void give_up_pending() override {
+    for (Client& c : clients_) {
+      if (c.alive && !c.pinged) {
+        c.alive = false;
+        if (closed_errors_++ < 3) std::cerr << "loadgen: connection " << c.global << ": no echo in time\n";
+        if (first_connect_error_.empty()) first_connect_error_ = "no echo within --connect-timeout";
+        hard_close(c.conn, "no echo in time");
+      }
+    }
+    pings_pending_ = 0;
+  }
+
+  void check_ready() {
+    if (connects_over() && pings_pending_ == 0) ready();
+  }
+
+  void send_one(Client& c, uint64_t now) {
+    c.sent_at[c.sent % depth_] = now;
+    c.conn->send(std::string_view(expected(c, c.sent), static_cast<size_t>(cfg_.payload)));
+    ++c.sent;
+  }
+
+  void fill(Client& c, uint64_t now) {
+    while (c.alive && c.sent - c.received < depth_) send_one(c, now);
+  }
+
+  void on_message(Client& c, reactor::Buffer& input) {
+    const char* p = input.data();
+    size_t n = input.size();
+    uint64_t now = monotonic_ns();
+    const size_t payload = static_cast<size_t>(cfg_.payload);
+    while (n > 0 && c.alive) {
+      if (c.received == c.sent) {
+        fail(c, "bytes arrived that were never sent");
+        break;
+      }
+      size_t take = std::min(payload - c.partial, n);
+      if (std::memcmp(p, expected(c, c.received) + c.partial, take) != 0) {
+        fail(c, "echoed bytes differ from the bytes sent");
+        break;
+      }
+      p += take;
+      n -= take;
+      c.partial += take;
+      if (c.partial < payload) break;
+      c.partial = 0;
+      uint64_t sent_at = c.sent_at[c.received % depth_];
+      ++c.received;
+      if (!c.pinged) {
+        c.pinged = true;
+        --pings_pending_;
+        check_ready();
+        if (running_ && c.active) fill(c, now);
+        continue;
+      }
+      ++round_trips_;
+      if (measuring_) histogram_.record(now - sent_at);
+      if (running_) send_one(c, now);
+    }
+    input.clear();
+  }
+
+  void fail(Client& c, const char* what) {
+    if (mismatch_errors_++ < 3) std::cerr << "loadgen: connection " << c.global << ": " << what << "\n";
+    c.alive = false;
+    if (!c.pinged) {
+      --pings_pending_;
+      check_ready();
+    }
+    c.conn->close(what);
+  }
+
+  void on_command(const std::string& cmd, const json&) override {
+    uint64_t now = monotonic_ns();
+    if (cmd == "go") {
+      running_ = true;
+      for (Client& c : clients_) {
+        if (c.alive && c.active && c.pinged) fill(c, now);
+      }
+    } else if (cmd == "start") {
+      histogram_.reset();
+      measuring_ = true;
+      ops_start_ = round_trips_;
+      t_start_ = now;
+      cpu_start_ = self_cpu_seconds();
+    } else if (cmd == "stop") {
+      measuring_ = false;
+      running_ = false;
+      ops_end_ = round_trips_;
+      t_end_ = now;
+      cpu_end_ = self_cpu_seconds();
+    }
+  }
+
+  void close_connections() override {
+    for (Client& c : clients_) hard_close(c.conn, "run over");
+  }
+
+  json progress() override {
+    return {{"connected", connected_},
+            {"ops", round_trips_},
+            {"errors", connect_errors_ + closed_errors_ + mismatch_errors_}};
+  }
+
+  json result() override {
+    return {{"connected", connected_},
+            {"connect_errors", connect_errors_},
+            {"closed_errors", closed_errors_},
+            {"mismatch_errors", mismatch_errors_},
+            {"first_error", first_connect_error_},
+            {"window_ops", ops_end_ - ops_start_},
+            {"window_s", static_cast<double>(t_end_ - t_start_) / 1e9},
+            {"ops_total", round_trips_},
+            {"client_cpu_s", cpu_end_ - cpu_start_},
+            {"latency", histogram_to_json(histogram_)}};
+  }
+
+  const uint64_t depth_;
+  std::string pattern_;
+  std::vector<Client> clients_;
+  std::vector<uint64_t> send_times_;
+  size_t pings_pending_ = 0;
+  bool running_ = false;
+  bool measuring_ = false;
+  uint64_t round_trips_ = 0;
+  uint64_t mismatch_errors_ = 0;
+  uint64_t ops_start_ = 0, ops_end_ = 0;
+  uint64_t t_start_ = 0, t_end_ = 0;
+  Histogram histogram_;
+};
+
+// ================================================================================================
+// Chat: members subscribe to the room; publishers (in the process that holds them) publish at
+// --rate; members check and time every delivery.
+
+class ChatWorker final : public WorkerBase {
+ public:
+  ChatWorker(const Config& cfg, const Share& share, int cmd_fd, int event_fd)
+      : WorkerBase(cfg, share, cmd_fd, event_fd),
+        codec_(cfg_),
+        members_(static_cast<size_t>(share.count)),
+        publishers_(static_cast<uint32_t>(cfg.publishers)) {
+    size_t total = members_ + (share.publishers ? publishers_ : 0);
+    peers_.resize(total);
+    for (size_t i = 0; i < total; ++i) {
+      Peer& p = peers_[i];
+      if (i < members_) {
+        p.global = static_cast<uint64_t>(share.first) + i;
+        p.user = "m" + std::to_string(p.global) + "." + std::to_string(cfg_.run_id);
+      } else {
+        p.publisher = true;
+        p.pub = static_cast<uint32_t>(i - members_);
+        p.global = static_cast<uint64_t>(cfg_.connections) + p.pub;
+        p.user = "p" + std::to_string(p.pub) + "." + std::to_string(cfg_.run_id);
+      }
+    }
+    next_seq_.assign(members_ * publishers_, 1);
+    if (share.publishers) {
+      pub_out_.resize(publishers_);
+      measured_seq_.assign(publishers_, 0);
+      warm_seq_.assign(publishers_, 0);
+    }
+    text_.resize(static_cast<size_t>(cfg_.payload));
+    callbacks_->on_message = [this](const reactor::TcpConnectionPtr& conn, reactor::Buffer& input) {
+      on_message(*static_cast<Peer*>(conn->context.get()), input);
+    };
+    callbacks_->on_close = [this](const reactor::TcpConnectionPtr& conn, std::string_view reason) {
+      Peer& p = *static_cast<Peer*>(conn->context.get());
+      if (!p.alive || finishing_) return;
+      if (closed_errors_++ < 3) {
+        std::cerr << "loadgen: " << (p.publisher ? "publisher " : "member ") << p.user << " closed: " << reason << "\n";
+      }
+      lost(p);
+    };
+  }
+
+ private:
+  static constexpr size_t kMissingBudget = 4'000'000;  // sequence gaps remembered per process
+  static constexpr size_t kPublisherQueueLimit = 4 << 20;
+
+  struct Peer {
+    reactor::TcpConnectionPtr conn;
+    std::string user;
+    uint64_t global = 0;
+    uint32_t pub = 0;
+    bool publisher = false;
+    bool alive = false;
+    bool ready = false;   // subscribed (member) or greeted (publisher)
+    bool warmed = false;  // a warm-up message arrived (member)
+    bool info_seen = false;  // nats: the server's INFO arrived (CONNECT sent)
+    bool done = false;    // every measured message arrived, or gone (member, once expected is known)
+    uint64_t unique = 0;  // measured messages received once
+    std::unique_ptr<std::unordered_set<uint64_t>> missing;  // (publisher, seq) skipped, maybe late
+  };
+
+  // Parser callbacks for one peer.
+  struct PeerSink final : Sink {
+    ChatWorker& w;
+    Peer& p;
+    uint64_t now;
+    PeerSink(ChatWorker& w, Peer& p, uint64_t now) : w(w), p(p), now(now) {}
+    void on_text(std::string_view text) override {
+      if (!p.publisher) w.member_text(p, text, now);
+    }
+    void on_ready() override { w.peer_ready(p); }
+    void on_info() override {
+      if (p.info_seen) return;  // a later INFO is an update: nothing to do
+      p.info_seen = true;
+      w.send(p, w.codec_.after_info(p.publisher));
+    }
+    void on_ping() override { w.send(p, "PONG\r\n"); }
+    void on_error(std::string_view what) override { w.server_error(p, what); }
+  };
+
+  size_t connection_count() const override { return peers_.size(); }
+  uint64_t global_number(size_t i) const override { return peers_[i].global; }
+
+  void send(Peer& p, std::string_view bytes) {
+    if (p.alive && !bytes.empty()) p.conn->send(bytes);
+  }
+
+  void on_up(size_t i, reactor::Handle socket) override {
+    Peer& p = peers_[i];
+    auto conn = reactor::TcpConnection::create(loop_, std::move(socket), callbacks_);
+    conn->context = std::shared_ptr<void>(std::shared_ptr<void>(), &p);  // non-owning
+    conn->start();
+    p.conn = std::move(conn);
+    p.alive = true;
+    send(p, codec_.greeting(p.publisher, p.user));
+    if (codec_.ready_at_connect(p.publisher)) peer_ready(p);
+  }
+
+  void on_connects_over() override { check_ready(); }
+
+  void give_up_pending() override {
+    for (Peer& p : peers_) {
+      if (p.alive && !p.ready) {
+        if (closed_errors_++ < 3) std::cerr << "loadgen: " << p.user << ": no subscription confirmed in time\n";
+        if (first_connect_error_.empty()) first_connect_error_ = "no subscription confirmed within --connect-timeout";
+        lost(p);
+        hard_close(p.conn, "handshake timed out");
+      }
+    }
+  }
+
+  void peer_ready(Peer& p) {
+    if (p.ready || !p.alive) return;
+    p.ready = true;
+    ++ready_count_;
+    if (!p.publisher) ++members_ready_;
+    check_ready();
+  }
+
+  void check_ready() {
+    if (connects_over() && ready_count_ + failed_before_ready_ + connect_errors_ >= peers_.size()) ready();
+  }
+
+  // A peer is gone (closed by the server, a protocol error, a handshake timeout).
+  void lost(Peer& p) {
+    if (!p.alive) return;
+    p.alive = false;
+    if (p.warmed) --warmed_alive_;
+    if (!p.ready) {
+      ++failed_before_ready_;
+      check_ready();
+      return;
+    }
+    if (p.publisher) return;
+    --members_ready_;
+    check_barrier();
+    if (expect_known_ && !p.done) {
+      p.done = true;
+      ++done_;
+      check_drained();
+    }
+  }
+
+  void server_error(Peer& p, std::string_view what) {
+    if (server_errors_++ < 3) std::cerr << "loadgen: " << p.user << ": server error: " << what << "\n";
+  }
+
+  void on_message(Peer& p, reactor::Buffer& input) {
+    PeerSink sink(*this, p, monotonic_ns());
+    ParseResult r = codec_.parse(input.view(), sink);
+    if (r.fatal) {
+      if (protocol_errors_++ < 3) std::cerr << "loadgen: " << p.user << ": " << r.problem << "\n";
+      lost(p);
+      p.conn->close(r.problem);
+      return;
+    }
+    input.consume(r.consumed);
+  }
+
+  // ---- A member receives a text ----
+  void member_text(Peer& p, std::string_view text, uint64_t now) {
+    std::optional<Stamp> s;
+    if (text.size() == static_cast<size_t>(cfg_.payload)) s = parse_text(text);
+    if (!s || s->publisher >= publishers_) {
+      ++foreign_;
+      return;
+    }
+    if (!p.warmed) {
+      p.warmed = true;
+      ++warmed_alive_;
+      check_barrier();
+    }
+    if (s->kind == Kind::kBarrier) return;
+    ++deliveries_;
+    if (s->kind != Kind::kMeasured || s->seq == 0) return;
+    size_t member = static_cast<size_t>(&p - peers_.data());
+    uint32_t& next = next_seq_[member * publishers_ + s->publisher];
+    const uint64_t key_base = static_cast<uint64_t>(s->publisher) << 40;
+    bool fresh = false;
+    if (s->seq == next) {
+      ++next;
+      fresh = true;
+    } else if (s->seq > next) {
+      uint64_t gap = s->seq - next;
+      if (order_exact_ && missing_total_ + gap <= kMissingBudget) {
+        if (!p.missing) p.missing = std::make_unique<std::unordered_set<uint64_t>>();
+        for (uint64_t q = next; q < s->seq; ++q) p.missing->insert(key_base | q);
+        missing_total_ += gap;
+      } else {
+        order_exact_ = false;
+      }
+      next = static_cast<uint32_t>(s->seq + 1);
+      fresh = true;
+    } else if (p.missing && p.missing->erase(key_base | s->seq)) {
+      --missing_total_;
+      ++out_of_order_;
+      fresh = true;
+    } else {
+      ++duplicates_;  // (approximate once the gap budget is spent: order_exact false)
+    }
+    if (!fresh) return;
+    ++p.unique;
+    ++unique_;
+    histogram_.record(now > s->sent_ns ? now - s->sent_ns : 0);
+    if (expect_known_ && !p.done && p.unique >= expected_) {
+      p.done = true;
+      ++done_;
+      check_drained();
+    }
+  }
+
+  void check_barrier() {
+    if (barrier_requested_ && !warmed_sent_ && warmed_alive_ >= members_ready_) {
+      warmed_sent_ = true;
+      send_event({{"ev", "warmed"}, {"members", warmed_alive_}});
+    }
+  }
+
+  void check_drained() {
+    if (expect_known_ && !drained_sent_ && done_ >= members_) {
+      drained_sent_ = true;
+      send_event({{"ev", "drained"}});
+    }
+  }
+
+  // ---- Publishing ----
+  Peer* next_publisher() {
+    for (uint32_t k = 0; k < publishers_; ++k) {
+      uint32_t pub = rr_;
+      rr_ = (rr_ + 1) % publishers_;
+      Peer& p = peers_[members_ + pub];
+      if (p.alive && p.ready && p.conn->queued_bytes() + pub_out_[pub].size() < kPublisherQueueLimit) return &p;
+    }
+    return nullptr;
+  }
+
+  bool publish(Peer& p, Kind kind, uint64_t seq, uint64_t now) {
+    Stamp s{kind, p.pub, seq, now};
+    if (!format_text(text_.data(), text_.size(), s)) {
+      fatal("--payload " + std::to_string(cfg_.payload) + " is too small for the message header");
+      return false;
+    }
+    codec_.append_publish(pub_out_[p.pub], p.user, text_);
+    return true;
+  }
+
+  void flush_publishers() {
+    for (uint32_t pub = 0; pub < publishers_; ++pub) {
+      std::string& out = pub_out_[pub];
+      if (out.empty()) continue;
+      send(peers_[members_ + pub], out);
+      out.clear();
+    }
+  }
+
+  void send_barrier_message() {
+    for (uint32_t pub = 0; pub < publishers_; ++pub) {
+      Peer& p = peers_[members_ + pub];
+      if (!p.alive || !p.ready) continue;
+      if (publish(p, Kind::kBarrier, ++barrier_seq_, monotonic_ns())) flush_publishers();
+      return;
+    }
+  }
+
+  // The token bucket: `rate` tokens a second. When the loop falls behind (a tick late because a
+  // fan-out of thousands of deliveries kept it busy), the next tick catches up; at most 250 ms worth
+  // of tokens are kept, so a long stall does not end in an unbounded burst.
+  void tick() {
+    uint64_t now = monotonic_ns();
+    double elapsed = static_cast<double>(now - last_tick_ns_) / 1e9;
+    last_tick_ns_ = now;
+    double cap = std::max(2.0, cfg_.rate * 0.25);
+    tokens_ = std::min(tokens_ + cfg_.rate * elapsed, cap);
+    auto n = static_cast<uint64_t>(tokens_);
+    uint64_t sent = 0;
+    Kind kind = measuring_ ? Kind::kMeasured : Kind::kWarm;
+    for (; sent < n; ++sent) {
+      Peer* p = next_publisher();
+      if (p == nullptr) {
+        ++stalls_;
+        break;
+      }
+      uint64_t seq = kind == Kind::kMeasured ? ++measured_seq_[p->pub] : ++warm_seq_[p->pub];
+      if (!publish(*p, kind, seq, now)) return;
+    }
+    tokens_ -= static_cast<double>(sent);
+    flush_publishers();
+  }
+
+  uint64_t measured_sent() const {
+    uint64_t sum = 0;
+    for (uint64_t s : measured_seq_) sum += s;
+    return sum;
+  }
+
+  void on_command(const std::string& cmd, const json& j) override {
+    uint64_t now = monotonic_ns();
+    if (cmd == "barrier") {
+      barrier_requested_ = true;
+      if (share_.publishers) {
+        send_barrier_message();
+        barrier_timer_ = loop_.run_every(std::chrono::milliseconds(50), [this] { send_barrier_message(); });
+      }
+      check_barrier();
+    } else if (cmd == "go") {
+      if (barrier_timer_) loop_.cancel(barrier_timer_);
+      barrier_timer_ = 0;
+      if (share_.publishers) {
+        last_tick_ns_ = now;
+        tokens_ = 1;  // the first message at once
+        double interval = std::clamp(1.0 / cfg_.rate, 0.001, 0.05);
+        publish_timer_ = loop_.run_every(seconds(interval), [this] { tick(); });
+        tick();
+      }
+    } else if (cmd == "start") {
+      measuring_ = true;
+      histogram_.reset();
+      deliveries_start_ = deliveries_;
+      t_start_ = now;
+      cpu_start_ = self_cpu_seconds();
+    } else if (cmd == "stop") {
+      measuring_ = false;
+      deliveries_end_ = deliveries_;
+      t_end_ = now;
+      cpu_end_ = self_cpu_seconds();
+      if (share_.publishers) {
+        if (publish_timer_) loop_.cancel(publish_timer_);
+        publish_timer_ = 0;
+        send_event({{"ev", "sent"}, {"messages", measured_sent()}});
+      }
+    } else if (cmd == "expect") {
+      expected_ = j.value("messages", uint64_t{0});
+      expect_known_ = true;
+      for (size_t i = 0; i < members_; ++i) {
+        Peer& p = peers_[i];
+        if (!p.alive || !p.ready || p.unique >= expected_) {
+          p.done = true;
+          ++done_;
+        }
+      }
+      check_drained();
+    }
+  }
+
+  void close_connections() override {
+    for (Peer& p : peers_) hard_close(p.conn, "run over");
+  }
+
+  json progress() override {
+    return {{"connected", connected_},
+            {"ready", ready_count_},
+            {"members_ready", members_ready_},
+            {"warmed", warmed_alive_},
+            {"ops", deliveries_},
+            {"sent", measured_sent()},
+            {"errors", connect_errors_ + closed_errors_ + protocol_errors_ + server_errors_}};
+  }
+
+  json result() override {
+    uint64_t warm_sent = 0;
+    for (uint64_t s : warm_seq_) warm_sent += s;
+    return {{"connected", connected_},
+            {"connect_errors", connect_errors_},
+            {"closed_errors", closed_errors_},
+            {"protocol_errors", protocol_errors_},
+            {"server_errors", server_errors_},
+            {"first_error", first_connect_error_},
+            {"members", members_},
+            {"window_ops", deliveries_end_ - deliveries_start_},
+            {"window_s", static_cast<double>(t_end_ - t_start_) / 1e9},
+            {"ops_total", deliveries_},
+            {"received", unique_},
+            {"duplicates", duplicates_},
+            {"out_of_order", out_of_order_},
+            {"order_exact", order_exact_},
+            {"foreign", foreign_},
+            {"sent", measured_sent()},
+            {"sent_warmup", warm_sent},
+            {"barrier_messages", barrier_seq_},
+            {"publisher_stalls", stalls_},
+            {"client_cpu_s", cpu_end_ - cpu_start_},
+            {"latency", histogram_to_json(histogram_)}};
+  }
+
+  Codec codec_;
+  const size_t members_;
+  const uint32_t publishers_;
+  std::vector<Peer> peers_;  // members 0 .. members_-1, then the publishers (if held here)
+  std::vector<uint32_t> next_seq_;  // per member and publisher: the next measured seq expected
+  std::vector<std::string> pub_out_;
+  std::vector<uint64_t> measured_seq_, warm_seq_;
+  std::string text_;
+
+  size_t ready_count_ = 0;
+  size_t failed_before_ready_ = 0;
+  size_t members_ready_ = 0;
+  size_t warmed_alive_ = 0;
+  bool barrier_requested_ = false;
+  bool warmed_sent_ = false;
+  reactor::TimerId barrier_timer_ = 0;
+  reactor::TimerId publish_timer_ = 0;
+  uint64_t barrier_seq_ = 0;
+  uint32_t rr_ = 0;
+  double tokens_ = 0;
+  uint64_t last_tick_ns_ = 0;
+  uint64_t stalls_ = 0;
+  bool measuring_ = false;
+
+  uint64_t deliveries_ = 0;  // warm-load and measured messages arrived (duplicates included)
+  uint64_t deliveries_start_ = 0, deliveries_end_ = 0;
+  uint64_t t_start_ = 0, t_end_ = 0;
+  uint64_t unique_ = 0;
+  uint64_t duplicates_ = 0;
+  uint64_t out_of_order_ = 0;
+  uint64_t foreign_ = 0;
+  uint64_t server_errors_ = 0;
+  uint64_t protocol_errors_ = 0;
+  size_t missing_total_ = 0;
+  bool order_exact_ = true;
+  uint64_t expected_ = 0;
+  bool expect_known_ = false;
+  size_t done_ = 0;
+  bool drained_sent_ = false;
+  Histogram histogram_;
+};
+
+}  // namespace
+
+std::unique_ptr<WorkerBase> make_worker(const Config& cfg, const Share& share, int cmd_fd, int event_fd) {
+  if (cfg.mode == Mode::kEcho) return std::make_unique<EchoWorker>(cfg, share, cmd_fd, event_fd);
+  return std::make_unique<ChatWorker>(cfg, share, cmd_fd, event_fd);
+}
+
+}  // namespace loadgen
