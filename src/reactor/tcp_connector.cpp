@@ -1,5 +1,6 @@
 #include "reactor/tcp_connector.h"
 
+#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
@@ -15,12 +16,23 @@ std::shared_ptr<TcpConnector> TcpConnector::connect(Reactor& reactor, const Inet
   return connector;
 }
 
+int TcpConnector::bind_source(const InetAddress& source) {
+  // With port 0, bind() would pick an ephemeral port now, for any destination, and past half the
+  // range that search gets slow. IP_BIND_ADDRESS_NO_PORT defers the choice to connect(), which only
+  // needs the port to be free for this destination.
+  if (source.port() == 0) {
+    int one = 1;
+    ::setsockopt(socket_.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  }
+  return ::bind(socket_.get(), source.get(), source.length());
+}
+
 void TcpConnector::begin(const InetAddress& address, const std::optional<InetAddress>& source) {
   socket_.reset(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   int err = 0;
   if (!socket_) {
     err = errno;
-  } else if (source && ::bind(socket_.get(), source->get(), source->length()) < 0) {
+  } else if (source && bind_source(*source) < 0) {
     err = errno;
   } else if (::connect(socket_.get(), address.get(), address.length()) < 0) {
     if (errno != EINPROGRESS) {

@@ -30,6 +30,7 @@ class TcpConnector : public std::enable_shared_from_this<TcpConnector> {
  private:
   void begin(const InetAddress& address, const std::optional<InetAddress>& source);
   void finish(int error);
+  int bind_source(const InetAddress& source);
 
   Reactor& reactor_;
   Callback callback_;

@@ -214,6 +214,30 @@ TEST(TcpServerAndConnector, EchoOverRealTcpAndResetIsReported) {
   EXPECT_EQ(server.stats().open, 0u);
 }
 
+TEST(TcpConnector, ConnectsFromAChosenSourceAddress) {
+  Reactor loop;
+  reactor::TcpListener listener(loop, reactor::InetAddress::resolve("127.0.0.1", 0));
+  std::string peer_host;
+  std::vector<reactor::Handle> accepted;
+  listener.start([&](reactor::Handle s, const reactor::InetAddress& peer) {
+    peer_host = peer.host();
+    accepted.push_back(std::move(s));
+  });
+  int error = -1;
+  reactor::Handle client;
+  auto connector = reactor::TcpConnector::connect(
+      loop, listener.local_address(),
+      [&](reactor::Handle s, int err) {
+        error = err;
+        client = std::move(s);
+      },
+      reactor::InetAddress::resolve("127.0.0.2", 0));
+  for (int i = 0; i < 20 && (error < 0 || accepted.empty()); ++i) loop.run_once(50);
+  ASSERT_EQ(error, 0);
+  EXPECT_EQ(peer_host, "127.0.0.2");
+  EXPECT_EQ(reactor::InetAddress::local_of(client.get()).host(), "127.0.0.2");
+}
+
 TEST(TcpConnector, ReportsConnectionRefused) {
   Reactor loop;
   // A port nobody listens on: bind one, note it, close it.
