@@ -1,0 +1,97 @@
+// loadgen against our own servers: small, bounded runs whose figures must be sane and lossless.
+#include <sys/wait.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "process.h"
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+using testproc::Process;
+using testproc::Server;
+
+namespace {
+
+json run_loadgen(std::vector<std::string> args, int* exit_status) {
+  std::vector<std::string> argv{LOADGEN_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("--json");
+  Process p(argv);
+  auto status = p.wait(120s);
+  *exit_status = status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  json j = json::parse(p.out(), nullptr, false);
+  if (j.is_discarded()) return json{{"unparsed", p.out()}, {"stderr", p.err()}};
+  return j;
+}
+
+}  // namespace
+
+TEST(Loadgen, EchoRoundTripsAgainstTheReactorServer) {
+  Server server({ECHO_SERVER_BIN, "--port", "0"});
+  int status;
+  json r = run_loadgen({"--mode", "echo", "--port", std::to_string(server.port), "--connections", "50",
+                        "--active", "10", "--duration", "1", "--warmup", "0.2", "--server-pid",
+                        std::to_string(server.process.pid())},
+                       &status);
+  ASSERT_EQ(status, 0) << r.dump();
+  EXPECT_EQ(r["errors"], 0) << r.dump();
+  EXPECT_GT(r["rtt_per_s"].get<double>(), 100.0) << r.dump();
+  EXPECT_GT(r["latency_us"]["p50"].get<double>(), 0.0);
+  EXPECT_GT(r["server_cpu_us_per_op"].get<double>(), 0.0);
+}
+
+TEST(Loadgen, ChatFanOutIsLosslessInBothDialects) {
+  for (std::string dialect : {"native", "article"}) {
+    Server server({CHAT_SERVER_BIN, "--port", "0"});
+    int status;
+    json r = run_loadgen({"--mode", "chat", "--dialect", dialect, "--port", std::to_string(server.port),
+                          "--connections", "200", "--rate", "200", "--publishers", "2", "--duration", "1",
+                          "--warmup", "0.2", "--drain", "5"},
+                         &status);
+    ASSERT_EQ(status, 0) << dialect << ": " << r.dump();
+    EXPECT_EQ(r["errors"], 0) << r.dump();
+    EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
+    EXPECT_EQ(r["received"], r["expected_deliveries"]) << dialect << ": " << r.dump();
+    EXPECT_EQ(r["loss"], 0) << r.dump();
+    EXPECT_EQ(r["duplicates"], 0) << r.dump();
+    EXPECT_EQ(r["out_of_order"], 0) << r.dump();
+  }
+}
+
+TEST(Loadgen, BadParametersAreOneLineAndExitTwo) {
+  std::vector<std::vector<std::string>> cases = {
+      {"--mode", "chat", "--port", "1", "--rate", "0"},
+      {"--mode", "echo", "--port", "1", "--connections", "5", "--active", "6"},
+      {"--mode", "chat", "--port", "1", "--dialect", "carrier-pigeon"},
+      {"--mode", "teleport", "--port", "1"},
+      {"--port", "1", "--connections", "100000", "--processes", "1"},
+  };
+  for (auto& args : cases) {
+    std::vector<std::string> argv{LOADGEN_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process p(argv);
+    auto status = p.wait(20s);
+    ASSERT_TRUE(status.has_value()) << "hung on " << args[1];
+    ASSERT_TRUE(WIFEXITED(*status));
+    EXPECT_EQ(WEXITSTATUS(*status), 2) << p.err();
+    EXPECT_EQ(std::count(p.err().begin(), p.err().end(), '\n'), 1) << p.err();
+  }
+}
+
+TEST(Loadgen, NobodyListeningIsAClearErrorNotAHang) {
+  int port;
+  {
+    Server probe({ECHO_SERVER_BIN, "--port", "0"});
+    port = probe.port;
+  }
+  Process p({LOADGEN_BIN, "--mode", "echo", "--port", std::to_string(port), "--connections", "5", "--duration", "1"});
+  auto status = p.wait(60s);
+  ASSERT_TRUE(status.has_value()) << "hung";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0);
+  EXPECT_NE(p.err().find("refused"), std::string::npos) << p.err();
+}
