@@ -3,7 +3,7 @@
 #   ./dev.sh run [server flags]   build and start the main server on 127.0.0.1:1234
 #   ./dev.sh test                 build (release + ASan/UBSan) and run every test
 #   ./dev.sh build                build the release tree only
-#   ./dev.sh bench                run the benchmarks (see BENCHMARKS.md)
+#   ./dev.sh bench [--quick]      run the benchmark suite (see BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -73,8 +73,21 @@ case $cmd in
     fuzz_smoke
     ;;
   bench)
+    # The whole suite side by side (bench/run.py): writes BENCHMARKS.md and bench/plots/*.png;
+    # --quick is the smoke run (under 2 minutes, exit 1 when a system misbehaves). Redis, NATS and
+    # gnuplot are installed when missing; a system that still cannot run is skipped (and said so).
     build
-    exec python3 bench/echo_bench.py "$@"
+    missing=()
+    for tool in redis-server:redis-server nats-server:nats-server gnuplot:gnuplot-nox; do
+      command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+    done
+    if ((${#missing[@]})); then
+      echo "dev.sh: installing ${missing[*]} for the benchmarks" >&2
+      { export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null &&
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } ||
+        echo "dev.sh: could not install ${missing[*]}; the benchmarks will skip what needs them" >&2
+    fi
+    exec python3 bench/run.py "$@"
     ;;
   *) echo "usage: ./dev.sh run|test|build|bench" >&2; exit 2 ;;
 esac

@@ -5,8 +5,8 @@ Servers (each started fresh for every run, on port 0; the script waits for its "
   reference   build/bin/epoll-echo-ref 0 127.0.0.1             (bench/epoll_echo_ref.c)
   reactor     build/bin/echo-server --model reactor --backend epoll --port 0
 
-Client: build/bin/echo-load (bench/echo_load.cpp, on our Reactor). It samples the server's CPU time
-(utime+stime, /proc/PID/stat) and RSS (/proc/PID/status) itself, on its loop thread, at the two edges
+Client: build/bin/loadgen --mode echo --processes 1 (bench/loadgen, on our Reactor). It samples the
+server's CPU time (utime+stime, /proc/PID/stat) and RSS (/proc/PID/status) itself, at the two edges
 of the measured window, so connect and warm-up are never counted.
 
 Scenarios:
@@ -14,14 +14,15 @@ Scenarios:
   b  10,000 connections, 100 (1%) active, depth 1, 64-byte payload
   c  memory: RSS growth of the server for 10,000 connections that each made one round trip
 Runs of a and b alternate the servers in ABBA order (ref, reactor, reactor, ref, ref, ...) so that
-a drift of the shared machine's speed hits both alike; the tables report medians. echo-load also
+a drift of the shared machine's speed hits both alike; the tables report medians. loadgen also
 samples the machine-wide CPU time (/proc/stat): what the rest of the machine used during a window
 (busy minus server minus client) marks a run "contended" above 15% of a CPU. Before each run the
 script waits (briefly) for a quiet machine, and a contended run is repeated, within a time budget;
 medians then use the uncontended runs.
 
 Usage: python3 bench/echo_bench.py [--quick] [--out FILE] [--rounds N] [--duration S] [--check]
-Every process started here is stopped at the end, even on error or Ctrl-C.
+Every process started here is stopped at the end, even on error or Ctrl-C. bench/run.py (./dev.sh bench)
+runs these scenarios as the first part of the whole suite (run_suite()).
 """
 import argparse
 import datetime
@@ -30,6 +31,7 @@ import os
 import platform
 import re
 import select
+import shutil
 import signal
 import statistics
 import subprocess
@@ -114,10 +116,10 @@ class Bench:
         self.procs.clear()
 
     def load(self, port, pid, connections, active, duration, warmup):
-        cmd = [str(self.bin / "echo-load"), "--port", str(port), "--connections", str(connections),
-               "--active", str(active), "--depth", "1", "--payload", "64",
-               "--duration", str(duration), "--warmup", str(warmup),
-               "--server-pid", str(pid), "--json"]
+        cmd = [str(self.bin / "loadgen"), "--mode", "echo", "--port", str(port),
+               "--connections", str(connections), "--active", str(active), "--depth", "1",
+               "--payload", "64", "--duration", str(duration), "--warmup", str(warmup),
+               "--processes", "1", "--server-pid", str(pid), "--json"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL)
         self.procs.append(proc)
@@ -130,14 +132,16 @@ class Bench:
             self.procs.remove(proc)
         lines = [l for l in out.decode().splitlines() if l.startswith("{")]
         if not lines:
-            raise RuntimeError(f"echo-load failed (status {proc.returncode}): {' '.join(cmd)}\n"
+            raise RuntimeError(f"loadgen failed (status {proc.returncode}): {' '.join(cmd)}\n"
                                f"{err.decode(errors='replace')}")
         result = json.loads(lines[-1])
-        notes = [l for l in err.decode(errors="replace").splitlines()
-                 if l not in ("echo-load: measuring", "echo-load: done")]
+        # The names this script's tables use (from the days of echo-load).
+        result["server"]["cpu_us_per_rt"] = result.get("server_cpu_us_per_op") or 0.0
+        result["server"]["cpu_s"] = result["server"].get("cpu_s") or 0.0
+        notes = [l for l in err.decode(errors="replace").splitlines() if l.strip()]
         result["stderr"] = notes
         if result["errors"] or notes:
-            print(f"    echo-load reported: {result['errors']} error(s) {notes[:3]}", file=sys.stderr)
+            print(f"    loadgen reported: {result['errors']} error(s) {notes[:3]}", file=sys.stderr)
         return result
 
     def one_run(self, name, connections, active):
@@ -399,7 +403,7 @@ def render(bench_args, command, mach, scenarios, mem, elapsed):
     return "\n".join(md) + "\n", targets
 
 
-def main():
+def make_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="one short round per scenario (smoke run)")
     p.add_argument("--rounds", type=int, help="rounds per scenario (each runs both servers; default 7, quick 1)")
@@ -417,28 +421,31 @@ def main():
                    help="markdown file to write (default: bench/results/echo_bench.md)")
     p.add_argument("--json-out", help="also write every raw result as JSON here")
     p.add_argument("--check", action="store_true", help="exit 1 if a target fails")
-    args = p.parse_args()
+    return p
+
+
+def finish_args(args):
+    """Fills in the defaults that depend on --quick; returns an error message or None."""
     args.rounds = args.rounds or (1 if args.quick else 7)
     args.duration = args.duration or (1.0 if args.quick else 3.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
     args.budget = args.budget if args.budget is not None else (20.0 if args.quick else 90.0)
     if args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
-        print("echo_bench.py: --rounds must be >= 1, --duration > 0, --warmup >= 0", file=sys.stderr)
-        return 2
+        return "--rounds must be >= 1, --duration > 0, --warmup >= 0"
+    return None
+
+
+def missing_binaries(args):
+    bindir = Path(args.build_dir).resolve() / "bin"
+    return [str(bindir / b) for b in ["epoll-echo-ref", "echo-server", "loadgen"] if not (bindir / b).exists()]
+
+
+def run_suite(args, command):
+    """Runs the scenarios of `args` (see make_parser/finish_args). Returns a dict: md (the tables),
+    targets [(what, measured, ok)], scenarios, memory, elapsed. Raises RuntimeError when a server
+    or the client fails, KeyboardInterrupt when interrupted; every process is stopped either way."""
     only = set(args.only or ["a", "b", "c"])
-
     bench = Bench(args)
-    for b in ["epoll-echo-ref", "echo-server", "echo-load"]:
-        if not (bench.bin / b).exists():
-            print(f"echo_bench.py: {bench.bin / b} is missing; build first "
-                  f"(cmake --build build, or ./dev.sh bench)", file=sys.stderr)
-            return 2
-
-    def on_term(signo, frame):
-        raise KeyboardInterrupt(f"signal {signo}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    command = "python3 bench/echo_bench.py" + "".join(f" {a}" for a in sys.argv[1:])
     started = time.monotonic()
     scenarios, mem = [], {}
     try:
@@ -450,16 +457,40 @@ def main():
                                               10000, 100))
         if "c" in only:
             mem = bench.memory(10000)
+    finally:
+        bench.cleanup()
+    shutil.rmtree(bench.logdir, ignore_errors=True)  # kept (and named in the error) when a run failed
+    elapsed = time.monotonic() - started
+    md, targets = render(args, command, machine(), scenarios, mem, elapsed)
+    return {"md": md, "targets": targets, "scenarios": scenarios, "memory": mem, "elapsed": elapsed}
+
+
+def main():
+    args = make_parser().parse_args()
+    problem = finish_args(args)
+    if problem:
+        print(f"echo_bench.py: {problem}", file=sys.stderr)
+        return 2
+    missing = missing_binaries(args)
+    if missing:
+        print(f"echo_bench.py: {missing[0]} is missing; build first (cmake --build build, or ./dev.sh build)",
+              file=sys.stderr)
+        return 2
+
+    def on_term(signo, frame):
+        raise KeyboardInterrupt(f"signal {signo}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    command = "python3 bench/echo_bench.py" + "".join(f" {a}" for a in sys.argv[1:])
+    try:
+        result = run_suite(args, command)
     except KeyboardInterrupt:
         print("echo_bench.py: interrupted", file=sys.stderr)
         return 130
     except RuntimeError as e:
         print(f"echo_bench.py: {e}", file=sys.stderr)
         return 1
-    finally:
-        bench.cleanup()
-
-    md, targets = render(args, command, machine(), scenarios, mem, time.monotonic() - started)
+    md, targets = result["md"], result["targets"]
     print()
     print(md)
     if args.out:
@@ -467,7 +498,8 @@ def main():
         Path(args.out).write_text(md)
         print(f"written: {args.out}", file=sys.stderr)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"scenarios": scenarios, "memory": mem}, indent=1, default=str))
+        Path(args.json_out).write_text(json.dumps({"scenarios": result["scenarios"], "memory": result["memory"]},
+                                                  indent=1, default=str))
     if args.check and not all(ok for _, _, ok in targets):
         return 1
     return 0

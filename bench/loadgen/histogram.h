@@ -1,4 +1,4 @@
-// Latency histogram (from bench/echo_load.cpp), mergeable across processes.
+// Latency histogram (from the retired echo-load), mergeable across processes.
 //
 // HDR-style log-linear buckets: exact below 64 ns, then 32 linear sub-buckets per power of two, so
 // every bucket spans at most 1/32 (3.1%) of its values; a percentile is reported as the middle of

@@ -1,4 +1,4 @@
-// /proc sampling (from bench/echo_load.cpp): a server's CPU time and RSS, this process's CPU time,
+// /proc sampling (from the retired echo-load): a server's CPU time and RSS, this process's CPU time,
 // the machine's busy and steal time, the ephemeral port range, CLOCK_MONOTONIC in nanoseconds.
 #pragma once
 
