@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES=(cmake ninja-build g++ make libgtest-dev libcli11-dev nlohmann-json3-dev python3 procps
-          clang libclang-rt-14-dev)
+          clang libclang-rt-14-dev iproute2 redis-server nats-server)
 
 deps() {
   local missing=()
@@ -71,6 +71,8 @@ case $cmd in
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --test-dir build-tsan --output-on-failure \
       -j "$JOBS" -R 'ReactorPool|Tasks\.|Signals\.|ChatThreads|ChatNative|ChatServer\.'
     fuzz_smoke
+    # Benchmark smoke run: every system starts and its numbers are sane (bench/run.py --quick).
+    python3 bench/run.py --quick
     ;;
   bench)
     # The whole suite side by side (bench/run.py): writes BENCHMARKS.md and bench/plots/*.png;
