@@ -1432,8 +1432,8 @@ def main():
         for sec, lab, st, detail in ctx.checks:
             bl.log(f"  {st:7s} {sec:13s} {lab}: {detail}")
         ran = [c for c in ctx.checks if c[2] == "ok"]
-        bl.log(f"quick: {len(ran)} passed, {len(fails)} failed, {len(skipped)} skipped")
         bl.log(f"quick: took {elapsed:.0f} s")
+        bl.log(f"quick: {len(ran)} passed, {len(fails)} failed, {len(skipped)} skipped")
         if fails or not ran:
             return 1
     if status:
