@@ -51,26 +51,24 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def rss_kib(pid):
+def status_field(pid, name):
+    """An integer field of /proc/PID/status (e.g. "VmRSS" in KiB, "Threads"), or -1."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(name + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return -1
+
+
+def rss_kib(pid):
+    return status_field(pid, "VmRSS")
 
 
 def thread_count(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Threads:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return -1
+    return status_field(pid, "Threads")
 
 
 def fd_count(pid):
