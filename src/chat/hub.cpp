@@ -118,6 +118,19 @@ HubError Hub::publish(const std::string& room, Member* from, std::string_view us
   return HubError::kNone;
 }
 
+void Hub::barrier(const std::vector<size_t>& shards, std::function<void()> done) {
+  auto remaining = std::make_shared<size_t>(shards.size());
+  auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
+  if (shards.empty()) return (*shared_done)();
+  for (size_t k : shards) {
+    cluster_.run_on(k, shard_, [this, k, remaining, shared_done] {
+      cluster_.run_on(shard_, k, [remaining, shared_done] {
+        if (--*remaining == 0) (*shared_done)();
+      });
+    });
+  }
+}
+
 void Hub::deliver_local(const std::string& room, const EventPtr& event, uint64_t except_id) {
   auto it = local_.find(room);
   if (it == local_.end()) return;

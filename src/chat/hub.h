@@ -93,7 +93,12 @@ class Hub {
   HubError publish(const std::string& room, Member* from, std::string_view user, std::string_view text);
   bool is_member(const std::string& room, const Member* member) const;
   size_t local_member_count(const std::string& room) const;
+  // Runs `done` on this shard once each shard in `shards` has run everything this shard posted to
+  // it before (and what those tasks posted back here): a request's answers from a room's owner
+  // come back before `done` runs.
+  void barrier(const std::vector<size_t>& shards, std::function<void()> done);
   Cluster& cluster() { return cluster_; }
+  size_t shard() const { return shard_; }
 
  private:
   struct LocalRoom {

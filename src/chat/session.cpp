@@ -1,6 +1,7 @@
 #include "chat/session.h"
 
 #include <algorithm>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "reactor/log.h"
@@ -24,6 +25,11 @@ std::string preview(std::string_view frame) {
     if (static_cast<unsigned char>(c) < 0x20) c = '.';
   }
   return frame.size() > 80 ? s + "..." : s;
+}
+
+// One JSON line, shared: invalid UTF-8 cannot reach here, but dump() must never throw.
+reactor::SharedBytes json_line(const json& j) {
+  return std::make_shared<const std::string>(j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace
@@ -160,6 +166,7 @@ void Session::handle_article(const json& j, std::string_view frame) {
   }
   ++stats_.messages_in;
   hub_.publish(kLobby, this, *user, *text);  // always a member of the lobby here
+  touched(kLobby);
 }
 
 void Session::handle_native(const json& j) {
@@ -180,6 +187,7 @@ void Session::handle_native(const json& j) {
       return error("not_member", "not a member of room '" + *room + "'");
     }
     ++stats_.messages_in;
+    touched(*room);
   } else if (*type == "join" || *type == "leave") {
     const std::string* room = string_field(j, "room");
     if (room == nullptr) {
@@ -192,9 +200,7 @@ void Session::handle_native(const json& j) {
     }
     *type == "join" ? native_join(*room) : native_leave(*room);
   } else if (*type == "ping") {
-    json pong = {{"type", "pong"}};
-    if (auto id = j.find("id"); id != j.end()) pong["id"] = *id;
-    reply(pong);
+    ping(j);
   } else if (*type == "rooms") {
     reply({{"type", "rooms"}, {"rooms", rooms_}});
   } else if (*type == "hello") {
@@ -214,17 +220,50 @@ void Session::native_join(const std::string& room) {
   }
   rooms_.push_back(room);
   hub_.join(room, this, /*want_reply=*/true);  // the room's owner answers through joined()
+  touched(room);
 }
 
 void Session::joined(const std::string& room, size_t count, const std::vector<std::string>* names) {
-  json reply_json = {{"type", "joined"}, {"room", room}, {"count", count}};
-  if (names) reply_json["members"] = *names;
-  reply(reply_json);
+  json j = {{"type", "joined"}, {"room", room}, {"count", count}};
+  if (names) j["members"] = *names;
+  // Not through reply(): this answer is what a waiting pong waits for.
+  send_bytes(json_line(j));
+}
+
+void Session::touched(const std::string& room) {
+  size_t owner = hub_.cluster().owner_of(room);
+  if (owner != hub_.shard() && std::find(remote_.begin(), remote_.end(), owner) == remote_.end()) {
+    remote_.push_back(owner);
+  }
+}
+
+void Session::ping(const json& j) {
+  json pong = {{"type", "pong"}};
+  if (auto id = j.find("id"); id != j.end()) pong["id"] = *id;
+  if (remote_.empty()) return reply(pong);
+  uint64_t held_id = next_held_id_++;
+  held_.push_back({held_id, json_line(pong), false});
+  hub_.barrier(std::exchange(remote_, {}), [this, alive = std::weak_ptr<int>(alive_), held_id] {
+    if (alive.expired()) return;
+    for (Held& h : held_) {
+      if (h.id == held_id) h.ready = true;
+    }
+    release_held();
+  });
+}
+
+void Session::release_held() {
+  while (!held_.empty() && held_.front().ready) {
+    auto bytes = std::move(held_.front().bytes);
+    held_.pop_front();
+    send_bytes(bytes);
+  }
 }
 
 void Session::native_leave(const std::string& room) {
   if (hub_.leave(room, this) != HubError::kNone) return error("not_member", "not in room '" + room + "'");
   std::erase(rooms_, room);
+  touched(room);
   reply({{"type", "left"}, {"room", room}});
 }
 
@@ -235,7 +274,8 @@ void Session::on_close() {
 }
 
 void Session::reply(const json& j) {
-  send_bytes(std::make_shared<const std::string>(j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"));
+  if (held_.empty()) return send_bytes(json_line(j));
+  held_.push_back({next_held_id_++, json_line(j), true});
 }
 
 void Session::error(const char* code, const std::string& message) {

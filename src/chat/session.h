@@ -6,6 +6,7 @@
 // (JSON objects in, "[user] text" lines out).
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,7 +47,12 @@ class Session final : public Member {
   void handle_native(const nlohmann::ordered_json& j);
   void native_join(const std::string& room);
   void native_leave(const std::string& room);
+  // The answer to a request, in request order: held back while an earlier pong waits (ping()).
   void reply(const nlohmann::ordered_json& j);
+  void ping(const nlohmann::ordered_json& j);
+  // Notes that a request about `room` went to its owner shard, if that is another shard.
+  void touched(const std::string& room);
+  void release_held();
   void error(const char* code, const std::string& message);
   void article_problem(const char* what, std::string_view frame);
   void send_bytes(const reactor::SharedBytes& bytes);
@@ -62,6 +68,19 @@ class Session final : public Member {
   std::string name_;
   std::vector<std::string> rooms_;
   reactor::Clock::time_point over_soft_since_{};
+  // A pong is sent once every request before its ping has been answered, including the answers that
+  // come from other shards (a join's "joined", a message's own copy): remote_ lists the shards sent
+  // requests since the last ping, and the pong waits for a Hub::barrier over them. Replies after a
+  // waiting pong wait behind it.
+  struct Held {
+    uint64_t id;
+    reactor::SharedBytes bytes;
+    bool ready;
+  };
+  std::vector<size_t> remote_;
+  std::deque<Held> held_;
+  uint64_t next_held_id_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // barrier callbacks may outlive the session
 };
 
 }  // namespace chat

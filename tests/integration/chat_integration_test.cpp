@@ -443,6 +443,38 @@ TEST(ChatServer, UserMistakesAreOneLineAndANonZeroExit) {
   }
 }
 
+// Rooms live on owner shards; a join's answer and a message's own copy come back from there. A pong
+// still comes after the answers to every request before its ping, whichever shards they came from.
+TEST(ChatThreadsOrder, PongComesAfterEveryEarlierAnswerFromAnyShard) {
+  Server server(chat_args({"--threads", "2"}));
+  for (int round = 0; round < 20; ++round) {
+    Native c(server.port, "u" + std::to_string(round));
+    std::string batch;
+    for (int r = 0; r < 8; ++r) {
+      std::string room = "r" + std::to_string(r);
+      batch += json{{"type", "join"}, {"room", room}}.dump() + "\n";
+      batch += json{{"type", "message"}, {"room", room}, {"text", "t" + std::to_string(r)}}.dump() + "\n";
+    }
+    batch += json{{"type", "ping"}, {"id", 1}}.dump() + "\n";
+    batch += json{{"type", "rooms"}}.dump() + "\n";
+    c.send(batch);  // one write: the server reads it in one go
+    int joined = 0, messages = 0;
+    for (;;) {
+      json j = next_json(c);
+      std::string type = j.value("type", "");
+      if (type == "joined") ++joined;
+      if (type == "message") ++messages;
+      if (type == "pong" || type == "<nothing>" || type == "rooms") {
+        EXPECT_EQ(type, "pong") << "round " << round;
+        break;
+      }
+    }
+    EXPECT_EQ(joined, 8) << "round " << round;
+    EXPECT_EQ(messages, 8) << "round " << round;
+    EXPECT_EQ(next_json(c)["type"], "rooms") << "a reply after a waiting pong waits behind it";
+  }
+}
+
 TEST(ChatClient, PipedLinesAreSentAndShownThenItExits) {
   Server server(chat_args());
   Native watcher(server.port, "watcher");
