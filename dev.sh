@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 JOBS=$(nproc 2>/dev/null || echo 2)
-PACKAGES=(cmake ninja-build g++ make libgtest-dev libcli11-dev nlohmann-json3-dev python3 procps
+PACKAGES=(cmake ninja-build g++ make pkg-config libgtest-dev libcli11-dev nlohmann-json3-dev libhiredis-dev python3 procps
           clang libclang-rt-14-dev iproute2 redis-server nats-server)
 
 deps() {

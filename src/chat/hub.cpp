@@ -1,5 +1,8 @@
 #include "chat/hub.h"
 
+#include "chat/backplane.h"
+
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -124,8 +127,18 @@ void Hub::barrier(const std::vector<size_t>& shards, std::function<void()> done)
   if (shards.empty()) return (*shared_done)();
   for (size_t k : shards) {
     cluster_.run_on(k, shard_, [this, k, remaining, shared_done] {
-      cluster_.run_on(shard_, k, [remaining, shared_done] {
-        if (--*remaining == 0) (*shared_done)();
+      auto ack = [this, remaining, shared_done](size_t from) {
+        cluster_.run_on(shard_, from, [remaining, shared_done] {
+          if (--*remaining == 0) (*shared_done)();
+        });
+      };
+      Backplane* bp = cluster_.backplane();
+      if (bp == nullptr) return ack(k);
+      // With Redis, the owner's work went on to shard 0's backplane: pass through there too, wait
+      // until what was published before has come back from Redis, and come back the way those
+      // messages went (0 -> owner -> member's shard).
+      cluster_.run_on(0, k, [this, bp, k, ack] {
+        bp->fence([this, k, ack] { cluster_.run_on(k, 0, [k, ack] { ack(k); }); });
       });
     });
   }
@@ -157,6 +170,8 @@ void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member
   ++r.count;
   ++r.dialect_count[static_cast<int>(dialect)];
   ++r.shard_count[shard];
+  Backplane* bp = cluster_.backplane();
+  if (bp && r.count == 1) cluster_.run_on(0, shard_, [bp, room_name] { bp->want(room_name); });
   if (!name.empty()) {
     r.names.insert(name);
     owner_presence(room_name, r, "join", name, member_id);
@@ -166,9 +181,15 @@ void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member
   if (r.count <= cluster_.presence_max_members()) {
     names = std::make_shared<const std::vector<std::string>>(r.names.begin(), r.names.end());
   }
-  cluster_.run_on(shard, shard_, [&hub = cluster_.hub(shard), room_name, member_id, count = r.count, names] {
-    hub.reply_joined(room_name, member_id, count, names);
-  });
+  auto reply = [this, shard, room_name, member_id, count = r.count, names](size_t from) {
+    cluster_.run_on(shard, from, [&hub = cluster_.hub(shard), room_name, member_id, count, names] {
+      hub.reply_joined(room_name, member_id, count, names);
+    });
+  };
+  if (bp == nullptr) return reply(shard_);
+  // "joined" means: everything published after, on any node, reaches you. So it waits for the
+  // node's subscription to the room's channel.
+  cluster_.run_on(0, shard_, [bp, room_name, reply] { bp->when_subscribed(room_name, [reply] { reply(0); }); });
 }
 
 void Hub::owner_leave(const std::string& room_name, size_t shard, const std::string& name, Dialect dialect) {
@@ -180,6 +201,7 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, const std::str
   --r.shard_count[shard];
   if (r.count == 0) {
     owned_.erase(it);  // an empty room is forgotten, its numbering with it
+    if (Backplane* bp = cluster_.backplane()) cluster_.run_on(0, shard_, [bp, room_name] { bp->unwant(room_name); });
     return;
   }
   if (!name.empty()) {
@@ -199,14 +221,30 @@ void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, const char*
 }
 
 void Hub::owner_publish(const std::string& room_name, const std::string& user, const std::string& text) {
+  Backplane* bp = cluster_.backplane();
+  if (bp == nullptr) return owner_deliver(room_name, user, text, now_ms(), 0);
+  auto it = owned_.find(room_name);
+  if (it == owned_.end()) return;  // everyone left meanwhile
+  // Through Redis to every node, this one included; it comes back through owner_deliver.
+  cluster_.run_on(0, shard_, [bp, room_name, user, text, floor = it->second.next_seq] {
+    bp->publish(room_name, user, text, floor);
+  });
+}
+
+void Hub::owner_deliver(const std::string& room_name, const std::string& user, const std::string& text,
+                        int64_t ts_ms, uint64_t seq) {
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;  // everyone left meanwhile
   OwnedRoom& r = it->second;
-  uint64_t seq = r.next_seq++;
+  if (seq == 0) {
+    seq = r.next_seq++;
+  } else {
+    r.next_seq = std::max(r.next_seq, seq + 1);
+  }
   // Serialise once per dialect present in the room; every member gets a reference.
   auto event = std::make_shared<Event>();
   if (r.dialect_count[static_cast<int>(Dialect::kNative)] > 0) {
-    event->native = std::make_shared<const std::string>(native_message_line(room_name, user, text, now_ms(), seq));
+    event->native = std::make_shared<const std::string>(native_message_line(room_name, user, text, ts_ms, seq));
   }
   if (r.dialect_count[static_cast<int>(Dialect::kArticle)] > 0) {
     std::string line;

@@ -53,6 +53,7 @@ class Member {
 enum class HubError { kNone, kNotMember, kAlreadyMember };
 
 class Hub;
+class Backplane;
 
 // What the shards share: the list of hubs and their reactors, and the registry of native names.
 class Cluster {
@@ -67,12 +68,17 @@ class Cluster {
   void run_on(size_t to, size_t from, reactor::Reactor::Task task);
   Hub& hub(size_t index) { return *hubs_[index]; }
 
+  // With Redis (--redis): the backplane, on shard 0. Set before any traffic.
+  void set_backplane(Backplane* backplane) { backplane_ = backplane; }
+  Backplane* backplane() const { return backplane_; }
+
   // Native names are unique across the process.
   bool claim_name(const std::string& name, uint64_t member_id);
   void release_name(const std::string& name, uint64_t member_id);
 
  private:
   size_t presence_max_members_;
+  Backplane* backplane_ = nullptr;
   std::vector<Hub*> hubs_;
   std::vector<reactor::Reactor*> reactors_;
   std::mutex names_mutex_;
@@ -118,6 +124,12 @@ class Hub {
                   Dialect dialect, bool want_reply);
   void owner_leave(const std::string& room, size_t shard, const std::string& name, Dialect dialect);
   void owner_publish(const std::string& room, const std::string& user, const std::string& text);
+ public:
+  // On the owner's thread: numbers (unless `seq` comes from Redis) and sends a message to the room.
+  void owner_deliver(const std::string& room, const std::string& user, const std::string& text, int64_t ts_ms,
+                     uint64_t seq);
+
+ private:
   void owner_presence(const std::string& room, OwnedRoom& r, const char* type, const std::string& user,
                       uint64_t except_id);
   void owner_broadcast(const std::string& room, const OwnedRoom& r, const EventPtr& event, uint64_t except_id);

@@ -1,5 +1,6 @@
 #include "chat/server.h"
 
+#include "chat/backplane.h"
 #include "chat/session.h"
 #include "reactor/log.h"
 
@@ -8,7 +9,7 @@ namespace chat {
 // ---- ChatServer -------------------------------------------------------------------------------
 
 ChatServer::ChatServer(reactor::Reactor& reactor, Cluster& cluster, size_t shard, const Limits& limits,
-                       std::optional<reactor::InetAddress> listen_on)
+                       std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options)
     : reactor_(reactor),
       limits_(limits),
       hub_(cluster, shard),
@@ -26,7 +27,7 @@ ChatServer::ChatServer(reactor::Reactor& reactor, Cluster& cluster, size_t shard
               }(),
               reactor::ConnectionOptions{.high_water_mark = limits.output_soft, .output_limit = limits.output_hard}) {
   cluster.attach(shard, reactor, hub_);
-  if (listen_on) server_.listen(*listen_on);
+  if (listen_on) server_.listen(*listen_on, listen_options);
   server_.set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_connection(conn); });
 }
 
@@ -99,21 +100,33 @@ void ChatServer::maybe_finish_shutdown() {
 // ---- ChatService ------------------------------------------------------------------------------
 
 ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& address, const Limits& limits,
-                         size_t threads, const std::string& backend)
+                         const ServiceOptions& options)
     : main_(main),
       limits_(limits),
-      cluster_(threads, limits.presence_max_members),
-      reactors_(threads, nullptr),
-      servers_(threads),
-      final_(threads) {
+      cluster_(options.threads, limits.presence_max_members),
+      reactors_(options.threads, nullptr),
+      servers_(options.threads),
+      final_(options.threads) {
   // Connections are handed out round-robin, so the limit is split evenly over the shards.
-  if (limits_.max_connections) limits_.max_connections = (limits_.max_connections + threads - 1) / threads;
+  if (limits_.max_connections) limits_.max_connections = (limits_.max_connections + options.threads - 1) / options.threads;
   reactors_[0] = &main;
-  servers_[0] = std::make_unique<ChatServer>(main, cluster_, 0, limits_, address);
-  if (threads > 1) {
+  servers_[0] = std::make_unique<ChatServer>(main, cluster_, 0, limits_, address,
+                                             reactor::ListenOptions{.reuse_port = options.reuse_port});
+  if (!options.redis_host.empty()) {
+    // Messages come back from Redis on shard 0 and go to their room's owner, which numbers nothing
+    // (Redis did) and sends them to the shards with members.
+    backplane_ = std::make_unique<Backplane>(main, options.redis_host, options.redis_port, [this](Backplane::Message m) {
+      size_t owner = cluster_.owner_of(m.room);
+      cluster_.run_on(owner, 0, [hub = &cluster_.hub(owner), m = std::move(m)] {
+        hub->owner_deliver(m.room, m.user, m.text, m.ts_ms, m.seq);
+      });
+    });
+    cluster_.set_backplane(backplane_.get());
+  }
+  if (options.threads > 1) {
     // Each shard's server is built on its own thread (the owner rule) and destroyed there.
     pool_ = std::make_unique<reactor::ReactorPool>(
-        threads - 1, backend,
+        options.threads - 1, options.backend,
         [this](reactor::Reactor& r, size_t i) {
           reactors_[i + 1] = &r;
           servers_[i + 1] = std::make_unique<ChatServer>(r, cluster_, i + 1, limits_, std::nullopt);
@@ -135,7 +148,18 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
 
 ChatService::~ChatService() { stop_pool(); }
 
-void ChatService::start() { servers_[0]->start(); }
+void ChatService::start() {
+  if (backplane_) backplane_->start();
+  servers_[0]->start();
+}
+
+std::string ChatService::backplane_stats() const {
+  if (!backplane_) return "";
+  const BackplaneStats& s = backplane_->stats();
+  return "redis=" + std::string(backplane_->up() ? "up" : "down") + " published=" + std::to_string(s.published) +
+         " received=" + std::to_string(s.received) + " local_only=" + std::to_string(s.local_only) +
+         " outages=" + std::to_string(s.outages);
+}
 
 void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {
   auto remaining = std::make_shared<size_t>(servers_.size());

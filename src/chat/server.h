@@ -21,11 +21,13 @@
 
 namespace chat {
 
+class Backplane;
+
 class ChatServer {
  public:
   // With `listen_on`, the shard listens; without, sockets arrive through adopt().
   ChatServer(reactor::Reactor& reactor, Cluster& cluster, size_t shard, const Limits& limits,
-             std::optional<reactor::InetAddress> listen_on);
+             std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options = {});
   ~ChatServer();
 
   void start();
@@ -56,11 +58,19 @@ class ChatServer {
   reactor::TimerId shutdown_timer_ = 0;
 };
 
+struct ServiceOptions {
+  size_t threads = 1;
+  std::string backend;      // "": the best available
+  bool reuse_port = false;  // SO_REUSEPORT: other processes may listen on the same port (--workers)
+  std::string redis_host;   // "": no backplane, a stand-alone node
+  uint16_t redis_port = 6379;
+};
+
 class ChatService {
  public:
   // `main` is shard 0 and must be the calling thread's reactor.
   ChatService(reactor::Reactor& main, const reactor::InetAddress& address, const Limits& limits,
-              size_t threads, const std::string& backend);
+              const ServiceOptions& options);
   ~ChatService();
 
   void start();
@@ -72,6 +82,8 @@ class ChatService {
   void stop_pool();
   // After stop_pool(): the sum of every shard's counters.
   Stats final_stats() const;
+  // The Redis backplane's counters, as a log line ("" without --redis). On `main`'s thread.
+  std::string backplane_stats() const;
 
   size_t threads() const { return servers_.size(); }
   const reactor::InetAddress& local_address() const { return servers_[0]->local_address(); }
@@ -85,6 +97,7 @@ class ChatService {
   std::vector<Stats> final_;
   std::unique_ptr<reactor::ReactorPool> pool_;
   size_t next_shard_ = 0;
+  std::unique_ptr<Backplane> backplane_;  // on `main`; destroyed first
 };
 
 }  // namespace chat

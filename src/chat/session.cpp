@@ -232,7 +232,8 @@ void Session::joined(const std::string& room, size_t count, const std::vector<st
 
 void Session::touched(const std::string& room) {
   size_t owner = hub_.cluster().owner_of(room);
-  if (owner != hub_.shard() && std::find(remote_.begin(), remote_.end(), owner) == remote_.end()) {
+  bool answered_elsewhere = owner != hub_.shard() || hub_.cluster().backplane() != nullptr;
+  if (answered_elsewhere && std::find(remote_.begin(), remote_.end(), owner) == remote_.end()) {
     remote_.push_back(owner);
   }
 }
