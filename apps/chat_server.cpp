@@ -11,6 +11,8 @@
 #include <iostream>
 #include <map>
 #include <regex>
+#include <string_view>
+#include <vector>
 #include <thread>
 
 #include "app/cli.h"
@@ -61,13 +63,29 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
   return 0;
 }
 
+// The command line of one worker: this one without --workers and --port, plus the port chosen
+// and --reuse-port.
+std::vector<std::string> worker_argv(int argc, char** argv, uint16_t port) {
+  std::vector<std::string> out{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--workers" || a == "--port") {
+      ++i;  // and its value
+    } else if (!a.starts_with("--workers=") && !a.starts_with("--port=")) {
+      out.emplace_back(a);
+    }
+  }
+  out.insert(out.end(), {"--port", std::to_string(port), "--reuse-port"});
+  return out;
+}
+
 // --workers N: N node processes listening on one port (SO_REUSEPORT; the kernel spreads new
-// connections over them), sharing rooms through Redis. This process only supervises: it forwards
-// SIGINT/SIGTERM/SIGUSR1, restarts a worker that a signal killed, and stops everything when a
-// worker exits by itself with an error (a bad flag, a port in use).
-int supervise(size_t workers, const std::string& host, uint16_t port, const chat::Limits& limits,
-              chat::ServiceOptions options, size_t grace_ms) {
-  options.reuse_port = true;
+// connections over them), sharing rooms through Redis. This process only supervises: each worker
+// is this program run again (fork + exec, a fresh process) with --reuse-port; the supervisor
+// forwards SIGINT/SIGTERM/SIGUSR1, restarts a worker that a signal killed, and stops everything
+// when a worker exits by itself with an error (a bad flag, a port in use) or dies right after it
+// started (a crash loop helps nobody).
+int supervise(size_t workers, const std::string& host, uint16_t port, int argc, char** argv) {
   // Port 0: choose one now, and hold it (bound, not listening: it takes no connections) until the
   // workers have theirs.
   reactor::InetAddress address = reactor::InetAddress::resolve(host, port);
@@ -79,9 +97,14 @@ int supervise(size_t workers, const std::string& host, uint16_t port, const chat
     throw std::runtime_error("bind " + address.to_string() + ": " + strerror(errno));
   }
   uint16_t chosen = reactor::InetAddress::local_of(placeholder.get()).port();
+  std::vector<std::string> args = worker_argv(argc, argv, chosen);
 
-  reactor::Reactor loop;  // blocks the signals it watches: children unblock theirs in their reactor
-  std::map<pid_t, size_t> running;  // pid -> worker index
+  reactor::Reactor loop;
+  struct Worker {
+    size_t index;
+    reactor::Clock::time_point started;
+  };
+  std::map<pid_t, Worker> running;
   bool stopping = false;
   int status = 0;
   auto spawn = [&](size_t index) {
@@ -93,21 +116,28 @@ int supervise(size_t workers, const std::string& host, uint16_t port, const chat
     }
     if (pid == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive the supervisor
-      placeholder = reactor::Handle();
-      std::_Exit(run_node(host, chosen, limits, options, grace_ms));
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the supervisor's reactor blocked some
+      std::vector<char*> cargv;
+      for (auto& a : args) cargv.push_back(a.data());
+      cargv.push_back(nullptr);
+      ::execv("/proc/self/exe", cargv.data());
+      std::fprintf(stderr, "chat-server: exec: %s\n", strerror(errno));
+      std::_Exit(127);
     }
-    running[pid] = index;
+    running[pid] = Worker{index, reactor::Clock::now()};
     return true;
   };
-  auto stop_all = [&](int signo) {
+  auto stop_all = [&] {
     stopping = true;
-    for (auto& [pid, index] : running) ::kill(pid, signo);
+    for (auto& [pid, w] : running) ::kill(pid, SIGTERM);
     if (running.empty()) loop.stop();
   };
-  loop.on_signal(SIGINT, [&](int) { stop_all(SIGTERM); });
-  loop.on_signal(SIGTERM, [&](int) { stop_all(SIGTERM); });
+  loop.on_signal(SIGINT, [&](int) { stop_all(); });
+  loop.on_signal(SIGTERM, [&](int) { stop_all(); });
   loop.on_signal(SIGUSR1, [&](int) {
-    for (auto& [pid, index] : running) ::kill(pid, SIGUSR1);
+    for (auto& [pid, w] : running) ::kill(pid, SIGUSR1);
   });
   loop.on_signal(SIGCHLD, [&](int) {
     int ws;
@@ -115,35 +145,38 @@ int supervise(size_t workers, const std::string& host, uint16_t port, const chat
     while ((pid = ::waitpid(-1, &ws, WNOHANG)) > 0) {
       auto it = running.find(pid);
       if (it == running.end()) continue;
-      size_t index = it->second;
+      Worker w = it->second;
       running.erase(it);
+      bool young = reactor::Clock::now() - w.started < std::chrono::seconds(2);
       if (stopping) {
         if (WIFEXITED(ws) && WEXITSTATUS(ws) != 0) status = WEXITSTATUS(ws);
-      } else if (WIFSIGNALED(ws)) {
-        LOG_WARN("worker %zu (pid %d) killed by signal %d (%s); starting another", index, pid, WTERMSIG(ws),
+      } else if (WIFSIGNALED(ws) && !young) {
+        LOG_WARN("worker %zu (pid %d) killed by signal %d (%s); starting another", w.index, pid, WTERMSIG(ws),
                  strsignal(WTERMSIG(ws)));
-        loop.run_after(std::chrono::milliseconds(200), [&, index] {
-          if (!stopping) spawn(index);
-        });
+        if (!spawn(w.index)) stop_all();
       } else {
-        LOG_ERROR("worker %zu (pid %d) exited with status %d; stopping", index, pid, WEXITSTATUS(ws));
-        status = WEXITSTATUS(ws) ? WEXITSTATUS(ws) : 1;
-        stop_all(SIGTERM);
+        if (WIFSIGNALED(ws)) {
+          LOG_ERROR("worker %zu (pid %d) killed by signal %d (%s) right after it started; stopping", w.index, pid,
+                    WTERMSIG(ws), strsignal(WTERMSIG(ws)));
+        } else {
+          LOG_ERROR("worker %zu (pid %d) exited with status %d; stopping", w.index, pid, WEXITSTATUS(ws));
+        }
+        status = WIFEXITED(ws) && WEXITSTATUS(ws) ? WEXITSTATUS(ws) : 1;
+        stop_all();
       }
     }
     if (stopping && running.empty()) loop.stop();
   });
-  for (size_t i = 0; i < workers; ++i) {
+  for (size_t i = 0; i < workers && !stopping; ++i) {
     if (!spawn(i)) {
-      stop_all(SIGTERM);
       status = 1;
-      break;
+      stop_all();
     }
   }
-  std::printf("chat-server: %zu workers on %s:%u, joined through redis %s:%u\n", workers, host.c_str(), chosen,
-              options.redis_host.c_str(), options.redis_port);
+  std::printf("chat-server: supervising %zu workers on %s\n", workers,
+              reactor::InetAddress::local_of(placeholder.get()).to_string().c_str());
   std::fflush(stdout);
-  // The workers bind before they print; until then this socket keeps the port ours.
+  // The workers bind as they start; until then this socket keeps the port ours.
   loop.run_after(std::chrono::seconds(5), [&] { placeholder = reactor::Handle(); });
   loop.run();
   return status;
@@ -175,6 +208,7 @@ int main(int argc, char** argv) {
   bool verbose = false;
   size_t threads = std::max(1u, std::thread::hardware_concurrency());
   size_t workers = 1;
+  bool reuse_port = false;
   std::string redis_url;
   cli.add_option("--host", host, "Address to listen on")->capture_default_str();
   cli.add_option("--port", port, "Port to listen on (0: any free port)")->capture_default_str();
@@ -212,6 +246,8 @@ int main(int argc, char** argv) {
                  "Run this many server processes on one port (SO_REUSEPORT), joined through --redis")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{64}));
+  cli.add_flag("--reuse-port", reuse_port,
+               "Listen with SO_REUSEPORT, so that several chat-server processes share the port (as --workers does)");
   cli.add_flag("--verbose", verbose, "Log every connection's close");
   if (auto status = app::parse(cli, argc, argv)) return *status;
   if (limits.output_soft > limits.output_hard) {
@@ -228,13 +264,14 @@ int main(int argc, char** argv) {
     std::cerr << "chat-server: --redis must look like redis://HOST:PORT, not '" << redis_url << "'\n";
     return 2;
   }
+  options.reuse_port = reuse_port;
   if (workers > 1) {
     if (redis_url.empty()) {
       std::cerr << "chat-server: --workers needs --redis: worker processes share rooms through Redis\n";
       return 2;
     }
     try {
-      return supervise(workers, host, port, limits, options, grace_ms);
+      return supervise(workers, host, port, argc, argv);
     } catch (const std::exception& e) {
       std::cerr << "chat-server: " << e.what() << "\n";
       return 1;
