@@ -74,17 +74,36 @@ void Process::pump(int timeout_ms) {
   }
 }
 
+namespace {
+
+// The next line of `text` after `scanned` that contains `marker`.
+std::optional<std::string> find_line(const std::string& text, size_t& scanned, const std::string& marker) {
+  size_t nl;
+  while ((nl = text.find('\n', scanned)) != std::string::npos) {
+    std::string line = text.substr(scanned, nl - scanned);
+    scanned = nl + 1;
+    if (line.find(marker) != std::string::npos) return line;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<std::string> Process::wait_for_line(const std::string& marker, std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   for (;;) {
-    size_t nl;
-    while ((nl = out_.find('\n', scanned_)) != std::string::npos) {
-      std::string line = out_.substr(scanned_, nl - scanned_);
-      scanned_ = nl + 1;
-      if (line.find(marker) != std::string::npos) return line;
-    }
-    if (Clock::now() >= deadline || (outfd_ < 0 && errfd_ < 0)) return std::nullopt;
-    if (outfd_ < 0) return std::nullopt;
+    if (auto line = find_line(out_, scanned_, marker)) return line;
+    if (Clock::now() >= deadline || outfd_ < 0) return std::nullopt;
+    pump(10);
+  }
+}
+
+std::optional<std::string> Process::wait_for_err_line(const std::string& marker,
+                                                       std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (auto line = find_line(err_, scanned_err_, marker)) return line;
+    if (Clock::now() >= deadline || errfd_ < 0) return std::nullopt;
     pump(10);
   }
 }

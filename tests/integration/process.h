@@ -23,6 +23,8 @@ class Process {
   // Reads stdout until a line containing `marker` arrives; returns that line (nullopt on timeout
   // or end of output).
   std::optional<std::string> wait_for_line(const std::string& marker, std::chrono::milliseconds timeout);
+  // The same on stderr (where the servers log).
+  std::optional<std::string> wait_for_err_line(const std::string& marker, std::chrono::milliseconds timeout);
   void write_stdin(const std::string& data);
   void close_stdin();
   // Sends `signo` and waits up to `timeout`; returns the wait status, or nullopt on timeout.
@@ -38,7 +40,7 @@ class Process {
   pid_t pid_ = -1;
   int in_ = -1, outfd_ = -1, errfd_ = -1;
   std::string out_, err_;
-  size_t scanned_ = 0;
+  size_t scanned_ = 0, scanned_err_ = 0;
   std::optional<int> status_;
 };
 

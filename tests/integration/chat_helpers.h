@@ -1,0 +1,82 @@
+// Helpers shared by the chat server's integration tests.
+#pragma once
+
+#include <signal.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "process.h"
+
+namespace chattest {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using testproc::LineClient;
+using testproc::Process;
+
+inline std::vector<std::string> chat_args(std::vector<std::string> extra = {}, std::string port = "0") {
+  std::vector<std::string> args{CHAT_SERVER_BIN, "--port", port};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+inline json next_json(LineClient& c, std::chrono::milliseconds timeout = 10s) {
+  auto l = c.line(timeout);
+  if (!l) return json{{"type", "<nothing>"}};
+  json j = json::parse(*l, nullptr, false);
+  return j.is_discarded() ? json{{"type", "<not json>"}, {"line", *l}} : j;
+}
+
+// Reads until a JSON line of `type` arrives (others are returned in `skipped`).
+inline json expect_type(LineClient& c, const std::string& type, std::vector<json>* skipped = nullptr) {
+  for (int i = 0; i < 1000; ++i) {
+    json j = next_json(c);
+    if (j.value("type", "") == type) return j;
+    if (j.value("type", "") == "<nothing>") return j;
+    if (skipped) skipped->push_back(j);
+  }
+  return json{{"type", "<too many>"}};
+}
+
+// A native client that has said hello.
+struct Native : LineClient {
+  Native(int port, const std::string& user) : LineClient(port) {
+    send(json{{"type", "hello"}, {"user", user}}.dump() + "\n");
+    // Until its hello is read, a connection is the article's lobby member: skip such lines.
+    for (int i = 0; i < 10000; ++i) {
+      welcome = next_json(*this);
+      if (welcome.value("type", "") != "<not json>") break;
+    }
+  }
+  json request(const json& j) {
+    send(j.dump() + "\n");
+    return next_json(*this);
+  }
+  json welcome;
+};
+
+// Stats line printed on SIGUSR1: waits for the next one on stderr.
+inline std::string stats_of(Process& p) {
+  size_t before = p.err().size();
+  ::kill(p.pid(), SIGUSR1);
+  for (int i = 0; i < 500; ++i) {
+    p.wait_for_line("\x01never", 10ms);  // pumps stdout and stderr
+    size_t at = p.err().find("stats:", before);
+    if (at != std::string::npos && p.err().find('\n', at) != std::string::npos) {
+      return p.err().substr(at, p.err().find('\n', at) - at);
+    }
+  }
+  return "";
+}
+
+inline long counter(const std::string& stats, const std::string& name) {
+  std::smatch m;
+  if (!std::regex_search(stats, m, std::regex(name + "=(\\d+)"))) return -1;
+  return std::stol(m[1]);
+}
+
+}  // namespace chattest
