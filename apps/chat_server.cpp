@@ -42,9 +42,12 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
       service.shutdown(std::chrono::milliseconds(grace_ms), [&] { loop.stop(); });
     };
     report = [&](int) {
-      service.collect_stats([&service](const chat::Stats& s) {
+      service.collect_stats([&service](const chat::Stats& s, const std::vector<uint64_t>& open) {
+        std::string per_reactor;
+        for (uint64_t n : open) per_reactor += (per_reactor.empty() ? "" : ",") + std::to_string(n);
         std::string bp = service.backplane_stats();
-        LOG_INFO("stats: %s%s%s", s.to_string().c_str(), bp.empty() ? "" : " ", bp.c_str());
+        LOG_INFO("stats: %s; per reactor open=%s%s%s", s.to_string().c_str(), per_reactor.c_str(), bp.empty() ? "" : " ",
+                 bp.c_str());
       });
     };
     service.start();
@@ -208,6 +211,7 @@ int main(int argc, char** argv) {
   bool verbose = false;
   size_t threads = std::max(1u, std::thread::hardware_concurrency());
   size_t workers = 1;
+  std::string accept = "handoff";
   bool reuse_port = false;
   std::string redis_url;
   cli.add_option("--host", host, "Address to listen on")->capture_default_str();
@@ -240,6 +244,11 @@ int main(int argc, char** argv) {
   cli.add_option("--threads", threads, "Reactors, one thread each (default: the number of cores)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{256}));
+  cli.add_option("--accept", accept,
+                 "How new connections reach the reactors: handoff (one listener, handed out round-robin) or "
+                 "reuseport (a SO_REUSEPORT listener per reactor; the kernel spreads them)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"handoff", "reuseport"}));
   cli.add_option("--redis", redis_url,
                  "Share rooms with other chat-server processes through Redis pub/sub: redis://HOST:PORT");
   cli.add_option("--workers", workers,
@@ -265,6 +274,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.reuse_port = reuse_port;
+  options.listener_per_shard = accept == "reuseport";
   if (workers > 1) {
     if (redis_url.empty()) {
       std::cerr << "chat-server: --workers needs --redis: worker processes share rooms through Redis\n";

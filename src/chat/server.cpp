@@ -110,8 +110,12 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
   // Connections are handed out round-robin, so the limit is split evenly over the shards.
   if (limits_.max_connections) limits_.max_connections = (limits_.max_connections + options.threads - 1) / options.threads;
   reactors_[0] = &main;
-  servers_[0] = std::make_unique<ChatServer>(main, cluster_, 0, limits_, address,
-                                             reactor::ListenOptions{.reuse_port = options.reuse_port});
+  bool per_shard = options.listener_per_shard && options.threads > 1;
+  reactor::ListenOptions listen_options{.reuse_port = options.reuse_port || per_shard};
+  servers_[0] = std::make_unique<ChatServer>(main, cluster_, 0, limits_, address, listen_options);
+  // With a listener per shard, the others bind the port shard 0 got (it may have been 0).
+  std::optional<reactor::InetAddress> others_listen;
+  if (per_shard) others_listen = servers_[0]->local_address();
   if (!options.redis_host.empty()) {
     // Messages come back from Redis on shard 0 and go to their room's owner, which numbers nothing
     // (Redis did) and sends them to the shards with members.
@@ -127,15 +131,15 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
     // Each shard's server is built on its own thread (the owner rule) and destroyed there.
     pool_ = std::make_unique<reactor::ReactorPool>(
         options.threads - 1, options.backend,
-        [this](reactor::Reactor& r, size_t i) {
+        [this, others_listen, listen_options](reactor::Reactor& r, size_t i) {
           reactors_[i + 1] = &r;
-          servers_[i + 1] = std::make_unique<ChatServer>(r, cluster_, i + 1, limits_, std::nullopt);
+          servers_[i + 1] = std::make_unique<ChatServer>(r, cluster_, i + 1, limits_, others_listen, listen_options);
         },
         [this](reactor::Reactor&, size_t i) {
           final_[i + 1] = servers_[i + 1]->stats();
           servers_[i + 1].reset();
         });
-    servers_[0]->set_accept_hook([this](reactor::Handle& socket, const reactor::InetAddress& peer) {
+    if (!per_shard) servers_[0]->set_accept_hook([this](reactor::Handle& socket, const reactor::InetAddress& peer) {
       size_t k = next_shard_++ % servers_.size();
       if (k == 0) return false;  // this shard keeps it
       reactors_[k]->post([server = servers_[k].get(), fd = socket.release(), peer] {
@@ -150,7 +154,9 @@ ChatService::~ChatService() { stop_pool(); }
 
 void ChatService::start() {
   if (backplane_) backplane_->start();
-  servers_[0]->start();
+  for (size_t k = 0; k < servers_.size(); ++k) {
+    cluster_.run_on(k, 0, [server = servers_[k].get()] { server->start(); });  // each on its own thread
+  }
 }
 
 std::string ChatService::backplane_stats() const {
@@ -173,19 +179,22 @@ void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()
   }
 }
 
-void ChatService::collect_stats(std::function<void(const Stats&)> callback) {
+void ChatService::collect_stats(std::function<void(const Stats&, const std::vector<uint64_t>&)> callback) {
   struct Collect {
     Stats sum;
+    std::vector<uint64_t> open;
     size_t remaining;
-    std::function<void(const Stats&)> callback;
+    std::function<void(const Stats&, const std::vector<uint64_t>&)> callback;
   };
-  auto c = std::make_shared<Collect>(Collect{{}, servers_.size(), std::move(callback)});
+  auto c = std::make_shared<Collect>(
+      Collect{{}, std::vector<uint64_t>(servers_.size(), 0), servers_.size(), std::move(callback)});
   for (size_t k = 0; k < servers_.size(); ++k) {
     cluster_.run_on(k, 0, [this, k, c] {
       Stats s = servers_[k]->stats();
-      cluster_.run_on(0, k, [c, s] {
+      cluster_.run_on(0, k, [c, k, s] {
         c->sum += s;
-        if (--c->remaining == 0) c->callback(c->sum);
+        c->open[k] = s.connections_open;
+        if (--c->remaining == 0) c->callback(c->sum, c->open);
       });
     });
   }

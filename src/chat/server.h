@@ -62,6 +62,9 @@ struct ServiceOptions {
   size_t threads = 1;
   std::string backend;      // "": the best available
   bool reuse_port = false;  // SO_REUSEPORT: other processes may listen on the same port (--workers)
+  // How accepted connections reach the shards: shard 0 accepts and hands them out round-robin
+  // (false), or every shard has its own SO_REUSEPORT listener and the kernel spreads them (true).
+  bool listener_per_shard = false;
   std::string redis_host;   // "": no backplane, a stand-alone node
   uint16_t redis_port = 6379;
 };
@@ -76,8 +79,9 @@ class ChatService {
   void start();
   // On `main`'s thread: every shard stops gracefully; `done` runs on `main` when all have.
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
-  // On `main`'s thread: `callback` gets the sum of every shard's counters, on `main`.
-  void collect_stats(std::function<void(const Stats&)> callback);
+  // On `main`'s thread: `callback` gets the sum of every shard's counters, and each shard's open
+  // connections (the balance between reactors), on `main`.
+  void collect_stats(std::function<void(const Stats& sum, const std::vector<uint64_t>& open)> callback);
   // After shutdown and `main`'s loop has stopped: stops and joins the other shards.
   void stop_pool();
   // After stop_pool(): the sum of every shard's counters.

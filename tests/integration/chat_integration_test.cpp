@@ -413,6 +413,30 @@ TEST(ChatThreadsOrder, PongComesAfterEveryEarlierAnswerFromAnyShard) {
   }
 }
 
+// --accept reuseport: every reactor has its own SO_REUSEPORT listener on the one port; rooms still
+// span the reactors.
+TEST(ChatThreadsAccept, AListenerPerReactorSpreadsConnectionsAndRoomsStillSpanThem) {
+  Server server(chat_args({"--threads", "2", "--accept", "reuseport"}));
+  std::vector<std::unique_ptr<Native>> members;
+  for (int i = 0; i < 40; ++i) {
+    members.push_back(std::make_unique<Native>(server.port, "rp" + std::to_string(i)));
+    ASSERT_EQ(members.back()->request({{"type", "join"}, {"room", "hall"}})["type"], "joined");
+  }
+  members[7]->send(json{{"type", "message"}, {"room", "hall"}, {"text", "hello all"}}.dump() + "\n");
+  for (auto& m : members) {
+    json j = expect_type(*m, "message");
+    EXPECT_EQ(j["text"], "hello all");
+  }
+  // Both listeners took connections: with 40 connections, all hashed to one is 2^-39.
+  std::string stats = stats_of(server.process);
+  EXPECT_EQ(counter(stats, "accepted"), 40) << stats;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(stats, m, std::regex(R"(per reactor open=(\d+),(\d+))"))) << stats;
+  EXPECT_GT(std::stoi(m[1]), 0) << stats;
+  EXPECT_GT(std::stoi(m[2]), 0) << stats;
+  EXPECT_EQ(std::stoi(m[1]) + std::stoi(m[2]), 40) << stats;
+}
+
 TEST(ChatClient, PipedLinesAreSentAndShownThenItExits) {
   Server server(chat_args());
   Native watcher(server.port, "watcher");
