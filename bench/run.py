@@ -15,7 +15,12 @@ Sections (all on this machine, client and server sharing its CPUs, loopback only
   chat          chat fan-out at 1,000 and 10,000 members for chat-server (native and article
                 dialects), Redis, NATS and the article's ReactorChatServer.py: the fixed rates, then
                 each system's saturation point (the highest rate with zero loss and p99 under 1 s),
-                found by stepping the rate up by 4x and bisecting (bounded, short runs).
+                found by stepping the rate up by 4x and bisecting (bounded, short runs). chat-server
+                runs with 2 reactors (--threads 2) and with 1, so the two are compared with Redis.
+  accept        --threads 2: one listener handing connections out against a SO_REUSEPORT listener
+                per reactor (bench/scale_bench.py).
+  scale         100,000 members in one room: chat-server --workers 6 joined through Redis, loadgen
+                in several processes (bench/scale_bench.py).
 
 Outputs: BENCHMARKS.md (only the generated blocks between <!-- bench:NAME --> markers are replaced;
 the prose around them stays), PNG plots in bench/plots/, every raw result in bench/results/run.json.
@@ -44,6 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 import echo_bench  # noqa: E402
+import scale_bench as sb  # noqa: E402
 
 ROOT = bl.ROOT
 SEED = ROOT.parent / "shared" / "seed"
@@ -116,15 +122,15 @@ ECHO_SYSTEMS = [
 ]
 
 CHAT_SYSTEMS = [
-    System("chat", "chat-server, native JSON lines",
-           lambda c, p: [str(c.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0"],
+    System("chat", "chat-server --threads 2, native JSON lines",
+           lambda c, p: [str(c.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0"],
            needs=("bin:chat-server",), dialect="native", group="ours"),
     System("chat-article", "chat-server, article dialect",
            lambda c, p: [str(c.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0"],
            needs=("bin:chat-server",), dialect="article", group="ours"),
     System("chat-1t", "chat-server --threads 1, native",
            lambda c, p: [str(c.bin / "chat-server"), "--threads", "1", "--host", "127.0.0.1", "--port", "0"],
-           needs=("bin:chat-server",), dialect="native", search=False, group="ours"),
+           needs=("bin:chat-server",), dialect="native", group="ours"),
     System("redis", "redis-server (pub/sub)",
            lambda c, p: ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                          "--maxclients", "19000"],
@@ -1097,6 +1103,18 @@ TEMPLATE = """# Benchmarks
 <!-- bench:chat-saturation -->
 <!-- /bench:chat-saturation -->
 
+## Scale out
+
+### New connections over two reactors: hand-off or a listener each
+
+<!-- bench:accept -->
+<!-- /bench:accept -->
+
+### 100,000 members on this machine
+
+<!-- bench:scale -->
+<!-- /bench:scale -->
+
 <!-- bench:plots -->
 <!-- /bench:plots -->
 """
@@ -1252,7 +1270,8 @@ plot {plots}
 def main():
     p = argparse.ArgumentParser(description="The benchmark suite (echo, C10K, chat), every system side by side.")
     p.add_argument("--quick", action="store_true", help="smoke run, under 2 minutes; exit 1 if a check fails")
-    p.add_argument("--only", action="append", choices=["echo-targets", "echo", "c10k", "chat-targets", "chat"],
+    p.add_argument("--only", action="append",
+                   choices=["echo-targets", "echo", "c10k", "chat-targets", "chat", "accept", "scale"],
                    help="run only these sections (then BENCHMARKS.md is not written unless --out is given)")
     p.add_argument("--skip", action="append", metavar="SYSTEM",
                    help="leave a system out (" + ", ".join(s.key for s in ECHO_SYSTEMS + CHAT_SYSTEMS) + ")")
@@ -1280,7 +1299,7 @@ def main():
     args.idle_seconds = 0.7 if q else 3.0
     args.quiet_budget = 90.0
     args.watchdog = args.watchdog or (170 if q else 2400)
-    sections = set(args.only or ["echo-targets", "echo", "c10k", "chat-targets", "chat"])
+    sections = set(args.only or ["echo-targets", "echo", "c10k", "chat-targets", "chat", "accept", "scale"])
     partial = bool(args.only)
     results_dir = ROOT / "bench" / "results"
     out_md = args.out or (str(results_dir / "quick.md") if q else (None if partial else str(ROOT / "BENCHMARKS.md")))
@@ -1362,6 +1381,24 @@ def main():
             data["chat_targets"] = chat_targets_section(ctx)
         if "chat" in sections:
             data["chat"] = chat_section(ctx, data.get("chat_targets"))
+        if "accept" in sections:
+            data["accept"] = sb.accept_section(ctx, members=1000 if q else 10000, rate=10, duration=1 if q else 3,
+                                               rounds=1 if q else 4)
+            if q:
+                runs = [r for rs in data["accept"].get("runs", {}).values() for r in rs]
+                bad = [r for r in runs if "failed" in r or r["loss"] or r["errors"]]
+                ctx.check("accept", "chat-server --accept handoff / reuseport",
+                          "skipped" if "skipped" in data["accept"] else ("FAIL" if bad or not runs else "ok"),
+                          data["accept"].get("skipped") or (f"{bad[0]}" if bad else f"{len(runs)} runs, no loss"))
+        if "scale" in sections:
+            data["scale"] = sb.scale_section(ctx, members=2000 if q else 100_000, workers=2 if q else 6,
+                                             rate=5 if q else 1, duration=1 if q else 10)
+            if q:
+                r = data["scale"]
+                ctx.check("scale", "chat-server --workers 2 --redis",
+                          "skipped" if "skipped" in r else ("ok" if r.get("ok") else "FAIL"),
+                          r.get("skipped") or r.get("failed") or
+                          f"{r['connected']:,} members, {r['deliveries']:,} deliveries, loss {r['loss']}")
     except KeyboardInterrupt as e:
         bl.log(f"run.py: interrupted ({e})")
         status = 130
@@ -1398,6 +1435,10 @@ def main():
         blocks["chat-fixed"] = md_chat_fixed(data["chat"])
         if not q:
             blocks["chat-saturation"] = md_chat_saturation(data["chat"])
+    if "accept" in data:
+        blocks["accept"] = sb.md_accept(data["accept"])
+    if "scale" in data:
+        blocks["scale"] = sb.md_scale(data["scale"])
     if plotdir:
         made, problems = make_plots(ctx, data, plotdir)
         rel = os.path.relpath(plotdir, ROOT)
