@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <iostream>
@@ -89,6 +90,7 @@ std::vector<std::string> worker_argv(int argc, char** argv, uint16_t port) {
 // when a worker exits by itself with an error (a bad flag, a port in use) or dies right after it
 // started (a crash loop helps nobody).
 int supervise(size_t workers, const std::string& host, uint16_t port, int argc, char** argv) {
+  reactor::set_log_tag("supervisor");
   // Port 0: choose one now, and hold it (bound, not listening: it takes no connections) until the
   // workers have theirs.
   reactor::InetAddress address = reactor::InetAddress::resolve(host, port);
@@ -122,6 +124,7 @@ int supervise(size_t workers, const std::string& host, uint16_t port, int argc, 
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the supervisor's reactor blocked some
+      ::setenv("CHAT_SERVER_WORKER", std::to_string(index).c_str(), 1);  // its log lines say which
       std::vector<char*> cargv;
       for (auto& a : args) cargv.push_back(a.data());
       cargv.push_back(nullptr);
@@ -265,6 +268,9 @@ int main(int argc, char** argv) {
   }
   limits.soft_grace = std::chrono::milliseconds(soft_grace_ms);
   if (verbose) reactor::set_log_level(reactor::LogLevel::kDebug);
+  if (const char* worker = std::getenv("CHAT_SERVER_WORKER")) {
+    reactor::set_log_tag(("worker " + std::string(worker) + ", pid " + std::to_string(::getpid())).c_str());
+  }
 
   chat::ServiceOptions options;
   options.threads = threads;

@@ -1392,7 +1392,7 @@ def main():
                           data["accept"].get("skipped") or (f"{bad[0]}" if bad else f"{len(runs)} runs, no loss"))
         if "scale" in sections:
             data["scale"] = sb.scale_section(ctx, members=2000 if q else 100_000, workers=2 if q else 6,
-                                             rate=5 if q else 1, duration=1 if q else 10)
+                                             rate=5 if q else 0.25, duration=1 if q else 16)
             if q:
                 r = data["scale"]
                 ctx.check("scale", "chat-server --workers 2 --redis",

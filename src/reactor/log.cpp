@@ -7,6 +7,7 @@
 namespace reactor {
 namespace {
 std::atomic<LogLevel> g_level{LogLevel::kInfo};
+char g_tag[48] = "";
 const char* level_name(LogLevel level) {
   switch (level) {
     case LogLevel::kDebug: return "debug";
@@ -19,6 +20,8 @@ const char* level_name(LogLevel level) {
 }
 }  // namespace
 
+void set_log_tag(const char* tag) { std::snprintf(g_tag, sizeof g_tag, "[%s] ", tag); }
+
 void set_log_level(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
 LogLevel log_level() { return g_level.load(std::memory_order_relaxed); }
 
@@ -28,8 +31,8 @@ void log(LogLevel level, const char* fmt, ...) {
   clock_gettime(CLOCK_REALTIME, &ts);
   tm parts{};
   gmtime_r(&ts.tv_sec, &parts);
-  int n = std::snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld %s ", parts.tm_hour, parts.tm_min,
-                        parts.tm_sec, ts.tv_nsec / 1000000, level_name(level));
+  int n = std::snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld %s %s", parts.tm_hour, parts.tm_min,
+                        parts.tm_sec, ts.tv_nsec / 1000000, level_name(level), g_tag);
   va_list args;
   va_start(args, fmt);
   int m = std::vsnprintf(line + n, sizeof line - n - 1, fmt, args);

@@ -9,6 +9,8 @@ namespace reactor {
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kOff = 4 };
 
 void set_log_level(LogLevel level);
+// A tag printed on every line after the level (e.g. "worker 2"); set once, before any thread starts.
+void set_log_tag(const char* tag);
 LogLevel log_level();
 void log(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
