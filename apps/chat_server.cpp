@@ -85,10 +85,11 @@ std::vector<std::string> worker_argv(int argc, char** argv, uint16_t port) {
 
 // --workers N: N node processes listening on one port (SO_REUSEPORT; the kernel spreads new
 // connections over them), sharing rooms through Redis. This process only supervises: each worker
-// is this program run again (fork + exec, a fresh process) with --reuse-port; the supervisor
-// forwards SIGINT/SIGTERM/SIGUSR1, restarts a worker that a signal killed, and stops everything
-// when a worker exits by itself with an error (a bad flag, a port in use) or dies right after it
-// started (a crash loop helps nobody).
+// is this program run again (fork + exec, a fresh process) with --reuse-port. SIGINT/SIGTERM: a
+// SIGTERM to every worker (SIGKILL to one still there 15 s later); SIGUSR1 is passed on. A worker
+// killed by a signal, or stopped by itself with status 0, is replaced; one that exits with an error
+// (a bad flag, a port in use) or dies in its first two seconds (a crash loop helps nobody) stops
+// everything.
 int supervise(size_t workers, const std::string& host, uint16_t port, int argc, char** argv) {
   reactor::set_log_tag("supervisor");
   // Port 0: choose one now, and hold it (bound, not listening: it takes no connections) until the
@@ -112,6 +113,7 @@ int supervise(size_t workers, const std::string& host, uint16_t port, int argc, 
   std::map<pid_t, Worker> running;
   bool stopping = false;
   int status = 0;
+  pid_t self = ::getpid();
   auto spawn = [&](size_t index) {
     std::fflush(stdout);
     pid_t pid = ::fork();
@@ -121,9 +123,9 @@ int supervise(size_t workers, const std::string& host, uint16_t port, int argc, 
     }
     if (pid == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive the supervisor
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the supervisor's reactor blocked some
+      if (::getppid() != self) std::_Exit(1);  // it died before prctl
+      // The signals the supervisor's reactor blocked stay blocked across exec: one sent before the
+      // worker's own reactor watches them waits for it instead of killing it.
       ::setenv("CHAT_SERVER_WORKER", std::to_string(index).c_str(), 1);  // its log lines say which
       std::vector<char*> cargv;
       for (auto& a : args) cargv.push_back(a.data());
@@ -136,9 +138,17 @@ int supervise(size_t workers, const std::string& host, uint16_t port, int argc, 
     return true;
   };
   auto stop_all = [&] {
+    if (stopping) return;
     stopping = true;
     for (auto& [pid, w] : running) ::kill(pid, SIGTERM);
     if (running.empty()) loop.stop();
+    // A worker still there well after its grace period is stuck: SIGKILL.
+    loop.run_after(std::chrono::seconds(15), [&] {
+      for (auto& [pid, w] : running) {
+        LOG_WARN("worker %zu (pid %d) did not stop; killing it", w.index, pid);
+        ::kill(pid, SIGKILL);
+      }
+    });
   };
   loop.on_signal(SIGINT, [&](int) { stop_all(); });
   loop.on_signal(SIGTERM, [&](int) { stop_all(); });
@@ -159,6 +169,10 @@ int supervise(size_t workers, const std::string& host, uint16_t port, int argc, 
       } else if (WIFSIGNALED(ws) && !young) {
         LOG_WARN("worker %zu (pid %d) killed by signal %d (%s); starting another", w.index, pid, WTERMSIG(ws),
                  strsignal(WTERMSIG(ws)));
+        if (!spawn(w.index)) stop_all();
+      } else if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
+        // Stopped on its own request (someone sent it SIGTERM): a rolling restart.
+        LOG_INFO("worker %zu (pid %d) stopped; starting another", w.index, pid);
         if (!spawn(w.index)) stop_all();
       } else {
         if (WIFSIGNALED(ws)) {
@@ -275,9 +289,17 @@ int main(int argc, char** argv) {
   chat::ServiceOptions options;
   options.threads = threads;
   options.backend = backend;
-  if (!redis_url.empty() && !parse_redis_url(redis_url, options.redis_host, options.redis_port)) {
-    std::cerr << "chat-server: --redis must look like redis://HOST:PORT, not '" << redis_url << "'\n";
-    return 2;
+  if (!redis_url.empty()) {
+    if (!parse_redis_url(redis_url, options.redis_host, options.redis_port)) {
+      std::cerr << "chat-server: --redis must look like redis://HOST:PORT, not '" << redis_url << "'\n";
+      return 2;
+    }
+    try {  // once, here: hiredis would resolve a name again (blocking) at every reconnection
+      options.redis_host = reactor::InetAddress::resolve(options.redis_host, options.redis_port).host();
+    } catch (const std::exception& e) {
+      std::cerr << "chat-server: --redis: " << e.what() << "\n";
+      return 2;
+    }
   }
   options.reuse_port = reuse_port;
   options.listener_per_shard = accept == "reuseport";

@@ -20,13 +20,18 @@ namespace {
 
 constexpr reactor::Clock::duration kFirstRetry = 100ms;
 constexpr reactor::Clock::duration kLongestRetry = 2s;
+constexpr reactor::Clock::duration kIdleUnsubscribe = 5s;  // an unwanted channel stays this long
+constexpr reactor::Clock::duration kHeartbeatEvery = 1s;
+constexpr reactor::Clock::duration kSilenceLimit = 4s;     // no fence back for this long: away
 
 // INCR the room's counter (never below the publisher's floor), PUBLISH "NUMBER PAYLOAD" with it.
-// One script, so numbering and publishing are one step: Redis runs scripts one at a time.
+// One script, so numbering and publishing are one step: Redis runs scripts one at a time. A room
+// quiet for a day forgets its counter.
 constexpr const char* kPublishScript =
     "local n = redis.call('INCR', KEYS[1])\n"
     "local floor = tonumber(ARGV[2])\n"
     "if n < floor then n = floor; redis.call('SET', KEYS[1], n) end\n"
+    "redis.call('EXPIRE', KEYS[1], 86400)\n"
     "redis.call('PUBLISH', KEYS[2], n .. ' ' .. ARGV[1])\n"
     "return n\n";
 
@@ -56,14 +61,26 @@ Backplane::Backplane(reactor::Reactor& loop, std::string host, uint16_t port, De
                                              redis::Connection::Callbacks{[this] { on_connected(); }, closed, {}});
   sub_ = std::make_unique<redis::Connection>(
       loop_, host_, port_,
-      redis::Connection::Callbacks{[this] { on_connected(); }, closed, [this](const redisReply& r) { on_push(r); }});
+      redis::Connection::Callbacks{[this] { on_connected(); }, closed, [this](const redisReply& r) {
+        try {
+          on_push(r);
+        } catch (const std::exception& e) {  // never unwind through hiredis's C code
+          LOG_WARN("redis: message ignored: %s", e.what());
+        }
+      }});
 }
 
 Backplane::~Backplane() {
-  if (retry_timer_) loop_.cancel(retry_timer_);
+  for (reactor::TimerId t : {retry_timer_, sweep_timer_, heartbeat_timer_}) {
+    if (t) loop_.cancel(t);
+  }
 }
 
-void Backplane::start() { connect(); }
+void Backplane::start() {
+  sweep_timer_ = loop_.run_every(kIdleUnsubscribe, [this] { sweep(); });
+  heartbeat_timer_ = loop_.run_every(kHeartbeatEvery, [this] { heartbeat(); });
+  connect();
+}
 
 void Backplane::connect() {
   retry_timer_ = 0;
@@ -75,7 +92,6 @@ void Backplane::connect() {
 void Backplane::on_connected() {
   if (++connections_up_ < 2) return;
   up_ = true;
-  backoff_ = kFirstRetry;
   size_t rooms = 0;
   sub_->subscribe(fence_channel_);
   for (auto& [room, c] : channels_) {
@@ -92,13 +108,12 @@ void Backplane::down(const std::string& reason) {
   if (retry_timer_) return;  // the other connection's news of the same outage
   pub_->close();
   sub_->close();
-  bool was_up = up_;
+  bool was_proven = up_ && fence_on_;
   up_ = false;
   connections_up_ = 0;
   fence_on_ = false;
-  subscribing_ = 0;
   ++stats_.outages;
-  if (was_up || stats_.outages == 1) {
+  if (was_proven || stats_.outages == 1) {
     LOG_WARN("redis %s:%u: %s; serving this node's members only, reconnecting", host_.c_str(), port_,
              reason.c_str());
   } else {
@@ -110,6 +125,7 @@ void Backplane::down(const std::string& reason) {
   for (auto it = channels_.begin(); it != channels_.end();) {
     Channel& c = it->second;
     c.state = State::kOff;
+    settle(c);
     for (auto& w : c.waiters) release.push_back(std::move(w));
     c.waiters.clear();
     it = c.wanted ? std::next(it) : channels_.erase(it);
@@ -119,7 +135,7 @@ void Backplane::down(const std::string& reason) {
   auto queued = std::move(queue_);
   queue_.clear();
   for (Outgoing& o : queued) {
-    if (o.room.empty()) continue;  // a fence: released above or never sent
+    if (o.room.empty()) continue;  // a fence: released above
     deliver_locally(o);
   }
   for (auto& f : release) f();
@@ -127,30 +143,66 @@ void Backplane::down(const std::string& reason) {
   backoff_ = std::min(backoff_ * 2, kLongestRetry);
 }
 
+void Backplane::settle(Channel& c) {
+  bool unsettled = c.wanted && c.state != State::kOn;
+  if (unsettled && c.unsettled_since == 0) {
+    c.unsettled_since = ++want_gen_;
+    unsettled_.insert(c.unsettled_since);
+  } else if (!unsettled && c.unsettled_since != 0) {
+    unsettled_.erase(c.unsettled_since);
+    c.unsettled_since = 0;
+  }
+}
+
 void Backplane::want(const std::string& room) {
   Channel& c = channels_[room];
   c.wanted = true;
   if (up_ && c.state == State::kOff) subscribe(room, c);
+  settle(c);
 }
 
+// The channel stays subscribed for a while: a room that empties and fills again (the lobby, as
+// connections say hello) costs no SUBSCRIBE/UNSUBSCRIBE pair each time.
 void Backplane::unwant(const std::string& room) {
   auto it = channels_.find(room);
   if (it == channels_.end()) return;
   Channel& c = it->second;
   c.wanted = false;
-  if (up_ && c.state == State::kOn) {
-    sub_->unsubscribe(channel_of(room));
-    c.state = State::kUnsubscribing;
-  } else if (c.state == State::kOff) {
-    channels_.erase(it);
+  c.idle_since = reactor::Clock::now();
+  settle(c);
+  if (c.state == State::kOff) channels_.erase(it);
+}
+
+void Backplane::sweep() {
+  auto now = reactor::Clock::now();
+  for (auto it = channels_.begin(); it != channels_.end();) {
+    Channel& c = it->second;
+    if (!c.wanted && c.state == State::kOn && up_ && now - c.idle_since >= kIdleUnsubscribe) {
+      sub_->unsubscribe(channel_of(it->first));
+      c.state = State::kUnsubscribing;
+    }
+    it = (!c.wanted && c.state == State::kOff) ? channels_.erase(it) : std::next(it);
   }
-  // kSubscribing / kUnsubscribing: confirmed() finishes the change.
+}
+
+void Backplane::heartbeat() {
+  if (!up_) return;
+  if (heartbeat_out_) {
+    if (reactor::Clock::now() - heartbeat_sent_ > kSilenceLimit) {
+      down("no answer for " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kSilenceLimit).count()) +
+           " s");
+    }
+    return;
+  }
+  heartbeat_out_ = true;
+  heartbeat_sent_ = reactor::Clock::now();
+  fence([this] { heartbeat_out_ = false; });
 }
 
 void Backplane::subscribe(const std::string& room, Channel& c) {
   sub_->subscribe(channel_of(room));
   c.state = State::kSubscribing;
-  ++subscribing_;
+  settle(c);
 }
 
 void Backplane::when_subscribed(const std::string& room, std::function<void()> ready) {
@@ -170,7 +222,7 @@ void Backplane::fence(std::function<void()> done) {
   if (!up_) return done();
   uint64_t id = next_fence_++;
   fences_.emplace(id, std::move(done));
-  queue_.push_back(Outgoing{{}, {}, {}, 0, id});
+  queue_.push_back(Outgoing{{}, {}, {}, 0, id, want_gen_});
   drain();
 }
 
@@ -178,30 +230,40 @@ void Backplane::fence(std::function<void()> done) {
 // waits until its room's subscription is in place (else this node would miss its own message), a
 // fence until no subscription is pending (else a join's subscription could land after it).
 void Backplane::drain() {
-  while (up_ && !queue_.empty()) {
+  while (up_ && pub_->connected() && sub_->connected() && !queue_.empty()) {
     Outgoing& o = queue_.front();
     if (o.room.empty()) {
-      if (!fence_on_ || subscribing_ > 0) return;
+      if (!fence_on_ || (!unsettled_.empty() && *unsettled_.begin() <= o.fence_gen)) return;
       pub_->command({"PUBLISH", fence_channel_, std::to_string(o.fence)});
-    } else {
-      auto it = channels_.find(o.room);
-      if (it != channels_.end() && it->second.wanted && it->second.state != State::kOn) return;
-      json payload = {{"user", o.user}, {"text", o.text}, {"ts", now_ms()}};
-      std::string body = payload.dump(-1, ' ', false, json::error_handler_t::replace);
-      std::string seq_key = kSeqPrefix + o.room, channel = channel_of(o.room), floor = std::to_string(o.floor);
-      bool sent = pub_->command({"EVAL", kPublishScript, "2", seq_key, channel, body, floor},
-                                [this](const redisReply* r) {
-                                  if (r && r->type == REDIS_REPLY_ERROR) {
-                                    LOG_WARN("redis %s:%u: publish failed: %s", host_.c_str(), port_, r->str);
-                                  }
-                                });
-      if (!sent) {
-        deliver_locally(o);
-      } else {
-        ++stats_.published;
-      }
+      queue_.pop_front();
+      continue;
     }
+    auto it = channels_.find(o.room);
+    if (it != channels_.end() && it->second.wanted && it->second.state != State::kOn) return;
+    auto msg = std::make_shared<Outgoing>(std::move(o));
     queue_.pop_front();
+    json payload = {{"user", msg->user}, {"text", msg->text}, {"ts", now_ms()}};
+    std::string body = payload.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string seq_key = kSeqPrefix + msg->room, channel = channel_of(msg->room), floor = std::to_string(msg->floor);
+    // An error answer (Redis loading, out of memory, read-only): the message reached no node, so
+    // it goes to this node's members. No answer at all (the link broke): at-most-once, as documented.
+    bool sent = pub_->command({"EVAL", kPublishScript, "2", seq_key, channel, body, floor},
+                              [this, msg](const redisReply* r) {
+                                if (r == nullptr || r->type != REDIS_REPLY_ERROR) return;
+                                ++stats_.refused;
+                                auto now = reactor::Clock::now();
+                                if (now - last_refusal_log_ > 10s) {
+                                  last_refusal_log_ = now;
+                                  LOG_WARN("redis %s:%u: publish refused (%s); delivering on this node only",
+                                           host_.c_str(), port_, r->str);
+                                }
+                                deliver_locally(*msg);
+                              });
+    if (sent) {
+      ++stats_.published;
+    } else {
+      deliver_locally(*msg);
+    }
   }
 }
 
@@ -219,6 +281,7 @@ void Backplane::on_push(const redisReply& reply) {
   if (!subscribed && kind != "unsubscribe") return;
   if (channel == fence_channel_) {
     fence_on_ = subscribed;
+    if (subscribed) backoff_ = kFirstRetry;  // Redis takes our commands: the link has proved itself
     return drain();
   }
   std::string_view prefix = kRoomPrefix;
@@ -231,14 +294,10 @@ void Backplane::confirmed(const std::string& room, bool subscribed) {
   if (it == channels_.end()) return;
   Channel& c = it->second;
   if (subscribed) {
-    if (c.state == State::kSubscribing) --subscribing_;
-    c.state = State::kOn;
+    c.state = State::kOn;  // if nobody wants it any more, the sweep unsubscribes it later
+    settle(c);
     auto waiters = std::move(c.waiters);
     c.waiters.clear();
-    if (!c.wanted) {
-      sub_->unsubscribe(channel_of(room));
-      c.state = State::kUnsubscribing;
-    }
     for (auto& w : waiters) w();
   } else {
     c.state = State::kOff;
@@ -272,8 +331,8 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
   size_t space = payload.find(' ');
   auto [end, ec] = std::from_chars(payload.data(), payload.data() + std::min(space, payload.size()), m.seq);
   json body = space == std::string_view::npos ? json() : json::parse(payload.substr(space + 1), nullptr, false);
-  if (ec != std::errc() || m.seq == 0 || !body.is_object() || !body["user"].is_string() ||
-      !body["text"].is_string()) {
+  if (ec != std::errc() || m.seq == 0 || !body.is_object() || !body.contains("user") || !body["user"].is_string() ||
+      !body.contains("text") || !body["text"].is_string() || (body.contains("ts") && !body["ts"].is_number_integer())) {
     LOG_WARN("redis: malformed message on %s ignored", channel.c_str());
     return;
   }

@@ -19,6 +19,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -31,8 +32,9 @@ namespace chat {
 struct BackplaneStats {
   uint64_t published = 0;      // messages sent to Redis
   uint64_t received = 0;       // messages that came back from Redis (from every node)
-  uint64_t local_only = 0;     // messages delivered only here because Redis was away
-  uint64_t outages = 0;        // times the link to Redis was lost or could not be made
+  uint64_t local_only = 0;     // messages delivered only here: Redis was away or refused them
+  uint64_t refused = 0;        // publishes Redis answered with an error (delivered here only)
+  uint64_t outages = 0;        // times the link to Redis was lost, silent, or could not be made
 };
 
 class Backplane {
@@ -73,6 +75,8 @@ class Backplane {
   struct Channel {
     bool wanted = false;
     State state = State::kOff;
+    uint64_t unsettled_since = 0;      // want_gen_ when it became wanted-but-not-on; 0: settled
+    reactor::Clock::time_point idle_since{};  // when it stopped being wanted (lazy unsubscribe)
     std::vector<std::function<void()>> waiters;  // when_subscribed
   };
   struct Outgoing {
@@ -80,6 +84,7 @@ class Backplane {
     std::string user, text;
     uint64_t floor = 0;
     uint64_t fence = 0;
+    uint64_t fence_gen = 0;  // a fence waits for the subscriptions wanted before it
   };
 
   void connect();
@@ -91,7 +96,10 @@ class Backplane {
   void confirmed(const std::string& room, bool subscribed);
   void drain();
   void deliver_locally(Outgoing& o);
-  void forget_if_idle(const std::string& room);
+  // Keeps `unsettled_` (the generations of channels wanted but not yet subscribed) up to date.
+  void settle(Channel& c);
+  void sweep();      // unsubscribes channels unwanted for a while
+  void heartbeat();  // a fence round trip every few seconds: a silent Redis counts as away
 
   reactor::Reactor& loop_;
   std::string host_;
@@ -101,14 +109,18 @@ class Backplane {
   int connections_up_ = 0;
   bool up_ = false;     // both connections made
   bool fence_on_ = false;  // this node's fence channel is subscribed
-  size_t subscribing_ = 0;  // channels in kSubscribing
+  std::set<uint64_t> unsettled_;  // Channel::unsettled_since of every unsettled channel
+  uint64_t want_gen_ = 0;
   std::string fence_channel_;
   std::unordered_map<std::string, Channel> channels_;
   std::deque<Outgoing> queue_;  // waiting for a subscription to be in place, in order
   std::unordered_map<uint64_t, std::function<void()>> fences_;  // sent, waiting to come back
   uint64_t next_fence_ = 1;
   reactor::Clock::duration backoff_;
-  reactor::TimerId retry_timer_ = 0;
+  reactor::TimerId retry_timer_ = 0, sweep_timer_ = 0, heartbeat_timer_ = 0;
+  bool heartbeat_out_ = false;
+  reactor::Clock::time_point heartbeat_sent_{};
+  reactor::Clock::time_point last_refusal_log_{};
   BackplaneStats stats_;
 };
 

@@ -125,20 +125,24 @@ void Hub::barrier(const std::vector<size_t>& shards, std::function<void()> done)
   auto remaining = std::make_shared<size_t>(shards.size());
   auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
   if (shards.empty()) return (*shared_done)();
+  // Only the cluster and shard numbers travel: a shard's hub may be gone by the time an
+  // acknowledgement runs elsewhere at shutdown.
+  Cluster* cluster = &cluster_;
+  size_t home = shard_;
   for (size_t k : shards) {
-    cluster_.run_on(k, shard_, [this, k, remaining, shared_done] {
-      auto ack = [this, remaining, shared_done](size_t from) {
-        cluster_.run_on(shard_, from, [remaining, shared_done] {
+    cluster->run_on(k, home, [cluster, home, k, remaining, shared_done] {
+      auto ack = [cluster, home, remaining, shared_done](size_t from) {
+        cluster->run_on(home, from, [remaining, shared_done] {
           if (--*remaining == 0) (*shared_done)();
         });
       };
-      Backplane* bp = cluster_.backplane();
+      Backplane* bp = cluster->backplane();
       if (bp == nullptr) return ack(k);
       // With Redis, the owner's work went on to shard 0's backplane: pass through there too, wait
       // until what was published before has come back from Redis, and come back the way those
       // messages went (0 -> owner -> member's shard).
-      cluster_.run_on(0, k, [this, bp, k, ack] {
-        bp->fence([this, k, ack] { cluster_.run_on(k, 0, [k, ack] { ack(k); }); });
+      cluster->run_on(0, k, [cluster, bp, k, ack] {
+        bp->fence([cluster, k, ack] { cluster->run_on(k, 0, [k, ack] { ack(k); }); });
       });
     });
   }

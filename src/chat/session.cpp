@@ -242,6 +242,7 @@ void Session::ping(const json& j) {
   json pong = {{"type", "pong"}};
   if (auto id = j.find("id"); id != j.end()) pong["id"] = *id;
   if (remote_.empty()) return reply(pong);
+  if (held_.size() >= kMaxHeld) return reply(pong);  // closes the connection
   uint64_t held_id = next_held_id_++;
   held_.push_back({held_id, json_line(pong), false});
   hub_.barrier(std::exchange(remote_, {}), [this, alive = std::weak_ptr<int>(alive_), held_id] {
@@ -276,6 +277,11 @@ void Session::on_close() {
 
 void Session::reply(const json& j) {
   if (held_.empty()) return send_bytes(json_line(j));
+  if (held_.size() >= kMaxHeld) {
+    ++stats_.errors_request;
+    conn_.close_soon("too many requests waiting behind a ping (" + std::to_string(kMaxHeld) + ")");
+    return;
+  }
   held_.push_back({next_held_id_++, json_line(j), true});
 }
 

@@ -70,13 +70,15 @@ class Session final : public Member {
   reactor::Clock::time_point over_soft_since_{};
   // A pong is sent once every request before its ping has been answered, including the answers that
   // come from other shards (a join's "joined", a message's own copy): remote_ lists the shards sent
-  // requests since the last ping, and the pong waits for a Hub::barrier over them. Replies after a
-  // waiting pong wait behind it.
+  // requests since the last ping, and the pong waits for a Hub::barrier over them. Direct replies
+  // after a waiting pong wait behind it; a join's "joined" is an answer from the room's owner and
+  // comes when it comes (before the pong for a join sent before the ping).
   struct Held {
     uint64_t id;
     reactor::SharedBytes bytes;
     bool ready;
   };
+  static constexpr size_t kMaxHeld = 4096;  // a client that pipelines more than this is closed
   std::vector<size_t> remote_;
   std::deque<Held> held_;
   uint64_t next_held_id_ = 0;

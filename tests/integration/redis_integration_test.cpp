@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -77,6 +78,21 @@ std::vector<json> messages(LineClient& m, size_t n, std::chrono::milliseconds ti
 }
 
 std::string said(const json& m) { return m.value("user", "") + ":" + m.value("text", ""); }
+
+// Messages `m` receives up to and including the first that `said` `what` (all of them if it never comes).
+std::vector<json> until(LineClient& m, const std::string& what) {
+  std::vector<json> seen;
+  for (;;) {
+    std::vector<json> one = messages(m, 1);
+    if (one.empty()) return seen;
+    seen.push_back(one[0]);
+    if (said(one[0]) == what) return seen;
+  }
+}
+
+bool contains(const std::vector<json>& seen, const std::string& what) {
+  return std::any_of(seen.begin(), seen.end(), [&](const json& m) { return said(m) == what; });
+}
 
 }  // namespace
 
@@ -182,21 +198,60 @@ TEST(RedisBackplane, AfterRedisRestartsTheNodesResubscribeAndTrafficResumes) {
   ASSERT_TRUE(a.process.wait_for_err_line("connected again", 20s)) << a.process.err();
   ASSERT_TRUE(b.process.wait_for_err_line("connected again", 20s)) << b.process.err();
   // A member's own copy comes back through Redis only once its node has resubscribed.
-  bob.send(json{{"type", "message"}, {"room", "hall"}, {"text", "bob back"}}.dump() + "\n");
-  EXPECT_EQ(said(messages(bob, 1).at(0)), "bob:bob back");
   alice.send(json{{"type", "message"}, {"room", "hall"}, {"text", "alice back"}}.dump() + "\n");
-  std::vector<json> seen_by_alice = messages(alice, 2);
-  ASSERT_FALSE(seen_by_alice.empty());
-  EXPECT_EQ(said(seen_by_alice.back()), "alice:alice back");
+  ASSERT_TRUE(contains(until(alice, "alice:alice back"), "alice:alice back"));
+  bob.send(json{{"type", "message"}, {"room", "hall"}, {"text", "bob back"}}.dump() + "\n");
+  std::vector<json> seen_by_bob = until(bob, "bob:bob back");
+  ASSERT_TRUE(contains(seen_by_bob, "bob:bob back"));
   // Both nodes subscribed again: traffic flows both ways.
-  std::vector<json> seen_by_bob = messages(bob, 1);
-  ASSERT_EQ(seen_by_bob.size(), 1u);
-  EXPECT_EQ(said(seen_by_bob[0]), "alice:alice back") << "what alice said during the outage stayed on her node";
-  bob.send(json{{"type", "message"}, {"room", "hall"}, {"text", "again"}}.dump() + "\n");
-  std::vector<json> last = messages(alice, 1);
-  ASSERT_EQ(last.size(), 1u);
-  EXPECT_EQ(said(last[0]), "bob:again");
-  EXPECT_GT(last[0]["seq"].get<uint64_t>(), during["seq"].get<uint64_t>()) << "numbers keep rising";
+  alice.send(json{{"type", "message"}, {"room", "hall"}, {"text", "a2"}}.dump() + "\n");
+  std::vector<json> more = until(bob, "alice:a2");
+  seen_by_bob.insert(seen_by_bob.end(), more.begin(), more.end());
+  EXPECT_TRUE(contains(seen_by_bob, "alice:a2")) << "alice's node to bob's";
+  EXPECT_FALSE(contains(seen_by_bob, "alice:during")) << "what alice said during the outage stayed on her node";
+  bob.send(json{{"type", "message"}, {"room", "hall"}, {"text", "b2"}}.dump() + "\n");
+  std::vector<json> last = until(alice, "bob:b2");
+  ASSERT_TRUE(contains(last, "bob:b2")) << "bob's node to alice's";
+  EXPECT_GT(last.back()["seq"].get<uint64_t>(), during["seq"].get<uint64_t>()) << "numbers keep rising";
+}
+
+// A RESP command, as redis-cli would send it.
+std::string resp(std::initializer_list<std::string> args) {
+  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return out;
+}
+
+TEST(RedisBackplane, GarbageOnARoomsChannelIsIgnored) {
+  RedisServer redis;
+  Server a(node(redis, "2"));
+  Member alice(a.port, "alice", "hall");
+  LineClient raw(redis.port);
+  for (const char* bad : {"1 {\"user\":\"x\",\"text\":\"y\",\"ts\":\"soon\"}", "not a number", "7 [1,2]",
+                          "0 {\"user\":\"x\",\"text\":\"y\"}", "9 {\"user\":1,\"text\":\"y\"}", "12 {broken"}) {
+    raw.send(resp({"PUBLISH", "reactor-chat:room:hall", bad}));
+    ASSERT_TRUE(raw.line(5s).has_value());  // ":1": one subscriber got it
+  }
+  alice.send(json{{"type", "message"}, {"room", "hall"}, {"text", "still here"}}.dump() + "\n");
+  std::vector<json> got = messages(alice, 1);
+  ASSERT_EQ(got.size(), 1u) << a.process.err();
+  EXPECT_EQ(said(got[0]), "alice:still here") << "nothing of the garbage reached a member";
+  EXPECT_EQ(a.process.wait(std::chrono::milliseconds(0)), std::nullopt) << "the node is alive";
+}
+
+// A Redis that stops answering (a partition, a stopped process) without closing anything: the
+// node notices within seconds and serves its own members.
+TEST(RedisBackplane, ASilentRedisCountsAsAway) {
+  RedisServer redis;
+  Server a(node(redis, "1"));
+  Member alice(a.port, "alice", "hall"), amy(a.port, "amy", "hall");
+  ASSERT_EQ(::kill(redis.process->pid(), SIGSTOP), 0);
+  ASSERT_TRUE(a.process.wait_for_err_line("no answer", 20s)) << a.process.err();
+  alice.send(json{{"type", "message"}, {"room", "hall"}, {"text", "anyone?"}}.dump() + "\n");
+  std::vector<json> got = messages(amy, 1);
+  ::kill(redis.process->pid(), SIGCONT);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(said(got[0]), "alice:anyone?");
 }
 
 TEST(RedisBackplane, WorkersShareOnePortAndOneRoom) {
