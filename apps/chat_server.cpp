@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--threads", threads, "Reactors, one thread each (default: the number of cores)")
       ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{256}));
+      ->check(CLI::Range(size_t{1}, chat::Cluster::kMaxShards));
   cli.add_option("--accept", accept,
                  "How new connections reach the reactors: handoff (one listener, handed out round-robin) or "
                  "reuseport (a SO_REUSEPORT listener per reactor; the kernel spreads them)")

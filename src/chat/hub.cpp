@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 
 namespace chat {
@@ -27,7 +28,11 @@ std::string native_message_line(std::string_view room, std::string_view user, st
 // ---- Cluster ----------------------------------------------------------------------------------
 
 Cluster::Cluster(size_t shards, size_t presence_max_members)
-    : presence_max_members_(presence_max_members), hubs_(shards, nullptr), reactors_(shards, nullptr) {}
+    : presence_max_members_(presence_max_members), hubs_(shards, nullptr), reactors_(shards, nullptr) {
+  if (shards == 0 || shards > kMaxShards) {
+    throw std::invalid_argument("shards must be 1 to " + std::to_string(kMaxShards));
+  }
+}
 
 size_t Cluster::owner_of(const std::string& room) const {
   return hubs_.size() == 1 ? 0 : std::hash<std::string>{}(room) % hubs_.size();

@@ -58,6 +58,7 @@ class Backplane;
 // What the shards share: the list of hubs and their reactors, and the registry of native names.
 class Cluster {
  public:
+  static constexpr size_t kMaxShards = 64;
   Cluster(size_t shards, size_t presence_max_members);
   size_t shards() const { return hubs_.size(); }
   size_t presence_max_members() const { return presence_max_members_; }

@@ -233,21 +233,25 @@ void Session::joined(const std::string& room, size_t count, const std::vector<st
 void Session::touched(const std::string& room) {
   size_t owner = hub_.cluster().owner_of(room);
   bool answered_elsewhere = owner != hub_.shard() || hub_.cluster().backplane() != nullptr;
-  if (answered_elsewhere && std::find(remote_.begin(), remote_.end(), owner) == remote_.end()) {
-    remote_.push_back(owner);
-  }
+  if (answered_elsewhere) remote_ |= uint64_t{1} << owner;
 }
 
 void Session::ping(const json& j) {
   json pong = {{"type", "pong"}};
   if (auto id = j.find("id"); id != j.end()) pong["id"] = *id;
-  if (remote_.empty()) return reply(pong);
-  if (held_.size() >= kMaxHeld) return reply(pong);  // closes the connection
-  uint64_t held_id = next_held_id_++;
-  held_.push_back({held_id, json_line(pong), false});
-  hub_.barrier(std::exchange(remote_, {}), [this, alive = std::weak_ptr<int>(alive_), held_id] {
-    if (alive.expired()) return;
-    for (Held& h : held_) {
+  if (remote_ == 0) return reply(pong);
+  if (held_ && held_->replies.size() >= kMaxHeld) return reply(pong);  // closes the connection
+  std::vector<size_t> shards;
+  for (size_t k = 0; k < 64; ++k) {
+    if (remote_ & (uint64_t{1} << k)) shards.push_back(k);
+  }
+  remote_ = 0;
+  if (!held_) held_ = std::make_unique<HeldReplies>();
+  uint64_t held_id = held_->next_id++;
+  held_->replies.push_back({held_id, json_line(pong), false});
+  hub_.barrier(shards, [this, alive = weak_from_this(), held_id] {
+    if (alive.expired() || !held_) return;
+    for (Held& h : held_->replies) {
       if (h.id == held_id) h.ready = true;
     }
     release_held();
@@ -255,11 +259,11 @@ void Session::ping(const json& j) {
 }
 
 void Session::release_held() {
-  while (!held_.empty() && held_.front().ready) {
-    auto bytes = std::move(held_.front().bytes);
-    held_.pop_front();
-    send_bytes(bytes);
-  }
+  auto& q = held_->replies;
+  size_t n = 0;
+  while (n < q.size() && q[n].ready) send_bytes(q[n++].bytes);
+  q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(n));
+  if (q.empty()) held_.reset();
 }
 
 void Session::native_leave(const std::string& room) {
@@ -276,13 +280,13 @@ void Session::on_close() {
 }
 
 void Session::reply(const json& j) {
-  if (held_.empty()) return send_bytes(json_line(j));
-  if (held_.size() >= kMaxHeld) {
+  if (!held_) return send_bytes(json_line(j));
+  if (held_->replies.size() >= kMaxHeld) {
     ++stats_.errors_request;
     conn_.close_soon("too many requests waiting behind a ping (" + std::to_string(kMaxHeld) + ")");
     return;
   }
-  held_.push_back({next_held_id_++, json_line(j), true});
+  held_->replies.push_back({held_->next_id++, json_line(j), true});
 }
 
 void Session::error(const char* code, const std::string& message) {

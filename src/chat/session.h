@@ -6,7 +6,6 @@
 // (JSON objects in, "[user] text" lines out).
 #pragma once
 
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,7 +20,7 @@
 
 namespace chat {
 
-class Session final : public Member {
+class Session final : public Member, public std::enable_shared_from_this<Session> {
  public:
   Session(Hub& hub, Stats& stats, const Limits& limits, reactor::TcpConnection& conn);
 
@@ -69,20 +68,23 @@ class Session final : public Member {
   std::vector<std::string> rooms_;
   reactor::Clock::time_point over_soft_since_{};
   // A pong is sent once every request before its ping has been answered, including the answers that
-  // come from other shards (a join's "joined", a message's own copy): remote_ lists the shards sent
-  // requests since the last ping, and the pong waits for a Hub::barrier over them. Direct replies
-  // after a waiting pong wait behind it; a join's "joined" is an answer from the room's owner and
-  // comes when it comes (before the pong for a join sent before the ping).
+  // come from other shards (a join's "joined", a message's own copy): remote_ has a bit for each
+  // shard sent requests since the last ping, and the pong waits for a Hub::barrier over them. Direct
+  // replies after a waiting pong wait behind it; a join's "joined" is an answer from the room's
+  // owner and comes when it comes (before the pong for a join sent before the ping). The queue of
+  // held replies exists only while something is held: every byte here is paid per connection.
   struct Held {
     uint64_t id;
     reactor::SharedBytes bytes;
     bool ready;
   };
+  struct HeldReplies {
+    std::vector<Held> replies;
+    uint64_t next_id = 0;
+  };
   static constexpr size_t kMaxHeld = 4096;  // a client that pipelines more than this is closed
-  std::vector<size_t> remote_;
-  std::deque<Held> held_;
-  uint64_t next_held_id_ = 0;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // barrier callbacks may outlive the session
+  uint64_t remote_ = 0;  // bit k: shard k (at most 64 shards, see Cluster)
+  std::unique_ptr<HeldReplies> held_;
 };
 
 }  // namespace chat
