@@ -24,19 +24,28 @@ deps() {
   fi
 }
 
-configure() {  # dir build-type [extra cmake args]
+configure() {  # dir build-type [extra cmake args]; $TARGETS (optional): build only these
   local dir=$1 type=$2; shift 2
   if [[ ! -f $dir/build.ninja ]]; then
     cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
   fi
-  cmake --build "$dir" -j "$JOBS"
+  # shellcheck disable=SC2086
+  cmake --build "$dir" -j "$JOBS" ${TARGETS:+--target $TARGETS}
+}
+
+# Each stage of the test command says how long it took (the whole must stay under 10 minutes).
+stage_start=$SECONDS
+stage() {
+  echo "dev.sh: $1 took $((SECONDS - stage_start)) s (total $SECONDS s)"
+  stage_start=$SECONDS
 }
 
 build() { deps; configure build Release -DREACTOR_WERROR=ON; }
 
 # Each libFuzzer target runs for FUZZ_SECONDS (default 15) from its seed corpus; a crash fails.
 fuzz_smoke() {
-  CC=clang CXX=clang++ configure build-fuzz Debug -DREACTOR_FUZZ=ON -DBUILD_TESTING=OFF
+  CC=clang CXX=clang++ TARGETS="framing_fuzz session_fuzz" configure build-fuzz Debug -DREACTOR_FUZZ=ON \
+    -DBUILD_TESTING=OFF
   local seconds=${FUZZ_SECONDS:-15} t
   for t in framing_fuzz session_fuzz; do
     local work; work=$(mktemp -d)
@@ -62,17 +71,25 @@ case $cmd in
     ;;
   test)
     build
-    configure build-asan Debug -DREACTOR_SANITIZE=ON -DREACTOR_WERROR=ON
+    stage "build (release)"
     ctest --test-dir build --output-on-failure -j "$JOBS"
+    stage "tests (release)"
+    TARGETS="unit_tests integration_tests" configure build-asan Debug -DREACTOR_SANITIZE=ON -DREACTOR_WERROR=ON
+    stage "build (ASan+UBSan)"
     ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+    stage "tests (ASan+UBSan)"
     # ThreadSanitizer on everything that runs several threads: the reactor pool, cross-thread
-    # tasks, and the chat server with two reactors.
-    configure build-tsan Debug -DREACTOR_TSAN=ON -DREACTOR_WERROR=ON
+    # tasks, the chat server with two reactors, and the Redis backplane's nodes.
+    TARGETS="unit_tests integration_tests" configure build-tsan Debug -DREACTOR_TSAN=ON -DREACTOR_WERROR=ON
+    stage "build (TSan)"
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --test-dir build-tsan --output-on-failure \
       -j "$JOBS" -R 'ReactorPool|Tasks\.|Signals\.|ChatThreads|ChatNative|ChatServer\.|RedisBackplane'
+    stage "tests (TSan)"
     fuzz_smoke
+    stage "fuzz"
     # Benchmark smoke run: every system starts and its numbers are sane (bench/run.py --quick).
     python3 bench/run.py --quick
+    stage "benchmark smoke run"
     ;;
   bench)
     # The whole suite side by side (bench/run.py): writes BENCHMARKS.md and bench/plots/*.png;
