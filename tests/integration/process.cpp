@@ -11,11 +11,17 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <regex>
 #include <stdexcept>
 
 namespace testproc {
+
+std::string program(const char* name, const char* built) {
+  const char* dir = std::getenv("TEST_PROGRAM_DIR");
+  return dir && *dir ? std::string(dir) + "/" + name : std::string(built);
+}
 
 using Clock = std::chrono::steady_clock;
 

@@ -11,6 +11,15 @@
 
 namespace testproc {
 
+// The path of one of our programs: $TEST_PROGRAM_DIR/NAME when that is set (these tests then drive
+// another build tree's programs, e.g. the sanitizer builds'), else the one built with the tests.
+std::string program(const char* name, const char* built);
+#define ECHO_SERVER_BIN ::testproc::program("echo-server", ECHO_SERVER_PATH)
+#define ECHO_CLIENT_BIN ::testproc::program("echo-client", ECHO_CLIENT_PATH)
+#define CHAT_SERVER_BIN ::testproc::program("chat-server", CHAT_SERVER_PATH)
+#define CHAT_CLIENT_BIN ::testproc::program("chat-client", CHAT_CLIENT_PATH)
+#define LOADGEN_BIN ::testproc::program("loadgen", LOADGEN_PATH)
+
 class Process {
  public:
   // Starts `argv[0]` with `argv`; stdin, stdout and stderr are pipes to this process.
