@@ -23,6 +23,11 @@ std::string program(const char* name, const char* built) {
   return dir && *dir ? std::string(dir) + "/" + name : std::string(built);
 }
 
+bool programs_under_sanitizer() {
+  const char* dir = std::getenv("TEST_PROGRAM_DIR");
+  return dir && *dir;
+}
+
 using Clock = std::chrono::steady_clock;
 
 Process::Process(std::vector<std::string> argv) {

@@ -14,6 +14,9 @@ namespace testproc {
 // The path of one of our programs: $TEST_PROGRAM_DIR/NAME when that is set (these tests then drive
 // another build tree's programs, e.g. the sanitizer builds'), else the one built with the tests.
 std::string program(const char* name, const char* built);
+// True when the programs are another tree's (TEST_PROGRAM_DIR), which dev.sh uses only for the
+// sanitizer builds: memory figures of such programs say nothing.
+bool programs_under_sanitizer();
 #define ECHO_SERVER_BIN ::testproc::program("echo-server", ECHO_SERVER_PATH)
 #define ECHO_CLIENT_BIN ::testproc::program("echo-client", ECHO_CLIENT_PATH)
 #define CHAT_SERVER_BIN ::testproc::program("chat-server", CHAT_SERVER_PATH)
