@@ -263,7 +263,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{1}, chat::Cluster::kMaxShards));
   cli.add_option("--accept", accept,
                  "How new connections reach the reactors: handoff (one listener, handed out round-robin) or "
-                 "reuseport (a SO_REUSEPORT listener per reactor; the kernel spreads them)")
+                 "reuseport (a SO_REUSEPORT listener per reactor; the kernel spreads them, and another process "
+                 "may then share the port)")
       ->capture_default_str()
       ->check(CLI::IsMember({"handoff", "reuseport"}));
   cli.add_option("--redis", redis_url,
