@@ -42,12 +42,12 @@ stage() {
 
 build() { deps; configure build Release -DREACTOR_WERROR=ON; }
 
-# Each libFuzzer target runs for FUZZ_SECONDS (default 15) from its seed corpus; a crash fails.
+# Each libFuzzer target runs for FUZZ_SECONDS (default 10) from its seed corpus; a crash fails.
 fuzz_smoke() {
-  CC=clang CXX=clang++ TARGETS="framing_fuzz session_fuzz" configure build-fuzz Debug -DREACTOR_FUZZ=ON \
+  CC=clang CXX=clang++ TARGETS="framing_fuzz session_fuzz backplane_fuzz" configure build-fuzz Debug -DREACTOR_FUZZ=ON \
     -DBUILD_TESTING=OFF
-  local seconds=${FUZZ_SECONDS:-15} t
-  for t in framing_fuzz session_fuzz; do
+  local seconds=${FUZZ_SECONDS:-10} t
+  for t in framing_fuzz session_fuzz backplane_fuzz; do
     local work; work=$(mktemp -d)
     echo "fuzz: $t for ${seconds}s"
     ./build-fuzz/bin/$t -max_total_time="$seconds" -max_len=4096 -print_final_stats=0 \

@@ -49,6 +49,27 @@ std::string_view str_of(const redisReply* r) {
 
 }  // namespace
 
+std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms) {
+  json body = {{"user", user}, {"text", text}, {"ts", ts_ms}};
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+bool parse_published(std::string_view payload, Published& out) {
+  size_t space = payload.find(' ');
+  if (space == std::string_view::npos || space == 0) return false;
+  auto [end, ec] = std::from_chars(payload.data(), payload.data() + space, out.seq);
+  if (ec != std::errc() || end != payload.data() + space || out.seq == 0) return false;
+  json body = json::parse(payload.substr(space + 1), nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object()) return false;
+  auto user = body.find("user"), text = body.find("text"), ts = body.find("ts");
+  if (user == body.end() || !user->is_string() || text == body.end() || !text->is_string()) return false;
+  if (ts != body.end() && !ts->is_number_integer()) return false;
+  out.user = user->get<std::string>();
+  out.text = text->get<std::string>();
+  out.ts_ms = ts == body.end() ? 0 : ts->get<int64_t>();
+  return true;
+}
+
 Backplane::Backplane(reactor::Reactor& loop, std::string host, uint16_t port, Deliver deliver)
     : loop_(loop),
       host_(std::move(host)),
@@ -242,8 +263,7 @@ void Backplane::drain() {
     if (it != channels_.end() && it->second.wanted && it->second.state != State::kOn) return;
     auto msg = std::make_shared<Outgoing>(std::move(o));
     queue_.pop_front();
-    json payload = {{"user", msg->user}, {"text", msg->text}, {"ts", now_ms()}};
-    std::string body = payload.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string body = encode_published_body(msg->user, msg->text, now_ms());
     std::string seq_key = kSeqPrefix + msg->room, channel = channel_of(msg->room), floor = std::to_string(msg->floor);
     // An error answer (Redis loading, out of memory, read-only): the message reached no node, so
     // it goes to this node's members. No answer at all (the link broke): at-most-once, as documented.
@@ -325,20 +345,12 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
   std::string room = channel.substr(prefix.size());
   auto it = channels_.find(room);
   if (it == channels_.end() || !it->second.wanted) return;  // being unsubscribed: nobody here
-  // "NUMBER {json}", as the publish script writes it.
-  Message m;
-  m.room = std::move(room);
-  size_t space = payload.find(' ');
-  auto [end, ec] = std::from_chars(payload.data(), payload.data() + std::min(space, payload.size()), m.seq);
-  json body = space == std::string_view::npos ? json() : json::parse(payload.substr(space + 1), nullptr, false);
-  if (ec != std::errc() || m.seq == 0 || !body.is_object() || !body.contains("user") || !body["user"].is_string() ||
-      !body.contains("text") || !body["text"].is_string() || (body.contains("ts") && !body["ts"].is_number_integer())) {
+  Published p;
+  if (!parse_published(payload, p)) {
     LOG_WARN("redis: malformed message on %s ignored", channel.c_str());
     return;
   }
-  m.user = body["user"].get<std::string>();
-  m.text = body["text"].get<std::string>();
-  m.ts_ms = body.value("ts", int64_t{0});
+  Message m{std::move(room), std::move(p.user), std::move(p.text), p.ts_ms, p.seq};
   ++stats_.received;
   deliver_(std::move(m));
 }

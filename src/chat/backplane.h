@@ -37,6 +37,17 @@ struct BackplaneStats {
   uint64_t outages = 0;        // times the link to Redis was lost, silent, or could not be made
 };
 
+// What travels on a room's channel: "NUMBER {"user":U,"text":T,"ts":MS}" (the publish script puts
+// the number in front of the body a node sends).
+std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms);
+// Parses what arrived on a channel; false for anything malformed (never throws).
+struct Published {
+  uint64_t seq = 0;
+  std::string user, text;
+  int64_t ts_ms = 0;
+};
+bool parse_published(std::string_view payload, Published& out);
+
 class Backplane {
  public:
   struct Message {

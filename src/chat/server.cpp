@@ -101,8 +101,7 @@ void ChatServer::maybe_finish_shutdown() {
 
 ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& address, const Limits& limits,
                          const ServiceOptions& options)
-    : main_(main),
-      limits_(limits),
+    : limits_(limits),
       cluster_(options.threads, limits.presence_max_members),
       reactors_(options.threads, nullptr),
       servers_(options.threads),
@@ -169,7 +168,7 @@ std::string ChatService::backplane_stats() const {
 
 void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {
   auto remaining = std::make_shared<size_t>(servers_.size());
-  auto finished = [this, remaining, done = std::move(done)] {
+  auto finished = [remaining, done = std::move(done)] {
     if (--*remaining == 0) done();
   };
   for (size_t k = 0; k < servers_.size(); ++k) {

@@ -93,7 +93,6 @@ class ChatService {
   const reactor::InetAddress& local_address() const { return servers_[0]->local_address(); }
 
  private:
-  reactor::Reactor& main_;
   Limits limits_;
   Cluster cluster_;
   std::vector<reactor::Reactor*> reactors_;
