@@ -20,6 +20,7 @@
 #include "chat/server.h"
 #include "reactor/log.h"
 #include "reactor/handle.h"
+#include "reactor/tcp_listener.h"
 
 namespace {
 
@@ -94,14 +95,8 @@ int supervise(size_t workers, const std::string& host, uint16_t port, int argc, 
   reactor::set_log_tag("supervisor");
   // Port 0: choose one now, and hold it (bound, not listening: it takes no connections) until the
   // workers have theirs.
-  reactor::InetAddress address = reactor::InetAddress::resolve(host, port);
-  reactor::Handle placeholder(::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
-  int on = 1;
-  ::setsockopt(placeholder.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  ::setsockopt(placeholder.get(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
-  if (::bind(placeholder.get(), address.get(), address.length()) != 0) {
-    throw std::runtime_error("bind " + address.to_string() + ": " + strerror(errno));
-  }
+  reactor::Handle placeholder = reactor::bound_socket(reactor::InetAddress::resolve(host, port),
+                                                      reactor::ListenOptions{.reuse_port = true}, false);
   uint16_t chosen = reactor::InetAddress::local_of(placeholder.get()).port();
   std::vector<std::string> args = worker_argv(argc, argv, chosen);
 

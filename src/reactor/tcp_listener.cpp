@@ -12,7 +12,7 @@
 
 namespace reactor {
 
-Handle listen_socket(const InetAddress& address, ListenOptions options, bool nonblocking) {
+Handle bound_socket(const InetAddress& address, ListenOptions options, bool nonblocking) {
   Handle socket(::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0));
   if (!socket) throw_system_error("socket");
   int one = 1;
@@ -24,6 +24,11 @@ Handle listen_socket(const InetAddress& address, ListenOptions options, bool non
   if (::bind(socket.get(), address.get(), address.length()) < 0) {
     throw_system_error(("bind " + address.to_string()).c_str());
   }
+  return socket;
+}
+
+Handle listen_socket(const InetAddress& address, ListenOptions options, bool nonblocking) {
+  Handle socket = bound_socket(address, options, nonblocking);
   if (::listen(socket.get(), options.backlog) < 0) throw_system_error("listen");
   return socket;
 }

@@ -31,8 +31,11 @@ struct ListenerStats {
   uint64_t errors = 0;         // other accept failures
 };
 
-// A bound, listening socket (SO_REUSEADDR, and SO_REUSEPORT if asked), close-on-exec.
+// A bound socket (SO_REUSEADDR, and SO_REUSEPORT if asked), close-on-exec, not listening: it
+// holds the address (and, with SO_REUSEPORT, lets others bind it too) but takes no connections.
 // Throws std::system_error, e.g. "bind 127.0.0.1:1234: Address already in use".
+Handle bound_socket(const InetAddress& address, ListenOptions options, bool nonblocking = true);
+// The same, listening.
 Handle listen_socket(const InetAddress& address, ListenOptions options, bool nonblocking = true);
 
 class TcpListener {
