@@ -302,12 +302,7 @@ class Processes:
                     proc.wait(timeout=10)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        _close_streams(proc)
         if proc in self.live:
             self.live.remove(proc)
         return proc.returncode
@@ -320,13 +315,17 @@ class Processes:
                 proc.wait(timeout=10)
             except Exception:  # noqa: BLE001 - best effort on the way out
                 pass
-            for stream in (proc.stdout, proc.stderr):
-                if stream:
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
+            _close_streams(proc)
         self.live.clear()
+
+
+def _close_streams(proc):
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 # ---- loadgen ------------------------------------------------------------------------------------------

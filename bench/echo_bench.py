@@ -27,21 +27,17 @@ runs these scenarios as the first part of the whole suite (run_suite()).
 import argparse
 import datetime
 import json
-import os
-import platform
-import re
-import select
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-READY = re.compile(r"listening on (\S+):(\d+)")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+ROOT = bl.ROOT
 
 # Targets: reactor rtt/s >= 95% of reference; CPU per round trip <= 1.1x reference; RSS <= 1 KiB/conn.
 MIN_RATE_RATIO = 0.95
@@ -55,8 +51,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.bin = Path(args.build_dir).resolve() / "bin"
-        self.procs = []  # every process started, stopped in cleanup()
-        self.logdir = tempfile.mkdtemp(prefix="echo-bench-")
+        self.procs = bl.Processes(prefix="echo-bench-")  # every process started, stopped in cleanup()
         self.extra = 0.0  # seconds spent waiting for quiet and repeating contended runs
 
     # ---- processes ------------------------------------------------------------------------------
@@ -67,89 +62,37 @@ class Bench:
                 "--host", "127.0.0.1", "--port", "0"]
 
     def start_server(self, name):
-        log = open(os.path.join(self.logdir, f"{name}.stderr"), "ab")
-        proc = subprocess.Popen(self.server_command(name), stdout=subprocess.PIPE, stderr=log,
-                                stdin=subprocess.DEVNULL)
-        log.close()
-        self.procs.append(proc)
-        deadline = time.monotonic() + 10
-        line = b""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-            if ready:
-                chunk = os.read(proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                line += chunk
-                m = READY.search(line.decode(errors="replace"))
-                if m:
-                    return proc, int(m.group(2))
-            elif proc.poll() is not None:
-                break
-        self.stop(proc)
-        raise RuntimeError(f"{name} server did not report 'listening on' (output: {line!r}; "
-                           f"stderr in {self.logdir})")
+        """Starts a server and waits for its "listening on" line; raises bl.StartError (a RuntimeError)."""
+        return self.procs.start(name, self.server_command(name), ready="line", timeout=10)
 
-    def stop(self, proc):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
-        if proc in self.procs:
-            self.procs.remove(proc)
+    def stop(self, server):
+        self.procs.stop(server)
 
     def cleanup(self):
-        for proc in list(self.procs):
-            try:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait(timeout=5)
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
-            if proc.stdout:
-                proc.stdout.close()
-        self.procs.clear()
+        self.procs.cleanup()
 
     def load(self, port, pid, connections, active, duration, warmup):
-        cmd = [str(self.bin / "loadgen"), "--mode", "echo", "--port", str(port),
-               "--connections", str(connections), "--active", str(active), "--depth", "1",
-               "--payload", "64", "--duration", str(duration), "--warmup", str(warmup),
-               "--processes", "1", "--server-pid", str(pid), "--json"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL)
-        self.procs.append(proc)
-        try:
-            out, err = proc.communicate(timeout=duration + warmup + 120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            self.procs.remove(proc)
-        lines = [l for l in out.decode().splitlines() if l.startswith("{")]
-        if not lines:
-            raise RuntimeError(f"loadgen failed (status {proc.returncode}): {' '.join(cmd)}\n"
-                               f"{err.decode(errors='replace')}")
-        result = json.loads(lines[-1])
+        res = bl.run_loadgen(self.procs, self.bin / "loadgen",
+                             ["--mode", "echo", "--port", port, "--connections", connections, "--active", active,
+                              "--depth", 1, "--payload", 64, "--duration", duration, "--warmup", warmup,
+                              "--processes", 1, "--server-pid", pid],
+                             timeout=duration + warmup + 120)
+        if "failed" in res:
+            raise RuntimeError(f"loadgen failed: {res['failed']}: {' '.join(map(str, res.get('cmd', [])))}\n"
+                               + "\n".join(res.get("stderr", [])))
         # The names this script's tables use (from the days of echo-load).
-        result["server"]["cpu_us_per_rt"] = result.get("server_cpu_us_per_op") or 0.0
-        result["server"]["cpu_s"] = result["server"].get("cpu_s") or 0.0
-        notes = [l for l in err.decode(errors="replace").splitlines() if l.strip()]
-        result["stderr"] = notes
-        if result["errors"] or notes:
-            print(f"    loadgen reported: {result['errors']} error(s) {notes[:3]}", file=sys.stderr)
-        return result
+        res["server"]["cpu_us_per_rt"] = res.get("server_cpu_us_per_op") or 0.0
+        res["server"]["cpu_s"] = res["server"].get("cpu_s") or 0.0
+        if res["errors"] or res["stderr"]:
+            print(f"    loadgen reported: {res['errors']} error(s) {res['stderr'][:3]}", file=sys.stderr)
+        return res
 
     def one_run(self, name, connections, active):
-        proc, port = self.start_server(name)
+        server = self.start_server(name)
         try:
-            res = self.load(port, proc.pid, connections, active, self.args.duration, self.args.warmup)
+            res = self.load(server.port, server.pid, connections, active, self.args.duration, self.args.warmup)
         finally:
-            self.stop(proc)
+            self.stop(server)
         # What the rest of the machine used in the window: machine-wide busy CPU minus ours.
         d = res["duration_s"] or 1
         sysc = res.get("system", {})
@@ -165,7 +108,7 @@ class Bench:
         """Waits (within the time budget) until the rest of the machine uses under NOISY_CORES."""
         waited, said = 0.0, False
         while True:
-            load = other_load(0.5)
+            load = bl.other_load(0.5)
             if load <= NOISY_CORES:
                 return
             waited += 0.5
@@ -222,12 +165,12 @@ class Bench:
         print(f"\n[c] memory: {connections} connections, one round trip each, then idle",
               file=sys.stderr)
         for name in ["reference", "reactor"]:
-            proc, port = self.start_server(name)
+            server = self.start_server(name)
             try:
-                listening_kib = rss_kib(proc.pid)
-                res = self.load(port, proc.pid, connections, 0, 1.0, 0.2)
+                listening_kib = bl.rss_kib(server.pid)
+                res = self.load(server.port, server.pid, connections, 0, 1.0, 0.2)
             finally:
-                self.stop(proc)
+                self.stop(server)
             s = res["server"]
             growth = (s["rss_kib_connected"] - s["rss_kib_before"]) * 1024
             per_conn = growth / max(res["connected"], 1)
@@ -241,43 +184,8 @@ class Bench:
 
 
 # ---- helpers --------------------------------------------------------------------------------------
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
-
-
-def system_busy_seconds():
-    """Busy CPU seconds of the whole machine (user+nice+system+irq+softirq, all CPUs)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:9]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
-
-
-def other_load(seconds):
-    """CPUs used by everything else while we sleep for `seconds` (our idle servers use ~0)."""
-    a = system_busy_seconds()
-    time.sleep(seconds)
-    return (system_busy_seconds() - a) / seconds
-
-
 def median(values):
     return statistics.median(values) if values else float("nan")
-
-
-def machine():
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "kernel": platform.release(), "cpu": model}
 
 
 def summarize(scn):
@@ -459,9 +367,9 @@ def run_suite(args, command):
             mem = bench.memory(10000)
     finally:
         bench.cleanup()
-    shutil.rmtree(bench.logdir, ignore_errors=True)  # kept (and named in the error) when a run failed
+    shutil.rmtree(bench.procs.logdir, ignore_errors=True)  # kept when a run failed
     elapsed = time.monotonic() - started
-    md, targets = render(args, command, machine(), scenarios, mem, elapsed)
+    md, targets = render(args, command, bl.machine(), scenarios, mem, elapsed)
     return {"md": md, "targets": targets, "scenarios": scenarios, "memory": mem, "elapsed": elapsed}
 
 
