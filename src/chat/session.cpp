@@ -242,7 +242,7 @@ void Session::ping(const json& j) {
   if (remote_ == 0) return reply(pong);
   if (held_ && held_->replies.size() >= kMaxHeld) return reply(pong);  // closes the connection
   std::vector<size_t> shards;
-  for (size_t k = 0; k < 64; ++k) {
+  for (size_t k = 0; k < Cluster::kMaxShards; ++k) {
     if (remote_ & (uint64_t{1} << k)) shards.push_back(k);
   }
   remote_ = 0;
