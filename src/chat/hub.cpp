@@ -1,15 +1,15 @@
 #include "chat/hub.h"
 
 #include "chat/backplane.h"
+#include "chat/json.h"
 
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
-#include <nlohmann/json.hpp>
 
 namespace chat {
 
-using json = nlohmann::ordered_json;
+using json = Json;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -20,7 +20,7 @@ int64_t now_ms() {
 std::string native_message_line(std::string_view room, std::string_view user, std::string_view text,
                                 int64_t ts_ms, uint64_t seq) {
   json j = {{"type", "message"}, {"room", room}, {"user", user}, {"text", text}, {"ts", ts_ms}, {"seq", seq}};
-  std::string line = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string line = dump_json(j);
   line += '\n';
   return line;
 }
@@ -225,7 +225,7 @@ void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, const char*
   if (r.count > cluster_.presence_max_members()) return;
   json j = {{"type", type}, {"room", room_name}, {"user", user}};
   auto event = std::make_shared<Event>();
-  event->native = std::make_shared<const std::string>(j.dump() + "\n");
+  event->native = std::make_shared<const std::string>(dump_json(j) + "\n");
   owner_broadcast(room_name, r, event, except_id);
 }
 

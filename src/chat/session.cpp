@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <utility>
-#include <nlohmann/json.hpp>
-
+#include "chat/json.h"
 #include "reactor/log.h"
 
 namespace chat {
 
-using json = nlohmann::ordered_json;
+using json = Json;
 
 namespace {
 
@@ -27,10 +26,7 @@ std::string preview(std::string_view frame) {
   return frame.size() > 80 ? s + "..." : s;
 }
 
-// One JSON line, shared: invalid UTF-8 cannot reach here, but dump() must never throw.
-reactor::SharedBytes json_line(const json& j) {
-  return std::make_shared<const std::string>(j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
-}
+reactor::SharedBytes json_line(const json& j) { return std::make_shared<const std::string>(dump_json(j) + "\n"); }
 
 }  // namespace
 
@@ -97,13 +93,16 @@ void Session::handle_frame(std::string_view frame) {
     }
     return;
   }
-  json j = json::parse(frame, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
+  json j;
+  JsonStatus parsed = parse_json(frame, j);
+  if (parsed != JsonStatus::kOk) {
     ++stats_.errors_json;
+    bool deep = parsed == JsonStatus::kTooDeep;
     if (state_ == State::kNative) {
-      error("bad_json", "frame is not valid JSON");
+      error("bad_json", deep ? "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels"
+                             : std::string("frame is not valid JSON"));
     } else {
-      article_problem("malformed JSON", frame);
+      article_problem(deep ? "JSON nested too deep" : "malformed JSON", frame);
     }
     return;
   }

@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
 
 #include "chat/framing.h"
 #include "chat/hub.h"
+#include "chat/json.h"
 #include "chat/protocol.h"
 #include "reactor/reactor.h"
 #include "reactor/tcp_connection.h"
@@ -41,14 +41,14 @@ class Session final : public Member, public std::enable_shared_from_this<Session
   enum class State : uint8_t { kUndecided, kArticle, kNative };
 
   void handle_frame(std::string_view frame);
-  void handle_first(const nlohmann::ordered_json& j, std::string_view frame);
-  void handle_article(const nlohmann::ordered_json& j, std::string_view frame);
-  void handle_native(const nlohmann::ordered_json& j);
+  void handle_first(const Json& j, std::string_view frame);
+  void handle_article(const Json& j, std::string_view frame);
+  void handle_native(const Json& j);
   void native_join(const std::string& room);
   void native_leave(const std::string& room);
   // The answer to a request, in request order: held back while an earlier pong waits (ping()).
-  void reply(const nlohmann::ordered_json& j);
-  void ping(const nlohmann::ordered_json& j);
+  void reply(const Json& j);
+  void ping(const Json& j);
   // Notes that a request about `room` went to its owner shard, if that is another shard.
   void touched(const std::string& room);
   void release_held();
