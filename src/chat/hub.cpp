@@ -28,7 +28,10 @@ std::string native_message_line(std::string_view room, std::string_view user, st
 // ---- Cluster ----------------------------------------------------------------------------------
 
 Cluster::Cluster(size_t shards, size_t presence_max_members)
-    : presence_max_members_(presence_max_members), hubs_(shards, nullptr), reactors_(shards, nullptr) {
+    : presence_max_members_(presence_max_members),
+      inbox_(std::make_unique<std::atomic<size_t>[]>(shards)),
+      hubs_(shards, nullptr),
+      reactors_(shards, nullptr) {
   if (shards == 0 || shards > kMaxShards) {
     throw std::invalid_argument("shards must be 1 to " + std::to_string(kMaxShards));
   }
@@ -43,11 +46,38 @@ void Cluster::attach(size_t index, reactor::Reactor& reactor, Hub& hub) {
   reactors_[index] = &reactor;
 }
 
-void Cluster::run_on(size_t to, size_t from, reactor::Reactor::Task task) {
-  if (to == from) {
+void Cluster::run_on(size_t to, size_t from, reactor::Reactor::Task task, size_t cost) {
+  if (to == from) return task();
+  inbox_[to].fetch_add(cost, std::memory_order_relaxed);
+  reactors_[to]->post([this, to, cost, task = std::move(task)] {
     task();
-  } else {
-    reactors_[to]->post(std::move(task));
+    // seq_cst with wait_for_room's: either the drain sees the waiting bit, or the waiter sees the
+    // drained inbox (never neither, which would leave a shard paused for good).
+    size_t left = inbox_[to].fetch_sub(cost) - cost;
+    if (left < kInboxLow && waiting_.load() != 0) wake_waiting(to);
+  });
+}
+
+bool Cluster::congested() const {
+  for (size_t k = 0; k < hubs_.size(); ++k) {
+    if (inbox_[k].load() > kInboxHigh) return true;
+  }
+  return false;
+}
+
+bool Cluster::wait_for_room(size_t shard) {
+  uint64_t bit = uint64_t{1} << shard;
+  waiting_.fetch_or(bit);
+  if (congested()) return true;
+  waiting_.fetch_and(~bit);  // a drain may have posted a resume meanwhile: a harmless extra
+  return false;
+}
+
+void Cluster::wake_waiting(size_t from) {
+  if (congested()) return;  // another inbox is still high: its drain wakes them
+  uint64_t waiting = waiting_.exchange(0);
+  for (size_t k = 0; waiting != 0; ++k, waiting >>= 1) {
+    if (waiting & 1) run_on(k, from, [&hub = *hubs_[k]] { hub.resume_paused(); });
   }
 }
 
@@ -120,8 +150,12 @@ HubError Hub::publish(const std::string& room, Member* from, std::string_view us
   if (owner == shard_) {
     owner_publish(room, std::string(user), std::string(text));
   } else {
-    cluster_.run_on(owner, shard_, [&hub = cluster_.hub(owner), room, user = std::string(user),
-                                    text = std::string(text)] { hub.owner_publish(room, user, text); });
+    cluster_.run_on(
+        owner, shard_,
+        [&hub = cluster_.hub(owner), room, user = std::string(user), text = std::string(text)] {
+          hub.owner_publish(room, user, text);
+        },
+        Cluster::kTaskCost + room.size() + user.size() + text.size());
   }
   return HubError::kNone;
 }
@@ -151,6 +185,19 @@ void Hub::barrier(const std::vector<size_t>& shards, std::function<void()> done)
       });
     });
   }
+}
+
+void Hub::wait_for_room(std::function<void()> resume) {
+  paused_.push_back(std::move(resume));
+  // The first one marks the shard waiting; later ones ride on the same mark (or on a resume
+  // already posted to this shard).
+  if (paused_.size() == 1 && !cluster_.wait_for_room(shard_)) resume_paused();
+}
+
+void Hub::resume_paused() {
+  auto paused = std::move(paused_);
+  paused_.clear();
+  for (auto& resume : paused) resume();
 }
 
 void Hub::deliver_local(const std::string& room, const EventPtr& event, uint64_t except_id) {
@@ -235,9 +282,9 @@ void Hub::owner_publish(const std::string& room_name, const std::string& user, c
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;  // everyone left meanwhile
   // Through Redis to every node, this one included; it comes back through owner_deliver.
-  cluster_.run_on(0, shard_, [bp, room_name, user, text, floor = it->second.next_seq] {
-    bp->publish(room_name, user, text, floor);
-  });
+  cluster_.run_on(
+      0, shard_, [bp, room_name, user, text, floor = it->second.next_seq] { bp->publish(room_name, user, text, floor); },
+      Cluster::kTaskCost + room_name.size() + user.size() + text.size());
 }
 
 void Hub::owner_deliver(const std::string& room_name, const std::string& user, const std::string& text,
@@ -266,14 +313,15 @@ void Hub::owner_deliver(const std::string& room_name, const std::string& user, c
 
 void Hub::owner_broadcast(const std::string& room_name, const OwnedRoom& r, const EventPtr& event,
                           uint64_t except_id) {
+  size_t event_bytes = (event->native ? event->native->size() : 0) + (event->article ? event->article->size() : 0);
   for (size_t k = 0; k < r.shard_count.size(); ++k) {
     if (r.shard_count[k] == 0) continue;
     if (k == shard_) {
       deliver_local(room_name, event, except_id);
     } else {
-      cluster_.run_on(k, shard_, [&hub = cluster_.hub(k), room_name, event, except_id] {
-        hub.deliver_local(room_name, event, except_id);
-      });
+      cluster_.run_on(
+          k, shard_, [&hub = cluster_.hub(k), room_name, event, except_id] { hub.deliver_local(room_name, event, except_id); },
+          Cluster::kTaskCost + room_name.size() + event_bytes);
     }
   }
 }

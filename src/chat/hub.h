@@ -13,6 +13,7 @@
 // With one shard every call is direct and synchronous: the single-threaded server.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -55,19 +56,40 @@ enum class HubError { kNone, kNotMember, kAlreadyMember };
 class Hub;
 class Backplane;
 
-// What the shards share: the list of hubs and their reactors, and the registry of native names.
+// What the shards share: the list of hubs and their reactors, the registry of native names, and
+// the accounting of work posted between them.
+//
+// Backpressure between reactors: every task posted to a shard is counted in that shard's inbox
+// (an estimate of the bytes it holds) until it has run. A shard whose inbox passes kInboxHigh makes
+// the process congested: sessions stop reading their connections before the next request (the
+// peer's TCP window then pushes back, as it would on one reactor) and wait. When the inbox that
+// was high drains below kInboxLow and no other is high, every waiting shard is told to resume.
+// So what one flooding sender can pile up between reactors is bounded, and a calm room's message
+// waits behind at most one inbox's worth of work, not behind everything the flood sent.
 class Cluster {
  public:
   static constexpr size_t kMaxShards = 64;
+  static constexpr size_t kInboxHigh = 256 << 10;
+  static constexpr size_t kInboxLow = kInboxHigh / 4;
+  static constexpr size_t kTaskCost = 128;  // what a posted task costs besides the bytes it carries
+
   Cluster(size_t shards, size_t presence_max_members);
   size_t shards() const { return hubs_.size(); }
   size_t presence_max_members() const { return presence_max_members_; }
   size_t owner_of(const std::string& room) const;
   // Registers shard `index`; call on that shard's thread before any traffic.
   void attach(size_t index, reactor::Reactor& reactor, Hub& hub);
-  // Runs `task` on shard `to`: at once if `to` is the calling shard `from`, else posted.
-  void run_on(size_t to, size_t from, reactor::Reactor::Task task);
+  // Runs `task` on shard `to`: at once if `to` is the calling shard `from`, else posted, counting
+  // `cost` bytes in `to`'s inbox until it has run.
+  void run_on(size_t to, size_t from, reactor::Reactor::Task task, size_t cost = kTaskCost);
   Hub& hub(size_t index) { return *hubs_[index]; }
+
+  // True while some shard's inbox is over kInboxHigh: read no more requests.
+  bool congested() const;
+  // Shard `shard` has paused connections: marks it waiting. False if the congestion is already
+  // over (the caller resumes them itself); true if Hub::resume_paused will be run on it.
+  bool wait_for_room(size_t shard);
+  size_t inbox_bytes(size_t shard) const { return inbox_[shard].load(std::memory_order_relaxed); }
 
   // With Redis (--redis): the backplane, on shard 0. Set before any traffic.
   void set_backplane(Backplane* backplane) { backplane_ = backplane; }
@@ -78,8 +100,12 @@ class Cluster {
   void release_name(const std::string& name, uint64_t member_id);
 
  private:
+  void wake_waiting(size_t from);
+
   size_t presence_max_members_;
   Backplane* backplane_ = nullptr;
+  std::unique_ptr<std::atomic<size_t>[]> inbox_;  // per shard: bytes posted to it, not yet run
+  std::atomic<uint64_t> waiting_{0};              // bit k: shard k has connections paused for room
   std::vector<Hub*> hubs_;
   std::vector<reactor::Reactor*> reactors_;
   std::mutex names_mutex_;
@@ -104,6 +130,11 @@ class Hub {
   // it before (and what those tasks posted back here): a request's answers from a room's owner
   // come back before `done` runs.
   void barrier(const std::vector<size_t>& shards, std::function<void()> done);
+  // A session of this shard stopped reading because the process is congested (Cluster): `resume`
+  // runs on this shard once there is room again, at once (inside this call) if there already is.
+  void wait_for_room(std::function<void()> resume);
+  // Runs every waiting `resume` of this shard (posted by the shard whose inbox drained).
+  void resume_paused();
   Cluster& cluster() { return cluster_; }
   size_t shard() const { return shard_; }
 
@@ -143,6 +174,7 @@ class Hub {
   size_t shard_;
   std::unordered_map<std::string, LocalRoom> local_;
   std::unordered_map<std::string, OwnedRoom> owned_;
+  std::vector<std::function<void()>> paused_;  // sessions waiting for room (wait_for_room)
 };
 
 // Serialisation of the native dialect's lines (shared with the sessions).

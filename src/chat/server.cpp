@@ -1,5 +1,7 @@
 #include "chat/server.h"
 
+#include <malloc.h>
+
 #include "chat/backplane.h"
 #include "chat/session.h"
 #include "reactor/log.h"
@@ -101,7 +103,8 @@ void ChatServer::maybe_finish_shutdown() {
 
 ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& address, const Limits& limits,
                          const ServiceOptions& options)
-    : limits_(limits),
+    : main_(main),
+      limits_(limits),
       cluster_(options.threads, limits.presence_max_members),
       reactors_(options.threads, nullptr),
       servers_(options.threads),
@@ -120,9 +123,10 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
     // (Redis did) and sends them to the shards with members.
     backplane_ = std::make_unique<Backplane>(main, options.redis_host, options.redis_port, [this](Backplane::Message m) {
       size_t owner = cluster_.owner_of(m.room);
-      cluster_.run_on(owner, 0, [hub = &cluster_.hub(owner), m = std::move(m)] {
-        hub->owner_deliver(m.room, m.user, m.text, m.ts_ms, m.seq);
-      });
+      size_t cost = Cluster::kTaskCost + m.room.size() + m.user.size() + m.text.size();
+      cluster_.run_on(
+          owner, 0, [hub = &cluster_.hub(owner), m = std::move(m)] { hub->owner_deliver(m.room, m.user, m.text, m.ts_ms, m.seq); },
+          cost);
     });
     cluster_.set_backplane(backplane_.get());
   }
@@ -149,10 +153,19 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
   }
 }
 
-ChatService::~ChatService() { stop_pool(); }
+ChatService::~ChatService() {
+  main_.cancel(trim_timer_);
+  stop_pool();
+}
 
 void ChatService::start() {
   if (backplane_) backplane_->start();
+  // Memory comes back after a burst: glibc keeps what the reactors' threads freed in their arenas
+  // (a flood's queued messages, a slow consumer's output), and returns it only when asked. Asked
+  // once a second, and only when there is a worthwhile amount free (mallinfo2 reads the bins).
+  trim_timer_ = main_.run_every(std::chrono::seconds(1), [] {
+    if (::mallinfo2().fordblks > kTrimAbove) ::malloc_trim(0);
+  });
   for (size_t k = 0; k < servers_.size(); ++k) {
     cluster_.run_on(k, 0, [server = servers_[k].get()] { server->start(); });  // each on its own thread
   }

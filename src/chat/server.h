@@ -93,6 +93,9 @@ class ChatService {
   const reactor::InetAddress& local_address() const { return servers_[0]->local_address(); }
 
  private:
+  static constexpr size_t kTrimAbove = 4 << 20;  // free bytes in malloc's arenas worth giving back
+
+  reactor::Reactor& main_;
   Limits limits_;
   Cluster cluster_;
   std::vector<reactor::Reactor*> reactors_;
@@ -101,6 +104,7 @@ class ChatService {
   std::unique_ptr<reactor::ReactorPool> pool_;
   size_t next_shard_ = 0;
   std::unique_ptr<Backplane> backplane_;  // on `main`; destroyed first
+  reactor::TimerId trim_timer_ = 0;
 };
 
 }  // namespace chat

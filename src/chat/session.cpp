@@ -45,8 +45,18 @@ void Session::start() {
 }
 
 void Session::on_input(reactor::Buffer& input) {
-  stats_.bytes_in += input.size();
+  if (waiting_room_) return;  // paused: resume_input() offers these bytes again
+  // The buffer may start with bytes left from an earlier call (a partial frame, or frames not yet
+  // handled while waiting for room): only what is new counts in.
+  stats_.bytes_in += input.size() - left_in_;
+  frame_input(input);
+  if (lost_) input.clear();
+  left_in_ = static_cast<uint32_t>(input.size());
+}
+
+void Session::frame_input(reactor::Buffer& input) {
   while (!input.empty() && !lost_ && conn_.open()) {
+    if (hub_.cluster().congested()) return wait_for_room();
     FrameResult r = state_ == State::kNative ? line_framer_.next(input.view()) : object_framer_.next(input.view());
     switch (r.status) {
       case FrameStatus::kFrame:
@@ -78,7 +88,21 @@ void Session::on_input(reactor::Buffer& input) {
     }
     input.consume(r.consumed);
   }
-  if (lost_) input.clear();
+}
+
+void Session::wait_for_room() {
+  // Like a full TCP window: stop reading, keep what is buffered, and go on where we stopped once
+  // the reactors have room (Cluster).
+  waiting_room_ = true;
+  conn_.pause_reading();
+  hub_.wait_for_room([alive = weak_from_this()] {
+    if (auto self = alive.lock()) self->resume_input();
+  });
+}
+
+void Session::resume_input() {
+  waiting_room_ = false;
+  conn_.resume_reading();  // offers the buffered bytes to on_input again
 }
 
 void Session::handle_frame(std::string_view frame) {

@@ -40,6 +40,7 @@ class Session final : public Member, public std::enable_shared_from_this<Session
  private:
   enum class State : uint8_t { kUndecided, kArticle, kNative };
 
+  void frame_input(reactor::Buffer& input);
   void handle_frame(std::string_view frame);
   void handle_first(const Json& j, std::string_view frame);
   void handle_article(const Json& j, std::string_view frame);
@@ -55,6 +56,9 @@ class Session final : public Member, public std::enable_shared_from_this<Session
   void error(const char* code, const std::string& message);
   void article_problem(const char* what, std::string_view frame);
   void send_bytes(const reactor::SharedBytes& bytes);
+  // Backpressure between reactors: stop reading until the cluster has room (Cluster::congested).
+  void wait_for_room();
+  void resume_input();
 
   Hub& hub_;
   Stats& stats_;
@@ -62,6 +66,8 @@ class Session final : public Member, public std::enable_shared_from_this<Session
   reactor::TcpConnection& conn_;
   State state_ = State::kUndecided;
   bool lost_ = false;
+  bool waiting_room_ = false;
+  uint32_t left_in_ = 0;  // bytes left in the input buffer by the last on_input (counted in already)
   ObjectFramer object_framer_;
   LineFramer line_framer_;
   std::string name_;

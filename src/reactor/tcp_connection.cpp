@@ -185,8 +185,15 @@ void TcpConnection::pause_reading() {
 }
 
 void TcpConnection::resume_reading() {
+  if (close_when_drained_ || reading_) return;
   reading_ = true;
   update_interest();
+  if (!input_.empty()) {
+    reactor_.defer([self = shared_from_this()] {
+      if (!self->open() || !self->reading_ || self->input_.empty()) return;
+      if (self->callbacks_->on_message) self->callbacks_->on_message(self, self->input_);
+    });
+  }
 }
 
 void TcpConnection::update_interest() {

@@ -81,6 +81,9 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   void close_after_flush(std::string_view reason);
 
   void pause_reading();
+  // Bytes the handler left in the input buffer while reading was paused are offered to on_message
+  // again (from the deferred phase), so an owner that paused mid-buffer picks up where it stopped.
+  // No effect on a connection closing after its flush.
   void resume_reading();
 
   bool open() const { return open_ && !closing_; }
