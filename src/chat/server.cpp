@@ -21,6 +21,9 @@ ChatServer::ChatServer(reactor::Reactor& reactor, Cluster& cluster, size_t shard
                 cb.on_message = [](const reactor::TcpConnectionPtr& conn, reactor::Buffer& input) {
                   static_cast<Session*>(conn->context.get())->on_input(input);
                 };
+                cb.on_peer_closed = [](const reactor::TcpConnectionPtr& conn) {
+                  static_cast<Session*>(conn->context.get())->on_peer_closed();
+                };
                 cb.on_close = [this, alive = std::weak_ptr<int>(alive_)](const reactor::TcpConnectionPtr& conn,
                                                                          std::string_view reason) {
                   if (!alive.expired()) on_close(conn, reason);

@@ -262,8 +262,18 @@ void Session::touched(const std::string& room) {
 void Session::ping(const json& j) {
   json pong = {{"type", "pong"}};
   if (auto id = j.find("id"); id != j.end()) pong["id"] = *id;
-  if (remote_ == 0) return reply(pong);
-  if (held_ && held_->replies.size() >= kMaxHeld) return reply(pong);  // closes the connection
+  after_earlier_answers(json_line(pong));
+}
+
+void Session::on_peer_closed() {
+  // A client may send its requests and half-close at once: it still gets every answer, also
+  // those coming from other shards, and then the connection closes.
+  after_earlier_answers(nullptr);
+}
+
+void Session::after_earlier_answers(reactor::SharedBytes bytes) {
+  if (remote_ == 0) return queue_reply(std::move(bytes));
+  if (held_ && held_->replies.size() >= kMaxHeld) return queue_reply(std::move(bytes));  // closes
   std::vector<size_t> shards;
   for (size_t k = 0; k < Cluster::kMaxShards; ++k) {
     if (remote_ & (uint64_t{1} << k)) shards.push_back(k);
@@ -271,7 +281,7 @@ void Session::ping(const json& j) {
   remote_ = 0;
   if (!held_) held_ = std::make_unique<HeldReplies>();
   uint64_t held_id = held_->next_id++;
-  held_->replies.push_back({held_id, json_line(pong), false});
+  held_->replies.push_back({held_id, std::move(bytes), false});
   hub_.barrier(shards, [this, alive = weak_from_this(), held_id] {
     if (alive.expired() || !held_) return;
     for (Held& h : held_->replies) {
@@ -284,9 +294,17 @@ void Session::ping(const json& j) {
 void Session::release_held() {
   auto& q = held_->replies;
   size_t n = 0;
-  while (n < q.size() && q[n].ready) send_bytes(q[n++].bytes);
+  while (n < q.size() && q[n].ready) emit(q[n++].bytes);
   q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(n));
   if (q.empty()) held_.reset();
+}
+
+void Session::emit(const reactor::SharedBytes& bytes) {
+  if (bytes) {
+    send_bytes(bytes);
+  } else {
+    conn_.close_after_flush("peer closed the connection");
+  }
 }
 
 void Session::native_leave(const std::string& room) {
@@ -302,14 +320,16 @@ void Session::on_close() {
   if (state_ == State::kNative) hub_.cluster().release_name(name_, id());
 }
 
-void Session::reply(const json& j) {
-  if (!held_) return send_bytes(json_line(j));
+void Session::reply(const json& j) { queue_reply(json_line(j)); }
+
+void Session::queue_reply(reactor::SharedBytes bytes) {
+  if (!held_) return emit(bytes);
   if (held_->replies.size() >= kMaxHeld) {
     ++stats_.errors_request;
     conn_.close_soon("too many requests waiting behind a ping (" + std::to_string(kMaxHeld) + ")");
     return;
   }
-  held_->replies.push_back({held_->next_id++, json_line(j), true});
+  held_->replies.push_back({held_->next_id++, std::move(bytes), true});
 }
 
 void Session::error(const char* code, const std::string& message) {

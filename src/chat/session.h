@@ -28,6 +28,8 @@ class Session final : public Member, public std::enable_shared_from_this<Session
   void start();
   // Bytes arrived: handle every complete frame, keep the rest.
   void on_input(reactor::Buffer& input);
+  // The peer half-closed: close once every request before has been answered.
+  void on_peer_closed();
   // The connection closed: leave every room, give the name back.
   void on_close();
 
@@ -49,7 +51,12 @@ class Session final : public Member, public std::enable_shared_from_this<Session
   void native_leave(const std::string& room);
   // The answer to a request, in request order: held back while an earlier pong waits (ping()).
   void reply(const Json& j);
+  void queue_reply(reactor::SharedBytes bytes);
   void ping(const Json& j);
+  // Sends `bytes` (null: closes the connection after its flush) once every earlier request has
+  // been answered, including answers from other shards; replies after it wait behind it.
+  void after_earlier_answers(reactor::SharedBytes bytes);
+  void emit(const reactor::SharedBytes& bytes);
   // Notes that a request about `room` went to its owner shard, if that is another shard.
   void touched(const std::string& room);
   void release_held();
@@ -81,7 +88,7 @@ class Session final : public Member, public std::enable_shared_from_this<Session
   // held replies exists only while something is held: every byte here is paid per connection.
   struct Held {
     uint64_t id;
-    reactor::SharedBytes bytes;
+    reactor::SharedBytes bytes;  // null: the close that follows a half-close
     bool ready;
   };
   struct HeldReplies {

@@ -64,7 +64,10 @@ void TcpConnection::handle_read() {
   } else if (n == 0) {
     // End of stream: the peer will send no more. It still gets what is queued for it.
     peer_eof_ = true;
-    if (output_.empty()) {
+    if (callbacks_->on_peer_closed) {
+      update_interest();
+      callbacks_->on_peer_closed(shared_from_this());
+    } else if (output_.empty()) {
       close("peer closed the connection");
     } else {
       update_interest();
@@ -147,7 +150,7 @@ void TcpConnection::flush_output() {
       close(*close_when_drained_);
       return;
     }
-    if (peer_eof_) {
+    if (peer_eof_ && !callbacks_->on_peer_closed) {
       close("peer closed the connection");
       return;
     }

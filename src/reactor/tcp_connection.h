@@ -41,6 +41,10 @@ struct ConnectionCallbacks {
   std::function<void(const TcpConnectionPtr&, std::string_view reason)> on_close;
   std::function<void(const TcpConnectionPtr&, size_t queued)> on_high_water;
   std::function<void(const TcpConnectionPtr&)> on_drain;  // the queue emptied after on_high_water
+  // The peer will send no more (end of stream). Without this callback the connection closes itself
+  // once its queued output has left. With it, it stays open (not reading) until its owner closes
+  // it: an owner whose answers are still being prepared elsewhere sends them first.
+  std::function<void(const TcpConnectionPtr&)> on_peer_closed;
 };
 
 // Both limits measure the queue's footprint: bytes plus OutputQueue::kChunkOverhead per chunk.

@@ -159,3 +159,36 @@ TEST_P(ChatFaults, AFloodingSenderCannotGrowMemoryOrDelayOtherRooms) {
     EXPECT_LT(rss_end - rss_start, 8 * 1024) << "memory kept after the burst: " << rss_end - rss_start << " KiB";
   }
 }
+
+// A client may write all its requests and half-close at once. With two reactors the answers that
+// came from the other reactor (joined, the message's own copy, the pong behind them) were lost:
+// the connection closed as soon as its own output had left.
+TEST_P(ChatFaults, AHalfClosedClientGetsEveryAnswerThenTheClose) {
+  Server server(args());
+  std::vector<std::unique_ptr<LineClient>> clients;
+  for (int i = 0; i < 50; ++i) {
+    auto c = std::make_unique<LineClient>(server.port);
+    std::string room = "half" + std::to_string(i % 7);
+    c->send(json{{"type", "hello"}, {"user", "h" + std::to_string(i)}}.dump() + "\n" +
+            json{{"type", "join"}, {"room", room}}.dump() + "\n" +
+            json{{"type", "message"}, {"room", room}, {"text", "bye " + std::to_string(i)}}.dump() + "\n" +
+            json{{"type", "ping"}, {"id", i}}.dump() + "\n");
+    ::shutdown(c->fd(), SHUT_WR);
+    clients.push_back(std::move(c));
+  }
+  for (int i = 0; i < 50; ++i) {
+    LineClient& c = *clients[i];
+    EXPECT_EQ(next_json(c)["type"], "welcome") << i;
+    std::vector<json> skipped;
+    json pong = expect_type(c, "pong", &skipped);
+    EXPECT_EQ(pong["id"], i) << "client " << i << " got no pong";
+    bool joined = false, own = false;
+    for (const json& j : skipped) {
+      if (j["type"] == "joined") joined = true;
+      if (j["type"] == "message" && j["text"] == "bye " + std::to_string(i)) own = true;
+    }
+    EXPECT_TRUE(joined) << "client " << i;
+    EXPECT_TRUE(own) << "client " << i;
+    EXPECT_TRUE(c.closed_by_peer(5s)) << "client " << i << ": no close after the last answer";
+  }
+}
