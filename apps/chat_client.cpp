@@ -288,6 +288,10 @@ class Client {
   void command(std::string line) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || quitting_) return;
+    if (!chat::valid_utf8(line)) {  // the protocol is UTF-8 (and JSON cannot carry the bytes)
+      std::cerr << "chat-client: not sent: the line is not valid UTF-8\n";
+      return;
+    }
     if (line == "/quit") return quit();
     if (line == "/rooms") return send({{"type", "rooms"}});
     if (line.rfind("/join ", 0) == 0) {

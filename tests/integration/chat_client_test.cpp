@@ -126,7 +126,7 @@ TEST(ChatClient, PipedLinesAreSentAndShownThenItExits) {
   Native watcher(server.port, "watcher");
   watcher.request({{"type", "join"}, {"room", "lobby"}});
   Process client(client_args(server.port, "piper"));
-  client.write_stdin("first line\n/join side\nin side\n/rooms\n");
+  client.write_stdin("first line\n/join side\nnot UTF-8 \xff\nin side\n/rooms\n");
   client.close_stdin();
   auto status = client.wait(20s);
   EXPECT_TRUE(no_sanitizer_report(client));
@@ -135,6 +135,7 @@ TEST(ChatClient, PipedLinesAreSentAndShownThenItExits) {
   EXPECT_NE(client.out().find("[lobby] piper: first line"), std::string::npos) << client.out();
   EXPECT_NE(client.out().find("[side] piper: in side"), std::string::npos) << client.out();
   EXPECT_NE(client.out().find("* rooms: lobby, side\n"), std::string::npos) << client.out();
+  EXPECT_NE(client.err().find("not sent: the line is not valid UTF-8"), std::string::npos) << client.err();
   json j = expect_type(watcher, "message");
   EXPECT_EQ(j["text"], "first line");
   EXPECT_EQ(j["user"], "piper");
