@@ -1,4 +1,4 @@
-// chat-server and chat-client as processes, over real sockets.
+// chat-server as a process, over real sockets (chat-client's tests: chat_client_test.cpp).
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -435,35 +435,6 @@ TEST(ChatThreadsAccept, AListenerPerReactorSpreadsConnectionsAndRoomsStillSpanTh
   EXPECT_GT(std::stoi(m[1]), 0) << stats;
   EXPECT_GT(std::stoi(m[2]), 0) << stats;
   EXPECT_EQ(std::stoi(m[1]) + std::stoi(m[2]), 40) << stats;
-}
-
-TEST(ChatClient, PipedLinesAreSentAndShownThenItExits) {
-  Server server(chat_args());
-  Native watcher(server.port, "watcher");
-  watcher.request({{"type", "join"}, {"room", "lobby"}});
-  Process client({CHAT_CLIENT_BIN, "--port", std::to_string(server.port), "--user", "piper"});
-  client.write_stdin("first line\n/join side\nin side\n/rooms\n");
-  client.close_stdin();
-  auto status = client.wait(20s);
-  ASSERT_TRUE(status.has_value()) << "chat-client did not exit at the end of its input";
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << client.err();
-  EXPECT_NE(client.out().find("[lobby] piper: first line"), std::string::npos) << client.out();
-  EXPECT_NE(client.out().find("[side] piper: in side"), std::string::npos) << client.out();
-  EXPECT_NE(client.out().find("\"lobby\",\"side\""), std::string::npos) << client.out();
-  json j = expect_type(watcher, "message");
-  EXPECT_EQ(j["text"], "first line");
-  EXPECT_EQ(j["user"], "piper");
-}
-
-TEST(ChatClient, ExitsCleanlyWhenTheServerGoesAway) {
-  auto server = std::make_unique<Server>(chat_args());
-  Process client({CHAT_CLIENT_BIN, "--port", std::to_string(server->port), "--user", "stayer"});
-  ASSERT_TRUE(client.wait_for_line("you joined", 10s));
-  server->process.signal_and_wait(SIGTERM, 10s);
-  auto status = client.wait(10s);
-  ASSERT_TRUE(status.has_value()) << "chat-client hung after the server left";
-  EXPECT_TRUE(WIFEXITED(*status)) << "crashed";
-  EXPECT_NE(client.err().find("connection closed"), std::string::npos) << client.err();
 }
 
 // The article's own chat client, unmodified: two of them chat through our server. The client only
