@@ -135,6 +135,8 @@ class Hub {
   void wait_for_room(std::function<void()> resume);
   // Runs every waiting `resume` of this shard (posted by the shard whose inbox drained).
   void resume_paused();
+  // Forgets the waiting sessions: they stay paused (the server is stopping).
+  void drop_paused() { paused_.clear(); }
   Cluster& cluster() { return cluster_; }
   size_t shard() const { return shard_; }
 

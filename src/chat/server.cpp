@@ -59,7 +59,7 @@ void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
   conn->context = std::move(session);
   connections_.emplace(conn->id(), conn);
   stats_.connections_open = connections_.size();
-  if (shutdown_done_) conn->close_after_flush("server shutting down");
+  if (shutdown_done_ || quiesced_) conn->close_after_flush("server shutting down");
 }
 
 void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, std::string_view reason) {
@@ -75,6 +75,14 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, std::string_vie
     LOG_DEBUG("connection %llu closed: %s", static_cast<unsigned long long>(conn->id()), std::string(reason).c_str());
   }
   maybe_finish_shutdown();
+}
+
+void ChatServer::quiesce() {
+  if (quiesced_) return;
+  quiesced_ = true;
+  server_.stop_accepting();
+  hub_.drop_paused();  // sessions waiting for room never resume reading
+  for (auto& [id, conn] : connections_) conn->pause_reading();
 }
 
 void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {
@@ -183,13 +191,48 @@ std::string ChatService::backplane_stats() const {
 }
 
 void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {
-  auto remaining = std::make_shared<size_t>(servers_.size());
-  auto finished = [remaining, done = std::move(done)] {
-    if (--*remaining == 0) done();
+  struct Stop {
+    reactor::Clock::time_point deadline;
+    std::function<void()> done;
+    size_t remaining = 0;
+    bool closing = false;
+    reactor::TimerId timer = 0;
   };
-  for (size_t k = 0; k < servers_.size(); ++k) {
-    cluster_.run_on(k, 0, [this, k, grace, finished] {
-      servers_[k]->shutdown(grace, [this, k, finished] { cluster_.run_on(0, k, finished); });
+  auto stop = std::make_shared<Stop>(Stop{reactor::Clock::now() + grace, std::move(done)});
+  size_t n = servers_.size();
+  // Step 3, once the drain is over or the grace period says so: each shard flushes and closes.
+  auto close_all = [this, stop, n] {
+    if (stop->closing) return;
+    stop->closing = true;
+    if (stop->timer) main_.cancel(stop->timer);
+    stop->remaining = n;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(stop->deadline - reactor::Clock::now());
+    left = std::max(left, std::chrono::milliseconds(0));
+    for (size_t k = 0; k < n; ++k) {
+      cluster_.run_on(k, 0, [this, k, left, stop] {
+        servers_[k]->shutdown(left, [this, k, stop] {
+          cluster_.run_on(0, k, [stop] {
+            if (--stop->remaining == 0) stop->done();
+          });
+        });
+      });
+    }
+  };
+  stop->timer = main_.run_at(stop->deadline, close_all);  // a drain stuck on Redis ends here
+  // Step 2: two rounds of barriers from shard 0 over every shard, once all have stopped reading.
+  auto drain = [this, close_all, n] {
+    std::vector<size_t> all(n);
+    for (size_t k = 0; k < n; ++k) all[k] = k;
+    cluster_.hub(0).barrier(all, [this, all, close_all] { cluster_.hub(0).barrier(all, close_all); });
+  };
+  // Step 1: every shard stops accepting and reading.
+  stop->remaining = n;
+  for (size_t k = 0; k < n; ++k) {
+    cluster_.run_on(k, 0, [this, k, stop, drain] {
+      servers_[k]->quiesce();
+      cluster_.run_on(0, k, [stop, drain] {
+        if (--stop->remaining == 0 && !stop->closing) drain();
+      });
     });
   }
 }

@@ -35,6 +35,9 @@ class ChatServer {
   void set_accept_hook(std::function<bool(reactor::Handle&, const reactor::InetAddress&)> hook) {
     server_.set_accept_hook(std::move(hook));
   }
+  // First step of a graceful stop: accept no more connections and read no more requests. Answers
+  // to what was read, and messages other shards are still sending, go on being delivered.
+  void quiesce();
   // Graceful stop: stop accepting, let every connection's queued output leave, close each one,
   // and call `done` when all are closed or `grace` has passed (what is left is closed then).
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
@@ -54,6 +57,7 @@ class ChatServer {
   Hub hub_;
   reactor::TcpServer server_;
   std::unordered_map<uint64_t, reactor::TcpConnectionPtr> connections_;
+  bool quiesced_ = false;
   std::function<void()> shutdown_done_;
   reactor::TimerId shutdown_timer_ = 0;
 };
@@ -77,7 +81,11 @@ class ChatService {
   ~ChatService();
 
   void start();
-  // On `main`'s thread: every shard stops gracefully; `done` runs on `main` when all have.
+  // On `main`'s thread: every shard stops gracefully; `done` runs on `main` when all have. In three
+  // steps: every shard stops reading requests (quiesce); everything already accepted reaches the
+  // output queues of its recipients on every shard (two rounds of Hub::barrier: a message's hops
+  // are sender -> owner -> recipients); then each shard flushes and closes its connections. All
+  // within `grace`, counted from this call.
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
   // On `main`'s thread: `callback` gets the sum of every shard's counters, and each shard's open
   // connections (the balance between reactors), on `main`.

@@ -37,6 +37,7 @@ void TcpConnection::start() {
 }
 
 void TcpConnection::handle_events(Events events) {
+  if (lingering_) return linger_read();
   if ((events & kReadable) && open()) handle_read();
   if ((events & kWritable) && open()) flush_output();
 }
@@ -147,7 +148,7 @@ void TcpConnection::flush_output() {
     if (had_output && was_high && callbacks_->on_drain) callbacks_->on_drain(shared_from_this());
     if (!open_) return;
     if (close_when_drained_) {
-      close(*close_when_drained_);
+      linger();
       return;
     }
     if (peer_eof_ && !callbacks_->on_peer_closed) {
@@ -173,13 +174,44 @@ void TcpConnection::shutdown() {
 
 void TcpConnection::close_after_flush(std::string_view reason) {
   if (!open() || close_when_drained_) return;
-  if (output_.empty() && !flush_queued_) {
-    close_soon(reason);
-    return;
-  }
   close_when_drained_ = std::make_unique<std::string>(reason);
   shutdown_requested_ = true;  // refuse further sends
   pause_reading();
+  if (output_.empty() && !flush_queued_) {
+    reactor_.defer([self = shared_from_this()] {
+      if (self->open_ && !self->lingering_) self->linger();
+    });
+  }
+}
+
+// The output has left. Closing now, with bytes from the peer unread (a request after the last one
+// we handled, a keep-alive), would make the kernel answer with a reset, and a reset destroys what
+// is still in flight to the peer: the last replies, the end of a graceful stop's flush. So, as
+// nginx's lingering close does: send our FIN, read and drop whatever still comes, and close once
+// the peer closes too, or after kLingerTimeout.
+void TcpConnection::linger() {
+  if (peer_eof_) return close(*close_when_drained_);
+  lingering_ = true;
+  closing_ = true;  // open() is false: no more sends, no more input for the owner
+  ::shutdown(socket_.get(), SHUT_WR);
+  reactor_.modify(socket_.get(), Interest::kRead);
+  linger_timer_ = reactor_.run_after(kLingerTimeout, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) {
+      self->linger_timer_ = 0;
+      self->close(*self->close_when_drained_);
+    }
+  });
+}
+
+void TcpConnection::linger_read() {
+  char drop[16384];
+  for (int i = 0; i < 16; ++i) {  // bounded: a peer that keeps sending does not hold the loop
+    ssize_t n = ::read(socket_.get(), drop, sizeof drop);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    return close(*close_when_drained_);  // the peer closed (or reset): done
+  }
 }
 
 void TcpConnection::pause_reading() {
@@ -200,7 +232,7 @@ void TcpConnection::resume_reading() {
 }
 
 void TcpConnection::update_interest() {
-  if (!open_) return;
+  if (!open_ || lingering_) return;
   Interest want = Interest::kNone;
   if (reading_ && !peer_eof_) want = want | Interest::kRead;
   if (want_write_) want = want | Interest::kWrite;
@@ -218,6 +250,7 @@ void TcpConnection::close(std::string_view reason) {
   open_ = false;
   closing_ = true;
   auto self = shared_from_this();
+  if (linger_timer_) reactor_.cancel(std::exchange(linger_timer_, 0));
   reactor_.remove(socket_.get());
   socket_.reset();
   output_.clear();

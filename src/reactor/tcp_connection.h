@@ -82,7 +82,10 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   void close_soon(std::string_view reason);
   // Close once the queued output has left (a last error reply, a graceful stop). Reading stops and
   // sends are refused meanwhile; a peer that never reads is the caller's to time out (close()).
+  // Then the close lingers (see linger()): our FIN goes out, what the peer still sends is read and
+  // dropped, and the descriptor closes when the peer closes, at most kLingerTimeout later.
   void close_after_flush(std::string_view reason);
+  static constexpr std::chrono::seconds kLingerTimeout{5};
 
   void pause_reading();
   // Bytes the handler left in the input buffer while reading was paused are offered to on_message
@@ -110,6 +113,8 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   bool over_limit(size_t adding);  // true (and closing soon) if `adding` would pass the limit
   void after_queue(size_t before);
   void update_interest();
+  void linger();
+  void linger_read();
 
   Reactor& reactor_;
   Handle socket_;
@@ -129,6 +134,8 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   bool flush_queued_ = false;
   bool want_write_ = false;
   bool high_water_signalled_ = false;
+  bool lingering_ = false;
+  TimerId linger_timer_ = 0;
 };
 
 }  // namespace reactor

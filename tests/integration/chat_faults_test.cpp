@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -190,5 +191,62 @@ TEST_P(ChatFaults, AHalfClosedClientGetsEveryAnswerThenTheClose) {
     EXPECT_TRUE(joined) << "client " << i;
     EXPECT_TRUE(own) << "client " << i;
     EXPECT_TRUE(c.closed_by_peer(5s)) << "client " << i << ": no close after the last answer";
+  }
+}
+
+// SIGTERM while a burst is still on its way to the members: everything the server accepted before
+// the signal reaches every member, then the connections close and the server exits 0. With two
+// reactors, members used to be cut off anywhere between seq 366 and 542 of 3,000.
+TEST_P(ChatFaults, SigtermDeliversEverythingAcceptedBeforeClosing) {
+  // The publisher on each reactor in turn (connections are handed out round-robin): with two, the
+  // room's owner is then once on another reactor than the publisher, once on the same.
+  for (int before : {0, 1}) {
+    SCOPED_TRACE("connections before the publisher: " + std::to_string(before));
+    // Members may queue the whole burst (they read only after the signal).
+    Server server(args({"--shutdown-grace-ms", "20000", "--soft-limit", "16777216", "--output-limit", "16777216"}));
+    std::vector<std::unique_ptr<Native>> members;
+    for (int i = 0; i < before; ++i) members.push_back(std::make_unique<Native>(server.port, "early" + std::to_string(i)));
+    auto publisher = std::make_unique<Native>(server.port, "publisher");
+    for (int i = 0; i < 100; ++i) members.push_back(std::make_unique<Native>(server.port, "m" + std::to_string(i)));
+    members.push_back(std::make_unique<Native>(server.port, "late"));
+    for (auto& m : members) {
+      m->send(json{{"type", "join"}, {"room", "burst"}}.dump() + "\n");
+      ASSERT_EQ(expect_type(*m, "joined")["room"], "burst");
+    }
+    publisher->send(json{{"type", "join"}, {"room", "burst"}}.dump() + "\n");
+    ASSERT_EQ(expect_type(*publisher, "joined")["room"], "burst");
+    std::string burst;
+    for (int i = 0; i < 20000; ++i) {
+      burst += json{{"type", "message"}, {"room", "burst"}, {"text", std::to_string(i)}}.dump() + "\n";
+    }
+    publisher->send(burst);
+    // SIGTERM while the burst is being handled: once its first copy is back.
+    ASSERT_EQ(expect_type(*publisher, "message")["text"], "0");
+    auto status = std::async(std::launch::async, [&] { return server.process.signal_and_wait(SIGTERM, 60s); });
+    // Members still talk (a keep-alive ping): the server reads no more, and what it never read
+    // must not turn its close into a reset that destroys what it sent.
+    for (auto& m : members) m->send(json{{"type", "ping"}}.dump() + "\n");
+    // Whatever the server accepted before it stopped reading, every member gets all of it, in
+    // order: all end at the same message as the publisher's own copies.
+    auto read_all = [](LineClient& c, int next) {
+      for (json j = next_json(c); j["type"] != "<nothing>"; j = next_json(c)) {
+        if (j["type"] != "message") continue;
+        EXPECT_EQ(j["text"], std::to_string(next));
+        ++next;
+      }
+      return next;
+    };
+    int accepted = read_all(*publisher, 1);
+    EXPECT_GT(accepted, 1);
+    publisher.reset();
+    for (size_t i = 0; i < members.size(); ++i) {
+      ASSERT_EQ(read_all(*members[i], 0), accepted) << "member " << i << " was cut off";
+      EXPECT_TRUE(members[i]->closed_by_peer(1s));
+      members[i].reset();  // closing our side ends the server's lingering close at once
+    }
+
+    auto st = status.get();
+    ASSERT_TRUE(st.has_value());
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << server.process.err();
   }
 }
