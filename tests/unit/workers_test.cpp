@@ -307,8 +307,8 @@ TEST(Workers, AWorkerThatIgnoresSigtermIsKilledAfterTheGracePeriod) {
   auto t = fast();
   t.stop_grace = 700ms;
   // An ignored signal stays ignored across exec: this sleep cannot be stopped with SIGTERM.
-  Supervised s(2,
-               std::string(kUp) + "if [ \"$TEST_WORKER\" = 1 ]; then trap '' TERM; fi; exec sleep 60", t);
+  // The trap is set before the worker says it is up: a SIGTERM after "up" finds it ignored.
+  Supervised s(2, "if [ \"$TEST_WORKER\" = 1 ]; then trap '' TERM; fi; " + std::string(kUp) + "exec sleep 60", t);
   auto up = s.matches(R"(up (\d) (\d+))", 2);
   ASSERT_EQ(up.size(), 2u) << s.output();
   auto start = Clock::now();
