@@ -72,23 +72,23 @@ case $cmd in
   test)
     build
     stage "build (release)"
-    ctest --test-dir build --output-on-failure -j "$JOBS"
+    ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS"
     stage "tests (release)"
     # ASan+UBSan: the library's unit tests, and every program under the integration tests (built
     # once, in the release tree; TEST_PROGRAM_DIR points them at the sanitized programs).
     TARGETS="unit_tests chat-server chat-client echo-server echo-client loadgen" \
       configure build-asan Debug -DREACTOR_SANITIZE=ON -DREACTOR_WERROR=ON
     stage "build (ASan+UBSan)"
-    ctest --test-dir build-asan --output-on-failure -j "$JOBS" -L unit
-    TEST_PROGRAM_DIR="$PWD/build-asan/bin" ctest --test-dir build --output-on-failure -j "$JOBS" -L integration
+    ctest --no-tests=error --test-dir build-asan --output-on-failure -j "$JOBS" -L unit
+    TEST_PROGRAM_DIR="$PWD/build-asan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration
     stage "tests (ASan+UBSan)"
     # ThreadSanitizer on everything that runs several threads: the reactor pool, cross-thread
     # tasks, the chat server with two reactors, and the Redis backplane's nodes.
     TARGETS="unit_tests chat-server" configure build-tsan Debug -DREACTOR_TSAN=ON -DREACTOR_WERROR=ON
     stage "build (TSan)"
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
-    ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.'
-    TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest --test-dir build --output-on-failure -j "$JOBS" -L integration \
+    ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.'
+    TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
       -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane'
     unset TSAN_OPTIONS
     stage "tests (TSan)"

@@ -1,26 +1,19 @@
 // chat-server: the chat service. Speaks the article's protocol (JSON objects in, "[user] text"
 // lines out, everyone in the lobby) and the native JSON-lines protocol (docs/PROTOCOL.md) on one port.
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <iostream>
-#include <map>
-#include <regex>
-#include <string_view>
 #include <vector>
 #include <thread>
 
 #include "app/cli.h"
+#include "app/redis_url.h"
+#include "app/workers.h"
 #include "chat/server.h"
 #include "reactor/log.h"
-#include "reactor/handle.h"
-#include "reactor/tcp_listener.h"
 
 namespace {
 
@@ -66,149 +59,6 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
     return 1;
   }
   return 0;
-}
-
-// The command line of one worker: this one without --workers and --port, plus the port chosen
-// and --reuse-port.
-std::vector<std::string> worker_argv(int argc, char** argv, uint16_t port) {
-  std::vector<std::string> out{argv[0]};
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--workers" || a == "--port") {
-      ++i;  // and its value
-    } else if (!a.starts_with("--workers=") && !a.starts_with("--port=")) {
-      out.emplace_back(a);
-    }
-  }
-  out.insert(out.end(), {"--port", std::to_string(port), "--reuse-port"});
-  return out;
-}
-
-// --workers N: N node processes listening on one port (SO_REUSEPORT; the kernel spreads new
-// connections over them), sharing rooms through Redis. This process only supervises: each worker
-// is this program run again (fork + exec, a fresh process) with --reuse-port. SIGINT/SIGTERM: a
-// SIGTERM to every worker (SIGKILL to one still there 15 s later); SIGUSR1 is passed on. A worker
-// killed by a signal, or stopped by itself with status 0, is replaced; one that exits with an error
-// (a bad flag, a port in use) or dies in its first two seconds (a crash loop helps nobody) stops
-// everything.
-int supervise(size_t workers, const std::string& host, uint16_t port, int argc, char** argv) {
-  reactor::set_log_tag("supervisor");
-  // Port 0: choose one now, and hold it (bound, not listening: it takes no connections) until the
-  // workers have theirs.
-  reactor::Handle placeholder = reactor::bound_socket(reactor::InetAddress::resolve(host, port),
-                                                      reactor::ListenOptions{.reuse_port = true}, false);
-  uint16_t chosen = reactor::InetAddress::local_of(placeholder.get()).port();
-  std::vector<std::string> args = worker_argv(argc, argv, chosen);
-
-  reactor::Reactor loop;
-  struct Worker {
-    size_t index;
-    reactor::Clock::time_point started;
-  };
-  std::map<pid_t, Worker> running;
-  bool stopping = false;
-  int status = 0;
-  pid_t self = ::getpid();
-  auto spawn = [&](size_t index) {
-    std::fflush(stdout);
-    pid_t pid = ::fork();
-    if (pid < 0) {
-      LOG_ERROR("fork: %s", strerror(errno));
-      return false;
-    }
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive the supervisor
-      if (::getppid() != self) std::_Exit(1);  // it died before prctl
-      // The signals the supervisor's reactor blocked stay blocked across exec: one sent before the
-      // worker's own reactor watches them waits for it instead of killing it.
-      ::setenv("CHAT_SERVER_WORKER", std::to_string(index).c_str(), 1);  // its log lines say which
-      std::vector<char*> cargv;
-      for (auto& a : args) cargv.push_back(a.data());
-      cargv.push_back(nullptr);
-      ::execv("/proc/self/exe", cargv.data());
-      std::fprintf(stderr, "chat-server: exec: %s\n", strerror(errno));
-      std::_Exit(127);
-    }
-    running[pid] = Worker{index, reactor::Clock::now()};
-    return true;
-  };
-  auto stop_all = [&] {
-    if (stopping) return;
-    stopping = true;
-    for (auto& [pid, w] : running) ::kill(pid, SIGTERM);
-    if (running.empty()) loop.stop();
-    // A worker still there well after its grace period is stuck: SIGKILL.
-    loop.run_after(std::chrono::seconds(15), [&] {
-      for (auto& [pid, w] : running) {
-        LOG_WARN("worker %zu (pid %d) did not stop; killing it", w.index, pid);
-        ::kill(pid, SIGKILL);
-      }
-    });
-  };
-  loop.on_signal(SIGINT, [&](int) { stop_all(); });
-  loop.on_signal(SIGTERM, [&](int) { stop_all(); });
-  loop.on_signal(SIGUSR1, [&](int) {
-    for (auto& [pid, w] : running) ::kill(pid, SIGUSR1);
-  });
-  loop.on_signal(SIGCHLD, [&](int) {
-    int ws;
-    pid_t pid;
-    while ((pid = ::waitpid(-1, &ws, WNOHANG)) > 0) {
-      auto it = running.find(pid);
-      if (it == running.end()) continue;
-      Worker w = it->second;
-      running.erase(it);
-      bool young = reactor::Clock::now() - w.started < std::chrono::seconds(2);
-      if (stopping) {
-        if (WIFEXITED(ws) && WEXITSTATUS(ws) != 0) status = WEXITSTATUS(ws);
-      } else if (WIFSIGNALED(ws) && !young) {
-        LOG_WARN("worker %zu (pid %d) killed by signal %d (%s); starting another", w.index, pid, WTERMSIG(ws),
-                 strsignal(WTERMSIG(ws)));
-        if (!spawn(w.index)) stop_all();
-      } else if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
-        // Stopped on its own request (someone sent it SIGTERM): a rolling restart.
-        LOG_INFO("worker %zu (pid %d) stopped; starting another", w.index, pid);
-        if (!spawn(w.index)) stop_all();
-      } else {
-        if (WIFSIGNALED(ws)) {
-          LOG_ERROR("worker %zu (pid %d) killed by signal %d (%s) right after it started; stopping", w.index, pid,
-                    WTERMSIG(ws), strsignal(WTERMSIG(ws)));
-        } else {
-          LOG_ERROR("worker %zu (pid %d) exited with status %d; stopping", w.index, pid, WEXITSTATUS(ws));
-        }
-        status = WIFEXITED(ws) && WEXITSTATUS(ws) ? WEXITSTATUS(ws) : 1;
-        stop_all();
-      }
-    }
-    if (stopping && running.empty()) loop.stop();
-  });
-  for (size_t i = 0; i < workers && !stopping; ++i) {
-    if (!spawn(i)) {
-      status = 1;
-      stop_all();
-    }
-  }
-  std::printf("chat-server: supervising %zu workers on %s\n", workers,
-              reactor::InetAddress::local_of(placeholder.get()).to_string().c_str());
-  std::fflush(stdout);
-  // The workers bind as they start; until then this socket keeps the port ours.
-  loop.run_after(std::chrono::seconds(5), [&] { placeholder = reactor::Handle(); });
-  loop.run();
-  return status;
-}
-
-// "redis://HOST[:PORT]" or "HOST[:PORT]".
-bool parse_redis_url(const std::string& url, std::string& host, uint16_t& port) {
-  static const std::regex re(R"(^(?:redis://)?([A-Za-z0-9_.\-]+)(?::(\d{1,5}))?/?$)");
-  std::smatch m;
-  if (!std::regex_match(url, m, re)) return false;
-  host = m[1];
-  if (m[2].matched) {
-    long p = std::stol(m[2]);
-    if (p < 1 || p > 65535) return false;
-    port = static_cast<uint16_t>(p);
-  }
-  return true;
 }
 
 }  // namespace
@@ -278,18 +128,19 @@ int main(int argc, char** argv) {
   }
   limits.soft_grace = std::chrono::milliseconds(soft_grace_ms);
   if (verbose) reactor::set_log_level(reactor::LogLevel::kDebug);
-  if (const char* worker = std::getenv("CHAT_SERVER_WORKER")) {
-    reactor::set_log_tag(("worker " + std::string(worker) + ", pid " + std::to_string(::getpid())).c_str());
-  }
+  app::tag_logs_if_worker();
 
   chat::ServiceOptions options;
   options.threads = threads;
   options.backend = backend;
   if (!redis_url.empty()) {
-    if (!parse_redis_url(redis_url, options.redis_host, options.redis_port)) {
+    auto address = app::parse_redis_url(redis_url);
+    if (!address) {
       std::cerr << "chat-server: --redis must look like redis://HOST:PORT, not '" << redis_url << "'\n";
       return 2;
     }
+    options.redis_host = address->host;
+    options.redis_port = address->port;
     try {  // once, here: hiredis would resolve a name again (blocking) at every reconnection
       options.redis_host = reactor::InetAddress::resolve(options.redis_host, options.redis_port).host();
     } catch (const std::exception& e) {
@@ -305,7 +156,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     try {
-      return supervise(workers, host, port, argc, argv);
+      return app::supervise_on_port(workers, host, port, argc, argv);
     } catch (const std::exception& e) {
       std::cerr << "chat-server: " << e.what() << "\n";
       return 1;

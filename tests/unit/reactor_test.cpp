@@ -225,12 +225,15 @@ TEST(Tasks, StopFromAnotherThreadWakesABlockedLoop) {
   std::atomic<bool> entered{false};
   loop.post([&] { entered = true; });
   std::thread stopper([&] {
-    while (!entered) std::this_thread::yield();
+    // Bounded: if the posted task never ran, stop anyway and let the assertion below say so.
+    auto deadline = Clock::now() + 20s;
+    while (!entered && Clock::now() < deadline) std::this_thread::yield();
     loop.stop();
   });
   auto start = Clock::now();
   loop.run();  // no timers, no I/O: only stop()'s wake-up ends the wait
   stopper.join();
+  EXPECT_TRUE(entered) << "the posted task did not run";
   EXPECT_LT(Clock::now() - start, 5s);
 }
 
@@ -246,12 +249,21 @@ TEST(Tasks, RunInLoopRunsAtOnceOnTheLoopThread) {
 TEST(Signals, SigtermStopsTheLoopGracefully) {
   Reactor loop;
   loop.stop_on_signals();
+  bool timed_out = false;
+  loop.run_after(20s, [&] {  // a loop SIGTERM failed to stop fails here, not at ctest's timeout
+    timed_out = true;
+    loop.stop();
+  });
   // A thread started after the signals were blocked inherits the mask; the process-directed
   // signal can only be taken through the signalfd.
   std::thread sender([] { ::kill(::getpid(), SIGTERM); });
   loop.run();
   sender.join();
-  SUCCEED();
+  EXPECT_FALSE(timed_out) << "SIGTERM did not stop the loop";
+  // Taken (through the signalfd), not left pending for the next reactor.
+  sigset_t pending;
+  ASSERT_EQ(::sigpending(&pending), 0);
+  EXPECT_FALSE(sigismember(&pending, SIGTERM));
 }
 
 TEST(Signals, CallbackGetsTheSignalNumber) {
