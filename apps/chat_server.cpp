@@ -48,7 +48,11 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
     service.start();
     std::printf("chat-server: listening on %s (%s, %zu thread%s%s%s)\n", service.local_address().to_string().c_str(),
                 loop.backend_name(), options.threads, options.threads == 1 ? "" : "s",
-                options.redis_host.empty() ? "" : ", redis ", options.redis_host.empty() ? "" : (options.redis_host + ":" + std::to_string(options.redis_port)).c_str());
+                options.redis_host.empty() ? "" : ", redis ",
+                // The loop has not run yet, so Redis has not answered: what follows is logged
+                // ("connected", or why not and that this node serves its own members meanwhile).
+                options.redis_host.empty() ? ""
+                    : (options.redis_host + ":" + std::to_string(options.redis_port) + " connecting").c_str());
     std::fflush(stdout);
     loop.run();
     service.stop_pool();

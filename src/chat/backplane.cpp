@@ -21,8 +21,11 @@ namespace {
 constexpr reactor::Clock::duration kFirstRetry = 100ms;
 constexpr reactor::Clock::duration kLongestRetry = 2s;
 constexpr reactor::Clock::duration kIdleUnsubscribe = 5s;  // an unwanted channel stays this long
-constexpr reactor::Clock::duration kHeartbeatEvery = 1s;
-constexpr reactor::Clock::duration kSilenceLimit = 4s;     // no fence back for this long: away
+constexpr reactor::Clock::duration kSweepEvery = 1s;
+constexpr reactor::Clock::duration kTickEvery = 250ms;
+constexpr unsigned kTicksPerHeartbeat = 4;                 // a heartbeat fence every second
+constexpr reactor::Clock::duration kSilenceLimit = 4s;     // nothing back for this long: away
+constexpr reactor::Clock::duration kLogEvery = 10s;        // rate limit of the repeated warnings
 
 // INCR the room's counter (never below the publisher's floor), PUBLISH "NUMBER PAYLOAD" with it.
 // One script, so numbering and publishing are one step: Redis runs scripts one at a time. A room
@@ -47,10 +50,27 @@ std::string_view str_of(const redisReply* r) {
   return r && r->type == REDIS_REPLY_STRING ? std::string_view(r->str, r->len) : std::string_view();
 }
 
+// True at most once per kLogEvery for one kind of warning.
+bool log_due(reactor::Clock::time_point& last) {
+  auto now = reactor::Clock::now();
+  if (last != reactor::Clock::time_point{} && now - last < kLogEvery) return false;
+  last = now;
+  return true;
+}
+
+long long seconds(reactor::Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::seconds>(d).count();
+}
+
 }  // namespace
 
-std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms) {
+std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms, std::string_view node,
+                                  uint64_t n) {
   json body = {{"user", user}, {"text", text}, {"ts", ts_ms}};
+  if (!node.empty()) {
+    body["node"] = node;
+    body["n"] = n;
+  }
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -64,9 +84,14 @@ bool parse_published(std::string_view payload, Published& out) {
   auto user = body.find("user"), text = body.find("text"), ts = body.find("ts");
   if (user == body.end() || !user->is_string() || text == body.end() || !text->is_string()) return false;
   if (ts != body.end() && !ts->is_number_integer()) return false;
+  auto node = body.find("node"), n = body.find("n");
+  if (node != body.end() && !node->is_string()) return false;
+  if (n != body.end() && !n->is_number_unsigned()) return false;
   out.user = user->get<std::string>();
   out.text = text->get<std::string>();
   out.ts_ms = ts == body.end() ? 0 : ts->get<int64_t>();
+  out.node = node == body.end() ? std::string() : node->get<std::string>();
+  out.n = n == body.end() ? 0 : n->get<uint64_t>();
   return true;
 }
 
@@ -75,7 +100,8 @@ Backplane::Backplane(reactor::Reactor& loop, std::string host, uint16_t port, De
       host_(std::move(host)),
       port_(port),
       deliver_(std::move(deliver)),
-      fence_channel_("reactor-chat:fence:" + random_node_id()),
+      node_id_(random_node_id()),
+      fence_channel_("reactor-chat:fence:" + node_id_),
       backoff_(kFirstRetry) {
   auto closed = [this](const std::string& reason) { down(reason); };
   pub_ = std::make_unique<redis::Connection>(loop_, host_, port_,
@@ -92,56 +118,73 @@ Backplane::Backplane(reactor::Reactor& loop, std::string host, uint16_t port, De
 }
 
 Backplane::~Backplane() {
-  for (reactor::TimerId t : {retry_timer_, sweep_timer_, heartbeat_timer_}) {
+  for (reactor::TimerId t : {retry_timer_, sweep_timer_, tick_timer_}) {
     if (t) loop_.cancel(t);
   }
 }
 
 void Backplane::start() {
-  sweep_timer_ = loop_.run_every(kIdleUnsubscribe, [this] { sweep(); });
-  heartbeat_timer_ = loop_.run_every(kHeartbeatEvery, [this] { heartbeat(); });
+  sweep_timer_ = loop_.run_every(kSweepEvery, [this] { sweep(); });
+  tick_timer_ = loop_.run_every(kTickEvery, [this] { tick(); });
   connect();
 }
 
 void Backplane::connect() {
   retry_timer_ = 0;
   connections_up_ = 0;
+  ping_answered_ = false;
+  fence_on_ = false;
+  ++link_;
+  attempt_started_ = reactor::Clock::now();
   pub_->connect();
   sub_->connect();
 }
 
+// Both TCP connections are made; that proves nothing (a stopped Redis's kernel still accepts). The
+// link is up once Redis answers a PING on `pub` and confirms the fence subscription on `sub`.
 void Backplane::on_connected() {
   if (++connections_up_ < 2) return;
-  up_ = true;
-  size_t rooms = 0;
-  sub_->subscribe(fence_channel_);
+  // The rooms first and the fence channel last: when Redis confirms the fence subscription it has
+  // run every SUBSCRIBE before it, so once the link is up every wanted room is subscribed.
   for (auto& [room, c] : channels_) {
-    if (c.wanted) {
-      subscribe(room, c);
-      ++rooms;
-    }
+    if (c.wanted) subscribe(room, c);
   }
-  LOG_INFO("redis %s:%u: connected%s; subscribing %zu room(s)", host_.c_str(), port_,
-           stats_.outages ? " again" : "", rooms);
+  sub_->subscribe(fence_channel_);
+  pub_->command({"PING"}, [this, link = link_](const redisReply* r) {
+    if (r == nullptr || link != link_) return;
+    ping_answered_ = true;
+    answered_handshake();
+  });
+}
+
+void Backplane::answered_handshake() {
+  if (up_ || !ping_answered_ || !fence_on_) return;
+  up_ = true;
+  backoff_ = kFirstRetry;  // Redis answers: the link has proved itself
+  size_t rooms = std::count_if(channels_.begin(), channels_.end(), [](const auto& c) { return c.second.wanted; });
+  LOG_INFO("redis %s:%u: connected%s; %zu room(s) subscribed", host_.c_str(), port_, stats_.outages ? " again" : "",
+           rooms);
+  drain();
 }
 
 void Backplane::down(const std::string& reason) {
   if (retry_timer_) return;  // the other connection's news of the same outage
   pub_->close();
   sub_->close();
-  bool was_proven = up_ && fence_on_;
+  bool was_up = up_;
   up_ = false;
   connections_up_ = 0;
+  ping_answered_ = false;
   fence_on_ = false;
+  heartbeat_out_ = false;
   ++stats_.outages;
-  if (was_proven || stats_.outages == 1) {
-    LOG_WARN("redis %s:%u: %s; serving this node's members only, reconnecting", host_.c_str(), port_,
-             reason.c_str());
+  if (was_up || stats_.outages == 1) {
+    LOG_WARN("redis %s:%u: %s; serving this node's members only, reconnecting", host_.c_str(), port_, reason.c_str());
   } else {
     LOG_DEBUG("redis %s:%u: %s; retrying", host_.c_str(), port_, reason.c_str());
   }
-  // Nothing waits for Redis while it is away: joins are answered, queued messages go to this
-  // node's members only, fences pass.
+  // Nothing waits for Redis while it is away: joins are answered, messages go to this node's
+  // members only, fences pass.
   std::vector<std::function<void()>> release;
   for (auto it = channels_.begin(); it != channels_.end();) {
     Channel& c = it->second;
@@ -151,17 +194,37 @@ void Backplane::down(const std::string& reason) {
     c.waiters.clear();
     it = c.wanted ? std::next(it) : channels_.erase(it);
   }
-  for (auto& [id, done] : fences_) release.push_back(std::move(done));
-  fences_.clear();
+  // What was sent and never came back, then what was never sent: in the order they were published.
+  // A message whose copy came back was delivered then, and is not here any more.
+  auto sent = std::move(in_flight_);
   auto queued = std::move(queue_);
+  in_flight_.clear();
   queue_.clear();
-  for (Outgoing& o : queued) {
-    if (o.room.empty()) continue;  // a fence: released above
-    deliver_locally(o);
+  waiting_bytes_ = 0;
+  std::vector<uint64_t> fence_ids;
+  for (auto* items : {&sent, &queued}) {
+    for (Outgoing& o : *items) {
+      if (o.done) continue;
+      if (o.room.empty()) {
+        fence_ids.push_back(o.id);
+      } else {
+        deliver_locally(o);
+      }
+    }
   }
-  for (auto& f : release) f();
+  // Fences after the messages published before them (and in their order).
+  std::sort(fence_ids.begin(), fence_ids.end());
+  for (uint64_t id : fence_ids) {
+    auto it = fences_.find(id);
+    if (it == fences_.end()) continue;
+    release.push_back(std::move(it->second));
+    fences_.erase(it);
+  }
+  for (auto& [id, done] : fences_) release.push_back(std::move(done));  // none expected
+  fences_.clear();
   retry_timer_ = loop_.run_after(backoff_, [this] { connect(); });
   backoff_ = std::min(backoff_ * 2, kLongestRetry);
+  for (auto& f : release) f();
 }
 
 void Backplane::settle(Channel& c) {
@@ -178,7 +241,7 @@ void Backplane::settle(Channel& c) {
 void Backplane::want(const std::string& room) {
   Channel& c = channels_[room];
   c.wanted = true;
-  if (up_ && c.state == State::kOff) subscribe(room, c);
+  if (connections_up_ == 2 && c.state == State::kOff) subscribe(room, c);
   settle(c);
 }
 
@@ -206,18 +269,24 @@ void Backplane::sweep() {
   }
 }
 
-void Backplane::heartbeat() {
-  if (!up_) return;
-  if (heartbeat_out_) {
-    if (reactor::Clock::now() - heartbeat_sent_ > kSilenceLimit) {
-      down("no answer for " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kSilenceLimit).count()) +
-           " s");
+// Everything sent to Redis comes back on `sub` (the messages of subscribed rooms, the fences) or is
+// answered on `pub`. Something that waited kSilenceLimit means Redis is away, whatever TCP says
+// (a stopped process, a partition); the heartbeat fence makes sure something is always waiting.
+void Backplane::tick() {
+  auto now = reactor::Clock::now();
+  if (!up_) {
+    if (!retry_timer_ && now - attempt_started_ > kSilenceLimit) {
+      down("no answer within " + std::to_string(seconds(kSilenceLimit)) + " s of connecting");
     }
     return;
   }
-  heartbeat_out_ = true;
-  heartbeat_sent_ = reactor::Clock::now();
-  fence([this] { heartbeat_out_ = false; });
+  bool silent = (!in_flight_.empty() && now - in_flight_.front().since > kSilenceLimit) ||
+                (!queue_.empty() && now - queue_.front().since > kSilenceLimit);
+  if (silent) return down("no answer for " + std::to_string(seconds(kSilenceLimit)) + " s");
+  if (++ticks_ % kTicksPerHeartbeat == 0 && !heartbeat_out_) {
+    heartbeat_out_ = true;
+    fence([this] { heartbeat_out_ = false; });
+  }
 }
 
 void Backplane::subscribe(const std::string& room, Channel& c) {
@@ -228,22 +297,42 @@ void Backplane::subscribe(const std::string& room, Channel& c) {
 
 void Backplane::when_subscribed(const std::string& room, std::function<void()> ready) {
   auto it = channels_.find(room);
-  if (!up_ || it == channels_.end() || it->second.state == State::kOn) return ready();
+  if (!(up_ || first_attempt()) || it == channels_.end() || it->second.state == State::kOn) return ready();
   it->second.waiters.push_back(std::move(ready));
 }
 
 void Backplane::publish(const std::string& room, const std::string& user, const std::string& text, uint64_t floor) {
-  Outgoing o{room, user, text, floor, 0};
-  if (!up_) return deliver_locally(o);
+  Outgoing o{.room = room, .user = user, .text = text, .ts_ms = now_ms(), .floor = floor};
+  if (!(up_ || first_attempt())) return deliver_locally(o);
+  if (waiting_bytes_ + o.bytes() > kMaxWaitingBytes) {
+    overflowed();
+    return deliver_locally(o);
+  }
+  o.id = next_id_++;
+  o.since = reactor::Clock::now();
+  waiting_bytes_ += o.bytes();
   queue_.push_back(std::move(o));
   drain();
 }
 
+void Backplane::overflowed() {
+  ++stats_.overflow;
+  ++overflow_unlogged_;
+  if (!log_due(last_overflow_log_)) return;
+  LOG_WARN("redis %s:%u: %zu bytes already wait for Redis; %llu message(s) delivered on this node only", host_.c_str(),
+           port_, waiting_bytes_, static_cast<unsigned long long>(overflow_unlogged_));
+  overflow_unlogged_ = 0;
+}
+
 void Backplane::fence(std::function<void()> done) {
-  if (!up_) return done();
-  uint64_t id = next_fence_++;
+  if (!(up_ || first_attempt())) return done();
+  uint64_t id = next_id_++;
   fences_.emplace(id, std::move(done));
-  queue_.push_back(Outgoing{{}, {}, {}, 0, id, want_gen_});
+  Outgoing f;
+  f.fence_gen = want_gen_;
+  f.id = id;
+  f.since = reactor::Clock::now();
+  queue_.push_back(std::move(f));
   drain();
 }
 
@@ -255,41 +344,75 @@ void Backplane::drain() {
     Outgoing& o = queue_.front();
     if (o.room.empty()) {
       if (!fence_on_ || (!unsettled_.empty() && *unsettled_.begin() <= o.fence_gen)) return;
-      pub_->command({"PUBLISH", fence_channel_, std::to_string(o.fence)});
-      queue_.pop_front();
-      continue;
-    }
-    auto it = channels_.find(o.room);
-    if (it != channels_.end() && it->second.wanted && it->second.state != State::kOn) return;
-    auto msg = std::make_shared<Outgoing>(std::move(o));
-    queue_.pop_front();
-    std::string body = encode_published_body(msg->user, msg->text, now_ms());
-    std::string seq_key = kSeqPrefix + msg->room, channel = channel_of(msg->room), floor = std::to_string(msg->floor);
-    // An error answer (Redis loading, out of memory, read-only): the message reached no node, so
-    // it goes to this node's members. No answer at all (the link broke): at-most-once, as documented.
-    bool sent = pub_->command({"EVAL", kPublishScript, "2", seq_key, channel, body, floor},
-                              [this, msg](const redisReply* r) {
-                                if (r == nullptr || r->type != REDIS_REPLY_ERROR) return;
-                                ++stats_.refused;
-                                auto now = reactor::Clock::now();
-                                if (now - last_refusal_log_ > 10s) {
-                                  last_refusal_log_ = now;
-                                  LOG_WARN("redis %s:%u: publish refused (%s); delivering on this node only",
-                                           host_.c_str(), port_, r->str);
-                                }
-                                deliver_locally(*msg);
-                              });
-    if (sent) {
-      ++stats_.published;
+      if (!pub_->command({"PUBLISH", fence_channel_, std::to_string(o.id)})) return;  // the link is going
     } else {
-      deliver_locally(*msg);
+      auto it = channels_.find(o.room);
+      if (it != channels_.end() && it->second.wanted && it->second.state != State::kOn) return;
+      std::string body = encode_published_body(o.user, o.text, o.ts_ms, node_id_, o.id);
+      std::string seq_key = kSeqPrefix + o.room, channel = channel_of(o.room), floor = std::to_string(o.floor);
+      bool sent = pub_->command({"EVAL", kPublishScript, "2", seq_key, channel, body, floor},
+                                [this, id = o.id, link = link_](const redisReply* r) {
+                                  if (r != nullptr && link == link_) on_publish_answer(id, r);
+                                });
+      if (!sent) return;  // the link is going: down() delivers it here
+      ++stats_.published;
+    }
+    in_flight_.push_back(std::move(o));  // `since` stays the time it was published
+    queue_.pop_front();
+  }
+}
+
+Backplane::Outgoing* Backplane::in_flight(uint64_t id) {
+  auto it = std::lower_bound(in_flight_.begin(), in_flight_.end(), id,
+                             [](const Outgoing& o, uint64_t v) { return o.id < v; });
+  return it != in_flight_.end() && it->id == id ? &*it : nullptr;
+}
+
+void Backplane::finish(Outgoing& o) {
+  if (!o.room.empty()) waiting_bytes_ -= o.bytes();
+  o.done = true;
+}
+
+void Backplane::pop_finished() {
+  while (!in_flight_.empty() && in_flight_.front().done) in_flight_.pop_front();
+}
+
+// An error answer (Redis loading, out of memory, read-only): the message reached no node, so it
+// goes to this node's members.
+void Backplane::on_publish_answer(uint64_t id, const redisReply* r) {
+  Outgoing* o = in_flight(id);
+  if (o == nullptr || o->done) return;
+  if (r->type == REDIS_REPLY_ERROR) {
+    ++stats_.refused;
+    if (log_due(last_refusal_log_)) {
+      LOG_WARN("redis %s:%u: publish refused (%s); delivering on this node only", host_.c_str(), port_, r->str);
+    }
+    finish(*o);
+    deliver_locally(*o);
+  } else {
+    o->answered = true;
+    // A later item of ours came back first: this one's room is not subscribed here (it has no
+    // members here), so it will not come back.
+    if (id < last_back_) finish(*o);
+  }
+  pop_finished();
+}
+
+void Backplane::came_back(uint64_t id) {
+  last_back_ = std::max(last_back_, id);
+  for (Outgoing& o : in_flight_) {
+    if (o.id > id) break;
+    if (!o.done && (o.id == id || o.answered)) {
+      finish(o);
+      std::string().swap(o.text);
     }
   }
+  pop_finished();
 }
 
 void Backplane::deliver_locally(Outgoing& o) {
   ++stats_.local_only;
-  deliver_(Message{std::move(o.room), std::move(o.user), std::move(o.text), now_ms(), 0});
+  deliver_(Message{std::move(o.room), std::move(o.user), std::move(o.text), o.ts_ms, 0});
 }
 
 void Backplane::on_push(const redisReply& reply) {
@@ -301,7 +424,7 @@ void Backplane::on_push(const redisReply& reply) {
   if (!subscribed && kind != "unsubscribe") return;
   if (channel == fence_channel_) {
     fence_on_ = subscribed;
-    if (subscribed) backoff_ = kFirstRetry;  // Redis takes our commands: the link has proved itself
+    answered_handshake();
     return drain();
   }
   std::string_view prefix = kRoomPrefix;
@@ -334,6 +457,9 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
   if (channel == fence_channel_) {
     uint64_t id = 0;
     std::from_chars(payload.data(), payload.data() + payload.size(), id);
+    Outgoing* o = in_flight(id);
+    if (o == nullptr || o->done || !o->room.empty()) return;
+    came_back(id);
     auto it = fences_.find(id);
     if (it == fences_.end()) return;
     auto done = std::move(it->second);
@@ -342,14 +468,26 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
   }
   std::string_view prefix = kRoomPrefix;
   if (!std::string_view(channel).starts_with(prefix)) return;
+  Published p;
+  if (!parse_published(payload, p)) {
+    ++malformed_unlogged_;
+    if (log_due(last_malformed_log_)) {
+      LOG_WARN("redis: malformed message on %s ignored (%llu since the last report)", channel.c_str(),
+               static_cast<unsigned long long>(malformed_unlogged_));
+      malformed_unlogged_ = 0;
+    }
+    return;
+  }
+  if (p.node == node_id_) {
+    // One of ours. Not waiting any more: it was delivered here already (Redis ran it after this
+    // node had given up on it and delivered it itself, or it came back before).
+    Outgoing* o = in_flight(p.n);
+    if (o == nullptr || o->done) return;
+    came_back(p.n);
+  }
   std::string room = channel.substr(prefix.size());
   auto it = channels_.find(room);
   if (it == channels_.end() || !it->second.wanted) return;  // being unsubscribed: nobody here
-  Published p;
-  if (!parse_published(payload, p)) {
-    LOG_WARN("redis: malformed message on %s ignored", channel.c_str());
-    return;
-  }
   Message m{std::move(room), std::move(p.user), std::move(p.text), p.ts_ms, p.seq};
   ++stats_.received;
   deliver_(std::move(m));

@@ -7,10 +7,13 @@
 // members of a room, on every node, see the same order and the same numbers.
 //
 // Two connections (a subscribed connection takes no other commands): `pub` for EVAL and `sub` for
-// (UN)SUBSCRIBE and what arrives. While Redis is away the node goes on serving its own members:
-// messages are numbered and delivered locally only (pub/sub is at-most-once: what other nodes
-// published meanwhile is not seen here), and the backplane reconnects with backoff, resubscribes
-// every room that still has members, and goes back to Redis.
+// (UN)SUBSCRIBE and what arrives. The link is up only once Redis has answered on both (a PING, and
+// the subscription to this node's fence channel). Every message sent carries this node's id and a
+// counter, and is kept until it comes back here: when Redis goes away (the connection broke, or
+// something sent has not come back within 4 s), the ones that never came back are delivered to this
+// node's members, in order, and so is everything published until the link is up again. The node
+// reconnects with backoff, resubscribes every room that still has members, and goes back to Redis.
+// What waits for Redis is bounded in bytes; past the bound a message is delivered here only.
 //
 // Threading: everything on one reactor's thread (shard 0's); the hub posts to it.
 #pragma once
@@ -21,6 +24,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -32,19 +36,25 @@ namespace chat {
 struct BackplaneStats {
   uint64_t published = 0;      // messages sent to Redis
   uint64_t received = 0;       // messages that came back from Redis (from every node)
-  uint64_t local_only = 0;     // messages delivered only here: Redis was away or refused them
+  uint64_t local_only = 0;     // messages delivered only here: Redis was away, refused them, or the bound was reached
   uint64_t refused = 0;        // publishes Redis answered with an error (delivered here only)
+  uint64_t overflow = 0;       // messages delivered here only because kMaxWaitingBytes was reached
   uint64_t outages = 0;        // times the link to Redis was lost, silent, or could not be made
 };
 
-// What travels on a room's channel: "NUMBER {"user":U,"text":T,"ts":MS}" (the publish script puts
-// the number in front of the body a node sends).
-std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms);
-// Parses what arrived on a channel; false for anything malformed (never throws).
+// What travels on a room's channel: "NUMBER {"n":K,"node":ID,"text":T,"ts":MS,"user":U}" (the
+// publish script puts the number in front of the body a node sends). `node` and `n` name the
+// sending node and its counter, so a node knows its own messages when they come back.
+std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms,
+                                  std::string_view node = {}, uint64_t n = 0);
+// Parses what arrived on a channel; false for anything malformed (never throws). `node` and `n` are
+// optional (empty and 0 when absent).
 struct Published {
   uint64_t seq = 0;
   std::string user, text;
   int64_t ts_ms = 0;
+  std::string node;
+  uint64_t n = 0;
 };
 bool parse_published(std::string_view payload, Published& out);
 
@@ -53,9 +63,15 @@ class Backplane {
   struct Message {
     std::string room, user, text;
     int64_t ts_ms = 0;
-    uint64_t seq = 0;  // 0: not numbered by Redis (delivered locally during an outage)
+    uint64_t seq = 0;  // 0: not numbered by Redis (delivered locally: Redis away, refused, or the bound reached)
   };
   using Deliver = std::function<void(Message)>;
+
+  // At most this many bytes of messages wait for Redis (queued, or sent and not back yet), each
+  // counted as its room, user and text plus kMessageOverhead. Past it, a message is delivered on
+  // this node only.
+  static constexpr size_t kMaxWaitingBytes = size_t{8} << 20;
+  static constexpr size_t kMessageOverhead = 512;  // the script and framing of its EVAL, and bookkeeping
 
   // `deliver` runs on this reactor for every message of a subscribed room.
   Backplane(reactor::Reactor& loop, std::string host, uint16_t port, Deliver deliver);
@@ -71,10 +87,16 @@ class Backplane {
   // Sends a message to every node; `floor` (the next number this node would use) keeps a room's
   // numbers rising even after Redis lost its counter.
   void publish(const std::string& room, const std::string& user, const std::string& text, uint64_t floor);
-  // Runs `done` once everything published here before has come back (at once while Redis is away).
+  // Runs `done` once everything published here before has come back, or has been delivered here
+  // because Redis went away (at once while Redis is away).
   void fence(std::function<void()> done);
 
+  // Up: Redis has answered on both connections since they were made.
   bool up() const { return up_; }
+  // "up", "connecting" (the first attempt has not been answered yet) or "down".
+  const char* state() const { return up_ ? "up" : stats_.outages == 0 ? "connecting" : "down"; }
+  // Bytes of messages waiting for Redis, as counted against kMaxWaitingBytes.
+  size_t waiting_bytes() const { return waiting_bytes_; }
   const BackplaneStats& stats() const { return stats_; }
   static std::string channel_of(const std::string& room) { return kRoomPrefix + room; }
 
@@ -90,27 +112,48 @@ class Backplane {
     reactor::Clock::time_point idle_since{};  // when it stopped being wanted (lazy unsubscribe)
     std::vector<std::function<void()>> waiters;  // when_subscribed
   };
+  // A message or a fence waiting to be sent (`queue_`), then sent and waiting to come back
+  // (`in_flight_`). `id` is this node's counter, in the payload; ids rise in sending order.
   struct Outgoing {
     std::string room;  // empty: a fence
     std::string user, text;
+    int64_t ts_ms = 0;
     uint64_t floor = 0;
-    uint64_t fence = 0;
     uint64_t fence_gen = 0;  // a fence waits for the subscriptions wanted before it
+    uint64_t id = 0;
+    reactor::Clock::time_point since{};  // when published: waiting longer than kSilenceLimit means Redis is away
+    bool answered = false;  // Redis ran its EVAL (answered without an error)
+    bool done = false;      // came back, or will not: nothing more to do for it here
+    size_t bytes() const { return room.size() + user.size() + text.size() + kMessageOverhead; }
   };
 
+  // Start-up, until Redis first answers or the first attempt fails (at most kSilenceLimit): joins,
+  // messages and fences wait for the link instead of serving this node only, so a node that takes
+  // connections as it starts (a --workers worker) does not keep its first messages to itself.
+  bool first_attempt() const { return !up_ && stats_.outages == 0; }
   void connect();
   void on_connected();
+  void answered_handshake();
   void down(const std::string& reason);
   void on_push(const redisReply& reply);
   void on_message(const std::string& channel, std::string_view payload);
   void subscribe(const std::string& room, Channel& c);
   void confirmed(const std::string& room, bool subscribed);
   void drain();
+  void send_message(Outgoing o);
+  void on_publish_answer(uint64_t id, const redisReply* reply);
+  // An item of ours with `id` came back on `sub`: it and every older one that Redis has run are
+  // done (Redis writes a subscriber's messages in the order it ran the publishes).
+  void came_back(uint64_t id);
+  Outgoing* in_flight(uint64_t id);
+  void finish(Outgoing& o);
+  void pop_finished();
   void deliver_locally(Outgoing& o);
   // Keeps `unsettled_` (the generations of channels wanted but not yet subscribed) up to date.
   void settle(Channel& c);
   void sweep();      // unsubscribes channels unwanted for a while
-  void heartbeat();  // a fence round trip every few seconds: a silent Redis counts as away
+  void tick();       // a heartbeat fence every second; anything unanswered for kSilenceLimit: away
+  void overflowed();
 
   reactor::Reactor& loop_;
   std::string host_;
@@ -118,20 +161,28 @@ class Backplane {
   Deliver deliver_;
   std::unique_ptr<redis::Connection> pub_, sub_;
   int connections_up_ = 0;
-  bool up_ = false;     // both connections made
-  bool fence_on_ = false;  // this node's fence channel is subscribed
+  uint64_t link_ = 0;       // the attempt the connections belong to; answers of older ones are ignored
+  bool up_ = false;         // Redis answered on both connections
+  bool ping_answered_ = false;
+  bool fence_on_ = false;   // this node's fence channel is subscribed
   std::set<uint64_t> unsettled_;  // Channel::unsettled_since of every unsettled channel
   uint64_t want_gen_ = 0;
+  std::string node_id_;
   std::string fence_channel_;
   std::unordered_map<std::string, Channel> channels_;
-  std::deque<Outgoing> queue_;  // waiting for a subscription to be in place, in order
-  std::unordered_map<uint64_t, std::function<void()>> fences_;  // sent, waiting to come back
-  uint64_t next_fence_ = 1;
+  std::deque<Outgoing> queue_;      // waiting for a subscription to be in place, in order
+  std::deque<Outgoing> in_flight_;  // sent, not known to be done; in id order
+  std::unordered_map<uint64_t, std::function<void()>> fences_;  // by id: sent or queued, not back
+  uint64_t next_id_ = 1;
+  uint64_t last_back_ = 0;   // the highest id of ours that came back on this link
+  size_t waiting_bytes_ = 0;
   reactor::Clock::duration backoff_;
-  reactor::TimerId retry_timer_ = 0, sweep_timer_ = 0, heartbeat_timer_ = 0;
+  reactor::Clock::time_point attempt_started_{};
+  reactor::TimerId retry_timer_ = 0, sweep_timer_ = 0, tick_timer_ = 0;
+  unsigned ticks_ = 0;
   bool heartbeat_out_ = false;
-  reactor::Clock::time_point heartbeat_sent_{};
-  reactor::Clock::time_point last_refusal_log_{};
+  reactor::Clock::time_point last_refusal_log_{}, last_overflow_log_{}, last_malformed_log_{};
+  uint64_t overflow_unlogged_ = 0, malformed_unlogged_ = 0;
   BackplaneStats stats_;
 };
 

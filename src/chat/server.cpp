@@ -185,9 +185,10 @@ void ChatService::start() {
 std::string ChatService::backplane_stats() const {
   if (!backplane_) return "";
   const BackplaneStats& s = backplane_->stats();
-  return "redis=" + std::string(backplane_->up() ? "up" : "down") + " published=" + std::to_string(s.published) +
+  return "redis=" + std::string(backplane_->state()) + " published=" + std::to_string(s.published) +
          " received=" + std::to_string(s.received) + " local_only=" + std::to_string(s.local_only) +
-         " outages=" + std::to_string(s.outages);
+         " refused=" + std::to_string(s.refused) + " overflow=" + std::to_string(s.overflow) +
+         " waiting_bytes=" + std::to_string(backplane_->waiting_bytes()) + " outages=" + std::to_string(s.outages);
 }
 
 void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {
