@@ -42,7 +42,8 @@ stage() {
 
 build() { deps; configure build Release -DREACTOR_WERROR=ON; }
 
-# Each libFuzzer target runs for FUZZ_SECONDS (default 10) from its seed corpus; a crash fails.
+# Each libFuzzer target runs for FUZZ_SECONDS (default 10) from its seed corpus; a crash fails, and
+# so does one input taking over 10 s (a hang) or the process passing 1 GiB (unbounded memory).
 fuzz_smoke() {
   CC=clang CXX=clang++ TARGETS="framing_fuzz session_fuzz backplane_fuzz" configure build-fuzz Debug -DREACTOR_FUZZ=ON \
     -DBUILD_TESTING=OFF
@@ -50,7 +51,7 @@ fuzz_smoke() {
   for t in framing_fuzz session_fuzz backplane_fuzz; do
     local work; work=$(mktemp -d)
     echo "fuzz: $t for ${seconds}s"
-    ./build-fuzz/bin/$t -max_total_time="$seconds" -max_len=4096 -print_final_stats=0 \
+    ./build-fuzz/bin/$t -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=1024 -print_final_stats=0 \
       -artifact_prefix="$work/" "$work" "fuzz/corpus/${t%_fuzz}" >"$work/log" 2>&1 || {
       tail -n 30 "$work/log" >&2
       echo "fuzz: $t FAILED (artifacts in $work)" >&2

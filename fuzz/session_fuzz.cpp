@@ -1,6 +1,9 @@
 // Fuzz target for a chat session: arbitrary bytes from a client, in arbitrary pieces, through the
 // codec and the hub, with a second member in the lobby receiving what is broadcast. Nothing may
 // crash, leak or read out of bounds (run under ASan/UBSan); replies are flushed to a real socket.
+// The first byte chooses the frame limit: 16 bytes (a stream is given up past 256 bytes, well
+// within a fuzzer's input, so the give-up path runs), 256, the server's default of 64 KiB, and
+// 1 MiB (a server may run with a large limit: what a large frame can hold must not crash it).
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +19,8 @@
 #include "reactor/tcp_connection.h"
 
 namespace {
+
+constexpr size_t kFrameLimits[] = {16, 256, 64 * 1024, 1024 * 1024};
 
 struct Peer {
   reactor::TcpConnectionPtr conn;
@@ -43,8 +48,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   static bool quiet = (reactor::set_log_level(reactor::LogLevel::kOff), true);
   (void)quiet;
   static reactor::Reactor loop("poll");
+  if (size < 1) return 0;
   chat::Limits limits;
-  limits.max_frame = 256;
+  limits.max_frame = kFrameLimits[bytes[0] & 3];
   limits.max_rooms = 4;
   chat::Stats stats;
   chat::Cluster cluster(1, limits.presence_max_members);
@@ -61,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   Peer client = make_peer(loop);
   chat::Session session(hub, stats, limits, *client.conn);
   session.start();
-  std::string_view data(reinterpret_cast<const char*>(bytes), size);
+  std::string_view data(reinterpret_cast<const char*>(bytes + 1), size - 1);
   reactor::Buffer input;
   size_t off = 0, step = 1;
   while (off < data.size()) {
