@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   cli.add_option("--presence-max-members", limits.presence_max_members,
                  "Rooms with more members than this get no join/leave events and no member lists")
       ->capture_default_str();
-  cli.add_option("--max-connections", limits.max_connections, "Connections at once, split evenly over the reactors (0: as descriptors allow)")
+  cli.add_option("--max-connections", limits.max_connections, "Connections at once in this process, whatever the reactor (0: as descriptors allow)")
       ->capture_default_str();
   cli.add_option("--shutdown-grace-ms", grace_ms,
                  "On SIGINT/SIGTERM, how long queued output may take to leave before connections are closed")

@@ -16,8 +16,11 @@ void ObjectFramer::reset_object() {
 
 FrameResult ObjectFramer::next(std::string_view in) {
   if (discarding_) {
-    // Track structure through the overlong object without keeping it.
+    // Track structure through the overlong object without keeping it. It is given up at the byte
+    // that takes it past kDiscardFactor times the limit, wherever the reads split the stream.
+    const size_t give_up = max_frame_ * kDiscardFactor;
     for (size_t i = 0; i < in.size(); ++i) {
+      if (discarded_ + i + 1 > give_up) return {FrameStatus::kLost, i + 1, {}, discarded_ + i + 1};
       char c = in[i];
       if (in_string_) {
         if (escape_) escape_ = false;
@@ -36,7 +39,6 @@ FrameResult ObjectFramer::next(std::string_view in) {
       }
     }
     discarded_ += in.size();
-    if (discarded_ > max_frame_ * kDiscardFactor) return {FrameStatus::kLost, in.size(), {}, discarded_};
     return {FrameStatus::kNeedMore, in.size(), {}};
   }
 
@@ -83,11 +85,21 @@ FrameResult ObjectFramer::next(std::string_view in) {
 }
 
 FrameResult LineFramer::next(std::string_view in) {
+  // A line is given up at the byte that takes it past kDiscardFactor times the limit (counting
+  // every byte before its '\n'), however the reads split the stream.
+  const size_t give_up = max_frame_ * kDiscardFactor;
   size_t nl = in.find('\n', pos_);
+  size_t seen = discarded_ + (nl == std::string_view::npos ? in.size() : nl);  // bytes of this line
+  if (seen > give_up) {
+    size_t take = give_up + 1 - discarded_;
+    discarding_ = false;
+    discarded_ = 0;
+    pos_ = 0;
+    return {FrameStatus::kLost, take, {}, give_up + 1};
+  }
   if (discarding_) {
     if (nl == std::string_view::npos) {
       discarded_ += in.size();
-      if (discarded_ > max_frame_ * kDiscardFactor) return {FrameStatus::kLost, in.size(), {}, discarded_};
       return {FrameStatus::kNeedMore, in.size(), {}};
     }
     size_t size = discarded_ + nl;

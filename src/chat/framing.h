@@ -22,14 +22,15 @@ enum class FrameStatus {
   kGarbage,   // `consumed` bytes outside any object were skipped (ObjectFramer only)
   kTooLong,   // a frame longer than the limit ended; `consumed` bytes of it were discarded
   kLost,      // an overlong frame went on past 16 times the limit without ending: the stream
-              // cannot be resynchronised (close the connection)
+              // cannot be resynchronised (close the connection). Decided at the byte that takes
+              // it past, so the same stream is given up at the same place however it arrives.
 };
 
 struct FrameResult {
   FrameStatus status;
   size_t consumed;         // bytes the caller must drop from the front of its input
   std::string_view frame;  // kFrame only: a view into the caller's input
-  size_t frame_size = 0;   // kTooLong: the size of the discarded frame
+  size_t frame_size = 0;   // kTooLong: the size of the discarded frame; kLost: its size when given up
 };
 
 // How far past the frame limit a framer keeps discarding before it gives the stream up.

@@ -81,6 +81,14 @@ void Cluster::wake_waiting(size_t from) {
   }
 }
 
+bool Cluster::admit(size_t max) {
+  size_t n = admitted_.load(std::memory_order_relaxed);
+  do {
+    if (n >= max) return false;
+  } while (!admitted_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  return true;
+}
+
 bool Cluster::claim_name(const std::string& name, uint64_t member_id) {
   std::lock_guard<std::mutex> lock(names_mutex_);
   return names_.emplace(name, member_id).second;

@@ -95,6 +95,11 @@ class Cluster {
   void set_backplane(Backplane* backplane) { backplane_ = backplane; }
   Backplane* backplane() const { return backplane_; }
 
+  // --max-connections counts the process's connections, whatever the reactor: true (and counted)
+  // if one more fits under `max`.
+  bool admit(size_t max);
+  void release_admission() { admitted_.fetch_sub(1, std::memory_order_relaxed); }
+
   // Native names are unique across the process.
   bool claim_name(const std::string& name, uint64_t member_id);
   void release_name(const std::string& name, uint64_t member_id);
@@ -106,6 +111,7 @@ class Cluster {
   Backplane* backplane_ = nullptr;
   std::unique_ptr<std::atomic<size_t>[]> inbox_;  // per shard: bytes posted to it, not yet run
   std::atomic<uint64_t> waiting_{0};              // bit k: shard k has connections paused for room
+  std::atomic<size_t> admitted_{0};               // connections open under --max-connections
   std::vector<Hub*> hubs_;
   std::vector<reactor::Reactor*> reactors_;
   std::mutex names_mutex_;

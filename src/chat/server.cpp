@@ -47,10 +47,22 @@ ChatServer::~ChatServer() {
 
 void ChatServer::start() { server_.start(); }
 
+Stats ChatServer::stats() const {
+  Stats s = stats_;
+  s.connections_refused += server_.stats().rejected;
+  return s;
+}
+
 void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
   ++stats_.connections_accepted;
-  if (limits_.max_connections && connections_.size() >= limits_.max_connections) {
+  if (limits_.max_connections && !hub_.cluster().admit(limits_.max_connections)) {
     ++stats_.connections_refused;
+    static thread_local reactor::LogLimiter refusals(5, std::chrono::seconds(10));
+    uint64_t left_out = 0;
+    if (refusals.allow(&left_out)) {
+      LOG_WARN("connection %llu refused: %zu connections open, the limit (--max-connections)%s",
+               static_cast<unsigned long long>(conn->id()), limits_.max_connections, reactor::more_like_it(left_out).c_str());
+    }
     conn->close("over the connection limit");
     return;
   }
@@ -68,11 +80,16 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, std::string_vie
   if (auto* session = static_cast<Session*>(conn->context.get())) session->on_close();
   conn->context.reset();
   connections_.erase(it);
+  if (limits_.max_connections) hub_.cluster().release_admission();
   stats_.connections_open = connections_.size();
-  if (reason.starts_with("slow consumer") || reason.starts_with("stream cannot")) {
-    LOG_INFO("connection %llu closed: %s", static_cast<unsigned long long>(conn->id()), std::string(reason).c_str());
-  } else {
-    LOG_DEBUG("connection %llu closed: %s", static_cast<unsigned long long>(conn->id()), std::string(reason).c_str());
+  // Closes come at the rate clients connect: logged within a budget per reactor.
+  static thread_local reactor::LogLimiter closes(20, std::chrono::seconds(1));
+  bool notable = reason.starts_with("slow consumer") || reason.starts_with("stream cannot");
+  reactor::LogLevel level = notable ? reactor::LogLevel::kInfo : reactor::LogLevel::kDebug;
+  uint64_t left_out = 0;
+  if (reactor::log_level() <= level && closes.allow(&left_out)) {
+    reactor::log(level, "connection %llu closed: %s%s", static_cast<unsigned long long>(conn->id()),
+                 std::string(reason).c_str(), reactor::more_like_it(left_out).c_str());
   }
   maybe_finish_shutdown();
 }
@@ -120,8 +137,6 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
       reactors_(options.threads, nullptr),
       servers_(options.threads),
       final_(options.threads) {
-  // Connections are handed out round-robin, so the limit is split evenly over the shards.
-  if (limits_.max_connections) limits_.max_connections = (limits_.max_connections + options.threads - 1) / options.threads;
   reactors_[0] = &main;
   bool per_shard = options.listener_per_shard && options.threads > 1;
   reactor::ListenOptions listen_options{.reuse_port = options.reuse_port || per_shard};

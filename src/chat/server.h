@@ -43,7 +43,9 @@ class ChatServer {
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
 
   const reactor::InetAddress& local_address() const { return server_.local_address(); }
-  const Stats& stats() const { return stats_; }
+  // The shard's counters, with the connections its TcpServer could not register (select's
+  // FD_SETSIZE) among the refused.
+  Stats stats() const;
 
  private:
   void on_connection(const reactor::TcpConnectionPtr& conn);

@@ -18,6 +18,13 @@ const std::string* string_field(const json& j, const char* key) {
   return it->get_ptr<const std::string*>();
 }
 
+// Lines about bad input of every connection of one reactor: a flood of bad connections is bounded
+// too, not only one bad connection.
+reactor::LogLimiter& article_problems_of_this_reactor() {
+  static thread_local reactor::LogLimiter limiter(50, std::chrono::seconds(1));
+  return limiter;
+}
+
 std::string preview(std::string_view frame) {
   std::string s(frame.substr(0, 80));
   for (char& c : s) {
@@ -273,7 +280,7 @@ void Session::on_peer_closed() {
 
 void Session::after_earlier_answers(reactor::SharedBytes bytes) {
   if (remote_ == 0) return queue_reply(std::move(bytes));
-  if (held_ && held_->replies.size() >= kMaxHeld) return queue_reply(std::move(bytes));  // closes
+  if (held_ && held_->replies.size() > kMaxHeld) return queue_reply(std::move(bytes));  // closes
   std::vector<size_t> shards;
   for (size_t k = 0; k < Cluster::kMaxShards; ++k) {
     if (remote_ & (uint64_t{1} << k)) shards.push_back(k);
@@ -315,6 +322,10 @@ void Session::native_leave(const std::string& room) {
 }
 
 void Session::on_close() {
+  if (log_budget_ && log_budget_->suppressed() > 0 && article_problems_of_this_reactor().allow()) {
+    LOG_INFO("connection %llu (article dialect): %llu more problems like those were not logged",
+             static_cast<unsigned long long>(conn_.id()), static_cast<unsigned long long>(log_budget_->suppressed()));
+  }
   hub_.leave_all(this, rooms_);
   rooms_.clear();
   if (state_ == State::kNative) hub_.cluster().release_name(name_, id());
@@ -324,7 +335,7 @@ void Session::reply(const json& j) { queue_reply(json_line(j)); }
 
 void Session::queue_reply(reactor::SharedBytes bytes) {
   if (!held_) return emit(bytes);
-  if (held_->replies.size() >= kMaxHeld) {
+  if (held_->replies.size() > kMaxHeld) {
     ++stats_.errors_request;
     conn_.close_soon("too many requests waiting behind a ping (" + std::to_string(kMaxHeld) + ")");
     return;
@@ -338,9 +349,13 @@ void Session::error(const char* code, const std::string& message) {
 
 void Session::article_problem(const char* what, std::string_view frame) {
   // The article's dialect has no error message: the server logs (as the article's server prints),
-  // counts, and goes on with the next object.
-  LOG_INFO("connection %llu (article dialect): %s%s%s", static_cast<unsigned long long>(conn_.id()), what,
-           frame.empty() ? "" : ": ", preview(frame).c_str());
+  // counts, and goes on with the next object. Within a budget per connection and per reactor:
+  // 1 MB of "{}" is 500,000 problems, not 500,000 lines.
+  if (!log_budget_) log_budget_ = std::make_unique<reactor::LogLimiter>(kLogBurst, kLogWindow);
+  uint64_t left_out = 0;
+  if (!log_budget_->allow(&left_out) || !article_problems_of_this_reactor().allow()) return;
+  LOG_INFO("connection %llu (article dialect): %s%s%s%s", static_cast<unsigned long long>(conn_.id()), what,
+           frame.empty() ? "" : ": ", preview(frame).c_str(), reactor::more_like_it(left_out).c_str());
 }
 
 void Session::deliver(const EventPtr& event) {

@@ -15,6 +15,7 @@
 #include "chat/hub.h"
 #include "chat/json.h"
 #include "chat/protocol.h"
+#include "reactor/log.h"
 #include "reactor/reactor.h"
 #include "reactor/tcp_connection.h"
 
@@ -95,9 +96,15 @@ class Session final : public Member, public std::enable_shared_from_this<Session
     std::vector<Held> replies;
     uint64_t next_id = 0;
   };
-  static constexpr size_t kMaxHeld = 4096;  // a client that pipelines more than this is closed
+  // Replies that may wait behind the first waiting pong; a client that pipelines more is closed.
+  static constexpr size_t kMaxHeld = 4096;
   uint64_t remote_ = 0;  // bit k: shard k (at most 64 shards, see Cluster)
   std::unique_ptr<HeldReplies> held_;
+  // Lines logged about this connection's bad input: at most kLogBurst per kLogWindow, the rest
+  // counted and summed up at the close. Allocated at the first problem.
+  static constexpr uint32_t kLogBurst = 5;
+  static constexpr std::chrono::seconds kLogWindow{10};
+  std::unique_ptr<reactor::LogLimiter> log_budget_;
 };
 
 }  // namespace chat

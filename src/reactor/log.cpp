@@ -20,6 +20,28 @@ const char* level_name(LogLevel level) {
 }
 }  // namespace
 
+bool LogLimiter::allow(uint64_t* suppressed_before) {
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now().time_since_epoch())
+                    .count();
+  if (used_ == 0 || now - window_start_ms_ >= window_ms_) {
+    window_start_ms_ = now;
+    used_ = 0;
+  }
+  if (used_ >= burst_) {
+    ++suppressed_;
+    return false;
+  }
+  ++used_;
+  if (suppressed_before) *suppressed_before = suppressed_;
+  suppressed_ = 0;
+  return true;
+}
+
+std::string more_like_it(uint64_t suppressed) {
+  return suppressed == 0 ? std::string() : " (and " + std::to_string(suppressed) + " more like it)";
+}
+
 void set_log_tag(const char* tag) { std::snprintf(g_tag, sizeof g_tag, "[%s] ", tag); }
 
 void set_log_level(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }

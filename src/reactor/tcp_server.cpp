@@ -44,7 +44,11 @@ void TcpServer::adopt(Handle socket, const InetAddress& peer) {
     conn->start();
   } catch (const std::exception& e) {
     ++stats_->rejected;
-    LOG_WARN("connection from %s refused: %s", peer.to_string().c_str(), e.what());
+    static thread_local LogLimiter refusals(5, std::chrono::seconds(10));
+    uint64_t left_out = 0;
+    if (refusals.allow(&left_out)) {
+      LOG_WARN("connection from %s refused: %s%s", peer.to_string().c_str(), e.what(), more_like_it(left_out).c_str());
+    }
     return;  // the socket closes with `conn`
   }
   ++stats_->open;

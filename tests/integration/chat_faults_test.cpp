@@ -250,3 +250,70 @@ TEST_P(ChatFaults, SigtermDeliversEverythingAcceptedBeforeClosing) {
     EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << server.process.err();
   }
 }
+
+namespace {
+size_t lines_containing(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+}  // namespace
+
+// 1 MB of "{}" in the article's dialect used to write 500,000 log lines (57 MB) in a second. The
+// lines about one connection are now a few, with a summary; a flood of bad connections is bounded
+// per reactor.
+TEST_P(ChatFaults, BadInputCannotFloodTheLog) {
+  Server server(args());
+  Native watcher(server.port, "watcher");
+  watcher.request({{"type", "join"}, {"room", "lobby"}});
+  {
+    LineClient bad(server.port);
+    std::string junk;
+    for (int i = 0; i < 500000; ++i) junk += "{}";
+    bad.send(junk + "{\"user\":\"bad\",\"text\":\"done\"}");
+    ASSERT_EQ(expect_type(watcher, "message")["text"], "done");  // every object was handled
+  }
+  auto summary = server.process.wait_for_err_line("were not logged", 10s);
+  ASSERT_TRUE(summary) << server.process.err().substr(0, 2000);
+  EXPECT_NE(summary->find("499995 more problems"), std::string::npos) << *summary;
+  EXPECT_LE(lines_containing(server.process.err(), "(article dialect)"), 6u) << server.process.err().substr(0, 2000);
+  EXPECT_EQ(counter(stats_of(server.process), "request"), 500000);
+  // Many connections, each with one bad object: a budget per reactor holds, whatever the count.
+  size_t before = lines_containing(server.process.err(), "(article dialect)");
+  std::vector<std::unique_ptr<LineClient>> many;
+  for (int i = 0; i < 300; ++i) {
+    many.push_back(std::make_unique<LineClient>(server.port));
+    many.back()->send("{\"nothing\":1}");
+  }
+  long problems = 0;
+  for (auto until = std::chrono::steady_clock::now() + 10s; problems < 500300 && std::chrono::steady_clock::now() < until;) {
+    problems = counter(stats_of(server.process), "request");  // each stats line is a round trip
+  }
+  EXPECT_EQ(problems, 500300) << "every bad object was seen";
+  EXPECT_LE(lines_containing(server.process.err(), "(article dialect)") - before, 50u * GetParam() + 10)
+      << "a flood of bad connections filled the log";
+}
+
+// --max-connections is the process's limit, whatever the number of reactors (3 with 4 reactors
+// used to admit 4); a refused connection is counted and logged.
+TEST(ChatFaultsLimits, MaxConnectionsIsPerProcessAndARefusalIsLogged) {
+  Server server(chat_args({"--max-connections", "3", "--threads", "4"}));
+  std::vector<std::unique_ptr<Native>> in;
+  for (int i = 0; i < 3; ++i) {
+    in.push_back(std::make_unique<Native>(server.port, "in" + std::to_string(i)));
+    ASSERT_EQ(in.back()->welcome["type"], "welcome") << i;
+  }
+  LineClient fourth(server.port);
+  EXPECT_TRUE(fourth.closed_by_peer(5s));
+  std::string stats = stats_of(server.process);
+  EXPECT_EQ(counter(stats, "refused"), 1) << stats;
+  EXPECT_TRUE(server.process.wait_for_err_line("refused", 5s)) << server.process.err();
+  // A place freed is a place taken again.
+  in.pop_back();
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    Native again(server.port, "again");
+    if (again.welcome["type"] == "welcome") return;
+    std::this_thread::sleep_for(20ms);  // the close of `in[2]` reaches its reactor asynchronously
+  }
+  ADD_FAILURE() << "a freed place was never given again";
+}
