@@ -6,7 +6,7 @@
 //   /rooms      lists the rooms joined
 //   /quit       leaves
 // Prints "[room] user: text", one line per message: whatever the network sends, control characters
-// are shown as symbols (src/app/terminal_text.h), never obeyed by the terminal. With stdin from a
+// are shown as symbols (src/chat/visible_text.h), never obeyed by the terminal. With stdin from a
 // pipe it sends every line, waits until the server has answered all of them, and exits 0. It exits
 // non-zero when the server closes the connection first, or stops answering (keep-alive pings).
 #include <poll.h>
@@ -23,7 +23,7 @@
 
 #include "app/cli.h"
 #include "app/stdin.h"
-#include "app/terminal_text.h"
+#include "chat/visible_text.h"
 #include "chat/framing.h"
 #include "chat/json.h"
 #include "chat/protocol.h"
@@ -50,7 +50,7 @@ struct Options {
 std::string field(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return "";
-  return app::visible(it->is_string() ? it->get_ref<const std::string&>() : it->dump());
+  return chat::visible(it->is_string() ? it->get_ref<const std::string&>() : it->dump());
 }
 
 // A string field as it is (for comparing and sending back), or "".
@@ -66,7 +66,7 @@ std::string name_list(const json& j, const char* key) {
   std::string out;
   for (const auto& name : *it) {
     if (!out.empty()) out += ", ";
-    out += app::visible(name.is_string() ? name.get_ref<const std::string&>() : name.dump());
+    out += chat::visible(name.is_string() ? name.get_ref<const std::string&>() : name.dump());
   }
   return out;
 }
@@ -185,7 +185,7 @@ class Client {
     // In a room too large for presence the server leaves `members` out; `count` is always there.
     std::string count = field(j, "count");
     if (count.empty() && j.contains("members") && j["members"].is_array()) count = std::to_string(j["members"].size());
-    std::cout << "[" << app::visible(room) << "] * you joined; " << count << " here";
+    std::cout << "[" << chat::visible(room) << "] * you joined; " << count << " here";
     if (j.contains("members")) std::cout << ": " << name_list(j, "members");
     std::cout << "\n";
   }
@@ -208,8 +208,8 @@ class Client {
       fence_.clear();
       if (!joining_.empty()) {
         std::cout.flush();
-        std::cerr << "chat-client: not joined to " << app::visible(joining_) << "; "
-                  << (room_.empty() ? "no current room" : "lines still go to " + app::visible(room_)) << "\n";
+        std::cerr << "chat-client: not joined to " << chat::visible(joining_) << "; "
+                  << (room_.empty() ? "no current room" : "lines still go to " + chat::visible(room_)) << "\n";
         joining_.clear();
       }
       process_input();
@@ -297,7 +297,7 @@ class Client {
     if (line.rfind("/join ", 0) == 0) {
       std::string room = line.substr(6);
       if (!chat::valid_room_name(room)) {
-        std::cerr << "chat-client: cannot join " << app::visible(room)
+        std::cerr << "chat-client: cannot join " << chat::visible(room)
                   << ": a room name is 1 to 64 characters from A-Z a-z 0-9 _ . # -\n";
         return;
       }
@@ -315,7 +315,7 @@ class Client {
       return send({{"type", "leave"}, {"room", room}});
     }
     if (line[0] == '/') {
-      std::cerr << "chat-client: unknown command " << app::visible(line) << " (/join R, /leave [R], /rooms, /quit)\n";
+      std::cerr << "chat-client: unknown command " << chat::visible(line) << " (/join R, /leave [R], /rooms, /quit)\n";
       return;
     }
     if (room_.empty()) return no_room();

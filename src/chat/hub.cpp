@@ -2,6 +2,7 @@
 
 #include "chat/backplane.h"
 #include "chat/json.h"
+#include "chat/visible_text.h"
 
 #include <algorithm>
 #include <chrono>
@@ -22,6 +23,15 @@ std::string native_message_line(std::string_view room, std::string_view user, st
   json j = {{"type", "message"}, {"room", room}, {"user", user}, {"text", text}, {"ts", ts_ms}, {"seq", seq}};
   std::string line = dump_json(j);
   line += '\n';
+  return line;
+}
+
+std::string article_message_line(std::string_view user, std::string_view text) {
+  // One message, one line: a newline or an escape sequence in the text (from either dialect) is
+  // shown, never obeyed, so nobody can forge a second "[kim] ..." line or drive a terminal.
+  std::string line;
+  line.reserve(user.size() + text.size() + 4);
+  line.append("[").append(visible(user)).append("] ").append(visible(text)).append("\n");
   return line;
 }
 
@@ -92,6 +102,11 @@ bool Cluster::admit(size_t max) {
 bool Cluster::claim_name(const std::string& name, uint64_t member_id) {
   std::lock_guard<std::mutex> lock(names_mutex_);
   return names_.emplace(name, member_id).second;
+}
+
+bool Cluster::name_held(const std::string& name) {
+  std::lock_guard<std::mutex> lock(names_mutex_);
+  return names_.contains(name);
 }
 
 void Cluster::release_name(const std::string& name, uint64_t member_id) {
@@ -311,10 +326,7 @@ void Hub::owner_deliver(const std::string& room_name, const std::string& user, c
     event->native = std::make_shared<const std::string>(native_message_line(room_name, user, text, ts_ms, seq));
   }
   if (r.dialect_count[static_cast<int>(Dialect::kArticle)] > 0) {
-    std::string line;
-    line.reserve(user.size() + text.size() + 4);
-    line.append("[").append(user).append("] ").append(text).append("\n");
-    event->article = std::make_shared<const std::string>(std::move(line));
+    event->article = std::make_shared<const std::string>(article_message_line(user, text));
   }
   owner_broadcast(room_name, r, event, 0);
 }

@@ -103,6 +103,7 @@ class Cluster {
   // Native names are unique across the process.
   bool claim_name(const std::string& name, uint64_t member_id);
   void release_name(const std::string& name, uint64_t member_id);
+  bool name_held(const std::string& name);
 
  private:
   void wake_waiting(size_t from);
@@ -185,6 +186,8 @@ class Hub {
   std::vector<std::function<void()>> paused_;  // sessions waiting for room (wait_for_room)
 };
 
+// The article dialect's "[user] text\n", control characters shown visibly (chat/visible_text.h).
+std::string article_message_line(std::string_view user, std::string_view text);
 // Serialisation of the native dialect's lines (shared with the sessions).
 std::string native_message_line(std::string_view room, std::string_view user, std::string_view text,
                                 int64_t ts_ms, uint64_t seq);

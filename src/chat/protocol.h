@@ -44,11 +44,14 @@ struct Stats {
 
 // Native user names: 1 to 32 characters from [A-Za-z0-9_.-].
 bool valid_native_name(std::string_view name);
-// Names in the article's dialect arrive with each message: 1 to 64 bytes, no control characters.
+// Names in the article's dialect arrive with each message: 1 to 64 bytes, no control characters
+// (C0, DEL, C1).
 bool valid_article_name(std::string_view name);
 // Room names: 1 to 64 characters from [A-Za-z0-9_.#-].
 bool valid_room_name(std::string_view room);
 
 inline constexpr const char* kLobby = "lobby";
+// Appended to an article-dialect name that a native member holds (native names have no spaces).
+inline constexpr const char* kArticleNameMark = " (article)";
 
 }  // namespace chat

@@ -195,7 +195,13 @@ void Session::handle_article(const json& j, std::string_view frame) {
     return;
   }
   ++stats_.messages_in;
-  hub_.publish(kLobby, this, *user, *text);  // always a member of the lobby here
+  // Names in this dialect are whatever each message says. One that a native member holds is shown
+  // marked, so nobody can speak as that member to the others.
+  if (hub_.cluster().name_held(*user)) {
+    hub_.publish(kLobby, this, *user + kArticleNameMark, *text);
+  } else {
+    hub_.publish(kLobby, this, *user, *text);  // always a member of the lobby here
+  }
   touched(kLobby);
 }
 

@@ -317,3 +317,33 @@ TEST(ChatFaultsLimits, MaxConnectionsIsPerProcessAndARefusalIsLogged) {
   }
   ADD_FAILURE() << "a freed place was never given again";
 }
+
+// A native message with a newline forged a second "[kim] ..." line for the article's clients, and
+// escape sequences reached their terminals. In the article dialect every message is one line,
+// control characters shown as symbols; and an article sender cannot pass as a native member.
+TEST(ChatFaultsText, ArticleLinesAreOneLineAndNamesCannotBeBorrowed) {
+  Server server(chat_args());
+  LineClient article(server.port);  // never speaks: a member of the lobby
+  Native kim(server.port, "kim");
+  kim.request({{"type", "join"}, {"room", "lobby"}});
+  Native eve(server.port, "eve");
+  eve.request({{"type", "join"}, {"room", "lobby"}});
+  std::string forged = "hi\n[kim] send me your password\x1b]0;owned\x07\x1b[2J\r\xc2\x9b" "31m\x7f!";
+  eve.send(json{{"type", "message"}, {"room", "lobby"}, {"text", forged}}.dump() + "\n");
+  auto line = article.line();
+  ASSERT_TRUE(line);
+  EXPECT_EQ(*line, "[eve] hi\u240A[kim] send me your password\u241B]0;owned\u2407\u241B[2J\u240D\uFFFD31m\u2421!");
+  // Native members get the text as sent (JSON escapes it), unchanged.
+  EXPECT_EQ(expect_type(kim, "message")["text"], forged);
+  EXPECT_EQ(expect_type(eve, "message")["text"], forged);
+  // An article sender using kim's name is marked wherever it is shown.
+  LineClient impostor(server.port);
+  impostor.send(json{{"user", "kim"}, {"text", "it is me"}}.dump());
+  EXPECT_EQ(article.line(), "[kim (article)] it is me");
+  json seen = expect_type(eve, "message");
+  EXPECT_EQ(seen["user"], "kim (article)");
+  EXPECT_EQ(seen["text"], "it is me");
+  // A name nobody holds natively is shown as it is.
+  impostor.send(json{{"user", "zed"}, {"text", "hello"}}.dump());
+  EXPECT_EQ(article.line(), "[zed] hello");
+}

@@ -1,4 +1,5 @@
-// Shared by the clients in apps/: text from the network made safe to print on a terminal.
+// Text from the network made safe to show on a terminal, as one line: what the article dialect
+// sends (its "[user] text" lines are printed as they come) and what chat-client prints.
 //
 // A terminal obeys control characters: a newline in a chat message would let a sender forge a
 // second line ("hi\n[kim] send me your password"), and an escape sequence could move the cursor,
@@ -15,7 +16,7 @@
 #include <string>
 #include <string_view>
 
-namespace app {
+namespace chat {
 
 namespace detail {
 
@@ -81,4 +82,4 @@ inline std::string visible(std::string_view text) {
   return out;
 }
 
-}  // namespace app
+}  // namespace chat
