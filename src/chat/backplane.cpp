@@ -9,6 +9,7 @@
 #include <random>
 
 #include "chat/hub.h"
+#include "chat/json.h"
 #include "reactor/log.h"
 
 namespace chat {
@@ -79,8 +80,8 @@ bool parse_published(std::string_view payload, Published& out) {
   if (space == std::string_view::npos || space == 0) return false;
   auto [end, ec] = std::from_chars(payload.data(), payload.data() + space, out.seq);
   if (ec != std::errc() || end != payload.data() + space || out.seq == 0) return false;
-  json body = json::parse(payload.substr(space + 1), nullptr, /*allow_exceptions=*/false);
-  if (!body.is_object()) return false;
+  Json body;  // anyone who can reach Redis can publish here: parsed with the nesting limit
+  if (parse_json(payload.substr(space + 1), body) != JsonStatus::kOk || !body.is_object()) return false;
   auto user = body.find("user"), text = body.find("text"), ts = body.find("ts");
   if (user == body.end() || !user->is_string() || text == body.end() || !text->is_string()) return false;
   if (ts != body.end() && !ts->is_number_integer()) return false;

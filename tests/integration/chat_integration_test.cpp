@@ -446,6 +446,8 @@ TEST(ArticleClients, TwoReactorChatClientsSeeEachOthersMessages) {
   setenv("PYTHONUNBUFFERED", "1", 1);  // see its prints as they happen; the program is unchanged
   Process alice({"python3", script, "-username", "alice"});
   Process bob({"python3", script, "-username", "bob"});
+  alice.may_die_by_signal();  // the article's client runs until it is killed
+  bob.may_die_by_signal();
   alice.write_stdin("hi from alice\n");
   ASSERT_TRUE(alice.wait_for_line("[alice] hi from alice", 20s)) << alice.out() << alice.err();
   bob.write_stdin("hi from bob\n");

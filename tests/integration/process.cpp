@@ -16,6 +16,8 @@
 #include <regex>
 #include <stdexcept>
 
+#include <gtest/gtest.h>
+
 namespace testproc {
 
 std::string program(const char* name, const char* built) {
@@ -30,7 +32,7 @@ bool programs_under_sanitizer() {
 
 using Clock = std::chrono::steady_clock;
 
-Process::Process(std::vector<std::string> argv) {
+Process::Process(std::vector<std::string> argv) : name_(argv.empty() ? "" : argv[0]) {
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) {
     throw std::runtime_error("pipe2 failed");
@@ -60,13 +62,38 @@ Process::Process(std::vector<std::string> argv) {
 
 Process::~Process() {
   if (!status_) {
-    ::kill(pid_, SIGKILL);
-    int st;
-    ::waitpid(pid_, &st, 0);
+    ::kill(pid_, SIGTERM);
+    ::kill(pid_, SIGCONT);
+    auto st = wait(std::chrono::seconds(20));
+    if (!st) {
+      ::kill(pid_, SIGKILL);
+      wait(std::chrono::seconds(20));
+      ADD_FAILURE() << name_ << " did not stop within 20 s of SIGTERM; stderr:\n" << err_.substr(0, 4000);
+    } else if (must_exit_cleanly_ && !(WIFEXITED(*st) && WEXITSTATUS(*st) == 0)) {
+      ADD_FAILURE() << name_ << " did not exit with status 0 on SIGTERM ("
+                    << (WIFEXITED(*st) ? "status " + std::to_string(WEXITSTATUS(*st))
+                                       : "signal " + std::to_string(WTERMSIG(*st)))
+                    << "); stderr:\n" << err_.substr(0, 4000);
+    }
+  }
+  if (std::string report = sanitizer_report(err_); !report.empty()) {
+    ADD_FAILURE() << name_ << " reported:\n" << report;
   }
   for (int fd : {in_, outfd_, errfd_}) {
     if (fd >= 0) ::close(fd);
   }
+}
+
+std::string sanitizer_report(const std::string& text) {
+  for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                             "WARNING: ThreadSanitizer", "ERROR: ThreadSanitizer"}) {
+    size_t at = text.find(marker);
+    if (at == std::string::npos) continue;
+    size_t from = text.rfind('\n', at);
+    from = from == std::string::npos ? 0 : from + 1;
+    return text.substr(from, 6000);
+  }
+  return "";
 }
 
 void Process::pump(int timeout_ms) {

@@ -27,7 +27,13 @@ class Process {
  public:
   // Starts `argv[0]` with `argv`; stdin, stdout and stderr are pipes to this process.
   explicit Process(std::vector<std::string> argv);
-  ~Process();  // SIGKILL if still running, then reaped
+  // If still running: SIGTERM (and SIGCONT, should a test have stopped it), then it must exit with
+  // status 0 within 20 s (else SIGKILL and a test failure), unless may_die_by_signal() was called.
+  // Whatever ended it, a sanitizer report in its stderr is a test failure: what a program does
+  // after a test's last assertion (its shutdown, its close paths, its leaks) is checked too.
+  ~Process();
+  // For programs that run until killed, as the article's baseline models do.
+  void may_die_by_signal() { must_exit_cleanly_ = false; }
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
 
@@ -54,7 +60,12 @@ class Process {
   std::string out_, err_;
   size_t scanned_ = 0, scanned_err_ = 0;
   std::optional<int> status_;
+  std::string name_;
+  bool must_exit_cleanly_ = true;
 };
+
+// The first sanitizer report (ASan, LSan, UBSan, TSan) in `text`, or "".
+std::string sanitizer_report(const std::string& text);
 
 // Starts a server binary and waits for its "listening on HOST:PORT" line; returns the port.
 struct Server {

@@ -31,12 +31,17 @@ inline int free_port() {
 
 // A throwaway redis-server: no persistence, loopback only.
 struct RedisServer {
-  RedisServer() : port(free_port()) {
+  RedisServer() : port(free_port()) { start(); }
+  void start() {
     process = std::make_unique<testproc::Process>(std::vector<std::string>{
         "redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"});
     if (!process->wait_for_line("Ready to accept connections", std::chrono::seconds(20))) {
       throw std::runtime_error("redis-server did not start: " + process->out() + process->err());
     }
+  }
+  void kill() {
+    process->signal_and_wait(SIGKILL, std::chrono::seconds(10));
+    process.reset();
   }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port); }
   int port;

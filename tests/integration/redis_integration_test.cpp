@@ -20,42 +20,14 @@
 
 #include "chat_helpers.h"
 #include "process.h"
+#include "redis_helpers.h"
 
 using namespace chattest;
+using redistest::free_port;
+using redistest::RedisServer;
 using testproc::Server;
 
 namespace {
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-// A throwaway redis-server: no persistence, loopback only.
-struct RedisServer {
-  RedisServer() : port(free_port()) { start(); }
-  void start() {
-    process = std::make_unique<Process>(std::vector<std::string>{
-        "redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"});
-    if (!process->wait_for_line("Ready to accept connections", 20s)) {
-      throw std::runtime_error("redis-server did not start: " + process->out() + process->err());
-    }
-  }
-  void kill() {
-    process->signal_and_wait(SIGKILL, 10s);
-    process.reset();
-  }
-  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port); }
-  int port;
-  std::unique_ptr<Process> process;
-};
 
 std::vector<std::string> node(const RedisServer& redis, const std::string& threads) {
   return chat_args({"--redis", redis.url(), "--threads", threads});
