@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -301,10 +302,14 @@ std::optional<std::string> LineClient::line(std::chrono::milliseconds timeout) {
       return l;
     }
     if (eof_) return std::nullopt;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return std::nullopt;
+    // Rounded up, and polled at least once: line(1ms) must still take what has already arrived
+    // (truncated to 0 ms it returned at once without reading).
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
     pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    if (::poll(&p, 1, static_cast<int>(std::max<long long>(left, 0))) <= 0) {
+      if (left <= 0) return std::nullopt;
+      continue;
+    }
     char buf[65536];
     ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
     if (n <= 0) {
@@ -318,9 +323,14 @@ std::optional<std::string> LineClient::line(std::chrono::milliseconds timeout) {
 
 bool LineClient::closed_by_peer(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
-  while (!eof_ && Clock::now() < deadline) {
+  while (!eof_) {
+    // Polled at least once, so closed_by_peer(0ms) sees a close that has already happened.
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
     pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, 50) <= 0) continue;
+    if (::poll(&p, 1, static_cast<int>(std::clamp<long long>(left, 0, 50))) <= 0) {
+      if (left <= 0) break;
+      continue;
+    }
     char buf[65536];
     ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
     if (n <= 0 && !(n < 0 && errno == EINTR)) eof_ = true;
