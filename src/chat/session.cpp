@@ -62,8 +62,12 @@ void Session::on_input(reactor::Buffer& input) {
 }
 
 void Session::frame_input(reactor::Buffer& input) {
+  // Right after a wait for room, one request goes through whatever the others did first: every
+  // waiting connection resumes at once, and without this a flooder resumed before a calm member
+  // would fill the inboxes again before the calm member's first request, every time.
+  bool fair_turn = std::exchange(resumed_, false);
   while (!input.empty() && !lost_ && conn_.open()) {
-    if (hub_.cluster().congested()) return wait_for_room();
+    if (!std::exchange(fair_turn, false) && hub_.cluster().congested()) return wait_for_room();
     FrameResult r = state_ == State::kNative ? line_framer_.next(input.view()) : object_framer_.next(input.view());
     switch (r.status) {
       case FrameStatus::kFrame:
@@ -109,6 +113,7 @@ void Session::wait_for_room() {
 
 void Session::resume_input() {
   waiting_room_ = false;
+  resumed_ = true;
   conn_.resume_reading();  // offers the buffered bytes to on_input again
 }
 

@@ -75,6 +75,7 @@ class Session final : public Member, public std::enable_shared_from_this<Session
   State state_ = State::kUndecided;
   bool lost_ = false;
   bool waiting_room_ = false;
+  bool resumed_ = false;  // the first request after a wait for room is not held back again
   uint32_t left_in_ = 0;  // bytes left in the input buffer by the last on_input (counted in already)
   ObjectFramer object_framer_;
   LineFramer line_framer_;
