@@ -26,7 +26,7 @@
 #include "chat/visible_text.h"
 #include "chat/framing.h"
 #include "chat/json.h"
-#include "chat/protocol.h"
+#include "chat/names.h"
 #include "reactor/error.h"
 #include "reactor/tcp_connection.h"
 #include "reactor/tcp_connector.h"

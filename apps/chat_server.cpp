@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--threads", threads, "Reactors, one thread each (default: the number of cores)")
       ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, chat::Cluster::kMaxShards));
+      ->check(CLI::Range(size_t{1}, chat::ShardTable::kMaxShards));
   cli.add_option("--accept", accept,
                  "How new connections reach the reactors: handoff (one listener, handed out round-robin) or "
                  "reuseport (a SO_REUSEPORT listener per reactor; the kernel spreads them, and another process "

@@ -12,7 +12,9 @@
 #include <string_view>
 
 #include "chat/hub.h"
-#include "chat/protocol.h"
+#include "chat/limits.h"
+#include "chat/names.h"
+#include "chat/stats.h"
 #include "chat/session.h"
 #include "reactor/log.h"
 #include "reactor/reactor.h"
@@ -53,9 +55,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   limits.max_frame = kFrameLimits[bytes[0] & 3];
   limits.max_rooms = 4;
   chat::Stats stats;
-  chat::Cluster cluster(1, limits.presence_max_members);
-  chat::Hub hub(cluster, 0);
-  cluster.attach(0, loop, hub);
+  chat::ShardTable table(1, limits.presence_max_members);
+  chat::Hub hub(table, 0);
+  table.attach(0, loop, hub);
 
   Peer listener = make_peer(loop);
   chat::Session watcher(hub, stats, limits, *listener.conn);

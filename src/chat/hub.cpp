@@ -35,9 +35,9 @@ std::string article_message_line(std::string_view user, std::string_view text) {
   return line;
 }
 
-// ---- Cluster ----------------------------------------------------------------------------------
+// ---- ShardTable ----------------------------------------------------------------------------------
 
-Cluster::Cluster(size_t shards, size_t presence_max_members)
+ShardTable::ShardTable(size_t shards, size_t presence_max_members)
     : presence_max_members_(presence_max_members),
       inbox_(std::make_unique<std::atomic<size_t>[]>(shards)),
       hubs_(shards, nullptr),
@@ -47,16 +47,16 @@ Cluster::Cluster(size_t shards, size_t presence_max_members)
   }
 }
 
-size_t Cluster::owner_of(const std::string& room) const {
+size_t ShardTable::owner_of(const std::string& room) const {
   return hubs_.size() == 1 ? 0 : std::hash<std::string>{}(room) % hubs_.size();
 }
 
-void Cluster::attach(size_t index, reactor::Reactor& reactor, Hub& hub) {
+void ShardTable::attach(size_t index, reactor::Reactor& reactor, Hub& hub) {
   hubs_[index] = &hub;
   reactors_[index] = &reactor;
 }
 
-void Cluster::run_on(size_t to, size_t from, reactor::Reactor::Task task, size_t cost) {
+void ShardTable::run_on(size_t to, size_t from, reactor::Reactor::Task task, size_t cost) {
   if (to == from) return task();
   inbox_[to].fetch_add(cost, std::memory_order_relaxed);
   reactors_[to]->post([this, to, cost, task = std::move(task)] {
@@ -68,14 +68,14 @@ void Cluster::run_on(size_t to, size_t from, reactor::Reactor::Task task, size_t
   });
 }
 
-bool Cluster::congested() const {
+bool ShardTable::congested() const {
   for (size_t k = 0; k < hubs_.size(); ++k) {
     if (inbox_[k].load() > kInboxHigh) return true;
   }
   return false;
 }
 
-bool Cluster::wait_for_room(size_t shard) {
+bool ShardTable::wait_for_room(size_t shard) {
   uint64_t bit = uint64_t{1} << shard;
   waiting_.fetch_or(bit);
   if (congested()) return true;
@@ -83,7 +83,7 @@ bool Cluster::wait_for_room(size_t shard) {
   return false;
 }
 
-void Cluster::wake_waiting(size_t from) {
+void ShardTable::wake_waiting(size_t from) {
   if (congested()) return;  // another inbox is still high: its drain wakes them
   uint64_t waiting = waiting_.exchange(0);
   for (size_t k = 0; waiting != 0; ++k, waiting >>= 1) {
@@ -91,7 +91,7 @@ void Cluster::wake_waiting(size_t from) {
   }
 }
 
-bool Cluster::admit(size_t max) {
+bool ShardTable::admit(size_t max) {
   size_t n = admitted_.load(std::memory_order_relaxed);
   do {
     if (n >= max) return false;
@@ -99,17 +99,17 @@ bool Cluster::admit(size_t max) {
   return true;
 }
 
-bool Cluster::claim_name(const std::string& name, uint64_t member_id) {
+bool ShardTable::claim_name(const std::string& name, uint64_t member_id) {
   std::lock_guard<std::mutex> lock(names_mutex_);
   return names_.emplace(name, member_id).second;
 }
 
-bool Cluster::name_held(const std::string& name) {
+bool ShardTable::name_held(const std::string& name) {
   std::lock_guard<std::mutex> lock(names_mutex_);
   return names_.contains(name);
 }
 
-void Cluster::release_name(const std::string& name, uint64_t member_id) {
+void ShardTable::release_name(const std::string& name, uint64_t member_id) {
   std::lock_guard<std::mutex> lock(names_mutex_);
   auto it = names_.find(name);
   if (it != names_.end() && it->second == member_id) names_.erase(it);
@@ -117,14 +117,14 @@ void Cluster::release_name(const std::string& name, uint64_t member_id) {
 
 // ---- Hub: the member's side -------------------------------------------------------------------
 
-Hub::Hub(Cluster& cluster, size_t shard) : cluster_(cluster), shard_(shard) {}
+Hub::Hub(ShardTable& table, size_t shard) : table_(table), shard_(shard) {}
 
 HubError Hub::join(const std::string& room_name, Member* member, bool want_reply) {
   LocalRoom& room = local_[room_name];
   if (!room.index.emplace(member->id(), room.members.size()).second) return HubError::kAlreadyMember;
   room.members.push_back(member);
-  size_t owner = cluster_.owner_of(room_name);
-  cluster_.run_on(owner, shard_, [&hub = cluster_.hub(owner), room_name, shard = shard_, id = member->id(),
+  size_t owner = table_.owner_of(room_name);
+  table_.run_on(owner, shard_, [&hub = table_.hub(owner), room_name, shard = shard_, id = member->id(),
                                   name = member->name(), dialect = member->dialect(), want_reply] {
     hub.owner_join(room_name, shard, id, name, dialect, want_reply);
   });
@@ -145,8 +145,8 @@ HubError Hub::leave(const std::string& room_name, Member* member) {
   }
   room.members.pop_back();
   if (room.members.empty()) local_.erase(it);
-  size_t owner = cluster_.owner_of(room_name);
-  cluster_.run_on(owner, shard_, [&hub = cluster_.hub(owner), room_name, shard = shard_, name = member->name(),
+  size_t owner = table_.owner_of(room_name);
+  table_.run_on(owner, shard_, [&hub = table_.hub(owner), room_name, shard = shard_, name = member->name(),
                                   dialect = member->dialect()] {
     hub.owner_leave(room_name, shard, name, dialect);
   });
@@ -169,16 +169,16 @@ size_t Hub::local_member_count(const std::string& room) const {
 
 HubError Hub::publish(const std::string& room, Member* from, std::string_view user, std::string_view text) {
   if (!is_member(room, from)) return HubError::kNotMember;
-  size_t owner = cluster_.owner_of(room);
+  size_t owner = table_.owner_of(room);
   if (owner == shard_) {
     owner_publish(room, std::string(user), std::string(text));
   } else {
-    cluster_.run_on(
+    table_.run_on(
         owner, shard_,
-        [&hub = cluster_.hub(owner), room, user = std::string(user), text = std::string(text)] {
+        [&hub = table_.hub(owner), room, user = std::string(user), text = std::string(text)] {
           hub.owner_publish(room, user, text);
         },
-        Cluster::kTaskCost + room.size() + user.size() + text.size());
+        ShardTable::kTaskCost + room.size() + user.size() + text.size());
   }
   return HubError::kNone;
 }
@@ -187,24 +187,24 @@ void Hub::barrier(const std::vector<size_t>& shards, std::function<void()> done)
   auto remaining = std::make_shared<size_t>(shards.size());
   auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
   if (shards.empty()) return (*shared_done)();
-  // Only the cluster and shard numbers travel: a shard's hub may be gone by the time an
+  // Only the table and shard numbers travel: a shard's hub may be gone by the time an
   // acknowledgement runs elsewhere at shutdown.
-  Cluster* cluster = &cluster_;
+  ShardTable* table = &table_;
   size_t home = shard_;
   for (size_t k : shards) {
-    cluster->run_on(k, home, [cluster, home, k, remaining, shared_done] {
-      auto ack = [cluster, home, remaining, shared_done](size_t from) {
-        cluster->run_on(home, from, [remaining, shared_done] {
+    table->run_on(k, home, [table, home, k, remaining, shared_done] {
+      auto ack = [table, home, remaining, shared_done](size_t from) {
+        table->run_on(home, from, [remaining, shared_done] {
           if (--*remaining == 0) (*shared_done)();
         });
       };
-      Backplane* bp = cluster->backplane();
+      Backplane* bp = table->backplane();
       if (bp == nullptr) return ack(k);
       // With Redis, the owner's work went on to shard 0's backplane: pass through there too, wait
       // until what was published before has come back from Redis, and come back the way those
       // messages went (0 -> owner -> member's shard).
-      cluster->run_on(0, k, [cluster, bp, k, ack] {
-        bp->fence([cluster, k, ack] { cluster->run_on(k, 0, [k, ack] { ack(k); }); });
+      table->run_on(0, k, [table, bp, k, ack] {
+        bp->fence([table, k, ack] { table->run_on(k, 0, [k, ack] { ack(k); }); });
       });
     });
   }
@@ -214,7 +214,7 @@ void Hub::wait_for_room(std::function<void()> resume) {
   paused_.push_back(std::move(resume));
   // The first one marks the shard waiting; later ones ride on the same mark (or on a resume
   // already posted to this shard).
-  if (paused_.size() == 1 && !cluster_.wait_for_room(shard_)) resume_paused();
+  if (paused_.size() == 1 && !table_.wait_for_room(shard_)) resume_paused();
 }
 
 void Hub::resume_paused() {
@@ -245,30 +245,30 @@ void Hub::reply_joined(const std::string& room, uint64_t member_id, size_t count
 void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member_id, const std::string& name,
                      Dialect dialect, bool want_reply) {
   OwnedRoom& r = owned_[room_name];
-  if (r.shard_count.empty()) r.shard_count.assign(cluster_.shards(), 0);
+  if (r.shard_count.empty()) r.shard_count.assign(table_.shards(), 0);
   ++r.count;
   ++r.dialect_count[static_cast<int>(dialect)];
   ++r.shard_count[shard];
-  Backplane* bp = cluster_.backplane();
-  if (bp && r.count == 1) cluster_.run_on(0, shard_, [bp, room_name] { bp->want(room_name); });
+  Backplane* bp = table_.backplane();
+  if (bp && r.count == 1) table_.run_on(0, shard_, [bp, room_name] { bp->want(room_name); });
   if (!name.empty()) {
     r.names.insert(name);
     owner_presence(room_name, r, "join", name, member_id);
   }
   if (!want_reply) return;
   std::shared_ptr<const std::vector<std::string>> names;
-  if (r.count <= cluster_.presence_max_members()) {
+  if (r.count <= table_.presence_max_members()) {
     names = std::make_shared<const std::vector<std::string>>(r.names.begin(), r.names.end());
   }
   auto reply = [this, shard, room_name, member_id, count = r.count, names](size_t from) {
-    cluster_.run_on(shard, from, [&hub = cluster_.hub(shard), room_name, member_id, count, names] {
+    table_.run_on(shard, from, [&hub = table_.hub(shard), room_name, member_id, count, names] {
       hub.reply_joined(room_name, member_id, count, names);
     });
   };
   if (bp == nullptr) return reply(shard_);
   // "joined" means: everything published after, on any node, reaches you. So it waits for the
   // node's subscription to the room's channel.
-  cluster_.run_on(0, shard_, [bp, room_name, reply] { bp->when_subscribed(room_name, [reply] { reply(0); }); });
+  table_.run_on(0, shard_, [bp, room_name, reply] { bp->when_subscribed(room_name, [reply] { reply(0); }); });
 }
 
 void Hub::owner_leave(const std::string& room_name, size_t shard, const std::string& name, Dialect dialect) {
@@ -280,7 +280,7 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, const std::str
   --r.shard_count[shard];
   if (r.count == 0) {
     owned_.erase(it);  // an empty room is forgotten, its numbering with it
-    if (Backplane* bp = cluster_.backplane()) cluster_.run_on(0, shard_, [bp, room_name] { bp->unwant(room_name); });
+    if (Backplane* bp = table_.backplane()) table_.run_on(0, shard_, [bp, room_name] { bp->unwant(room_name); });
     return;
   }
   if (!name.empty()) {
@@ -292,7 +292,7 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, const std::str
 void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, const char* type, const std::string& user,
                          uint64_t except_id) {
   if (r.dialect_count[static_cast<int>(Dialect::kNative)] == 0) return;
-  if (r.count > cluster_.presence_max_members()) return;
+  if (r.count > table_.presence_max_members()) return;
   json j = {{"type", type}, {"room", room_name}, {"user", user}};
   auto event = std::make_shared<Event>();
   event->native = std::make_shared<const std::string>(dump_json(j) + "\n");
@@ -300,14 +300,14 @@ void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, const char*
 }
 
 void Hub::owner_publish(const std::string& room_name, const std::string& user, const std::string& text) {
-  Backplane* bp = cluster_.backplane();
+  Backplane* bp = table_.backplane();
   if (bp == nullptr) return owner_deliver(room_name, user, text, now_ms(), 0);
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;  // everyone left meanwhile
   // Through Redis to every node, this one included; it comes back through owner_deliver.
-  cluster_.run_on(
+  table_.run_on(
       0, shard_, [bp, room_name, user, text, floor = it->second.next_seq] { bp->publish(room_name, user, text, floor); },
-      Cluster::kTaskCost + room_name.size() + user.size() + text.size());
+      ShardTable::kTaskCost + room_name.size() + user.size() + text.size());
 }
 
 void Hub::owner_deliver(const std::string& room_name, const std::string& user, const std::string& text,
@@ -339,9 +339,9 @@ void Hub::owner_broadcast(const std::string& room_name, const OwnedRoom& r, cons
     if (k == shard_) {
       deliver_local(room_name, event, except_id);
     } else {
-      cluster_.run_on(
-          k, shard_, [&hub = cluster_.hub(k), room_name, event, except_id] { hub.deliver_local(room_name, event, except_id); },
-          Cluster::kTaskCost + room_name.size() + event_bytes);
+      table_.run_on(
+          k, shard_, [&hub = table_.hub(k), room_name, event, except_id] { hub.deliver_local(room_name, event, except_id); },
+          ShardTable::kTaskCost + room_name.size() + event_bytes);
     }
   }
 }

@@ -66,14 +66,14 @@ class Backplane;
 // was high drains below kInboxLow and no other is high, every waiting shard is told to resume.
 // So what one flooding sender can pile up between reactors is bounded, and a calm room's message
 // waits behind at most one inbox's worth of work, not behind everything the flood sent.
-class Cluster {
+class ShardTable {
  public:
   static constexpr size_t kMaxShards = 64;
   static constexpr size_t kInboxHigh = 256 << 10;
   static constexpr size_t kInboxLow = kInboxHigh / 4;
   static constexpr size_t kTaskCost = 128;  // what a posted task costs besides the bytes it carries
 
-  Cluster(size_t shards, size_t presence_max_members);
+  ShardTable(size_t shards, size_t presence_max_members);
   size_t shards() const { return hubs_.size(); }
   size_t presence_max_members() const { return presence_max_members_; }
   size_t owner_of(const std::string& room) const;
@@ -121,7 +121,7 @@ class Cluster {
 
 class Hub {
  public:
-  Hub(Cluster& cluster, size_t shard);
+  Hub(ShardTable& table, size_t shard);
 
   // ---- Called by the sessions of this shard ----
   // Joins at once on this shard; the owner then counts the member, tells the room (presence), and,
@@ -137,14 +137,14 @@ class Hub {
   // it before (and what those tasks posted back here): a request's answers from a room's owner
   // come back before `done` runs.
   void barrier(const std::vector<size_t>& shards, std::function<void()> done);
-  // A session of this shard stopped reading because the process is congested (Cluster): `resume`
+  // A session of this shard stopped reading because the process is congested (ShardTable): `resume`
   // runs on this shard once there is room again, at once (inside this call) if there already is.
   void wait_for_room(std::function<void()> resume);
   // Runs every waiting `resume` of this shard (posted by the shard whose inbox drained).
   void resume_paused();
   // Forgets the waiting sessions: they stay paused (the server is stopping).
   void drop_paused() { paused_.clear(); }
-  Cluster& cluster() { return cluster_; }
+  ShardTable& table() { return table_; }
   size_t shard() const { return shard_; }
 
  private:
@@ -179,7 +179,7 @@ class Hub {
   void reply_joined(const std::string& room, uint64_t member_id, size_t count,
                     const std::shared_ptr<const std::vector<std::string>>& names);
 
-  Cluster& cluster_;
+  ShardTable& table_;
   size_t shard_;
   std::unordered_map<std::string, LocalRoom> local_;
   std::unordered_map<std::string, OwnedRoom> owned_;

@@ -10,11 +10,11 @@ namespace chat {
 
 // ---- ChatServer -------------------------------------------------------------------------------
 
-ChatServer::ChatServer(reactor::Reactor& reactor, Cluster& cluster, size_t shard, const Limits& limits,
+ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits,
                        std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options)
     : reactor_(reactor),
       limits_(limits),
-      hub_(cluster, shard),
+      hub_(table, shard),
       server_(reactor,
               [this] {
                 reactor::ConnectionCallbacks cb;
@@ -31,7 +31,7 @@ ChatServer::ChatServer(reactor::Reactor& reactor, Cluster& cluster, size_t shard
                 return cb;
               }(),
               reactor::ConnectionOptions{.high_water_mark = limits.output_soft, .output_limit = limits.output_hard}) {
-  cluster.attach(shard, reactor, hub_);
+  table.attach(shard, reactor, hub_);
   if (listen_on) server_.listen(*listen_on, listen_options);
   server_.set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_connection(conn); });
 }
@@ -55,7 +55,7 @@ Stats ChatServer::stats() const {
 
 void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
   ++stats_.connections_accepted;
-  if (limits_.max_connections && !hub_.cluster().admit(limits_.max_connections)) {
+  if (limits_.max_connections && !hub_.table().admit(limits_.max_connections)) {
     ++stats_.connections_refused;
     static thread_local reactor::LogLimiter refusals(5, std::chrono::seconds(10));
     uint64_t left_out = 0;
@@ -80,7 +80,7 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, std::string_vie
   if (auto* session = static_cast<Session*>(conn->context.get())) session->on_close();
   conn->context.reset();
   connections_.erase(it);
-  if (limits_.max_connections) hub_.cluster().release_admission();
+  if (limits_.max_connections) hub_.table().release_admission();
   stats_.connections_open = connections_.size();
   // Closes come at the rate clients connect: logged within a budget per reactor.
   static thread_local reactor::LogLimiter closes(20, std::chrono::seconds(1));
@@ -133,14 +133,14 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
                          const ServiceOptions& options)
     : main_(main),
       limits_(limits),
-      cluster_(options.threads, limits.presence_max_members),
+      table_(options.threads, limits.presence_max_members),
       reactors_(options.threads, nullptr),
       servers_(options.threads),
       final_(options.threads) {
   reactors_[0] = &main;
   bool per_shard = options.listener_per_shard && options.threads > 1;
   reactor::ListenOptions listen_options{.reuse_port = options.reuse_port || per_shard};
-  servers_[0] = std::make_unique<ChatServer>(main, cluster_, 0, limits_, address, listen_options);
+  servers_[0] = std::make_unique<ChatServer>(main, table_, 0, limits_, address, listen_options);
   // With a listener per shard, the others bind the port shard 0 got (it may have been 0).
   std::optional<reactor::InetAddress> others_listen;
   if (per_shard) others_listen = servers_[0]->local_address();
@@ -148,13 +148,13 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
     // Messages come back from Redis on shard 0 and go to their room's owner, which numbers nothing
     // (Redis did) and sends them to the shards with members.
     backplane_ = std::make_unique<Backplane>(main, options.redis_host, options.redis_port, [this](Backplane::Message m) {
-      size_t owner = cluster_.owner_of(m.room);
-      size_t cost = Cluster::kTaskCost + m.room.size() + m.user.size() + m.text.size();
-      cluster_.run_on(
-          owner, 0, [hub = &cluster_.hub(owner), m = std::move(m)] { hub->owner_deliver(m.room, m.user, m.text, m.ts_ms, m.seq); },
+      size_t owner = table_.owner_of(m.room);
+      size_t cost = ShardTable::kTaskCost + m.room.size() + m.user.size() + m.text.size();
+      table_.run_on(
+          owner, 0, [hub = &table_.hub(owner), m = std::move(m)] { hub->owner_deliver(m.room, m.user, m.text, m.ts_ms, m.seq); },
           cost);
     });
-    cluster_.set_backplane(backplane_.get());
+    table_.set_backplane(backplane_.get());
   }
   if (options.threads > 1) {
     // Each shard's server is built on its own thread (the owner rule) and destroyed there.
@@ -162,7 +162,7 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
         options.threads - 1, options.backend,
         [this, others_listen, listen_options](reactor::Reactor& r, size_t i) {
           reactors_[i + 1] = &r;
-          servers_[i + 1] = std::make_unique<ChatServer>(r, cluster_, i + 1, limits_, others_listen, listen_options);
+          servers_[i + 1] = std::make_unique<ChatServer>(r, table_, i + 1, limits_, others_listen, listen_options);
         },
         [this](reactor::Reactor&, size_t i) {
           final_[i + 1] = servers_[i + 1]->stats();
@@ -193,7 +193,7 @@ void ChatService::start() {
     if (::mallinfo2().fordblks > kTrimAbove) ::malloc_trim(0);
   });
   for (size_t k = 0; k < servers_.size(); ++k) {
-    cluster_.run_on(k, 0, [server = servers_[k].get()] { server->start(); });  // each on its own thread
+    table_.run_on(k, 0, [server = servers_[k].get()] { server->start(); });  // each on its own thread
   }
 }
 
@@ -225,9 +225,9 @@ void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(stop->deadline - reactor::Clock::now());
     left = std::max(left, std::chrono::milliseconds(0));
     for (size_t k = 0; k < n; ++k) {
-      cluster_.run_on(k, 0, [this, k, left, stop] {
+      table_.run_on(k, 0, [this, k, left, stop] {
         servers_[k]->shutdown(left, [this, k, stop] {
-          cluster_.run_on(0, k, [stop] {
+          table_.run_on(0, k, [stop] {
             if (--stop->remaining == 0) stop->done();
           });
         });
@@ -239,14 +239,14 @@ void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()
   auto drain = [this, close_all, n] {
     std::vector<size_t> all(n);
     for (size_t k = 0; k < n; ++k) all[k] = k;
-    cluster_.hub(0).barrier(all, [this, all, close_all] { cluster_.hub(0).barrier(all, close_all); });
+    table_.hub(0).barrier(all, [this, all, close_all] { table_.hub(0).barrier(all, close_all); });
   };
   // Step 1: every shard stops accepting and reading.
   stop->remaining = n;
   for (size_t k = 0; k < n; ++k) {
-    cluster_.run_on(k, 0, [this, k, stop, drain] {
+    table_.run_on(k, 0, [this, k, stop, drain] {
       servers_[k]->quiesce();
-      cluster_.run_on(0, k, [stop, drain] {
+      table_.run_on(0, k, [stop, drain] {
         if (--stop->remaining == 0 && !stop->closing) drain();
       });
     });
@@ -263,9 +263,9 @@ void ChatService::collect_stats(std::function<void(const Stats&, const std::vect
   auto c = std::make_shared<Collect>(
       Collect{{}, std::vector<uint64_t>(servers_.size(), 0), servers_.size(), std::move(callback)});
   for (size_t k = 0; k < servers_.size(); ++k) {
-    cluster_.run_on(k, 0, [this, k, c] {
+    table_.run_on(k, 0, [this, k, c] {
       Stats s = servers_[k]->stats();
-      cluster_.run_on(0, k, [c, k, s] {
+      table_.run_on(0, k, [c, k, s] {
         c->sum += s;
         c->open[k] = s.connections_open;
         if (--c->remaining == 0) c->callback(c->sum, c->open);

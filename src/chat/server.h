@@ -15,7 +15,8 @@
 #include <vector>
 
 #include "chat/hub.h"
-#include "chat/protocol.h"
+#include "chat/limits.h"
+#include "chat/stats.h"
 #include "reactor/reactor_pool.h"
 #include "reactor/tcp_server.h"
 
@@ -26,7 +27,7 @@ class Backplane;
 class ChatServer {
  public:
   // With `listen_on`, the shard listens; without, sockets arrive through adopt().
-  ChatServer(reactor::Reactor& reactor, Cluster& cluster, size_t shard, const Limits& limits,
+  ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits,
              std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options = {});
   ~ChatServer();
 
@@ -107,7 +108,7 @@ class ChatService {
 
   reactor::Reactor& main_;
   Limits limits_;
-  Cluster cluster_;
+  ShardTable table_;
   std::vector<reactor::Reactor*> reactors_;
   std::vector<std::unique_ptr<ChatServer>> servers_;
   std::vector<Stats> final_;

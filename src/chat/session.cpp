@@ -1,6 +1,7 @@
 #include "chat/session.h"
 
 #include <algorithm>
+#include <unordered_map>
 #include <utility>
 #include "chat/json.h"
 #include "reactor/log.h"
@@ -23,6 +24,15 @@ const std::string* string_field(const json& j, const char* key) {
 reactor::LogLimiter& article_problems_of_this_reactor() {
   static thread_local reactor::LogLimiter limiter(50, std::chrono::seconds(1));
   return limiter;
+}
+
+// Each connection's own budget (5 lines per 10 s), kept beside the sessions rather than in them:
+// few connections ever misbehave, and every byte of a session is paid by every idle member.
+constexpr uint32_t kLogBurst = 5;
+constexpr std::chrono::seconds kLogWindow{10};
+std::unordered_map<uint64_t, reactor::LogLimiter>& log_budgets_of_this_reactor() {
+  static thread_local std::unordered_map<uint64_t, reactor::LogLimiter> budgets;
+  return budgets;
 }
 
 std::string preview(std::string_view frame) {
@@ -67,7 +77,7 @@ void Session::frame_input(reactor::Buffer& input) {
   // would fill the inboxes again before the calm member's first request, every time.
   bool fair_turn = std::exchange(resumed_, false);
   while (!input.empty() && !lost_ && conn_.open()) {
-    if (!std::exchange(fair_turn, false) && hub_.cluster().congested()) return wait_for_room();
+    if (!std::exchange(fair_turn, false) && hub_.table().congested()) return wait_for_room();
     FrameResult r = state_ == State::kNative ? line_framer_.next(input.view()) : object_framer_.next(input.view());
     switch (r.status) {
       case FrameStatus::kFrame:
@@ -103,7 +113,7 @@ void Session::frame_input(reactor::Buffer& input) {
 
 void Session::wait_for_room() {
   // Like a full TCP window: stop reading, keep what is buffered, and go on where we stopped once
-  // the reactors have room (Cluster).
+  // the reactors have room (ShardTable).
   waiting_room_ = true;
   conn_.pause_reading();
   hub_.wait_for_room([alive = weak_from_this()] {
@@ -171,7 +181,7 @@ void Session::handle_first(const json& j, std::string_view frame) {
     error("bad_name", "user must be 1 to 32 characters from A-Z a-z 0-9 _ . -");
     return;  // still undecided: the client may try again
   }
-  if (!hub_.cluster().claim_name(*user, id())) {
+  if (!hub_.table().claim_name(*user, id())) {
     ++stats_.errors_request;
     error("name_taken", "user '" + *user + "' is already connected");
     return;
@@ -202,7 +212,7 @@ void Session::handle_article(const json& j, std::string_view frame) {
   ++stats_.messages_in;
   // Names in this dialect are whatever each message says. One that a native member holds is shown
   // marked, so nobody can speak as that member to the others.
-  if (hub_.cluster().name_held(*user)) {
+  if (hub_.table().name_held(*user)) {
     hub_.publish(kLobby, this, *user + kArticleNameMark, *text);
   } else {
     hub_.publish(kLobby, this, *user, *text);  // always a member of the lobby here
@@ -272,8 +282,8 @@ void Session::joined(const std::string& room, size_t count, const std::vector<st
 }
 
 void Session::touched(const std::string& room) {
-  size_t owner = hub_.cluster().owner_of(room);
-  bool answered_elsewhere = owner != hub_.shard() || hub_.cluster().backplane() != nullptr;
+  size_t owner = hub_.table().owner_of(room);
+  bool answered_elsewhere = owner != hub_.shard() || hub_.table().backplane() != nullptr;
   if (answered_elsewhere) remote_ |= uint64_t{1} << owner;
 }
 
@@ -293,7 +303,7 @@ void Session::after_earlier_answers(reactor::SharedBytes bytes) {
   if (remote_ == 0) return queue_reply(std::move(bytes));
   if (held_ && held_->replies.size() > kMaxHeld) return queue_reply(std::move(bytes));  // closes
   std::vector<size_t> shards;
-  for (size_t k = 0; k < Cluster::kMaxShards; ++k) {
+  for (size_t k = 0; k < ShardTable::kMaxShards; ++k) {
     if (remote_ & (uint64_t{1} << k)) shards.push_back(k);
   }
   remote_ = 0;
@@ -333,13 +343,17 @@ void Session::native_leave(const std::string& room) {
 }
 
 void Session::on_close() {
-  if (log_budget_ && log_budget_->suppressed() > 0 && article_problems_of_this_reactor().allow()) {
-    LOG_INFO("connection %llu (article dialect): %llu more problems like those were not logged",
-             static_cast<unsigned long long>(conn_.id()), static_cast<unsigned long long>(log_budget_->suppressed()));
+  auto& budgets = log_budgets_of_this_reactor();
+  if (auto it = budgets.find(id()); it != budgets.end()) {
+    if (it->second.suppressed() > 0 && article_problems_of_this_reactor().allow()) {
+      LOG_INFO("connection %llu (article dialect): %llu more problems like those were not logged",
+               static_cast<unsigned long long>(conn_.id()), static_cast<unsigned long long>(it->second.suppressed()));
+    }
+    budgets.erase(it);
   }
   hub_.leave_all(this, rooms_);
   rooms_.clear();
-  if (state_ == State::kNative) hub_.cluster().release_name(name_, id());
+  if (state_ == State::kNative) hub_.table().release_name(name_, id());
 }
 
 void Session::reply(const json& j) { queue_reply(json_line(j)); }
@@ -362,9 +376,10 @@ void Session::article_problem(const char* what, std::string_view frame) {
   // The article's dialect has no error message: the server logs (as the article's server prints),
   // counts, and goes on with the next object. Within a budget per connection and per reactor:
   // 1 MB of "{}" is 500,000 problems, not 500,000 lines.
-  if (!log_budget_) log_budget_ = std::make_unique<reactor::LogLimiter>(kLogBurst, kLogWindow);
+  reactor::LogLimiter& budget =
+      log_budgets_of_this_reactor().try_emplace(id(), kLogBurst, kLogWindow).first->second;
   uint64_t left_out = 0;
-  if (!log_budget_->allow(&left_out) || !article_problems_of_this_reactor().allow()) return;
+  if (!budget.allow(&left_out) || !article_problems_of_this_reactor().allow()) return;
   LOG_INFO("connection %llu (article dialect): %s%s%s%s", static_cast<unsigned long long>(conn_.id()), what,
            frame.empty() ? "" : ": ", preview(frame).c_str(), reactor::more_like_it(left_out).c_str());
 }

@@ -14,8 +14,9 @@
 #include "chat/framing.h"
 #include "chat/hub.h"
 #include "chat/json.h"
-#include "chat/protocol.h"
-#include "reactor/log.h"
+#include "chat/limits.h"
+#include "chat/names.h"
+#include "chat/stats.h"
 #include "reactor/reactor.h"
 #include "reactor/tcp_connection.h"
 
@@ -64,7 +65,7 @@ class Session final : public Member, public std::enable_shared_from_this<Session
   void error(const char* code, const std::string& message);
   void article_problem(const char* what, std::string_view frame);
   void send_bytes(const reactor::SharedBytes& bytes);
-  // Backpressure between reactors: stop reading until the cluster has room (Cluster::congested).
+  // Backpressure between reactors: stop reading until the table has room (ShardTable::congested).
   void wait_for_room();
   void resume_input();
 
@@ -99,13 +100,9 @@ class Session final : public Member, public std::enable_shared_from_this<Session
   };
   // Replies that may wait behind the first waiting pong; a client that pipelines more is closed.
   static constexpr size_t kMaxHeld = 4096;
-  uint64_t remote_ = 0;  // bit k: shard k (at most 64 shards, see Cluster)
+  uint64_t remote_ = 0;  // bit k: shard k (at most 64 shards, see ShardTable)
   std::unique_ptr<HeldReplies> held_;
-  // Lines logged about this connection's bad input: at most kLogBurst per kLogWindow, the rest
-  // counted and summed up at the close. Allocated at the first problem.
-  static constexpr uint32_t kLogBurst = 5;
-  static constexpr std::chrono::seconds kLogWindow{10};
-  std::unique_ptr<reactor::LogLimiter> log_budget_;
+
 };
 
 }  // namespace chat

@@ -195,11 +195,10 @@ void TcpConnection::linger() {
   closing_ = true;  // open() is false: no more sends, no more input for the owner
   ::shutdown(socket_.get(), SHUT_WR);
   reactor_.modify(socket_.get(), Interest::kRead);
-  linger_timer_ = reactor_.run_after(kLingerTimeout, [weak = weak_from_this()] {
-    if (auto self = weak.lock()) {
-      self->linger_timer_ = 0;
-      self->close(*self->close_when_drained_);
-    }
+  // Not cancelled at an earlier close: it then finds the connection closed (and holds its memory
+  // until it fires, which costs less than a timer id in every connection).
+  reactor_.run_after(kLingerTimeout, [weak = weak_from_this()] {
+    if (auto self = weak.lock(); self && self->open_) self->close(*self->close_when_drained_);
   });
 }
 
@@ -250,7 +249,6 @@ void TcpConnection::close(std::string_view reason) {
   open_ = false;
   closing_ = true;
   auto self = shared_from_this();
-  if (linger_timer_) reactor_.cancel(std::exchange(linger_timer_, 0));
   reactor_.remove(socket_.get());
   socket_.reset();
   output_.clear();

@@ -135,7 +135,6 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   bool want_write_ = false;
   bool high_water_signalled_ = false;
   bool lingering_ = false;
-  TimerId linger_timer_ = 0;
 };
 
 }  // namespace reactor

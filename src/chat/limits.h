@@ -1,0 +1,19 @@
+// The limits a chat server enforces, one set per server (the flags of chat-server).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+
+namespace chat {
+
+struct Limits {
+  size_t max_frame = 64 * 1024;            // bytes in one JSON object or line
+  size_t output_hard = 8 * 1024 * 1024;    // queued bytes: past this a member is closed at once
+  size_t output_soft = 1024 * 1024;        // queued bytes a member may stay above ...
+  std::chrono::milliseconds soft_grace{5000};  // ... for this long before it is closed
+  size_t max_rooms = 64;                   // rooms one connection may be in
+  size_t max_connections = 0;              // 0: as many as descriptors allow
+  size_t presence_max_members = 100;       // rooms larger than this get no presence events
+};
+
+}  // namespace chat

@@ -1,0 +1,31 @@
+// The chat server's counters: one set per shard, summed for SIGUSR1 and at exit.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace chat {
+
+struct Stats {
+  uint64_t connections_accepted = 0;
+  uint64_t connections_open = 0;
+  uint64_t connections_refused = 0;  // over --max-connections, or not registrable
+  uint64_t article_sessions = 0;
+  uint64_t native_sessions = 0;
+  uint64_t messages_in = 0;          // chat messages accepted for broadcast
+  uint64_t deliveries = 0;           // message copies queued to members (by reference)
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;            // bytes queued to members
+  uint64_t errors_json = 0;          // malformed JSON
+  uint64_t errors_utf8 = 0;          // invalid UTF-8
+  uint64_t errors_too_long = 0;      // frames over max_frame
+  uint64_t errors_request = 0;       // missing/mistyped fields, unknown types, bad names
+  uint64_t errors_garbage = 0;       // bytes outside any object (article dialect)
+  uint64_t slow_consumer_closes = 0;
+  uint64_t unsynced_closes = 0;      // streams that could not be resynchronised
+
+  std::string to_string() const;
+  Stats& operator+=(const Stats& o);
+};
+
+}  // namespace chat
