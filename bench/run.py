@@ -38,7 +38,6 @@ import math
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +52,6 @@ import scale_bench as sb  # noqa: E402
 
 ROOT = bl.ROOT
 SEED = ROOT.parent / "shared" / "seed"
-NOISY = 0.15            # a run is "contended" when the rest of the machine used more CPUs than this
 P99_LIMIT_US = 1_000_000  # saturation: p99 under one second
 RSS_TARGET = 1024       # bytes per connected member
 
@@ -204,7 +202,7 @@ class Ctx:
         t0 = time.monotonic()
         while True:
             load = bl.other_load(0.5)
-            if load <= NOISY:
+            if load <= bl.NOISY:
                 break
             if time.monotonic() - t0 > 15 or self.wait_budget - (time.monotonic() - t0) <= 0:
                 bl.log(f"    machine busy ({load:.2f} CPUs used by others); going on")
@@ -226,15 +224,13 @@ def echo_record(res):
     lat = res["latency_us"]
     srv = res.get("server") or {}
     d = res["duration_s"] or 1
-    others, steal = bl.others_cores(res)
     return {
         "rtt": res["rtt_per_s"], "p50": lat["p50"], "p90": lat["p90"], "p99": lat["p99"], "p999": lat["p999"],
         "max": lat["max"], "samples": lat["samples"], "cpu_rt": res.get("server_cpu_us_per_op"),
         "cpu_use": (srv.get("cpu_s") or 0) / d, "client_use": res.get("client_cpu_s", 0) / d,
         "rss_kib": srv.get("rss_kib_end"), "rss_per_conn": res.get("rss_bytes_per_connection"),
         "connected": res["connected"], "connect_s": res["connect_s"], "errors": res["errors"],
-        "first_error": res.get("first_error"), "others": others, "contended": others > NOISY or steal > NOISY,
-        "stderr": res.get("stderr", [])[:5],
+        **bl.window_notes(res),
     }
 
 
@@ -244,7 +240,6 @@ def chat_record(res, rate, lossy=False):
     lat = res["latency_us"]
     srv = res.get("server") or {}
     d = res["duration_s"] or 1
-    others, steal = bl.others_cores(res)
     r = {
         "rate": rate, "dps": res["deliveries_per_s"], "sent_per_s": res["sent_per_s"], "loss": res["loss"],
         "loss_ratio": res["loss_ratio"], "duplicates": res.get("duplicates", 0),
@@ -254,8 +249,7 @@ def chat_record(res, rate, lossy=False):
         "rss_kib_connected": srv.get("rss_kib_connected"), "members": res.get("members_subscribed"),
         "connect_s": res.get("connect_s"), "drained": res.get("drained"), "errors": res["errors"],
         "client_bound": res.get("client_cpu_s", 0) / d >= 0.95,
-        "first_error": res.get("first_error"), "others": others, "contended": others > NOISY or steal > NOISY,
-        "stderr": res.get("stderr", [])[:5],
+        **bl.window_notes(res),
     }
     problems = []
     if r["errors"]:
@@ -594,9 +588,7 @@ def chat_targets_section(ctx):
             point["skipped"] = "; ".join(missing)
             bl.log(f"\n[chat-targets] {members:,} x {rate}: skipped ({point['skipped']})")
             continue
-        order = []
-        for rnd in range(a.target_rounds):
-            order += ["chat", "redis"] if rnd % 2 == 0 else ["redis", "chat"]
+        order = bl.abba(["chat", "redis"], a.target_rounds)
         point["order"] = order
         bl.log(f"\n[chat-targets] {members:,} members x {rate} msg/s: {len(order)} runs, ABBA, fresh servers")
         for i, key in enumerate(order):
@@ -620,11 +612,6 @@ def chat_targets_section(ctx):
     return out
 
 
-def median_of(runs, key):
-    vals = [r[key] for r in runs if "failed" not in r and r.get(key) is not None]
-    return statistics.median(vals) if vals else None
-
-
 def target_summary(point):
     """Medians per system (over every run of the point) and the per-round ratios chat/redis."""
     summary = {}
@@ -634,7 +621,7 @@ def target_summary(point):
             "n": len(runs), "failed": len(runs) - len(good),
             "loss": sum(r["loss"] for r in good), "errors": sum(r["errors"] for r in good),
             "contended": sum(1 for r in good if r["contended"]),
-            **{k: median_of(good, k) for k in ("dps", "p50", "p99", "cpu_del", "cpu_use", "rss_per_member",
+            **{k: bl.median_of(good, k) for k in ("dps", "p50", "p99", "cpu_del", "cpu_use", "rss_per_member",
                                              "client_use", "sent_per_s")},
         }
     pairs = list(zip(point["runs"].get("chat", []), point["runs"].get("redis", [])))
@@ -818,7 +805,7 @@ def md_c10k(c10k):
                              f"the other {want - r['held']:,}")
             else:
                 notes.append(f"held only {r['held']:,} of {want:,} after {r['connect_s']:.0f} s")
-        if r.get("idle_others", 0) > NOISY:
+        if r.get("idle_others", 0) > bl.NOISY:
             notes.append(f"others used {100 * r['idle_others']:.0f}% of a CPU during the idle sample")
         ar = r.get("active_run", {})
         if r.get("server_note"):

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import threading
 import time
 
@@ -173,24 +172,18 @@ def accept_section(ctx, members, rate, duration, rounds):
     bl.log(f"\n[accept] --threads 2, handoff against reuseport: {members:,} members, {rate:g} msg/s, "
            f"{rounds} round(s) ABBA")
     runs = {"handoff": [], "reuseport": []}
-    for rnd in range(rounds):
-        for mode in (("handoff", "reuseport") if rnd % 2 == 0 else ("reuseport", "handoff")):
-            try:
-                r = _accept_once(ctx, mode, members, rate, duration)
-            except bl.StartError as e:
-                r = {"mode": mode, "failed": str(e)}
-            runs[mode].append(r)
-            if "failed" in r:
-                bl.log(f"  {mode:9s} FAILED: {r['failed']}")
-            else:
-                bl.log(f"  {mode:9s} connect {r['connect_s']:.2f} s  p99 {r['p99'] / 1000:,.1f} ms  "
-                       f"cpu {bl.fmt_f(r['cpu_del'], 3)} us/del  per reactor {r['shares']}  loss {r['loss']}")
+    for mode in bl.abba(["handoff", "reuseport"], rounds):
+        try:
+            r = _accept_once(ctx, mode, members, rate, duration)
+        except bl.StartError as e:
+            r = {"mode": mode, "failed": str(e)}
+        runs[mode].append(r)
+        if "failed" in r:
+            bl.log(f"  {mode:9s} FAILED: {r['failed']}")
+        else:
+            bl.log(f"  {mode:9s} connect {r['connect_s']:.2f} s  p99 {r['p99'] / 1000:,.1f} ms  "
+                   f"cpu {bl.fmt_f(r['cpu_del'], 3)} us/del  per reactor {r['shares']}  loss {r['loss']}")
     return {"members": members, "rate": rate, "duration": duration, "runs": runs}
-
-
-def _median(runs, key):
-    vals = [r[key] for r in runs if "failed" not in r and r.get(key) is not None]
-    return statistics.median(vals) if vals else None
 
 
 def md_scale(r):
@@ -230,8 +223,9 @@ def md_accept(a):
         if not good:
             md.append(f"| {mode} | {len(runs)} | failed | | | | | |")
             continue
-        imb = _median(good, "imbalance")
-        md.append(f"| {mode} | {len(good)} | {_median(good, 'connect_s'):.2f} | {_median(good, 'p50') / 1000:,.1f} "
-                  f"| {_median(good, 'p99') / 1000:,.1f} | {bl.fmt_f(_median(good, 'cpu_del'), 3)} "
+        imb = bl.median_of(good, "imbalance")
+        md.append(f"| {mode} | {len(good)} | {bl.median_of(good, 'connect_s'):.2f} "
+                  f"| {bl.median_of(good, 'p50') / 1000:,.1f} "
+                  f"| {bl.median_of(good, 'p99') / 1000:,.1f} | {bl.fmt_f(bl.median_of(good, 'cpu_del'), 3)} "
                   f"| {'-' if imb is None else f'{100 * imb:.1f}%'} | {sum(r['loss'] for r in good):,} |")
     return "\n".join(md) + "\n"
