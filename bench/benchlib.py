@@ -13,7 +13,9 @@
 * /proc sampling: a process's CPU time (utime+stime, all threads), RSS, open descriptors; the
   machine's busy CPU time.
 * loadgen: run_loadgen() runs build/bin/loadgen --json with a hard timeout and returns its report,
-  or a dict with "failed" and the reason.
+  or a dict with "failed" and the reason; others_cores() and window_notes() say how much the rest of
+  the machine disturbed its window (a run is *contended* when others used over NOISY CPUs).
+* Runs: abba() orders alternating runs, median_of() takes medians over the runs that did not fail.
 """
 import errno
 import json
@@ -24,6 +26,7 @@ import select
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 READY_LINE = re.compile(r"listening on (\S+):(\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+NOISY = 0.15  # a run is "contended" when the rest of the machine used more CPUs than this
 
 
 def log(msg=""):
@@ -371,6 +375,30 @@ def others_cores(res):
     busy = sysc.get("busy_s") or 0
     steal = sysc.get("steal_s") or 0
     return max(0.0, (busy - server_cpu - res.get("client_cpu_s", 0)) / d), max(0.0, steal / d)
+
+
+def window_notes(res):
+    """What a loadgen report says besides its numbers: the first error, the CPUs the rest of the
+    machine used in the window, whether that made the run contended, and loadgen's first notes."""
+    others, steal = others_cores(res)
+    return {"first_error": res.get("first_error"), "others": others,
+            "contended": others > NOISY or steal > NOISY, "stderr": res.get("stderr", [])[:5]}
+
+
+# ---- runs ---------------------------------------------------------------------------------------------
+def abba(names, rounds):
+    """`rounds` rounds of `names`, every other round reversed (A B, B A, A B, ...): a linear drift of
+    the shared machine's speed then hits each alike."""
+    order = []
+    for r in range(rounds):
+        order += names if r % 2 == 0 else names[::-1]
+    return order
+
+
+def median_of(runs, key):
+    """The median of `key` over the runs that did not fail and have it; None when none has."""
+    vals = [r[key] for r in runs if "failed" not in r and r.get(key) is not None]
+    return statistics.median(vals) if vals else None
 
 
 # ---- formatting ---------------------------------------------------------------------------------------

@@ -43,8 +43,6 @@ ROOT = bl.ROOT
 MIN_RATE_RATIO = 0.95
 MAX_CPU_RATIO = 1.10
 MAX_RSS_PER_CONN = 1024
-# A run during which the rest of the machine used more than this many CPUs is "contended".
-NOISY_CORES = 0.15
 
 
 class Bench:
@@ -94,22 +92,19 @@ class Bench:
         finally:
             self.stop(server)
         # What the rest of the machine used in the window: machine-wide busy CPU minus ours.
-        d = res["duration_s"] or 1
-        sysc = res.get("system", {})
-        res["other_cores"] = max(0.0, (sysc.get("busy_s", 0) - res["server"]["cpu_s"] - res["client_cpu_s"]) / d)
-        res["steal_cores"] = max(0.0, sysc.get("steal_s", 0) / d)
-        res["contended"] = res["other_cores"] > NOISY_CORES or res["steal_cores"] > NOISY_CORES
+        res["other_cores"], res["steal_cores"] = bl.others_cores(res)
+        res["contended"] = res["other_cores"] > bl.NOISY or res["steal_cores"] > bl.NOISY
         return res
 
     def budget_left(self):
         return self.args.budget - self.extra
 
     def wait_quiet(self):
-        """Waits (within the time budget) until the rest of the machine uses under NOISY_CORES."""
+        """Waits (within the time budget) until the rest of the machine uses under bl.NOISY CPUs."""
         waited, said = 0.0, False
         while True:
             load = bl.other_load(0.5)
-            if load <= NOISY_CORES:
+            if load <= bl.NOISY:
                 return
             waited += 0.5
             self.extra += 0.5
@@ -125,9 +120,7 @@ class Bench:
     def throughput(self, key, title, connections, active):
         names = ["reference", "reactor"]
         runs = {n: [] for n in names}
-        order = []
-        for r in range(self.args.rounds):
-            order += names if r % 2 == 0 else names[::-1]  # ABBA: cancels a linear drift
+        order = bl.abba(names, self.args.rounds)
         print(f"\n[{key}] {title}: {len(order)} runs of {self.args.duration:g} s "
               f"(+{self.args.warmup:g} s warm-up)", file=sys.stderr)
         for i, name in enumerate(order):
@@ -233,7 +226,7 @@ def render(bench_args, command, mach, scenarios, mem, elapsed):
               f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; `{command}`; "
               f"{bench_args.rounds} round(s) of {bench_args.duration:g} s (+{bench_args.warmup:g} s "
               f"warm-up) per server and scenario, ABBA order; {elapsed:.0f} s in all. "
-              f"A run is *contended* when the rest of the machine used over {NOISY_CORES:.0%} of a CPU "
+              f"A run is *contended* when the rest of the machine used over {bl.NOISY:.0%} of a CPU "
               f"during its window; such a run is repeated (up to {bench_args.retries} more times) and "
               f"the medians use uncontended runs when each server has at least two.")
     md.append("")

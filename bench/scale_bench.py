@@ -9,13 +9,14 @@ accept  chat-server --threads 2 with one listener handing connections out (hando
         against a SO_REUSEPORT listener per reactor (reuseport), alternated: connect time for 10,000
         members, delivery latency at a fixed rate, and how evenly the two reactors were loaded.
 
-Both need bench/run.py's context (processes, loadgen, checks).
+Both need bench/run.py's context (context.Ctx: processes, loadgen, checks). accept_section and
+scale_section are the sections as run.py runs them (sizes for the full run and the quick one, the
+smoke checks); measure_accept and measure_scale take the sizes.
 """
 import os
 import re
 import shutil
 import signal
-import statistics
 import threading
 import time
 
@@ -61,7 +62,20 @@ def _start_redis(ctx):
     return ctx.procs.start("redis", cmd, ready="listen", port=port, timeout=20)
 
 
-def scale_section(ctx, members, workers, rate, duration):
+def scale_section(ctx, data):
+    """100,000 members over 6 workers (2,000 over 2 in quick mode)."""
+    q = ctx.quick
+    data["scale"] = measure_scale(ctx, members=2000 if q else 100_000, workers=2 if q else 6,
+                                  rate=5 if q else 0.25, duration=1 if q else 16)
+    if q:
+        r = data["scale"]
+        ctx.check("scale", "chat-server --workers 2 --redis",
+                  "skipped" if "skipped" in r else ("ok" if r.get("ok") else "FAIL"),
+                  r.get("skipped") or r.get("failed") or
+                  f"{r['connected']:,} members, {r['deliveries']:,} deliveries, loss {r['loss']}")
+
+
+def measure_scale(ctx, members, workers, rate, duration):
     """`members` members of one room over `workers` server processes joined through Redis."""
     if not shutil.which("redis-server"):
         return {"skipped": "`redis-server` is not installed"}
@@ -166,31 +180,38 @@ def _accept_once(ctx, mode, members, rate, duration):
         ctx.stop(server)
 
 
-def accept_section(ctx, members, rate, duration, rounds):
+def accept_section(ctx, data):
+    """Handoff against reuseport at 10,000 members, 4 rounds (1,000 members, one round in quick mode)."""
+    q = ctx.quick
+    data["accept"] = measure_accept(ctx, members=1000 if q else 10000, rate=10, duration=1 if q else 3,
+                                    rounds=1 if q else 4)
+    if q:
+        runs = [r for rs in data["accept"].get("runs", {}).values() for r in rs]
+        bad = [r for r in runs if "failed" in r or r["loss"] or r["errors"]]
+        ctx.check("accept", "chat-server --accept handoff / reuseport",
+                  "skipped" if "skipped" in data["accept"] else ("FAIL" if bad or not runs else "ok"),
+                  data["accept"].get("skipped") or (f"{bad[0]}" if bad else f"{len(runs)} runs, no loss"))
+
+
+def measure_accept(ctx, members, rate, duration, rounds):
     chat = ctx.bin / "chat-server"
     if not chat.exists():
         return {"skipped": f"{chat} is missing"}
     bl.log(f"\n[accept] --threads 2, handoff against reuseport: {members:,} members, {rate:g} msg/s, "
            f"{rounds} round(s) ABBA")
     runs = {"handoff": [], "reuseport": []}
-    for rnd in range(rounds):
-        for mode in (("handoff", "reuseport") if rnd % 2 == 0 else ("reuseport", "handoff")):
-            try:
-                r = _accept_once(ctx, mode, members, rate, duration)
-            except bl.StartError as e:
-                r = {"mode": mode, "failed": str(e)}
-            runs[mode].append(r)
-            if "failed" in r:
-                bl.log(f"  {mode:9s} FAILED: {r['failed']}")
-            else:
-                bl.log(f"  {mode:9s} connect {r['connect_s']:.2f} s  p99 {r['p99'] / 1000:,.1f} ms  "
-                       f"cpu {bl.fmt_f(r['cpu_del'], 3)} us/del  per reactor {r['shares']}  loss {r['loss']}")
+    for mode in bl.abba(["handoff", "reuseport"], rounds):
+        try:
+            r = _accept_once(ctx, mode, members, rate, duration)
+        except bl.StartError as e:
+            r = {"mode": mode, "failed": str(e)}
+        runs[mode].append(r)
+        if "failed" in r:
+            bl.log(f"  {mode:9s} FAILED: {r['failed']}")
+        else:
+            bl.log(f"  {mode:9s} connect {r['connect_s']:.2f} s  p99 {r['p99'] / 1000:,.1f} ms  "
+                   f"cpu {bl.fmt_f(r['cpu_del'], 3)} us/del  per reactor {r['shares']}  loss {r['loss']}")
     return {"members": members, "rate": rate, "duration": duration, "runs": runs}
-
-
-def _median(runs, key):
-    vals = [r[key] for r in runs if "failed" not in r and r.get(key) is not None]
-    return statistics.median(vals) if vals else None
 
 
 def md_scale(r):
@@ -230,8 +251,9 @@ def md_accept(a):
         if not good:
             md.append(f"| {mode} | {len(runs)} | failed | | | | | |")
             continue
-        imb = _median(good, "imbalance")
-        md.append(f"| {mode} | {len(good)} | {_median(good, 'connect_s'):.2f} | {_median(good, 'p50') / 1000:,.1f} "
-                  f"| {_median(good, 'p99') / 1000:,.1f} | {bl.fmt_f(_median(good, 'cpu_del'), 3)} "
+        imb = bl.median_of(good, "imbalance")
+        md.append(f"| {mode} | {len(good)} | {bl.median_of(good, 'connect_s'):.2f} "
+                  f"| {bl.median_of(good, 'p50') / 1000:,.1f} "
+                  f"| {bl.median_of(good, 'p99') / 1000:,.1f} | {bl.fmt_f(bl.median_of(good, 'cpu_del'), 3)} "
                   f"| {'-' if imb is None else f'{100 * imb:.1f}%'} | {sum(r['loss'] for r in good):,} |")
     return "\n".join(md) + "\n"

@@ -1,0 +1,97 @@
+"""The systems bench/run.py measures side by side: what each is, how to start it, how to tell it is ready.
+
+ECHO_SYSTEMS serve the echo and c10k sections, CHAT_SYSTEMS the chat sections. A system's `key` is
+what --skip takes and what the raw results (bench/results/run.json) are filed under; its `label` is
+what the tables say. Starting and stopping one is Ctx's job (context.py).
+"""
+from dataclasses import dataclass
+
+import benchlib as bl
+
+ROOT = bl.ROOT
+
+
+@dataclass
+class System:
+    key: str
+    label: str
+    cmd: object                 # callable(ctx, port) -> argv
+    ready: str = "line"         # "line": prints "listening on H:P"; "listen": a LISTEN socket on the port
+    fixed_port: int = 0         # the article's servers: cannot change port
+    pick_port: bool = False     # Redis, NATS: we pick a free port and pass it
+    needs: tuple = ()           # programs (names in PATH or paths) that must exist
+    dialect: str = ""           # chat only
+    lossy: bool = False         # chat: loses messages by design (the article's server)
+    fresh: bool = False         # a new server for every run (the article's servers die on a reset)
+    search: bool = True         # chat: look for the saturation point
+    group: str = ""
+    note: str = ""
+
+
+def echo_server(*flags):
+    return lambda ctx, port: [str(ctx.bin / "echo-server"), *flags, "--host", "127.0.0.1", "--port", "0"]
+
+
+def python_seed(script):
+    return lambda ctx, port: [ctx.python, str(ctx.seed / script)]
+
+
+ECHO_SYSTEMS = [
+    System("ref", "epoll-echo-ref (reference)", lambda c, p: [str(c.bin / "epoll-echo-ref"), "0", "127.0.0.1"],
+           needs=("bin:epoll-echo-ref",), group="reference"),
+    System("epoll", "echo-server reactor, epoll", echo_server("--model", "reactor", "--backend", "epoll"),
+           needs=("bin:echo-server",), group="ours"),
+    System("poll", "echo-server reactor, poll", echo_server("--model", "reactor", "--backend", "poll"),
+           needs=("bin:echo-server",), group="ours"),
+    System("select", "echo-server reactor, select", echo_server("--model", "reactor", "--backend", "select"),
+           needs=("bin:echo-server",), group="ours"),
+    System("threads", "echo-server thread per connection", echo_server("--model", "threads"),
+           needs=("bin:echo-server",), group="ours"),
+    System("busy", "echo-server busy-wait", echo_server("--model", "busy-wait"),
+           needs=("bin:echo-server",), group="ours"),
+    System("node", "Node.js net (bench/node_echo.js)",
+           lambda c, p: ["node", str(ROOT / "bench" / "node_echo.js"), "0", "127.0.0.1"],
+           needs=("node",), group="other"),
+    System("py-reactor", "article EchoServer.py (selectors)", python_seed("EchoServer.py"), ready="listen",
+           fixed_port=1234, needs=("python3", "seed:EchoServer.py"), fresh=True, group="article"),
+    System("py-threads", "article BlockingEchoServer.py", python_seed("BlockingEchoServer.py"), ready="listen",
+           fixed_port=1234, needs=("python3", "seed:BlockingEchoServer.py"), fresh=True, group="article"),
+    System("py-busy", "article BusyWaitNonBlockingEchoServer.py", python_seed("BusyWaitNonBlockingEchoServer.py"),
+           ready="listen", fixed_port=2002, needs=("python3", "seed:BusyWaitNonBlockingEchoServer.py"), fresh=True,
+           group="article"),
+]
+
+CHAT_SYSTEMS = [
+    System("chat", "chat-server --threads 2, native JSON lines",
+           lambda c, p: [str(c.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0"],
+           needs=("bin:chat-server",), dialect="native", group="ours"),
+    System("chat-article", "chat-server, article dialect",
+           lambda c, p: [str(c.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0"],
+           needs=("bin:chat-server",), dialect="article", group="ours"),
+    System("chat-1t", "chat-server --threads 1, native",
+           lambda c, p: [str(c.bin / "chat-server"), "--threads", "1", "--host", "127.0.0.1", "--port", "0"],
+           needs=("bin:chat-server",), dialect="native", group="ours"),
+    System("redis", "redis-server (pub/sub)",
+           lambda c, p: ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                         "--maxclients", "19000"],
+           ready="listen", pick_port=True, needs=("redis-server",), dialect="redis", group="reference"),
+    System("nats", "nats-server (core pub/sub)", lambda c, p: ["nats-server", "-a", "127.0.0.1", "-p", str(p)],
+           ready="listen", pick_port=True, needs=("nats-server",), dialect="nats", group="other"),
+    System("py-chat", "article ReactorChatServer.py", python_seed("ReactorChatServer.py"), ready="listen",
+           fixed_port=1234, needs=("python3", "seed:ReactorChatServer.py"), dialect="article", lossy=True,
+           fresh=True, group="article"),
+]
+
+ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS
+
+
+def system(key):
+    return next(s for s in ALL_SYSTEMS if s.key == key)
+
+
+def label(key):
+    """The table label of a system, or the key itself when no system has it."""
+    for s in ALL_SYSTEMS:
+        if s.key == key:
+            return s.label
+    return key
