@@ -251,13 +251,6 @@ TEST_P(ChatFaults, SigtermDeliversEverythingAcceptedBeforeClosing) {
   }
 }
 
-namespace {
-size_t lines_containing(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-}  // namespace
 
 // 1 MB of "{}" in the article's dialect used to write 500,000 log lines (57 MB) in a second. The
 // lines about one connection are now a few, with a summary; a flood of bad connections is bounded
@@ -276,10 +269,10 @@ TEST_P(ChatFaults, BadInputCannotFloodTheLog) {
   auto summary = server.process.wait_for_err_line("were not logged", 10s);
   ASSERT_TRUE(summary) << server.process.err().substr(0, 2000);
   EXPECT_NE(summary->find("499995 more problems"), std::string::npos) << *summary;
-  EXPECT_LE(lines_containing(server.process.err(), "(article dialect)"), 6u) << server.process.err().substr(0, 2000);
+  EXPECT_LE(count_of(server.process.err(), "(article dialect)"), 6u) << server.process.err().substr(0, 2000);
   EXPECT_EQ(counter(stats_of(server.process), "request"), 500000);
   // Many connections, each with one bad object: a budget per reactor holds, whatever the count.
-  size_t before = lines_containing(server.process.err(), "(article dialect)");
+  size_t before = count_of(server.process.err(), "(article dialect)");
   std::vector<std::unique_ptr<LineClient>> many;
   for (int i = 0; i < 300; ++i) {
     many.push_back(std::make_unique<LineClient>(server.port));
@@ -290,7 +283,7 @@ TEST_P(ChatFaults, BadInputCannotFloodTheLog) {
     problems = counter(stats_of(server.process), "request");  // each stats line is a round trip
   }
   EXPECT_EQ(problems, 500300) << "every bad object was seen";
-  EXPECT_LE(lines_containing(server.process.err(), "(article dialect)") - before, 50u * GetParam() + 10)
+  EXPECT_LE(count_of(server.process.err(), "(article dialect)") - before, 50u * GetParam() + 10)
       << "a flood of bad connections filled the log";
 }
 

@@ -73,6 +73,13 @@ inline std::string stats_of(Process& p) {
   return "";
 }
 
+// How many times `needle` occurs in `haystack` (lines of a log, say).
+inline size_t count_of(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
+  return n;
+}
+
 inline long counter(const std::string& stats, const std::string& name) {
   std::smatch m;
   if (!std::regex_search(stats, m, std::regex(name + "=(\\d+)"))) return -1;

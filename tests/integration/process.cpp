@@ -338,16 +338,23 @@ bool LineClient::closed_by_peer(std::chrono::milliseconds timeout) {
   return eof_;
 }
 
-long rss_kib(pid_t pid) {
+namespace {
+// A "NAME: N kB" field of /proc/PID/status, or -1.
+long status_kib(pid_t pid, const char* field) {
   FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
   if (!f) return -1;
+  std::string format = std::string(field) + ": %ld kB";
   char line[256];
   long kib = -1;
   while (std::fgets(line, sizeof line, f)) {
-    if (std::sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+    if (std::sscanf(line, format.c_str(), &kib) == 1) break;
   }
   std::fclose(f);
   return kib;
 }
+}  // namespace
+
+long rss_kib(pid_t pid) { return status_kib(pid, "VmRSS"); }
+long peak_rss_kib(pid_t pid) { return status_kib(pid, "VmHWM"); }
 
 }  // namespace testproc

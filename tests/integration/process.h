@@ -106,5 +106,7 @@ class LineClient {
 
 // Resident memory of a process in KiB (VmRSS), or -1.
 long rss_kib(pid_t pid);
+// Its peak so far (VmHWM), or -1.
+long peak_rss_kib(pid_t pid);
 
 }  // namespace testproc

@@ -121,24 +121,7 @@ std::string stats_field(const std::string& stats, const std::string& name) {
   return m[1];
 }
 
-// Peak resident memory of a process in KiB (VmHWM), or -1.
-long peak_rss_kib(pid_t pid) {
-  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
-  if (!f) return -1;
-  char line[256];
-  long kib = -1;
-  while (std::fgets(line, sizeof line, f)) {
-    if (std::sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
-  }
-  std::fclose(f);
-  return kib;
-}
 
-size_t count_of(const std::string& haystack, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
-  return n;
-}
 
 }  // namespace
 
@@ -404,7 +387,7 @@ TEST(RedisBackplane, AFloodWhileRedisIsFrozenStaysBoundedAndIsDeliveredHere) {
   }
   from_flooder.thread.join();
   from_amy.thread.join();
-  long peak_kib = peak_rss_kib(a.process.pid());
+  long peak_kib = testproc::peak_rss_kib(a.process.pid());
   std::string stats = redis_part(stats_of(a.process));
   ::kill(redis.process->pid(), SIGCONT);
 
