@@ -26,7 +26,6 @@ constexpr reactor::Clock::duration kSweepEvery = 1s;
 constexpr reactor::Clock::duration kTickEvery = 250ms;
 constexpr unsigned kTicksPerHeartbeat = 4;                 // a heartbeat fence every second
 constexpr reactor::Clock::duration kSilenceLimit = 4s;     // nothing back for this long: away
-constexpr reactor::Clock::duration kLogEvery = 10s;        // rate limit of the repeated warnings
 
 // INCR the room's counter (never below the publisher's floor), PUBLISH "NUMBER PAYLOAD" with it.
 // One script, so numbering and publishing are one step: Redis runs scripts one at a time. A room
@@ -49,14 +48,6 @@ std::string random_node_id() {
 
 std::string_view str_of(const redisReply* r) {
   return r && r->type == REDIS_REPLY_STRING ? std::string_view(r->str, r->len) : std::string_view();
-}
-
-// True at most once per kLogEvery for one kind of warning.
-bool log_due(reactor::Clock::time_point& last) {
-  auto now = reactor::Clock::now();
-  if (last != reactor::Clock::time_point{} && now - last < kLogEvery) return false;
-  last = now;
-  return true;
 }
 
 long long seconds(reactor::Clock::duration d) {
@@ -318,11 +309,10 @@ void Backplane::publish(const std::string& room, const std::string& user, const 
 
 void Backplane::overflowed() {
   ++stats_.overflow;
-  ++overflow_unlogged_;
-  if (!log_due(last_overflow_log_)) return;
+  uint64_t before = 0;  // overflows since the last line
+  if (!overflow_log_.allow(&before)) return;
   LOG_WARN("redis %s:%u: %zu bytes already wait for Redis; %llu message(s) delivered on this node only", host_.c_str(),
-           port_, waiting_bytes_, static_cast<unsigned long long>(overflow_unlogged_));
-  overflow_unlogged_ = 0;
+           port_, waiting_bytes_, static_cast<unsigned long long>(before + 1));
 }
 
 void Backplane::fence(std::function<void()> done) {
@@ -385,7 +375,7 @@ void Backplane::on_publish_answer(uint64_t id, const redisReply* r) {
   if (o == nullptr || o->done) return;
   if (r->type == REDIS_REPLY_ERROR) {
     ++stats_.refused;
-    if (log_due(last_refusal_log_)) {
+    if (refusal_log_.allow()) {
       LOG_WARN("redis %s:%u: publish refused (%s); delivering on this node only", host_.c_str(), port_, r->str);
     }
     finish(*o);
@@ -471,11 +461,10 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
   if (!std::string_view(channel).starts_with(prefix)) return;
   Published p;
   if (!parse_published(payload, p)) {
-    ++malformed_unlogged_;
-    if (log_due(last_malformed_log_)) {
+    uint64_t before = 0;
+    if (malformed_log_.allow(&before)) {
       LOG_WARN("redis: malformed message on %s ignored (%llu since the last report)", channel.c_str(),
-               static_cast<unsigned long long>(malformed_unlogged_));
-      malformed_unlogged_ = 0;
+               static_cast<unsigned long long>(before + 1));
     }
     return;
   }

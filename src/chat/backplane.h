@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "reactor/log.h"
 #include "reactor/reactor.h"
 #include "redis/connection.h"
 
@@ -181,8 +182,10 @@ class Backplane {
   reactor::TimerId retry_timer_ = 0, sweep_timer_ = 0, tick_timer_ = 0;
   unsigned ticks_ = 0;
   bool heartbeat_out_ = false;
-  reactor::Clock::time_point last_refusal_log_{}, last_overflow_log_{}, last_malformed_log_{};
-  uint64_t overflow_unlogged_ = 0, malformed_unlogged_ = 0;
+  // Each kind of repeated warning: at most one line per 10 s, counting what it left out.
+  reactor::LogLimiter refusal_log_{1, std::chrono::seconds(10)};
+  reactor::LogLimiter overflow_log_{1, std::chrono::seconds(10)};
+  reactor::LogLimiter malformed_log_{1, std::chrono::seconds(10)};
   BackplaneStats stats_;
 };
 

@@ -125,7 +125,7 @@ HubError Hub::join(const std::string& room_name, Member* member, bool want_reply
   room.members.push_back(member);
   size_t owner = table_.owner_of(room_name);
   table_.run_on(owner, shard_, [&hub = table_.hub(owner), room_name, shard = shard_, id = member->id(),
-                                  name = member->name(), dialect = member->dialect(), want_reply] {
+                                name = member->name(), dialect = member->dialect(), want_reply] {
     hub.owner_join(room_name, shard, id, name, dialect, want_reply);
   });
   return HubError::kNone;
@@ -147,7 +147,7 @@ HubError Hub::leave(const std::string& room_name, Member* member) {
   if (room.members.empty()) local_.erase(it);
   size_t owner = table_.owner_of(room_name);
   table_.run_on(owner, shard_, [&hub = table_.hub(owner), room_name, shard = shard_, name = member->name(),
-                                  dialect = member->dialect()] {
+                                dialect = member->dialect()] {
     hub.owner_leave(room_name, shard, name, dialect);
   });
   return HubError::kNone;
@@ -178,7 +178,7 @@ HubError Hub::publish(const std::string& room, Member* from, std::string_view us
         [&hub = table_.hub(owner), room, user = std::string(user), text = std::string(text)] {
           hub.owner_publish(room, user, text);
         },
-        ShardTable::kTaskCost + room.size() + user.size() + text.size());
+        ShardTable::message_cost(room, user, text));
   }
   return HubError::kNone;
 }
@@ -307,7 +307,7 @@ void Hub::owner_publish(const std::string& room_name, const std::string& user, c
   // Through Redis to every node, this one included; it comes back through owner_deliver.
   table_.run_on(
       0, shard_, [bp, room_name, user, text, floor = it->second.next_seq] { bp->publish(room_name, user, text, floor); },
-      ShardTable::kTaskCost + room_name.size() + user.size() + text.size());
+      ShardTable::message_cost(room_name, user, text));
 }
 
 void Hub::owner_deliver(const std::string& room_name, const std::string& user, const std::string& text,

@@ -72,6 +72,10 @@ class ShardTable {
   static constexpr size_t kInboxHigh = 256 << 10;
   static constexpr size_t kInboxLow = kInboxHigh / 4;
   static constexpr size_t kTaskCost = 128;  // what a posted task costs besides the bytes it carries
+  // The inbox cost of a chat message on its way between shards.
+  static size_t message_cost(std::string_view room, std::string_view user, std::string_view text) {
+    return kTaskCost + room.size() + user.size() + text.size();
+  }
 
   ShardTable(size_t shards, size_t presence_max_members);
   size_t shards() const { return hubs_.size(); }
@@ -89,7 +93,6 @@ class ShardTable {
   // Shard `shard` has paused connections: marks it waiting. False if the congestion is already
   // over (the caller resumes them itself); true if Hub::resume_paused will be run on it.
   bool wait_for_room(size_t shard);
-  size_t inbox_bytes(size_t shard) const { return inbox_[shard].load(std::memory_order_relaxed); }
 
   // With Redis (--redis): the backplane, on shard 0. Set before any traffic.
   void set_backplane(Backplane* backplane) { backplane_ = backplane; }

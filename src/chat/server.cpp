@@ -149,7 +149,7 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
     // (Redis did) and sends them to the shards with members.
     backplane_ = std::make_unique<Backplane>(main, options.redis_host, options.redis_port, [this](Backplane::Message m) {
       size_t owner = table_.owner_of(m.room);
-      size_t cost = ShardTable::kTaskCost + m.room.size() + m.user.size() + m.text.size();
+      size_t cost = ShardTable::message_cost(m.room, m.user, m.text);
       table_.run_on(
           owner, 0, [hub = &table_.hub(owner), m = std::move(m)] { hub->owner_deliver(m.room, m.user, m.text, m.ts_ms, m.seq); },
           cost);
