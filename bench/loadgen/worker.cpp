@@ -32,6 +32,32 @@ void hard_close(reactor::TcpConnectionPtr& conn, const char* why) {
 }  // namespace
 
 // ================================================================================================
+// MeasurementWindow
+
+void MeasurementWindow::open(uint64_t ops) {
+  latency_.reset();
+  open_ = true;
+  ops_start_ = ops;
+  t_start_ = monotonic_ns();
+  cpu_start_ = self_cpu_seconds();
+}
+
+void MeasurementWindow::close(uint64_t ops) {
+  open_ = false;
+  ops_end_ = ops;
+  t_end_ = monotonic_ns();
+  cpu_end_ = self_cpu_seconds();
+}
+
+void MeasurementWindow::add_to(json& result, uint64_t ops_total) const {
+  result["window_ops"] = ops_end_ - ops_start_;
+  result["window_s"] = static_cast<double>(t_end_ - t_start_) / 1e9;
+  result["ops_total"] = ops_total;
+  result["client_cpu_s"] = cpu_end_ - cpu_start_;
+  result["latency"] = histogram_to_json(latency_);
+}
+
+// ================================================================================================
 // WorkerBase
 
 WorkerBase::WorkerBase(const Config& cfg, const Share& share, int cmd_fd, int event_fd)
@@ -64,12 +90,7 @@ int WorkerBase::run() {
   // Whatever happens, this process ends: the parent's own watchdog is shorter than this one.
   double budget = cfg_.connect_timeout + cfg_.barrier_timeout + cfg_.warmup + cfg_.duration + cfg_.drain + 120;
   loop_.run_after(seconds(budget), [this] { fatal("watchdog: the run did not finish in time"); });
-  loop_.run_every(std::chrono::seconds(1), [this] {
-    json p = progress();
-    p["ev"] = "progress";
-    p["t"] = monotonic_ns();
-    send_event(p);
-  });
+  loop_.run_every(std::chrono::seconds(1), [this] { send_event(progress()); });
   if (connection_count() == 0) {
     loop_.defer([this] {
       connects_over_ = true;
@@ -117,14 +138,40 @@ void WorkerBase::on_command_readable() {
     if (j.is_discarded()) continue;
     std::string cmd = j.value("cmd", "");
     if (cmd == "report") {
-      json r = result();
-      r["ev"] = "result";
-      send_event(r);
+      send_event(result());
       finish(0);
       return;
     }
-    on_command(cmd, j);
+    if (cmd == "start") {
+      window_.open(ops());
+    } else if (cmd == "stop") {
+      window_.close(ops());
+      on_window_closed();
+    } else {
+      on_command(cmd, j);
+    }
   }
+}
+
+json WorkerBase::progress() const {
+  json p = {{"ev", "progress"},
+            {"t", monotonic_ns()},
+            {"connected", connected_},
+            {"ops", ops()},
+            {"errors", connect_errors_ + closed_errors_ + mode_errors()}};
+  add_progress(p);
+  return p;
+}
+
+json WorkerBase::result() const {
+  json r = {{"ev", "result"},
+            {"connected", connected_},
+            {"connect_errors", connect_errors_},
+            {"closed_errors", closed_errors_},
+            {"first_error", first_connect_error_}};
+  window_.add_to(r, ops());
+  add_result(r);
+  return r;
 }
 
 void WorkerBase::launch_connects() {
@@ -325,7 +372,9 @@ class EchoWorker final : public WorkerBase {
         continue;
       }
       ++round_trips_;
-      if (measuring_) histogram_.record(now - sent_at);
+      // Timed only inside the window, like the round trips it counts: the warm-up's are not the
+      // steady state being measured.
+      if (window_.is_open()) window_.latency().record(now - sent_at);
       if (running_) send_one(c, now);
     }
     input.clear();
@@ -341,50 +390,27 @@ class EchoWorker final : public WorkerBase {
     c.conn->close(what);
   }
 
+  uint64_t ops() const override { return round_trips_; }
+  uint64_t mode_errors() const override { return mismatch_errors_; }
+
   void on_command(const std::string& cmd, const json&) override {
-    uint64_t now = monotonic_ns();
     if (cmd == "go") {
       running_ = true;
+      uint64_t now = monotonic_ns();
       for (Client& c : clients_) {
         if (c.alive && c.active && c.pinged) fill(c, now);
       }
-    } else if (cmd == "start") {
-      histogram_.reset();
-      measuring_ = true;
-      ops_start_ = round_trips_;
-      t_start_ = now;
-      cpu_start_ = self_cpu_seconds();
-    } else if (cmd == "stop") {
-      measuring_ = false;
-      running_ = false;
-      ops_end_ = round_trips_;
-      t_end_ = now;
-      cpu_end_ = self_cpu_seconds();
     }
   }
+
+  // The load stops with the window: payloads in flight come back, none follow.
+  void on_window_closed() override { running_ = false; }
 
   void close_connections() override {
     for (Client& c : clients_) hard_close(c.conn, "run over");
   }
 
-  json progress() override {
-    return {{"connected", connected_},
-            {"ops", round_trips_},
-            {"errors", connect_errors_ + closed_errors_ + mismatch_errors_}};
-  }
-
-  json result() override {
-    return {{"connected", connected_},
-            {"connect_errors", connect_errors_},
-            {"closed_errors", closed_errors_},
-            {"mismatch_errors", mismatch_errors_},
-            {"first_error", first_connect_error_},
-            {"window_ops", ops_end_ - ops_start_},
-            {"window_s", static_cast<double>(t_end_ - t_start_) / 1e9},
-            {"ops_total", round_trips_},
-            {"client_cpu_s", cpu_end_ - cpu_start_},
-            {"latency", histogram_to_json(histogram_)}};
-  }
+  void add_result(json& r) const override { r["mismatch_errors"] = mismatch_errors_; }
 
   const uint64_t depth_;
   std::string pattern_;
@@ -392,12 +418,8 @@ class EchoWorker final : public WorkerBase {
   std::vector<uint64_t> send_times_;
   size_t pings_pending_ = 0;
   bool running_ = false;
-  bool measuring_ = false;
   uint64_t round_trips_ = 0;
   uint64_t mismatch_errors_ = 0;
-  uint64_t ops_start_ = 0, ops_end_ = 0;
-  uint64_t t_start_ = 0, t_end_ = 0;
-  Histogram histogram_;
 };
 
 // ================================================================================================
@@ -606,7 +628,10 @@ class ChatWorker final : public WorkerBase {
     if (!fresh) return;
     ++p.unique;
     ++unique_;
-    histogram_.record(now > s->sent_ns ? now - s->sent_ns : 0);
+    // Timed whenever it arrives, the window open or not: every measured message was published in
+    // the window, and the ones still on their way when it closed are the slowest; leaving them out
+    // would flatter the tail.
+    window_.latency().record(now > s->sent_ns ? now - s->sent_ns : 0);
     if (expect_known_ && !p.done && p.unique >= expected_) {
       p.done = true;
       ++done_;
@@ -678,7 +703,7 @@ class ChatWorker final : public WorkerBase {
     tokens_ = std::min(tokens_ + cfg_.rate * elapsed, cap);
     auto n = static_cast<uint64_t>(tokens_);
     uint64_t sent = 0;
-    Kind kind = measuring_ ? Kind::kMeasured : Kind::kWarm;
+    Kind kind = window_.is_open() ? Kind::kMeasured : Kind::kWarm;
     for (; sent < n; ++sent) {
       Peer* p = next_publisher();
       if (p == nullptr) {
@@ -717,22 +742,6 @@ class ChatWorker final : public WorkerBase {
         publish_timer_ = loop_.run_every(seconds(interval), [this] { tick(); });
         tick();
       }
-    } else if (cmd == "start") {
-      measuring_ = true;
-      histogram_.reset();
-      deliveries_start_ = deliveries_;
-      t_start_ = now;
-      cpu_start_ = self_cpu_seconds();
-    } else if (cmd == "stop") {
-      measuring_ = false;
-      deliveries_end_ = deliveries_;
-      t_end_ = now;
-      cpu_end_ = self_cpu_seconds();
-      if (share_.publishers) {
-        if (publish_timer_) loop_.cancel(publish_timer_);
-        publish_timer_ = 0;
-        send_event({{"ev", "sent"}, {"messages", measured_sent()}});
-      }
     } else if (cmd == "expect") {
       expected_ = j.value("messages", uint64_t{0});
       expect_known_ = true;
@@ -747,44 +756,43 @@ class ChatWorker final : public WorkerBase {
     }
   }
 
+  // Publishing stops with the window; the parent then waits for what the members still expect.
+  void on_window_closed() override {
+    if (!share_.publishers) return;
+    if (publish_timer_) loop_.cancel(publish_timer_);
+    publish_timer_ = 0;
+    send_event({{"ev", "sent"}, {"messages", measured_sent()}});
+  }
+
   void close_connections() override {
     for (Peer& p : peers_) hard_close(p.conn, "run over");
   }
 
-  json progress() override {
-    return {{"connected", connected_},
-            {"ready", ready_count_},
-            {"members_ready", members_ready_},
-            {"warmed", warmed_alive_},
-            {"ops", deliveries_},
-            {"sent", measured_sent()},
-            {"errors", connect_errors_ + closed_errors_ + protocol_errors_ + server_errors_}};
+  uint64_t ops() const override { return deliveries_; }
+  uint64_t mode_errors() const override { return protocol_errors_ + server_errors_; }
+
+  void add_progress(json& p) const override {
+    p["ready"] = ready_count_;
+    p["members_ready"] = members_ready_;
+    p["warmed"] = warmed_alive_;
+    p["sent"] = measured_sent();
   }
 
-  json result() override {
+  void add_result(json& r) const override {
     uint64_t warm_sent = 0;
     for (uint64_t s : warm_seq_) warm_sent += s;
-    return {{"connected", connected_},
-            {"connect_errors", connect_errors_},
-            {"closed_errors", closed_errors_},
-            {"protocol_errors", protocol_errors_},
-            {"server_errors", server_errors_},
-            {"first_error", first_connect_error_},
-            {"members", members_},
-            {"window_ops", deliveries_end_ - deliveries_start_},
-            {"window_s", static_cast<double>(t_end_ - t_start_) / 1e9},
-            {"ops_total", deliveries_},
-            {"received", unique_},
-            {"duplicates", duplicates_},
-            {"out_of_order", out_of_order_},
-            {"order_exact", order_exact_},
-            {"foreign", foreign_},
-            {"sent", measured_sent()},
-            {"sent_warmup", warm_sent},
-            {"barrier_messages", barrier_seq_},
-            {"publisher_stalls", stalls_},
-            {"client_cpu_s", cpu_end_ - cpu_start_},
-            {"latency", histogram_to_json(histogram_)}};
+    r["protocol_errors"] = protocol_errors_;
+    r["server_errors"] = server_errors_;
+    r["members"] = members_;
+    r["received"] = unique_;
+    r["duplicates"] = duplicates_;
+    r["out_of_order"] = out_of_order_;
+    r["order_exact"] = order_exact_;
+    r["foreign"] = foreign_;
+    r["sent"] = measured_sent();
+    r["sent_warmup"] = warm_sent;
+    r["barrier_messages"] = barrier_seq_;
+    r["publisher_stalls"] = stalls_;
   }
 
   Codec codec_;
@@ -809,11 +817,8 @@ class ChatWorker final : public WorkerBase {
   double tokens_ = 0;
   uint64_t last_tick_ns_ = 0;
   uint64_t stalls_ = 0;
-  bool measuring_ = false;
 
   uint64_t deliveries_ = 0;  // warm-load and measured messages arrived (duplicates included)
-  uint64_t deliveries_start_ = 0, deliveries_end_ = 0;
-  uint64_t t_start_ = 0, t_end_ = 0;
   uint64_t unique_ = 0;
   uint64_t duplicates_ = 0;
   uint64_t out_of_order_ = 0;
@@ -826,7 +831,6 @@ class ChatWorker final : public WorkerBase {
   bool expect_known_ = false;
   size_t done_ = 0;
   bool drained_sent_ = false;
-  Histogram histogram_;
 };
 
 }  // namespace

@@ -4,7 +4,8 @@
 // WorkerBase does what both modes share: connecting (at most --connect-batch connects in flight,
 // each bound round-robin to a source address), the command pipe, progress, the watchdog, the
 // final close (SO_LINGER 0: thousands of client sockets in TIME_WAIT would hold the ephemeral ports
-// the next run needs). EchoWorker and ChatWorker are the two loads.
+// the next run needs), the measurement window and the fields of the result that every mode has.
+// EchoWorker and ChatWorker are the two loads: each says what one op is and what it adds.
 #pragma once
 
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "loadgen/config.h"
+#include "loadgen/histogram.h"
 #include "loadgen/ipc.h"
 #include "reactor/inet_address.h"
 #include "reactor/reactor.h"
@@ -21,6 +23,28 @@
 #include "reactor/tcp_connector.h"
 
 namespace loadgen {
+
+// The measurement window, between the parent's "start" and "stop". One definition for every mode:
+// the mode's op count, the clock and this process's CPU time are all read at the same two edges, so
+// an echo round trip and a chat delivery are counted over the same span. (The parent sums
+// window_ops over the workers and divides by the window on its own clock.)
+class MeasurementWindow {
+ public:
+  void open(uint64_t ops);
+  void close(uint64_t ops);
+  bool is_open() const { return open_; }
+  // Starts afresh when the window opens; which samples belong in it is the mode's call.
+  Histogram& latency() { return latency_; }
+  // The window's part of the result: window_ops, window_s, ops_total, client_cpu_s, latency.
+  void add_to(json& result, uint64_t ops_total) const;
+
+ private:
+  bool open_ = false;
+  uint64_t ops_start_ = 0, ops_end_ = 0;
+  uint64_t t_start_ = 0, t_end_ = 0;    // monotonic ns
+  double cpu_start_ = 0, cpu_end_ = 0;  // this process's CPU seconds
+  Histogram latency_;
+};
 
 class WorkerBase {
  public:
@@ -42,9 +66,18 @@ class WorkerBase {
   virtual void on_connects_over() = 0;
   // The connect timeout passed before ready(): give up on what is still pending.
   virtual void give_up_pending() = 0;
+  // The ops this worker has counted so far (echo: round trips; chat: deliveries). The window's
+  // edges, the progress events and the result all count with it.
+  virtual uint64_t ops() const = 0;
+  // The errors of the mode's own kinds, beyond connect and close errors (for the progress events).
+  virtual uint64_t mode_errors() const = 0;
+  // A command other than start, stop and report (which the base handles).
   virtual void on_command(const std::string& cmd, const json& j) = 0;
-  virtual json progress() = 0;
-  virtual json result() = 0;
+  // The window has just closed (the ops, clock and CPU at its end are taken).
+  virtual void on_window_closed() {}
+  // What the mode adds to the progress events and to the result.
+  virtual void add_progress(json&) const {}
+  virtual void add_result(json& result) const = 0;
 
   // ---- For the modes ----
   // Every connection is up and greeted (or failed): tell the parent (once).
@@ -65,9 +98,11 @@ class WorkerBase {
   uint64_t closed_errors_ = 0;  // connections lost during the run
   std::string first_connect_error_;
   bool finishing_ = false;  // closing on purpose: closes are not errors
-  double cpu_start_ = 0, cpu_end_ = 0;  // this process's CPU time at the window's edges
+  MeasurementWindow window_;
 
  private:
+  json progress() const;
+  json result() const;
   void launch_connects();
   void on_connected(size_t i, reactor::Handle socket, int err);
   void connect_timed_out();
