@@ -84,8 +84,8 @@ class Client {
   int run(const reactor::InetAddress& address) {
     auto callbacks = std::make_shared<reactor::ConnectionCallbacks>();
     callbacks->on_message = [this](const reactor::TcpConnectionPtr&, reactor::Buffer& in) { on_server(in); };
-    callbacks->on_close = [this](const reactor::TcpConnectionPtr&, std::string_view reason) {
-      if (!done_ && !quitting_) fail("the server closed the connection (" + std::string(reason) + ")");
+    callbacks->on_close = [this](const reactor::TcpConnectionPtr&, const reactor::CloseReason& reason) {
+      if (!done_ && !quitting_) fail("the server closed the connection (" + reason.text + ")");
       done_ = true;
       loop_.stop();
     };
@@ -106,7 +106,7 @@ class Client {
       fail("cannot connect to " + where + ": no answer in " + seconds(options_.ping_timeout));
     });
     loop_.run();
-    if (conn_) conn_->close("client exit");
+    if (conn_) conn_->close(reactor::CloseCode::kLocal, "client exit");
     return status_;
   }
 
@@ -120,7 +120,7 @@ class Client {
     status_ = 1;
     std::cout.flush();
     std::cerr << "chat-client: " << why << "\n";
-    if (conn_) conn_->close(why);
+    if (conn_) conn_->close(reactor::CloseCode::kLocal, why);
     loop_.stop();
   }
 
@@ -329,7 +329,7 @@ class Client {
     quitting_ = true;
     if (stdin_open_) loop_.remove(STDIN_FILENO);
     stdin_open_ = false;
-    conn_->close_after_flush("quit");
+    conn_->close_after_flush(reactor::CloseCode::kLocal, "quit");
     // A server that stops reading would keep the rest of our output, and us, forever.
     loop_.run_after(options_.ping_timeout, [this] {
       fail("the server did not take our last lines in " + seconds(options_.ping_timeout));

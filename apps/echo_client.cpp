@@ -56,9 +56,9 @@ int main(int argc, char** argv) {
       }
       input.clear();
     };
-    callbacks->on_close = [&](const reactor::TcpConnectionPtr&, std::string_view reason) {
+    callbacks->on_close = [&](const reactor::TcpConnectionPtr&, const reactor::CloseReason& reason) {
       if (!stdin_done) {
-        std::cerr << "echo-client: connection closed: " << reason << "\n";
+        std::cerr << "echo-client: connection closed: " << reason.text << "\n";
         status = 1;
       }
       loop.stop();
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
       loop.add(STDIN_FILENO, reactor::Interest::kRead, on_stdin);
     });
     loop.run();
-    if (conn) conn->close("client exit");
+    if (conn) conn->close(reactor::CloseCode::kLocal, "client exit");
   } catch (const std::exception& e) {
     std::cerr << "echo-client: " << e.what() << "\n";
     return 1;

@@ -25,7 +25,7 @@ void hard_close(reactor::TcpConnectionPtr& conn, const char* why) {
     linger now{1, 0};
     ::setsockopt(conn->fd(), SOL_SOCKET, SO_LINGER, &now, sizeof now);
   }
-  conn->close(why);
+  conn->close(reactor::CloseCode::kLocal, why);
   conn.reset();
 }
 
@@ -246,6 +246,21 @@ void WorkerBase::ready() {
 
 namespace {
 
+// One connection's handler: hands its events to the worker with the connection's own record.
+template <class Worker, class Record>
+class RecordHandler final : public reactor::ConnectionHandler {
+ public:
+  RecordHandler(Worker& worker, Record& record) : worker_(worker), record_(record) {}
+  void on_message(reactor::TcpConnection&, reactor::Buffer& input) override { worker_.on_message(record_, input); }
+  void on_close(reactor::TcpConnection&, const reactor::CloseReason& reason) override {
+    worker_.on_closed(record_, reason);
+  }
+
+ private:
+  Worker& worker_;
+  Record& record_;
+};
+
 class EchoWorker final : public WorkerBase {
  public:
   EchoWorker(const Config& cfg, const Share& share, int cmd_fd, int event_fd)
@@ -266,22 +281,12 @@ class EchoWorker final : public WorkerBase {
       c.active = ((g + 1) * a) / n > (g * a) / n;
       c.sent_at = &send_times_[i * depth_];
     }
-    callbacks_->on_message = [this](const reactor::TcpConnectionPtr& conn, reactor::Buffer& input) {
-      on_message(*static_cast<Client*>(conn->context.get()), input);
-    };
-    callbacks_->on_close = [this](const reactor::TcpConnectionPtr& conn, std::string_view reason) {
-      Client& c = *static_cast<Client*>(conn->context.get());
-      if (!c.alive || finishing_) return;
-      c.alive = false;
-      if (closed_errors_++ < 3) std::cerr << "loadgen: connection " << c.global << " closed: " << reason << "\n";
-      if (!c.pinged) {
-        --pings_pending_;
-        check_ready();
-      }
-    };
   }
 
+
  private:
+  template <class, class>
+  friend class RecordHandler;
   static constexpr size_t kWindow = 251;
 
   struct Client {
@@ -306,7 +311,7 @@ class EchoWorker final : public WorkerBase {
   void on_up(size_t i, reactor::Handle socket) override {
     Client& c = clients_[i];
     auto conn = reactor::TcpConnection::create(loop_, std::move(socket), callbacks_);
-    conn->context = std::shared_ptr<void>(std::shared_ptr<void>(), &c);  // non-owning
+    conn->set_handler(std::make_shared<RecordHandler<EchoWorker, Client>>(*this, c));
     conn->start();
     c.conn = std::move(conn);
     c.alive = true;
@@ -340,6 +345,16 @@ class EchoWorker final : public WorkerBase {
 
   void fill(Client& c, uint64_t now) {
     while (c.alive && c.sent - c.received < depth_) send_one(c, now);
+  }
+
+  void on_closed(Client& c, const reactor::CloseReason& reason) {
+    if (!c.alive || finishing_) return;
+    c.alive = false;
+    if (closed_errors_++ < 3) std::cerr << "loadgen: connection " << c.global << " closed: " << reason.text << "\n";
+    if (!c.pinged) {
+      --pings_pending_;
+      check_ready();
+    }
   }
 
   void on_message(Client& c, reactor::Buffer& input) {
@@ -387,7 +402,7 @@ class EchoWorker final : public WorkerBase {
       --pings_pending_;
       check_ready();
     }
-    c.conn->close(what);
+    c.conn->close(reactor::CloseCode::kLocal, what);
   }
 
   uint64_t ops() const override { return round_trips_; }
@@ -454,20 +469,12 @@ class ChatWorker final : public WorkerBase {
       warm_seq_.assign(publishers_, 0);
     }
     text_.resize(static_cast<size_t>(cfg_.payload));
-    callbacks_->on_message = [this](const reactor::TcpConnectionPtr& conn, reactor::Buffer& input) {
-      on_message(*static_cast<Peer*>(conn->context.get()), input);
-    };
-    callbacks_->on_close = [this](const reactor::TcpConnectionPtr& conn, std::string_view reason) {
-      Peer& p = *static_cast<Peer*>(conn->context.get());
-      if (!p.alive || finishing_) return;
-      if (closed_errors_++ < 3) {
-        std::cerr << "loadgen: " << (p.publisher ? "publisher " : "member ") << p.user << " closed: " << reason << "\n";
-      }
-      lost(p);
-    };
   }
 
+
  private:
+  template <class, class>
+  friend class RecordHandler;
   static constexpr size_t kMissingBudget = 4'000'000;  // sequence gaps remembered per process
   static constexpr size_t kPublisherQueueLimit = 4 << 20;
 
@@ -515,7 +522,7 @@ class ChatWorker final : public WorkerBase {
   void on_up(size_t i, reactor::Handle socket) override {
     Peer& p = peers_[i];
     auto conn = reactor::TcpConnection::create(loop_, std::move(socket), callbacks_);
-    conn->context = std::shared_ptr<void>(std::shared_ptr<void>(), &p);  // non-owning
+    conn->set_handler(std::make_shared<RecordHandler<ChatWorker, Peer>>(*this, p));
     conn->start();
     p.conn = std::move(conn);
     p.alive = true;
@@ -572,13 +579,21 @@ class ChatWorker final : public WorkerBase {
     if (server_errors_++ < 3) std::cerr << "loadgen: " << p.user << ": server error: " << what << "\n";
   }
 
+  void on_closed(Peer& p, const reactor::CloseReason& reason) {
+    if (!p.alive || finishing_) return;
+    if (closed_errors_++ < 3) {
+      std::cerr << "loadgen: " << (p.publisher ? "publisher " : "member ") << p.user << " closed: " << reason.text << "\n";
+    }
+    lost(p);
+  }
+
   void on_message(Peer& p, reactor::Buffer& input) {
     PeerSink sink(*this, p, monotonic_ns());
     ParseResult r = codec_.parse(input.view(), sink);
     if (r.fatal) {
       if (protocol_errors_++ < 3) std::cerr << "loadgen: " << p.user << ": " << r.problem << "\n";
       lost(p);
-      p.conn->close(r.problem);
+      p.conn->close(reactor::CloseCode::kLocal, r.problem);
       return;
     }
     input.consume(r.consumed);

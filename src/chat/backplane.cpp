@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "chat/hub.h"
+#include "chat/event.h"
 #include "chat/json.h"
 #include "reactor/log.h"
 

@@ -1,39 +1,9 @@
 #include "chat/hub.h"
 
-#include "chat/backplane.h"
-#include "chat/json.h"
-#include "chat/visible_text.h"
-
 #include <algorithm>
-#include <chrono>
 #include <stdexcept>
 
 namespace chat {
-
-using json = Json;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string native_message_line(std::string_view room, std::string_view user, std::string_view text,
-                                int64_t ts_ms, uint64_t seq) {
-  json j = {{"type", "message"}, {"room", room}, {"user", user}, {"text", text}, {"ts", ts_ms}, {"seq", seq}};
-  std::string line = dump_json(j);
-  line += '\n';
-  return line;
-}
-
-std::string article_message_line(std::string_view user, std::string_view text) {
-  // One message, one line: a newline or an escape sequence in the text (from either dialect) is
-  // shown, never obeyed, so nobody can forge a second "[kim] ..." line or drive a terminal.
-  std::string line;
-  line.reserve(user.size() + text.size() + 4);
-  line.append("[").append(visible(user)).append("] ").append(visible(text)).append("\n");
-  return line;
-}
 
 // ---- ShardTable ----------------------------------------------------------------------------------
 
@@ -125,8 +95,8 @@ HubError Hub::join(const std::string& room_name, Member* member, bool want_reply
   room.members.push_back(member);
   size_t owner = table_.owner_of(room_name);
   table_.run_on(owner, shard_, [&hub = table_.hub(owner), room_name, shard = shard_, id = member->id(),
-                                name = member->name(), dialect = member->dialect(), want_reply] {
-    hub.owner_join(room_name, shard, id, name, dialect, want_reply);
+                                name = member->name(), format = member->format(), want_reply] {
+    hub.owner_join(room_name, shard, id, name, format, want_reply);
   });
   return HubError::kNone;
 }
@@ -147,8 +117,8 @@ HubError Hub::leave(const std::string& room_name, Member* member) {
   if (room.members.empty()) local_.erase(it);
   size_t owner = table_.owner_of(room_name);
   table_.run_on(owner, shard_, [&hub = table_.hub(owner), room_name, shard = shard_, name = member->name(),
-                                dialect = member->dialect()] {
-    hub.owner_leave(room_name, shard, name, dialect);
+                                format = member->format()] {
+    hub.owner_leave(room_name, shard, name, format);
   });
   return HubError::kNone;
 }
@@ -193,18 +163,11 @@ void Hub::barrier(const std::vector<size_t>& shards, std::function<void()> done)
   size_t home = shard_;
   for (size_t k : shards) {
     table->run_on(k, home, [table, home, k, remaining, shared_done] {
-      auto ack = [table, home, remaining, shared_done](size_t from) {
-        table->run_on(home, from, [remaining, shared_done] {
+      // What shard k handed on to the router (Redis) has to come back too.
+      table->router().pass(k, [table, home, k, remaining, shared_done] {
+        table->run_on(home, k, [remaining, shared_done] {
           if (--*remaining == 0) (*shared_done)();
         });
-      };
-      Backplane* bp = table->backplane();
-      if (bp == nullptr) return ack(k);
-      // With Redis, the owner's work went on to shard 0's backplane: pass through there too, wait
-      // until what was published before has come back from Redis, and come back the way those
-      // messages went (0 -> owner -> member's shard).
-      table->run_on(0, k, [table, bp, k, ack] {
-        bp->fence([table, k, ack] { table->run_on(k, 0, [k, ack] { ack(k); }); });
       });
     });
   }
@@ -223,11 +186,11 @@ void Hub::resume_paused() {
   for (auto& resume : paused) resume();
 }
 
-void Hub::deliver_local(const std::string& room, const EventPtr& event, uint64_t except_id) {
+void Hub::deliver_local(const std::string& room, const Delivery& delivery, uint64_t except_id) {
   auto it = local_.find(room);
   if (it == local_.end()) return;
   for (Member* m : it->second.members) {
-    if (m->id() != except_id) m->deliver(event);
+    if (m->id() != except_id) m->deliver(delivery);
   }
 }
 
@@ -243,75 +206,68 @@ void Hub::reply_joined(const std::string& room, uint64_t member_id, size_t count
 // ---- Hub: the owner's side --------------------------------------------------------------------
 
 void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member_id, const std::string& name,
-                     Dialect dialect, bool want_reply) {
+                     FormatId format, bool want_reply) {
   OwnedRoom& r = owned_[room_name];
   if (r.shard_count.empty()) r.shard_count.assign(table_.shards(), 0);
   ++r.count;
-  ++r.dialect_count[static_cast<int>(dialect)];
+  ++r.format_count[format];
   ++r.shard_count[shard];
-  Backplane* bp = table_.backplane();
-  if (bp && r.count == 1) table_.run_on(0, shard_, [bp, room_name] { bp->want(room_name); });
+  Router& router = table_.router();
+  if (r.count == 1) router.room_opened(*this, room_name);
   if (!name.empty()) {
     r.names.insert(name);
-    owner_presence(room_name, r, "join", name, member_id);
+    owner_presence(room_name, r, EventKind::kJoin, name, member_id);
   }
   if (!want_reply) return;
   std::shared_ptr<const std::vector<std::string>> names;
   if (r.count <= table_.presence_max_members()) {
     names = std::make_shared<const std::vector<std::string>>(r.names.begin(), r.names.end());
   }
-  auto reply = [this, shard, room_name, member_id, count = r.count, names](size_t from) {
-    table_.run_on(shard, from, [&hub = table_.hub(shard), room_name, member_id, count, names] {
+  router.when_visible(*this, room_name, [table = &table_, shard, room_name, member_id, count = r.count, names](size_t from) {
+    table->run_on(shard, from, [&hub = table->hub(shard), room_name, member_id, count, names] {
       hub.reply_joined(room_name, member_id, count, names);
     });
-  };
-  if (bp == nullptr) return reply(shard_);
-  // "joined" means: everything published after, on any node, reaches you. So it waits for the
-  // node's subscription to the room's channel.
-  table_.run_on(0, shard_, [bp, room_name, reply] { bp->when_subscribed(room_name, [reply] { reply(0); }); });
+  });
 }
 
-void Hub::owner_leave(const std::string& room_name, size_t shard, const std::string& name, Dialect dialect) {
+void Hub::owner_leave(const std::string& room_name, size_t shard, const std::string& name, FormatId format) {
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;
   OwnedRoom& r = it->second;
   --r.count;
-  --r.dialect_count[static_cast<int>(dialect)];
+  --r.format_count[format];
   --r.shard_count[shard];
   if (r.count == 0) {
     owned_.erase(it);  // an empty room is forgotten, its numbering with it
-    if (Backplane* bp = table_.backplane()) table_.run_on(0, shard_, [bp, room_name] { bp->unwant(room_name); });
+    table_.router().room_closed(*this, room_name);
     return;
   }
   if (!name.empty()) {
     r.names.erase(name);
-    owner_presence(room_name, r, "leave", name, 0);
+    owner_presence(room_name, r, EventKind::kLeave, name, 0);
   }
 }
 
-void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, const char* type, const std::string& user,
+void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, EventKind kind, const std::string& user,
                          uint64_t except_id) {
-  if (r.dialect_count[static_cast<int>(Dialect::kNative)] == 0) return;
   if (r.count > table_.presence_max_members()) return;
-  json j = {{"type", type}, {"room", room_name}, {"user", user}};
-  auto event = std::make_shared<Event>();
-  event->native = std::make_shared<const std::string>(dump_json(j) + "\n");
-  owner_broadcast(room_name, r, event, except_id);
+  RoomEvent event;
+  event.kind = kind;
+  event.room = room_name;
+  event.user = user;
+  if (auto delivery = render(r, std::move(event))) {
+    owner_broadcast(room_name, r, delivery, except_id);
+  }
 }
 
 void Hub::owner_publish(const std::string& room_name, const std::string& user, const std::string& text) {
-  Backplane* bp = table_.backplane();
-  if (bp == nullptr) return owner_deliver(room_name, user, text, now_ms(), 0);
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;  // everyone left meanwhile
-  // Through Redis to every node, this one included; it comes back through owner_deliver.
-  table_.run_on(
-      0, shard_, [bp, room_name, user, text, floor = it->second.next_seq] { bp->publish(room_name, user, text, floor); },
-      ShardTable::message_cost(room_name, user, text));
+  table_.router().route(*this, room_name, user, text, it->second.next_seq);
 }
 
-void Hub::owner_deliver(const std::string& room_name, const std::string& user, const std::string& text,
-                        int64_t ts_ms, uint64_t seq) {
+void Hub::deliver_message(const std::string& room_name, const std::string& user, const std::string& text,
+                          int64_t ts_ms, uint64_t seq) {
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;  // everyone left meanwhile
   OwnedRoom& r = it->second;
@@ -320,28 +276,37 @@ void Hub::owner_deliver(const std::string& room_name, const std::string& user, c
   } else {
     r.next_seq = std::max(r.next_seq, seq + 1);
   }
-  // Serialise once per dialect present in the room; every member gets a reference.
-  auto event = std::make_shared<Event>();
-  if (r.dialect_count[static_cast<int>(Dialect::kNative)] > 0) {
-    event->native = std::make_shared<const std::string>(native_message_line(room_name, user, text, ts_ms, seq));
-  }
-  if (r.dialect_count[static_cast<int>(Dialect::kArticle)] > 0) {
-    event->article = std::make_shared<const std::string>(article_message_line(user, text));
-  }
-  owner_broadcast(room_name, r, event, 0);
+  auto delivery = render(
+      r, RoomEvent{.kind = EventKind::kMessage, .room = room_name, .user = user, .text = text, .ts_ms = ts_ms, .seq = seq});
+  if (delivery) owner_broadcast(room_name, r, delivery, 0);
 }
 
-void Hub::owner_broadcast(const std::string& room_name, const OwnedRoom& r, const EventPtr& event,
+DeliveryPtr Hub::render(const OwnedRoom& r, RoomEvent event) const {
+  // Once per format present in the room; every member of that format gets a reference.
+  auto delivery = std::make_shared<Delivery>();
+  delivery->event = std::move(event);
+  bool any = false;
+  size_t formats = Format::count();
+  for (size_t f = 0; f < formats; ++f) {
+    if (r.format_count[f] == 0) continue;
+    delivery->bytes[f] = Format::by_id(static_cast<FormatId>(f)).encode(delivery->event);
+    any = any || delivery->bytes[f] != nullptr;
+  }
+  return any ? delivery : nullptr;
+}
+
+void Hub::owner_broadcast(const std::string& room_name, const OwnedRoom& r, const DeliveryPtr& delivery,
                           uint64_t except_id) {
-  size_t event_bytes = (event->native ? event->native->size() : 0) + (event->article ? event->article->size() : 0);
+  size_t cost = ShardTable::kTaskCost + room_name.size() + delivery->bytes_size();
   for (size_t k = 0; k < r.shard_count.size(); ++k) {
     if (r.shard_count[k] == 0) continue;
     if (k == shard_) {
-      deliver_local(room_name, event, except_id);
+      deliver_local(room_name, *delivery, except_id);
     } else {
       table_.run_on(
-          k, shard_, [&hub = table_.hub(k), room_name, event, except_id] { hub.deliver_local(room_name, event, except_id); },
-          ShardTable::kTaskCost + room_name.size() + event_bytes);
+          k, shard_,
+          [&hub = table_.hub(k), room_name, delivery, except_id] { hub.deliver_local(room_name, *delivery, except_id); },
+          cost);
     }
   }
 }

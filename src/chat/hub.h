@@ -1,18 +1,21 @@
-// Hub: rooms and their members, sharded over reactors. It never sees a socket: a member is
-// anything that can take an event, and an event carries its bytes already serialised once per wire
-// dialect, immutable and shared, so every recipient's output queue holds a reference, never a copy.
+// Hub: rooms and their members, sharded over reactors. It never sees a socket or a wire format: a
+// member is anything that can take a Delivery, and a Delivery carries a room event together with
+// its bytes, rendered once per wire format present among the room's members (chat/format.h),
+// immutable and shared, so every recipient's output queue holds a reference, never a copy.
 //
 // Each reactor (shard) has one Hub. A Hub keeps the members of each room that live on its shard,
 // for fan-out. Each room also has one owner shard (a hash of its name), whose Hub holds the room's
-// global state: its sequence number, member counts per shard and dialect, native names. Every
-// join, leave and message of a room goes through its owner, which numbers the messages and sends
-// each event once to every shard with members there (one posted task per shard per event; the
-// shared buffer is not copied). Posts between two reactors are FIFO, so every member of a room sees
-// the room's events in the owner's order, and a sender's messages in the order sent.
+// global state: its sequence number, member counts per shard and per format, member names. Every
+// join, leave and message of a room goes through its owner, which has the message numbered by the
+// Router (chat/routing.h: itself, or Redis across nodes) and sends each event once to every shard
+// with members there (one posted task per shard per event; the shared bytes are not copied). Posts
+// between two reactors are FIFO, so every member of a room sees the room's events in the owner's
+// order, and a sender's messages in the order sent.
 //
 // With one shard every call is direct and synchronous: the single-threaded server.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -24,28 +27,23 @@
 #include <unordered_map>
 #include <vector>
 
-#include "reactor/output_queue.h"
+#include "chat/event.h"
+#include "chat/format.h"
+#include "chat/routing.h"
 #include "reactor/reactor.h"
 
 namespace chat {
-
-enum class Dialect : uint8_t { kArticle, kNative };
-
-// One outgoing event, immutable once built. Bytes exist for the dialects that need them.
-struct Event {
-  reactor::SharedBytes native;   // a JSON line
-  reactor::SharedBytes article;  // "[user] text\n"; null for events the article dialect does not carry
-  const reactor::SharedBytes& bytes(Dialect d) const { return d == Dialect::kNative ? native : article; }
-};
-using EventPtr = std::shared_ptr<const Event>;
 
 class Member {
  public:
   virtual ~Member() = default;
   virtual uint64_t id() const = 0;  // unique in the process, never reused
-  virtual Dialect dialect() const = 0;
-  virtual const std::string& name() const = 0;  // native members; "" for the article's
-  virtual void deliver(const EventPtr& event) = 0;
+  // The wire format its room events are rendered in. Fixed while it is in any room.
+  virtual FormatId format() const = 0;
+  // The name others see in presence events and member lists. Empty: an anonymous member, one
+  // whose messages each carry their own name (the article's dialect); nobody is told it came or went.
+  virtual const std::string& name() const = 0;
+  virtual void deliver(const Delivery& delivery) = 0;
   // The answer to a join that asked for one: `count` members now in the room, and the native
   // names when the room is small enough for presence (else `names` is null).
   virtual void joined(const std::string& room, size_t count, const std::vector<std::string>* names) = 0;
@@ -54,10 +52,9 @@ class Member {
 enum class HubError { kNone, kNotMember, kAlreadyMember };
 
 class Hub;
-class Backplane;
 
-// What the shards share: the list of hubs and their reactors, the registry of native names, and
-// the accounting of work posted between them.
+// What the shards share: the list of hubs and their reactors, the router, the registry of member
+// names, and the accounting of work posted between them.
 //
 // Backpressure between reactors: every task posted to a shard is counted in that shard's inbox
 // (an estimate of the bytes it holds) until it has run. A shard whose inbox passes kInboxHigh makes
@@ -94,16 +91,17 @@ class ShardTable {
   // over (the caller resumes them itself); true if Hub::resume_paused will be run on it.
   bool wait_for_room(size_t shard);
 
-  // With Redis (--redis): the backplane, on shard 0. Set before any traffic.
-  void set_backplane(Backplane* backplane) { backplane_ = backplane; }
-  Backplane* backplane() const { return backplane_; }
+  // How rooms' messages are ordered: in-process unless another router (Redis) is set before any
+  // traffic. The table does not own it.
+  void set_router(Router* router) { router_ = router; }
+  Router& router() const { return *router_; }
 
   // --max-connections counts the process's connections, whatever the reactor: true (and counted)
   // if one more fits under `max`.
   bool admit(size_t max);
   void release_admission() { admitted_.fetch_sub(1, std::memory_order_relaxed); }
 
-  // Native names are unique across the process.
+  // Member names are unique across the process.
   bool claim_name(const std::string& name, uint64_t member_id);
   void release_name(const std::string& name, uint64_t member_id);
   bool name_held(const std::string& name);
@@ -112,7 +110,8 @@ class ShardTable {
   void wake_waiting(size_t from);
 
   size_t presence_max_members_;
-  Backplane* backplane_ = nullptr;
+  LocalRouter local_router_;
+  Router* router_ = &local_router_;
   std::unique_ptr<std::atomic<size_t>[]> inbox_;  // per shard: bytes posted to it, not yet run
   std::atomic<uint64_t> waiting_{0};              // bit k: shard k has connections paused for room
   std::atomic<size_t> admitted_{0};               // connections open under --max-connections
@@ -150,6 +149,11 @@ class Hub {
   ShardTable& table() { return table_; }
   size_t shard() const { return shard_; }
 
+  // ---- Called by the Router, on this shard as the room's owner ----
+  // Delivers a message to the room, numbered `seq` (0: this owner numbers it).
+  void deliver_message(const std::string& room, const std::string& user, const std::string& text, int64_t ts_ms,
+                       uint64_t seq);
+
  private:
   struct LocalRoom {
     std::vector<Member*> members;
@@ -158,27 +162,23 @@ class Hub {
   struct OwnedRoom {
     uint64_t next_seq = 1;
     size_t count = 0;
-    size_t dialect_count[2] = {0, 0};
-    std::vector<size_t> shard_count;  // members per shard
-    std::set<std::string> names;      // native members' names
+    std::array<uint32_t, kMaxFormats> format_count{};  // members per wire format
+    std::vector<size_t> shard_count;                     // members per shard
+    std::set<std::string> names;                         // named members' names
   };
 
   // On the owner's thread.
   void owner_join(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
-                  Dialect dialect, bool want_reply);
-  void owner_leave(const std::string& room, size_t shard, const std::string& name, Dialect dialect);
+                  FormatId format, bool want_reply);
+  void owner_leave(const std::string& room, size_t shard, const std::string& name, FormatId format);
   void owner_publish(const std::string& room, const std::string& user, const std::string& text);
- public:
-  // On the owner's thread: numbers (unless `seq` comes from Redis) and sends a message to the room.
-  void owner_deliver(const std::string& room, const std::string& user, const std::string& text, int64_t ts_ms,
-                     uint64_t seq);
-
- private:
-  void owner_presence(const std::string& room, OwnedRoom& r, const char* type, const std::string& user,
+  void owner_presence(const std::string& room, OwnedRoom& r, EventKind kind, const std::string& user,
                       uint64_t except_id);
-  void owner_broadcast(const std::string& room, const OwnedRoom& r, const EventPtr& event, uint64_t except_id);
+  // Renders `event` in every format the room's members speak; null if no format carries it.
+  DeliveryPtr render(const OwnedRoom& r, RoomEvent event) const;
+  void owner_broadcast(const std::string& room, const OwnedRoom& r, const DeliveryPtr& delivery, uint64_t except_id);
   // On a member's thread.
-  void deliver_local(const std::string& room, const EventPtr& event, uint64_t except_id);
+  void deliver_local(const std::string& room, const Delivery& delivery, uint64_t except_id);
   void reply_joined(const std::string& room, uint64_t member_id, size_t count,
                     const std::shared_ptr<const std::vector<std::string>>& names);
 
@@ -188,12 +188,5 @@ class Hub {
   std::unordered_map<std::string, OwnedRoom> owned_;
   std::vector<std::function<void()>> paused_;  // sessions waiting for room (wait_for_room)
 };
-
-// The article dialect's "[user] text\n", control characters shown visibly (chat/visible_text.h).
-std::string article_message_line(std::string_view user, std::string_view text);
-// Serialisation of the native dialect's lines (shared with the sessions).
-std::string native_message_line(std::string_view room, std::string_view user, std::string_view text,
-                                int64_t ts_ms, uint64_t seq);
-int64_t now_ms();
 
 }  // namespace chat

@@ -2,8 +2,9 @@
 
 #include <malloc.h>
 
-#include "chat/backplane.h"
-#include "chat/session.h"
+#include "chat/codecs/article.h"
+#include "chat/codecs/native.h"
+#include "chat/tcp_session.h"
 #include "reactor/log.h"
 
 namespace chat {
@@ -15,22 +16,19 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
     : reactor_(reactor),
       limits_(limits),
       hub_(table, shard),
-      server_(reactor,
-              [this] {
-                reactor::ConnectionCallbacks cb;
-                cb.on_message = [](const reactor::TcpConnectionPtr& conn, reactor::Buffer& input) {
-                  static_cast<Session*>(conn->context.get())->on_input(input);
-                };
-                cb.on_peer_closed = [](const reactor::TcpConnectionPtr& conn) {
-                  static_cast<Session*>(conn->context.get())->on_peer_closed();
-                };
-                cb.on_close = [this, alive = std::weak_ptr<int>(alive_)](const reactor::TcpConnectionPtr& conn,
-                                                                         std::string_view reason) {
-                  if (!alive.expired()) on_close(conn, reason);
-                };
-                return cb;
-              }(),
-              reactor::ConnectionOptions{.high_water_mark = limits.output_soft, .output_limit = limits.output_hard}) {
+      sessions_{hub_, stats_, limits_, OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)},
+      // Input goes to each connection's own handler (its TcpSession); the server hears of closes.
+      server_(reactor, [this] {
+        reactor::ConnectionCallbacks cb;
+        cb.on_close = [this, alive = std::weak_ptr<int>(alive_)](const reactor::TcpConnectionPtr& conn,
+                                                                 const reactor::CloseReason& reason) {
+          if (!alive.expired()) on_close(conn, reason);
+        };
+        return cb;
+      }()) {
+  // The formats of the TCP port, registered in a fixed order (their ids order the stats line).
+  article_format();
+  native_format();
   table.attach(shard, reactor, hub_);
   if (listen_on) server_.listen(*listen_on, listen_options);
   server_.set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_connection(conn); });
@@ -40,8 +38,8 @@ ChatServer::~ChatServer() {
   // Close what is still open. The loops have stopped: nothing is told to the other shards.
   auto open = std::move(connections_);
   for (auto& [id, conn] : open) {
-    conn->close("server destroyed");
-    conn->context.reset();
+    conn->close(reactor::CloseCode::kShutdown, "server destroyed");
+    conn->set_handler(nullptr);  // its session goes now, while the hub it points to exists
   }
 }
 
@@ -63,33 +61,33 @@ void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
       LOG_WARN("connection %llu refused: %zu connections open, the limit (--max-connections)%s",
                static_cast<unsigned long long>(conn->id()), limits_.max_connections, reactor::more_like_it(left_out).c_str());
     }
-    conn->close("over the connection limit");
+    conn->close(reactor::CloseCode::kRefused, "over the connection limit");
     return;
   }
-  auto session = std::make_shared<Session>(hub_, stats_, limits_, *conn);
+  auto session = std::make_shared<TcpSession>(sessions_, *conn);
+  conn->set_handler(session);
   session->start();
-  conn->context = std::move(session);
   connections_.emplace(conn->id(), conn);
   stats_.connections_open = connections_.size();
-  if (shutdown_done_ || quiesced_) conn->close_after_flush("server shutting down");
+  if (shutdown_done_ || quiesced_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
 }
 
-void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, std::string_view reason) {
+void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::CloseReason& reason) {
+  // The connection's session has left its rooms already (its handler's on_close runs first).
   auto it = connections_.find(conn->id());
   if (it == connections_.end()) return;  // refused before it had a session
-  if (auto* session = static_cast<Session*>(conn->context.get())) session->on_close();
-  conn->context.reset();
   connections_.erase(it);
   if (limits_.max_connections) hub_.table().release_admission();
   stats_.connections_open = connections_.size();
   // Closes come at the rate clients connect: logged within a budget per reactor.
   static thread_local reactor::LogLimiter closes(20, std::chrono::seconds(1));
-  bool notable = reason.starts_with("slow consumer") || reason.starts_with("stream cannot");
+  bool notable = reason.code == reactor::CloseCode::kSlowConsumer || reason.code == reactor::CloseCode::kOutputLimit ||
+                 reason.code == reactor::CloseCode::kProtocol;
   reactor::LogLevel level = notable ? reactor::LogLevel::kInfo : reactor::LogLevel::kDebug;
   uint64_t left_out = 0;
   if (reactor::log_level() <= level && closes.allow(&left_out)) {
     reactor::log(level, "connection %llu closed: %s%s", static_cast<unsigned long long>(conn->id()),
-                 std::string(reason).c_str(), reactor::more_like_it(left_out).c_str());
+                 reason.text.c_str(), reactor::more_like_it(left_out).c_str());
   }
   maybe_finish_shutdown();
 }
@@ -106,14 +104,16 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
   if (shutdown_done_) return;
   shutdown_done_ = std::move(done);
   server_.stop_accepting();
-  for (auto& [id, conn] : connections_) conn->close_after_flush("server shutting down");
+  for (auto& [id, conn] : connections_) {
+    conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+  }
   shutdown_timer_ = reactor_.run_after(grace, [this] {
     shutdown_timer_ = 0;
     if (!connections_.empty()) {
       LOG_WARN("shutdown: %zu connection(s) still had output after the grace period; closing", connections_.size());
     }
     auto open = connections_;  // close() calls back into on_close (deferred), not into this loop
-    for (auto& [id, conn] : open) conn->close("server shutting down (grace period over)");
+    for (auto& [id, conn] : open) conn->close(reactor::CloseCode::kShutdown, "server shutting down (grace period over)");
   });
   maybe_finish_shutdown();
 }
@@ -145,16 +145,8 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
   std::optional<reactor::InetAddress> others_listen;
   if (per_shard) others_listen = servers_[0]->local_address();
   if (!options.redis_host.empty()) {
-    // Messages come back from Redis on shard 0 and go to their room's owner, which numbers nothing
-    // (Redis did) and sends them to the shards with members.
-    backplane_ = std::make_unique<Backplane>(main, options.redis_host, options.redis_port, [this](Backplane::Message m) {
-      size_t owner = table_.owner_of(m.room);
-      size_t cost = ShardTable::message_cost(m.room, m.user, m.text);
-      table_.run_on(
-          owner, 0, [hub = &table_.hub(owner), m = std::move(m)] { hub->owner_deliver(m.room, m.user, m.text, m.ts_ms, m.seq); },
-          cost);
-    });
-    table_.set_backplane(backplane_.get());
+    router_ = std::make_unique<RedisRouter>(table_, main, options.redis_host, options.redis_port);
+    table_.set_router(router_.get());
   }
   if (options.threads > 1) {
     // Each shard's server is built on its own thread (the owner rule) and destroyed there.
@@ -185,7 +177,7 @@ ChatService::~ChatService() {
 }
 
 void ChatService::start() {
-  if (backplane_) backplane_->start();
+  if (router_) router_->start();
   // Memory comes back after a burst: glibc keeps what the reactors' threads freed in their arenas
   // (a flood's queued messages, a slow consumer's output), and returns it only when asked. Asked
   // once a second, and only when there is a worthwhile amount free (mallinfo2 reads the bins).
@@ -195,15 +187,6 @@ void ChatService::start() {
   for (size_t k = 0; k < servers_.size(); ++k) {
     table_.run_on(k, 0, [server = servers_[k].get()] { server->start(); });  // each on its own thread
   }
-}
-
-std::string ChatService::backplane_stats() const {
-  if (!backplane_) return "";
-  const BackplaneStats& s = backplane_->stats();
-  return "redis=" + std::string(backplane_->state()) + " published=" + std::to_string(s.published) +
-         " received=" + std::to_string(s.received) + " local_only=" + std::to_string(s.local_only) +
-         " refused=" + std::to_string(s.refused) + " overflow=" + std::to_string(s.overflow) +
-         " waiting_bytes=" + std::to_string(backplane_->waiting_bytes()) + " outages=" + std::to_string(s.outages);
 }
 
 void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {

@@ -16,13 +16,13 @@
 
 #include "chat/hub.h"
 #include "chat/limits.h"
+#include "chat/routing.h"
+#include "chat/session.h"
 #include "chat/stats.h"
 #include "reactor/reactor_pool.h"
 #include "reactor/tcp_server.h"
 
 namespace chat {
-
-class Backplane;
 
 class ChatServer {
  public:
@@ -50,7 +50,7 @@ class ChatServer {
 
  private:
   void on_connection(const reactor::TcpConnectionPtr& conn);
-  void on_close(const reactor::TcpConnectionPtr& conn, std::string_view reason);
+  void on_close(const reactor::TcpConnectionPtr& conn, const reactor::CloseReason& reason);
   void maybe_finish_shutdown();
 
   reactor::Reactor& reactor_;
@@ -58,6 +58,7 @@ class ChatServer {
   Limits limits_;
   Stats stats_;
   Hub hub_;
+  SessionContext sessions_;
   reactor::TcpServer server_;
   std::unordered_map<uint64_t, reactor::TcpConnectionPtr> connections_;
   bool quiesced_ = false;
@@ -97,8 +98,8 @@ class ChatService {
   void stop_pool();
   // After stop_pool(): the sum of every shard's counters.
   Stats final_stats() const;
-  // The Redis backplane's counters, as a log line ("" without --redis). On `main`'s thread.
-  std::string backplane_stats() const;
+  // The router's state and counters as a log line ("" without --redis). On `main`'s thread.
+  std::string backplane_stats() const { return router_ ? router_->describe() : ""; }
 
   size_t threads() const { return servers_.size(); }
   const reactor::InetAddress& local_address() const { return servers_[0]->local_address(); }
@@ -114,7 +115,7 @@ class ChatService {
   std::vector<Stats> final_;
   std::unique_ptr<reactor::ReactorPool> pool_;
   size_t next_shard_ = 0;
-  std::unique_ptr<Backplane> backplane_;  // on `main`; destroyed first
+  std::unique_ptr<Router> router_;  // with --redis (on `main`); destroyed first
   reactor::TimerId trim_timer_ = 0;
 };
 

@@ -1,88 +1,108 @@
-// Session: one chat connection. It frames the bytes (codec per dialect), turns them into hub
-// operations, and takes the hub's events back to its connection. A connection starts in the
-// article's dialect, a member of the lobby (the article's server broadcasts to every connection,
-// including ones that never speak). If its first object is {"type":"hello","user":NAME} it leaves
-// the lobby and becomes native (JSON lines both ways); anything else confirms the article's dialect
-// (JSON objects in, "[user] text" lines out).
+// Session: one member's connection, whatever its front end: a codec (its wire protocol,
+// chat/codec.h) over a transport (how its bytes travel, chat/transport.h). The session is what the
+// two share: it asks the codec for frames and lets it turn each into requests; it carries those to
+// the hub (join, leave, publish) and keeps the member's rooms and name; it answers in request order
+// (a pong only after every earlier answer, also those from other shards); it takes the hub's
+// deliveries in its format to the transport, applying the output limits; and it stops reading
+// while the reactors are congested.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
-
-#include "chat/framing.h"
+#include "chat/codec.h"
 #include "chat/hub.h"
-#include "chat/json.h"
 #include "chat/limits.h"
-#include "chat/names.h"
+#include "chat/output_limit.h"
 #include "chat/stats.h"
-#include "reactor/reactor.h"
-#include "reactor/tcp_connection.h"
+#include "chat/transport.h"
+#include "reactor/buffer.h"
 
 namespace chat {
 
-class Session final : public Member, public std::enable_shared_from_this<Session> {
+// What every session of a shard shares (one per shard, owned by its server).
+struct SessionContext {
+  Hub& hub;
+  Stats& stats;
+  const Limits& limits;
+  OutputLimit output_limit;
+};
+
+class Session : public Member, public std::enable_shared_from_this<Session> {
  public:
-  Session(Hub& hub, Stats& stats, const Limits& limits, reactor::TcpConnection& conn);
+  // `transport` must outlive the session (a front end is usually both); `id` is the connection's,
+  // unique in the process.
+  Session(SessionContext& shard, Transport& transport, uint64_t id, std::unique_ptr<Codec> codec);
+  ~Session() override;
 
-  // Joins the lobby in the article's dialect, the default on connect.
+  // ---- Called by the front end (the transport's owner) ----
+  // The connection opened: the codec starts (the article's dialect joins the lobby).
   void start();
-  // Bytes arrived: handle every complete frame, keep the rest.
-  void on_input(reactor::Buffer& input);
-  // The peer half-closed: close once every request before has been answered.
-  void on_peer_closed();
+  // Bytes arrived: every complete frame is handled, the rest stays in `input`.
+  void input(reactor::Buffer& input);
+  // The peer will send no more: close once every request before has been answered.
+  void peer_closed();
   // The connection closed: leave every room, give the name back.
-  void on_close();
+  void closed();
 
-  uint64_t id() const override { return conn_.id(); }
-  Dialect dialect() const override { return state_ == State::kNative ? Dialect::kNative : Dialect::kArticle; }
+  // ---- Member (called by the hub) ----
+  uint64_t id() const override { return id_; }
+  FormatId format() const override { return format_; }
   const std::string& name() const override { return name_; }
-  void deliver(const EventPtr& event) override;
+  void deliver(const Delivery& delivery) override;
   void joined(const std::string& room, size_t count, const std::vector<std::string>* names) override;
 
- private:
-  enum class State : uint8_t { kUndecided, kArticle, kNative };
-
-  void frame_input(reactor::Buffer& input);
-  void handle_frame(std::string_view frame);
-  void handle_first(const Json& j, std::string_view frame);
-  void handle_article(const Json& j, std::string_view frame);
-  void handle_native(const Json& j);
-  void native_join(const std::string& room);
-  void native_leave(const std::string& room);
-  // The answer to a request, in request order: held back while an earlier pong waits (ping()).
-  void reply(const Json& j);
-  void queue_reply(reactor::SharedBytes bytes);
-  void ping(const Json& j);
-  // Sends `bytes` (null: closes the connection after its flush) once every earlier request has
-  // been answered, including answers from other shards; replies after it wait behind it.
+  // ---- Called by the codec ----
+  Hub& hub() { return shard_.hub; }
+  ShardTable& table() { return shard_.hub.table(); }
+  Stats& stats() { return shard_.stats; }
+  const Limits& limits() const { return shard_.limits; }
+  const std::vector<std::string>& rooms() const { return rooms_; }
+  bool in_room(const std::string& room) const { return shard_.hub.is_member(room, this); }
+  // Names the member (claimed by the codec through ShardTable::claim_name; given back at close).
+  // Only while in no room: the owners know a member by the name it joined with.
+  void set_name(std::string name);
+  // Joins `room`; with `want_reply`, the room's owner answers through Codec::joined.
+  HubError join(const std::string& room, bool want_reply);
+  HubError leave(const std::string& room);
+  void leave_all();
+  // Publishes `text` from `user` to `room` (the sender must be a member).
+  HubError publish(const std::string& room, std::string_view user, std::string_view text);
+  // The answer to a request, in request order: held back while an earlier pong waits.
+  void reply(reactor::SharedBytes bytes);
+  // Sends `bytes` once every earlier request has been answered, including answers from other
+  // shards (a pong); replies after it wait behind it.
   void after_earlier_answers(reactor::SharedBytes bytes);
+  // Closes the connection once what is queued has left.
+  void close_after_flush(reactor::CloseCode code, std::string_view text);
+
+ private:
+  void frame_input(reactor::Buffer& input);
+  void switch_codec(std::unique_ptr<Codec> next);
+  // Sends `bytes` (null: closes the connection after its flush).
   void emit(const reactor::SharedBytes& bytes);
-  // Notes that a request about `room` went to its owner shard, if that is another shard.
+  void send(const reactor::SharedBytes& bytes);
+  // Notes that a request about `room` is answered from another thread (ping waits for it).
   void touched(const std::string& room);
   void release_held();
-  void error(const char* code, const std::string& message);
-  void article_problem(const char* what, std::string_view frame);
-  void send_bytes(const reactor::SharedBytes& bytes);
   // Backpressure between reactors: stop reading until the table has room (ShardTable::congested).
   void wait_for_room();
   void resume_input();
 
-  Hub& hub_;
-  Stats& stats_;
-  const Limits& limits_;
-  reactor::TcpConnection& conn_;
-  State state_ = State::kUndecided;
+  SessionContext& shard_;
+  Transport& transport_;
+  std::unique_ptr<Codec> codec_;
+  uint64_t id_;
+  FormatId format_;
   bool lost_ = false;
   bool waiting_room_ = false;
   bool resumed_ = false;  // the first request after a wait for room is not held back again
-  uint32_t left_in_ = 0;  // bytes left in the input buffer by the last on_input (counted in already)
-  ObjectFramer object_framer_;
-  LineFramer line_framer_;
+  uint32_t left_in_ = 0;  // bytes left in the input buffer by the last input() (counted in already)
   std::string name_;
   std::vector<std::string> rooms_;
-  reactor::Clock::time_point over_soft_since_{};
+  OutputLimit::State output_state_;
   // A pong is sent once every request before its ping has been answered, including the answers that
   // come from other shards (a join's "joined", a message's own copy): remote_ has a bit for each
   // shard sent requests since the last ping, and the pong waits for a Hub::barrier over them. Direct
@@ -102,7 +122,6 @@ class Session final : public Member, public std::enable_shared_from_this<Session
   static constexpr size_t kMaxHeld = 4096;
   uint64_t remote_ = 0;  // bit k: shard k (at most 64 shards, see ShardTable)
   std::unique_ptr<HeldReplies> held_;
-
 };
 
 }  // namespace chat

@@ -8,8 +8,7 @@ Stats& Stats::operator+=(const Stats& o) {
   connections_accepted += o.connections_accepted;
   connections_open += o.connections_open;
   connections_refused += o.connections_refused;
-  article_sessions += o.article_sessions;
-  native_sessions += o.native_sessions;
+  for (size_t f = 0; f < kMaxFormats; ++f) sessions[f] += o.sessions[f];
   messages_in += o.messages_in;
   deliveries += o.deliveries;
   bytes_in += o.bytes_in;
@@ -25,15 +24,19 @@ Stats& Stats::operator+=(const Stats& o) {
 }
 
 std::string Stats::to_string() const {
+  // Sessions per format, by the formats' names: "(article=3 native=5)".
+  std::string formats;
+  for (size_t f = 0; f < Format::count(); ++f) {
+    formats += (f == 0 ? "" : " ") + Format::by_id(static_cast<FormatId>(f)).name() + "=" + std::to_string(sessions[f]);
+  }
   char line[1024];
   std::snprintf(
       line, sizeof line,
-      "connections open=%llu accepted=%llu refused=%llu (article=%llu native=%llu); messages in=%llu "
+      "connections open=%llu accepted=%llu refused=%llu (%s); messages in=%llu "
       "delivered=%llu; bytes in=%llu out=%llu; errors json=%llu utf8=%llu too_long=%llu request=%llu "
       "garbage=%llu; closed slow_consumer=%llu unsynced=%llu",
       (unsigned long long)connections_open, (unsigned long long)connections_accepted,
-      (unsigned long long)connections_refused, (unsigned long long)article_sessions,
-      (unsigned long long)native_sessions, (unsigned long long)messages_in,
+      (unsigned long long)connections_refused, formats.c_str(), (unsigned long long)messages_in,
       (unsigned long long)deliveries, (unsigned long long)bytes_in, (unsigned long long)bytes_out,
       (unsigned long long)errors_json, (unsigned long long)errors_utf8,
       (unsigned long long)errors_too_long, (unsigned long long)errors_request,

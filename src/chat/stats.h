@@ -1,8 +1,11 @@
 // The chat server's counters: one set per shard, summed for SIGUSR1 and at exit.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
+
+#include "chat/format.h"
 
 namespace chat {
 
@@ -10,8 +13,8 @@ struct Stats {
   uint64_t connections_accepted = 0;
   uint64_t connections_open = 0;
   uint64_t connections_refused = 0;  // over --max-connections, or not registrable
-  uint64_t article_sessions = 0;
-  uint64_t native_sessions = 0;
+  // Connections by the wire format they spoke (Format::id), each counted once, in its last format.
+  std::array<uint64_t, kMaxFormats> sessions{};
   uint64_t messages_in = 0;          // chat messages accepted for broadcast
   uint64_t deliveries = 0;           // message copies queued to members (by reference)
   uint64_t bytes_in = 0;

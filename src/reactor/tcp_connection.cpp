@@ -14,6 +14,27 @@ namespace {
 std::atomic<uint64_t> g_next_connection_id{0};
 }
 
+const char* to_string(CloseCode code) {
+  switch (code) {
+    case CloseCode::kPeerClosed: return "peer closed";
+    case CloseCode::kPeerReset: return "peer reset";
+    case CloseCode::kIoError: return "I/O error";
+    case CloseCode::kOutputLimit: return "output limit";
+    case CloseCode::kSlowConsumer: return "slow consumer";
+    case CloseCode::kProtocol: return "protocol error";
+    case CloseCode::kRefused: return "refused";
+    case CloseCode::kShutdown: return "shutdown";
+    case CloseCode::kLocal: return "closed locally";
+  }
+  return "?";
+}
+
+namespace {
+CloseCode code_of_errno(int err) {
+  return err == ECONNRESET || err == EPIPE ? CloseCode::kPeerReset : CloseCode::kIoError;
+}
+}  // namespace
+
 TcpConnectionPtr TcpConnection::create(Reactor& reactor, Handle socket,
                                        std::shared_ptr<const ConnectionCallbacks> callbacks,
                                        ConnectionOptions options) {
@@ -56,25 +77,31 @@ void TcpConnection::handle_read() {
   ++stats_.reads;
   if (n > 0) {
     stats_.bytes_in += static_cast<uint64_t>(n);
-    if (callbacks_->on_message) {
-      callbacks_->on_message(shared_from_this(), input_);
-    } else {
-      input_.clear();
-    }
+    deliver_input();
     input_.keep();
   } else if (n == 0) {
     // End of stream: the peer will send no more. It still gets what is queued for it.
     peer_eof_ = true;
-    if (callbacks_->on_peer_closed) {
-      update_interest();
+    update_interest();
+    if (handler_) {
+      handler_closes_ = handler_->on_peer_closed(*this);
+    } else if (callbacks_->on_peer_closed) {
+      handler_closes_ = true;
       callbacks_->on_peer_closed(shared_from_this());
-    } else if (output_.empty()) {
-      close("peer closed the connection");
-    } else {
-      update_interest();
     }
+    if (!handler_closes_ && output_.empty()) close(CloseCode::kPeerClosed, "peer closed the connection");
   } else if (errno != EAGAIN && errno != EINTR) {
-    close(describe_errno("read", errno));
+    close(code_of_errno(errno), describe_errno("read", errno));
+  }
+}
+
+void TcpConnection::deliver_input() {
+  if (handler_) {
+    handler_->on_message(*this, input_);  // released only in the deferred phase after a close
+  } else if (callbacks_->on_message) {
+    callbacks_->on_message(shared_from_this(), input_);
+  } else {
+    input_.clear();
   }
 }
 
@@ -100,8 +127,8 @@ bool TcpConnection::over_limit(size_t adding) {
   if (!options_.output_limit) return false;
   size_t after = output_.footprint() + adding + OutputQueue::kChunkOverhead;
   if (after <= options_.output_limit) return false;
-  close_soon("slow consumer: output limit exceeded (" + std::to_string(output_.bytes()) + " bytes in " +
-             std::to_string(output_.chunks()) + " chunks queued)");
+  close_soon(CloseCode::kOutputLimit, "slow consumer: output limit exceeded (" + std::to_string(output_.bytes()) +
+                                          " bytes in " + std::to_string(output_.chunks()) + " chunks queued)");
   return true;
 }
 
@@ -134,7 +161,7 @@ void TcpConnection::flush_output() {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) break;
       // Never close from inside the write path: the owner may be iterating over connections.
-      close_soon(describe_errno("sendmsg", errno));
+      close_soon(code_of_errno(errno), describe_errno("sendmsg", errno));
       return;
     }
     stats_.bytes_out += static_cast<uint64_t>(n);
@@ -151,8 +178,8 @@ void TcpConnection::flush_output() {
       linger();
       return;
     }
-    if (peer_eof_ && !callbacks_->on_peer_closed) {
-      close("peer closed the connection");
+    if (peer_eof_ && !handler_closes_) {
+      close(CloseCode::kPeerClosed, "peer closed the connection");
       return;
     }
     if (shutdown_requested_ && !write_shut_) {
@@ -172,9 +199,9 @@ void TcpConnection::shutdown() {
   }
 }
 
-void TcpConnection::close_after_flush(std::string_view reason) {
+void TcpConnection::close_after_flush(CloseCode code, std::string_view text) {
   if (!open() || close_when_drained_) return;
-  close_when_drained_ = std::make_unique<std::string>(reason);
+  close_when_drained_ = std::make_unique<CloseReason>(CloseReason{code, std::string(text)});
   shutdown_requested_ = true;  // refuse further sends
   pause_reading();
   if (output_.empty() && !flush_queued_) {
@@ -190,7 +217,7 @@ void TcpConnection::close_after_flush(std::string_view reason) {
 // nginx's lingering close does: send our FIN, read and drop whatever still comes, and close once
 // the peer closes too, or after kLingerTimeout.
 void TcpConnection::linger() {
-  if (peer_eof_) return close(*close_when_drained_);
+  if (peer_eof_) return close(close_when_drained_->code, close_when_drained_->text);
   lingering_ = true;
   closing_ = true;  // open() is false: no more sends, no more input for the owner
   ::shutdown(socket_.get(), SHUT_WR);
@@ -198,7 +225,9 @@ void TcpConnection::linger() {
   // Not cancelled at an earlier close: it then finds the connection closed (and holds its memory
   // until it fires, which costs less than a timer id in every connection).
   reactor_.run_after(kLingerTimeout, [weak = weak_from_this()] {
-    if (auto self = weak.lock(); self && self->open_) self->close(*self->close_when_drained_);
+    if (auto self = weak.lock(); self && self->open_) {
+      self->close(self->close_when_drained_->code, self->close_when_drained_->text);
+    }
   });
 }
 
@@ -209,7 +238,7 @@ void TcpConnection::linger_read() {
     if (n > 0) continue;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
-    return close(*close_when_drained_);  // the peer closed (or reset): done
+    return close(close_when_drained_->code, close_when_drained_->text);  // the peer closed (or reset): done
   }
 }
 
@@ -225,7 +254,7 @@ void TcpConnection::resume_reading() {
   if (!input_.empty()) {
     reactor_.defer([self = shared_from_this()] {
       if (!self->open() || !self->reading_ || self->input_.empty()) return;
-      if (self->callbacks_->on_message) self->callbacks_->on_message(self, self->input_);
+      self->deliver_input();
     });
   }
 }
@@ -238,13 +267,13 @@ void TcpConnection::update_interest() {
   reactor_.modify(socket_.get(), want);
 }
 
-void TcpConnection::close_soon(std::string_view reason) {
+void TcpConnection::close_soon(CloseCode code, std::string_view text) {
   if (!open_ || closing_) return;
   closing_ = true;
-  reactor_.defer([self = shared_from_this(), why = std::string(reason)] { self->close(why); });
+  reactor_.defer([self = shared_from_this(), code, why = std::string(text)] { self->close(code, why); });
 }
 
-void TcpConnection::close(std::string_view reason) {
+void TcpConnection::close(CloseCode code, std::string_view text) {
   if (!open_) return;
   open_ = false;
   closing_ = true;
@@ -253,8 +282,11 @@ void TcpConnection::close(std::string_view reason) {
   socket_.reset();
   output_.clear();
   input_.clear();
-  if (callbacks_->on_close) {
-    reactor_.defer([self, why = std::string(reason)] { self->callbacks_->on_close(self, why); });
+  if (handler_ || callbacks_->on_close) {
+    reactor_.defer([self, why = CloseReason{code, std::string(text)}] {
+      if (auto handler = std::move(self->handler_)) handler->on_close(*self, why);
+      if (self->callbacks_->on_close) self->callbacks_->on_close(self, why);
+    });
   }
 }
 

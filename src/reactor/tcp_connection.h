@@ -11,7 +11,7 @@
 // when that queue has emptied again. pause_reading()/resume_reading() let an owner push back on a peer.
 //
 // Closing: close() unregisters and closes the descriptor at once and drops queued output;
-// on_close runs later from the reactor's deferred phase, never re-entrantly. A peer that half-closes
+// on_close runs later from the reactor's deferred phase, never re-entrantly, with a typed reason. A peer that half-closes
 // (end of stream) gets what is still queued for it, then the connection closes. Reset (ECONNRESET)
 // and EPIPE close it with the reason; no signal is ever raised.
 #pragma once
@@ -34,11 +34,46 @@ using TcpConnectionPtr = std::shared_ptr<TcpConnection>;
 
 enum class SendResult { kQueued, kClosed, kOverLimit };
 
+// Why a connection closed: a code to act on (a log level, a counter) and a text for people. Nobody
+// matches the text.
+enum class CloseCode : uint8_t {
+  kPeerClosed,    // the peer closed its side (end of stream, also while we lingered)
+  kPeerReset,     // the peer reset the connection (ECONNRESET, EPIPE)
+  kIoError,       // another failing read or write
+  kOutputLimit,   // the connection's own hard output limit (ConnectionOptions::output_limit)
+  kSlowConsumer,  // its owner's output policy: the peer does not read fast enough
+  kProtocol,      // the peer broke the protocol past recovery
+  kRefused,       // over a limit when it arrived
+  kShutdown,      // the server is stopping
+  kLocal,         // its owner was done with it (a client exiting, a test)
+};
+const char* to_string(CloseCode code);
+
+struct CloseReason {
+  CloseCode code = CloseCode::kLocal;
+  std::string text;
+};
+
+// A connection's own handler, typed, owned by the connection: what the shared ConnectionCallbacks
+// cannot hold (per-connection state, a session). Called on the connection's reactor only.
+class ConnectionHandler {
+ public:
+  virtual ~ConnectionHandler() = default;
+  // Bytes arrived; consume what you used from `input`, leave a partial frame for later.
+  virtual void on_message(TcpConnection& conn, Buffer& input) = 0;
+  // The peer will send no more. False: the connection closes once its queued output has left.
+  // True: it stays open (not reading) until the handler closes it, so answers still being prepared
+  // elsewhere go first.
+  virtual bool on_peer_closed(TcpConnection& /*conn*/) { return false; }
+  // The connection closed (from the reactor's deferred phase); the handler is released after.
+  virtual void on_close(TcpConnection& /*conn*/, const CloseReason& /*reason*/) {}
+};
+
 // Shared by every connection of a server: one copy, not four std::functions per connection.
 struct ConnectionCallbacks {
   // Bytes arrived; consume what you used from `input`, leave a partial frame for later.
   std::function<void(const TcpConnectionPtr&, Buffer& input)> on_message;
-  std::function<void(const TcpConnectionPtr&, std::string_view reason)> on_close;
+  std::function<void(const TcpConnectionPtr&, const CloseReason& reason)> on_close;
   std::function<void(const TcpConnectionPtr&, size_t queued)> on_high_water;
   std::function<void(const TcpConnectionPtr&)> on_drain;  // the queue emptied after on_high_water
   // The peer will send no more (end of stream). Without this callback the connection closes itself
@@ -77,14 +112,14 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   // Half-close: shut down the write side once the queued output has left.
   void shutdown();
   // Close now, dropping queued output. Idempotent.
-  void close(std::string_view reason);
+  void close(CloseCode code, std::string_view text);
   // Close after the current dispatch (from the reactor's deferred phase). Sends are refused meanwhile.
-  void close_soon(std::string_view reason);
+  void close_soon(CloseCode code, std::string_view text);
   // Close once the queued output has left (a last error reply, a graceful stop). Reading stops and
   // sends are refused meanwhile; a peer that never reads is the caller's to time out (close()).
   // Then the close lingers (see linger()): our FIN goes out, what the peer still sends is read and
   // dropped, and the descriptor closes when the peer closes, at most kLingerTimeout later.
-  void close_after_flush(std::string_view reason);
+  void close_after_flush(CloseCode code, std::string_view text);
   static constexpr std::chrono::seconds kLingerTimeout{5};
 
   void pause_reading();
@@ -97,13 +132,16 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   int fd() const { return socket_.get(); }
   uint64_t id() const { return id_; }
   size_t queued_bytes() const { return output_.bytes(); }
+  size_t queued_chunks() const { return output_.chunks(); }
   // Queued bytes plus per-chunk bookkeeping: what the output limit and high-water mark measure.
   size_t queued_footprint() const { return output_.footprint(); }
   const ConnectionStats& stats() const { return stats_; }
   Reactor& reactor() { return reactor_; }
 
-  // Application state attached to the connection (a session, a codec).
-  std::shared_ptr<void> context;
+  // The connection's own handler (see ConnectionHandler); with one, on_message and on_peer_closed
+  // go to it instead of the shared callbacks, and its on_close runs before theirs.
+  void set_handler(std::shared_ptr<ConnectionHandler> handler) { handler_ = std::move(handler); }
+  ConnectionHandler* handler() const { return handler_.get(); }
 
  private:
   void flush_pending() override;
@@ -115,6 +153,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   void update_interest();
   void linger();
   void linger_read();
+  void deliver_input();
 
   Reactor& reactor_;
   Handle socket_;
@@ -123,7 +162,8 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   Buffer input_;
   OutputQueue output_;
   ConnectionStats stats_;
-  std::unique_ptr<std::string> close_when_drained_;  // reason, set by close_after_flush
+  std::shared_ptr<ConnectionHandler> handler_;
+  std::unique_ptr<CloseReason> close_when_drained_;  // set by close_after_flush
   uint64_t id_;
   bool open_ = false;
   bool closing_ = false;
@@ -135,6 +175,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   bool want_write_ = false;
   bool high_water_signalled_ = false;
   bool lingering_ = false;
+  bool handler_closes_ = false;  // the handler took charge of closing after the peer's end of stream
 };
 
 }  // namespace reactor

@@ -8,7 +8,7 @@ TcpServer::TcpServer(Reactor& reactor, ConnectionCallbacks callbacks, Connection
     : reactor_(reactor), stats_(std::make_shared<ServerStats>()), options_(connection_options) {
   // Count closes through the shared callbacks; the stats outlive the server if connections do.
   auto user_close = std::move(callbacks.on_close);
-  callbacks.on_close = [stats = stats_, user_close](const TcpConnectionPtr& c, std::string_view why) {
+  callbacks.on_close = [stats = stats_, user_close](const TcpConnectionPtr& c, const CloseReason& why) {
     --stats->open;
     if (user_close) user_close(c, why);
   };

@@ -20,6 +20,8 @@
 #include "test_util.h"
 
 using namespace std::chrono_literals;
+using reactor::CloseCode;
+using reactor::CloseReason;
 using reactor::Interest;
 using reactor::Reactor;
 using reactor::TcpConnection;
@@ -51,7 +53,7 @@ struct Recorder {
       received.append(in.view());
       in.clear();
     };
-    callbacks->on_close = [this](const TcpConnectionPtr&, std::string_view why) { closes.emplace_back(why); };
+    callbacks->on_close = [this](const TcpConnectionPtr&, const CloseReason& why) { closes.emplace_back(why.text); };
     callbacks->on_high_water = [this](const TcpConnectionPtr&, size_t) { ++high_water; };
     callbacks->on_drain = [this](const TcpConnectionPtr&) { ++drains; };
   }
@@ -152,7 +154,7 @@ TEST(TcpConnection, HalfCloseGetsTheRestOfTheEchoThenCloses) {
   auto [ours, peer] = testutil::make_socketpair();
   auto callbacks = std::make_shared<reactor::ConnectionCallbacks>(echo::echo_callbacks());
   bool closed = false;
-  callbacks->on_close = [&](const TcpConnectionPtr&, std::string_view) { closed = true; };
+  callbacks->on_close = [&](const TcpConnectionPtr&, const CloseReason&) { closed = true; };
   auto conn = TcpConnection::create(loop, std::move(ours), callbacks);
   conn->start();
   ASSERT_EQ(::write(peer.get(), "last words", 10), 10);
@@ -170,10 +172,10 @@ TEST(TcpConnection, CloseFromInsideOnMessageIsSafeAndOnCloseRunsLater) {
   auto callbacks = std::make_shared<reactor::ConnectionCallbacks>();
   std::vector<std::string> order;
   callbacks->on_message = [&](const TcpConnectionPtr& c, reactor::Buffer&) {
-    c->close("done");
+    c->close(CloseCode::kLocal, "done");
     order.push_back("after close");
   };
-  callbacks->on_close = [&](const TcpConnectionPtr&, std::string_view why) { order.push_back(std::string(why)); };
+  callbacks->on_close = [&](const TcpConnectionPtr&, const CloseReason& why) { order.push_back(why.text); };
   {
     auto conn = TcpConnection::create(loop, std::move(ours), callbacks);
     conn->start();
@@ -189,7 +191,11 @@ TEST(TcpServerAndConnector, EchoOverRealTcpAndResetIsReported) {
   Reactor loop;
   auto callbacks = echo::echo_callbacks();
   std::string reason;
-  callbacks.on_close = [&](const TcpConnectionPtr&, std::string_view why) { reason = why; };
+  CloseCode code = CloseCode::kLocal;
+  callbacks.on_close = [&](const TcpConnectionPtr&, const CloseReason& why) {
+    reason = why.text;
+    code = why.code;
+  };
   reactor::TcpServer server(loop, reactor::InetAddress::resolve("127.0.0.1", 0), callbacks);
   server.start();
   reactor::Handle client;
@@ -213,6 +219,7 @@ TEST(TcpServerAndConnector, EchoOverRealTcpAndResetIsReported) {
   client.reset();
   for (int i = 0; i < 20 && reason.empty(); ++i) loop.run_once(50);
   EXPECT_NE(reason.find("reset"), std::string::npos) << reason;
+  EXPECT_EQ(code, CloseCode::kPeerReset) << to_string(code);
   EXPECT_EQ(server.stats().open, 0u);
 }
 

@@ -1,0 +1,46 @@
+// Codec: one connection's wire protocol. It frames the bytes that arrive, turns each frame into
+// requests on its Session (join, leave, publish, reply, ...), and renders the session's own answers.
+// Room events are rendered by the codec's Format (chat/format.h), once per format, not per
+// connection. A session is a codec over a transport; the codec never sees the transport.
+//
+// Adding a dialect is adding a Format and a Codec: neither the hub nor the session changes.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "chat/format.h"
+#include "chat/framing.h"
+
+namespace chat {
+
+class Session;
+
+class Codec {
+ public:
+  virtual ~Codec() = default;
+
+  // The format this connection's room events are rendered in.
+  virtual const Format& format() const = 0;
+  // The connection opened (the article's dialect joins the lobby here).
+  virtual void start(Session& /*session*/) {}
+  // The next frame in `input` (a view of the connection's unread bytes; a FrameResult as the
+  // framers of chat/framing.h give it).
+  virtual FrameResult next_frame(std::string_view input) = 0;
+  // One complete frame. Returns the codec that handles the connection from the next frame on, if
+  // this frame hands it over (the TCP port decides its dialect on the first object); else null.
+  virtual std::unique_ptr<Codec> on_frame(Session& session, std::string_view frame) = 0;
+  // The framer skipped bytes (`status` kGarbage, `skipped` the bytes), discarded an overlong frame
+  // (kTooLong), or gave the stream up (kLost; the session then closes the connection).
+  virtual void on_bad_frame(Session& session, const FrameResult& result, std::string_view skipped) = 0;
+  // The answer to a join that asked for one (Session::join): `count` members, the names when the
+  // room is small enough for presence. Null: this dialect has no such answer.
+  virtual reactor::SharedBytes joined(const std::string& room, size_t count,
+                                      const std::vector<std::string>* names) = 0;
+  // The connection closed.
+  virtual void on_close(Session& /*session*/) {}
+};
+
+}  // namespace chat

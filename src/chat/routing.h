@@ -1,0 +1,83 @@
+// Routing: who puts a room's messages in order and numbers them. The hub calls one interface; two
+// implementations:
+//   LocalRouter  the room's owner shard numbers them (one process; the default).
+//   RedisRouter  Redis does (--redis): the owner hands each message to the backplane on shard 0,
+//                every node receives it back on its subscription, numbered, and the owner delivers
+//                it then. A room's channel is subscribed while the node has members there.
+// Either way the hub's rule holds: every member of a room sees its messages in one order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "reactor/reactor.h"
+
+namespace chat {
+
+class Backplane;
+class Hub;
+class ShardTable;
+
+class Router {
+ public:
+  virtual ~Router() = default;
+
+  // On the owner's thread: `room` got its first member in this process, or lost its last.
+  virtual void room_opened(Hub& owner, const std::string& room) = 0;
+  virtual void room_closed(Hub& owner, const std::string& room) = 0;
+  // On the owner's thread: runs `ready(from)` on shard `from` once a member who joins now receives
+  // everything published to `room` after, wherever it is published.
+  virtual void when_visible(Hub& owner, const std::string& room, std::function<void(size_t from)> ready) = 0;
+  // On the owner's thread: a message to order, number and deliver. It reaches the room through
+  // Hub::deliver_message on the owner, now or once numbered elsewhere. `next_seq` is the number
+  // the owner would give it (a floor for numbers made elsewhere).
+  virtual void route(Hub& owner, const std::string& room, const std::string& user, const std::string& text,
+                     uint64_t next_seq) = 0;
+  // On shard `shard`: runs `then` there once what `shard` handed to the router before has come
+  // back to the owners (a barrier's step through the router).
+  virtual void pass(size_t shard, std::function<void()> then) = 0;
+  // Whether what a member of `shard` asks of a room owned by `owner` is answered from another
+  // thread (then a later pong waits for it, Session::after_earlier_answers).
+  virtual bool answered_elsewhere(size_t owner, size_t shard) const = 0;
+
+  virtual void start() {}
+  // A log line of the router's state and counters ("" if it has none).
+  virtual std::string describe() const { return ""; }
+};
+
+class LocalRouter final : public Router {
+ public:
+  void room_opened(Hub&, const std::string&) override {}
+  void room_closed(Hub&, const std::string&) override {}
+  void when_visible(Hub& owner, const std::string& room, std::function<void(size_t)> ready) override;
+  void route(Hub& owner, const std::string& room, const std::string& user, const std::string& text,
+             uint64_t next_seq) override;
+  void pass(size_t, std::function<void()> then) override { then(); }
+  bool answered_elsewhere(size_t owner, size_t shard) const override { return owner != shard; }
+};
+
+// Owns the Backplane, on shard 0's reactor (`main`).
+class RedisRouter final : public Router {
+ public:
+  RedisRouter(ShardTable& table, reactor::Reactor& main, std::string host, uint16_t port);
+  ~RedisRouter() override;
+
+  void room_opened(Hub& owner, const std::string& room) override;
+  void room_closed(Hub& owner, const std::string& room) override;
+  void when_visible(Hub& owner, const std::string& room, std::function<void(size_t)> ready) override;
+  void route(Hub& owner, const std::string& room, const std::string& user, const std::string& text,
+             uint64_t next_seq) override;
+  void pass(size_t shard, std::function<void()> then) override;
+  bool answered_elsewhere(size_t, size_t) const override { return true; }  // through Redis, always
+  void start() override;
+  std::string describe() const override;
+
+ private:
+  ShardTable& table_;
+  std::unique_ptr<Backplane> backplane_;
+};
+
+}  // namespace chat

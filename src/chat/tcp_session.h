@@ -1,0 +1,40 @@
+// The TCP front end: a Session whose transport is a TcpConnection, and that connection's handler.
+// One object (one allocation) per connection: every byte here is paid by every idle member.
+// It starts with the article's codec; a hello as the first object hands it to the native one.
+#pragma once
+
+#include "chat/session.h"
+#include "chat/transport.h"
+#include "reactor/tcp_connection.h"
+
+namespace chat {
+
+// Transport is a base before Session, so it is built before Session's constructor takes it.
+class TcpSession final : public reactor::ConnectionHandler, public Transport, public Session {
+ public:
+  TcpSession(SessionContext& shard, reactor::TcpConnection& conn);
+
+  // reactor::ConnectionHandler
+  void on_message(reactor::TcpConnection&, reactor::Buffer& bytes) override { input(bytes); }
+  bool on_peer_closed(reactor::TcpConnection&) override {
+    peer_closed();
+    return true;  // the session closes once every earlier request is answered
+  }
+  void on_close(reactor::TcpConnection&, const reactor::CloseReason&) override { closed(); }
+
+  // Transport
+  bool open() const override { return conn_.open(); }
+  reactor::SendResult send(const reactor::SharedBytes& bytes) override { return conn_.send(bytes); }
+  QueuedOutput queued() const override { return {conn_.queued_bytes(), conn_.queued_chunks()}; }
+  void pause_reading() override { conn_.pause_reading(); }
+  void resume_reading() override { conn_.resume_reading(); }
+  void close_soon(reactor::CloseCode code, std::string_view text) override { conn_.close_soon(code, text); }
+  void close_after_flush(reactor::CloseCode code, std::string_view text) override {
+    conn_.close_after_flush(code, text);
+  }
+
+ private:
+  reactor::TcpConnection& conn_;
+};
+
+}  // namespace chat
