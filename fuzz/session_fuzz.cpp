@@ -16,6 +16,7 @@
 #include "chat/names.h"
 #include "chat/stats.h"
 #include "chat/session.h"
+#include "chat/tcp_session.h"
 #include "reactor/log.h"
 #include "reactor/reactor.h"
 #include "reactor/tcp_connection.h"
@@ -59,16 +60,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   chat::Hub hub(table, 0);
   table.attach(0, loop, hub);
 
+  chat::SessionContext shard{hub, stats, limits,
+                             chat::OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)};
+
   Peer listener = make_peer(loop);
-  chat::Session watcher(hub, stats, limits, *listener.conn);
-  watcher.start();
+  auto watcher = std::make_shared<chat::TcpSession>(shard, *listener.conn);
+  watcher->start();
   reactor::Buffer hello;
   hello.append("{\"user\":\"w\",\"text\":\"in the lobby\"}");
-  watcher.on_input(hello);
+  watcher->input(hello);
 
   Peer client = make_peer(loop);
-  chat::Session session(hub, stats, limits, *client.conn);
-  session.start();
+  auto session = std::make_shared<chat::TcpSession>(shard, *client.conn);
+  session->start();
   std::string_view data(reinterpret_cast<const char*>(bytes + 1), size - 1);
   reactor::Buffer input;
   size_t off = 0, step = 1;
@@ -77,15 +81,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
     input.append(data.substr(off, n));
     off += n;
     step = step * 3 % 61 + 1;
-    session.on_input(input);
+    session->input(input);
     loop.run_once(0);
     drain(client.other_end.get());
     drain(listener.other_end.get());
   }
-  session.on_close();
-  watcher.on_close();
-  client.conn->close("done");
-  listener.conn->close("done");
+  session->closed();
+  watcher->closed();
+  client.conn->close(reactor::CloseCode::kLocal, "done");
+  listener.conn->close(reactor::CloseCode::kLocal, "done");
   loop.run_once(0);
   return 0;
 }
