@@ -21,7 +21,8 @@ inline constexpr size_t kMaxFormats = 8;
 class Format {
  public:
   // Registers the format; throws std::length_error past kMaxFormats. Construct each format once,
-  // as a function-local static, before the reactors' threads start.
+  // as a function-local static (registration takes a mutex, so any thread may be first; the
+  // chat server registers its formats in a fixed order when it starts).
   explicit Format(std::string name);
   virtual ~Format() = default;
   Format(const Format&) = delete;

@@ -81,8 +81,7 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::
   stats_.connections_open = connections_.size();
   // Closes come at the rate clients connect: logged within a budget per reactor.
   static thread_local reactor::LogLimiter closes(20, std::chrono::seconds(1));
-  bool notable = reason.code == reactor::CloseCode::kSlowConsumer || reason.code == reactor::CloseCode::kOutputLimit ||
-                 reason.code == reactor::CloseCode::kProtocol;
+  bool notable = reason.code == reactor::CloseCode::kSlowConsumer || reason.code == reactor::CloseCode::kProtocol;
   reactor::LogLevel level = notable ? reactor::LogLevel::kInfo : reactor::LogLevel::kDebug;
   uint64_t left_out = 0;
   if (reactor::log_level() <= level && closes.allow(&left_out)) {

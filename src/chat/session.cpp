@@ -1,6 +1,7 @@
 #include "chat/session.h"
 
 #include <algorithm>
+#include <cassert>
 #include <utility>
 
 #include "reactor/log.h"
@@ -65,6 +66,7 @@ void Session::frame_input(reactor::Buffer& input) {
 
 void Session::switch_codec(std::unique_ptr<Codec> next) {
   // Only between rooms: the owners count members per format, as they joined.
+  assert(rooms_.empty());
   --stats().sessions[format_];
   codec_ = std::move(next);
   format_ = codec_->format().id();

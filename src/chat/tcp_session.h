@@ -1,5 +1,6 @@
-// The TCP front end: a Session whose transport is a TcpConnection, and that connection's handler.
-// One object (one allocation) per connection: every byte here is paid by every idle member.
+// The TCP front end: a Session whose transport is a TcpConnection, and that connection's handler,
+// in one object (the codec is the only other allocation of a session): every byte here is paid
+// by every idle member.
 // It starts with the article's codec; a hello as the first object hands it to the native one.
 #pragma once
 
@@ -9,7 +10,8 @@
 
 namespace chat {
 
-// Transport is a base before Session, so it is built before Session's constructor takes it.
+// Session's constructor only keeps the reference to the Transport base: it must not call it (the
+// overrides and conn_ are not in place until TcpSession's own constructor has run).
 class TcpSession final : public reactor::ConnectionHandler, public Transport, public Session {
  public:
   TcpSession(SessionContext& shard, reactor::TcpConnection& conn);
@@ -23,7 +25,7 @@ class TcpSession final : public reactor::ConnectionHandler, public Transport, pu
   void on_close(reactor::TcpConnection&, const reactor::CloseReason&) override { closed(); }
 
   // Transport
-  bool open() const override { return conn_.open(); }
+  bool open() const override { return conn_.accepts_output(); }
   reactor::SendResult send(const reactor::SharedBytes& bytes) override { return conn_.send(bytes); }
   QueuedOutput queued() const override { return {conn_.queued_bytes(), conn_.queued_chunks()}; }
   void pause_reading() override { conn_.pause_reading(); }

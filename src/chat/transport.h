@@ -22,7 +22,8 @@ class Transport {
  public:
   virtual ~Transport() = default;
 
-  // False once closing: sends are refused then.
+  // Takes sends: false once closing, also while a close after the flush waits for the queue to
+  // leave (what is queued goes; nothing more is added, and no output limit is applied).
   virtual bool open() const = 0;
   // Queues `bytes` (by reference) for the peer; written at the end of the reactor's iteration.
   virtual reactor::SendResult send(const reactor::SharedBytes& bytes) = 0;

@@ -85,7 +85,9 @@ struct ConnectionCallbacks {
 // Both limits measure the queue's footprint: bytes plus OutputQueue::kChunkOverhead per chunk.
 struct ConnectionOptions {
   size_t high_water_mark = 1 << 20;  // on_high_water when queued output reaches this
-  size_t output_limit = 0;           // hard limit on queued output; 0: none
+  // Hard limit on queued output; 0: none. A backstop for simple servers; the chat front ends leave
+  // it off and apply chat::OutputLimit, one policy for every transport.
+  size_t output_limit = 0;
 };
 
 struct ConnectionStats {
@@ -129,6 +131,8 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   void resume_reading();
 
   bool open() const { return open_ && !closing_; }
+  // Open and taking sends: false also once close_after_flush() or shutdown() was asked for.
+  bool accepts_output() const { return open() && !shutdown_requested_; }
   int fd() const { return socket_.get(); }
   uint64_t id() const { return id_; }
   size_t queued_bytes() const { return output_.bytes(); }

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -164,6 +165,29 @@ TEST(TcpConnection, HalfCloseGetsTheRestOfTheEchoThenCloses) {
   EXPECT_EQ(read_available(peer.get()), "last words");
   char c;
   EXPECT_EQ(::read(peer.get(), &c, 1), 0) << "end of stream after the echo";
+}
+
+// Once a close after the flush is asked for, the connection takes no more output (what is
+// queued still leaves): owners that check accepts_output() before applying their own limits do
+// not cut a draining connection short.
+TEST(TcpConnection, AConnectionClosingAfterItsFlushTakesNoMoreOutputButSendsWhatIsQueued) {
+  Reactor loop;
+  auto [ours, peer] = testutil::make_socketpair();
+  auto callbacks = std::make_shared<reactor::ConnectionCallbacks>();
+  std::optional<CloseReason> closed;
+  callbacks->on_close = [&](const TcpConnectionPtr&, const CloseReason& why) { closed = why; };
+  auto conn = TcpConnection::create(loop, std::move(ours), callbacks);
+  conn->start();
+  EXPECT_TRUE(conn->accepts_output());
+  ASSERT_EQ(conn->send("goodbye"), reactor::SendResult::kQueued);
+  conn->close_after_flush(CloseCode::kShutdown, "stopping");
+  EXPECT_FALSE(conn->accepts_output());
+  EXPECT_EQ(conn->send("more"), reactor::SendResult::kClosed);
+  ::shutdown(peer.get(), SHUT_WR);  // the peer closes too: the lingering close ends at once
+  for (int i = 0; i < 10 && !closed; ++i) loop.run_once(100);
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(closed->code, CloseCode::kShutdown);
+  EXPECT_EQ(read_available(peer.get()), "goodbye");
 }
 
 TEST(TcpConnection, CloseFromInsideOnMessageIsSafeAndOnCloseRunsLater) {
