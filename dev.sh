@@ -9,7 +9,8 @@ cd "$(dirname "$0")"
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES=(cmake ninja-build g++ make pkg-config libgtest-dev libcli11-dev nlohmann-json3-dev libhiredis-dev python3 procps
-          clang libclang-rt-14-dev iproute2 redis-server nats-server node-llhttp)
+          clang libclang-rt-14-dev iproute2 redis-server nats-server node-llhttp
+          libwslay-dev libssl-dev)
 
 deps() {
   local missing=()

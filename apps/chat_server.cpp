@@ -53,6 +53,10 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
                 // ("connected", or why not and that this node serves its own members meanwhile).
                 options.redis_host.empty() ? ""
                     : (options.redis_host + ":" + std::to_string(options.redis_port) + " connecting").c_str());
+    if (service.serves_http()) {
+      std::printf("chat-server: http listening on %s (the chat page: http://%s/)\n",
+                  service.http_address().to_string().c_str(), service.http_address().to_string().c_str());
+    }
     std::fflush(stdout);
     loop.run();
     service.stop_pool();
@@ -80,6 +84,11 @@ int main(int argc, char** argv) {
   std::string accept = "handoff";
   bool reuse_port = false;
   std::string redis_url;
+  uint16_t http_port = 8080;
+  bool no_http = false;
+  std::string web_root;
+  std::vector<std::string> allowed_origins;
+  size_t http_timeout_ms = 10000;
   cli.add_option("--host", host, "Address to listen on")->capture_default_str();
   cli.add_option("--port", port, "Port to listen on (0: any free port)")->capture_default_str();
   cli.add_option("--backend", backend, "Event demultiplexer: epoll, poll or select (default: best available)")
@@ -124,6 +133,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{1}, size_t{64}));
   cli.add_flag("--reuse-port", reuse_port,
                "Listen with SO_REUSEPORT, so that several chat-server processes share the port (as --workers does)");
+  cli.add_option("--http-port", http_port,
+                 "Port for HTTP: the chat page at /, /healthz, and WebSocket members at /ws (0: any free port)")
+      ->capture_default_str();
+  cli.add_flag("--no-http", no_http, "Serve no HTTP and no WebSocket (only the TCP dialects)");
+  cli.add_option("--web-root", web_root,
+                 "Serve the page's files from this directory instead of the copy built into the binary");
+  cli.add_option("--allowed-origin", allowed_origins,
+                 "Origins allowed to open /ws, e.g. https://chat.example.org (repeatable; default: any)");
+  cli.add_option("--http-timeout-ms", http_timeout_ms,
+                 "How long an HTTP request may take to arrive whole, from the connection or the previous answer")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{100}, size_t{3600000}));
   cli.add_flag("--verbose", verbose, "Log every connection's close");
   if (auto status = app::parse(cli, argc, argv)) return *status;
   if (limits.output_soft > limits.output_hard) {
@@ -153,6 +174,11 @@ int main(int argc, char** argv) {
     }
   }
   options.reuse_port = reuse_port;
+  options.http = !no_http;
+  options.http_port = http_port;
+  options.web.web_root = web_root;
+  options.web.allowed_origins = allowed_origins;
+  options.web.request_timeout = std::chrono::milliseconds(http_timeout_ms);
   options.listener_per_shard = accept == "reuseport";
   if (workers > 1) {
     if (redis_url.empty()) {

@@ -88,7 +88,7 @@ def measure_scale(ctx, members, workers, rate, duration):
     redis = server = None
     try:
         redis = _start_redis(ctx)
-        cmd = [str(chat), "--host", "127.0.0.1", "--port", "0", "--workers", str(workers), "--threads", "1",
+        cmd = [str(chat), "--host", "127.0.0.1", "--port", "0", "--no-http", "--workers", str(workers), "--threads", "1",
                "--redis", f"redis://127.0.0.1:{redis.port}", "--presence-max-members", "100"]
         server = ctx.procs.start("chat-workers", cmd, ready="line", timeout=30)
         if not _wait_listeners(server.port, workers, 30):
@@ -148,7 +148,8 @@ PER_REACTOR = re.compile(r"per reactor open=([\d,]+)")
 
 
 def _accept_once(ctx, mode, members, rate, duration):
-    cmd = [str(ctx.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0", "--threads", "2", "--accept", mode]
+    cmd = [str(ctx.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0", "--no-http", "--threads", "2",
+           "--accept", mode]
     ctx.wait_quiet()
     server = ctx.procs.start(f"chat-{mode}", cmd, ready="line", timeout=20)
     try:

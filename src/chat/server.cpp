@@ -5,6 +5,7 @@
 #include "chat/codecs/article.h"
 #include "chat/codecs/native.h"
 #include "chat/tcp_session.h"
+#include "chat/ws_session.h"
 #include "reactor/log.h"
 
 namespace chat {
@@ -12,7 +13,7 @@ namespace chat {
 // ---- ChatServer -------------------------------------------------------------------------------
 
 ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits,
-                       std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options)
+                       std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options, Web web)
     : reactor_(reactor),
       limits_(limits),
       hub_(table, shard),
@@ -32,9 +33,31 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
   table.attach(shard, reactor, hub_);
   if (listen_on) server_.listen(*listen_on, listen_options);
   server_.set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_connection(conn); });
+  if (web.options != nullptr) {
+    web_ = std::make_unique<WebContext>(WebContext{sessions_, *web.files, *web.options, draining_});
+    reactor::ConnectionCallbacks cb;
+    cb.on_close = [this, alive = std::weak_ptr<int>(alive_)](const reactor::TcpConnectionPtr& conn,
+                                                             const reactor::CloseReason& reason) {
+      if (!alive.expired()) on_close(conn, reason);
+    };
+    http_server_ = std::make_unique<reactor::TcpServer>(reactor, std::move(cb));
+    if (web.listen_on) http_server_->listen(*web.listen_on, reactor::ListenOptions{.reuse_port = listen_options.reuse_port});
+    http_server_->set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_http_connection(conn); });
+    // WebSocket keep-alive: one sweep per shard, not a timer per member (every byte of a member
+    // is paid 10,000 times).
+    auto interval = web.options->ws_ping_interval;
+    auto timeout = web.options->ws_pong_timeout;
+    keepalive_timer_ = reactor_.run_every(std::max(interval / 4, std::chrono::milliseconds(100)), [this, interval, timeout] {
+      auto now = reactor::Clock::now();
+      for (auto& [id, conn] : connections_) {
+        if (auto* ws = dynamic_cast<WsSession*>(conn->handler())) ws->keep_alive(now, interval, timeout);
+      }
+    });
+  }
 }
 
 ChatServer::~ChatServer() {
+  if (keepalive_timer_) reactor_.cancel(keepalive_timer_);
   // Close what is still open. The loops have stopped: nothing is told to the other shards.
   auto open = std::move(connections_);
   for (auto& [id, conn] : open) {
@@ -43,15 +66,39 @@ ChatServer::~ChatServer() {
   }
 }
 
-void ChatServer::start() { server_.start(); }
+void ChatServer::start() {
+  server_.start();
+  if (http_server_) http_server_->start();
+}
 
 Stats ChatServer::stats() const {
   Stats s = stats_;
   s.connections_refused += server_.stats().rejected;
+  if (http_server_) s.connections_refused += http_server_->stats().rejected;
   return s;
 }
 
 void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
+  if (!admit(conn)) return;
+  auto session = std::make_shared<TcpSession>(sessions_, *conn);
+  conn->set_handler(session);
+  session->start();
+  connections_.emplace(conn->id(), conn);
+  stats_.connections_open = connections_.size();
+  if (shutdown_done_ || quiesced_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+}
+
+void ChatServer::on_http_connection(const reactor::TcpConnectionPtr& conn) {
+  if (!admit(conn)) return;
+  auto session = std::make_shared<HttpSession>(*web_, *conn);
+  conn->set_handler(session);
+  session->start();
+  connections_.emplace(conn->id(), conn);
+  stats_.connections_open = connections_.size();
+  if (shutdown_done_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+}
+
+bool ChatServer::admit(const reactor::TcpConnectionPtr& conn) {
   ++stats_.connections_accepted;
   if (limits_.max_connections && !hub_.table().admit(limits_.max_connections)) {
     ++stats_.connections_refused;
@@ -62,14 +109,9 @@ void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
                static_cast<unsigned long long>(conn->id()), limits_.max_connections, reactor::more_like_it(left_out).c_str());
     }
     conn->close(reactor::CloseCode::kRefused, "over the connection limit");
-    return;
+    return false;
   }
-  auto session = std::make_shared<TcpSession>(sessions_, *conn);
-  conn->set_handler(session);
-  session->start();
-  connections_.emplace(conn->id(), conn);
-  stats_.connections_open = connections_.size();
-  if (shutdown_done_ || quiesced_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+  return true;
 }
 
 void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::CloseReason& reason) {
@@ -94,17 +136,26 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::
 void ChatServer::quiesce() {
   if (quiesced_) return;
   quiesced_ = true;
+  draining_ = true;
   server_.stop_accepting();
   hub_.drop_paused();  // sessions waiting for room never resume reading
-  for (auto& [id, conn] : connections_) conn->pause_reading();
+  // Members stop reading; plain HTTP connections go on, so that /healthz can say 503 meanwhile.
+  for (auto& [id, conn] : connections_) {
+    if (dynamic_cast<HttpSession*>(conn->handler()) == nullptr) conn->pause_reading();
+  }
 }
 
 void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {
   if (shutdown_done_) return;
   shutdown_done_ = std::move(done);
   server_.stop_accepting();
+  if (http_server_) http_server_->stop_accepting();
   for (auto& [id, conn] : connections_) {
-    conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+    if (auto* ws = dynamic_cast<WsSession*>(conn->handler())) {
+      ws->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");  // with a close frame (1001)
+    } else {
+      conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+    }
   }
   shutdown_timer_ = reactor_.run_after(grace, [this] {
     shutdown_timer_ = 0;
@@ -139,7 +190,15 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
   reactors_[0] = &main;
   bool per_shard = options.listener_per_shard && options.threads > 1;
   reactor::ListenOptions listen_options{.reuse_port = options.reuse_port || per_shard};
-  servers_[0] = std::make_unique<ChatServer>(main, table_, 0, limits_, address, listen_options);
+  ChatServer::Web web0;
+  if (options.http) {
+    files_ = std::make_unique<http::StaticFiles>(options.web.web_root.empty()
+                                                     ? http::StaticFiles::embedded()
+                                                     : http::StaticFiles::directory(options.web.web_root));
+    web_options_ = options.web;
+    web0 = {&web_options_, files_.get(), reactor::InetAddress::resolve(address.host(), options.http_port)};
+  }
+  servers_[0] = std::make_unique<ChatServer>(main, table_, 0, limits_, address, listen_options, web0);
   // With a listener per shard, the others bind the port shard 0 got (it may have been 0).
   std::optional<reactor::InetAddress> others_listen;
   if (per_shard) others_listen = servers_[0]->local_address();
@@ -151,14 +210,26 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
     // Each shard's server is built on its own thread (the owner rule) and destroyed there.
     pool_ = std::make_unique<reactor::ReactorPool>(
         options.threads - 1, options.backend,
-        [this, others_listen, listen_options](reactor::Reactor& r, size_t i) {
+        [this, others_listen, listen_options, http = options.http](reactor::Reactor& r, size_t i) {
           reactors_[i + 1] = &r;
-          servers_[i + 1] = std::make_unique<ChatServer>(r, table_, i + 1, limits_, others_listen, listen_options);
+          ChatServer::Web web;  // HTTP connections arrive from shard 0's listener
+          if (http) web = {&web_options_, files_.get(), std::nullopt};
+          servers_[i + 1] =
+              std::make_unique<ChatServer>(r, table_, i + 1, limits_, others_listen, listen_options, web);
         },
         [this](reactor::Reactor&, size_t i) {
           final_[i + 1] = servers_[i + 1]->stats();
           servers_[i + 1].reset();
         });
+    // HTTP connections (and the WebSocket members they become) are handed out round-robin.
+    servers_[0]->set_http_accept_hook([this](reactor::Handle& socket, const reactor::InetAddress& peer) {
+      size_t k = next_http_shard_++ % servers_.size();
+      if (k == 0) return false;
+      reactors_[k]->post([server = servers_[k].get(), fd = socket.release(), peer] {
+        server->adopt_http(reactor::Handle(fd), peer);
+      });
+      return true;
+    });
     if (!per_shard) servers_[0]->set_accept_hook([this](reactor::Handle& socket, const reactor::InetAddress& peer) {
       size_t k = next_shard_++ % servers_.size();
       if (k == 0) return false;  // this shard keeps it

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "chat/http_session.h"
 #include "chat/hub.h"
 #include "chat/limits.h"
 #include "chat/routing.h"
@@ -24,15 +25,34 @@
 
 namespace chat {
 
+// A shard's HTTP side (ChatServer): none when `options` is null.
+struct ShardWeb {
+  const WebOptions* options = nullptr;
+  const http::StaticFiles* files = nullptr;
+  std::optional<reactor::InetAddress> listen_on;
+};
+
 class ChatServer {
  public:
-  // With `listen_on`, the shard listens; without, sockets arrive through adopt().
+  using Web = ShardWeb;
+  // With `listen_on`, the shard listens; without, sockets arrive through adopt(). With `web`, the
+  // shard serves HTTP and WebSocket too: listening on `web.listen_on` if given, else adopting.
   ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits,
-             std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options = {});
+             std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options = {},
+             ShardWeb web = ShardWeb());
   ~ChatServer();
 
   void start();
   void adopt(reactor::Handle socket, const reactor::InetAddress& peer) { server_.adopt(std::move(socket), peer); }
+  void adopt_http(reactor::Handle socket, const reactor::InetAddress& peer) {
+    if (http_server_) http_server_->adopt(std::move(socket), peer);
+  }
+  void set_http_accept_hook(std::function<bool(reactor::Handle&, const reactor::InetAddress&)> hook) {
+    if (http_server_) http_server_->set_accept_hook(std::move(hook));
+  }
+  // The HTTP listener's address (only on a shard that listens for HTTP).
+  const reactor::InetAddress& http_address() const { return http_server_->local_address(); }
+  bool serves_http() const { return http_server_ != nullptr; }
   void set_accept_hook(std::function<bool(reactor::Handle&, const reactor::InetAddress&)> hook) {
     server_.set_accept_hook(std::move(hook));
   }
@@ -50,6 +70,8 @@ class ChatServer {
 
  private:
   void on_connection(const reactor::TcpConnectionPtr& conn);
+  void on_http_connection(const reactor::TcpConnectionPtr& conn);
+  bool admit(const reactor::TcpConnectionPtr& conn);
   void on_close(const reactor::TcpConnectionPtr& conn, const reactor::CloseReason& reason);
   void maybe_finish_shutdown();
 
@@ -59,11 +81,15 @@ class ChatServer {
   Stats stats_;
   Hub hub_;
   SessionContext sessions_;
+  bool draining_ = false;  // quiesced: /healthz says 503
+  std::unique_ptr<WebContext> web_;
   reactor::TcpServer server_;
+  std::unique_ptr<reactor::TcpServer> http_server_;
   std::unordered_map<uint64_t, reactor::TcpConnectionPtr> connections_;
   bool quiesced_ = false;
   std::function<void()> shutdown_done_;
   reactor::TimerId shutdown_timer_ = 0;
+  reactor::TimerId keepalive_timer_ = 0;
 };
 
 struct ServiceOptions {
@@ -75,6 +101,9 @@ struct ServiceOptions {
   bool listener_per_shard = false;
   std::string redis_host;   // "": no backplane, a stand-alone node
   uint16_t redis_port = 6379;
+  bool http = false;        // serve HTTP and WebSocket on http_port (same host)
+  uint16_t http_port = 8080;
+  WebOptions web;
 };
 
 class ChatService {
@@ -103,6 +132,8 @@ class ChatService {
 
   size_t threads() const { return servers_.size(); }
   const reactor::InetAddress& local_address() const { return servers_[0]->local_address(); }
+  bool serves_http() const { return servers_[0]->serves_http(); }
+  const reactor::InetAddress& http_address() const { return servers_[0]->http_address(); }
 
  private:
   static constexpr size_t kTrimAbove = 4 << 20;  // free bytes in malloc's arenas worth giving back
@@ -115,6 +146,9 @@ class ChatService {
   std::vector<Stats> final_;
   std::unique_ptr<reactor::ReactorPool> pool_;
   size_t next_shard_ = 0;
+  size_t next_http_shard_ = 0;
+  std::unique_ptr<http::StaticFiles> files_;
+  WebOptions web_options_;
   std::unique_ptr<Router> router_;  // with --redis (on `main`); destroyed first
   reactor::TimerId trim_timer_ = 0;
 };

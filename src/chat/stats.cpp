@@ -20,6 +20,10 @@ Stats& Stats::operator+=(const Stats& o) {
   errors_garbage += o.errors_garbage;
   slow_consumer_closes += o.slow_consumer_closes;
   unsynced_closes += o.unsynced_closes;
+  http_requests += o.http_requests;
+  http_errors += o.http_errors;
+  http_timeouts += o.http_timeouts;
+  ws_upgrades += o.ws_upgrades;
   return *this;
 }
 
@@ -34,14 +38,16 @@ std::string Stats::to_string() const {
       line, sizeof line,
       "connections open=%llu accepted=%llu refused=%llu (%s); messages in=%llu "
       "delivered=%llu; bytes in=%llu out=%llu; errors json=%llu utf8=%llu too_long=%llu request=%llu "
-      "garbage=%llu; closed slow_consumer=%llu unsynced=%llu",
+      "garbage=%llu; closed slow_consumer=%llu unsynced=%llu; http requests=%llu errors=%llu timeouts=%llu "
+      "websocket=%llu",
       (unsigned long long)connections_open, (unsigned long long)connections_accepted,
       (unsigned long long)connections_refused, formats.c_str(), (unsigned long long)messages_in,
       (unsigned long long)deliveries, (unsigned long long)bytes_in, (unsigned long long)bytes_out,
       (unsigned long long)errors_json, (unsigned long long)errors_utf8,
       (unsigned long long)errors_too_long, (unsigned long long)errors_request,
       (unsigned long long)errors_garbage, (unsigned long long)slow_consumer_closes,
-      (unsigned long long)unsynced_closes);
+      (unsigned long long)unsynced_closes, (unsigned long long)http_requests, (unsigned long long)http_errors,
+      (unsigned long long)http_timeouts, (unsigned long long)ws_upgrades);
   return line;
 }
 

@@ -26,6 +26,10 @@ struct Stats {
   uint64_t errors_garbage = 0;       // bytes outside any object (article dialect)
   uint64_t slow_consumer_closes = 0;
   uint64_t unsynced_closes = 0;      // streams that could not be resynchronised
+  uint64_t http_requests = 0;        // HTTP requests answered (--http-port)
+  uint64_t http_errors = 0;          // of those, and unparsable ones: answered 4xx/5xx
+  uint64_t http_timeouts = 0;        // connections closed for a request not complete in time
+  uint64_t ws_upgrades = 0;          // WebSocket handshakes accepted
 
   std::string to_string() const;
   Stats& operator+=(const Stats& o);

@@ -19,7 +19,8 @@ using testproc::LineClient;
 using testproc::Process;
 
 inline std::vector<std::string> chat_args(std::vector<std::string> extra = {}, std::string port = "0") {
-  std::vector<std::string> args{CHAT_SERVER_BIN, "--port", port};
+  // HTTP on a free port too: the default (8080) would be shared by tests running side by side.
+  std::vector<std::string> args{CHAT_SERVER_BIN, "--port", port, "--http-port", "0"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }

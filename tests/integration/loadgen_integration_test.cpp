@@ -47,7 +47,7 @@ TEST(Loadgen, EchoRoundTripsAgainstTheReactorServer) {
 
 TEST(Loadgen, ChatFanOutIsLosslessInBothDialects) {
   for (std::string dialect : {"native", "article"}) {
-    Server server({CHAT_SERVER_BIN, "--port", "0"});
+    Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http"});
     int status;
     json r = run_loadgen({"--mode", "chat", "--dialect", dialect, "--port", std::to_string(server.port),
                           "--connections", "200", "--rate", "200", "--publishers", "2", "--duration", "1",

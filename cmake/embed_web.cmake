@@ -1,0 +1,18 @@
+# Writes OUTPUT, a C++ source holding the files FILES (a ;-list of paths under BASE) as byte
+# arrays, for http::StaticFiles::embedded(). Run by the build when a file of web/ changes.
+set(body "// Generated from web/ by cmake/embed_web.cmake. Do not edit.\n#include <cstddef>\n\nnamespace http {\nstruct EmbeddedFile {\n  const char* name;\n  const unsigned char* data;\n  size_t size;\n};\n")
+set(entries "")
+set(i 0)
+foreach(f IN LISTS FILES)
+  file(RELATIVE_PATH name "${BASE}" "${f}")
+  file(READ "${f}" hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR size "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "static const unsigned char file${i}[] = {${bytes}0};\n")
+  string(APPEND entries "  {\"${name}\", file${i}, ${size}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "extern const EmbeddedFile kEmbeddedFiles[];\nextern const size_t kEmbeddedFileCount;\nconst EmbeddedFile kEmbeddedFiles[] = {\n${entries}  {nullptr, nullptr, 0}};\nconst size_t kEmbeddedFileCount = ${i};\n}  // namespace http\n")
+file(WRITE "${OUTPUT}.tmp" "${body}")
+file(COPY_FILE "${OUTPUT}.tmp" "${OUTPUT}" ONLY_IF_DIFFERENT)

@@ -1,0 +1,197 @@
+#include "chat/http_session.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "chat/ws_session.h"
+#include "http/response.h"
+#include "reactor/log.h"
+
+namespace chat {
+
+namespace {
+
+// True if the comma-separated header `value` holds `token` (case-insensitive), as Connection and
+// Upgrade are written ("keep-alive, Upgrade").
+bool has_token(const std::string* value, std::string_view token) {
+  if (value == nullptr) return false;
+  size_t start = 0;
+  while (start <= value->size()) {
+    size_t end = value->find(',', start);
+    if (end == std::string::npos) end = value->size();
+    std::string_view t(value->data() + start, end - start);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (t.size() == token.size() &&
+        std::equal(t.begin(), t.end(), token.begin(), [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+      return true;
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
+// Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 4.1): 24 characters ending "==".
+bool valid_websocket_key(const std::string* key) {
+  if (key == nullptr || key->size() != 24 || !key->ends_with("==")) return false;
+  unsigned char out[24];
+  return EVP_DecodeBlock(out, reinterpret_cast<const unsigned char*>(key->data()), 24) == 18;
+}
+
+std::string websocket_accept(const std::string& key) {
+  std::string in = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(in.data(), in.size(), md, &n, EVP_sha1(), nullptr);
+  unsigned char out[64];
+  int len = EVP_EncodeBlock(out, md, static_cast<int>(n));
+  return std::string(reinterpret_cast<char*>(out), static_cast<size_t>(len));
+}
+
+}  // namespace
+
+HttpSession::HttpSession(WebContext& web, reactor::TcpConnection& conn)
+    : web_(web), conn_(conn), parser_(http::ParserLimits{}) {}
+
+void HttpSession::start() { arm_timer(); }
+
+void HttpSession::arm_timer() {
+  // From the connection's start, and again after each response: the next request must be
+  // complete within the timeout, however slowly its bytes come.
+  reactor::Reactor& loop = conn_.reactor();
+  if (timer_) loop.cancel(timer_);
+  timer_ = loop.run_after(web_.options.request_timeout, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->timed_out();
+  });
+}
+
+void HttpSession::timed_out() {
+  timer_ = 0;
+  if (done_ || !conn_.open()) return;
+  done_ = true;
+  ++web_.sessions.stats.http_timeouts;
+  conn_.send(http::error_response(408, "the request did not arrive in time", false));
+  conn_.close_after_flush(reactor::CloseCode::kProtocol, "HTTP request timed out");
+}
+
+void HttpSession::on_close(reactor::TcpConnection& conn, const reactor::CloseReason&) {
+  if (timer_) conn.reactor().cancel(timer_);
+  timer_ = 0;
+}
+
+void HttpSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
+  auto self = shared_from_this();  // an upgrade replaces this handler while it runs
+  while (!done_ && !input.empty() && conn_.accepts_output()) {
+    http::ParseResult r = parser_.parse(input.view());
+    if (r.status == http::ParseStatus::kError) {
+      ++web_.sessions.stats.http_errors;
+      done_ = true;
+      respond(http::error_response(r.http_status, r.reason, false), false);
+      return;
+    }
+    input.consume(r.consumed);
+    if (r.status == http::ParseStatus::kNeedMore) return;
+    if (!handle(parser_.request(), input)) return;
+  }
+}
+
+void HttpSession::respond(std::string bytes, bool keep_alive) {
+  conn_.send(bytes);
+  if (!keep_alive) {
+    done_ = true;
+    conn_.close_after_flush(reactor::CloseCode::kLocal, "HTTP connection done");
+  } else {
+    arm_timer();
+  }
+}
+
+bool HttpSession::handle(const http::Request& req, reactor::Buffer& input) {
+  Stats& stats = web_.sessions.stats;
+  ++stats.http_requests;
+  // While the server drains, every answer closes its connection.
+  bool keep_alive = req.keep_alive && !web_.draining;
+  std::string_view path = std::string_view(req.target).substr(0, req.target.find('?'));
+  bool get = req.method == "GET", head = req.method == "HEAD";
+  if (path == "/ws") {
+    if (!get) {
+      ++stats.http_errors;
+      respond(http::error_response(405, "", keep_alive, {{"Allow", "GET"}}), keep_alive);
+      return keep_alive;
+    }
+    return upgrade(req, input);
+  }
+  if (!get && !head) {
+    ++stats.http_errors;
+    respond(http::error_response(405, "", keep_alive, {{"Allow", "GET, HEAD"}}), keep_alive);
+    return keep_alive;
+  }
+  if (path == "/healthz") {
+    int status = web_.draining ? 503 : 200;
+    respond(http::response(status, {{"Content-Type", "text/plain; charset=utf-8"}, {"Cache-Control", "no-store"}},
+                           web_.draining ? "draining\n" : "ok\n", keep_alive, head),
+            keep_alive);
+    return keep_alive;
+  }
+  auto file = web_.files.find(req.target);
+  if (!file) {
+    ++stats.http_errors;
+    respond(http::error_response(404, "", keep_alive), keep_alive);
+    return keep_alive;
+  }
+  const std::string* match = req.header("if-none-match");
+  if (match && *match == file->etag) {
+    respond(http::response(304, {{"ETag", file->etag}, {"Cache-Control", "no-cache"}}, "", keep_alive), keep_alive);
+    return keep_alive;
+  }
+  respond(http::response(200,
+                         {{"Content-Type", file->content_type}, {"ETag", file->etag}, {"Cache-Control", "no-cache"}},
+                         *file->body, keep_alive, head),
+          keep_alive);
+  return keep_alive;
+}
+
+bool HttpSession::upgrade(const http::Request& req, reactor::Buffer& input) {
+  Stats& stats = web_.sessions.stats;
+  auto refuse = [&](int status, const char* reason, http::Headers headers = {}) {
+    ++stats.http_errors;
+    respond(http::error_response(status, reason, false, headers), false);
+    return false;
+  };
+  if (!req.upgrade || !has_token(req.header("upgrade"), "websocket")) {
+    return refuse(426, "this is a WebSocket endpoint", {{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}});
+  }
+  if (!has_token(req.header("connection"), "upgrade")) return refuse(400, "Connection: Upgrade is missing");
+  const std::string* version = req.header("sec-websocket-version");
+  if (version == nullptr || *version != "13") {
+    return refuse(426, "WebSocket version 13 only", {{"Sec-WebSocket-Version", "13"}});
+  }
+  const std::string* key = req.header("sec-websocket-key");
+  if (!valid_websocket_key(key)) return refuse(400, "Sec-WebSocket-Key must be the base64 of 16 bytes");
+  const auto& allowed = web_.options.allowed_origins;
+  if (!allowed.empty()) {
+    const std::string* origin = req.header("origin");
+    if (origin == nullptr || std::find(allowed.begin(), allowed.end(), *origin) == allowed.end()) {
+      return refuse(403, "this Origin may not open /ws");
+    }
+  }
+  if (web_.draining) return refuse(503, "the server is stopping");
+
+  conn_.send(http::response(101, {{"Upgrade", "websocket"}, {"Connection", "Upgrade"},
+                                  {"Sec-WebSocket-Accept", websocket_accept(*key)}},
+                            "", false));
+  ++stats.ws_upgrades;
+  done_ = true;
+  if (timer_) conn_.reactor().cancel(timer_);
+  timer_ = 0;
+  // The connection is a member from now on: its handler becomes a WebSocket session (this one is
+  // released once on_message returns; on_message holds a reference until then).
+  auto ws = std::make_shared<WsSession>(web_.sessions, conn_);
+  conn_.set_handler(ws);
+  ws->start();
+  if (!input.empty()) ws->on_message(conn_, input);  // frames sent right behind the handshake
+  return false;
+}
+
+}  // namespace chat

@@ -1,0 +1,260 @@
+#include "chat/ws_session.h"
+
+#include <wslay/wslay.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "chat/codecs/native.h"
+#include "chat/framing.h"
+
+namespace chat {
+namespace {
+
+// The session wslay is working for now. A context's user data is fixed when it is made, and
+// contexts are lent from session to session (below), so the callbacks find their session here.
+thread_local WsSession* g_current = nullptr;
+
+ssize_t recv_cb(wslay_event_context_ptr, uint8_t* buf, size_t len, int, void*) {
+  return g_current->on_wslay_recv(buf, len);
+}
+ssize_t send_cb(wslay_event_context_ptr, const uint8_t* data, size_t len, int, void*) {
+  return g_current->on_wslay_send(data, len);
+}
+void msg_cb(wslay_event_context_ptr, const wslay_event_on_msg_recv_arg* arg, void*) {
+  g_current->on_wslay_message(arg->opcode, arg->msg, arg->msg_length);
+}
+void frame_start_cb(wslay_event_context_ptr, const wslay_event_on_frame_recv_start_arg* arg, void*) {
+  g_current->on_wslay_frame_start(arg->fin != 0, arg->opcode);
+}
+
+const wslay_event_callbacks kCallbacks = {recv_cb, send_cb, nullptr, frame_start_cb, nullptr, nullptr, msg_cb};
+
+// This thread's idle contexts: a member holds one only while it is needed (about 9 KiB each).
+std::vector<wslay_event_context_ptr>& pool() {
+  static thread_local struct Pool {
+    std::vector<wslay_event_context_ptr> free;
+    ~Pool() {
+      for (auto* c : free) wslay_event_context_free(c);
+    }
+  } p;
+  return p.free;
+}
+constexpr size_t kPoolMax = 16;
+
+// The bytes of the whole frames at the front of `in`; stops at the first incomplete frame. A frame
+// whose payload is over `max_payload` ends the scan at its header (`*too_big`): wslay refuses it
+// from the header alone (1009), and nobody buffers its payload.
+size_t whole_frames(std::string_view in, uint64_t max_payload, bool* too_big) {
+  size_t at = 0;
+  *too_big = false;
+  while (in.size() - at >= 2) {
+    auto byte = [&](size_t i) { return static_cast<uint8_t>(in[at + i]); };
+    uint8_t len7 = byte(1) & 0x7f;
+    size_t header = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((byte(1) & 0x80) ? 4 : 0);
+    if (in.size() - at < header) break;
+    uint64_t payload = len7;
+    if (len7 == 126) payload = (uint64_t{byte(2)} << 8) | byte(3);
+    if (len7 == 127) {
+      payload = 0;
+      for (size_t i = 0; i < 8; ++i) payload = (payload << 8) | byte(2 + i);
+    }
+    if (payload > max_payload) {
+      *too_big = true;
+      return at + header;
+    }
+    if (in.size() - at - header < payload) break;
+    at += header + payload;
+  }
+  return at;
+}
+
+}  // namespace
+
+WsSession::WsSession(SessionContext& shard, reactor::TcpConnection& conn)
+    : Session(shard, *this, conn.id(),
+              std::make_unique<NativeCodec>(shard.limits.max_frame, NativeCodec::Carrier::kWebSocket)),
+      conn_(conn),
+      last_input_(reactor::Clock::now()) {}
+
+WsSession::~WsSession() {
+  if (ctx_) wslay_event_context_free(ctx_);
+}
+
+void WsSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
+  last_input_ = reactor::Clock::now();
+  pinged_at_ = {};
+  if (!messages_.empty()) {
+    Session::input(messages_);  // left while the reactors were congested
+    if (!messages_.empty()) return;
+  }
+  if (closing_ || !conn_.open()) return input.clear();
+  // A frame's payload may be as large as a message (wslay assembles fragments and checks the
+  // message's total); what waits here is at most one frame of that size.
+  bool too_big = false;
+  size_t n = whole_frames(input.view(), limits().max_frame, &too_big);
+  if (n == 0) return;
+  feed(input.view().substr(0, n));
+  input.consume(n);
+  if (too_big || closing_) input.clear();
+  if (!messages_.empty()) Session::input(messages_);
+}
+
+void WsSession::resume_reading() {
+  conn_.resume_reading();
+  if (messages_.empty()) return;
+  conn_.reactor().defer([weak = std::weak_ptr<Session>(shared_from_this())] {
+    auto self = std::static_pointer_cast<WsSession>(weak.lock());
+    if (self && self->conn_.open() && !self->messages_.empty()) self->Session::input(self->messages_);
+  });
+}
+
+void WsSession::feed(std::string_view frames) {
+  if (ctx_ == nullptr) {
+    auto& free = pool();
+    if (!free.empty()) {
+      ctx_ = free.back();
+      free.pop_back();
+    } else if (wslay_event_context_server_init(&ctx_, &kCallbacks, nullptr) != 0) {
+      ctx_ = nullptr;
+      conn_.close(reactor::CloseCode::kIoError, "WebSocket: out of memory");
+      return;
+    }
+    wslay_event_config_set_max_recv_msg_length(ctx_, limits().max_frame);
+  }
+  WsSession* outer = g_current;
+  g_current = this;
+  feeding_ = frames;
+  int rv = wslay_event_recv(ctx_);
+  if (rv == 0) rv = wslay_event_send(ctx_);
+  g_current = outer;
+  if (rv != 0) {
+    closing_ = true;
+    conn_.close(reactor::CloseCode::kIoError, "WebSocket: wslay failed");
+    return;
+  }
+  finish_wslay();
+}
+
+void WsSession::finish_wslay() {
+  if (wslay_event_get_close_sent(ctx_)) {
+    // Our close went out (an answer to the peer's, or a protocol error): nothing more to say.
+    closing_ = true;
+    uint16_t got = wslay_event_get_status_code_received(ctx_);
+    conn_.close_after_flush(got ? reactor::CloseCode::kPeerClosed : reactor::CloseCode::kProtocol,
+                            got ? "WebSocket closed by the peer" : "WebSocket protocol error");
+  }
+  bool idle = wslay_event_get_read_enabled(ctx_) && wslay_event_get_write_enabled(ctx_) &&
+              !wslay_event_get_close_received(ctx_) && !wslay_event_get_close_sent(ctx_) &&
+              wslay_event_get_queued_msg_count(ctx_) == 0 && !mid_message_;
+  if (closing_ || !idle) {
+    if (closing_) {
+      wslay_event_context_free(ctx_);
+      ctx_ = nullptr;
+    }
+    return;  // mid-message or mid-close: this member keeps its context
+  }
+  auto& free = pool();
+  if (free.size() < kPoolMax) {
+    free.push_back(ctx_);
+  } else {
+    wslay_event_context_free(ctx_);
+  }
+  ctx_ = nullptr;
+}
+
+void WsSession::on_wslay_frame_start(bool fin, uint8_t opcode) {
+  // Data frames (continuation, text, binary) say whether a message is still open after them;
+  // control frames may come in between and change nothing.
+  if (opcode <= WSLAY_BINARY_FRAME) mid_message_ = !fin;
+}
+
+long WsSession::on_wslay_recv(uint8_t* buf, size_t len) {
+  if (feeding_.empty()) {
+    wslay_event_set_error(ctx_, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  size_t n = std::min(len, feeding_.size());
+  std::memcpy(buf, feeding_.data(), n);
+  feeding_.remove_prefix(n);
+  return static_cast<long>(n);
+}
+
+long WsSession::on_wslay_send(const uint8_t* data, size_t len) {
+  // wslay's own frames (pong, close): queued whole, like everything else.
+  conn_.send(std::string_view(reinterpret_cast<const char*>(data), len));
+  return static_cast<long>(len);
+}
+
+void WsSession::on_wslay_message(uint8_t opcode, const uint8_t* data, size_t size) {
+  std::string_view msg(reinterpret_cast<const char*>(data), size);
+  switch (opcode) {
+    case WSLAY_TEXT_FRAME:
+      if (!valid_utf8(msg)) {
+        ++stats().errors_utf8;
+        return fail(WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "text is not valid UTF-8");
+      }
+      if (msg.find('\0') != std::string_view::npos) {
+        // No JSON text holds a NUL; the codec's frames end at one. One error for the message.
+        ++stats().errors_json;
+        reply(std::make_shared<const std::string>(websocket_frame(
+            0x1, R"({"type":"error","code":"bad_json","message":"frame is not valid JSON"})")));
+        return;
+      }
+      stats().bytes_in += size;
+      messages_.append(msg);
+      messages_.append(std::string_view("\0", 1));
+      return;
+    case WSLAY_BINARY_FRAME:
+      ++stats().errors_request;
+      return fail(WSLAY_CODE_UNSUPPORTED_DATA, "binary messages are not this protocol: send JSON text");
+    default:
+      return;  // ping (wslay answers it), pong, close (wslay answers it)
+  }
+}
+
+void WsSession::fail(uint16_t code, const char* reason) {
+  wslay_event_queue_close(ctx_, code, reinterpret_cast<const uint8_t*>(reason), std::strlen(reason));
+  wslay_event_shutdown_read(ctx_);
+}
+
+void WsSession::close_soon(reactor::CloseCode code, std::string_view text) {
+  closing_ = true;
+  conn_.close_soon(code, text);
+}
+
+void WsSession::close_after_flush(reactor::CloseCode code, std::string_view text) {
+  if (closing_ || !conn_.accepts_output()) return conn_.close_after_flush(code, text);
+  closing_ = true;
+  // A close frame first: 1001 when the server is stopping, 1000 when the peer is done, 1008 when
+  // it broke our rules.
+  uint16_t ws_code = code == reactor::CloseCode::kShutdown    ? 1001
+                     : code == reactor::CloseCode::kPeerClosed ? 1000
+                                                               : 1008;
+  std::string payload{static_cast<char>(ws_code >> 8), static_cast<char>(ws_code & 0xff)};
+  payload.append(text.substr(0, 120));
+  conn_.send(websocket_frame(0x8, payload));
+  conn_.close_after_flush(code, text);
+}
+
+void WsSession::on_close(reactor::TcpConnection&, const reactor::CloseReason&) {
+  closed();
+  if (ctx_) wslay_event_context_free(ctx_);
+  ctx_ = nullptr;
+}
+
+void WsSession::keep_alive(reactor::Clock::time_point now, reactor::Clock::duration idle,
+                           reactor::Clock::duration timeout) {
+  if (closing_ || !conn_.accepts_output()) return;
+  if (pinged_at_ != reactor::Clock::time_point{}) {
+    if (now - pinged_at_ > timeout) close_soon(reactor::CloseCode::kProtocol, "WebSocket: no answer to a ping");
+    return;
+  }
+  if (now - last_input_ > idle) {
+    pinged_at_ = now;
+    conn_.send(websocket_frame(0x9, ""));
+  }
+}
+
+}  // namespace chat

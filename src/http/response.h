@@ -1,0 +1,27 @@
+// HTTP/1.1 responses, as bytes ready to queue: status line, the headers every response carries
+// (Date, Content-Length, Connection), the ones given, and the body.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace http {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// "Not Found" for 404; "Unknown" for a code not in the table.
+const char* status_text(int status);
+
+// The response's head and body. `head_only` (HEAD): the headers say the body's length, no body.
+std::string response(int status, const Headers& headers, std::string_view body, bool keep_alive,
+                     bool head_only = false);
+
+// A small text/plain error response: "404 Not Found\n" and a reason.
+std::string error_response(int status, std::string_view reason, bool keep_alive, const Headers& extra = {});
+
+// The current time as an HTTP date (RFC 9110 IMF-fixdate), computed at most once a second per thread.
+const std::string& http_date();
+
+}  // namespace http
