@@ -40,7 +40,6 @@
     countdownTimer: null,
     pingTimer: null,
     pongOwed: false,
-    wasWelcomed: false,     // a welcome came on some earlier connection: this is a reconnect
     rooms: new Map(),       // name -> {name, joined, count, members: Set|null, messages, unread}
     order: [],              // room names in join order
     current: null,
@@ -175,10 +174,8 @@
 
   function onWelcome(msg) {
     const name = String(msg.user);
-    const reconnect = state.wasWelcomed;
     state.user = name;
     state.helloPending = null;
-    state.wasWelcomed = true;
     state.attempt = 0;
     state.retakeTries = 0;
     setConn('online');
@@ -190,9 +187,10 @@
     ui.login.hidden = true;
     ui.chat.hidden = false;
 
-    if (reconnect && state.order.length) {
+    if (state.order.length) {
+      // Back after a reconnect (or under a new name after ours was kept from us): the same rooms.
       for (const room of state.order) join(room);
-    } else if (!state.order.length) {
+    } else {
       join(FIRST_ROOM, true);
       ui.messageInput.focus();
     }
@@ -299,7 +297,6 @@
         return;
       }
       state.user = null;
-      state.wasWelcomed = false;
       showLogin(code === 'name_taken'
         ? 'The name “' + name + '” is taken by someone else. Please choose another.'
         : '“' + name + '” is not a valid name: use 1 to 32 letters, digits, _ . or -.');
