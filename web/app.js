@@ -10,6 +10,7 @@
   const BACKOFF_MAX_MS = 10000;
   const KEEP_MESSAGES = 500;           // per room: what the page holds, so a long day stays light
   const RETAKE_NAME_TRIES = 4;         // after a reconnect, how often a name_taken is retried
+  const OPEN_TIMEOUT_MS = 10000;       // a connection attempt nobody answers is given up then
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -62,7 +63,9 @@
     clearTimeout(state.reconnectTimer);
     state.reconnectTimer = null;
     clearInterval(state.countdownTimer);
-    setConn('connecting');
+    // Until a connection is back, the page says it is offline, between attempts and during them.
+    if (state.attempt > 0) setConn('offline', 'Offline, reconnecting…');
+    else setConn('connecting');
     let ws;
     try {
       ws = new WebSocket(wsUrl());
@@ -71,7 +74,9 @@
       return;
     }
     state.ws = ws;
+    const openTimer = setTimeout(() => drop(ws), OPEN_TIMEOUT_MS);
     ws.onopen = () => {
+      clearTimeout(openTimer);
       if (state.ws !== ws) return;
       state.online = true;
       state.pongOwed = false;
@@ -97,26 +102,37 @@
       if (msg && typeof msg === 'object') handle(msg);
     };
     ws.onclose = () => {
-      if (state.ws !== ws) return;
-      state.ws = null;
-      state.online = false;
-      clearInterval(state.pingTimer);
-      for (const room of state.rooms.values()) room.joined = false;
-      state.pendingJoins.clear();
-      if (state.user) state.helloPending = null;
-      scheduleReconnect();
-      updateControls();
-      renderRooms();
-      renderRoom();
+      clearTimeout(openTimer);
+      lost(ws);
     };
     // onerror is always followed by onclose, which does the work.
+  }
+
+  // Gives a connection up at once, without waiting for a close handshake a dead link never ends.
+  function drop(ws) {
+    ws.close();
+    lost(ws);
+  }
+
+  function lost(ws) {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    state.online = false;
+    clearInterval(state.pingTimer);
+    for (const room of state.rooms.values()) room.joined = false;
+    state.pendingJoins.clear();
+    if (state.user) state.helloPending = null;
+    scheduleReconnect();
+    updateControls();
+    renderRooms();
+    renderRoom();
   }
 
   function keepAlive() {
     if (state.pongOwed && state.ws) {
       // The last ping went unanswered for a whole period: the link is dead without a close
       // (a sleeping laptop, a dropped NAT entry). Start again rather than wait for TCP.
-      state.ws.close();
+      drop(state.ws);
       return;
     }
     if (send({ type: 'ping' })) state.pongOwed = true;
@@ -293,7 +309,7 @@
         // After a reconnect the server may not yet have noticed that our old connection is gone
         // (it was cut without a close): try the name again after a backoff.
         state.retakeTries += 1;
-        if (state.ws) state.ws.close();
+        if (state.ws) drop(state.ws);
         return;
       }
       state.user = null;

@@ -429,6 +429,44 @@ async function main() {
     await waitMessage(t.alice, 'bob', 'welcome back');
   });
 
+  step('keep-alive: a page pings every 20 s and gives up a server that stops answering, then comes back', async () => {
+    // This page's clock is Playwright's: 20 s of pings pass in an instant. The server is stopped
+    // (SIGSTOP), so the connection stays open but nothing answers, as over a dead link.
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.errors = [];
+    page.dialogs = [];
+    page.on('pageerror', (e) => page.errors.push(String(e)));
+    page.on('dialog', (d) => { page.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+    pages.push(page);
+    let pongs = 0;
+    let onPong = null;
+    page.on('websocket', (ws) => ws.on('framereceived', (f) => {
+      if (/"type"\s*:\s*"pong"/.test(String(f.payload))) { pongs += 1; if (onPong) onPong(); }
+    }));
+    await page.clock.install();
+    await page.goto(server.url('/'), { timeout: WAIT_MS });
+    await waitConn(page, 'online');
+    await enterAs(page, 'erin');
+    const pong = new Promise((resolve) => { onPong = resolve; });
+    await page.clock.runFor(21000);
+    await withTimeout(pong, WAIT_MS, 'no pong for the page\'s keep-alive ping');
+    if (pongs < 1) throw new Error('no pong');
+    server.proc.kill('SIGSTOP');
+    try {
+      await page.clock.runFor(20000);      // a ping nobody answers
+      await page.clock.runFor(20000);      // the next one finds it unanswered: the page gives up
+      await waitConn(page, 'offline');
+    } finally {
+      server.proc.kill('SIGCONT');
+    }
+    // Time flows again from here, so the page's backoff (and a retry should the server not yet
+    // have let go of the old connection's name) runs as it would for a person.
+    await page.clock.resume();
+    await waitConn(page, 'online', RECONNECT_MS);
+    await waitMembers(page, ['erin']);
+  });
+
   step('no script errors on any page', async () => {
     for (const page of pages) {
       if (page.errors.length) throw new Error('page errors: ' + page.errors.join(' | '));
