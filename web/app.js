@@ -482,6 +482,8 @@
 
   function renderRoom() {
     const room = state.current && state.rooms.get(state.current);
+    // A screen reader should not read a whole room's history out as new when the room changes.
+    ui.messages.setAttribute('aria-busy', 'true');
     ui.messages.replaceChildren();
     ui.emptyRoom.hidden = !!room;
     ui.messages.hidden = !room;
@@ -493,6 +495,7 @@
       for (const entry of room.messages) appendEntry(entry, true);
       ui.messages.scrollTop = ui.messages.scrollHeight;
     }
+    ui.messages.removeAttribute('aria-busy');
     renderMembers();
     updateControls();
   }
