@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES=(cmake ninja-build g++ make pkg-config libgtest-dev libcli11-dev nlohmann-json3-dev libhiredis-dev python3 procps
           clang libclang-rt-14-dev iproute2 redis-server nats-server node-llhttp
-          libwslay-dev libssl-dev)
+          libwslay-dev libssl-dev nodejs npm chromium)
 
 deps() {
   local missing=()
@@ -23,6 +23,18 @@ deps() {
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   fi
+}
+
+# The browser test's npm packages (playwright-core drives Debian's chromium: it never downloads a
+# browser), installed from the committed lock file when missing.
+npm_deps() {
+  local d
+  for d in tests/browser; do
+    if [[ -f $d/package-lock.json && ! -d $d/node_modules ]]; then
+      echo "dev.sh: npm ci in $d" >&2
+      PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$d" --no-audit --no-fund --loglevel=error >/dev/null
+    fi
+  done
 }
 
 configure() {  # dir build-type [extra cmake args]; $TARGETS (optional): build only these
@@ -72,6 +84,8 @@ case $cmd in
     exec ./build/bin/chat-server "$@"
     ;;
   test)
+    deps
+    npm_deps
     build
     stage "build (release)"
     ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS"

@@ -20,7 +20,10 @@ const fs = require('node:fs');
 const { chromium } = require('playwright-core');
 
 const REPO = path.resolve(__dirname, '..', '..');
-const SERVER_BIN = process.env.CHAT_SERVER || path.join(REPO, 'build', 'bin', 'chat-server');
+// TEST_PROGRAM_DIR (set by dev.sh for the sanitizer runs) wins, as for the C++ integration tests.
+const SERVER_BIN = process.env.TEST_PROGRAM_DIR
+  ? path.join(process.env.TEST_PROGRAM_DIR, 'chat-server')
+  : process.env.CHAT_SERVER || path.join(REPO, 'build', 'bin', 'chat-server');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOT = path.resolve(process.env.SCREENSHOT || path.join(__dirname, 'chat.png'));
 const PHONE_SCREENSHOT = SCREENSHOT.replace(/(\.png)?$/i, '-phone.png');
