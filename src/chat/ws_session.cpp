@@ -202,8 +202,7 @@ void WsSession::on_wslay_message(uint8_t opcode, const uint8_t* data, size_t siz
             0x1, R"({"type":"error","code":"bad_json","message":"frame is not valid JSON"})")));
         return;
       }
-      stats().bytes_in += size;
-      messages_.append(msg);
+      messages_.append(msg);  // counted in by Session::input
       messages_.append(std::string_view("\0", 1));
       return;
     case WSLAY_BINARY_FRAME:
