@@ -21,6 +21,9 @@ const { chromium } = require('playwright-core');
 
 const REPO = path.resolve(__dirname, '..', '..');
 // TEST_PROGRAM_DIR (set by dev.sh for the sanitizer runs) wins, as for the C++ integration tests.
+const CLIENT_BIN = process.env.TEST_PROGRAM_DIR
+  ? path.join(process.env.TEST_PROGRAM_DIR, 'chat-client')
+  : process.env.CHAT_CLIENT || path.join(REPO, 'build', 'bin', 'chat-client');
 const SERVER_BIN = process.env.TEST_PROGRAM_DIR
   ? path.join(process.env.TEST_PROGRAM_DIR, 'chat-server')
   : process.env.CHAT_SERVER || path.join(REPO, 'build', 'bin', 'chat-server');
@@ -303,6 +306,30 @@ async function main() {
     if (joined.count !== 3) throw new Error('carol joined a lobby of ' + joined.count + ', expected 3');
     await waitMembers(t.alice, ['alice', 'bob', 'carol']);
     await waitMembers(t.bob, ['alice', 'bob', 'carol']);
+  });
+
+  step('chat-client (the terminal client) talks with the pages both ways', async () => {
+    if (!fs.existsSync(CLIENT_BIN)) throw new Error('no chat-client at ' + CLIENT_BIN + ' (set CHAT_CLIENT)');
+    const cli = spawn(CLIENT_BIN, ['--port', String(server.chatPort), '--user', 'erin', '--room', 'lobby'],
+      { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    cli.stdout.on('data', (d) => { out += d.toString(); });
+    try {
+      await waitMembers(t.alice, ['alice', 'bob', 'carol', 'erin']);
+      cli.stdin.write('hello from the terminal\n');
+      await waitMessage(t.alice, 'erin', 'hello from the terminal');
+      await waitMessage(t.bob, 'erin', 'hello from the terminal');
+      await say(t.bob, 'hello erin');
+      const deadline = Date.now() + 10000;
+      while (!out.includes('[lobby] bob: hello erin')) {
+        if (Date.now() > deadline) throw new Error('chat-client printed: ' + JSON.stringify(out));
+        await new Promise((r) => cli.stdout.once('data', r));
+      }
+    } finally {
+      cli.stdin.end('/quit\n');
+      await new Promise((r) => { if (cli.exitCode !== null) r(); else cli.once('exit', r); });
+    }
+    await waitMembers(t.alice, ['alice', 'bob', 'carol']);
   });
 
   step('messages go every way between the two pages and the TCP client, with sender and time', async () => {
