@@ -260,9 +260,11 @@ class Processes:
         self.live.append(proc)
         return proc, log_path
 
-    def start(self, name, cmd, ready="line", port=None, timeout=15.0, cwd=None, env=None):
-        """Starts a server and waits until it is ready. ready: "line" (prints "listening on H:P")
-        or "listen" (a listening socket on `port` shows in /proc/net/tcp)."""
+    def start(self, name, cmd, ready="line", port=None, timeout=15.0, cwd=None, env=None, ready_line=None):
+        """Starts a server and waits until it is ready. ready: "line" (prints "listening on H:P", or
+        the regex `ready_line` whose group 2 is the port) or "listen" (a listening socket on `port`
+        shows in /proc/net/tcp)."""
+        ready_re = re.compile(ready_line) if ready_line else READY_LINE
         if ready == "line":
             proc, log_path = self.spawn(cmd, stdout=subprocess.PIPE, name=name, cwd=cwd, env=env)
         else:
@@ -278,7 +280,7 @@ class Processes:
                     chunk = os.read(proc.stdout.fileno(), 4096)
                     if chunk:
                         seen += chunk
-                        m = READY_LINE.search(seen.decode(errors="replace"))
+                        m = ready_re.search(seen.decode(errors="replace"))
                         if m:
                             return Server(name, proc, int(m.group(2)), log_path)
                         continue

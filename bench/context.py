@@ -65,7 +65,8 @@ class Ctx:
             port = bl.free_port()
         cmd = system.cmd(self, port)
         return self.procs.start(system.key, cmd, ready=system.ready, port=port,
-                                timeout=10 if self.quick else 20, cwd=self.procs.logdir)
+                                timeout=10 if self.quick else 20, cwd=self.procs.logdir,
+                                ready_line=system.ready_line or None)
 
     def stop(self, server):
         """Stops a server; returns a note when it had died by itself (and why, from its log)."""

@@ -1,7 +1,7 @@
 """BENCHMARKS.md from a run's raw results: every generated block, and the file written around them.
 
 render() makes the blocks (one per <!-- bench:NAME --> marker: run, targets, echo-targets, echo,
-c10k, chat-targets, chat-fixed, chat-saturation, accept, scale, plots, checks) from `data`, whether
+c10k, chat-targets, chat-fixed, chat-saturation, websocket, accept, scale, plots, checks) from `data`, whether
 it was just measured or read back with --from-json; write() replaces those blocks in the markdown
 (the prose around them stays) and saves the raw results. Only what is in `data` is rendered: a
 section that did not run leaves its block as it was.
@@ -15,6 +15,7 @@ from pathlib import Path
 import benchlib as bl
 import plots
 import scale_bench as sb
+import ws_suite
 from chat_suite import target_summary
 from echo_suite import saved_echo_targets
 from systems import CHAT_SYSTEMS, ECHO_SYSTEMS, label
@@ -41,7 +42,8 @@ def render(ctx, data, elapsed, plotdir):
     data["elapsed_s"] = elapsed
     blocks = {"run": md_run(data, mach, data["command"], elapsed)}
     echo_res = saved_echo_targets(data)
-    targets = (echo_res["targets"] if echo_res else []) + chat_target_rows(data.get("chat_targets"))
+    targets = ((echo_res["targets"] if echo_res else []) + chat_target_rows(data.get("chat_targets"))
+               + ws_suite.target_rows(data.get("websocket")))
     blocks["targets"] = md_targets(targets)
     if echo_res:
         blocks["echo-targets"] = echo_res["md"]
@@ -57,6 +59,8 @@ def render(ctx, data, elapsed, plotdir):
         blocks["chat-fixed"] = md_chat_fixed(data["chat"])
         if not quick:
             blocks["chat-saturation"] = md_chat_saturation(data["chat"])
+    if "websocket" in data:
+        blocks["websocket"] = ws_suite.md_websocket(data["websocket"])
     if "accept" in data:
         blocks["accept"] = sb.md_accept(data["accept"])
     if "scale" in data:
@@ -450,6 +454,11 @@ TEMPLATE = """# Benchmarks
 
 <!-- bench:chat-saturation -->
 <!-- /bench:chat-saturation -->
+
+## WebSocket members
+
+<!-- bench:websocket -->
+<!-- /bench:websocket -->
 
 ## Scale out
 

@@ -17,6 +17,10 @@ Sections (all on this machine, client and server sharing its CPUs, loopback only
                 each system's saturation point (the highest rate with zero loss and p99 under 1 s),
                 found by stepping the rate up by 4x and bisecting (bounded, short runs). chat-server
                 runs with 2 reactors (--threads 2) and with 1, so the two are compared with Redis.
+  websocket     chat-server's WebSocket members (GET /ws) against its native TCP members and a Node.js
+                `ws` room (bench/node_ws_room.js; `npm ci --prefix bench` if bench/node_modules is
+                missing) at 1,000 members x 100 and x 1,000 msg/s, and against Redis at 10,000 x 10;
+                RSS per idle WebSocket member (bench/ws_suite.py).
   accept        --threads 2: one listener handing connections out against a SO_REUSEPORT listener
                 per reactor (bench/scale_bench.py).
   scale         100,000 members in one room: chat-server --workers 6 joined through Redis, loadgen
@@ -36,6 +40,7 @@ This file is the command line and the table of sections; the code lives beside i
   context.py      the run's context: starting systems and loadgen, quiet waits, checks, watchdog, verdict
   echo_suite.py   the sections echo-targets, echo, c10k    (echo_bench.py: the echo-targets scenarios)
   chat_suite.py   the sections chat-targets, chat
+  ws_suite.py     the section websocket
   scale_bench.py  the sections accept, scale
   report.py       BENCHMARKS.md's generated blocks          plots.py: the PNG plots
   benchlib.py     processes, /proc sampling, ports, loadgen, medians, formatting
@@ -52,6 +57,7 @@ import chat_suite  # noqa: E402
 import echo_suite  # noqa: E402
 import report  # noqa: E402
 import scale_bench  # noqa: E402
+import ws_suite  # noqa: E402
 from context import Ctx, measure, verdict  # noqa: E402
 from systems import ALL_SYSTEMS  # noqa: E402
 
@@ -66,6 +72,7 @@ SECTIONS = {
     "c10k": echo_suite.c10k_section,
     "chat-targets": chat_suite.chat_targets_section,
     "chat": chat_suite.chat_section,
+    "websocket": ws_suite.websocket_section,
     "accept": scale_bench.accept_section,
     "scale": scale_bench.scale_section,
 }
@@ -141,7 +148,12 @@ def main():
         return status
     elapsed = data.get("elapsed_s", 0) if args.from_json else time.monotonic() - ctx.started
     blocks, targets = report.render(ctx, data, elapsed, plotdir)
-    report.write(ctx, data, blocks, out_md, json_out)
+    written = blocks
+    if args.only and args.out:
+        # A partial run written into a file replaces its own sections' blocks only: the run's
+        # description and the targets table there belong to the run that made the rest.
+        written = {k: v for k, v in blocks.items() if k not in ("run", "targets")}
+    report.write(ctx, data, written, out_md, json_out)
     return verdict(ctx, data, status, blocks["targets"], targets)
 
 

@@ -17,6 +17,7 @@ class System:
     label: str
     cmd: object                 # callable(ctx, port) -> argv
     ready: str = "line"         # "line": prints "listening on H:P"; "listen": a LISTEN socket on the port
+    ready_line: str = ""        # ready "line": a regex for another line than "listening on H:P" (group 2: the port)
     fixed_port: int = 0         # the article's servers: cannot change port
     pick_port: bool = False     # Redis, NATS: we pick a free port and pass it
     needs: tuple = ()           # programs (names in PATH or paths) that must exist
@@ -82,7 +83,23 @@ CHAT_SYSTEMS = [
            fresh=True, group="article"),
 ]
 
-ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS
+def chat_server_http(ctx, port):
+    return [str(ctx.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"]
+
+
+# The websocket section: the same chat-server (HTTP on) reached over WebSocket and over its native
+# TCP port, and a Node.js `ws` room serving the same subset of the protocol (bench/node_ws_room.js).
+WS_SYSTEMS = [
+    System("chat-ws", "chat-server --threads 2, WebSocket (GET /ws)", chat_server_http,
+           ready_line=r"http listening on (\S+):(\d+)", needs=("bin:chat-server",), dialect="ws", group="ours"),
+    System("chat-tcp", "chat-server --threads 2, native TCP (HTTP on)", chat_server_http,
+           needs=("bin:chat-server",), dialect="native", group="ours"),
+    System("node-ws", "Node.js ws room (bench/node_ws_room.js)",
+           lambda c, p: ["node", str(ROOT / "bench" / "node_ws_room.js"), "0", "127.0.0.1"],
+           needs=("node",), dialect="ws", group="other"),
+]
+
+ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS + WS_SYSTEMS
 
 
 def system(key):

@@ -7,7 +7,7 @@
 namespace loadgen {
 
 enum class Mode { kEcho, kChat };
-enum class Dialect { kNative, kArticle, kRedis, kNats };
+enum class Dialect { kNative, kArticle, kRedis, kNats, kWs };
 
 const char* mode_name(Mode m);
 const char* dialect_name(Dialect d);
@@ -16,7 +16,7 @@ struct Config {
   Mode mode = Mode::kEcho;
   Dialect dialect = Dialect::kNative;
   std::string host = "127.0.0.1";
-  int port = 0;
+  int port = 0;            // ws: the server's HTTP port (GET /ws)
   int connections = 100;   // echo: connections; chat: members
   int active = -1;         // echo: connections that keep sending (-1: all)
   int depth = 1;           // echo: payloads in flight per active connection

@@ -13,6 +13,7 @@ const char* dialect_name(Dialect d) {
     case Dialect::kArticle: return "article";
     case Dialect::kRedis: return "redis";
     case Dialect::kNats: return "nats";
+    case Dialect::kWs: return "ws";
   }
   return "?";
 }
@@ -59,7 +60,7 @@ constexpr std::string_view kTextKey = "\"text\":\"";
 
 }  // namespace
 
-std::string Codec::greeting(bool publisher, const std::string& user) const {
+std::string Codec::greeting(bool publisher, const std::string& user) {
   switch (cfg_.dialect) {
     case Dialect::kNative: {
       // Both in one write: the server handles the hello, turns native, then frames the join as a line.
@@ -76,8 +77,34 @@ std::string Codec::greeting(bool publisher, const std::string& user) const {
       return out;
     }
     case Dialect::kNats: return {};
+    case Dialect::kWs: {
+      // Two frames, one object each; sent only after the 101, as a browser's socket can.
+      std::string out;
+      ws::append_text(out, nlohmann::json({{"type", "hello"}, {"user", user}}).dump(), masker_);
+      ws::append_text(out, nlohmann::json({{"type", "join"}, {"room", cfg_.room}}).dump(), masker_);
+      return out;
+    }
   }
   return {};
+}
+
+std::string Codec::ws_upgrade(std::string& accept) {
+  std::string key = masker_.key();
+  accept = ws::accept_for(key);
+  return ws::upgrade_request(cfg_.host, cfg_.port, key);
+}
+
+std::string Codec::ws_pong(std::string_view payload) {
+  std::string out;
+  ws::append_frame(out, 0xA, payload, masker_);
+  return out;
+}
+
+std::string Codec::ws_close(uint16_t code) {
+  std::string out;
+  const char payload[2] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+  ws::append_frame(out, 0x8, code == 1005 ? std::string_view{} : std::string_view(payload, 2), masker_);
+  return out;
 }
 
 std::string Codec::after_info(bool publisher) const {
@@ -93,11 +120,12 @@ bool Codec::ready_at_connect(bool publisher) const {
     case Dialect::kArticle: return true;  // a lobby member from connect
     case Dialect::kRedis: return publisher;  // members wait for the subscribe confirmation
     case Dialect::kNats: return false;   // wait for the PONG
+    case Dialect::kWs: return false;     // wait for "joined"
   }
   return true;
 }
 
-void Codec::append_publish(std::string& out, const std::string& user, std::string_view text) const {
+void Codec::append_publish(std::string& out, const std::string& user, std::string_view text) {
   switch (cfg_.dialect) {
     case Dialect::kNative:
       out += "{\"type\":\"message\",\"room\":\"";
@@ -128,6 +156,14 @@ void Codec::append_publish(std::string& out, const std::string& user, std::strin
       out += text;
       out += "\r\n";
       break;
+    case Dialect::kWs:
+      scratch_ = "{\"type\":\"message\",\"room\":\"";
+      scratch_ += cfg_.room;
+      scratch_ += "\",\"text\":\"";
+      scratch_ += text;
+      scratch_ += "\"}";
+      ws::append_text(out, scratch_, masker_);
+      break;
   }
 }
 
@@ -137,6 +173,7 @@ ParseResult Codec::parse(std::string_view in, Sink& sink) const {
     case Dialect::kArticle: return parse_article(in, sink);
     case Dialect::kRedis: return parse_redis(in, sink);
     case Dialect::kNats: return parse_nats(in, sink);
+    case Dialect::kWs: break;  // framed: the worker unwraps the frames (parse_native_message)
   }
   return {};
 }
@@ -153,36 +190,40 @@ ParseResult Codec::parse_native(std::string_view in, Sink& sink) const {
     std::string_view line = in.substr(pos, end - pos);
     pos = end + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty() || line[0] != '{') continue;  // a lobby line before "welcome", or noise
-    if (line.substr(0, kMessagePrefix.size()) == kMessagePrefix) {
-      // The hot path: no JSON parser. Our texts need no escaping, so the text ends at the next quote.
-      size_t k = line.find(kTextKey);
-      if (k != std::string_view::npos) {
-        size_t start = k + kTextKey.size();
-        size_t close = line.find('"', start);
-        if (close != std::string_view::npos) {
-          sink.on_text(line.substr(start, close - start));
-          continue;
-        }
-      }
-      sink.on_error("a message line without a text");
-      continue;
-    }
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      sink.on_error("a line that is not a JSON object");
-      continue;
-    }
-    std::string type = j.value("type", "");
-    if (type == "joined") {
-      sink.on_ready();
-    } else if (type == "error") {
-      sink.on_error(j.value("code", "?") + ": " + j.value("message", ""));
-    }
-    // welcome, presence (join/leave), pong: nothing to do.
+    parse_native_message(line, sink);
   }
   r.consumed = pos;
   return r;
+}
+
+void Codec::parse_native_message(std::string_view line, Sink& sink) const {
+  if (line.empty() || line[0] != '{') return;  // a lobby line before "welcome", or noise
+  if (line.substr(0, kMessagePrefix.size()) == kMessagePrefix) {
+    // The hot path: no JSON parser. Our texts need no escaping, so the text ends at the next quote.
+    size_t k = line.find(kTextKey);
+    if (k != std::string_view::npos) {
+      size_t start = k + kTextKey.size();
+      size_t close = line.find('"', start);
+      if (close != std::string_view::npos) {
+        sink.on_text(line.substr(start, close - start));
+        return;
+      }
+    }
+    sink.on_error("a message line without a text");
+    return;
+  }
+  auto j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    sink.on_error("a line that is not a JSON object");
+    return;
+  }
+  std::string type = j.value("type", "");
+  if (type == "joined") {
+    sink.on_ready();
+  } else if (type == "error") {
+    sink.on_error(j.value("code", "?") + ": " + j.value("message", ""));
+  }
+  // welcome, presence (join/leave), pong: nothing to do.
 }
 
 // ---- article: "[user] text" with or without a newline ------------------------------------------

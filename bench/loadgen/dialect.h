@@ -1,4 +1,4 @@
-// The four chat dialects loadgen speaks: what a member or publisher sends to subscribe and publish,
+// The five chat dialects loadgen speaks: what a member or publisher sends to subscribe and publish,
 // and an incremental parser for what the server sends back.
 //
 //   native   chat-server's JSON lines: {"type":"hello","user":U} {"type":"join","room":R},
@@ -9,6 +9,9 @@
 //            known text length.
 //   redis    RESP: SUBSCRIBE R / PUBLISH R T; pushed *3 $7 message $len R $len T.
 //   nats     core protocol: INFO, CONNECT {...}, SUB R 1 / PUB R len, PING/PONG, MSG R 1 len.
+//   ws       the native dialect over WebSocket (chat-server's GET /ws on its HTTP port): the same
+//            JSON objects, one per text frame, masked (websocket.h). The worker does the upgrade
+//            and unwraps the frames; this codec makes the frames and reads the objects in them.
 #pragma once
 
 #include <cstddef>
@@ -17,6 +20,7 @@
 #include <string_view>
 
 #include "loadgen/config.h"
+#include "loadgen/websocket.h"
 
 namespace loadgen {
 
@@ -41,17 +45,26 @@ class Codec {
  public:
   Codec(const Config& cfg) : cfg_(cfg) {}
 
-  // Bytes to send as soon as the connection is up (nats: nothing until INFO, see after_info).
-  std::string greeting(bool publisher, const std::string& user) const;
+  // Bytes to send as soon as the connection is up (nats: nothing until INFO, see after_info; ws:
+  // these go once the upgrade is done, see ws_upgrade).
+  std::string greeting(bool publisher, const std::string& user);
   // nats: what to send once INFO arrived (CONNECT, SUB for a member, PING).
   std::string after_info(bool publisher) const;
   // Whether the connection is subscribed/usable without waiting for a reply.
   bool ready_at_connect(bool publisher) const;
   // Appends one publish of `text` (exactly --payload bytes) by user `user`.
-  void append_publish(std::string& out, const std::string& user, std::string_view text) const;
+  void append_publish(std::string& out, const std::string& user, std::string_view text);
+  // ws: the upgrade request with a fresh key; `accept` gets what the server must answer.
+  std::string ws_upgrade(std::string& accept);
+  // ws: a pong echoing `payload`, a close echoing `code`.
+  std::string ws_pong(std::string_view payload);
+  std::string ws_close(uint16_t code);
 
-  // Parses as many whole frames of `in` as there are.
+  // Parses as many whole frames of `in` as there are (ws: the worker unwraps the frames and hands
+  // each message to parse_native_message).
   ParseResult parse(std::string_view in, Sink& sink) const;
+  // One native JSON object (a line without its newline, or a WebSocket text message).
+  void parse_native_message(std::string_view object, Sink& sink) const;
 
  private:
   ParseResult parse_native(std::string_view in, Sink& sink) const;
@@ -60,6 +73,8 @@ class Codec {
   ParseResult parse_nats(std::string_view in, Sink& sink) const;
 
   const Config& cfg_;
+  ws::Masker masker_;      // ws: a fresh mask for every frame, as browsers do
+  std::string scratch_;    // ws: a message before it is framed
 };
 
 }  // namespace loadgen

@@ -5,7 +5,8 @@
 //   --mode chat   N members subscribe to a room; P publishers publish at --rate messages/s in all;
 //                 every delivery is checked (loss, duplicates, order per publisher) and timed from
 //                 the publisher's send. Reports deliveries_per_s. Dialects: native, article, redis,
-//                 nats (see dialect.h).
+//                 nats, ws (the native dialect over WebSocket; --port is then the HTTP port; see
+//                 dialect.h).
 //
 // The load runs in K worker processes (fork; one Reactor each); the parent coordinates them over
 // pipes, samples the server (--server-pid) at the measured window's edges and prints one report
@@ -126,7 +127,8 @@ int main(int argc, char** argv) {
   std::string mode = "echo", dialect = "native";
   cli.add_option("--mode", mode, "echo or chat")->capture_default_str();
   cli.add_option("--host", cfg.host, "Server address")->capture_default_str();
-  cli.add_option("--port", cfg.port, "Server port")->required();
+  cli.add_option("--port", cfg.port, "Server port (--dialect ws: the server's HTTP port, where GET /ws upgrades)")
+      ->required();
   cli.add_option("--connections,-c", cfg.connections, "Connections (echo) or members (chat)")->capture_default_str();
   cli.add_option("--duration", cfg.duration, "Seconds measured")->capture_default_str();
   cli.add_option("--warmup", cfg.warmup, "Seconds of load before the measurement")->capture_default_str();
@@ -141,7 +143,10 @@ int main(int argc, char** argv) {
   auto* publishers = cli.add_option("--publishers", cfg.publishers, "chat: publisher connections (not members)")
                          ->capture_default_str();
   auto* room = cli.add_option("--room", cfg.room, "chat: the room (article dialect: always lobby)")->capture_default_str();
-  auto* dialect_opt = cli.add_option("--dialect", dialect, "chat: native, article, redis or nats")->capture_default_str();
+  auto* dialect_opt = cli.add_option("--dialect", dialect,
+                                     "chat: native, article, redis, nats or ws (the native JSON over WebSocket, "
+                                     "masked frames; --port is then the HTTP port, where GET /ws upgrades)")
+                          ->capture_default_str();
   auto* drain = cli.add_option("--drain", cfg.drain, "chat: seconds to wait for deliveries after publishing stops")
                     ->capture_default_str();
   auto* barrier = cli.add_option("--barrier-timeout", cfg.barrier_timeout,
@@ -179,8 +184,10 @@ int main(int argc, char** argv) {
     cfg.dialect = Dialect::kRedis;
   } else if (dialect == "nats") {
     cfg.dialect = Dialect::kNats;
+  } else if (dialect == "ws") {
+    cfg.dialect = Dialect::kWs;
   } else {
-    return bad("unknown --dialect '" + dialect + "' (native, article, redis or nats)");
+    return bad("unknown --dialect '" + dialect + "' (native, article, redis, nats or ws)");
   }
   const bool chat = cfg.mode == Mode::kChat;
   if (!chat) {

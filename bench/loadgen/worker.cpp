@@ -13,6 +13,7 @@
 #include "loadgen/histogram.h"
 #include "loadgen/message.h"
 #include "loadgen/proc_stats.h"
+#include "loadgen/websocket.h"
 
 namespace loadgen {
 
@@ -477,6 +478,7 @@ class ChatWorker final : public WorkerBase {
   friend class RecordHandler;
   static constexpr size_t kMissingBudget = 4'000'000;  // sequence gaps remembered per process
   static constexpr size_t kPublisherQueueLimit = 4 << 20;
+  static constexpr size_t kMaxWsMessage = 1 << 20;  // ws: a server message past this is an error
 
   struct Peer {
     reactor::TcpConnectionPtr conn;
@@ -489,6 +491,9 @@ class ChatWorker final : public WorkerBase {
     bool warmed = false;  // a warm-up message arrived (member)
     bool info_seen = false;  // nats: the server's INFO arrived (CONNECT sent)
     bool done = false;    // every measured message arrived, or gone (member, once expected is known)
+    bool ws_open = false;   // ws: the 101 arrived and checked
+    std::string ws_accept;  // ws: the Sec-WebSocket-Accept expected (until the 101)
+    ws::FrameReader ws_frames;
     uint64_t unique = 0;  // measured messages received once
     std::unique_ptr<std::unordered_set<uint64_t>> missing;  // (publisher, seq) skipped, maybe late
   };
@@ -512,6 +517,17 @@ class ChatWorker final : public WorkerBase {
     void on_error(std::string_view what) override { w.server_error(p, what); }
   };
 
+  // ws: the frames of one peer's input; the messages in them go to the native parser.
+  struct WsFrameSink final : ws::FrameSink {
+    ChatWorker& w;
+    Peer& p;
+    PeerSink& messages;
+    WsFrameSink(ChatWorker& w, Peer& p, PeerSink& messages) : w(w), p(p), messages(messages) {}
+    void on_text_message(std::string_view message) override { w.codec_.parse_native_message(message, messages); }
+    void on_ping(std::string_view payload) override { w.send(p, w.codec_.ws_pong(payload)); }
+    void on_close(uint16_t code, std::string_view reason) override { w.ws_closed_by_server(p, code, reason); }
+  };
+
   size_t connection_count() const override { return peers_.size(); }
   uint64_t global_number(size_t i) const override { return peers_[i].global; }
 
@@ -526,6 +542,7 @@ class ChatWorker final : public WorkerBase {
     conn->start();
     p.conn = std::move(conn);
     p.alive = true;
+    if (cfg_.dialect == Dialect::kWs) return send(p, codec_.ws_upgrade(p.ws_accept));  // greeting after the 101
     send(p, codec_.greeting(p.publisher, p.user));
     if (codec_.ready_at_connect(p.publisher)) peer_ready(p);
   }
@@ -589,14 +606,47 @@ class ChatWorker final : public WorkerBase {
 
   void on_message(Peer& p, reactor::Buffer& input) {
     PeerSink sink(*this, p, monotonic_ns());
+    if (cfg_.dialect == Dialect::kWs) return on_ws_input(p, input, sink);
     ParseResult r = codec_.parse(input.view(), sink);
-    if (r.fatal) {
-      if (protocol_errors_++ < 3) std::cerr << "loadgen: " << p.user << ": " << r.problem << "\n";
-      lost(p);
-      p.conn->close(reactor::CloseCode::kLocal, r.problem);
-      return;
-    }
+    if (r.fatal) return protocol_failure(p, r.problem);
     input.consume(r.consumed);
+  }
+
+  void protocol_failure(Peer& p, const std::string& problem) {
+    if (protocol_errors_++ < 3) std::cerr << "loadgen: " << p.user << ": " << problem << "\n";
+    lost(p);
+    p.conn->close(reactor::CloseCode::kLocal, problem);
+  }
+
+  // ws: the 101 first (then the greeting goes out), then frames.
+  void on_ws_input(Peer& p, reactor::Buffer& input, PeerSink& sink) {
+    if (!p.ws_open) {
+      ws::HandshakeResult h = ws::check_upgrade_response(input.view(), p.ws_accept);
+      if (h.status == ws::HandshakeResult::kNeedMore) return;
+      if (h.status == ws::HandshakeResult::kFailed) return protocol_failure(p, h.problem);
+      input.consume(h.consumed);
+      p.ws_open = true;
+      std::string().swap(p.ws_accept);
+      send(p, codec_.greeting(p.publisher, p.user));
+    }
+    WsFrameSink frames(*this, p, sink);
+    ws::FrameReader::Result r = p.ws_frames.parse(input.view(), frames, kMaxWsMessage);
+    if (!p.alive || !p.conn) return;  // closed by the server's close frame
+    if (r.fatal) return protocol_failure(p, r.problem);
+    input.consume(r.consumed);
+  }
+
+  // ws: the server closed the WebSocket (a close frame): answer it, as RFC 6455 asks, and count it
+  // as a lost connection unless the run is over.
+  void ws_closed_by_server(Peer& p, uint16_t code, std::string_view reason) {
+    if (!p.alive) return;
+    if (!finishing_ && closed_errors_++ < 3) {
+      std::cerr << "loadgen: " << (p.publisher ? "publisher " : "member ") << p.user
+                << ": WebSocket closed by the server (" << code << (reason.empty() ? "" : ": ") << reason << ")\n";
+    }
+    send(p, codec_.ws_close(code));
+    lost(p);
+    p.conn->close_after_flush(reactor::CloseCode::kPeerClosed, "WebSocket closed by the server");
   }
 
   // ---- A member receives a text ----

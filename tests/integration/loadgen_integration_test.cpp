@@ -63,6 +63,43 @@ TEST(Loadgen, ChatFanOutIsLosslessInBothDialects) {
   }
 }
 
+// The ws dialect as a browser speaks it (the upgrade, masked frames) to chat-server's GET /ws: the
+// same lossless fan-out, members and publishers all WebSocket, --port being the HTTP port.
+TEST(Loadgen, ChatFanOutIsLosslessOverWebSocket) {
+  Server server({CHAT_SERVER_BIN, "--port", "0", "--http-port", "0"});
+  auto line = server.process.wait_for_line("http listening on", 10s);
+  ASSERT_TRUE(line.has_value()) << server.process.out();
+  size_t colon = line->find(':', line->find("listening on"));
+  ASSERT_NE(colon, std::string::npos) << *line;
+  int http_port = std::stoi(line->substr(colon + 1));
+  int status;
+  json r = run_loadgen({"--mode", "chat", "--dialect", "ws", "--port", std::to_string(http_port), "--connections",
+                        "200", "--rate", "200", "--publishers", "2", "--duration", "1", "--warmup", "0.2", "--drain",
+                        "5"},
+                       &status);
+  ASSERT_EQ(status, 0) << r.dump();
+  EXPECT_EQ(r["dialect"], "ws") << r.dump();
+  EXPECT_EQ(r["errors"], 0) << r.dump();
+  EXPECT_EQ(r["members_subscribed"], 200) << r.dump();
+  EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
+  EXPECT_EQ(r["received"], r["expected_deliveries"]) << r.dump();
+  EXPECT_EQ(r["loss"], 0) << r.dump();
+  EXPECT_EQ(r["duplicates"], 0) << r.dump();
+  EXPECT_EQ(r["out_of_order"], 0) << r.dump();
+}
+
+// The chat port is not an HTTP port: no 101 comes, and loadgen fails the run (exit 1: a run that
+// could not be made; 2 would be a refused command line) instead of measuring nothing.
+TEST(Loadgen, WebSocketDialectOnANonHttpPortIsAnError) {
+  Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http"});
+  int status;
+  json r = run_loadgen({"--mode", "chat", "--dialect", "ws", "--port", std::to_string(server.port), "--connections",
+                        "5", "--rate", "10", "--duration", "0.5", "--warmup", "0.1", "--drain", "1",
+                        "--connect-timeout", "5"},
+                       &status);
+  EXPECT_EQ(status, 1) << r.dump();
+}
+
 TEST(Loadgen, BadParametersAreOneLineAndExitTwo) {
   std::vector<std::vector<std::string>> cases = {
       {"--mode", "chat", "--port", "1", "--rate", "0"},
