@@ -33,9 +33,12 @@ bool has_token(const std::string* value, std::string_view token) {
   return false;
 }
 
-// Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 4.1): 24 characters ending "==".
+// Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 4.1): 22 characters of the base64
+// alphabet, then "==". (EVP_DecodeBlock alone takes a third '=' as data.)
 bool valid_websocket_key(const std::string* key) {
   if (key == nullptr || key->size() != 24 || !key->ends_with("==")) return false;
+  auto base64 = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'; };
+  if (!std::all_of(key->begin(), key->begin() + 22, base64)) return false;
   unsigned char out[24];
   return EVP_DecodeBlock(out, reinterpret_cast<const unsigned char*>(key->data()), 24) == 18;
 }

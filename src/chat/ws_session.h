@@ -57,13 +57,15 @@ class WsSession final : public reactor::ConnectionHandler, public Transport, pub
   long on_wslay_recv(uint8_t* buf, size_t len);
   void on_wslay_message(uint8_t opcode, const uint8_t* data, size_t size);
   long on_wslay_send(const uint8_t* data, size_t len);
-  void on_wslay_frame_start(bool fin, uint8_t opcode);
+  void on_wslay_frame_start(bool fin, uint8_t opcode, uint64_t length);
 
  private:
   struct Pooled;  // a context borrowed from this thread's pool
   void feed(std::string_view frames);
   void finish_wslay();
   void fail(uint16_t code, const char* reason);
+  // Queues a close frame with `ws_code` (not through wslay) and closes once it is written.
+  void send_close(uint16_t ws_code, std::string_view text, reactor::CloseCode code);
 
   reactor::TcpConnection& conn_;
   wslay_event_context* ctx_ = nullptr;  // held between frames only mid-message or mid-close
