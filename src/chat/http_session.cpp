@@ -120,14 +120,16 @@ bool HttpSession::handle(const http::Request& req, reactor::Buffer& input) {
   if (path == "/ws") {
     if (!get) {
       ++stats.http_errors;
-      respond(http::error_response(405, "", keep_alive, {{"Allow", "GET"}}), keep_alive);
+      // A response to HEAD has no body, errors included: the client reads no body, and the next
+      // response on the connection starts right after these headers.
+      respond(http::error_response(405, "", keep_alive, {{"Allow", "GET"}}, head), keep_alive);
       return keep_alive;
     }
     return upgrade(req, input);
   }
   if (!get && !head) {
     ++stats.http_errors;
-    respond(http::error_response(405, "", keep_alive, {{"Allow", "GET, HEAD"}}), keep_alive);
+    respond(http::error_response(405, "", keep_alive, {{"Allow", "GET, HEAD"}}, head), keep_alive);
     return keep_alive;
   }
   if (path == "/healthz") {
@@ -140,7 +142,7 @@ bool HttpSession::handle(const http::Request& req, reactor::Buffer& input) {
   auto file = web_.files.find(req.target);
   if (!file) {
     ++stats.http_errors;
-    respond(http::error_response(404, "", keep_alive), keep_alive);
+    respond(http::error_response(404, "", keep_alive, {}, head), keep_alive);
     return keep_alive;
   }
   const std::string* match = req.header("if-none-match");
