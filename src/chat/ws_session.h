@@ -9,8 +9,9 @@
 // binary messages are not this protocol (1003). A wslay context holds about 9 KiB, so members do
 // not keep one: each shard lends one from a small pool while whole frames are parsed, and the
 // member keeps it only while a fragmented message or the close handshake is under way. Only whole
-// frames are handed to wslay (or a frame's header when the frame is too big to wait for), so a
-// context always returns to the pool at a frame boundary.
+// frames are handed to wslay, so a context always returns to the pool at a frame boundary; a frame
+// too big to wait for is refused from its header (wslay is given the header and one byte, as it
+// decides at a frame's first payload byte), and that context is freed with the closing member.
 //
 // Output: room events come already framed (the "websocket" format: one frame, shared by every
 // WebSocket member), and so do the codec's replies; wslay sends only its control frames.
