@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES=(cmake ninja-build g++ make pkg-config libgtest-dev libcli11-dev nlohmann-json3-dev libhiredis-dev python3 procps
           clang libclang-rt-14-dev iproute2 redis-server nats-server node-llhttp
-          libwslay-dev libssl-dev nodejs npm chromium)
+          libwslay-dev libssl-dev python3-websockets nodejs npm chromium)
 
 deps() {
   local missing=()
@@ -29,8 +29,8 @@ deps() {
 # browser), installed from the committed lock file when missing.
 npm_deps() {
   local d
-  for d in tests/browser; do
-    if [[ -f $d/package-lock.json && ! -d $d/node_modules ]]; then
+  for d in tests/browser tests/web; do
+    if [[ ! $d/node_modules/.package-lock.json -nt $d/package-lock.json ]]; then
       echo "dev.sh: npm ci in $d" >&2
       PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$d" --no-audit --no-fund --loglevel=error >/dev/null
     fi
@@ -55,13 +55,15 @@ stage() {
 
 build() { deps; configure build Release -DREACTOR_WERROR=ON; }
 
+# The web tests' npm packages (tests/web/package.json: ws), when the lock file is newer than what
+# is installed. No browser download: the browser tests use Debian's chromium.
 # Each libFuzzer target runs for FUZZ_SECONDS (default 10) from its seed corpus; a crash fails, and
 # so does one input taking over 10 s (a hang) or the process passing 1 GiB (unbounded memory).
 fuzz_smoke() {
-  CC=clang CXX=clang++ TARGETS="framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz" configure build-fuzz Debug -DREACTOR_FUZZ=ON \
+  CC=clang CXX=clang++ TARGETS="framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz ws_fuzz" configure build-fuzz Debug -DREACTOR_FUZZ=ON \
     -DBUILD_TESTING=OFF
   local seconds=${FUZZ_SECONDS:-10} t
-  for t in framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz; do
+  for t in framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz ws_fuzz; do
     local work; work=$(mktemp -d)
     echo "fuzz: $t for ${seconds}s"
     ./build-fuzz/bin/$t -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=1024 -print_final_stats=0 \

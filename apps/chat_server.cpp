@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
   std::string web_root;
   std::vector<std::string> allowed_origins;
   size_t http_timeout_ms = 10000;
+  size_t ws_ping_ms = 30000, ws_pong_timeout_ms = 10000;
   cli.add_option("--host", host, "Address to listen on")->capture_default_str();
   cli.add_option("--port", port, "Port to listen on (0: any free port)")->capture_default_str();
   cli.add_option("--backend", backend, "Event demultiplexer: epoll, poll or select (default: best available)")
@@ -145,6 +146,13 @@ int main(int argc, char** argv) {
                  "How long an HTTP request may take to arrive whole, from the connection or the previous answer")
       ->capture_default_str()
       ->check(CLI::Range(size_t{100}, size_t{3600000}));
+  cli.add_option("--ws-ping-ms", ws_ping_ms, "A WebSocket member silent this long is sent a ping, in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{100}, size_t{3600000}));
+  cli.add_option("--ws-pong-timeout-ms", ws_pong_timeout_ms,
+                 "How long a pinged WebSocket member has to answer (any frame) before it is closed, in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{100}, size_t{3600000}));
   cli.add_flag("--verbose", verbose, "Log every connection's close");
   if (auto status = app::parse(cli, argc, argv)) return *status;
   if (limits.output_soft > limits.output_hard) {
@@ -179,6 +187,8 @@ int main(int argc, char** argv) {
   options.web.web_root = web_root;
   options.web.allowed_origins = allowed_origins;
   options.web.request_timeout = std::chrono::milliseconds(http_timeout_ms);
+  options.web.ws_ping_interval = std::chrono::milliseconds(ws_ping_ms);
+  options.web.ws_pong_timeout = std::chrono::milliseconds(ws_pong_timeout_ms);
   options.listener_per_shard = accept == "reuseport";
   if (workers > 1) {
     if (redis_url.empty()) {

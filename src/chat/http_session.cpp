@@ -33,9 +33,12 @@ bool has_token(const std::string* value, std::string_view token) {
   return false;
 }
 
-// Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 4.1): 24 characters ending "==".
+// Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 4.1): 22 characters of the base64
+// alphabet, then "==". (EVP_DecodeBlock alone takes a third '=' as data.)
 bool valid_websocket_key(const std::string* key) {
   if (key == nullptr || key->size() != 24 || !key->ends_with("==")) return false;
+  auto base64 = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'; };
+  if (!std::all_of(key->begin(), key->begin() + 22, base64)) return false;
   unsigned char out[24];
   return EVP_DecodeBlock(out, reinterpret_cast<const unsigned char*>(key->data()), 24) == 18;
 }
@@ -117,14 +120,16 @@ bool HttpSession::handle(const http::Request& req, reactor::Buffer& input) {
   if (path == "/ws") {
     if (!get) {
       ++stats.http_errors;
-      respond(http::error_response(405, "", keep_alive, {{"Allow", "GET"}}), keep_alive);
+      // A response to HEAD has no body, errors included: the client reads no body, and the next
+      // response on the connection starts right after these headers.
+      respond(http::error_response(405, "", keep_alive, {{"Allow", "GET"}}, head), keep_alive);
       return keep_alive;
     }
     return upgrade(req, input);
   }
   if (!get && !head) {
     ++stats.http_errors;
-    respond(http::error_response(405, "", keep_alive, {{"Allow", "GET, HEAD"}}), keep_alive);
+    respond(http::error_response(405, "", keep_alive, {{"Allow", "GET, HEAD"}}, head), keep_alive);
     return keep_alive;
   }
   if (path == "/healthz") {
@@ -137,7 +142,7 @@ bool HttpSession::handle(const http::Request& req, reactor::Buffer& input) {
   auto file = web_.files.find(req.target);
   if (!file) {
     ++stats.http_errors;
-    respond(http::error_response(404, "", keep_alive), keep_alive);
+    respond(http::error_response(404, "", keep_alive, {}, head), keep_alive);
     return keep_alive;
   }
   const std::string* match = req.header("if-none-match");

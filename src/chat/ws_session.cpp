@@ -26,7 +26,7 @@ void msg_cb(wslay_event_context_ptr, const wslay_event_on_msg_recv_arg* arg, voi
   g_current->on_wslay_message(arg->opcode, arg->msg, arg->msg_length);
 }
 void frame_start_cb(wslay_event_context_ptr, const wslay_event_on_frame_recv_start_arg* arg, void*) {
-  g_current->on_wslay_frame_start(arg->fin != 0, arg->opcode);
+  g_current->on_wslay_frame_start(arg->fin != 0, arg->opcode, arg->payload_length);
 }
 
 const wslay_event_callbacks kCallbacks = {recv_cb, send_cb, nullptr, frame_start_cb, nullptr, nullptr, msg_cb};
@@ -95,7 +95,17 @@ void WsSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
   bool too_big = false;
   size_t n = whole_frames(input.view(), limits().max_frame, &too_big);
   if (n == 0) return;
-  feed(input.view().substr(0, n));
+  if (too_big) {
+    // wslay refuses a frame over the limit (1009) when it sees the frame's first payload byte, not
+    // from the header alone: given only the header it would wait mid-frame, and its context would
+    // go back to the pool in that state, to garble the next member's frames. So it is given a
+    // byte after the header (never read: the frame is refused first), and the rest is dropped.
+    std::string frames(input.view().substr(0, n));
+    frames.push_back('\0');
+    feed(frames);
+  } else {
+    feed(input.view().substr(0, n));
+  }
   input.consume(n);
   if (too_big || closing_) input.clear();
   if (!messages_.empty()) Session::input(messages_);
@@ -127,8 +137,17 @@ void WsSession::feed(std::string_view frames) {
   g_current = this;
   feeding_ = frames;
   int rv = wslay_event_recv(ctx_);
+  bool header_refused = rv == WSLAY_ERR_CALLBACK_FAILURE;
   if (rv == 0) rv = wslay_event_send(ctx_);
   g_current = outer;
+  if (header_refused) {
+    // wslay's frame parser refused a header (a control frame over 125 bytes or fragmented, a
+    // length not in its shortest form) and stopped with a close that has no code: the code for
+    // this is 1002, and we send that close ourselves.
+    wslay_event_context_free(ctx_);
+    ctx_ = nullptr;
+    return send_close(WSLAY_CODE_PROTOCOL_ERROR, "WebSocket protocol error", reactor::CloseCode::kProtocol);
+  }
   if (rv != 0) {
     closing_ = true;
     conn_.close(reactor::CloseCode::kIoError, "WebSocket: wslay failed");
@@ -164,10 +183,13 @@ void WsSession::finish_wslay() {
   ctx_ = nullptr;
 }
 
-void WsSession::on_wslay_frame_start(bool fin, uint8_t opcode) {
+void WsSession::on_wslay_frame_start(bool fin, uint8_t opcode, uint64_t length) {
   // Data frames (continuation, text, binary) say whether a message is still open after them;
   // control frames may come in between and change nothing.
   if (opcode <= WSLAY_BINARY_FRAME) mid_message_ = !fin;
+  // A close's payload is empty or starts with a two-byte code (RFC 6455 5.5.1); wslay would take
+  // one byte as "no code" and answer in kind.
+  if (opcode == WSLAY_CONNECTION_CLOSE && length == 1) fail(WSLAY_CODE_PROTOCOL_ERROR, "close payload of one byte");
 }
 
 long WsSession::on_wslay_recv(uint8_t* buf, size_t len) {
@@ -225,12 +247,16 @@ void WsSession::close_soon(reactor::CloseCode code, std::string_view text) {
 
 void WsSession::close_after_flush(reactor::CloseCode code, std::string_view text) {
   if (closing_ || !conn_.accepts_output()) return conn_.close_after_flush(code, text);
-  closing_ = true;
   // A close frame first: 1001 when the server is stopping, 1000 when the peer is done, 1008 when
   // it broke our rules.
   uint16_t ws_code = code == reactor::CloseCode::kShutdown    ? 1001
                      : code == reactor::CloseCode::kPeerClosed ? 1000
                                                                : 1008;
+  send_close(ws_code, text, code);
+}
+
+void WsSession::send_close(uint16_t ws_code, std::string_view text, reactor::CloseCode code) {
+  closing_ = true;
   std::string payload{static_cast<char>(ws_code >> 8), static_cast<char>(ws_code & 0xff)};
   payload.append(text.substr(0, 120));
   conn_.send(websocket_frame(0x8, payload));

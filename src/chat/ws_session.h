@@ -9,8 +9,9 @@
 // binary messages are not this protocol (1003). A wslay context holds about 9 KiB, so members do
 // not keep one: each shard lends one from a small pool while whole frames are parsed, and the
 // member keeps it only while a fragmented message or the close handshake is under way. Only whole
-// frames are handed to wslay (or a frame's header when the frame is too big to wait for), so a
-// context always returns to the pool at a frame boundary.
+// frames are handed to wslay, so a context always returns to the pool at a frame boundary; a frame
+// too big to wait for is refused from its header (wslay is given the header and one byte, as it
+// decides at a frame's first payload byte), and that context is freed with the closing member.
 //
 // Output: room events come already framed (the "websocket" format: one frame, shared by every
 // WebSocket member), and so do the codec's replies; wslay sends only its control frames.
@@ -57,13 +58,15 @@ class WsSession final : public reactor::ConnectionHandler, public Transport, pub
   long on_wslay_recv(uint8_t* buf, size_t len);
   void on_wslay_message(uint8_t opcode, const uint8_t* data, size_t size);
   long on_wslay_send(const uint8_t* data, size_t len);
-  void on_wslay_frame_start(bool fin, uint8_t opcode);
+  void on_wslay_frame_start(bool fin, uint8_t opcode, uint64_t length);
 
  private:
   struct Pooled;  // a context borrowed from this thread's pool
   void feed(std::string_view frames);
   void finish_wslay();
   void fail(uint16_t code, const char* reason);
+  // Queues a close frame with `ws_code` (not through wslay) and closes once it is written.
+  void send_close(uint16_t ws_code, std::string_view text, reactor::CloseCode code);
 
   reactor::TcpConnection& conn_;
   wslay_event_context* ctx_ = nullptr;  // held between frames only mid-message or mid-close

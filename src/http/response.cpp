@@ -57,13 +57,14 @@ std::string response(int status, const Headers& headers, std::string_view body, 
   return out;
 }
 
-std::string error_response(int status, std::string_view reason, bool keep_alive, const Headers& extra) {
+std::string error_response(int status, std::string_view reason, bool keep_alive, const Headers& extra,
+                           bool head_only) {
   Headers headers = extra;
   headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
   headers.emplace_back("Cache-Control", "no-store");
   std::string body = std::to_string(status) + " " + status_text(status) + "\n";
   if (!reason.empty()) body.append(reason).append("\n");
-  return response(status, headers, body, keep_alive);
+  return response(status, headers, body, keep_alive, head_only);
 }
 
 }  // namespace http

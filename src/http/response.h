@@ -18,8 +18,10 @@ const char* status_text(int status);
 std::string response(int status, const Headers& headers, std::string_view body, bool keep_alive,
                      bool head_only = false);
 
-// A small text/plain error response: "404 Not Found\n" and a reason.
-std::string error_response(int status, std::string_view reason, bool keep_alive, const Headers& extra = {});
+// A small text/plain error response: "404 Not Found\n" and a reason (`head_only`: its headers only,
+// for a HEAD request).
+std::string error_response(int status, std::string_view reason, bool keep_alive, const Headers& extra = {},
+                           bool head_only = false);
 
 // The current time as an HTTP date (RFC 9110 IMF-fixdate), computed at most once a second per thread.
 const std::string& http_date();

@@ -1,0 +1,231 @@
+// chat-server's /ws against npm's `ws`, a strict client: it checks Sec-WebSocket-Accept, that server
+// frames are unmasked, RSV bits, opcodes and UTF-8, and reports any breach as an 'error' event
+// (none may come). Two ws members and one native TCP member talk in one room; a ping's pong carries
+// its payload; the close codes a ws client receives for binary (1003) and oversized (1009)
+// messages, and the echo of its own 1000.
+//
+// Run: node tests/web/ws_node_test.mjs build/bin/chat-server (or CHAT_SERVER, or TEST_PROGRAM_DIR),
+// after `npm ci --prefix tests/web` (./dev.sh test does it).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import readline from 'node:readline';
+import { after, before, test } from 'node:test';
+
+let WebSocket;
+try {
+  ({ default: WebSocket } = await import('ws'));
+} catch (e) {
+  console.error('ws_node_test: npm package ws is missing: run npm ci --prefix tests/web (./dev.sh test does)');
+  process.exit(1);
+}
+
+const serverPath = process.env.TEST_PROGRAM_DIR
+  ? path.join(process.env.TEST_PROGRAM_DIR, 'chat-server')
+  : process.argv[2] || process.env.CHAT_SERVER;
+if (!serverPath) {
+  console.error('usage: node ws_node_test.mjs PATH-TO-chat-server');
+  process.exit(2);
+}
+const TIMEOUT = process.env.TEST_PROGRAM_DIR ? 30000 : 10000;
+const MAX_FRAME = 1024;
+
+function within(promise, what, ms = TIMEOUT) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+// A process's lines, waited on with a deadline.
+function lineWaiter(stream) {
+  const lines = [];
+  const waiters = [];
+  readline.createInterface({ input: stream }).on('line', (line) => {
+    lines.push(line);
+    for (const w of [...waiters]) w();
+  });
+  return (regex, what) =>
+    within(
+      new Promise((resolve) => {
+        const check = () => {
+          for (const l of lines) {
+            const m = l.match(regex);
+            if (m) {
+              waiters.splice(waiters.indexOf(check), 1);
+              resolve(m);
+              return true;
+            }
+          }
+          return false;
+        };
+        waiters.push(check);
+        check();
+      }),
+      what,
+    );
+}
+
+let server;
+let stderr = '';
+let ports;
+
+before(async () => {
+  server = spawn(serverPath, ['--host', '127.0.0.1', '--port', '0', '--http-port', '0', '--threads', '2',
+                              '--max-frame', String(MAX_FRAME)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  server.stderr.on('data', (d) => { stderr += d; });
+  const waitLine = lineWaiter(server.stdout);
+  const tcp = await waitLine(/^chat-server: listening on [\d.]+:(\d+)/, 'the chat port');
+  const http = await waitLine(/^chat-server: http listening on [\d.]+:(\d+)/, 'the http port');
+  ports = { tcp: Number(tcp[1]), http: Number(http[1]) };
+});
+
+after(async () => {
+  if (!server) return;
+  const exited = new Promise((resolve) => server.once('exit', (code, signal) => resolve({ code, signal })));
+  server.kill('SIGTERM');
+  const { code, signal } = await within(exited, 'chat-server to stop', 20000);
+  for (const mark of ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:', 'ThreadSanitizer']) {
+    assert.ok(!stderr.includes(mark), `sanitizer report:\n${stderr}`);
+  }
+  assert.equal(signal, null, stderr);
+  assert.equal(code, 0, stderr);
+});
+
+// A ws client whose JSON messages queue up until a test waits for one; an 'error' event fails.
+async function wsClient() {
+  const ws = new WebSocket(`ws://127.0.0.1:${ports.http}/ws`);
+  const inbox = [];
+  const waiters = [];
+  ws.errors = [];
+  ws.on('error', (e) => ws.errors.push(e));
+  ws.on('message', (data, isBinary) => {
+    assert.equal(isBinary, false, 'the server sent a binary message');
+    inbox.push(JSON.parse(data.toString('utf8')));
+    for (const w of [...waiters]) w();
+  });
+  ws.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  ws.expect = (fields) =>
+    within(
+      new Promise((resolve) => {
+        const check = () => {
+          const i = inbox.findIndex((m) => Object.entries(fields).every(([k, v]) => m[k] === v));
+          if (i < 0) return;
+          waiters.splice(waiters.indexOf(check), 1);
+          resolve(inbox.splice(i, 1)[0]);
+        };
+        waiters.push(check);
+        check();
+      }),
+      JSON.stringify(fields),
+    );
+  ws.sendJson = (obj) => ws.send(JSON.stringify(obj));
+  await within(new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); }), 'the handshake');
+  return ws;
+}
+
+// A native member on the chat port: JSON lines.
+async function tcpClient() {
+  const sock = net.connect(ports.tcp, '127.0.0.1');
+  await within(new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); }), 'TCP connect');
+  const inbox = [];
+  const waiters = [];
+  readline.createInterface({ input: sock }).on('line', (line) => {
+    try { inbox.push(JSON.parse(line)); } catch { return; }  // the article's lines before the welcome
+    for (const w of [...waiters]) w();
+  });
+  return {
+    send: (obj) => sock.write(JSON.stringify(obj) + '\n'),
+    expect: (fields) =>
+      within(
+        new Promise((resolve) => {
+          const check = () => {
+            const i = inbox.findIndex((m) => Object.entries(fields).every(([k, v]) => m[k] === v));
+            if (i < 0) return;
+            waiters.splice(waiters.indexOf(check), 1);
+            resolve(inbox.splice(i, 1)[0]);
+          };
+          waiters.push(check);
+          check();
+        }),
+        JSON.stringify(fields),
+      ),
+    close: () => sock.destroy(),
+  };
+}
+
+test('two ws members and a TCP member exchange messages in one room', async () => {
+  const ann = await wsClient();
+  const bob = await wsClient();
+  const cat = await tcpClient();
+  ann.sendJson({ type: 'hello', user: 'nann' });
+  await ann.expect({ type: 'welcome', user: 'nann' });
+  bob.sendJson({ type: 'hello', user: 'nbob' });
+  await bob.expect({ type: 'welcome', user: 'nbob' });
+  cat.send({ type: 'hello', user: 'ncat' });
+  await cat.expect({ type: 'welcome', user: 'ncat' });
+  for (const c of [ann, bob, cat]) {
+    (c.sendJson || c.send)({ type: 'join', room: 'node' });
+    await c.expect({ type: 'joined', room: 'node' });
+  }
+  await ann.expect({ type: 'join', room: 'node', user: 'ncat' });
+
+  const text = 'caf\u00e9 \u{1F600} <img src=x onerror=alert(1)>';
+  ann.sendJson({ type: 'message', room: 'node', text });
+  for (const c of [ann, bob, cat]) {
+    const m = await c.expect({ type: 'message', room: 'node', user: 'nann' });
+    assert.equal(m.text, text);
+  }
+  cat.send({ type: 'message', room: 'node', text: 'from tcp' });
+  for (const c of [ann, bob]) await c.expect({ type: 'message', room: 'node', user: 'ncat', text: 'from tcp' });
+
+  // A ping's pong carries its payload.
+  const payload = Buffer.from([0, 1, 2, 0xff, 0x41]);
+  const pong = within(new Promise((resolve) => bob.once('pong', resolve)), 'the pong');
+  bob.ping(payload);
+  assert.deepEqual(await pong, payload);
+
+  bob.close(1000, 'bye');
+  const closed = await bob.closed;
+  assert.equal(closed.code, 1000);
+  await ann.expect({ type: 'leave', room: 'node', user: 'nbob' });
+  ann.close();
+  await ann.closed;
+  cat.close();
+  assert.deepEqual(ann.errors, []);
+  assert.deepEqual(bob.errors, []);
+});
+
+test('a binary message is closed with 1003', async () => {
+  const ws = await wsClient();
+  ws.send(Buffer.from('{"type":"ping"}'));
+  assert.equal((await within(ws.closed, 'the close')).code, 1003);
+  assert.deepEqual(ws.errors, []);
+});
+
+test('a message over --max-frame is closed with 1009', async () => {
+  const ws = await wsClient();
+  ws.send('x'.repeat(MAX_FRAME + 1));
+  assert.equal((await within(ws.closed, 'the close')).code, 1009);
+  assert.deepEqual(ws.errors, []);
+});
+
+test('a fragmented message is delivered whole', async () => {
+  const ws = await wsClient();
+  ws.sendJson({ type: 'hello', user: 'nfrag' });
+  await ws.expect({ type: 'welcome' });
+  const json = JSON.stringify({ type: 'ping', id: 'fragmented \u20ac' });
+  const cut = json.indexOf('\u20ac') + 1;  // splits nothing in UTF-16; ws cuts the bytes below
+  const bytes = Buffer.from(json);
+  const at = Buffer.from(json.slice(0, cut - 1)).length + 1;  // inside the euro sign's bytes
+  ws.send(bytes.subarray(0, at), { binary: false, fin: false });
+  ws.send(bytes.subarray(at), { binary: false, fin: true });
+  await ws.expect({ type: 'pong', id: 'fragmented \u20ac' });
+  ws.close();
+  assert.equal((await ws.closed).code, 1005);  // ws's close() without a code sends none
+  assert.deepEqual(ws.errors, []);
+});
