@@ -194,6 +194,7 @@ bool HttpSession::upgrade(const http::Request& req, reactor::Buffer& input) {
   // released once on_message returns; on_message holds a reference until then).
   auto ws = std::make_shared<WsSession>(web_.sessions, conn_);
   conn_.set_handler(ws);
+  if (web_.upgraded) web_.upgraded(conn_.id());
   ws->start();
   if (!input.empty()) ws->on_message(conn_, input);  // frames sent right behind the handshake
   return false;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,7 @@ struct WebContext {
   const http::StaticFiles& files;
   const WebOptions& options;
   const bool& draining;  // the server is stopping: /healthz says 503
+  std::function<void(uint64_t connection_id)> upgraded;  // the connection became a WebSocket member
 };
 
 class HttpSession final : public reactor::ConnectionHandler, public std::enable_shared_from_this<HttpSession> {

@@ -34,7 +34,8 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
   if (listen_on) server_.listen(*listen_on, listen_options);
   server_.set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_connection(conn); });
   if (web.options != nullptr) {
-    web_ = std::make_unique<WebContext>(WebContext{sessions_, *web.files, *web.options, draining_});
+    web_ = std::make_unique<WebContext>(
+        WebContext{sessions_, *web.files, *web.options, draining_, [this](uint64_t id) { http_ids_.erase(id); }});
     reactor::ConnectionCallbacks cb;
     cb.on_close = [this, alive = std::weak_ptr<int>(alive_)](const reactor::TcpConnectionPtr& conn,
                                                              const reactor::CloseReason& reason) {
@@ -94,8 +95,9 @@ void ChatServer::on_http_connection(const reactor::TcpConnectionPtr& conn) {
   conn->set_handler(session);
   session->start();
   connections_.emplace(conn->id(), conn);
+  http_ids_.insert(conn->id());
   stats_.connections_open = connections_.size();
-  if (shutdown_done_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+  if (http_closing_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
 }
 
 bool ChatServer::admit(const reactor::TcpConnectionPtr& conn) {
@@ -119,6 +121,7 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::
   auto it = connections_.find(conn->id());
   if (it == connections_.end()) return;  // refused before it had a session
   connections_.erase(it);
+  http_ids_.erase(conn->id());
   if (limits_.max_connections) hub_.table().release_admission();
   stats_.connections_open = connections_.size();
   // Closes come at the rate clients connect: logged within a budget per reactor.
@@ -149,8 +152,10 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
   if (shutdown_done_) return;
   shutdown_done_ = std::move(done);
   server_.stop_accepting();
-  if (http_server_) http_server_->stop_accepting();
+  // Members flush and close; plain HTTP goes on (every answer closing its connection, /healthz
+  // saying 503) until the last member of this shard is gone (maybe_finish_shutdown).
   for (auto& [id, conn] : connections_) {
+    if (http_ids_.contains(id)) continue;
     if (auto* ws = dynamic_cast<WsSession*>(conn->handler())) {
       ws->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");  // with a close frame (1001)
     } else {
@@ -169,7 +174,15 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
 }
 
 void ChatServer::maybe_finish_shutdown() {
-  if (!shutdown_done_ || !connections_.empty()) return;
+  if (!shutdown_done_ || connections_.size() > http_ids_.size()) return;  // members still flushing
+  if (!http_closing_) {
+    http_closing_ = true;
+    if (http_server_) http_server_->stop_accepting();
+    std::vector<reactor::TcpConnectionPtr> http;
+    for (uint64_t id : http_ids_) http.push_back(connections_.at(id));
+    for (auto& conn : http) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+  }
+  if (!connections_.empty()) return;
   if (shutdown_timer_) reactor_.cancel(shutdown_timer_);
   shutdown_timer_ = 0;
   auto done = std::move(shutdown_done_);

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "chat/http_session.h"
@@ -82,6 +83,8 @@ class ChatServer {
   Hub hub_;
   SessionContext sessions_;
   bool draining_ = false;  // quiesced: /healthz says 503
+  bool http_closing_ = false;  // shutting down, and the members are gone: HTTP stops too
+  std::unordered_set<uint64_t> http_ids_;  // connections still speaking HTTP (not members)
   std::unique_ptr<WebContext> web_;
   reactor::TcpServer server_;
   std::unique_ptr<reactor::TcpServer> http_server_;

@@ -562,7 +562,7 @@ TEST(RedisBackplane, AnEmptyRoomIsUnsubscribedAfterFiveSeconds) {
 TEST(RedisBackplane, WorkersShareOnePortAndOneRoom) {
   RedisServer redis;
   Server workers(chat_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
-  ASSERT_TRUE(workers.process.wait_for_line("listening on", 20s)) << "the second worker";
+  ASSERT_TRUE(workers.process.wait_for_line("chat-server: listening on", 20s)) << "the second worker";
   std::vector<std::unique_ptr<Member>> members;
   for (int i = 0; i < 40; ++i) {
     members.push_back(std::make_unique<Member>(workers.port, "w" + std::to_string(i), "hall"));

@@ -57,7 +57,7 @@ TEST(ChatServerWorkers, AKilledWorkerIsReplacedAndTheServiceKeepsAnswering) {
   RedisServer redis;
   Server service(chat_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
   Process& supervisor = service.process;
-  ASSERT_TRUE(supervisor.wait_for_line("listening on", 20s)) << "the second worker";
+  ASSERT_TRUE(supervisor.wait_for_line("chat-server: listening on", 20s)) << "the second worker";
   pid_t first = started_pid(supervisor.wait_for_err_line("[supervisor] worker 0 started", 10s));
   pid_t other = started_pid(supervisor.wait_for_err_line("[supervisor] worker 1 started", 10s));
   ASSERT_GT(first, 0) << supervisor.err();
@@ -69,7 +69,7 @@ TEST(ChatServerWorkers, AKilledWorkerIsReplacedAndTheServiceKeepsAnswering) {
       << supervisor.err();
   pid_t second = started_pid(supervisor.wait_for_err_line("[supervisor] worker 0 started", 10s));
   ASSERT_GT(second, 0) << "worker 0 was not started again: " << supervisor.err();
-  ASSERT_TRUE(supervisor.wait_for_line("listening on", 20s)) << "the new worker 0: " << supervisor.err();
+  ASSERT_TRUE(supervisor.wait_for_line("chat-server: listening on", 20s)) << "the new worker 0: " << supervisor.err();
 
   // Members on both workers (the kernel spreads connections over the two listeners) share a room.
   std::vector<std::unique_ptr<Native>> members;
@@ -103,7 +103,7 @@ TEST(ChatServerWorkers, WorkersStopWhenTheirSupervisorIsKilled) {
   RedisServer redis;
   Server service(chat_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
   Process& supervisor = service.process;
-  ASSERT_TRUE(supervisor.wait_for_line("listening on", 20s)) << "the second worker";
+  ASSERT_TRUE(supervisor.wait_for_line("chat-server: listening on", 20s)) << "the second worker";
   pid_t a = started_pid(supervisor.wait_for_err_line("[supervisor] worker 0 started", 10s));
   pid_t b = started_pid(supervisor.wait_for_err_line("[supervisor] worker 1 started", 10s));
   ASSERT_GT(a, 0) << supervisor.err();

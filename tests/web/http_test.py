@@ -506,6 +506,56 @@ class Health(unittest.TestCase):
             server.stop()
 
 
+class HealthWhileMembersDrain(unittest.TestCase):
+    def test_healthz_is_503_while_a_slow_member_holds_the_drain(self):
+        """A member that does not read keeps its shard flushing after SIGTERM (up to the grace):
+        meanwhile /healthz on a new connection answers 503, so a load balancer sees the drain."""
+        import json
+        import threading
+        server = chatproc.ChatServer(SERVER, "--shutdown-grace-ms", "4000", "--output-limit", "67108864",
+                                     "--soft-limit", "33554432", "--soft-ms", "60000", threads=1)
+        slow = pub = None
+        stop = threading.Event()
+        try:
+            slow = socket.socket()
+            slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            slow.connect(("127.0.0.1", server.port))
+            slow.sendall(b'{"type":"hello","user":"slow"}\n{"type":"join","room":"r"}\n')
+            pub = server.connect_tcp()
+            pub.sendall(b'{"type":"hello","user":"pub"}\n{"type":"join","room":"r"}\n')
+
+            def drain():  # the publisher reads everything it is sent (its own copies too)
+                pub.settimeout(0.2)
+                while not stop.is_set():
+                    try:
+                        if not pub.recv(65536):
+                            return
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        return
+            reader = threading.Thread(target=drain, daemon=True)
+            reader.start()
+            text = "x" * 1000
+            line = (json.dumps({"type": "message", "room": "r", "text": text}) + "\n").encode()
+            pub.sendall(line * 16000)  # 16 MB for a member that reads nothing
+            pub.sendall(b'{"type":"ping","id":1}\n')  # the pong comes once all is queued to slow
+            server.signal()
+            server.err.wait_for(r"stopping", TIMEOUT)
+            c = Conn(server.http_port, timeout=5)
+            c.send(request("GET", "/healthz"))
+            r = c.response()
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.body, b"draining\n")
+            self.assertEqual(r.header("connection"), "close")
+        finally:
+            stop.set()
+            for sock in (slow, pub):
+                if sock:
+                    sock.close()
+            server.stop()
+
+
 def main():
     global SERVER
     SERVER = chatproc.server_path(sys.argv)
