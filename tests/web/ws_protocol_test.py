@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -708,6 +709,39 @@ class Origins(ServerCase):
 
 
 PING_MS, PONG_TIMEOUT_MS = 300, 800
+
+
+class SlowConsumers(ServerCase):
+    """The output limits are one policy for every transport: a WebSocket member that reads nothing
+    is closed past the hard limit, counted as a slow consumer, and the room goes on."""
+    flags = ("--output-limit", "262144", "--soft-limit", "131072", "--soft-ms", "60000")
+
+    def test_a_websocket_member_that_never_reads_is_closed_and_counted(self):
+        slow = self.raw(hello=True)
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.send_text(json.dumps({"type": "join", "room": "flood"}))
+        slow.recv_json("joined", room="flood")
+        pub = self.raw(hello=True)
+        pub.send_text(json.dumps({"type": "join", "room": "flood"}))
+        pub.recv_json("joined", room="flood")
+        text = "y" * 1000
+        closed = False
+        for batch in range(200):  # up to 20 MB; the kernel's buffers take a few MB first
+            for _ in range(100):
+                pub.send_text(json.dumps({"type": "message", "room": "flood", "text": text}))
+            pub.send_text(json.dumps({"type": "ping", "id": batch}))
+            # The publisher reads its own copies up to its pong: it keeps up.
+            pub.recv_json("pong", id=batch)
+            if "closed: slow consumer: output limit exceeded" in self.server.err.text():
+                closed = True
+                break
+        self.assertTrue(closed, self.server.err.text()[-2000:])
+        # The room goes on for the others.
+        pub.send_text(json.dumps({"type": "message", "room": "flood", "text": "after"}))
+        pub.recv_json("message", text="after")
+        self.server.signal(signal.SIGUSR1)
+        m = self.server.err.wait_for(r"stats: .*closed slow_consumer=(\d+)", TIMEOUT)
+        self.assertEqual(int(m.group(1)), 1)
 
 
 class KeepAlive(ServerCase):
