@@ -42,10 +42,15 @@ Outcome run(std::string_view data, size_t step, const http::ParserLimits& limits
         return out;
       }
       if (r.consumed > pending.size()) std::abort();
+      if (r.status == http::ParseStatus::kRequest && r.consumed == 0) std::abort();  // no progress
       pending.erase(0, r.consumed);
       if (r.status == http::ParseStatus::kNeedMore) break;
       out.requests.push_back(flatten(parser.request()));
-      if (parser.request().upgrade) return out;
+      if (parser.request().upgrade) {
+        // Past an upgrade the parser must refuse, never hand the same request out again.
+        if (parser.parse(pending).status != http::ParseStatus::kError) std::abort();
+        return out;
+      }
     }
   }
   return out;

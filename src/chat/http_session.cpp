@@ -62,21 +62,42 @@ void HttpSession::start() { arm_timer(); }
 
 void HttpSession::arm_timer() {
   // From the connection's start, and again after each response: the next request must be
-  // complete within the timeout, however slowly its bytes come.
-  reactor::Reactor& loop = conn_.reactor();
-  if (timer_) loop.cancel(timer_);
-  timer_ = loop.run_after(web_.options.request_timeout, [weak = weak_from_this()] {
-    if (auto self = weak.lock()) self->timed_out();
+  // complete within the timeout, however slowly its bytes come. One timer per connection, moved
+  // by its deadline: a keep-alive connection answering thousands of requests a second does not
+  // leave a cancelled timer behind each of them.
+  deadline_ = reactor::Clock::now() + web_.options.request_timeout;
+  if (timer_) return;
+  timer_ = conn_.reactor().run_at(deadline_, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->timer_fired();
   });
 }
 
-void HttpSession::timed_out() {
+void HttpSession::timer_fired() {
   timer_ = 0;
-  if (done_ || !conn_.open()) return;
+  if (!conn_.open()) return;  // closed, or lingering (which has its own timeout)
+  if (reactor::Clock::now() < deadline_) {
+    timer_ = conn_.reactor().run_at(deadline_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->timer_fired();
+    });
+    return;
+  }
+  if (done_) {
+    // The last answer was given and the peer has not taken it within the timeout: a client that
+    // does not read is not kept (nor its answers, nor its connection slot).
+    conn_.close(reactor::CloseCode::kProtocol, "HTTP client did not read its answer in time");
+    return;
+  }
   done_ = true;
   ++web_.sessions.stats.http_timeouts;
   conn_.send(http::error_response(408, "the request did not arrive in time", false));
   conn_.close_after_flush(reactor::CloseCode::kProtocol, "HTTP request timed out");
+  arm_timer();  // and it has the timeout again to take the 408
+}
+
+void HttpSession::on_drain(reactor::TcpConnection&) {
+  if (!waiting_for_output_) return;
+  waiting_for_output_ = false;
+  conn_.resume_reading();  // offers the requests left in the buffer again
 }
 
 void HttpSession::on_close(reactor::TcpConnection& conn, const reactor::CloseReason&) {
@@ -87,6 +108,14 @@ void HttpSession::on_close(reactor::TcpConnection& conn, const reactor::CloseRea
 void HttpSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
   auto self = shared_from_this();  // an upgrade replaces this handler while it runs
   while (!done_ && !input.empty() && conn_.accepts_output()) {
+    if (conn_.queued_footprint() > kMaxQueued) {
+      // Pipelined requests whose answers the client does not read: no more requests are read
+      // until those answers have left (on_drain).
+      waiting_for_output_ = true;
+      conn_.pause_reading();
+      conn_.notify_drain();
+      return;
+    }
     http::ParseResult r = parser_.parse(input.view());
     if (r.status == http::ParseStatus::kError) {
       ++web_.sessions.stats.http_errors;
@@ -100,21 +129,22 @@ void HttpSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
   }
 }
 
-void HttpSession::respond(std::string bytes, bool keep_alive) {
+void HttpSession::respond(std::string bytes, bool keep_alive, reactor::SharedBytes body) {
   conn_.send(bytes);
+  if (body) conn_.send(std::move(body));  // a file's bytes, by reference
   if (!keep_alive) {
     done_ = true;
     conn_.close_after_flush(reactor::CloseCode::kLocal, "HTTP connection done");
-  } else {
-    arm_timer();
   }
+  arm_timer();
 }
 
 bool HttpSession::handle(const http::Request& req, reactor::Buffer& input) {
   Stats& stats = web_.sessions.stats;
   ++stats.http_requests;
-  // While the server drains, every answer closes its connection.
-  bool keep_alive = req.keep_alive && !web_.draining;
+  // While the server drains, every answer closes its connection; so does an Upgrade we do not
+  // take (anything but /ws, or h2c to a file): the parser reads no HTTP after an Upgrade request.
+  bool keep_alive = req.keep_alive && !web_.draining && !req.upgrade;
   std::string_view path = std::string_view(req.target).substr(0, req.target.find('?'));
   bool get = req.method == "GET", head = req.method == "HEAD";
   if (path == "/ws") {
@@ -150,10 +180,10 @@ bool HttpSession::handle(const http::Request& req, reactor::Buffer& input) {
     respond(http::response(304, {{"ETag", file->etag}, {"Cache-Control", "no-cache"}}, "", keep_alive), keep_alive);
     return keep_alive;
   }
-  respond(http::response(200,
-                         {{"Content-Type", file->content_type}, {"ETag", file->etag}, {"Cache-Control", "no-cache"}},
-                         *file->body, keep_alive, head),
-          keep_alive);
+  respond(http::response_head(
+              200, {{"Content-Type", file->content_type}, {"ETag", file->etag}, {"Cache-Control", "no-cache"}},
+              file->body->size(), keep_alive),
+          keep_alive, head ? nullptr : file->body);
   return keep_alive;
 }
 

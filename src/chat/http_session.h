@@ -42,20 +42,26 @@ class HttpSession final : public reactor::ConnectionHandler, public std::enable_
 
   void on_message(reactor::TcpConnection& conn, reactor::Buffer& input) override;
   void on_close(reactor::TcpConnection& conn, const reactor::CloseReason& reason) override;
+  void on_drain(reactor::TcpConnection& conn) override;
 
  private:
   // Answers one request; false if the connection is no longer ours (upgraded or closing).
   bool handle(const http::Request& request, reactor::Buffer& input);
-  void respond(std::string bytes, bool keep_alive);
+  void respond(std::string bytes, bool keep_alive, reactor::SharedBytes body = nullptr);
   bool upgrade(const http::Request& request, reactor::Buffer& input);
   void arm_timer();
-  void timed_out();
+  void timer_fired();
 
   WebContext& web_;
   reactor::TcpConnection& conn_;
   http::RequestParser parser_;
+  // Answers a client may leave unread before no more of its requests are read.
+  static constexpr size_t kMaxQueued = 256 << 10;
+
   reactor::TimerId timer_ = 0;
+  reactor::Clock::time_point deadline_{};
   bool done_ = false;  // upgraded or closing: no more HTTP on this connection
+  bool waiting_for_output_ = false;
 };
 
 }  // namespace chat

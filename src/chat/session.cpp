@@ -200,16 +200,21 @@ void Session::deliver(const Delivery& delivery) {
   send(bytes);
 }
 
-void Session::send(const reactor::SharedBytes& bytes) {
+bool Session::output_fits(size_t bytes) {
   const OutputLimit& limit = shard_.output_limit;
   QueuedOutput queued = transport_.queued();
-  if (limit.before_send(queued.footprint(), bytes->size()) == OutputLimit::Verdict::kOverHard) {
-    if (!transport_.open()) return;
+  if (limit.before_send(queued.footprint(), bytes) != OutputLimit::Verdict::kOverHard) return true;
+  if (transport_.open()) {
     ++stats().slow_consumer_closes;
     transport_.close_soon(reactor::CloseCode::kSlowConsumer,
                           limit.describe(OutputLimit::Verdict::kOverHard, queued.bytes, queued.chunks));
-    return;
   }
+  return false;
+}
+
+void Session::send(const reactor::SharedBytes& bytes) {
+  if (!output_fits(bytes->size())) return;
+  const OutputLimit& limit = shard_.output_limit;
   if (transport_.send(bytes) != reactor::SendResult::kQueued) return;
   stats().bytes_out += bytes->size();
   if (limit.after_send(transport_.queued().footprint(), output_state_) == OutputLimit::Verdict::kOverSoft) {

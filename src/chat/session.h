@@ -78,6 +78,11 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Closes the connection once what is queued has left.
   void close_after_flush(reactor::CloseCode code, std::string_view text);
 
+  // ---- Called by the transport ----
+  // The hard output limit, for what a transport sends of its own (a WebSocket pong): false, and
+  // the member closed as a slow consumer, if `bytes` more would pass it.
+  bool output_fits(size_t bytes);
+
  private:
   void frame_input(reactor::Buffer& input);
   void switch_codec(std::unique_ptr<Codec> next);

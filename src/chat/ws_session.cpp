@@ -204,8 +204,9 @@ long WsSession::on_wslay_recv(uint8_t* buf, size_t len) {
 }
 
 long WsSession::on_wslay_send(const uint8_t* data, size_t len) {
-  // wslay's own frames (pong, close): queued whole, like everything else.
-  conn_.send(std::string_view(reinterpret_cast<const char*>(data), len));
+  // wslay's own frames (pong, close): queued whole, like everything else, and under the same
+  // output limit: a client that sends pings and reads nothing is a slow consumer too.
+  if (output_fits(len)) conn_.send(std::string_view(reinterpret_cast<const char*>(data), len));
   return static_cast<long>(len);
 }
 
@@ -218,13 +219,15 @@ void WsSession::on_wslay_message(uint8_t opcode, const uint8_t* data, size_t siz
         return fail(WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "text is not valid UTF-8");
       }
       if (msg.find('\0') != std::string_view::npos) {
-        // No JSON text holds a NUL; the codec's frames end at one. One error for the message.
-        ++stats().errors_json;
-        reply(std::make_shared<const std::string>(websocket_frame(
-            0x1, R"({"type":"error","code":"bad_json","message":"frame is not valid JSON"})")));
-        return;
+        // No JSON text holds a NUL, and the codec's frames end at one: the message goes to the
+        // codec with its NULs made SOH, which no JSON text holds either, so it gets its bad_json
+        // in order with the answers to the messages before it.
+        std::string copy(msg);
+        std::replace(copy.begin(), copy.end(), '\0', '\x01');
+        messages_.append(copy);
+      } else {
+        messages_.append(msg);  // counted in by Session::input
       }
-      messages_.append(msg);  // counted in by Session::input
       messages_.append(std::string_view("\0", 1));
       return;
     case WSLAY_BINARY_FRAME:
@@ -271,7 +274,16 @@ void WsSession::on_close(reactor::TcpConnection&, const reactor::CloseReason&) {
 
 void WsSession::keep_alive(reactor::Clock::time_point now, reactor::Clock::duration idle,
                            reactor::Clock::duration timeout) {
-  if (closing_ || !conn_.accepts_output()) return;
+  if (closing_ || !conn_.accepts_output()) {
+    // Closing after its last frames (a close frame, an error): a peer that does not take them
+    // within the timeout is not kept waiting for.
+    if (closing_since_ == reactor::Clock::time_point{}) {
+      closing_since_ = now;
+    } else if (now - closing_since_ > timeout && conn_.open()) {
+      conn_.close(reactor::CloseCode::kProtocol, "WebSocket: the peer did not take its last frames in time");
+    }
+    return;
+  }
   if (pinged_at_ != reactor::Clock::time_point{}) {
     if (now - pinged_at_ > timeout) close_soon(reactor::CloseCode::kProtocol, "WebSocket: no answer to a ping");
     return;

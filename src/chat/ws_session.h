@@ -74,6 +74,7 @@ class WsSession final : public reactor::ConnectionHandler, public Transport, pub
   std::string_view feeding_;            // the frames wslay is reading now
   reactor::Clock::time_point last_input_{};
   reactor::Clock::time_point pinged_at_{};
+  reactor::Clock::time_point closing_since_{};  // seen closing by the keep-alive sweep
   bool closing_ = false;                // a close frame is queued or sent: nothing more to send
   bool mid_message_ = false;            // a fragmented message has begun and not ended
 };

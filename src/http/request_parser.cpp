@@ -133,6 +133,11 @@ RequestParser::~RequestParser() = default;
 ParseResult RequestParser::parse(std::string_view input) {
   State& s = *state_;
   if (s.status != 0) return {ParseStatus::kError, 0, s.status, s.reason};
+  if (upgraded_) {
+    // What follows an Upgrade request is another protocol's (or, when the caller declined the
+    // upgrade, nothing it may send on this connection): never HTTP again, never a request twice.
+    return {ParseStatus::kError, 0, 400, "no HTTP after an Upgrade request"};
+  }
   llhttp_errno_t err = llhttp_execute(&s.parser, input.data(), input.size());
   size_t used = input.size();
   if (err != HPE_OK) {
@@ -142,7 +147,11 @@ ParseResult RequestParser::parse(std::string_view input) {
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     // Paused at the end of a request (on_message_complete). An upgrade leaves the parser there:
     // the bytes after it are the new protocol's, and this connection parses no more HTTP.
-    if (err == HPE_PAUSED) llhttp_resume(&s.parser);
+    if (request_.upgrade) {
+      upgraded_ = true;  // llhttp would answer the next call with HPE_PAUSED_UPGRADE at 0 bytes
+    } else if (err == HPE_PAUSED) {
+      llhttp_resume(&s.parser);
+    }
     s.complete = false;
     return {ParseStatus::kRequest, used, 0, {}};
   }

@@ -57,7 +57,9 @@ class RequestParser {
 
   // Parses from the start of `input`, which holds whatever the previous call did not consume
   // followed by new bytes. kNeedMore consumes everything given (the parser keeps its state);
-  // kRequest consumes up to the end of one request. After kError the parser stays failed.
+  // kRequest consumes up to the end of one request. After kError the parser stays failed; after
+  // an Upgrade request (Request::upgrade, also CONNECT) every later call is kError too: the caller
+  // switches protocols or closes the connection.
   ParseResult parse(std::string_view input);
   const Request& request() const { return request_; }
 
@@ -66,6 +68,7 @@ class RequestParser {
   friend struct State;
   std::unique_ptr<State> state_;
   Request request_;
+  bool upgraded_ = false;  // an Upgrade request was returned: the stream is not HTTP any more
 };
 
 }  // namespace http

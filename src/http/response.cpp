@@ -42,18 +42,23 @@ const std::string& http_date() {
 }
 
 std::string response(int status, const Headers& headers, std::string_view body, bool keep_alive, bool head_only) {
+  std::string out = response_head(status, headers, body.size(), keep_alive);
+  if (!head_only) out.append(body);
+  return out;
+}
+
+std::string response_head(int status, const Headers& headers, size_t content_length, bool keep_alive) {
   std::string out;
-  out.reserve(160 + body.size());
+  out.reserve(200);
   out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(status_text(status)).append("\r\n");
   out.append("Date: ").append(http_date()).append("\r\n");
   out.append("Server: reactor-chat\r\n");
   for (const auto& [k, v] : headers) out.append(k).append(": ").append(v).append("\r\n");
   if (status != 101 && status != 204 && status != 304) {
-    out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+    out.append("Content-Length: ").append(std::to_string(content_length)).append("\r\n");
   }
   if (status != 101) out.append(keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
   out.append("\r\n");
-  if (!head_only) out.append(body);
   return out;
 }
 

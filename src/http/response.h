@@ -14,6 +14,10 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 // "Not Found" for 404; "Unknown" for a code not in the table.
 const char* status_text(int status);
 
+// The status line and headers of a response whose body has `content_length` bytes (sent apart,
+// e.g. a shared file body queued by reference).
+std::string response_head(int status, const Headers& headers, size_t content_length, bool keep_alive);
+
 // The response's head and body. `head_only` (HEAD): the headers say the body's length, no body.
 std::string response(int status, const Headers& headers, std::string_view body, bool keep_alive,
                      bool head_only = false);

@@ -173,6 +173,7 @@ void TcpConnection::flush_output() {
     // on_drain answers on_high_water: only a queue that crossed the mark reports draining.
     bool was_high = std::exchange(high_water_signalled_, false);
     if (had_output && was_high && callbacks_->on_drain) callbacks_->on_drain(shared_from_this());
+    if (std::exchange(drain_wanted_, false) && handler_ && open()) handler_->on_drain(*this);
     if (!open_) return;
     if (close_when_drained_) {
       linger();
@@ -240,6 +241,16 @@ void TcpConnection::linger_read() {
     if (n < 0 && errno == EAGAIN) return;
     return close(close_when_drained_->code, close_when_drained_->text);  // the peer closed (or reset): done
   }
+}
+
+void TcpConnection::notify_drain() {
+  if (!output_.empty() || flush_queued_) {
+    drain_wanted_ = true;
+    return;
+  }
+  reactor_.defer([self = shared_from_this()] {
+    if (self->handler_ && self->open()) self->handler_->on_drain(*self);
+  });
 }
 
 void TcpConnection::pause_reading() {

@@ -67,6 +67,8 @@ class ConnectionHandler {
   virtual bool on_peer_closed(TcpConnection& /*conn*/) { return false; }
   // The connection closed (from the reactor's deferred phase); the handler is released after.
   virtual void on_close(TcpConnection& /*conn*/, const CloseReason& /*reason*/) {}
+  // The output queue emptied, after TcpConnection::notify_drain() asked to hear of it (once).
+  virtual void on_drain(TcpConnection& /*conn*/) {}
 };
 
 // Shared by every connection of a server: one copy, not four std::functions per connection.
@@ -124,6 +126,10 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   void close_after_flush(CloseCode code, std::string_view text);
   static constexpr std::chrono::seconds kLingerTimeout{5};
 
+  // The handler's on_drain runs once the output queue is empty (at once, from the deferred phase,
+  // if it is empty now): a handler that paused reading while its answers piled up resumes there.
+  void notify_drain();
+
   void pause_reading();
   // Bytes the handler left in the input buffer while reading was paused are offered to on_message
   // again (from the deferred phase), so an owner that paused mid-buffer picks up where it stopped.
@@ -180,6 +186,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   bool high_water_signalled_ = false;
   bool lingering_ = false;
   bool handler_closes_ = false;  // the handler took charge of closing after the peer's end of stream
+  bool drain_wanted_ = false;    // notify_drain(): tell the handler when the queue is empty
 };
 
 }  // namespace reactor

@@ -65,6 +65,18 @@ TEST(HttpParser, AnUpgradeRequestLeavesWhatFollowsUnparsed) {
   ASSERT_EQ(f.requests.size(), 1u);
   EXPECT_TRUE(f.requests[0].upgrade);
   EXPECT_EQ(f.pending, "\x81\x85garbage");
+  // No HTTP after it, and never the same request again (llhttp stays paused there).
+  EXPECT_EQ(f.parser.parse(f.pending).status, ParseStatus::kError);
+  EXPECT_EQ(f.parser.parse("GET / HTTP/1.1\r\n\r\n").status, ParseStatus::kError);
+}
+
+TEST(HttpParser, ConnectIsTheLastRequestOfItsConnection) {
+  Feed f;
+  f.add("CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\nX");
+  ASSERT_EQ(f.requests.size(), 1u);
+  EXPECT_EQ(f.requests[0].method, "CONNECT");
+  EXPECT_TRUE(f.requests[0].upgrade);
+  EXPECT_EQ(f.parser.parse(f.pending).status, ParseStatus::kError);
 }
 
 TEST(HttpParser, MalformedRequestsAre400) {

@@ -341,6 +341,85 @@ class Errors(WebRootCase):
         self.assertTrue(c.closed())
 
 
+class UpgradesWeDoNotTake(WebRootCase):
+    def test_connect_is_answered_once_and_closed(self):
+        """llhttp treats CONNECT (and any Upgrade) as the end of HTTP on the connection: it is
+        answered once and the connection closes; it never loops on the same request."""
+        c = self.conn()
+        c.send(b"CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\nX" + request("GET", "/"))
+        r = c.response()
+        self.assertEqual(r.status, 405)
+        self.assertEqual(r.header("connection"), "close")
+        self.assertTrue(c.closed(), "the connection stays open after an upgrade we did not take")
+        self.assertEqual(self.get("/").status, 200, "the server must still answer")
+
+    def test_h2c_upgrade_to_a_file_is_served_over_http1_then_closed(self):
+        c = self.conn()
+        c.send(request("GET", "/", ("Upgrade: h2c", "Connection: Upgrade, HTTP2-Settings",
+                                    "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA")) + request("GET", "/app.js"))
+        r = c.response()
+        self.assertEqual((r.status, r.body), (200, INDEX))
+        self.assertEqual(r.header("connection"), "close")
+        self.assertTrue(c.closed())
+        self.assertEqual(self.get("/app.js").body, APP_JS)
+
+
+class ClientsThatDoNotRead(WebRootCase):
+    flags = ("--http-timeout-ms", "1000")
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        with open(os.path.join(cls.root, "big.bin"), "wb") as f:
+            f.write(os.urandom(200 * 1024))
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.server.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def test_pipelined_answers_wait_for_the_client_and_all_arrive(self):
+        """Answers to pipelined requests are not piled up without bound: the server stops reading
+        requests while their answers wait, and goes on as the client reads."""
+        before = self.rss_kib()
+        s = socket.create_connection(("127.0.0.1", self.server.http_port), timeout=TIMEOUT)
+        self.addCleanup(s.close)
+        n = 500  # 100 MB of answers if they were all queued at once
+        s.sendall(request("GET", "/big.bin") * n)
+        time.sleep(0.5)  # the server works on the pipeline meanwhile (time passing is the point)
+        grown = self.rss_kib() - before
+        self.assertLess(grown, 40 * 1024, "the server queued %d KiB for a client that reads nothing" % grown)
+        got = 0
+        buf = b""
+        deadline = time.monotonic() + 60
+        while got < n and time.monotonic() < deadline:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+            while True:
+                head_end = buf.find(b"\r\n\r\n")
+                if head_end < 0:
+                    break
+                head = buf[:head_end].decode()
+                length = int([l for l in head.split("\r\n") if l.lower().startswith("content-length:")][0].split(":")[1])
+                if len(buf) < head_end + 4 + length:
+                    break
+                self.assertTrue(head.startswith("HTTP/1.1 200"), head)
+                buf = buf[head_end + 4 + length:]
+                got += 1
+        self.assertEqual(got, n)
+
+    def test_a_client_that_never_reads_its_last_answer_is_closed(self):
+        s = socket.create_connection(("127.0.0.1", self.server.http_port), timeout=TIMEOUT)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.addCleanup(s.close)
+        s.sendall(request("GET", "/big.bin") * 40 + request("GET", "/big.bin", ("Connection: close",)))
+        self.server.err.wait_for(r"closed: HTTP client did not read its answer in time", TIMEOUT)
+
+
 class Traversal(WebRootCase):
     """Nothing outside --web-root is ever served, however the path is spelled."""
 

@@ -743,6 +743,22 @@ class SlowConsumers(ServerCase):
         m = self.server.err.wait_for(r"stats: .*closed slow_consumer=(\d+)", TIMEOUT)
         self.assertEqual(int(m.group(1)), 1)
 
+    def test_a_client_that_sends_pings_and_reads_nothing_is_a_slow_consumer_too(self):
+        """The pongs wslay answers with are under the same output limit as everything else."""
+        ws = self.raw(hello=True)
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ping = frame(OP_PING, b"p" * 125)
+        start = len(self.server.err.text())
+        # Up to 200,000 pings: 25 MB of pongs, past what the kernel's buffers on both sides hold.
+        for _ in range(1600):
+            try:
+                ws.send(ping * 125)
+            except OSError:
+                break  # the server gave up on us
+            if "slow consumer: output limit exceeded" in self.server.err.text()[start:]:
+                break
+        self.server.err.wait_for(r"closed: slow consumer: output limit exceeded", TIMEOUT)
+
 
 class KeepAlive(ServerCase):
     """The server pings a member silent for --ws-ping-ms and closes one that does not answer
