@@ -27,9 +27,11 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
         };
         return cb;
       }()) {
-  // The formats of the TCP port, registered in a fixed order (their ids order the stats line).
+  // The formats of the TCP port and of WebSocket, registered in a fixed order (their ids order the
+  // stats line).
   article_format();
   native_format();
+  native_ws_format();
   table.attach(shard, reactor, hub_);
   if (listen_on) server_.listen(*listen_on, listen_options);
   server_.set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_connection(conn); });
