@@ -1,6 +1,6 @@
 #include "loadgen/websocket.h"
 
-#include <openssl/evp.h>
+#include "http/websocket.h"
 
 #include <algorithm>
 #include <cctype>
@@ -10,15 +10,7 @@ namespace loadgen::ws {
 
 namespace {
 
-constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 constexpr size_t kMaxResponseHead = 8192;
-
-std::string base64(const unsigned char* data, size_t size) {
-  std::string out(4 * ((size + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(size));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -53,7 +45,7 @@ std::string Masker::key() {
     uint64_t v = rng_();
     std::memcpy(raw + i, &v, 8);
   }
-  return base64(raw, sizeof raw);
+  return http::base64(raw, sizeof raw);
 }
 
 void append_frame(std::string& out, uint8_t opcode, std::string_view payload, Masker& masker) {
@@ -79,14 +71,7 @@ void append_frame(std::string& out, uint8_t opcode, std::string_view payload, Ma
   for (size_t i = 0; i < n; ++i) p[i] = static_cast<char>(p[i] ^ mask[i & 3]);
 }
 
-std::string accept_for(std::string_view key) {
-  std::string in(key);
-  in += kGuid;
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(in.data(), in.size(), md, &n, EVP_sha1(), nullptr);
-  return base64(md, n);
-}
+std::string accept_for(std::string_view key) { return http::websocket_accept(key); }
 
 std::string upgrade_request(std::string_view host, int port, std::string_view key) {
   std::string r = "GET /ws HTTP/1.1\r\nHost: ";
@@ -161,20 +146,15 @@ FrameReader::Result FrameReader::parse(std::string_view in, FrameSink& sink, siz
   };
   size_t at = 0;
   while (in.size() - at >= 2) {
-    auto byte = [&](size_t i) { return static_cast<uint8_t>(in[at + i]); };
-    const bool fin = (byte(0) & 0x80) != 0;
-    const uint8_t opcode = byte(0) & 0x0f;
-    if ((byte(0) & 0x70) != 0) return fail("reserved bits set without an extension");
-    if ((byte(1) & 0x80) != 0) return fail("a masked frame from the server");
-    const uint8_t len7 = byte(1) & 0x7f;
-    const size_t header = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
-    if (in.size() - at < header) break;
-    uint64_t length = len7;
-    if (len7 == 126) length = (uint64_t{byte(2)} << 8) | byte(3);
-    if (len7 == 127) {
-      length = 0;
-      for (size_t i = 0; i < 8; ++i) length = (length << 8) | byte(2 + i);
-    }
+    // RSV bits and masking are refused from the first two bytes, before the length has arrived.
+    if ((static_cast<uint8_t>(in[at]) & 0x70) != 0) return fail("reserved bits set without an extension");
+    if ((static_cast<uint8_t>(in[at + 1]) & 0x80) != 0) return fail("a masked frame from the server");
+    auto h = http::frame_header(in.substr(at));
+    if (!h) break;
+    const bool fin = h->fin;
+    const uint8_t opcode = h->opcode;
+    const size_t header = h->size;
+    const uint64_t length = h->payload;
     if (opcode >= 0x8 && (!fin || length > 125)) return fail("a fragmented or oversized control frame");
     if (length > max_message) return fail("a frame over " + std::to_string(max_message) + " bytes");
     if (in.size() - at - header < length) break;

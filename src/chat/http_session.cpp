@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "chat/ws_session.h"
+#include "http/websocket.h"
 #include "http/response.h"
 #include "reactor/log.h"
 
@@ -43,15 +44,6 @@ bool valid_websocket_key(const std::string* key) {
   return EVP_DecodeBlock(out, reinterpret_cast<const unsigned char*>(key->data()), 24) == 18;
 }
 
-std::string websocket_accept(const std::string& key) {
-  std::string in = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(in.data(), in.size(), md, &n, EVP_sha1(), nullptr);
-  unsigned char out[64];
-  int len = EVP_EncodeBlock(out, md, static_cast<int>(n));
-  return std::string(reinterpret_cast<char*>(out), static_cast<size_t>(len));
-}
 
 }  // namespace
 
@@ -214,7 +206,7 @@ bool HttpSession::upgrade(const http::Request& req, reactor::Buffer& input) {
   if (web_.draining) return refuse(503, "the server is stopping");
 
   conn_.send(http::response(101, {{"Upgrade", "websocket"}, {"Connection", "Upgrade"},
-                                  {"Sec-WebSocket-Accept", websocket_accept(*key)}},
+                                  {"Sec-WebSocket-Accept", http::websocket_accept(*key)}},
                             "", false));
   ++stats.ws_upgrades;
   done_ = true;

@@ -8,6 +8,7 @@
 
 #include "chat/codecs/native.h"
 #include "chat/framing.h"
+#include "http/websocket.h"
 
 namespace chat {
 namespace {
@@ -49,23 +50,13 @@ constexpr size_t kPoolMax = 16;
 size_t whole_frames(std::string_view in, uint64_t max_payload, bool* too_big) {
   size_t at = 0;
   *too_big = false;
-  while (in.size() - at >= 2) {
-    auto byte = [&](size_t i) { return static_cast<uint8_t>(in[at + i]); };
-    uint8_t len7 = byte(1) & 0x7f;
-    size_t header = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((byte(1) & 0x80) ? 4 : 0);
-    if (in.size() - at < header) break;
-    uint64_t payload = len7;
-    if (len7 == 126) payload = (uint64_t{byte(2)} << 8) | byte(3);
-    if (len7 == 127) {
-      payload = 0;
-      for (size_t i = 0; i < 8; ++i) payload = (payload << 8) | byte(2 + i);
-    }
-    if (payload > max_payload) {
+  while (auto h = http::frame_header(in.substr(at))) {
+    if (h->payload > max_payload) {
       *too_big = true;
-      return at + header;
+      return at + h->size;
     }
-    if (in.size() - at - header < payload) break;
-    at += header + payload;
+    if (in.size() - at - h->size < h->payload) break;
+    at += h->size + h->payload;
   }
   return at;
 }
