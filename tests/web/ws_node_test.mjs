@@ -96,50 +96,16 @@ after(async () => {
   assert.equal(code, 0, stderr);
 });
 
-// A ws client whose JSON messages queue up until a test waits for one; an 'error' event fails.
-async function wsClient() {
-  const ws = new WebSocket(`ws://127.0.0.1:${ports.http}/ws`);
+// Messages queue up until a test waits for one: push() what arrives, expect(fields) the first
+// message (queued or to come) whose fields match.
+function mailbox() {
   const inbox = [];
   const waiters = [];
-  ws.errors = [];
-  ws.on('error', (e) => ws.errors.push(e));
-  ws.on('message', (data, isBinary) => {
-    assert.equal(isBinary, false, 'the server sent a binary message');
-    inbox.push(JSON.parse(data.toString('utf8')));
-    for (const w of [...waiters]) w();
-  });
-  ws.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  ws.expect = (fields) =>
-    within(
-      new Promise((resolve) => {
-        const check = () => {
-          const i = inbox.findIndex((m) => Object.entries(fields).every(([k, v]) => m[k] === v));
-          if (i < 0) return;
-          waiters.splice(waiters.indexOf(check), 1);
-          resolve(inbox.splice(i, 1)[0]);
-        };
-        waiters.push(check);
-        check();
-      }),
-      JSON.stringify(fields),
-    );
-  ws.sendJson = (obj) => ws.send(JSON.stringify(obj));
-  await within(new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); }), 'the handshake');
-  return ws;
-}
-
-// A native member on the chat port: JSON lines.
-async function tcpClient() {
-  const sock = net.connect(ports.tcp, '127.0.0.1');
-  await within(new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); }), 'TCP connect');
-  const inbox = [];
-  const waiters = [];
-  readline.createInterface({ input: sock }).on('line', (line) => {
-    try { inbox.push(JSON.parse(line)); } catch { return; }  // the article's lines before the welcome
-    for (const w of [...waiters]) w();
-  });
   return {
-    send: (obj) => sock.write(JSON.stringify(obj) + '\n'),
+    push(m) {
+      inbox.push(m);
+      for (const w of [...waiters]) w();
+    },
     expect: (fields) =>
       within(
         new Promise((resolve) => {
@@ -154,6 +120,39 @@ async function tcpClient() {
         }),
         JSON.stringify(fields),
       ),
+  };
+}
+
+// A ws client whose JSON messages queue up until a test waits for one; an 'error' event fails.
+async function wsClient() {
+  const ws = new WebSocket(`ws://127.0.0.1:${ports.http}/ws`);
+  const box = mailbox();
+  ws.errors = [];
+  ws.on('error', (e) => ws.errors.push(e));
+  ws.on('message', (data, isBinary) => {
+    assert.equal(isBinary, false, 'the server sent a binary message');
+    box.push(JSON.parse(data.toString('utf8')));
+  });
+  ws.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  ws.expect = box.expect;
+  ws.sendJson = (obj) => ws.send(JSON.stringify(obj));
+  await within(new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); }), 'the handshake');
+  return ws;
+}
+
+// A native member on the chat port: JSON lines.
+async function tcpClient() {
+  const sock = net.connect(ports.tcp, '127.0.0.1');
+  await within(new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); }), 'TCP connect');
+  const box = mailbox();
+  readline.createInterface({ input: sock }).on('line', (line) => {
+    let m;
+    try { m = JSON.parse(line); } catch { return; }  // the article's lines before the welcome
+    box.push(m);
+  });
+  return {
+    send: (obj) => sock.write(JSON.stringify(obj) + '\n'),
+    expect: box.expect,
     close: () => sock.destroy(),
   };
 }
