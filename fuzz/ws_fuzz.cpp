@@ -10,24 +10,15 @@
 // contexts are pooled per thread, and one left mid-frame by the fuzzed member would garble it.
 //
 // First byte: bits 0-1 choose --max-frame (64, 256, 1024, 64 KiB); bit 2 set: the rest is raw bytes.
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
 
-#include "chat/hub.h"
-#include "chat/limits.h"
-#include "chat/session.h"
-#include "chat/stats.h"
-#include "chat/tcp_session.h"
 #include "chat/ws_session.h"
+#include "chat_fuzz.h"
 #include "reactor/log.h"
-#include "reactor/reactor.h"
-#include "reactor/tcp_connection.h"
 
 namespace {
 
@@ -44,27 +35,9 @@ const char* const kCanned[] = {
     R"({"type":"rooms"})",
 };
 
-struct Peer {
-  reactor::TcpConnectionPtr conn;
-  reactor::Handle other_end;
-};
-
-Peer make_peer(reactor::Reactor& loop) {
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) std::abort();
-  auto cb = std::make_shared<reactor::ConnectionCallbacks>();
-  auto conn = reactor::TcpConnection::create(loop, reactor::Handle(fds[0]), cb);
-  conn->start();
-  return {conn, reactor::Handle(fds[1])};
-}
-
-std::string drain(int fd) {
-  std::string out;
-  char buf[65536];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  return out;
-}
+using fuzzing::drain;
+using fuzzing::make_peer;
+using fuzzing::Peer;
 
 // One client frame: `b0` as given (FIN, RSV bits, opcode), the payload masked with `key`.
 void append_frame(std::string& out, uint8_t b0, std::string_view payload, const uint8_t key[4]) {
@@ -156,47 +129,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   (void)quiet;
   static reactor::Reactor loop("poll");
   if (size < 1) return 0;
-  chat::Limits limits;
-  limits.max_frame = kFrameLimits[bytes[0] & 3];
-  limits.max_rooms = 4;
-  chat::Stats stats;
-  chat::ShardTable table(1, limits.presence_max_members);
-  chat::Hub hub(table, 0);
-  table.attach(0, loop, hub);
-  chat::SessionContext shard{hub, stats, limits,
-                             chat::OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)};
-
-  Peer listener = make_peer(loop);
-  auto watcher = std::make_shared<chat::TcpSession>(shard, *listener.conn);
-  watcher->start();
-  reactor::Buffer hello;
-  hello.append("{\"user\":\"w\",\"text\":\"in the lobby\"}");
-  watcher->input(hello);
+  fuzzing::Shard shard(loop, kFrameLimits[bytes[0] & 3]);
 
   std::string_view rest(reinterpret_cast<const char*>(bytes + 1), size - 1);
   std::string data = (bytes[0] & 4) ? std::string(rest) : frames_from(rest);
 
   {
-    Member client = ws_member(loop, shard);
-    reactor::Buffer input;
-    size_t off = 0, step = 1;
-    while (off < data.size()) {
-      size_t n = std::min(step, data.size() - off);
-      input.append(std::string_view(data).substr(off, n));
-      off += n;
-      step = step * 3 % 61 + 1;
+    Member client = ws_member(loop, shard.context);
+    shard.in_pieces(data, client.peer.other_end.get(), [&](reactor::Buffer& input) {
       if (client.peer.conn->open()) client.session->on_message(*client.peer.conn, input);
-      loop.run_once(0);
-      drain(client.peer.other_end.get());
-      drain(listener.other_end.get());
-    }
+    });
     client.peer.conn->close(reactor::CloseCode::kLocal, "done");
     loop.run_once(0);
   }
-  check_canary(loop, shard);
-
-  watcher->closed();
-  listener.conn->close(reactor::CloseCode::kLocal, "done");
-  loop.run_once(0);
+  check_canary(loop, shard.context);
   return 0;
 }
