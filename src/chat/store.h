@@ -1,0 +1,103 @@
+// Store: where rooms' messages are kept, so that a member who comes back can be given what it
+// missed, and so that a message acknowledged to its sender exists. Centrifugo's model: each room is
+// a stream of messages numbered 1, 2, 3, ... (`seq`) within an epoch (`epoch`, a string). The
+// numbering never goes back within an epoch; the epoch changes only when the history behind it was
+// lost (a new database, a memory store after a restart).
+//
+// The rooms' owners number messages themselves (chat/hub.h) and hand each to the store; the store
+// only keeps them and reads them back. Three kinds:
+//   SqliteStore  a file in WAL mode; every SQLite call on one thread of a BlockingPool beside the
+//                reactors; appends are group-committed (one transaction per batch).
+//   MemoryStore  the same promises for the life of the process (the epoch is new at every start).
+//   no store     (--store off) a MemoryStore that keeps no messages: numbering and the dedupe
+//                window only.
+// Redis Streams (--redis) keep history in the router's own step instead (chat/routing.h).
+//
+// Threads: every call may come from any reactor thread. A completion runs on the reactor passed
+// with the call (posted there; a store that needs no thread may run it inside the call). For one
+// reactor, completions of appends, reads and fences run in the order the calls were made, and a read
+// sees every append made before it from any reactor.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "reactor/reactor.h"
+
+namespace chat {
+
+// One kept message. `id`: the sender's id for an idempotent publish ("" if none).
+struct StoredMessage {
+  uint64_t seq = 0;
+  int64_t ts_ms = 0;
+  std::string user;
+  std::string text;
+  std::string id;
+};
+
+// A message id the store remembers for dedupe: (room, user, id) -> seq.
+struct StoredId {
+  std::string user;
+  std::string id;
+  uint64_t seq = 0;
+  int64_t ts_ms = 0;
+};
+
+// What a store knows of a room at start-up: its last number and its dedupe window, oldest first.
+struct StoredRoom {
+  std::string room;
+  uint64_t last_seq = 0;
+  std::vector<StoredId> ids;
+};
+
+// How long messages and ids are kept.
+struct Retention {
+  size_t max_messages = 10'000;               // per room: the newest ones
+  int64_t max_age_ms = 7LL * 24 * 3600 * 1000;  // and none older than this
+  // An id is remembered while it is among its room's last `dedupe_ids` ids, or younger than
+  // `dedupe_ms` (whichever keeps it longer).
+  size_t dedupe_ids = 10'000;
+  int64_t dedupe_ms = 10LL * 60 * 1000;
+};
+
+struct ReadResult {
+  bool ok = false;  // false: the store could not be read (the messages are then empty)
+  std::vector<StoredMessage> messages;  // oldest first
+};
+
+class Store {
+ public:
+  using AppendDone = std::function<void(bool stored)>;
+  using ReadDone = std::function<void(ReadResult)>;
+
+  virtual ~Store() = default;
+
+  // The epoch of this store's numbering.
+  virtual const std::string& epoch() const = 0;
+  // Before any traffic, on the starting thread: every room the store knows, with its last number
+  // and its dedupe window.
+  virtual std::vector<StoredRoom> load() = 0;
+  // Keeps `message` (numbered by the room's owner) in `room`. `done(true)` once it is kept (with a
+  // durable store: its batch committed), `done(false)` if it could not be (disk full, file gone).
+  virtual void append(reactor::Reactor& reactor, const std::string& room, StoredMessage message, AppendDone done) = 0;
+  // `room`'s messages with after < seq < before (`before` 0: no upper bound), at most `limit`: the
+  // oldest of them, or with `newest` the newest of them; oldest first either way.
+  virtual void read(reactor::Reactor& reactor, const std::string& room, uint64_t after, uint64_t before, size_t limit,
+                    bool newest, ReadDone done) = 0;
+  // Runs `done` on `reactor` once every call made before it (from any reactor) has completed.
+  virtual void fence(reactor::Reactor& reactor, std::function<void()> done) = 0;
+  // True if completions may arrive after the call returns (then answers from the store are answers
+  // from another thread, and a pong waits for them).
+  virtual bool asynchronous() const = 0;
+  // A log line of the store's state and counters ("" if it has none).
+  virtual std::string describe() const { return ""; }
+};
+
+// The store for --store memory, and with `retention.max_messages` 0 for --store off.
+std::unique_ptr<Store> make_memory_store(const Retention& retention);
+
+}  // namespace chat
