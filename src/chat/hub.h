@@ -40,7 +40,7 @@ namespace chat {
 struct JoinReply {
   size_t count = 0;                                // members now in the room
   const std::vector<std::string>* names = nullptr;  // the named members, if the room is small enough
-  std::string_view epoch;                          // the store's epoch
+  std::string epoch;                               // the store's epoch
   uint64_t seq = 0;                                // the room's last message number (0: none)
 };
 

@@ -16,7 +16,7 @@ class MemoryStore final : public Store {
  public:
   explicit MemoryStore(const Retention& retention) : retention_(retention), epoch_(new_epoch()) {}
 
-  const std::string& epoch() const override { return epoch_; }
+  std::string epoch() const override { return epoch_; }
   std::vector<StoredRoom> load() override { return {}; }
 
   void append(reactor::Reactor&, const std::string& room, StoredMessage message, AppendDone done) override {
