@@ -280,7 +280,7 @@ class SqliteStoreImpl final : public SqliteStore {
   // it uses still there.
   ~SqliteStoreImpl() override = default;
 
-  const std::string& epoch() const override { return epoch_; }
+  std::string epoch() const override { return epoch_; }
   bool asynchronous() const override { return true; }
 
   std::vector<StoredRoom> load() override;
