@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
+#include <stdexcept>
 #include <iostream>
 #include <vector>
 #include <thread>
@@ -13,14 +15,34 @@
 #include "app/redis_url.h"
 #include "app/workers.h"
 #include "chat/server.h"
+#include "chat/store.h"
 #include "reactor/log.h"
 
 namespace {
 
+// --store and its companions.
+struct StoreChoice {
+  std::string kind = "memory";
+  std::string data_dir = "chat-data";
+  std::string sync = "normal";
+  int64_t max_age_s = 7 * 24 * 3600;
+  chat::Retention retention;
+};
+
+// The store a node keeps history in (null: with --redis, Redis keeps it). Throws with one line.
+std::unique_ptr<chat::Store> open_store(const StoreChoice& choice) {
+  if (choice.kind == "memory") return chat::make_memory_store(choice.retention);
+  if (choice.kind == "off") return chat::make_memory_store(chat::Retention{.max_messages = 0});
+  throw std::runtime_error("--store " + choice.kind + " is not available in this build");
+}
+
 // One node: the chat service on this process's reactors until SIGINT/SIGTERM.
-int run_node(const std::string& host, uint16_t port, const chat::Limits& limits, const chat::ServiceOptions& options,
-             size_t grace_ms) {
+int run_node(const std::string& host, uint16_t port, const chat::Limits& limits, chat::ServiceOptions options,
+             const StoreChoice& store_choice, size_t grace_ms) {
   try {
+    std::unique_ptr<chat::Store> store = open_store(store_choice);
+    options.store = store.get();
+    options.retention = store_choice.retention;
     // Signals are blocked here, before the other shards' threads start, so they inherit the mask
     // and only this thread's signalfd sees them.
     reactor::Reactor loop(options.backend);
@@ -90,6 +112,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> allowed_origins;
   size_t http_timeout_ms = 10000;
   size_t ws_ping_ms = 30000, ws_pong_timeout_ms = 10000;
+  StoreChoice store;
   cli.add_option("--host", host, "Address to listen on")->capture_default_str();
   cli.add_option("--port", port, "Port to listen on (0: any free port)")->capture_default_str();
   cli.add_option("--backend", backend, "Event demultiplexer: epoll, poll or select (default: best available)")
@@ -153,6 +176,27 @@ int main(int argc, char** argv) {
                  "How long a pinged WebSocket member has to answer (any frame) before it is closed, in milliseconds")
       ->capture_default_str()
       ->check(CLI::Range(size_t{100}, size_t{3600000}));
+  cli.add_option("--store", store.kind,
+                 "Where rooms' history is kept: sqlite (a file in --data-dir), memory (until the process "
+                 "exits), off (none: numbering and message ids only). With --redis: Redis Streams (redis) or off")
+      ->check(CLI::IsMember({"sqlite", "memory", "off", "redis"}));
+  cli.add_option("--data-dir", store.data_dir, "Directory of the sqlite store (created if missing)")
+      ->capture_default_str();
+  cli.add_option("--store-sync", store.sync,
+                 "sqlite: normal (an acknowledged message survives a crash of the process) or full (also a "
+                 "power loss; an fsync per batch)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"normal", "full"}));
+  cli.add_option("--history-messages", store.retention.max_messages, "Messages kept per room (the newest)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{100'000'000}));
+  cli.add_option("--history-age-s", store.max_age_s, "Messages older than this are forgotten, in seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{100LL * 365 * 24 * 3600}));
+  cli.add_option("--replay-limit", limits.replay_limit,
+                 "Messages one reconnecting member may be replayed (join with since); past it: recovered false")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{100'000}));
   cli.add_flag("--verbose", verbose, "Log every connection's close");
   if (auto status = app::parse(cli, argc, argv)) return *status;
   if (limits.output_soft > limits.output_hard) {
@@ -202,5 +246,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  return run_node(host, port, limits, options, grace_ms);
+  store.retention.max_age_ms = store.max_age_s * 1000;
+  return run_node(host, port, limits, options, store, grace_ms);
 }

@@ -7,12 +7,15 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "chat/format.h"
 #include "chat/framing.h"
+#include "chat/hub.h"
+#include "chat/store.h"
 
 namespace chat {
 
@@ -35,10 +38,20 @@ class Codec {
   // The framer skipped bytes (`status` kGarbage, `skipped` the bytes), discarded an overlong frame
   // (kTooLong), or gave the stream up (kLost; the session then closes the connection).
   virtual void on_bad_frame(Session& session, const FrameResult& result, std::string_view skipped) = 0;
-  // The answer to a join that asked for one (Session::join): `count` members, the names when the
-  // room is small enough for presence. Null: this dialect has no such answer.
-  virtual reactor::SharedBytes joined(const std::string& room, size_t count,
-                                      const std::vector<std::string>* names) = 0;
+  // The answer to a join that asked for one (Session::join). `recovered`: set for a join that asked
+  // to recover what it missed (Session::join_since). Null: this dialect has no such answer.
+  virtual reactor::SharedBytes joined(const std::string& room, const JoinReply& reply,
+                                      std::optional<bool> recovered) = 0;
+  // The answer to a publish with an id (Session::publish): stored as `seq`, or not stored.
+  virtual reactor::SharedBytes acked(const std::string& /*room*/, const std::string& /*id*/, uint64_t /*seq*/,
+                                     bool /*stored*/) {
+    return nullptr;
+  }
+  // The answer to a history request (Session::history).
+  virtual reactor::SharedBytes history(const std::string& /*room*/, const std::string& /*epoch*/,
+                                       const ReadResult& /*result*/) {
+    return nullptr;
+  }
   // The connection closed.
   virtual void on_close(Session& /*session*/) {}
 };

@@ -25,6 +25,7 @@ struct RoomEvent {
   std::string text;   // kMessage
   int64_t ts_ms = 0;  // kMessage: milliseconds since the epoch
   uint64_t seq = 0;   // kMessage: its number in the room
+  std::string id;     // kMessage: the sender's id for an idempotent publish ("" if none)
 };
 
 // An event on its way to the members: the event, and its bytes in each wire format present among

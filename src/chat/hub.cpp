@@ -9,6 +9,9 @@ namespace chat {
 
 ShardTable::ShardTable(size_t shards, size_t presence_max_members)
     : presence_max_members_(presence_max_members),
+      no_store_(make_memory_store(Retention{.max_messages = 0})),
+      store_(no_store_.get()),
+      preloaded_(shards),
       inbox_(std::make_unique<std::atomic<size_t>[]>(shards)),
       hubs_(shards, nullptr),
       reactors_(shards, nullptr) {
@@ -16,6 +19,46 @@ ShardTable::ShardTable(size_t shards, size_t presence_max_members)
     throw std::invalid_argument("shards must be 1 to " + std::to_string(kMaxShards));
   }
 }
+
+void ShardTable::set_store(Store* store, const Retention& retention, std::vector<StoredRoom> rooms) {
+  store_ = store;
+  retention_ = retention;
+  for (StoredRoom& r : rooms) {
+    RoomLog& log = preloaded_[owner_of(r.room)][r.room];
+    log.last_seq = r.last_seq;
+    if (r.ids.empty()) continue;
+    log.ids = std::make_unique<IdWindow>();
+    for (StoredId& id : r.ids) log.ids->add(id.user, id.id, {id.seq, id.ts_ms, true}, retention);
+  }
+}
+
+std::unordered_map<std::string, RoomLog> ShardTable::take_logs(size_t shard) { return std::move(preloaded_[shard]); }
+
+// ---- IdWindow ---------------------------------------------------------------------------------
+
+IdWindow::Entry* IdWindow::find(const std::string& user, const std::string& id) {
+  auto it = entries_.find(key(user, id));
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+void IdWindow::add(const std::string& user, const std::string& id, Entry entry, const Retention& retention) {
+  std::string k = key(user, id);
+  order_.emplace_back(k, entry.seq);
+  entries_[std::move(k)] = entry;
+  // Forget the oldest while the window holds more than it must (by count and by age).
+  int64_t young = entry.ts_ms - retention.dedupe_ms;
+  while (order_.size() > retention.dedupe_ids) {
+    auto& [old_key, seq] = order_.front();
+    auto it = entries_.find(old_key);
+    if (it != entries_.end() && it->second.seq == seq) {
+      if (it->second.ts_ms >= young) break;  // young enough to keep (and so is all after it)
+      entries_.erase(it);
+    }
+    order_.pop_front();
+  }
+}
+
+void IdWindow::forget(const std::string& user, const std::string& id) { entries_.erase(key(user, id)); }
 
 size_t ShardTable::owner_of(const std::string& room) const {
   return hubs_.size() == 1 ? 0 : std::hash<std::string>{}(room) % hubs_.size();
@@ -87,7 +130,7 @@ void ShardTable::release_name(const std::string& name, uint64_t member_id) {
 
 // ---- Hub: the member's side -------------------------------------------------------------------
 
-Hub::Hub(ShardTable& table, size_t shard) : table_(table), shard_(shard) {}
+Hub::Hub(ShardTable& table, size_t shard) : table_(table), shard_(shard), logs_(table.take_logs(shard)) {}
 
 HubError Hub::join(const std::string& room_name, Member* member, bool want_reply) {
   LocalRoom& room = local_[room_name];
@@ -137,18 +180,18 @@ size_t Hub::local_member_count(const std::string& room) const {
   return it == local_.end() ? 0 : it->second.members.size();
 }
 
-HubError Hub::publish(const std::string& room, Member* from, std::string_view user, std::string_view text) {
+HubError Hub::publish(const std::string& room, Member* from, std::string_view user, std::string_view text,
+                      std::string_view id) {
   if (!is_member(room, from)) return HubError::kNotMember;
   size_t owner = table_.owner_of(room);
+  Publish p{.user = std::string(user), .text = std::string(text), .id = std::string(id), .shard = shard_,
+            .member_id = from->id()};
   if (owner == shard_) {
-    owner_publish(room, std::string(user), std::string(text));
+    owner_publish(room, std::move(p));
   } else {
     table_.run_on(
-        owner, shard_,
-        [&hub = table_.hub(owner), room, user = std::string(user), text = std::string(text)] {
-          hub.owner_publish(room, user, text);
-        },
-        ShardTable::message_cost(room, user, text));
+        owner, shard_, [&hub = table_.hub(owner), room, p = std::move(p)]() mutable { hub.owner_publish(room, std::move(p)); },
+        ShardTable::message_cost(room, user, text) + id.size());
   }
   return HubError::kNone;
 }
@@ -161,12 +204,17 @@ void Hub::barrier(const std::vector<size_t>& shards, std::function<void()> done)
   // acknowledgement runs elsewhere at shutdown.
   ShardTable* table = &table_;
   size_t home = shard_;
+  // Back home, what this shard asked of the store itself (a replay or history read) has to be
+  // answered too.
+  auto finish = [table, home, shared_done] { table->store().fence(table->reactor(home), *shared_done); };
   for (size_t k : shards) {
-    table->run_on(k, home, [table, home, k, remaining, shared_done] {
-      // What shard k handed on to the router (Redis) has to come back too.
-      table->router().pass(k, [table, home, k, remaining, shared_done] {
-        table->run_on(home, k, [remaining, shared_done] {
-          if (--*remaining == 0) (*shared_done)();
+    table->run_on(k, home, [table, home, k, remaining, finish] {
+      // What shard k handed to the store, and on to the router (Redis), has to come back too.
+      table->store().fence(table->reactor(k), [table, home, k, remaining, finish] {
+        table->router().pass(k, [table, home, k, remaining, finish] {
+          table->run_on(home, k, [remaining, finish] {
+            if (--*remaining == 0) finish();
+          });
         });
       });
     });
@@ -195,12 +243,20 @@ void Hub::deliver_local(const std::string& room, const Delivery& delivery, uint6
 }
 
 void Hub::reply_joined(const std::string& room, uint64_t member_id, size_t count,
-                       const std::shared_ptr<const std::vector<std::string>>& names) {
+                       const std::shared_ptr<const std::vector<std::string>>& names, uint64_t seq) {
   auto it = local_.find(room);
   if (it == local_.end()) return;
   auto pos = it->second.index.find(member_id);
   if (pos == it->second.index.end()) return;  // left (or closed) before the answer came back
-  it->second.members[pos->second]->joined(room, count, names.get());
+  JoinReply reply{.count = count, .names = names.get(), .epoch = table_.store().epoch(), .seq = seq};
+  it->second.members[pos->second]->joined(room, reply);
+}
+
+void Hub::ack(const Publish& p, const std::string& room, uint64_t seq, bool stored) {
+  table_.run_on(p.shard, shard_, [&hub = table_.hub(p.shard), member_id = p.member_id, room, id = p.id, seq, stored] {
+    auto it = hub.members_.find(member_id);
+    if (it != hub.members_.end()) it->second->acked(room, id, seq, stored);  // else: gone meanwhile
+  });
 }
 
 // ---- Hub: the owner's side --------------------------------------------------------------------
@@ -223,9 +279,11 @@ void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member
   if (r.count <= table_.presence_max_members()) {
     names = std::make_shared<const std::vector<std::string>>(r.names.begin(), r.names.end());
   }
-  router.when_visible(*this, room_name, [table = &table_, shard, room_name, member_id, count = r.count, names](size_t from) {
-    table->run_on(shard, from, [&hub = table->hub(shard), room_name, member_id, count, names] {
-      hub.reply_joined(room_name, member_id, count, names);
+  // The room's last number as the member is counted: what it missed is at or below it.
+  uint64_t seq = logs_[room_name].last_seq;
+  router.when_visible(*this, room_name, [table = &table_, shard, room_name, member_id, count = r.count, names, seq](size_t from) {
+    table->run_on(shard, from, [&hub = table->hub(shard), room_name, member_id, count, names, seq] {
+      hub.reply_joined(room_name, member_id, count, names, seq);
     });
   });
 }
@@ -238,7 +296,7 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, const std::str
   --r.format_count[format];
   --r.shard_count[shard];
   if (r.count == 0) {
-    owned_.erase(it);  // an empty room is forgotten, its numbering with it
+    owned_.erase(it);  // an empty room's members are forgotten; its numbering stays (logs_)
     table_.router().room_closed(*this, room_name);
     return;
   }
@@ -260,24 +318,28 @@ void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, EventKind k
   }
 }
 
-void Hub::owner_publish(const std::string& room_name, const std::string& user, const std::string& text) {
-  auto it = owned_.find(room_name);
-  if (it == owned_.end()) return;  // everyone left meanwhile
-  table_.router().route(*this, room_name, user, text, it->second.next_seq);
+void Hub::owner_publish(const std::string& room_name, Publish publish) {
+  // Also when everyone left meanwhile: the message was accepted, it is kept (and acknowledged).
+  table_.router().route(*this, room_name, std::move(publish));
 }
 
-void Hub::deliver_message(const std::string& room_name, const std::string& user, const std::string& text,
-                          int64_t ts_ms, uint64_t seq) {
+void Hub::deliver_message(const std::string& room_name, StoredMessage m) {
+  RoomLog& log = logs_[room_name];
+  if (m.seq == 0) {
+    m.seq = ++log.last_seq;  // the router could not number it (Redis away): the owner does
+  } else {
+    log.last_seq = std::max(log.last_seq, m.seq);  // numbered elsewhere (Redis): the owner follows
+  }
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;  // everyone left meanwhile
   OwnedRoom& r = it->second;
-  if (seq == 0) {
-    seq = r.next_seq++;
-  } else {
-    r.next_seq = std::max(r.next_seq, seq + 1);
-  }
-  auto delivery = render(
-      r, RoomEvent{.kind = EventKind::kMessage, .room = room_name, .user = user, .text = text, .ts_ms = ts_ms, .seq = seq});
+  auto delivery = render(r, RoomEvent{.kind = EventKind::kMessage,
+                                      .room = room_name,
+                                      .user = m.user,
+                                      .text = m.text,
+                                      .ts_ms = m.ts_ms,
+                                      .seq = m.seq,
+                                      .id = m.id});
   if (delivery) owner_broadcast(room_name, r, delivery, 0);
 }
 

@@ -18,6 +18,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -30,9 +31,18 @@
 #include "chat/event.h"
 #include "chat/format.h"
 #include "chat/routing.h"
+#include "chat/store.h"
 #include "reactor/reactor.h"
 
 namespace chat {
+
+// The owner's answer to a join (Member::joined).
+struct JoinReply {
+  size_t count = 0;                                // members now in the room
+  const std::vector<std::string>* names = nullptr;  // the named members, if the room is small enough
+  std::string epoch;                               // the store's epoch
+  uint64_t seq = 0;                                // the room's last message number (0: none)
+};
 
 class Member {
  public:
@@ -44,9 +54,47 @@ class Member {
   // whose messages each carry their own name (the article's dialect); nobody is told it came or went.
   virtual const std::string& name() const = 0;
   virtual void deliver(const Delivery& delivery) = 0;
-  // The answer to a join that asked for one: `count` members now in the room, and the native
-  // names when the room is small enough for presence (else `names` is null).
-  virtual void joined(const std::string& room, size_t count, const std::vector<std::string>* names) = 0;
+  // The answer to a join that asked for one (JoinReply).
+  virtual void joined(const std::string& room, const JoinReply& reply) = 0;
+  // The answer to a publish with an id: stored (numbered `seq`), or not (the store failed).
+  virtual void acked(const std::string& /*room*/, const std::string& /*id*/, uint64_t /*seq*/, bool /*stored*/) {}
+};
+
+// A message on its way to its room's owner.
+struct Publish {
+  std::string user;
+  std::string text;
+  std::string id;         // the sender's id for an idempotent publish ("" if none)
+  size_t shard = 0;       // the sender's shard and member id: where its ack goes
+  uint64_t member_id = 0;
+};
+
+// The ids a room's owner remembers for dedupe: (user, id) -> seq, within the store's retention rule
+// for ids (Retention::dedupe_ids, dedupe_ms). An id is pending from its numbering until its store
+// answers; one the store refused is forgotten (a retry may be stored).
+class IdWindow {
+ public:
+  struct Entry {
+    uint64_t seq = 0;
+    int64_t ts_ms = 0;
+    bool stored = false;
+  };
+  Entry* find(const std::string& user, const std::string& id);
+  void add(const std::string& user, const std::string& id, Entry entry, const Retention& retention);
+  void forget(const std::string& user, const std::string& id);
+  size_t size() const { return entries_.size(); }
+
+ private:
+  static std::string key(const std::string& user, const std::string& id) { return user + '\0' + id; }
+  std::unordered_map<std::string, Entry> entries_;
+  std::deque<std::pair<std::string, uint64_t>> order_;  // (key, seq), oldest first; stale ones skipped
+};
+
+// What a room's owner keeps of a room while the process lives, members or not: its numbering and
+// its dedupe window (loaded from the store at start-up).
+struct RoomLog {
+  uint64_t last_seq = 0;
+  std::unique_ptr<IdWindow> ids;  // only for rooms that have seen ids
 };
 
 enum class HubError { kNone, kNotMember, kAlreadyMember };
@@ -95,6 +143,15 @@ class ShardTable {
   // traffic. The table does not own it.
   void set_router(Router* router) { router_ = router; }
   Router& router() const { return *router_; }
+  // Where rooms' messages are kept: a store that keeps none unless another is set before any
+  // traffic (not owned), with the rooms it knows (their numbering and dedupe ids), which each
+  // room's owner takes when it is built.
+  void set_store(Store* store, const Retention& retention, std::vector<StoredRoom> rooms);
+  Store& store() const { return *store_; }
+  const Retention& retention() const { return retention_; }
+  // The rooms owned by `shard` that the store knew at start-up (for its Hub's constructor).
+  std::unordered_map<std::string, RoomLog> take_logs(size_t shard);
+  reactor::Reactor& reactor(size_t shard) const { return *reactors_[shard]; }
 
   // --max-connections counts the process's connections, whatever the reactor: true (and counted)
   // if one more fits under `max`.
@@ -112,6 +169,10 @@ class ShardTable {
   size_t presence_max_members_;
   LocalRouter local_router_;
   Router* router_ = &local_router_;
+  Retention retention_;
+  std::unique_ptr<Store> no_store_;
+  Store* store_;
+  std::vector<std::unordered_map<std::string, RoomLog>> preloaded_;  // per owner shard, until taken
   std::unique_ptr<std::atomic<size_t>[]> inbox_;  // per shard: bytes posted to it, not yet run
   std::atomic<uint64_t> waiting_{0};              // bit k: shard k has connections paused for room
   std::atomic<size_t> admitted_{0};               // connections open under --max-connections
@@ -131,8 +192,14 @@ class Hub {
   HubError join(const std::string& room, Member* member, bool want_reply);
   HubError leave(const std::string& room, Member* member);
   void leave_all(Member* member, const std::vector<std::string>& rooms);
-  // Sends `text` from `user` to every member of `room`, the sender included.
-  HubError publish(const std::string& room, Member* from, std::string_view user, std::string_view text);
+  // Sends `text` from `user` to every member of `room`, the sender included. With an `id`, the
+  // sender gets Member::acked once the message is stored (or could not be), and a repeated
+  // (room, user, id) is not sent again.
+  HubError publish(const std::string& room, Member* from, std::string_view user, std::string_view text,
+                   std::string_view id = {});
+  // A member of this shard that may receive acks (registered from its start to its close).
+  void add_member(Member* member) { members_.emplace(member->id(), member); }
+  void remove_member(const Member* member) { members_.erase(member->id()); }
   bool is_member(const std::string& room, const Member* member) const;
   size_t local_member_count(const std::string& room) const;
   // Runs `done` on this shard once each shard in `shards` has run everything this shard posted to
@@ -150,9 +217,12 @@ class Hub {
   size_t shard() const { return shard_; }
 
   // ---- Called by the Router, on this shard as the room's owner ----
-  // Delivers a message to the room, numbered `seq` (0: this owner numbers it).
-  void deliver_message(const std::string& room, const std::string& user, const std::string& text, int64_t ts_ms,
-                       uint64_t seq);
+  // Delivers a message to the room's members, numbered (`seq` 0: numbered here, next in the room).
+  void deliver_message(const std::string& room, StoredMessage message);
+  // Answers a publish that had an id, on its sender's shard.
+  void ack(const Publish& publish, const std::string& room, uint64_t seq, bool stored);
+  // The room's numbering and dedupe window (created empty if the room is new).
+  RoomLog& log(const std::string& room) { return logs_[room]; }
 
  private:
   struct LocalRoom {
@@ -160,7 +230,6 @@ class Hub {
     std::unordered_map<uint64_t, size_t> index;  // member id -> position in members
   };
   struct OwnedRoom {
-    uint64_t next_seq = 1;
     size_t count = 0;
     std::array<uint32_t, kMaxFormats> format_count{};  // members per wire format
     std::vector<size_t> shard_count;                     // members per shard
@@ -171,7 +240,7 @@ class Hub {
   void owner_join(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
                   FormatId format, bool want_reply);
   void owner_leave(const std::string& room, size_t shard, const std::string& name, FormatId format);
-  void owner_publish(const std::string& room, const std::string& user, const std::string& text);
+  void owner_publish(const std::string& room, Publish publish);
   void owner_presence(const std::string& room, OwnedRoom& r, EventKind kind, const std::string& user,
                       uint64_t except_id);
   // Renders `event` in every format the room's members speak; null if no format carries it.
@@ -180,12 +249,14 @@ class Hub {
   // On a member's thread.
   void deliver_local(const std::string& room, const Delivery& delivery, uint64_t except_id);
   void reply_joined(const std::string& room, uint64_t member_id, size_t count,
-                    const std::shared_ptr<const std::vector<std::string>>& names);
+                    const std::shared_ptr<const std::vector<std::string>>& names, uint64_t seq);
 
   ShardTable& table_;
   size_t shard_;
   std::unordered_map<std::string, LocalRoom> local_;
   std::unordered_map<std::string, OwnedRoom> owned_;
+  std::unordered_map<std::string, RoomLog> logs_;      // owner: every room numbered here, kept when empty
+  std::unordered_map<uint64_t, Member*> members_;      // this shard's members, by id (for acks)
   std::vector<std::function<void()>> paused_;  // sessions waiting for room (wait_for_room)
 };
 

@@ -12,6 +12,7 @@ struct Limits {
   size_t output_soft = 1024 * 1024;        // queued bytes a member may stay above ...
   std::chrono::milliseconds soft_grace{5000};  // ... for this long before it is closed
   size_t max_rooms = 64;                   // rooms one connection may be in
+  size_t replay_limit = 1000;              // messages one recovering join may replay
   size_t max_connections = 0;              // 0: as many as descriptors allow
   size_t presence_max_members = 100;       // rooms larger than this get no presence events
 };

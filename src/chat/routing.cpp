@@ -11,9 +11,36 @@ void LocalRouter::when_visible(Hub& owner, const std::string&, std::function<voi
   ready(owner.shard());  // the owner delivers every message itself: a member is in as it is counted
 }
 
-void LocalRouter::route(Hub& owner, const std::string& room, const std::string& user, const std::string& text,
-                        uint64_t) {
-  owner.deliver_message(room, user, text, now_ms(), 0);
+void LocalRouter::route(Hub& owner, const std::string& room, Publish p) {
+  ShardTable& table = owner.table();
+  reactor::Reactor& here = table.reactor(owner.shard());
+  RoomLog& log = owner.log(room);
+  if (!p.id.empty() && log.ids) {
+    if (IdWindow::Entry* seen = log.ids->find(p.user, p.id)) {
+      if (seen->stored) return owner.ack(p, room, seen->seq, true);  // a retry: the same answer, no copy
+      // The first one is still on its way into the store: decide once it got there.
+      table.store().fence(here, [this, &owner, room, p = std::move(p)]() mutable { route(owner, room, std::move(p)); });
+      return;
+    }
+  }
+  // Numbered here, delivered once kept: every number a member sees is in the store (unless the
+  // store failed), so a restart never reuses one.
+  StoredMessage m{.seq = ++log.last_seq, .ts_ms = now_ms(), .user = p.user, .text = p.text, .id = p.id};
+  if (!p.id.empty()) {
+    if (!log.ids) log.ids = std::make_unique<IdWindow>();
+    log.ids->add(p.user, p.id, {.seq = m.seq, .ts_ms = m.ts_ms, .stored = false}, table.retention());
+  }
+  table.store().append(here, room, m, [&owner, room, m, p = std::move(p)](bool stored) {
+    owner.deliver_message(room, m);  // live chat goes on when the store fails
+    if (p.id.empty()) return;
+    IdWindow& ids = *owner.log(room).ids;
+    if (IdWindow::Entry* e = ids.find(p.user, p.id); e && e->seq == m.seq && stored) {
+      e->stored = true;
+    } else if (!stored) {
+      ids.forget(p.user, p.id);  // nothing is acknowledged that was not stored: a retry may be
+    }
+    owner.ack(p, room, m.seq, stored);
+  });
 }
 
 // ---- RedisRouter ------------------------------------------------------------------------------
@@ -27,7 +54,9 @@ RedisRouter::RedisRouter(ShardTable& table, reactor::Reactor& main, std::string 
     size_t cost = ShardTable::message_cost(m.room, m.user, m.text);
     table_.run_on(
         owner, 0,
-        [hub = &table_.hub(owner), m = std::move(m)] { hub->deliver_message(m.room, m.user, m.text, m.ts_ms, m.seq); },
+        [hub = &table_.hub(owner), m = std::move(m)] {
+          hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = {}});
+        },
         cost);
   });
 }
@@ -52,12 +81,18 @@ void RedisRouter::when_visible(Hub& owner, const std::string& room, std::functio
   });
 }
 
-void RedisRouter::route(Hub& owner, const std::string& room, const std::string& user, const std::string& text,
-                        uint64_t next_seq) {
+void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
   // Through Redis to every node, this one included; it comes back through deliver_message.
+  // Redis keeps no history yet: a publish with an id is answered not stored.
+  if (!p.id.empty()) owner.ack(p, room, 0, false);
+  uint64_t next_seq = owner.log(room).last_seq + 1;
+  size_t cost = ShardTable::message_cost(room, p.user, p.text);
   table_.run_on(
-      0, owner.shard(), [bp = backplane_.get(), room, user, text, next_seq] { bp->publish(room, user, text, next_seq); },
-      ShardTable::message_cost(room, user, text));
+      0, owner.shard(),
+      [bp = backplane_.get(), room, user = std::move(p.user), text = std::move(p.text), next_seq] {
+        bp->publish(room, user, text, next_seq);
+      },
+      cost);
 }
 
 void RedisRouter::pass(size_t shard, std::function<void()> then) {

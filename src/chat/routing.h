@@ -1,6 +1,7 @@
-// Routing: who puts a room's messages in order and numbers them. The hub calls one interface; two
-// implementations:
-//   LocalRouter  the room's owner shard numbers them (one process; the default).
+// Routing: who puts a room's messages in order, numbers them, and keeps them. The hub calls one
+// interface; two implementations:
+//   LocalRouter  the room's owner shard numbers them, hands them to the store (chat/store.h), and
+//                delivers each once the store has it (one process; the default).
 //   RedisRouter  Redis does (--redis): the owner hands each message to the backplane on shard 0,
 //                every node receives it back on its subscription, numbered, and the owner delivers
 //                it then. A room's channel is subscribed while the node has members there.
@@ -20,6 +21,7 @@ namespace chat {
 class Backplane;
 class Hub;
 class ShardTable;
+struct Publish;
 
 class Router {
  public:
@@ -31,11 +33,10 @@ class Router {
   // On the owner's thread: runs `ready(from)` on shard `from` once a member who joins now receives
   // everything published to `room` after, wherever it is published.
   virtual void when_visible(Hub& owner, const std::string& room, std::function<void(size_t from)> ready) = 0;
-  // On the owner's thread: a message to order, number and deliver. It reaches the room through
-  // Hub::deliver_message on the owner, now or once numbered elsewhere. `next_seq` is the number
-  // the owner would give it (a floor for numbers made elsewhere).
-  virtual void route(Hub& owner, const std::string& room, const std::string& user, const std::string& text,
-                     uint64_t next_seq) = 0;
+  // On the owner's thread: a message to order, number, keep and deliver. It reaches the room
+  // through Hub::deliver_message on the owner, now or once numbered and kept elsewhere; a publish
+  // with an id is answered through Hub::ack, and one whose (user, id) was seen is only answered.
+  virtual void route(Hub& owner, const std::string& room, Publish publish) = 0;
   // On shard `shard`: runs `then` there once what `shard` handed to the router before has come
   // back to the owners (a barrier's step through the router).
   virtual void pass(size_t shard, std::function<void()> then) = 0;
@@ -53,8 +54,7 @@ class LocalRouter final : public Router {
   void room_opened(Hub&, const std::string&) override {}
   void room_closed(Hub&, const std::string&) override {}
   void when_visible(Hub& owner, const std::string& room, std::function<void(size_t)> ready) override;
-  void route(Hub& owner, const std::string& room, const std::string& user, const std::string& text,
-             uint64_t next_seq) override;
+  void route(Hub& owner, const std::string& room, Publish publish) override;
   void pass(size_t, std::function<void()> then) override { then(); }
   bool answered_elsewhere(size_t owner, size_t shard) const override { return owner != shard; }
 };
@@ -68,8 +68,7 @@ class RedisRouter final : public Router {
   void room_opened(Hub& owner, const std::string& room) override;
   void room_closed(Hub& owner, const std::string& room) override;
   void when_visible(Hub& owner, const std::string& room, std::function<void(size_t)> ready) override;
-  void route(Hub& owner, const std::string& room, const std::string& user, const std::string& text,
-             uint64_t next_seq) override;
+  void route(Hub& owner, const std::string& room, Publish publish) override;
   void pass(size_t shard, std::function<void()> then) override;
   bool answered_elsewhere(size_t, size_t) const override { return true; }  // through Redis, always
   void start() override;

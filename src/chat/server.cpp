@@ -202,6 +202,8 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
       reactors_(options.threads, nullptr),
       servers_(options.threads),
       final_(options.threads) {
+  // Before any shard is built: each room's owner takes the numbering and ids the store knows.
+  if (options.store) table_.set_store(options.store, options.retention, options.store->load());
   reactors_[0] = &main;
   bool per_shard = options.listener_per_shard && options.threads > 1;
   reactor::ListenOptions listen_options{.reuse_port = options.reuse_port || per_shard};

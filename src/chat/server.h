@@ -104,6 +104,8 @@ struct ServiceOptions {
   bool listener_per_shard = false;
   std::string redis_host;   // "": no backplane, a stand-alone node
   uint16_t redis_port = 6379;
+  Store* store = nullptr;   // where rooms' history is kept (null: none); not owned
+  Retention retention;      // and for how long (the dedupe window of ids included)
   bool http = false;        // serve HTTP and WebSocket on http_port (same host)
   uint16_t http_port = 8080;
   WebOptions web;

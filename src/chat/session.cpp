@@ -15,6 +15,7 @@ Session::~Session() = default;
 
 void Session::start() {
   ++stats().sessions[format_];
+  hub().add_member(this);
   codec_->start(*this);
 }
 
@@ -99,9 +100,21 @@ HubError Session::join(const std::string& room, bool want_reply) {
   return e;
 }
 
+HubError Session::join_since(const std::string& room, uint64_t since, std::string epoch) {
+  if (in_room(room)) return HubError::kAlreadyMember;
+  if (!recovering_) recovering_ = std::make_unique<std::vector<Recovery>>();
+  Recovery& r = recovering_->emplace_back();
+  r.room = room;
+  r.since = since;
+  r.epoch = std::move(epoch);
+  r.serial = ++recovery_serial_;
+  return join(room, /*want_reply=*/true);
+}
+
 HubError Session::leave(const std::string& room) {
   HubError e = hub().leave(room, this);
   if (e != HubError::kNone) return e;
+  end_recovery(room);
   std::erase(rooms_, room);
   touched(room);
   return e;
@@ -110,24 +123,124 @@ HubError Session::leave(const std::string& room) {
 void Session::leave_all() {
   hub().leave_all(this, rooms_);
   rooms_.clear();
+  recovering_.reset();
 }
 
-HubError Session::publish(const std::string& room, std::string_view user, std::string_view text) {
-  HubError e = hub().publish(room, this, user, text);
+HubError Session::publish(const std::string& room, std::string_view user, std::string_view text,
+                          std::string_view id) {
+  HubError e = hub().publish(room, this, user, text, id);
   if (e != HubError::kNone) return e;
   ++stats().messages_in;
   touched(room);
   return e;
 }
 
-void Session::joined(const std::string& room, size_t count, const std::vector<std::string>* names) {
+void Session::history(const std::string& room, uint64_t before, size_t limit) {
+  Store& store = table().store();
+  if (store.asynchronous()) remote_ |= uint64_t{1} << hub().shard();  // a later pong waits for it
+  store.read(table().reactor(hub().shard()), room, 0, before, limit, /*newest=*/true,
+             [alive = weak_from_this(), room, &store](ReadResult result) {
+               auto self = alive.lock();
+               if (!self || !self->transport_.open()) return;
+               ++self->stats().history_reads;
+               // Not through reply(): like "joined", an answer from another thread.
+               if (auto bytes = self->codec_->history(room, store.epoch(), result)) self->send(bytes);
+             });
+}
+
+void Session::joined(const std::string& room, const JoinReply& reply) {
+  if (Recovery* r = recovery(room)) return recover(*r, reply);
   // Not through reply(): this answer is what a waiting pong waits for.
-  if (auto bytes = codec_->joined(room, count, names)) send(bytes);
+  if (auto bytes = codec_->joined(room, reply, std::nullopt)) send(bytes);
+}
+
+void Session::acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) {
+  ++(stored ? stats().acks : stats().not_stored);
+  if (auto bytes = codec_->acked(room, id, seq, stored)) send(bytes);
+}
+
+Session::Recovery* Session::recovery(std::string_view room) {
+  if (!recovering_) return nullptr;
+  for (Recovery& r : *recovering_) {
+    if (r.room == room) return &r;
+  }
+  return nullptr;
+}
+
+void Session::end_recovery(std::string_view room) {
+  if (!recovering_) return;
+  std::erase_if(*recovering_, [room](const Recovery& r) { return r.room == room; });
+  if (recovering_->empty()) recovering_.reset();
+}
+
+void Session::recover(Recovery& r, const JoinReply& reply) {
+  // The owner has counted this member: what it was sent before this answer preceded the join, and
+  // every message it missed is now either in the store (numbered up to reply.seq, kept before it
+  // was delivered) or on its way here live (buffered from now on).
+  r.counted = true;
+  r.live.clear();
+  r.live_bytes = 0;
+  r.reply = reply;
+  r.has_names = reply.names != nullptr;
+  if (reply.names) r.names = *reply.names;
+  r.reply.names = nullptr;
+  if (r.epoch != reply.epoch || r.since > reply.seq) return finish_recovery(r, false, {});
+  if (r.since == reply.seq) return finish_recovery(r, true, {});
+  size_t limit = limits().replay_limit;
+  table().store().read(table().reactor(hub().shard()), r.room, r.since, 0, limit + 1, /*newest=*/false,
+                       [alive = weak_from_this(), room = r.room, serial = r.serial](ReadResult result) {
+                         if (auto self = alive.lock()) self->replayed(room, serial, std::move(result));
+                       });
+}
+
+void Session::replayed(const std::string& room, uint64_t serial, ReadResult result) {
+  Recovery* r = recovery(room);
+  if (r == nullptr || r->serial != serial || !transport_.open()) return;  // left meanwhile
+  // All of it, or nothing: the numbers from since + 1 on without a hole, reaching the number the
+  // owner had when it counted the member, within the replay limit.
+  const auto& m = result.messages;
+  bool complete = result.ok && !m.empty() && m.size() <= limits().replay_limit && m.front().seq == r->since + 1 &&
+                  m.back().seq >= r->reply.seq && m.back().seq - m.front().seq + 1 == m.size();
+  finish_recovery(*r, complete, complete ? m : std::vector<StoredMessage>{});
+}
+
+void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vector<StoredMessage>& messages) {
+  // Out of the list first: sending may close the connection, which ends every recovery.
+  Recovery r = std::move(recovery);
+  end_recovery(r.room);
+  ++(recovered ? stats().recoveries : stats().recoveries_failed);
+  JoinReply reply = r.reply;
+  reply.names = r.has_names ? &r.names : nullptr;
+  reply.epoch = table().store().epoch();
+  if (!messages.empty()) reply.seq = messages.back().seq;
+  if (auto bytes = codec_->joined(r.room, reply, recovered)) send(bytes);
+  const Format& format = codec_->format();
+  for (const StoredMessage& m : messages) {
+    auto bytes = format.encode(RoomEvent{.kind = EventKind::kMessage,
+                                         .room = r.room,
+                                         .user = m.user,
+                                         .text = m.text,
+                                         .ts_ms = m.ts_ms,
+                                         .seq = m.seq,
+                                         .id = m.id});
+    if (!bytes) continue;
+    ++stats().replayed;
+    send(bytes);
+  }
+  // Then what came live meanwhile, past what was replayed (or past the owner's number).
+  for (const Buffered& b : r.live) {
+    if (b.seq != 0 && b.seq <= reply.seq) continue;
+    ++stats().deliveries;
+    send(b.bytes);
+  }
 }
 
 void Session::touched(const std::string& room) {
   size_t owner = table().owner_of(room);
-  if (table().router().answered_elsewhere(owner, hub().shard())) remote_ |= uint64_t{1} << owner;
+  // With a store on another thread every answer about a room comes from there.
+  if (table().router().answered_elsewhere(owner, hub().shard()) || table().store().asynchronous()) {
+    remote_ |= uint64_t{1} << owner;
+  }
 }
 
 void Session::peer_closed() {
@@ -190,12 +303,20 @@ void Session::close_after_flush(reactor::CloseCode code, std::string_view text) 
 void Session::closed() {
   codec_->on_close(*this);
   leave_all();
+  hub().remove_member(this);
   if (!name_.empty()) table().release_name(name_, id());
 }
 
 void Session::deliver(const Delivery& delivery) {
   const reactor::SharedBytes& bytes = delivery.bytes[format_];
   if (!bytes) return;
+  if (Recovery* r = recovering_ ? recovery(delivery.event.room) : nullptr) {
+    // Held until the replay is sent; it counts against the output limit as if queued.
+    if (!output_fits(r->live_bytes + bytes->size())) return;
+    r->live.push_back({bytes, delivery.event.kind == EventKind::kMessage ? delivery.event.seq : 0});
+    r->live_bytes += bytes->size();
+    return;
+  }
   ++stats().deliveries;
   send(bytes);
 }

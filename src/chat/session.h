@@ -52,7 +52,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   FormatId format() const override { return format_; }
   const std::string& name() const override { return name_; }
   void deliver(const Delivery& delivery) override;
-  void joined(const std::string& room, size_t count, const std::vector<std::string>* names) override;
+  void joined(const std::string& room, const JoinReply& reply) override;
+  void acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) override;
 
   // ---- Called by the codec ----
   Hub& hub() { return shard_.hub; }
@@ -66,10 +67,18 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void set_name(std::string name);
   // Joins `room`; with `want_reply`, the room's owner answers through Codec::joined.
   HubError join(const std::string& room, bool want_reply);
+  // Joins `room` and, after the owner's answer, sends every message of it numbered after `since` in
+  // `epoch` (replayed from the store), then the live ones: no gap, no duplicate. The answer says
+  // whether all could be replayed (Codec::joined's `recovered`); if not, nothing is replayed.
+  HubError join_since(const std::string& room, uint64_t since, std::string epoch);
   HubError leave(const std::string& room);
   void leave_all();
   // Publishes `text` from `user` to `room` (the sender must be a member).
-  HubError publish(const std::string& room, std::string_view user, std::string_view text);
+  // With an `id`, the codec's `acked` answers once the message is stored (Hub::publish).
+  HubError publish(const std::string& room, std::string_view user, std::string_view text, std::string_view id = {});
+  // The newest `limit` messages of `room` numbered below `before` (0: the newest), answered
+  // through Codec::history. The caller checks membership.
+  void history(const std::string& room, uint64_t before, size_t limit);
   // The answer to a request, in request order: held back while an earlier pong waits.
   void reply(reactor::SharedBytes bytes);
   // Sends `bytes` once every earlier request has been answered, including answers from other
@@ -95,6 +104,28 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Backpressure between reactors: stop reading until the table has room (ShardTable::congested).
   void wait_for_room();
   void resume_input();
+  // Recovery (join_since): live deliveries of the room wait in `live` until the replay is sent.
+  struct Buffered {
+    reactor::SharedBytes bytes;
+    uint64_t seq;  // 0: not a message (presence)
+  };
+  struct Recovery {
+    std::string room;
+    uint64_t since = 0;
+    std::string epoch;
+    uint64_t serial = 0;  // tells this recovery from a later one of the same room
+    bool counted = false;  // the owner's answer came
+    JoinReply reply;       // that answer (names copied into `names`)
+    std::vector<std::string> names;
+    bool has_names = false;
+    std::vector<Buffered> live;
+    size_t live_bytes = 0;
+  };
+  Recovery* recovery(std::string_view room);
+  void recover(Recovery& r, const JoinReply& reply);
+  void replayed(const std::string& room, uint64_t serial, ReadResult result);
+  void finish_recovery(Recovery& r, bool recovered, const std::vector<StoredMessage>& messages);
+  void end_recovery(std::string_view room);
 
   SessionContext& shard_;
   Transport& transport_;
@@ -127,6 +158,9 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   static constexpr size_t kMaxHeld = 4096;
   uint64_t remote_ = 0;  // bit k: shard k (at most 64 shards, see ShardTable)
   std::unique_ptr<HeldReplies> held_;
+  // Joins recovering what they missed (join_since); exists only while one does.
+  std::unique_ptr<std::vector<Recovery>> recovering_;
+  uint64_t recovery_serial_ = 0;
 };
 
 }  // namespace chat

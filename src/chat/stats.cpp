@@ -24,6 +24,12 @@ Stats& Stats::operator+=(const Stats& o) {
   http_errors += o.http_errors;
   http_timeouts += o.http_timeouts;
   ws_upgrades += o.ws_upgrades;
+  acks += o.acks;
+  not_stored += o.not_stored;
+  recoveries += o.recoveries;
+  recoveries_failed += o.recoveries_failed;
+  replayed += o.replayed;
+  history_reads += o.history_reads;
   return *this;
 }
 
@@ -39,7 +45,8 @@ std::string Stats::to_string() const {
       "connections open=%llu accepted=%llu refused=%llu (%s); messages in=%llu "
       "delivered=%llu; bytes in=%llu out=%llu; errors json=%llu utf8=%llu too_long=%llu request=%llu "
       "garbage=%llu; closed slow_consumer=%llu unsynced=%llu; http requests=%llu errors=%llu timeouts=%llu "
-      "websocket=%llu",
+      "websocket=%llu; history acks=%llu not_stored=%llu recovered=%llu unrecovered=%llu replayed=%llu "
+      "reads=%llu",
       (unsigned long long)connections_open, (unsigned long long)connections_accepted,
       (unsigned long long)connections_refused, formats.c_str(), (unsigned long long)messages_in,
       (unsigned long long)deliveries, (unsigned long long)bytes_in, (unsigned long long)bytes_out,
@@ -47,7 +54,9 @@ std::string Stats::to_string() const {
       (unsigned long long)errors_too_long, (unsigned long long)errors_request,
       (unsigned long long)errors_garbage, (unsigned long long)slow_consumer_closes,
       (unsigned long long)unsynced_closes, (unsigned long long)http_requests, (unsigned long long)http_errors,
-      (unsigned long long)http_timeouts, (unsigned long long)ws_upgrades);
+      (unsigned long long)http_timeouts, (unsigned long long)ws_upgrades, (unsigned long long)acks,
+      (unsigned long long)not_stored, (unsigned long long)recoveries, (unsigned long long)recoveries_failed,
+      (unsigned long long)replayed, (unsigned long long)history_reads);
   return line;
 }
 

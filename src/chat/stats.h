@@ -30,6 +30,12 @@ struct Stats {
   uint64_t http_errors = 0;          // of those, and unparsable ones: answered 4xx/5xx
   uint64_t http_timeouts = 0;        // connections closed for a request not complete in time
   uint64_t ws_upgrades = 0;          // WebSocket handshakes accepted
+  uint64_t acks = 0;                 // publishes with an id acknowledged (stored, or seen before)
+  uint64_t not_stored = 0;           // publishes with an id the store could not take
+  uint64_t recoveries = 0;           // joins with since: everything missed replayed
+  uint64_t recoveries_failed = 0;    // joins with since that could not be recovered
+  uint64_t replayed = 0;             // messages sent by recoveries
+  uint64_t history_reads = 0;        // history requests answered
 
   std::string to_string() const;
   Stats& operator+=(const Stats& o);

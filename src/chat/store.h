@@ -76,8 +76,9 @@ class Store {
 
   virtual ~Store() = default;
 
-  // The epoch of this store's numbering.
-  virtual const std::string& epoch() const = 0;
+  // The epoch of this store's numbering (any thread; it may change while the process runs when the
+  // store learns its history was lost, e.g. Redis restarted empty).
+  virtual std::string epoch() const = 0;
   // Before any traffic, on the starting thread: every room the store knows, with its last number
   // and its dedupe window.
   virtual std::vector<StoredRoom> load() = 0;

@@ -490,7 +490,7 @@ TEST(ChatLimitsNative, NameAndRoomLengthsAndCharacters) {
 
 // "A room is forgotten when its last member leaves; its numbering then starts again." While one
 // member stays, the numbering goes on.
-TEST(ChatLimitsNative, ARoomsNumberingRestartsWhenItEmpties) {
+TEST(ChatLimitsNative, ARoomsNumberingGoesOnWhenItEmptiesAndJoinedSaysWhereItIs) {
   Server server(chat_args());
   Native a(server.port, "a"), b(server.port, "b");
   auto say = [](Native& who, const std::string& text) {
@@ -517,19 +517,25 @@ TEST(ChatLimitsNative, ARoomsNumberingRestartsWhenItEmpties) {
   EXPECT_EQ(answer(a, {{"type", "join"}, {"room", "cycle"}})["type"], "joined");
   EXPECT_EQ(say(a, "four")["seq"], 4);
   expect_type(b, "message");  // b's copy of "four"
-  // Both leave (one by closing): the room is forgotten, and starts again at 1.
+  // Both leave (one by closing): the room's members are forgotten, its numbering is not (one epoch,
+  // one numbering: a member coming back can ask for what it missed by number).
   EXPECT_EQ(answer(a, {{"type", "leave"}, {"room", "cycle"}})["type"], "left");
   EXPECT_EQ(answer(b, {{"type", "leave"}, {"room", "cycle"}})["type"], "left");
-  ASSERT_EQ(join_alone(a)["count"], 1);
-  EXPECT_EQ(say(a, "again")["seq"], 1);
+  json alone = join_alone(a);
+  ASSERT_EQ(alone["count"], 1);
+  EXPECT_EQ(alone["seq"], 4) << alone;
+  EXPECT_TRUE(alone["epoch"].is_string() && !alone["epoch"].get<std::string>().empty()) << alone;
+  EXPECT_EQ(say(a, "again")["seq"], 5);
   {
     Native c(server.port, "c");
     ASSERT_EQ(answer(c, {{"type", "join"}, {"room", "cycle"}})["type"], "joined");
     EXPECT_EQ(answer(a, {{"type", "leave"}, {"room", "cycle"}})["type"], "left");
   }  // c closes: the last member is gone
   Native d(server.port, "d");
-  ASSERT_EQ(join_alone(d)["count"], 1);
-  EXPECT_EQ(say(d, "after a close")["seq"], 1);
+  json again = join_alone(d);
+  ASSERT_EQ(again["count"], 1);
+  EXPECT_EQ(again["epoch"], alone["epoch"]);
+  EXPECT_EQ(say(d, "after a close")["seq"], 6);
 }
 
 // "At most 4,096 replies may wait behind pongs; past that the connection is closed." A pong waits

@@ -169,7 +169,9 @@ class ColonCodec final : public chat::Codec {
     return nullptr;
   }
   void on_bad_frame(chat::Session&, const chat::FrameResult&, std::string_view) override {}
-  reactor::SharedBytes joined(const std::string&, size_t, const std::vector<std::string>*) override { return nullptr; }
+  reactor::SharedBytes joined(const std::string&, const chat::JoinReply&, std::optional<bool>) override {
+    return nullptr;
+  }
 
  private:
   std::string name_;

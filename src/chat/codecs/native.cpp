@@ -10,10 +10,16 @@ namespace {
 
 reactor::SharedBytes json_line(const Json& j) { return std::make_shared<const std::string>(dump_json(j) + "\n"); }
 
+Json message_json(const std::string& room, const std::string& user, const std::string& text, int64_t ts_ms,
+                  uint64_t seq, const std::string& id) {
+  Json j = {{"type", "message"}, {"room", room}, {"user", user}, {"text", text}, {"ts", ts_ms}, {"seq", seq}};
+  if (!id.empty()) j["id"] = id;
+  return j;
+}
+
 Json event_json(const RoomEvent& e) {
   switch (e.kind) {
-    case EventKind::kMessage:
-      return {{"type", "message"}, {"room", e.room}, {"user", e.user}, {"text", e.text}, {"ts", e.ts_ms}, {"seq", e.seq}};
+    case EventKind::kMessage: return message_json(e.room, e.user, e.text, e.ts_ms, e.seq, e.id);
     case EventKind::kJoin: return {{"type", "join"}, {"room", e.room}, {"user", e.user}};
     case EventKind::kLeave: return {{"type", "leave"}, {"room", e.room}, {"user", e.user}};
   }
@@ -162,16 +168,7 @@ void NativeCodec::request(Session& session, const Json& j) {
     return error(session, "bad_request", "missing string field 'type'");
   }
   if (*type == "message") {
-    const std::string* room = string_field(j, "room");
-    const std::string* text = string_field(j, "text");
-    if (room == nullptr || text == nullptr) {
-      ++stats.errors_request;
-      return error(session, "bad_request", "message needs string fields 'room' and 'text'");
-    }
-    if (session.publish(*room, session.name(), *text) != HubError::kNone) {
-      ++stats.errors_request;
-      return error(session, "not_member", "not a member of room '" + *room + "'");
-    }
+    publish(session, j);
   } else if (*type == "join" || *type == "leave") {
     const std::string* room = string_field(j, "room");
     if (room == nullptr) {
@@ -182,7 +179,9 @@ void NativeCodec::request(Session& session, const Json& j) {
       ++stats.errors_request;
       return error(session, "bad_room", "room must be 1 to 64 characters from A-Z a-z 0-9 _ . # -");
     }
-    *type == "join" ? join(session, *room) : leave(session, *room);
+    *type == "join" ? join(session, *room, j) : leave(session, *room);
+  } else if (*type == "history") {
+    history(session, j);
   } else if (*type == "ping") {
     ping(session, j);
   } else if (*type == "rooms") {
@@ -196,14 +195,116 @@ void NativeCodec::request(Session& session, const Json& j) {
   }
 }
 
-void NativeCodec::join(Session& session, const std::string& room) {
+namespace {
+
+// A non-negative integer field: absent (true, `out` untouched) or valid (true), else false.
+bool count_field(const Json& j, const char* name, uint64_t& out, bool& present) {
+  auto it = j.find(name);
+  present = it != j.end();
+  if (!present) return true;
+  if (!it->is_number_unsigned()) return false;
+  out = it->get<uint64_t>();
+  return true;
+}
+
+// A client's message id: 1 to 64 printable ASCII characters, no space.
+bool valid_message_id(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void NativeCodec::publish(Session& session, const Json& j) {
+  Stats& stats = session.stats();
+  const std::string* room = string_field(j, "room");
+  const std::string* text = string_field(j, "text");
+  if (room == nullptr || text == nullptr) {
+    ++stats.errors_request;
+    return error(session, "bad_request", "message needs string fields 'room' and 'text'");
+  }
+  std::string_view id;
+  if (auto it = j.find("id"); it != j.end()) {
+    if (!it->is_string() || !valid_message_id(it->get_ref<const std::string&>())) {
+      ++stats.errors_request;
+      return error(session, "bad_request", "id must be a string of 1 to 64 printable ASCII characters");
+    }
+    id = it->get_ref<const std::string&>();
+  }
+  if (session.publish(*room, session.name(), *text, id) != HubError::kNone) {
+    ++stats.errors_request;
+    return error(session, "not_member", "not a member of room '" + *room + "'");
+  }
+}
+
+void NativeCodec::join(Session& session, const std::string& room, const Json& j) {
+  Stats& stats = session.stats();
+  uint64_t since = 0;
+  bool has_since = false;
+  if (!count_field(j, "since", since, has_since)) {
+    ++stats.errors_request;
+    return error(session, "bad_request", "since must be a non-negative integer");
+  }
+  const std::string* epoch = string_field(j, "epoch");
+  if (has_since != (epoch != nullptr) || (epoch == nullptr && j.contains("epoch"))) {
+    ++stats.errors_request;
+    return error(session, "bad_request", "since (an integer) and epoch (a string) go together");
+  }
   if (session.in_room(room)) return error(session, "already_member", "already in room '" + room + "'");
   size_t max_rooms = session.limits().max_rooms;
   if (session.rooms().size() >= max_rooms) {
-    ++session.stats().errors_request;
+    ++stats.errors_request;
     return error(session, "too_many_rooms", "at most " + std::to_string(max_rooms) + " rooms per connection");
   }
-  session.join(room, /*want_reply=*/true);  // the room's owner answers through joined()
+  // The room's owner answers through joined().
+  if (has_since) {
+    session.join_since(room, since, *epoch);
+  } else {
+    session.join(room, /*want_reply=*/true);
+  }
+}
+
+void NativeCodec::history(Session& session, const Json& j) {
+  Stats& stats = session.stats();
+  const std::string* room = string_field(j, "room");
+  uint64_t before = 0;
+  uint64_t limit = kDefaultHistory;
+  bool present = false;
+  if (room == nullptr || !count_field(j, "before", before, present) || !count_field(j, "limit", limit, present) ||
+      limit == 0 || limit > kMaxHistory) {
+    ++stats.errors_request;
+    return error(session, "bad_request",
+                 "history needs a string 'room', and takes 'before' (an integer) and 'limit' (1 to " +
+                     std::to_string(kMaxHistory) + ")");
+  }
+  if (!session.in_room(*room)) {
+    ++stats.errors_request;
+    return error(session, "not_member", "not in room '" + *room + "'");
+  }
+  session.history(*room, before, limit);
+}
+
+reactor::SharedBytes NativeCodec::acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) {
+  if (stored) return wrap({{"type", "ack"}, {"room", room}, {"id", id}, {"seq", seq}});
+  return wrap({{"type", "error"},
+               {"code", "not_stored"},
+               {"room", room},
+               {"id", id},
+               {"message", "the message could not be stored (it may have been delivered): not acknowledged"}});
+}
+
+reactor::SharedBytes NativeCodec::history(const std::string& room, const std::string& epoch, const ReadResult& result) {
+  if (!result.ok) {
+    return wrap({{"type", "error"}, {"code", "unavailable"}, {"room", room}, {"message", "history could not be read"}});
+  }
+  Json messages = Json::array();
+  for (const StoredMessage& m : result.messages) {
+    messages.push_back(message_json(room, m.user, m.text, m.ts_ms, m.seq, m.id));
+  }
+  return wrap({{"type", "history"}, {"room", room}, {"epoch", epoch}, {"messages", std::move(messages)}});
 }
 
 void NativeCodec::leave(Session& session, const std::string& room) {
@@ -217,9 +318,13 @@ void NativeCodec::ping(Session& session, const Json& j) {
   session.after_earlier_answers(wrap(pong));
 }
 
-reactor::SharedBytes NativeCodec::joined(const std::string& room, size_t count, const std::vector<std::string>* names) {
-  Json j = {{"type", "joined"}, {"room", room}, {"count", count}};
-  if (names) j["members"] = *names;
+reactor::SharedBytes NativeCodec::joined(const std::string& room, const JoinReply& reply,
+                                         std::optional<bool> recovered) {
+  Json j = {{"type", "joined"}, {"room", room}, {"count", reply.count}};
+  if (reply.names) j["members"] = *reply.names;
+  j["epoch"] = reply.epoch;
+  j["seq"] = reply.seq;
+  if (recovered) j["recovered"] = *recovered;
   return wrap(j);
 }
 

@@ -44,7 +44,13 @@ class NativeCodec final : public Codec {
   FrameResult next_frame(std::string_view input) override;
   std::unique_ptr<Codec> on_frame(Session& session, std::string_view frame) override;
   void on_bad_frame(Session& session, const FrameResult& result, std::string_view skipped) override;
-  reactor::SharedBytes joined(const std::string& room, size_t count, const std::vector<std::string>* names) override;
+  reactor::SharedBytes joined(const std::string& room, const JoinReply& reply, std::optional<bool> recovered) override;
+  reactor::SharedBytes acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) override;
+  reactor::SharedBytes history(const std::string& room, const std::string& epoch, const ReadResult& result) override;
+
+  // Messages one history request may ask for.
+  static constexpr size_t kMaxHistory = 100;
+  static constexpr size_t kDefaultHistory = 50;
 
  private:
   void request(Session& session, const Json& j);
@@ -52,7 +58,9 @@ class NativeCodec final : public Codec {
   // A reply in this carrier's framing.
   reactor::SharedBytes wrap(const Json& j) const;
   void error(Session& session, const char* code, const std::string& message) const;
-  void join(Session& session, const std::string& room);
+  void join(Session& session, const std::string& room, const Json& j);
+  void publish(Session& session, const Json& j);
+  void history(Session& session, const Json& j);
   void leave(Session& session, const std::string& room);
   void ping(Session& session, const Json& j);
 
