@@ -1019,10 +1019,20 @@
 
   let noticeTimer = null;
   function showNotice(text) {
-    ui.notice.textContent = text;
-    ui.notice.hidden = false;
+    keepingBottom(() => {
+      ui.notice.textContent = text;
+      ui.notice.hidden = false;
+    });
     clearTimeout(noticeTimer);
-    noticeTimer = setTimeout(() => { ui.notice.hidden = true; }, 6000);
+    noticeTimer = setTimeout(() => keepingBottom(() => { ui.notice.hidden = true; }), 6000);
+  }
+
+  // The notice sits above the log: showing it makes the log shorter, and a log that was at the
+  // bottom must stay there (else what comes next lands out of sight).
+  function keepingBottom(change) {
+    const stick = atBottom();
+    change();
+    if (stick) ui.messages.scrollTop = ui.messages.scrollHeight;
   }
 
   // A notice about a room: in place when it is the room shown, else named.

@@ -703,6 +703,15 @@ async function main() {
     if (!(order.indexOf('while away 20') < gap && gap < order.indexOf('beyond 1'))) {
       throw new Error('the gap mark is not between what was seen and what came after: ' + JSON.stringify(order.slice(-40)));
     }
+    // The log was at the bottom and stays there: the newest message is in sight.
+    const last = 'beyond ' + missed;
+    const inSight = await t.alice.evaluate((text) => {
+      const log = document.getElementById('messages').getBoundingClientRect();
+      const li = Array.from(document.querySelectorAll('#messages li.message'))
+        .find((x) => x.querySelector('.text').textContent === text).getBoundingClientRect();
+      return li.top >= log.top - 1 && li.bottom <= log.bottom + 1;
+    }, last);
+    if (!inSight) throw new Error('"' + last + '" is out of sight: the log did not stay at the bottom');
     await t.alice.screenshot({ path: SCREENSHOT.replace(/(\.png)?$/i, '-recovery.png') });
   });
 
