@@ -1,6 +1,7 @@
 // Helpers shared by the chat server's integration tests.
 #pragma once
 
+#include <algorithm>
 #include <signal.h>
 
 #include <chrono>
@@ -20,8 +21,12 @@ using testproc::Process;
 
 inline std::vector<std::string> chat_args(std::vector<std::string> extra = {}, std::string port = "0") {
   // HTTP on a free port too: the default (8080) would be shared by tests running side by side.
+  std::vector<std::string> args{CHAT_SERVER_BIN, "--port", port, "--http-port", "0"};
   // History in memory: the default (a sqlite file in ./chat-data) would be shared by every test.
-  std::vector<std::string> args{CHAT_SERVER_BIN, "--port", port, "--http-port", "0", "--store", "memory"};
+  // (With --redis, Redis keeps it.)
+  bool chosen = std::find(extra.begin(), extra.end(), "--store") != extra.end() ||
+                std::find(extra.begin(), extra.end(), "--redis") != extra.end();
+  if (!chosen) args.insert(args.end(), {"--store", "memory"});
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
