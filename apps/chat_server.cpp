@@ -14,6 +14,7 @@
 #include "app/cli.h"
 #include "app/redis_url.h"
 #include "app/workers.h"
+#include "chat/redis_store.h"
 #include "chat/server.h"
 #include "chat/store.h"
 #include "reactor/log.h"
@@ -29,8 +30,16 @@ struct StoreChoice {
   chat::Retention retention;
 };
 
-// The store a node keeps history in (null: with --redis, Redis keeps it). Throws with one line.
-std::unique_ptr<chat::Store> open_store(const StoreChoice& choice) {
+// The store a node keeps history in. Throws with one line.
+std::unique_ptr<chat::Store> open_store(const StoreChoice& choice, bool redis) {
+  // With --redis, Redis Streams: every node reads the one history (the router's script writes it);
+  // off keeps no stream, but Redis still numbers the messages and remembers their ids.
+  if (redis && choice.kind == "redis") return std::make_unique<chat::RedisStore>(choice.retention);
+  if (redis && choice.kind == "off") {
+    chat::Retention none = choice.retention;
+    none.max_messages = 0;
+    return std::make_unique<chat::RedisStore>(none);
+  }
   if (choice.kind == "memory") return chat::make_memory_store(choice.retention);
   if (choice.kind == "off") return chat::make_memory_store(chat::Retention{.max_messages = 0});
   throw std::runtime_error("--store " + choice.kind + " is not available in this build");
@@ -40,7 +49,7 @@ std::unique_ptr<chat::Store> open_store(const StoreChoice& choice) {
 int run_node(const std::string& host, uint16_t port, const chat::Limits& limits, chat::ServiceOptions options,
              const StoreChoice& store_choice, size_t grace_ms) {
   try {
-    std::unique_ptr<chat::Store> store = open_store(store_choice);
+    std::unique_ptr<chat::Store> store = open_store(store_choice, !options.redis_host.empty());
     options.store = store.get();
     options.retention = store_choice.retention;
     // Signals are blocked here, before the other shards' threads start, so they inherit the mask
@@ -176,7 +185,7 @@ int main(int argc, char** argv) {
                  "How long a pinged WebSocket member has to answer (any frame) before it is closed, in milliseconds")
       ->capture_default_str()
       ->check(CLI::Range(size_t{100}, size_t{3600000}));
-  cli.add_option("--store", store.kind,
+  auto* store_option = cli.add_option("--store", store.kind,
                  "Where rooms' history is kept: sqlite (a file in --data-dir), memory (until the process "
                  "exits), off (none: numbering and message ids only). With --redis: Redis Streams (redis) or off")
       ->check(CLI::IsMember({"sqlite", "memory", "off", "redis"}));
@@ -210,6 +219,18 @@ int main(int argc, char** argv) {
   chat::ServiceOptions options;
   options.threads = threads;
   options.backend = backend;
+  // Nodes that share rooms share one history: with --redis it is in Redis (or nowhere).
+  if (!redis_url.empty() && store_option->count() == 0) store.kind = "redis";
+  if (redis_url.empty() && store.kind == "redis") {
+    std::cerr << "chat-server: --store redis needs --redis\n";
+    return 2;
+  }
+  if (!redis_url.empty() && store.kind != "redis" && store.kind != "off") {
+    std::cerr << "chat-server: --store " << store.kind
+              << " cannot be used with --redis: nodes share one history, in Redis (--store redis, the "
+                 "default with --redis) or none (--store off)\n";
+    return 2;
+  }
   if (!redis_url.empty()) {
     auto address = app::parse_redis_url(redis_url);
     if (!address) {

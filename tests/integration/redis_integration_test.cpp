@@ -30,7 +30,7 @@ using testproc::Server;
 namespace {
 
 std::vector<std::string> node(const RedisServer& redis, const std::string& threads) {
-  return chat_args({"--redis", redis.url(), "--threads", threads});
+  return redistest::node_args({"--redis", redis.url(), "--threads", threads});
 }
 
 // A native member of `room`, told "joined": from then on it receives whatever any node publishes.
@@ -409,7 +409,7 @@ TEST(RedisBackplane, AFloodWhileRedisIsFrozenStaysBoundedAndIsDeliveredHere) {
 // listening line and its SIGUSR1 stats; a stopped Redis's kernel accepting the connection is not up.
 TEST(RedisBackplane, ARedisThatDoesNotAnswerAtStartUpIsVisible) {
   int port = free_port();  // nothing listens there
-  Server a(chat_args({"--redis", "redis://127.0.0.1:" + std::to_string(port), "--threads", "2"}));
+  Server a(redistest::node_args({"--redis", "redis://127.0.0.1:" + std::to_string(port), "--threads", "2"}));
   EXPECT_NE(a.process.out().find("redis 127.0.0.1:" + std::to_string(port) + " connecting"), std::string::npos)
       << a.process.out();
   ASSERT_TRUE(a.process.wait_for_err_line("serving this node's members only", 10s)) << a.process.err();
@@ -511,7 +511,7 @@ TEST(RedisBackplane, ReconnectionBacksOffFrom100MsTo2S) {
     }
   });
   {
-    Server a(chat_args({"--redis", "redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "--threads", "1"}));
+    Server a(redistest::node_args({"--redis", "redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "--threads", "1"}));
     // 100 + 200 + 400 + 800 + 1600 + 2000 + 2000 ms: 7.1 s of attempts, and a margin.
     std::this_thread::sleep_for(9500ms);
   }
@@ -561,7 +561,7 @@ TEST(RedisBackplane, AnEmptyRoomIsUnsubscribedAfterFiveSeconds) {
 
 TEST(RedisBackplane, WorkersShareOnePortAndOneRoom) {
   RedisServer redis;
-  Server workers(chat_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
+  Server workers(redistest::node_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
   ASSERT_TRUE(workers.process.wait_for_line("chat-server: listening on", 20s)) << "the second worker";
   std::vector<std::unique_ptr<Member>> members;
   for (int i = 0; i < 40; ++i) {
