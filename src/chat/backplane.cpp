@@ -56,6 +56,12 @@ local ts = tonumber(ARGV[5])
 local keep = tonumber(ARGV[7])
 local age = tonumber(ARGV[8])
 if keep > 0 then
+  -- Never at or below the stream's last entry (a counter lost on its own: XADD would refuse it).
+  local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+  if top then
+    local last = tonumber(string.match(top[1], '^(%d+)'))
+    if last and n <= last then n = last + 1; redis.call('SET', KEYS[1], n) end
+  end
   if id ~= '' then
     redis.call('XADD', KEYS[3], 'MAXLEN', keep, n .. '-0', 'user', ARGV[3], 'text', ARGV[4], 'ts', ARGV[5], 'id', id)
   else
