@@ -15,6 +15,7 @@
 #include "app/cli.h"
 #include "app/redis_url.h"
 #include "app/workers.h"
+#include "chat/redis_store.h"
 #include "chat/server.h"
 #include "chat/sqlite_store.h"
 #include "chat/store.h"
@@ -24,22 +25,26 @@ namespace {
 
 // --store and its companions.
 struct StoreChoice {
-  std::string kind;  // "": sqlite, or with --redis Redis Streams
+  std::string kind = "sqlite";  // with --redis and no --store: redis (main())
   std::string data_dir = "chat-data";
   std::string sync = "normal";
   int64_t max_age_s = 7 * 24 * 3600;
   chat::Retention retention;
 };
 
-// The store a node keeps history in (null: with --redis, Redis keeps it). Throws with one line.
+// The store a node keeps history in (main() has checked the choice against --redis). Throws with
+// one line.
 std::unique_ptr<chat::Store> open_store(const StoreChoice& choice, bool redis) {
-  std::string kind = choice.kind.empty() ? (redis ? "redis" : "sqlite") : choice.kind;
-  if (redis && (kind == "sqlite" || kind == "memory")) {
-    throw std::runtime_error("--store " + kind + ": with --redis, history is kept in Redis (--store redis or off)");
+  // With --redis, Redis Streams: every node reads the one history (the router's script writes it);
+  // off keeps no stream, but Redis still numbers the messages and remembers their ids.
+  if (redis && choice.kind == "redis") return std::make_unique<chat::RedisStore>(choice.retention);
+  if (redis && choice.kind == "off") {
+    chat::Retention none = choice.retention;
+    none.max_messages = 0;
+    return std::make_unique<chat::RedisStore>(none);
   }
-  if (!redis && kind == "redis") throw std::runtime_error("--store redis needs --redis");
-  if (kind == "memory") return chat::make_memory_store(choice.retention);
-  if (kind == "off" || kind == "redis") return chat::make_memory_store(chat::Retention{.max_messages = 0});
+  if (choice.kind == "memory") return chat::make_memory_store(choice.retention);
+  if (choice.kind == "off") return chat::make_memory_store(chat::Retention{.max_messages = 0});
   std::error_code ec;
   std::filesystem::create_directories(choice.data_dir, ec);
   if (ec) throw std::runtime_error("--data-dir " + choice.data_dir + ": " + ec.message());
@@ -193,7 +198,7 @@ int main(int argc, char** argv) {
                  "How long a pinged WebSocket member has to answer (any frame) before it is closed, in milliseconds")
       ->capture_default_str()
       ->check(CLI::Range(size_t{100}, size_t{3600000}));
-  cli.add_option("--store", store.kind,
+  auto* store_option = cli.add_option("--store", store.kind,
                  "Where rooms' history is kept: sqlite (a file in --data-dir), memory (until the process "
                  "exits), off (none: numbering and message ids only). With --redis: Redis Streams (redis) or off")
       ->check(CLI::IsMember({"sqlite", "memory", "off", "redis"}));
@@ -227,6 +232,18 @@ int main(int argc, char** argv) {
   chat::ServiceOptions options;
   options.threads = threads;
   options.backend = backend;
+  // Nodes that share rooms share one history: with --redis it is in Redis (or nowhere).
+  if (!redis_url.empty() && store_option->count() == 0) store.kind = "redis";
+  if (redis_url.empty() && store.kind == "redis") {
+    std::cerr << "chat-server: --store redis needs --redis\n";
+    return 2;
+  }
+  if (!redis_url.empty() && store.kind != "redis" && store.kind != "off") {
+    std::cerr << "chat-server: --store " << store.kind
+              << " cannot be used with --redis: nodes share one history, in Redis (--store redis, the "
+                 "default with --redis) or none (--store off)\n";
+    return 2;
+  }
   if (!redis_url.empty()) {
     auto address = app::parse_redis_url(redis_url);
     if (!address) {

@@ -19,10 +19,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (chat::parse_published(input, p)) {
     if (p.seq == 0 || !chat::valid_utf8(p.user) || !chat::valid_utf8(p.text)) std::abort();
     chat::Published again;
-    std::string round = std::to_string(p.seq) + " " + chat::encode_published_body(p.user, p.text, p.ts_ms, p.node, p.n);
+    std::string round = std::to_string(p.seq) + " " + chat::encode_published_body(p.user, p.text, p.ts_ms, p.node, p.n, p.id);
     if (!chat::parse_published(round, again)) std::abort();
     if (again.seq != p.seq || again.user != p.user || again.text != p.text || again.ts_ms != p.ts_ms) std::abort();
     if (!p.node.empty() && (again.node != p.node || again.n != p.n)) std::abort();  // an empty node is not sent
+    if (again.id != p.id) std::abort();
   }
 
   // The input as a user and a text (split at the first NUL), through the encoder and back.

@@ -27,16 +27,87 @@ constexpr reactor::Clock::duration kTickEvery = 250ms;
 constexpr unsigned kTicksPerHeartbeat = 4;                 // a heartbeat fence every second
 constexpr reactor::Clock::duration kSilenceLimit = 4s;     // nothing back for this long: away
 
-// INCR the room's counter (never below the publisher's floor), PUBLISH "NUMBER PAYLOAD" with it.
-// One script, so numbering and publishing are one step: Redis runs scripts one at a time. A room
-// quiet for a day forgets its counter.
-constexpr const char* kPublishScript =
-    "local n = redis.call('INCR', KEYS[1])\n"
-    "local floor = tonumber(ARGV[2])\n"
-    "if n < floor then n = floor; redis.call('SET', KEYS[1], n) end\n"
-    "redis.call('EXPIRE', KEYS[1], 86400)\n"
-    "redis.call('PUBLISH', KEYS[2], n .. ' ' .. ARGV[1])\n"
-    "return n\n";
+// One script, so numbering, keeping and publishing are one step (Redis runs scripts one at a time,
+// and a script's writes are all done or, if Redis dies meanwhile, lost together):
+//   the epoch: read, or set (ARGV[11], new) if missing: Redis lost what it had;
+//   the id: if the room has seen (id, user), answer its number and do nothing else;
+//   INCR the room's counter (never below the publisher's floor), XADD the message to the room's
+//   stream with that number as its ID (trimmed to ARGV[7] messages and none older than ARGV[8] ms),
+//   remember the id (the room's last ARGV[9] ids, or younger than ARGV[10] ms, whichever keeps it
+//   longer), PUBLISH "NUMBER BODY".
+// Returns {number, 1 if new or 0 if seen before, epoch}. The counter never expires: numbers must not
+// come back within an epoch. The stream and the ids expire once the room has been quiet for as long
+// as they are kept.
+// KEYS: counter, channel, stream, ids hash, ids by time, epoch.
+// ARGV: body, floor, user, text, ts, id, max messages, max age, dedupe ids, dedupe ms, new epoch.
+constexpr const char* kPublishScript = R"lua(
+local epoch = redis.call('GET', KEYS[6])
+if not epoch then epoch = ARGV[11]; redis.call('SET', KEYS[6], epoch) end
+local id = ARGV[6]
+local idkey = id .. ' ' .. ARGV[3]
+if id ~= '' then
+  local seen = redis.call('HGET', KEYS[4], idkey)
+  if seen then return {tonumber(seen), 0, epoch} end
+end
+local n = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[2])
+if n < floor then n = floor; redis.call('SET', KEYS[1], n) end
+local ts = tonumber(ARGV[5])
+local keep = tonumber(ARGV[7])
+local age = tonumber(ARGV[8])
+if keep > 0 then
+  -- Never at or below the stream's last entry (a counter lost on its own: XADD would refuse it).
+  local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+  if top then
+    local last = tonumber(string.match(top[1], '^(%d+)'))
+    if last and n <= last then n = last + 1; redis.call('SET', KEYS[1], n) end
+  end
+  if id ~= '' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', keep, n .. '-0', 'user', ARGV[3], 'text', ARGV[4], 'ts', ARGV[5], 'id', id)
+  else
+    redis.call('XADD', KEYS[3], 'MAXLEN', keep, n .. '-0', 'user', ARGV[3], 'text', ARGV[4], 'ts', ARGV[5])
+  end
+  local oldest = ts - age
+  local function ts_of(e)
+    for i = 1, #e[2], 2 do if e[2][i] == 'ts' then return tonumber(e[2][i + 1]) or 0 end end
+    return 0
+  end
+  local head = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+  if head[1] and ts_of(head[1]) < oldest then
+    local batch = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 100)
+    local min = nil
+    for _, e in ipairs(batch) do
+      if ts_of(e) >= oldest then min = e[1]; break end
+    end
+    if min then redis.call('XTRIM', KEYS[3], 'MINID', min) end
+  end
+  redis.call('PEXPIRE', KEYS[3], age)
+end
+if id ~= '' then
+  local window = tonumber(ARGV[10])
+  redis.call('HSET', KEYS[4], idkey, n)
+  redis.call('ZADD', KEYS[5], ARGV[5], idkey)
+  local over = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[9])
+  if over > 0 then
+    local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. (ts - window), 'LIMIT', 0, math.min(over, 1000))
+    for _, k in ipairs(old) do
+      redis.call('HDEL', KEYS[4], k)
+      redis.call('ZREM', KEYS[5], k)
+    end
+  end
+  local life = math.max(age, window)
+  redis.call('PEXPIRE', KEYS[4], life)
+  redis.call('PEXPIRE', KEYS[5], life)
+end
+redis.call('PUBLISH', KEYS[2], n .. ' ' .. ARGV[1])
+return {n, 1, epoch}
+)lua";
+
+// At every connection: the epoch, set (ARGV[1]) if Redis has none.
+constexpr const char* kEpochScript =
+    "local e = redis.call('GET', KEYS[1])\n"
+    "if not e then e = ARGV[1]; redis.call('SET', KEYS[1], e) end\n"
+    "return e\n";
 
 std::string random_node_id() {
   std::random_device rd;
@@ -57,8 +128,9 @@ long long seconds(reactor::Clock::duration d) {
 }  // namespace
 
 std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms, std::string_view node,
-                                  uint64_t n) {
+                                  uint64_t n, std::string_view id) {
   json body = {{"user", user}, {"text", text}, {"ts", ts_ms}};
+  if (!id.empty()) body["id"] = id;
   if (!node.empty()) {
     body["node"] = node;
     body["n"] = n;
@@ -79,6 +151,18 @@ bool parse_published(std::string_view payload, Published& out) {
   auto node = body.find("node"), n = body.find("n");
   if (node != body.end() && !node->is_string()) return false;
   if (n != body.end() && !n->is_number_unsigned()) return false;
+  auto id = body.find("id");
+  if (id != body.end()) {
+    if (!id->is_string()) return false;
+    const auto& s = id->get_ref<const std::string&>();
+    if (s.empty() || s.size() > 64) return false;
+    for (char c : s) {
+      if (c < 0x21 || c > 0x7e) return false;
+    }
+    out.id = s;
+  } else {
+    out.id.clear();
+  }
   out.user = user->get<std::string>();
   out.text = text->get<std::string>();
   out.ts_ms = ts == body.end() ? 0 : ts->get<int64_t>();
@@ -87,11 +171,15 @@ bool parse_published(std::string_view payload, Published& out) {
   return true;
 }
 
-Backplane::Backplane(reactor::Reactor& loop, std::string host, uint16_t port, Deliver deliver)
+Backplane::Backplane(reactor::Reactor& loop, std::string host, uint16_t port, const Retention& history,
+                     Deliver deliver, EpochChanged epoch_changed)
     : loop_(loop),
       host_(std::move(host)),
       port_(port),
+      history_(history),
       deliver_(std::move(deliver)),
+      epoch_changed_(std::move(epoch_changed)),
+      random_(std::random_device{}()),
       node_id_(random_node_id()),
       fence_channel_("reactor-chat:fence:" + node_id_),
       backoff_(kFirstRetry) {
@@ -142,11 +230,66 @@ void Backplane::on_connected() {
     if (c.wanted) subscribe(room, c);
   }
   sub_->subscribe(fence_channel_);
-  pub_->command({"PING"}, [this, link = link_](const redisReply* r) {
+  // The publish script, loaded once per connection: each publish then names it by its SHA1 instead
+  // of sending its 2 KB again.
+  publish_sha_.clear();
+  pub_->command({"SCRIPT", "LOAD", kPublishScript}, [this, link = link_](const redisReply* r) {
+    if (r != nullptr && link == link_ && r->type == REDIS_REPLY_STRING) publish_sha_ = str_of(r);
+  });
+  // Redis's answer on `pub`, and the epoch: known before anything is delivered from this link.
+  pub_->command({"EVAL", kEpochScript, "1", kEpochKey, new_epoch()}, [this, link = link_](const redisReply* r) {
     if (r == nullptr || link != link_) return;
+    if (r->type == REDIS_REPLY_STRING) learned_epoch(str_of(r));
     ping_answered_ = true;
     answered_handshake();
   });
+}
+
+std::string Backplane::new_epoch() {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(random_()),
+                static_cast<unsigned long long>(random_()));
+  return buf;
+}
+
+void Backplane::learned_epoch(std::string_view epoch) {
+  if (epoch.empty() || epoch == epoch_) return;
+  if (!epoch_.empty()) {
+    LOG_WARN("redis %s:%u: the epoch changed (Redis lost its data): the rooms' history starts again", host_.c_str(),
+             port_);
+  }
+  epoch_ = epoch;
+  if (epoch_changed_) epoch_changed_(epoch_);
+}
+
+void Backplane::query(std::vector<std::string> argv, Reply done) {
+  if (!(up_ || first_attempt())) return done(nullptr);
+  queries_.push_back(Query{std::move(argv), std::move(done), false});
+  send_queries();
+}
+
+// Answers come in the order sent on one connection; one that could not be sent stays unsent, and
+// with it everything after (the link is going: down() fails them in order).
+void Backplane::send_queries() {
+  if (!up_) return;
+  for (Query& q : queries_) {
+    if (q.sent) continue;
+    bool sent = pub_->command(q.argv, [this, link = link_](const redisReply* r) {
+      if (r == nullptr || link != link_ || queries_.empty()) return;
+      Reply done = std::move(queries_.front().done);
+      queries_.pop_front();
+      done(r);
+    });
+    if (!sent) return;
+    q.sent = true;
+    std::vector<std::string>().swap(q.argv);
+  }
+}
+
+void Backplane::fail_queries() {
+  auto failed = std::move(queries_);
+  queries_.clear();
+  for (Query& q : failed) q.done(nullptr);
 }
 
 void Backplane::answered_handshake() {
@@ -156,6 +299,7 @@ void Backplane::answered_handshake() {
   size_t rooms = std::count_if(channels_.begin(), channels_.end(), [](const auto& c) { return c.second.wanted; });
   LOG_INFO("redis %s:%u: connected%s; %zu room(s) subscribed", host_.c_str(), port_, stats_.outages ? " again" : "",
            rooms);
+  send_queries();
   drain();
 }
 
@@ -216,6 +360,7 @@ void Backplane::down(const std::string& reason) {
   fences_.clear();
   retry_timer_ = loop_.run_after(backoff_, [this] { connect(); });
   backoff_ = std::min(backoff_ * 2, kLongestRetry);
+  fail_queries();
   for (auto& f : release) f();
 }
 
@@ -293,8 +438,10 @@ void Backplane::when_subscribed(const std::string& room, std::function<void()> r
   it->second.waiters.push_back(std::move(ready));
 }
 
-void Backplane::publish(const std::string& room, const std::string& user, const std::string& text, uint64_t floor) {
-  Outgoing o{.room = room, .user = user, .text = text, .ts_ms = now_ms(), .floor = floor};
+void Backplane::publish(const std::string& room, const std::string& user, const std::string& text,
+                        const std::string& id, uint64_t floor, Acked acked) {
+  Outgoing o{.room = room, .user = user, .text = text, .msg_id = id, .acked = std::move(acked), .ts_ms = now_ms(),
+             .floor = floor};
   if (!(up_ || first_attempt())) return deliver_locally(o);
   if (waiting_bytes_ + o.bytes() > kMaxWaitingBytes) {
     overflowed();
@@ -339,12 +486,18 @@ void Backplane::drain() {
     } else {
       auto it = channels_.find(o.room);
       if (it != channels_.end() && it->second.wanted && it->second.state != State::kOn) return;
-      std::string body = encode_published_body(o.user, o.text, o.ts_ms, node_id_, o.id);
-      std::string seq_key = kSeqPrefix + o.room, channel = channel_of(o.room), floor = std::to_string(o.floor);
-      bool sent = pub_->command({"EVAL", kPublishScript, "2", seq_key, channel, body, floor},
-                                [this, id = o.id, link = link_](const redisReply* r) {
-                                  if (r != nullptr && link == link_) on_publish_answer(id, r);
-                                });
+      std::string body = encode_published_body(o.user, o.text, o.ts_ms, node_id_, o.id, o.msg_id);
+      // EVALSHA once Redis has the script (loaded at connection); EVAL if it could not be loaded.
+      bool by_sha = !publish_sha_.empty();
+      bool sent = pub_->command(
+          {by_sha ? "EVALSHA" : "EVAL", by_sha ? std::string_view(publish_sha_) : kPublishScript, "6", kSeqPrefix + o.room, channel_of(o.room), kStreamPrefix + o.room,
+           kIdsPrefix + o.room, kIdTimesPrefix + o.room, kEpochKey, body, std::to_string(o.floor), o.user, o.text,
+           std::to_string(o.ts_ms), o.msg_id, std::to_string(history_.max_messages),
+           std::to_string(std::max<int64_t>(history_.max_age_ms, 1)), std::to_string(history_.dedupe_ids),
+           std::to_string(history_.dedupe_ms), new_epoch()},
+          [this, id = o.id, link = link_](const redisReply* r) {
+            if (r != nullptr && link == link_) on_publish_answer(id, r);
+          });
       if (!sent) return;  // the link is going: down() delivers it here
       ++stats_.published;
     }
@@ -373,28 +526,58 @@ void Backplane::pop_finished() {
 void Backplane::on_publish_answer(uint64_t id, const redisReply* r) {
   Outgoing* o = in_flight(id);
   if (o == nullptr || o->done) return;
-  if (r->type == REDIS_REPLY_ERROR) {
+  bool numbered = r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[0]->type == REDIS_REPLY_INTEGER &&
+                  r->element[0]->integer > 0 && r->element[1]->type == REDIS_REPLY_INTEGER;
+  if (!numbered) {
+    // Someone flushed Redis's scripts: this one is lost, the next ones carry the script.
+    if (r->type == REDIS_REPLY_ERROR && std::string_view(r->str).starts_with("NOSCRIPT")) publish_sha_.clear();
     ++stats_.refused;
     if (refusal_log_.allow()) {
-      LOG_WARN("redis %s:%u: publish refused (%s); delivering on this node only", host_.c_str(), port_, r->str);
+      LOG_WARN("redis %s:%u: publish refused (%s); delivering on this node only", host_.c_str(), port_,
+               r->type == REDIS_REPLY_ERROR ? r->str : "an answer that is not the script's");
     }
     finish(*o);
     deliver_locally(*o);
+    return pop_finished();
+  }
+  learned_epoch(str_of(r->element[2]));
+  o->seq = static_cast<uint64_t>(r->element[0]->integer);
+  if (r->element[1]->integer == 0) {
+    // Seen before: nothing was published; the same answer as the first time.
+    ++stats_.duplicates;
+    finish(*o);
+    answer(*o, o->seq, true);
   } else {
     o->answered = true;
     // A later item of ours came back first: this one's room is not subscribed here (it has no
     // members here), so it will not come back.
-    if (id < last_back_) finish(*o);
+    if (id < last_back_) {
+      finish(*o);
+      answer(*o, o->seq, true);
+    }
   }
   pop_finished();
 }
 
-void Backplane::came_back(uint64_t id) {
+void Backplane::answer(Outgoing& o, uint64_t seq, bool stored, PendingAcks* later) {
+  if (!o.acked) return;
+  Acked acked = std::move(o.acked);
+  o.acked = nullptr;
+  if (later) {
+    later->emplace_back(std::move(acked), seq);
+  } else {
+    acked(seq, stored);
+  }
+}
+
+void Backplane::came_back(uint64_t id, PendingAcks& acks) {
   last_back_ = std::max(last_back_, id);
   for (Outgoing& o : in_flight_) {
     if (o.id > id) break;
     if (!o.done && (o.id == id || o.answered)) {
       finish(o);
+      // Its copy (o.id == id) is handed on first; the others are in rooms not subscribed here.
+      if (o.id != id) answer(o, o.seq, true, &acks);
       std::string().swap(o.text);
     }
   }
@@ -403,7 +586,8 @@ void Backplane::came_back(uint64_t id) {
 
 void Backplane::deliver_locally(Outgoing& o) {
   ++stats_.local_only;
-  deliver_(Message{std::move(o.room), std::move(o.user), std::move(o.text), o.ts_ms, 0});
+  deliver_(Message{std::move(o.room), std::move(o.user), std::move(o.text), o.ts_ms, 0, o.msg_id});
+  answer(o, 0, false);  // after its copy: Redis may not have it
 }
 
 void Backplane::on_push(const redisReply& reply) {
@@ -450,7 +634,9 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
     std::from_chars(payload.data(), payload.data() + payload.size(), id);
     Outgoing* o = in_flight(id);
     if (o == nullptr || o->done || !o->room.empty()) return;
-    came_back(id);
+    PendingAcks acks;
+    came_back(id, acks);
+    for (auto& [acked, seq] : acks) acked(seq, true);
     auto it = fences_.find(id);
     if (it == fences_.end()) return;
     auto done = std::move(it->second);
@@ -468,19 +654,24 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
     }
     return;
   }
+  PendingAcks acks;
   if (p.node == node_id_) {
     // One of ours. Not waiting any more: it was delivered here already (Redis ran it after this
     // node had given up on it and delivered it itself, or it came back before).
     Outgoing* o = in_flight(p.n);
     if (o == nullptr || o->done) return;
-    came_back(p.n);
+    if (o->acked) acks.emplace_back(std::exchange(o->acked, nullptr), p.seq);
+    came_back(p.n, acks);
   }
   std::string room = channel.substr(prefix.size());
   auto it = channels_.find(room);
-  if (it == channels_.end() || !it->second.wanted) return;  // being unsubscribed: nobody here
-  Message m{std::move(room), std::move(p.user), std::move(p.text), p.ts_ms, p.seq};
-  ++stats_.received;
-  deliver_(std::move(m));
+  if (it != channels_.end() && it->second.wanted) {  // else being unsubscribed: nobody here
+    Message m{std::move(room), std::move(p.user), std::move(p.text), p.ts_ms, p.seq, std::move(p.id)};
+    ++stats_.received;
+    deliver_(std::move(m));
+  }
+  // After the copy: the sender sees its message, then the answer (both go through the owner).
+  for (auto& [acked, seq] : acks) acked(seq, true);
 }
 
 }  // namespace chat

@@ -1,19 +1,30 @@
-// Backplane: rooms shared between chat-server processes (nodes) through Redis pub/sub.
+// Backplane: rooms shared between chat-server processes (nodes) through Redis: pub/sub for delivery,
+// and a Stream per room for history.
 //
 // One channel per room ("reactor-chat:room:NAME"), subscribed while this node has a member there.
-// A message is not delivered where it is sent: it goes to Redis (EVAL: INCR the room's counter,
-// PUBLISH with that number), and every node, this one included, delivers it when it comes back on
-// its subscription. Redis sends a channel's messages to every subscriber in one order, so all
-// members of a room, on every node, see the same order and the same numbers.
+// A message is not delivered where it is sent: it goes to Redis (EVAL of one script: INCR the room's
+// counter, XADD the message to the room's stream, remember its id, PUBLISH it with that number), and
+// every node, this one included, delivers it when it comes back on its subscription. Redis sends a
+// channel's messages to every subscriber in one order, so all members of a room, on every node, see
+// the same order and the same numbers, and every number a member sees is in the stream.
 //
-// Two connections (a subscribed connection takes no other commands): `pub` for EVAL and `sub` for
-// (UN)SUBSCRIBE and what arrives. The link is up only once Redis has answered on both (a PING, and
-// the subscription to this node's fence channel). Every message sent carries this node's id and a
-// counter, and is kept until it comes back here: when Redis goes away (the connection broke, or
-// something sent has not come back within 4 s), the ones that never came back are delivered to this
-// node's members, in order, and so is everything published until the link is up again. The node
-// reconnects with backoff, resubscribes every room that still has members, and goes back to Redis.
-// What waits for Redis is bounded in bytes; past the bound a message is delivered here only.
+// A message with an id is answered (Acked) once Redis has it: when it comes back here (after its
+// copy was handed to `deliver`), or at once when the script says the room has seen the (user, id)
+// (then nothing is published again). One delivered here without Redis is answered "not stored".
+//
+// Two connections (a subscribed connection takes no other commands): `pub` for EVAL and the
+// history store's queries (chat/redis_store.h), and `sub` for (UN)SUBSCRIBE and what arrives. The
+// link is up only once Redis has answered on both (the epoch script, and the subscription to this
+// node's fence channel). Every message sent carries this node's id and a counter, and is kept until
+// it comes back here: when Redis goes away (the connection broke, or something sent has not come
+// back within 4 s), the ones that never came back are delivered to this node's members, in order,
+// and so is everything published until the link is up again. The node reconnects with backoff,
+// resubscribes every room that still has members, and goes back to Redis. What waits for Redis is
+// bounded in bytes; past the bound a message is delivered here only.
+//
+// The epoch (Store::epoch): a random string in "reactor-chat:epoch", set by whoever finds it
+// missing. Redis keeps it exactly as long as it keeps the counters and streams, so a Redis that lost
+// its data has a new one. Read at every connection and with every publish.
 //
 // Threading: everything on one reactor's thread (shard 0's); the hub posts to it.
 #pragma once
@@ -22,6 +33,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <string_view>
@@ -29,6 +41,7 @@
 #include <vector>
 
 #include "reactor/log.h"
+#include "chat/store.h"
 #include "reactor/reactor.h"
 #include "redis/connection.h"
 
@@ -41,21 +54,25 @@ struct BackplaneStats {
   uint64_t refused = 0;        // publishes Redis answered with an error (delivered here only)
   uint64_t overflow = 0;       // messages delivered here only because kMaxWaitingBytes was reached
   uint64_t outages = 0;        // times the link to Redis was lost, silent, or could not be made
+  uint64_t duplicates = 0;     // publishes whose (room, user, id) Redis had seen: answered, not sent again
 };
 
-// What travels on a room's channel: "NUMBER {"n":K,"node":ID,"text":T,"ts":MS,"user":U}" (the
-// publish script puts the number in front of the body a node sends). `node` and `n` name the
-// sending node and its counter, so a node knows its own messages when they come back.
+// What travels on a room's channel: "NUMBER {"id":X,"n":K,"node":ID,"text":T,"ts":MS,"user":U}"
+// (the publish script puts the number in front of the body a node sends). `node` and `n` name the
+// sending node and its counter, so a node knows its own messages when they come back; `id` is the
+// sender's message id, absent if none.
 std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms,
-                                  std::string_view node = {}, uint64_t n = 0);
-// Parses what arrived on a channel; false for anything malformed (never throws). `node` and `n` are
-// optional (empty and 0 when absent).
+                                  std::string_view node = {}, uint64_t n = 0, std::string_view id = {});
+// Parses what arrived on a channel; false for anything malformed (never throws). `node`, `n` and
+// `id` are optional (empty and 0 when absent); an `id` that is not 1 to 64 printable ASCII is
+// malformed.
 struct Published {
   uint64_t seq = 0;
   std::string user, text;
   int64_t ts_ms = 0;
   std::string node;
   uint64_t n = 0;
+  std::string id;
 };
 bool parse_published(std::string_view payload, Published& out);
 
@@ -65,8 +82,14 @@ class Backplane {
     std::string room, user, text;
     int64_t ts_ms = 0;
     uint64_t seq = 0;  // 0: not numbered by Redis (delivered locally: Redis away, refused, or the bound reached)
+    std::string id;    // the sender's message id ("" if none)
   };
   using Deliver = std::function<void(Message)>;
+  // The answer to a publish with an id: `stored` with Redis's number, or not stored (seq 0).
+  using Acked = std::function<void(uint64_t seq, bool stored)>;
+  // A query's answer; nullptr when Redis is away (or went away before answering).
+  using Reply = std::function<void(const redisReply* reply)>;
+  using EpochChanged = std::function<void(const std::string& epoch)>;
 
   // At most this many bytes of messages wait for Redis (queued, or sent and not back yet), each
   // counted as its room, user and text plus kMessageOverhead. Past it, a message is delivered on
@@ -74,8 +97,11 @@ class Backplane {
   static constexpr size_t kMaxWaitingBytes = size_t{8} << 20;
   static constexpr size_t kMessageOverhead = 512;  // the script and framing of its EVAL, and bookkeeping
 
-  // `deliver` runs on this reactor for every message of a subscribed room.
-  Backplane(reactor::Reactor& loop, std::string host, uint16_t port, Deliver deliver);
+  // `deliver` runs on this reactor for every message of a subscribed room; `history` says how much
+  // the streams keep (max_messages 0: no stream, numbering and ids only) and how long ids are
+  // remembered; `epoch_changed` runs when Redis's epoch is learned or found changed.
+  Backplane(reactor::Reactor& loop, std::string host, uint16_t port, const Retention& history, Deliver deliver,
+            EpochChanged epoch_changed = {});
   ~Backplane();
 
   void start();
@@ -85,9 +111,15 @@ class Backplane {
   // Runs `ready` once the room's subscription is in place (at once while Redis is away), so a
   // member told "joined" then receives everything published after, from any node.
   void when_subscribed(const std::string& room, std::function<void()> ready);
-  // Sends a message to every node; `floor` (the next number this node would use) keeps a room's
-  // numbers rising even after Redis lost its counter.
-  void publish(const std::string& room, const std::string& user, const std::string& text, uint64_t floor);
+  // Sends a message to every node and keeps it in the room's stream; `floor` (the next number this
+  // node would use) keeps a room's numbers rising even after Redis lost its counter. With an `id`,
+  // `acked` runs here once (see above).
+  void publish(const std::string& room, const std::string& user, const std::string& text, const std::string& id,
+               uint64_t floor, Acked acked = {});
+  // Runs a command on `pub` (after everything sent there before: a read after a publish sees it).
+  // `done` runs here with the reply, or with nullptr if Redis is away or goes away first; answers
+  // come in the order asked. During the first attempt it waits for the link, as messages do.
+  void query(std::vector<std::string> argv, Reply done);
   // Runs `done` once everything published here before has come back, or has been delivered here
   // because Redis went away (at once while Redis is away).
   void fence(std::function<void()> done);
@@ -103,6 +135,10 @@ class Backplane {
 
   static constexpr const char* kRoomPrefix = "reactor-chat:room:";
   static constexpr const char* kSeqPrefix = "reactor-chat:seq:";
+  static constexpr const char* kStreamPrefix = "reactor-chat:history:";
+  static constexpr const char* kIdsPrefix = "reactor-chat:ids:";          // hash "ID USER" -> seq
+  static constexpr const char* kIdTimesPrefix = "reactor-chat:idtimes:";  // zset "ID USER" by ts
+  static constexpr const char* kEpochKey = "reactor-chat:epoch";
 
  private:
   enum class State : uint8_t { kOff, kSubscribing, kOn, kUnsubscribing };
@@ -118,6 +154,9 @@ class Backplane {
   struct Outgoing {
     std::string room;  // empty: a fence
     std::string user, text;
+    std::string msg_id;  // the sender's id ("" if none)
+    Acked acked;         // with an id: run once
+    uint64_t seq = 0;    // Redis's number, once the script answered
     int64_t ts_ms = 0;
     uint64_t floor = 0;
     uint64_t fence_gen = 0;  // a fence waits for the subscriptions wanted before it
@@ -125,8 +164,15 @@ class Backplane {
     reactor::Clock::time_point since{};  // when published: waiting longer than kSilenceLimit means Redis is away
     bool answered = false;  // Redis ran its EVAL (answered without an error)
     bool done = false;      // came back, or will not: nothing more to do for it here
-    size_t bytes() const { return room.size() + user.size() + text.size() + kMessageOverhead; }
+    size_t bytes() const { return room.size() + user.size() + text.size() + msg_id.size() + kMessageOverhead; }
   };
+  struct Query {
+    std::vector<std::string> argv;
+    Reply done;
+    bool sent = false;
+  };
+  // An answer to run once the message it belongs to has been handed on.
+  using PendingAcks = std::vector<std::pair<Acked, uint64_t>>;
 
   // Start-up, until Redis first answers or the first attempt fails (at most kSilenceLimit): joins,
   // messages and fences wait for the link instead of serving this node only, so a node that takes
@@ -145,7 +191,12 @@ class Backplane {
   void on_publish_answer(uint64_t id, const redisReply* reply);
   // An item of ours with `id` came back on `sub`: it and every older one that Redis has run are
   // done (Redis writes a subscriber's messages in the order it ran the publishes).
-  void came_back(uint64_t id);
+  void came_back(uint64_t id, PendingAcks& acks);
+  static void answer(Outgoing& o, uint64_t seq, bool stored, PendingAcks* later = nullptr);
+  void learned_epoch(std::string_view epoch);
+  std::string new_epoch();
+  void send_queries();
+  void fail_queries();
   Outgoing* in_flight(uint64_t id);
   void finish(Outgoing& o);
   void pop_finished();
@@ -159,8 +210,14 @@ class Backplane {
   reactor::Reactor& loop_;
   std::string host_;
   uint16_t port_;
+  Retention history_;
   Deliver deliver_;
+  EpochChanged epoch_changed_;
+  std::string epoch_;  // as last learned from Redis ("" before)
+  std::string publish_sha_;  // the publish script's SHA1 once loaded on this link ("": EVAL it)
+  std::mt19937_64 random_;
   std::unique_ptr<redis::Connection> pub_, sub_;
+  std::deque<Query> queries_;  // asked and not answered, in order (the unsent ones last)
   int connections_up_ = 0;
   uint64_t link_ = 0;       // the attempt the connections belong to; answers of older ones are ignored
   bool up_ = false;         // Redis answered on both connections

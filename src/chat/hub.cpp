@@ -279,9 +279,9 @@ void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member
   if (r.count <= table_.presence_max_members()) {
     names = std::make_shared<const std::vector<std::string>>(r.names.begin(), r.names.end());
   }
-  // The room's last number as the member is counted: what it missed is at or below it.
-  uint64_t seq = logs_[room_name].last_seq;
-  router.when_visible(*this, room_name, [table = &table_, shard, room_name, member_id, count = r.count, names, seq](size_t from) {
+  router.when_visible(*this, room_name, [table = &table_, shard, room_name, member_id, count = r.count, names](size_t from) {
+    // On the owner, the member counted: what it missed is at or below the room's last number now.
+    uint64_t seq = table->hub(from).log(room_name).last_seq;
     table->run_on(shard, from, [&hub = table->hub(shard), room_name, member_id, count, names, seq] {
       hub.reply_joined(room_name, member_id, count, names, seq);
     });

@@ -1,7 +1,13 @@
 #include "chat/routing.h"
 
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <charconv>
+
 #include "chat/backplane.h"
 #include "chat/hub.h"
+#include "chat/redis_store.h"
 
 namespace chat {
 
@@ -46,22 +52,32 @@ void LocalRouter::route(Hub& owner, const std::string& room, Publish p) {
 // ---- RedisRouter ------------------------------------------------------------------------------
 
 RedisRouter::RedisRouter(ShardTable& table, reactor::Reactor& main, std::string host, uint16_t port)
-    : table_(table) {
+    : table_(table), store_(dynamic_cast<RedisStore*>(&table.store())) {
+  // Without a RedisStore (a test's service with the default store): numbering and ids, no stream.
+  Retention history = store_ ? store_->retention() : Retention{.max_messages = 0};
   // Messages come back from Redis on shard 0 and go to their room's owner, which numbers nothing
   // (Redis did) and sends them to the shards with members.
-  backplane_ = std::make_unique<Backplane>(main, std::move(host), port, [this](Backplane::Message m) {
-    size_t owner = table_.owner_of(m.room);
-    size_t cost = ShardTable::message_cost(m.room, m.user, m.text);
-    table_.run_on(
-        owner, 0,
-        [hub = &table_.hub(owner), m = std::move(m)] {
-          hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = {}});
-        },
-        cost);
-  });
+  backplane_ = std::make_unique<Backplane>(
+      main, std::move(host), port, history,
+      [this](Backplane::Message m) {
+        size_t owner = table_.owner_of(m.room);
+        size_t cost = ShardTable::message_cost(m.room, m.user, m.text) + m.id.size();
+        table_.run_on(
+            owner, 0,
+            [hub = &table_.hub(owner), m = std::move(m)] {
+              hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = m.id});
+            },
+            cost);
+      },
+      [store = store_](const std::string& epoch) {
+        if (store) store->learned_epoch(epoch);
+      });
+  if (store_) store_->attach(main, backplane_.get());
 }
 
-RedisRouter::~RedisRouter() = default;
+RedisRouter::~RedisRouter() {
+  if (store_) store_->detach();
+}
 
 void RedisRouter::start() { backplane_->start(); }
 
@@ -75,22 +91,44 @@ void RedisRouter::room_closed(Hub& owner, const std::string& room) {
 
 void RedisRouter::when_visible(Hub& owner, const std::string& room, std::function<void(size_t)> ready) {
   // "joined" means: everything published after, on any node, reaches you. So it waits for the
-  // node's subscription to the room's channel.
-  table_.run_on(0, owner.shard(), [bp = backplane_.get(), room, ready = std::move(ready)] {
-    bp->when_subscribed(room, [ready] { ready(0); });
+  // node's subscription to the room's channel. Then Redis's counter, read after the subscription
+  // is in place: every number above it is published after, so it reaches the member live, and
+  // every number up to it is in the stream. The owner's number follows it (a node with no member
+  // in the room saw none of its messages), and the owner answers the join.
+  ShardTable* table = &table_;
+  size_t shard = owner.shard();
+  table_.run_on(0, shard, [table, bp = backplane_.get(), shard, room, ready = std::move(ready)] {
+    bp->when_subscribed(room, [table, bp, shard, room, ready] {
+      bp->query({"GET", Backplane::kSeqPrefix + room}, [table, shard, room, ready](const redisReply* r) {
+        uint64_t seq = 0;
+        if (r != nullptr && r->type == REDIS_REPLY_STRING) std::from_chars(r->str, r->str + r->len, seq);
+        table->run_on(shard, 0, [hub = &table->hub(shard), shard, room, seq, ready] {
+          RoomLog& log = hub->log(room);
+          log.last_seq = std::max(log.last_seq, seq);
+          ready(shard);
+        });
+      });
+    });
   });
 }
 
 void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
-  // Through Redis to every node, this one included; it comes back through deliver_message.
-  // Redis keeps no history yet: a publish with an id is answered not stored.
-  if (!p.id.empty()) owner.ack(p, room, 0, false);
+  // Through Redis to every node, this one included; it comes back through deliver_message. Redis
+  // numbers it, keeps it in the room's stream and remembers its id in the same step; a publish
+  // with an id is answered from there (after its copy, through this owner, as the copy goes).
+  Backplane::Acked acked;
+  if (!p.id.empty()) {
+    acked = [table = &table_, shard = owner.shard(), room, ack = Publish{.user = {}, .text = {}, .id = p.id, .shard = p.shard, .member_id = p.member_id}](
+                uint64_t seq, bool stored) {
+      table->run_on(shard, 0, [hub = &table->hub(shard), room, ack, seq, stored] { hub->ack(ack, room, seq, stored); });
+    };
+  }
   uint64_t next_seq = owner.log(room).last_seq + 1;
-  size_t cost = ShardTable::message_cost(room, p.user, p.text);
+  size_t cost = ShardTable::message_cost(room, p.user, p.text) + p.id.size();
   table_.run_on(
       0, owner.shard(),
-      [bp = backplane_.get(), room, user = std::move(p.user), text = std::move(p.text), next_seq] {
-        bp->publish(room, user, text, next_seq);
+      [bp = backplane_.get(), room, p = std::move(p), next_seq, acked = std::move(acked)]() mutable {
+        bp->publish(room, p.user, p.text, p.id, next_seq, std::move(acked));
       },
       cost);
 }
@@ -110,6 +148,7 @@ std::string RedisRouter::describe() const {
   return "redis=" + std::string(backplane_->state()) + " published=" + std::to_string(s.published) +
          " received=" + std::to_string(s.received) + " local_only=" + std::to_string(s.local_only) +
          " refused=" + std::to_string(s.refused) + " overflow=" + std::to_string(s.overflow) +
+         " duplicates=" + std::to_string(s.duplicates) +
          " waiting_bytes=" + std::to_string(backplane_->waiting_bytes()) + " outages=" + std::to_string(s.outages);
 }
 

@@ -3,8 +3,10 @@
 //   LocalRouter  the room's owner shard numbers them, hands them to the store (chat/store.h), and
 //                delivers each once the store has it (one process; the default).
 //   RedisRouter  Redis does (--redis): the owner hands each message to the backplane on shard 0,
-//                every node receives it back on its subscription, numbered, and the owner delivers
-//                it then. A room's channel is subscribed while the node has members there.
+//                whose script numbers it, keeps it in the room's stream (the RedisStore reads it
+//                back, chat/redis_store.h) and publishes it; every node receives it back on its
+//                subscription, numbered, and the owner delivers it then. A room's channel is
+//                subscribed while the node has members there.
 // Either way the hub's rule holds: every member of a room sees its messages in one order.
 #pragma once
 
@@ -20,6 +22,7 @@ namespace chat {
 
 class Backplane;
 class Hub;
+class RedisStore;
 class ShardTable;
 struct Publish;
 
@@ -30,8 +33,9 @@ class Router {
   // On the owner's thread: `room` got its first member in this process, or lost its last.
   virtual void room_opened(Hub& owner, const std::string& room) = 0;
   virtual void room_closed(Hub& owner, const std::string& room) = 0;
-  // On the owner's thread: runs `ready(from)` on shard `from` once a member who joins now receives
-  // everything published to `room` after, wherever it is published.
+  // On the owner's thread: runs `ready(from)` on the owner (`from`: the owner's shard) once a member
+  // who joins now receives everything published to `room` after, wherever it is published, and the
+  // owner's RoomLog::last_seq has every number published before (all of them kept).
   virtual void when_visible(Hub& owner, const std::string& room, std::function<void(size_t from)> ready) = 0;
   // On the owner's thread: a message to order, number, keep and deliver. It reaches the room
   // through Hub::deliver_message on the owner, now or once numbered and kept elsewhere; a publish
@@ -76,6 +80,7 @@ class RedisRouter final : public Router {
 
  private:
   ShardTable& table_;
+  RedisStore* store_;  // the table's store if it is Redis's (null otherwise); not owned
   std::unique_ptr<Backplane> backplane_;
 };
 

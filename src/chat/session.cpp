@@ -198,9 +198,12 @@ void Session::replayed(const std::string& room, uint64_t serial, ReadResult resu
   if (r == nullptr || r->serial != serial || !transport_.open()) return;  // left meanwhile
   // All of it, or nothing: the numbers from since + 1 on without a hole, reaching the number the
   // owner had when it counted the member, within the replay limit.
-  const auto& m = result.messages;
+  auto& m = result.messages;
+  // Numbers past the owner's come live (the member was counted before they were given), also those
+  // the store already has: replayed too, they would come twice.
+  while (!m.empty() && m.back().seq > r->reply.seq) m.pop_back();
   bool complete = result.ok && !m.empty() && m.size() <= limits().replay_limit && m.front().seq == r->since + 1 &&
-                  m.back().seq >= r->reply.seq && m.back().seq - m.front().seq + 1 == m.size();
+                  m.back().seq == r->reply.seq && m.back().seq - m.front().seq + 1 == m.size();
   finish_recovery(*r, complete, complete ? m : std::vector<StoredMessage>{});
 }
 

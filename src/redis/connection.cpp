@@ -143,8 +143,8 @@ void Connection::on_push_hook(redisAsyncContext* ac, void* reply, void*) {
   self->callbacks_.on_push(*static_cast<const redisReply*>(reply));
 }
 
-bool Connection::send(std::initializer_list<std::string_view> argv,
-                      void (*fn)(redisAsyncContext*, void*, void*), void* privdata) {
+template <typename Args>
+bool Connection::send(const Args& argv, void (*fn)(redisAsyncContext*, void*, void*), void* privdata) {
   if (!connected()) return false;
   std::vector<const char*> args;
   std::vector<size_t> lengths;
@@ -165,10 +165,19 @@ bool Connection::command(std::initializer_list<std::string_view> argv, ReplyCall
   return false;
 }
 
-bool Connection::subscribe(std::string_view channel) { return send({"SUBSCRIBE", channel}, on_push_hook, nullptr); }
+bool Connection::command(const std::vector<std::string>& argv, ReplyCallback callback) {
+  auto* privdata = new ReplyCallback(std::move(callback));
+  if (send(argv, on_reply_hook, privdata)) return true;
+  delete privdata;
+  return false;
+}
+
+bool Connection::subscribe(std::string_view channel) {
+  return send(std::initializer_list<std::string_view>{"SUBSCRIBE", channel}, on_push_hook, nullptr);
+}
 
 bool Connection::unsubscribe(std::string_view channel) {
-  return send({"UNSUBSCRIBE", channel}, on_push_hook, nullptr);
+  return send(std::initializer_list<std::string_view>{"UNSUBSCRIBE", channel}, on_push_hook, nullptr);
 }
 
 }  // namespace redis

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "reactor/reactor.h"
 
@@ -51,6 +52,8 @@ class Connection {
   // Queues a command; false when not connected. hiredis writes what was queued in one iteration
   // with one write once the socket is writable.
   bool command(std::initializer_list<std::string_view> argv, ReplyCallback callback = nullptr);
+  // The same with arguments made at run time.
+  bool command(const std::vector<std::string>& argv, ReplyCallback callback);
   // SUBSCRIBE / UNSUBSCRIBE one channel; the answers come through on_push.
   bool subscribe(std::string_view channel);
   bool unsubscribe(std::string_view channel);
@@ -62,8 +65,8 @@ class Connection {
   static void on_disconnect_hook(const redisAsyncContext* ac, int status);
   static void on_reply_hook(redisAsyncContext* ac, void* reply, void* privdata);
   static void on_push_hook(redisAsyncContext* ac, void* reply, void* privdata);
-  bool send(std::initializer_list<std::string_view> argv, void (*fn)(redisAsyncContext*, void*, void*),
-            void* privdata);
+  template <typename Args>
+  bool send(const Args& argv, void (*fn)(redisAsyncContext*, void*, void*), void* privdata);
   void lost(std::string reason);
 
   reactor::Reactor& loop_;

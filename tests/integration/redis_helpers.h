@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "chat_helpers.h"
 #include "process.h"
 
 namespace redistest {
@@ -27,6 +28,16 @@ inline int free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+// chat_args for a node joined through --redis: its history in Redis (chat_args keeps one process's
+// in memory, which --redis does not take).
+inline std::vector<std::string> node_args(std::vector<std::string> extra) {
+  std::vector<std::string> args = chattest::chat_args(std::move(extra));
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--store") args[i + 1] = "redis";
+  }
+  return args;
 }
 
 // A throwaway redis-server: no persistence, loopback only.

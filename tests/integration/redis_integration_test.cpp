@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -30,7 +32,7 @@ using testproc::Server;
 namespace {
 
 std::vector<std::string> node(const RedisServer& redis, const std::string& threads) {
-  return chat_args({"--redis", redis.url(), "--threads", threads});
+  return redistest::node_args({"--redis", redis.url(), "--threads", threads});
 }
 
 // A native member of `room`, told "joined": from then on it receives whatever any node publishes.
@@ -409,7 +411,7 @@ TEST(RedisBackplane, AFloodWhileRedisIsFrozenStaysBoundedAndIsDeliveredHere) {
 // listening line and its SIGUSR1 stats; a stopped Redis's kernel accepting the connection is not up.
 TEST(RedisBackplane, ARedisThatDoesNotAnswerAtStartUpIsVisible) {
   int port = free_port();  // nothing listens there
-  Server a(chat_args({"--redis", "redis://127.0.0.1:" + std::to_string(port), "--threads", "2"}));
+  Server a(redistest::node_args({"--redis", "redis://127.0.0.1:" + std::to_string(port), "--threads", "2"}));
   EXPECT_NE(a.process.out().find("redis 127.0.0.1:" + std::to_string(port) + " connecting"), std::string::npos)
       << a.process.out();
   ASSERT_TRUE(a.process.wait_for_err_line("serving this node's members only", 10s)) << a.process.err();
@@ -511,7 +513,7 @@ TEST(RedisBackplane, ReconnectionBacksOffFrom100MsTo2S) {
     }
   });
   {
-    Server a(chat_args({"--redis", "redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "--threads", "1"}));
+    Server a(redistest::node_args({"--redis", "redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "--threads", "1"}));
     // 100 + 200 + 400 + 800 + 1600 + 2000 + 2000 ms: 7.1 s of attempts, and a margin.
     std::this_thread::sleep_for(9500ms);
   }
@@ -561,7 +563,7 @@ TEST(RedisBackplane, AnEmptyRoomIsUnsubscribedAfterFiveSeconds) {
 
 TEST(RedisBackplane, WorkersShareOnePortAndOneRoom) {
   RedisServer redis;
-  Server workers(chat_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
+  Server workers(redistest::node_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
   ASSERT_TRUE(workers.process.wait_for_line("chat-server: listening on", 20s)) << "the second worker";
   std::vector<std::unique_ptr<Member>> members;
   for (int i = 0; i < 40; ++i) {
@@ -598,4 +600,276 @@ TEST(RedisBackplane, WorkersWithoutRedisIsOneLineAndExitTwo) {
   ASSERT_TRUE(status && WIFEXITED(*status));
   EXPECT_EQ(WEXITSTATUS(*status), 2);
   EXPECT_EQ(std::count(q.err().begin(), q.err().end(), '\n'), 1) << q.err();
+}
+
+// ---- History in Redis Streams (docs/PROTOCOL.md, "Several nodes") -------------------------------
+
+namespace {
+
+json say_with_id(LineClient& m, const std::string& text, const std::string& id, const std::string& room = "hall") {
+  json j{{"type", "message"}, {"room", room}, {"text", text}, {"id", id}};
+  m.send(j.dump() + "\n");
+  return j;
+}
+
+json history(Native& m, const std::string& room, size_t limit, uint64_t before = 0) {
+  json req{{"type", "history"}, {"room", room}, {"limit", limit}};
+  if (before != 0) req["before"] = before;
+  m.send(req.dump() + "\n");
+  for (;;) {  // presence and messages may come first
+    json j = next_json(m);
+    std::string type = j.value("type", "");
+    if (type == "history" || type == "error" || type == "<nothing>") return j;
+  }
+}
+
+json join_since(Native& m, const std::string& room, uint64_t since, const std::string& epoch) {
+  m.send(json{{"type", "join"}, {"room", room}, {"since", since}, {"epoch", epoch}}.dump() + "\n");
+  return expect_type(m, "joined");
+}
+
+std::vector<uint64_t> seqs_of(const std::vector<json>& got) {
+  std::vector<uint64_t> out;
+  for (const json& m : got) out.push_back(m.value("seq", uint64_t{0}));
+  return out;
+}
+
+std::vector<uint64_t> range(uint64_t first, uint64_t last) {
+  std::vector<uint64_t> out;
+  for (uint64_t s = first; s <= last; ++s) out.push_back(s);
+  return out;
+}
+
+}  // namespace
+
+// A message with an id is acknowledged with its number once Redis has it, after the sender's own
+// copy; every copy carries the id. The same (room, user, id) sent again through another node is
+// recognised by Redis: the same ack, and nobody receives it twice.
+TEST(RedisHistory, AnIdIsAckedOnceStoredAndARetryThroughAnotherNodeGetsTheSameAnswerOnly) {
+  RedisServer redis;
+  Server a(node(redis, "2")), b(node(redis, "2"));
+  wait_connected(a);
+  wait_connected(b);
+  auto alice = std::make_unique<Member>(a.port, "alice", "hall");
+  Member bob(b.port, "bob", "hall");
+  say_with_id(*alice, "hello", "m-1");
+  std::vector<json> own = messages(*alice, 1);
+  ASSERT_EQ(own.size(), 1u);
+  EXPECT_EQ(own[0].value("id", ""), "m-1") << own[0];
+  uint64_t seq = own[0].value("seq", uint64_t{0});
+  ASSERT_GT(seq, 0u);
+  json ack = expect_type(*alice, "ack");
+  EXPECT_EQ(ack, (json{{"type", "ack"}, {"room", "hall"}, {"id", "m-1"}, {"seq", seq}}));
+  std::vector<json> copy = messages(bob, 1);
+  ASSERT_EQ(copy.size(), 1u);
+  EXPECT_EQ(copy[0].value("id", ""), "m-1");
+  EXPECT_EQ(copy[0].value("seq", uint64_t{0}), seq);
+
+  // Alice's connection breaks before she saw the ack (as far as her client knows); she retries
+  // through node B.
+  alice.reset();
+  Member again(b.port, "alice", "hall");
+  say_with_id(again, "hello", "m-1");
+  std::vector<json> skipped;
+  json ack2 = expect_type(again, "ack", &skipped);
+  EXPECT_EQ(ack2, ack) << "the same answer, the same number";
+  for (const json& j : skipped) EXPECT_NE(j.value("type", ""), "message") << "delivered again: " << j;
+  say_with_id(again, "next", "m-2");
+  std::vector<json> next = messages(bob, 1);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(said(next[0]), "alice:next") << "bob got the retry: " << next[0];
+  EXPECT_EQ(next[0].value("seq", uint64_t{0}), seq + 1);
+  EXPECT_EQ(expect_type(again, "ack").value("seq", uint64_t{0}), seq + 1);
+  EXPECT_TRUE(nothing_more(bob));
+  EXPECT_EQ(counter(redis_part(stats_of(b.process)), "duplicates"), 1);
+}
+
+// One history for every node: what was said on node A is in `joined.seq` and `history` on node B,
+// which had no member in the room meanwhile (so saw none of it live).
+TEST(RedisHistory, HistoryWrittenOnOneNodeIsReadOnAnother) {
+  RedisServer redis;
+  Server a(node(redis, "2")), b(node(redis, "2"));
+  wait_connected(a);
+  wait_connected(b);
+  Member alice(a.port, "alice", "hall");
+  for (int i = 1; i <= 5; ++i) say_with_id(alice, "t" + std::to_string(i), "id" + std::to_string(i));
+  ASSERT_EQ(seqs_of(messages(alice, 5)), range(1, 5));
+  Member bob(b.port, "bob", "hall");
+  ASSERT_EQ(bob.joined.value("type", ""), "joined") << bob.joined;
+  EXPECT_EQ(bob.joined.value("seq", uint64_t{0}), 5u) << "the room's last number, from Redis: " << bob.joined;
+  EXPECT_EQ(bob.joined.value("epoch", ""), alice.joined.value("epoch", "")) << "one epoch for every node";
+  json newest = history(bob, "hall", 3);
+  ASSERT_EQ(newest.value("type", ""), "history") << newest;
+  EXPECT_EQ(newest["epoch"], alice.joined["epoch"]);
+  std::vector<json> got = newest["messages"].get<std::vector<json>>();
+  EXPECT_EQ(seqs_of(got), range(3, 5)) << newest;
+  EXPECT_EQ(said_all(got), (std::vector<std::string>{"alice:t3", "alice:t4", "alice:t5"}));
+  for (const json& m : got) EXPECT_EQ(m.value("id", ""), "id" + std::to_string(m["seq"].get<int>()));
+  json older = history(bob, "hall", 50, 3);
+  EXPECT_EQ(seqs_of(older["messages"].get<std::vector<json>>()), range(1, 2)) << older;
+}
+
+// A member of node B leaves; while a member of node A keeps publishing, it comes back on node A
+// with since/epoch: every message after `since` once, in order, the replay then the live ones.
+TEST(RedisHistory, AMemberRecoversOnAnotherNodeWhileSomeoneKeepsPublishing) {
+  RedisServer redis;
+  Server a(node(redis, "2")), b(node(redis, "2"));
+  wait_connected(a);
+  wait_connected(b);
+  Member speaker(a.port, "speaker", "hall");
+  auto listener = std::make_unique<Member>(b.port, "listener", "hall");
+  std::string epoch = listener->joined.value("epoch", "");
+  constexpr int kFirst = 20, kBatches = 30, kBatch = 10;
+  for (int i = 0; i < kFirst; ++i) say(speaker, "f" + std::to_string(i));
+  ASSERT_EQ(messages(speaker, kFirst).size(), size_t{kFirst});
+  std::vector<json> first = messages(*listener, kFirst);
+  ASSERT_EQ(seqs_of(first), range(1, kFirst));
+  listener.reset();  // gone (its node has no member in the room now)
+
+  // The speaker goes on, a batch at a time, each once its copies came back.
+  std::mutex mutex;
+  std::condition_variable progress;
+  int batches = 0;
+  bool spoke = true;
+  std::thread speaking([&] {
+    for (int b = 0; b < kBatches; ++b) {
+      std::string batch;
+      for (int i = 0; i < kBatch; ++i) {
+        batch += json{{"type", "message"}, {"room", "hall"}, {"text", "s" + std::to_string(b * kBatch + i)}}.dump() + "\n";
+      }
+      speaker.send(batch);
+      bool ok = messages(speaker, kBatch).size() == size_t{kBatch};
+      std::lock_guard<std::mutex> lock(mutex);
+      spoke = spoke && ok;
+      ++batches;
+      progress.notify_all();
+    }
+  });
+  // Once a few batches were said, the listener comes back, on node A, as the speaker goes on.
+  Native back(a.port, "listener");
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    progress.wait(lock, [&] { return batches >= 3; });
+  }
+  json joined = join_since(back, "hall", kFirst, epoch);
+  int batches_at_join;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    batches_at_join = batches;
+  }
+  speaking.join();
+  ASSERT_TRUE(spoke) << "the speaker's own copies";
+  EXPECT_LT(batches_at_join, kBatches) << "the speaker was done before the listener was back: nothing concurrent";
+  EXPECT_EQ(joined.value("recovered", false), true) << joined;
+  EXPECT_EQ(joined.value("epoch", ""), epoch);
+  constexpr int kLast = kFirst + kBatches * kBatch;
+  std::vector<json> got = messages(back, kLast - kFirst);
+  EXPECT_EQ(seqs_of(got), range(kFirst + 1, kLast)) << "no gap, no duplicate";
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].value("text", ""), "s" + std::to_string(i));
+  EXPECT_TRUE(nothing_more(back));
+}
+
+// Redis restarted without persistence lost every room's history: a new epoch, and a member that
+// comes back with the old one is told it was not recovered.
+TEST(RedisHistory, ARedisThatLostItsDataHasANewEpoch) {
+  RedisServer redis;
+  Server a(node(redis, "2"));
+  wait_connected(a);
+  Member alice(a.port, "alice", "hall");
+  std::string old_epoch = alice.joined.value("epoch", "");
+  ASSERT_FALSE(old_epoch.empty());
+  say(alice, "before");
+  ASSERT_EQ(seqs_of(messages(alice, 1)), range(1, 1));
+  json h = history(alice, "hall", 10);
+  ASSERT_EQ(h["epoch"], old_epoch) << h;
+  ASSERT_EQ(h["messages"].size(), 1u) << h;
+
+  redis.kill();
+  redis.start();  // the same port, nothing kept
+  ASSERT_TRUE(a.process.wait_for_err_line("connected again", 20s)) << a.process.err();
+  Native bob(a.port, "bob");
+  json joined = join_since(bob, "hall", 1, old_epoch);
+  EXPECT_EQ(joined.value("recovered", true), false) << joined;
+  std::string new_epoch = joined.value("epoch", "");
+  EXPECT_FALSE(new_epoch.empty());
+  EXPECT_NE(new_epoch, old_epoch) << joined;
+  json after = history(bob, "hall", 10);
+  EXPECT_EQ(after.value("epoch", ""), new_epoch) << after;
+  EXPECT_EQ(after["messages"], json::array()) << "the lost history is not claimed: " << after;
+  say(bob, "after");
+  std::vector<json> got = messages(alice, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_GT(got[0].value("seq", uint64_t{0}), 1u) << "this node's numbers keep rising";
+  EXPECT_EQ(history(alice, "hall", 10)["messages"].size(), 1u) << "the new epoch's history";
+}
+
+// Redis away: live chat goes on on each node, a message with an id is answered not_stored (after
+// its copy), and a history request is answered unavailable. Once Redis is back, the same id can be
+// sent again and is stored.
+TEST(RedisHistory, WhileRedisIsAwayAnIdIsNotStoredAndHistoryIsUnavailable) {
+  RedisServer redis;
+  Server a(node(redis, "2"));
+  wait_connected(a);
+  Member alice(a.port, "alice", "hall"), amy(a.port, "amy", "hall");
+  redis.kill();
+  ASSERT_TRUE(a.process.wait_for_err_line("serving this node's members only", 10s)) << a.process.err();
+  say_with_id(alice, "during", "d-1");
+  std::vector<json> live = messages(amy, 1, 5s);
+  ASSERT_EQ(said_all(live), std::vector<std::string>{"alice:during"});
+  EXPECT_EQ(live[0].value("id", ""), "d-1");
+  ASSERT_EQ(said_all(messages(alice, 1, 5s)), std::vector<std::string>{"alice:during"});
+  json answer = next_json(alice);
+  EXPECT_EQ(answer.value("type", ""), "error") << answer;
+  EXPECT_EQ(answer.value("code", ""), "not_stored") << answer;
+  EXPECT_EQ(answer.value("id", ""), "d-1") << answer;
+  json h = history(alice, "hall", 10);
+  EXPECT_EQ(h.value("type", ""), "error") << h;
+  EXPECT_EQ(h.value("code", ""), "unavailable") << h;
+  EXPECT_EQ(h.value("room", ""), "hall") << h;
+
+  redis.start();
+  ASSERT_TRUE(a.process.wait_for_err_line("connected again", 20s)) << a.process.err();
+  say_with_id(alice, "during", "d-1");
+  std::vector<json> stored = messages(alice, 1);
+  ASSERT_EQ(stored.size(), 1u);
+  json ack = expect_type(alice, "ack");
+  EXPECT_EQ(ack.value("id", ""), "d-1") << ack;
+  EXPECT_EQ(ack.value("seq", uint64_t{0}), stored[0].value("seq", uint64_t{0})) << ack;
+  json now = history(alice, "hall", 10);
+  ASSERT_EQ(now.value("type", ""), "history") << now;
+  EXPECT_EQ(seqs_of(now["messages"].get<std::vector<json>>()), std::vector<uint64_t>{ack["seq"].get<uint64_t>()})
+      << "only what Redis kept: " << now;
+}
+
+// --history-messages bounds each room's stream; a member that missed more than was kept is told so.
+TEST(RedisHistory, AStreamKeepsTheNewestMessagesOnly) {
+  RedisServer redis;
+  Server a(redistest::node_args({"--redis", redis.url(), "--threads", "2", "--history-messages", "3"}));
+  wait_connected(a);
+  Member alice(a.port, "alice", "hall");
+  for (int i = 1; i <= 6; ++i) say(alice, "t" + std::to_string(i));
+  ASSERT_EQ(seqs_of(messages(alice, 6)), range(1, 6));
+  json h = history(alice, "hall", 100);
+  EXPECT_EQ(seqs_of(h["messages"].get<std::vector<json>>()), range(4, 6)) << h;
+  Native bob(a.port, "bob");
+  EXPECT_EQ(join_since(bob, "hall", 1, alice.joined["epoch"]).value("recovered", true), false);
+  Native carol(a.port, "carol");
+  json joined = join_since(carol, "hall", 3, alice.joined["epoch"]);
+  EXPECT_EQ(joined.value("recovered", false), true) << joined;
+  EXPECT_EQ(seqs_of(messages(carol, 3)), range(4, 6));
+}
+
+// The --store rule with --redis.
+TEST(RedisHistory, StoresThatCannotServeSeveralNodesAreOneLineAndExitTwo) {
+  Process p({CHAT_SERVER_BIN, "--port", "0", "--redis", "redis://127.0.0.1:1", "--store", "memory"});
+  auto status = p.wait(10s);
+  ASSERT_TRUE(status && WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+  EXPECT_NE(p.err().find("--store memory cannot be used with --redis"), std::string::npos) << p.err();
+  EXPECT_EQ(std::count(p.err().begin(), p.err().end(), '\n'), 1) << p.err();
+  Process q({CHAT_SERVER_BIN, "--port", "0", "--store", "redis"});
+  status = q.wait(10s);
+  ASSERT_TRUE(status && WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+  EXPECT_NE(q.err().find("--store redis needs --redis"), std::string::npos) << q.err();
 }

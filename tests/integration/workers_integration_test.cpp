@@ -55,7 +55,7 @@ bool gone_within(pid_t pid, std::chrono::milliseconds timeout) {
 
 TEST(ChatServerWorkers, AKilledWorkerIsReplacedAndTheServiceKeepsAnswering) {
   RedisServer redis;
-  Server service(chat_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
+  Server service(redistest::node_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
   Process& supervisor = service.process;
   ASSERT_TRUE(supervisor.wait_for_line("chat-server: listening on", 20s)) << "the second worker";
   pid_t first = started_pid(supervisor.wait_for_err_line("[supervisor] worker 0 started", 10s));
@@ -101,7 +101,7 @@ TEST(ChatServerWorkers, AKilledWorkerIsReplacedAndTheServiceKeepsAnswering) {
 
 TEST(ChatServerWorkers, WorkersStopWhenTheirSupervisorIsKilled) {
   RedisServer redis;
-  Server service(chat_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
+  Server service(redistest::node_args({"--workers", "2", "--threads", "1", "--redis", redis.url()}));
   Process& supervisor = service.process;
   ASSERT_TRUE(supervisor.wait_for_line("chat-server: listening on", 20s)) << "the second worker";
   pid_t a = started_pid(supervisor.wait_for_err_line("[supervisor] worker 0 started", 10s));

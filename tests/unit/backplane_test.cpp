@@ -63,3 +63,21 @@ TEST(BackplanePayload, ALiteralPayloadParsesToItsFields) {
     EXPECT_FALSE(chat::parse_published(bad, r)) << bad;
   }
 }
+
+TEST(BackplanePayload, AMessageIdTravelsAndABadOneIsMalformed) {
+  std::string payload = "9 " + chat::encode_published_body("kim", "hi", 1, "abc", 4, "m-1");
+  EXPECT_EQ(payload, R"(9 {"id":"m-1","n":4,"node":"abc","text":"hi","ts":1,"user":"kim"})");
+  chat::Published p;
+  ASSERT_TRUE(chat::parse_published(payload, p));
+  EXPECT_EQ(p.id, "m-1");
+  chat::Published none;
+  ASSERT_TRUE(chat::parse_published(R"(5 {"user":"a","text":"b"})", none));
+  EXPECT_EQ(none.id, "");
+  std::string long_id(65, 'x');
+  for (std::string bad : {std::string(R"(1 {"user":"a","text":"b","id":7})"), std::string(R"(1 {"user":"a","text":"b","id":""})"),
+                          std::string(R"(1 {"user":"a","text":"b","id":"a b"})"),
+                          R"(1 {"user":"a","text":"b","id":")" + long_id + "\"}"}) {
+    chat::Published r;
+    EXPECT_FALSE(chat::parse_published(bad, r)) << bad;
+  }
+}
