@@ -59,16 +59,16 @@ std::unique_ptr<chat::Store> open_store(const StoreChoice& choice, bool redis) {
 int run_node(const std::string& host, uint16_t port, const chat::Limits& limits, chat::ServiceOptions options,
              const StoreChoice& store_choice, size_t grace_ms) {
   try {
-    std::unique_ptr<chat::Store> store = open_store(store_choice, !options.redis_host.empty());
-    options.store = store.get();
-    options.retention = store_choice.retention;
-    // Signals are blocked here, before the other shards' threads start, so they inherit the mask
-    // and only this thread's signalfd sees them.
+    // Signals are blocked here, before any other thread starts (the shards', the store's), so they
+    // inherit the mask and only this thread's signalfd sees them.
     reactor::Reactor loop(options.backend);
     std::function<void(int)> graceful, report;
     loop.on_signal(SIGINT, [&](int s) { graceful(s); });
     loop.on_signal(SIGTERM, [&](int s) { graceful(s); });
     loop.on_signal(SIGUSR1, [&](int s) { report(s); });
+    std::unique_ptr<chat::Store> store = open_store(store_choice, !options.redis_host.empty());
+    options.store = store.get();
+    options.retention = store_choice.retention;
     chat::ChatService service(loop, reactor::InetAddress::resolve(host, port), limits, options);
     bool stopping = false;
     graceful = [&](int signo) {
