@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -16,6 +17,7 @@
 namespace {
 
 using namespace chattest;
+using testproc::Process;
 using testproc::Server;
 using namespace std::chrono_literals;
 
@@ -54,8 +56,31 @@ struct Comer {
   }
 };
 
-TEST(ChatHistory, MembersComingAndGoingWhileOthersPublishSeeEveryMessageOnceInOrder) {
-  Server server(chat_args({"--threads", "2"}));
+// A data directory of a test's own, removed at its end.
+struct DataDir {
+  DataDir() {
+    char tmpl[] = "/tmp/chat-history-test-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~DataDir() { std::filesystem::remove_all(path); }
+  std::string path;
+};
+
+// The server's arguments for a store: "memory", or "sqlite" in `dir`.
+std::vector<std::string> store_args(const std::string& store, const DataDir& dir,
+                                    std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"--store", store};
+  if (store == "sqlite") args.insert(args.end(), {"--data-dir", dir.path});
+  args.insert(args.end(), extra.begin(), extra.end());
+  return chat_args(args);
+}
+
+class ChatHistoryStores : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Stores, ChatHistoryStores, ::testing::Values("memory", "sqlite"));
+
+TEST_P(ChatHistoryStores, MembersComingAndGoingWhileOthersPublishSeeEveryMessageOnceInOrder) {
+  DataDir dir;
+  Server server(store_args(GetParam(), dir, {"--threads", "2"}));
   const std::string room = "crowd";
   Native anchor(server.port, "anchor");
   json first = anchor.request({{"type", "join"}, {"room", room}});
@@ -113,6 +138,138 @@ TEST(ChatHistory, MembersComingAndGoingWhileOthersPublishSeeEveryMessageOnceInOr
     for (uint64_t s = c.seen.front(); s <= static_cast<uint64_t>(kMessages); ++s) expected.push_back(s);
     EXPECT_EQ(c.seen, expected);
     EXPECT_GT(c.visits, 1);
+  }
+}
+
+// The messages a member recovers from `since` (a fresh connection, everything replayed): seq ->
+// the message.
+std::map<uint64_t, json> recover_all(int port, const std::string& name, const std::string& room, uint64_t since,
+                                     const std::string& epoch, json* joined_out = nullptr) {
+  Native m(port, name);
+  m.send(json{{"type", "join"}, {"room", room}, {"since", since}, {"epoch", epoch}}.dump() + "\n");
+  json joined = expect_type(m, "joined");
+  if (joined_out) *joined_out = joined;
+  std::map<uint64_t, json> out;
+  m.send(json{{"type", "ping"}}.dump() + "\n");  // after the replay
+  for (;;) {
+    json j = next_json(m);
+    if (j["type"] == "message") out[j["seq"]] = j;
+    if (j["type"] != "message") break;
+  }
+  return out;
+}
+
+// kill -9 right after acknowledgements: every acknowledged message is there after the restart, at
+// its number, in the same epoch; the numbering goes on after the highest; an acknowledged id sent
+// again is recognised (the same ack, no second copy).
+TEST(ChatHistory, AcknowledgedMessagesSurviveKill9AndTheNumberingGoesOn) {
+  DataDir dir;
+  constexpr int kSent = 3000;
+  std::map<std::string, uint64_t> acked;  // id -> seq
+  std::string epoch;
+  {
+    Server server(store_args("sqlite", dir, {"--threads", "2"}));
+    server.process.may_die_by_signal();
+    Native p(server.port, "writer");
+    json joined = p.request({{"type", "join"}, {"room", "safe"}});
+    ASSERT_EQ(joined["type"], "joined");
+    epoch = joined["epoch"];
+    // Pipelined: everything goes out at once; the kill comes while acks are still arriving.
+    std::string burst;
+    for (int i = 0; i < kSent; ++i) {
+      burst += json{{"type", "message"}, {"room", "safe"}, {"text", "t" + std::to_string(i)}, {"id", "k" + std::to_string(i)}}
+                   .dump() + "\n";
+    }
+    p.send(burst);
+    while (acked.size() < kSent / 3) {
+      json j = next_json(p);
+      if (j["type"] == "ack") acked[j["id"]] = j["seq"];
+      ASSERT_NE(j["type"], "<nothing>");
+    }
+    ::kill(server.process.pid(), SIGKILL);
+    for (;;) {  // what was acknowledged before the kill took effect counts too
+      json j = next_json(p, 2s);
+      if (j["type"] == "ack") acked[j["id"]] = j["seq"];
+      if (j["type"] == "<nothing>") break;
+    }
+    server.process.wait(10s);
+  }
+  ASSERT_GE(acked.size(), static_cast<size_t>(kSent / 3));
+  uint64_t highest = 0;
+  for (auto& [id, seq] : acked) highest = std::max(highest, seq);
+
+  Server again(store_args("sqlite", dir, {"--threads", "2", "--replay-limit", "100000"}));
+  json joined;
+  std::map<uint64_t, json> kept = recover_all(again.port, "reader", "safe", 0, epoch, &joined);
+  EXPECT_EQ(joined["epoch"], epoch) << "the same store, the same epoch";
+  EXPECT_EQ(joined["recovered"], true) << joined;
+  EXPECT_GE(joined["seq"].get<uint64_t>(), highest);
+  size_t missing = 0;
+  for (auto& [id, seq] : acked) {
+    auto it = kept.find(seq);
+    if (it == kept.end() || it->second["id"] != id) ++missing;
+  }
+  EXPECT_EQ(missing, 0u) << "acknowledged messages lost in the kill";
+  // The numbering goes on; an acknowledged id is recognised after the restart.
+  Native w(again.port, "writer");
+  ASSERT_EQ(w.request({{"type", "join"}, {"room", "safe"}})["type"], "joined");
+  json retry = w.request({{"type", "message"}, {"room", "safe"}, {"text", "t0"}, {"id", "k0"}});
+  EXPECT_EQ(retry, (json{{"type", "ack"}, {"room", "safe"}, {"id", "k0"}, {"seq", acked.at("k0")}}));
+  w.send(json{{"type", "message"}, {"room", "safe"}, {"text", "after"}, {"id", "new"}}.dump() + "\n");
+  json copy = expect_type(w, "message");
+  EXPECT_EQ(copy["text"], "after") << "the retried id was delivered again";
+  EXPECT_EQ(copy["seq"], joined["seq"].get<uint64_t>() + 1);
+}
+
+// A store that cannot write (its file may not grow: RLIMIT_FSIZE, as a full disk): a message with an
+// id gets not_stored, everyone still gets it live, and the server goes on.
+TEST(ChatHistory, AStoreThatCannotWriteAnswersNotStoredAndLiveChatGoesOn) {
+  DataDir dir;
+  std::vector<std::string> args = store_args("sqlite", dir);
+  args.insert(args.begin(), {"prlimit", "--fsize=400000"});
+  Server server(args);
+  Native a(server.port, "a"), b(server.port, "b");
+  ASSERT_EQ(a.request({{"type", "join"}, {"room", "full"}})["type"], "joined");
+  ASSERT_EQ(b.request({{"type", "join"}, {"room", "full"}})["type"], "joined");
+  std::string text(20000, 'x');
+  json refused;
+  int sent = 0;
+  for (; sent < 100 && refused.is_null(); ++sent) {
+    a.send(json{{"type", "message"}, {"room", "full"}, {"text", text}, {"id", "f" + std::to_string(sent)}}.dump() + "\n");
+    json copy = expect_type(a, "message");
+    ASSERT_EQ(copy["id"], "f" + std::to_string(sent));
+    json answer = next_json(a);
+    if (answer["type"] == "error") refused = answer;
+    else ASSERT_EQ(answer["type"], "ack") << answer;
+    EXPECT_EQ(expect_type(b, "message")["id"], "f" + std::to_string(sent)) << "live chat goes on";
+  }
+  ASSERT_FALSE(refused.is_null()) << "400 kB of file never filled";
+  EXPECT_EQ(refused["code"], "not_stored");
+  EXPECT_EQ(refused["id"], "f" + std::to_string(sent - 1));
+  // Still serving: another message, and a ping.
+  a.send(json{{"type", "message"}, {"room", "full"}, {"text", "small"}}.dump() + "\n");
+  EXPECT_EQ(expect_type(b, "message")["text"], "small");
+  EXPECT_EQ(a.request({{"type", "ping"}})["type"], "message");  // a's own copy of "small" first
+  EXPECT_NE(counter(stats_of(server.process), "not_stored"), 0);
+}
+
+// A store that cannot be opened or is not ours: one line on stderr, and a non-zero exit.
+TEST(ChatHistory, AStoreThatCannotBeOpenedIsOneLineAndANonZeroExit) {
+  DataDir dir;
+  {
+    std::ofstream(dir.path + "/chat.db") << "these bytes are not a database, but they are long enough to matter....";
+  }
+  std::filesystem::create_directory(dir.path + "/sub");
+  std::ofstream(dir.path + "/file") << "x";
+  for (std::vector<std::string> args : {std::vector<std::string>{"--data-dir", dir.path},
+                                        {"--data-dir", dir.path + "/file/below"}}) {
+    std::vector<std::string> argv{CHAT_SERVER_BIN, "--port", "0", "--no-http", "--store", "sqlite"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process p(argv);
+    auto status = p.wait(10s);
+    ASSERT_TRUE(status && WIFEXITED(*status));
+    EXPECT_EQ(WEXITSTATUS(*status), 1);
+    EXPECT_EQ(std::count(p.err().begin(), p.err().end(), '\n'), 1) << p.err();
   }
 }
 
