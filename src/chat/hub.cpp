@@ -26,6 +26,7 @@ void ShardTable::set_store(Store* store, const Retention& retention, std::vector
   for (StoredRoom& r : rooms) {
     RoomLog& log = preloaded_[owner_of(r.room)][r.room];
     log.last_seq = r.last_seq;
+    log.delivered_seq = r.last_seq;
     if (r.ids.empty()) continue;
     log.ids = std::make_unique<IdWindow>();
     for (StoredId& id : r.ids) log.ids->add(id.user, id.id, {id.seq, id.ts_ms, true}, retention);
@@ -280,8 +281,9 @@ void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member
     names = std::make_shared<const std::vector<std::string>>(r.names.begin(), r.names.end());
   }
   router.when_visible(*this, room_name, [table = &table_, shard, room_name, member_id, count = r.count, names](size_t from) {
-    // On the owner, the member counted: what it missed is at or below the room's last number now.
-    uint64_t seq = table->hub(from).log(room_name).last_seq;
+    // On the owner, the member counted: what it missed is at or below the room's last delivered
+    // number now, and every number above reaches it live.
+    uint64_t seq = table->hub(from).log(room_name).delivered_seq;
     table->run_on(shard, from, [&hub = table->hub(shard), room_name, member_id, count, names, seq] {
       hub.reply_joined(room_name, member_id, count, names, seq);
     });
@@ -330,6 +332,7 @@ void Hub::deliver_message(const std::string& room_name, StoredMessage m) {
   } else {
     log.last_seq = std::max(log.last_seq, m.seq);  // numbered elsewhere (Redis): the owner follows
   }
+  log.delivered_seq = std::max(log.delivered_seq, m.seq);
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;  // everyone left meanwhile
   OwnedRoom& r = it->second;

@@ -93,7 +93,11 @@ class IdWindow {
 // What a room's owner keeps of a room while the process lives, members or not: its numbering and
 // its dedupe window (loaded from the store at start-up).
 struct RoomLog {
-  uint64_t last_seq = 0;
+  uint64_t last_seq = 0;       // the last number given
+  // The last number delivered to the members: below last_seq while messages are on their way into
+  // the store. A join is answered with it, so every number above a member's `joined` reaches it
+  // live, and none at or below it comes after.
+  uint64_t delivered_seq = 0;
   std::unique_ptr<IdWindow> ids;  // only for rooms that have seen ids
 };
 

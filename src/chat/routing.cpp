@@ -105,6 +105,7 @@ void RedisRouter::when_visible(Hub& owner, const std::string& room, std::functio
         table->run_on(shard, 0, [hub = &table->hub(shard), shard, room, seq, ready] {
           RoomLog& log = hub->log(room);
           log.last_seq = std::max(log.last_seq, seq);
+          log.delivered_seq = std::max(log.delivered_seq, seq);
           ready(shard);
         });
       });

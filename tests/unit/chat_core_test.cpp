@@ -794,4 +794,37 @@ TEST(ChatCoreHistory, WithAStoreOnAnotherThreadAnswersKeepTheirOrderAndRecoveryH
   }
 }
 
+// A plain join while messages are on their way into the store: joined's number is the last one
+// delivered, so every message after joined is numbered above it (none "from the past").
+TEST(ChatCoreHistory, AJoinWhileMessagesAreOnTheirWayIntoTheStoreGetsOnlyHigherNumbersAfterJoined) {
+  TwoShards s;
+  PooledStore store;
+  s.table.set_store(&store, {}, {});
+  for (std::string room : {s.remote_room(), std::string("local")}) {
+    if (room == "local") {
+      for (int i = 0; s.table.owner_of(room) != 0; ++i) room = "local" + std::to_string(i);
+    }
+    auto a = native(s.shard, "a" + room), b = native(s.shard, "b" + room);
+    a->say(request({{"type", "join"}, {"room", room}}));
+    std::string burst;
+    for (int i = 0; i < 50; ++i) burst += request(message(room, "m" + std::to_string(i)));
+    a->say(burst);  // numbered at once; delivered as the store's thread keeps them
+    b->say(request({{"type", "join"}, {"room", room}}) + request({{"type", "ping"}}));
+    a->say(request({{"type", "ping"}}));
+    ASSERT_TRUE(s.run_until([&] { return !b->of_type("pong").empty() && !a->of_type("pong").empty(); }));
+    std::vector<Json> out = b->json();
+    uint64_t joined_seq = 0;
+    bool after_joined = false;
+    for (auto& j : out) {
+      if (j["type"] == "joined") {
+        joined_seq = j["seq"];
+        after_joined = true;
+      } else if (j["type"] == "message" && after_joined) {
+        EXPECT_GT(j["seq"].get<uint64_t>(), joined_seq) << room << ": a message from before joined's number came after it";
+      }
+    }
+    EXPECT_TRUE(after_joined);
+  }
+}
+
 }  // namespace
