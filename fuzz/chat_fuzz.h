@@ -61,6 +61,12 @@ struct Shard {
         context{hub, stats, limits, chat::OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)},
         listener(make_peer(loop)) {
     table.attach(0, loop, hub);
+    // A small history, so joins with since, history requests and ids run their whole course.
+    chat::Retention retention;
+    retention.max_messages = 16;
+    retention.dedupe_ids = 8;
+    store = chat::make_memory_store(retention);
+    table.set_store(store.get(), retention, {});
     watcher = std::make_shared<chat::TcpSession>(context, *listener.conn);
     watcher->start();
     reactor::Buffer hello;
@@ -96,6 +102,7 @@ struct Shard {
   chat::Limits limits;
   chat::Stats stats;
   chat::ShardTable table;
+  std::unique_ptr<chat::Store> store;
   chat::Hub hub;
   chat::SessionContext context;
   Peer listener;

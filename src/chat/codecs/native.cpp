@@ -1,5 +1,7 @@
 #include "chat/codecs/native.h"
 
+#include <algorithm>
+
 #include "chat/codecs/json_object.h"
 #include "chat/event.h"
 #include "chat/names.h"
@@ -272,8 +274,8 @@ void NativeCodec::history(Session& session, const Json& j) {
   const std::string* room = string_field(j, "room");
   uint64_t before = 0;
   uint64_t limit = kDefaultHistory;
-  bool present = false;
-  if (room == nullptr || !count_field(j, "before", before, present) || !count_field(j, "limit", limit, present) ||
+  bool has_before = false, has_limit = false;
+  if (room == nullptr || !count_field(j, "before", before, has_before) || !count_field(j, "limit", limit, has_limit) ||
       limit == 0 || limit > kMaxHistory) {
     ++stats.errors_request;
     return error(session, "bad_request",
@@ -284,7 +286,8 @@ void NativeCodec::history(Session& session, const Json& j) {
     ++stats.errors_request;
     return error(session, "not_member", "not in room '" + *room + "'");
   }
-  session.history(*room, before, limit);
+  // Nothing is numbered below 1 ("before":0 asks for nothing); absent, there is no bound (0).
+  session.history(*room, has_before ? std::max<uint64_t>(before, 1) : 0, limit);
 }
 
 reactor::SharedBytes NativeCodec::acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) {
