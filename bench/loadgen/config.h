@@ -34,6 +34,12 @@ struct Config {
   int connect_batch = 256;
   double connect_timeout = 60;  // seconds for connecting and the protocol handshake
   double barrier_timeout = 30;  // chat: seconds for every member to receive a warm-up message
+  // chat, native and ws: every publish carries an id (its header, see message.h); the server's acks
+  // are counted and timed from the publish (publish-to-ack latency).
+  bool ids = false;
+  // chat: > 0: closed loop instead of --rate: each publisher keeps at most this many published
+  // messages unacknowledged (implies ids), sending the next as each ack comes back.
+  int window = 0;
   int server_pid = 0;
   bool json = false;
   bool progress = false;   // live line on stderr (stderr is a terminal)

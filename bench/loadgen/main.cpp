@@ -7,6 +7,10 @@
 //                 the publisher's send. Reports deliveries_per_s. Dialects: native, article, redis,
 //                 nats, ws (the native dialect over WebSocket; --port is then the HTTP port; see
 //                 dialect.h).
+//                 --ids: every publish carries an id; the server's acks are counted and timed
+//                 (publish to ack). --window N: instead of --rate, each publisher keeps N messages
+//                 unacknowledged (pipelining), sending the next as each ack arrives: reports
+//                 acks_per_s, the acknowledged messages per second.
 //
 // The load runs in K worker processes (fork; one Reactor each); the parent coordinates them over
 // pipes, samples the server (--server-pid) at the measured window's edges and prints one report
@@ -152,6 +156,13 @@ int main(int argc, char** argv) {
   auto* barrier = cli.add_option("--barrier-timeout", cfg.barrier_timeout,
                                  "chat: seconds allowed for every member to receive a warm-up message")
                       ->capture_default_str();
+  auto* ids = cli.add_flag("--ids", cfg.ids,
+                           "chat, native or ws: publish every message with an id; count the server's acks and "
+                           "time them from the publish (publish-to-ack latency)");
+  auto* window = cli.add_option("--window", cfg.window,
+                                "chat, native or ws: instead of --rate, each publisher keeps this many messages "
+                                "unacknowledged, sending the next as each ack arrives (implies --ids); reports "
+                                "acknowledged messages per second");
   cli.add_option("--processes", cfg.processes,
                  "Worker processes (0: enough that none holds more than 15000 connections)")
       ->capture_default_str();
@@ -191,7 +202,7 @@ int main(int argc, char** argv) {
   }
   const bool chat = cfg.mode == Mode::kChat;
   if (!chat) {
-    for (auto* o : {rate, publishers, room, dialect_opt, drain, barrier}) {
+    for (auto* o : {rate, publishers, room, dialect_opt, drain, barrier, ids, window}) {
       if (o->count() > 0) return bad(o->get_name() + " applies to --mode chat only");
     }
   } else {
@@ -222,6 +233,15 @@ int main(int argc, char** argv) {
       cfg.room = "lobby";
     }
     if (!valid_room(cfg.room)) return bad("--room must be 1 to 64 of A-Z a-z 0-9 _ . # -");
+    if (window->count() > 0) {
+      if (cfg.window < 1 || cfg.window > 100000) return bad("--window must be 1..100000 messages");
+      if (rate->count() > 0) return bad("--window and --rate: choose one (--window publishes as acks come back)");
+      cfg.ids = true;
+    }
+    if (cfg.ids && cfg.dialect != Dialect::kNative && cfg.dialect != Dialect::kWs) {
+      return bad(std::string(window->count() > 0 ? "--window" : "--ids") +
+                 " needs --dialect native or ws (the others have no acks)");
+    }
     if (static_cast<double>(cfg.connections) * cfg.publishers > 2e8) {
       return bad("--connections x --publishers is too large to track (at most 200 million)");
     }
