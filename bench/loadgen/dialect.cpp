@@ -5,7 +5,14 @@
 
 namespace loadgen {
 
-const char* mode_name(Mode m) { return m == Mode::kEcho ? "echo" : "chat"; }
+const char* mode_name(Mode m) {
+  switch (m) {
+    case Mode::kEcho: return "echo";
+    case Mode::kChat: return "chat";
+    case Mode::kRecover: return "recover";
+  }
+  return "?";
+}
 
 const char* dialect_name(Dialect d) {
   switch (d) {
