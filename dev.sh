@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES=(cmake ninja-build g++ make pkg-config libgtest-dev libcli11-dev nlohmann-json3-dev libhiredis-dev python3 procps
           clang libclang-rt-14-dev iproute2 redis-server nats-server node-llhttp
-          libwslay-dev libssl-dev python3-websockets chromium)
+          libwslay-dev libssl-dev libsqlite3-dev python3-websockets chromium)
 # Installed only when their command is missing: a machine may have Node.js from elsewhere (with
 # npm inside), and Debian's npm package would conflict with it.
 COMMANDS=(node:nodejs npm:npm)
@@ -111,7 +111,7 @@ case $cmd in
     TARGETS="unit_tests chat-server" configure build-tsan Debug -DREACTOR_TSAN=ON -DREACTOR_WERROR=ON
     stage "build (TSan)"
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
-    ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|ChatCoreAnswers|BlockingPool'
+    ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|ChatCoreAnswers|ChatCoreHistory|BlockingPool'
     TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
       -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.'
     unset TSAN_OPTIONS

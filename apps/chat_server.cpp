@@ -22,7 +22,7 @@ namespace {
 
 // --store and its companions.
 struct StoreChoice {
-  std::string kind = "memory";
+  std::string kind;  // "": sqlite, or with --redis Redis Streams
   std::string data_dir = "chat-data";
   std::string sync = "normal";
   int64_t max_age_s = 7 * 24 * 3600;
@@ -30,17 +30,22 @@ struct StoreChoice {
 };
 
 // The store a node keeps history in (null: with --redis, Redis keeps it). Throws with one line.
-std::unique_ptr<chat::Store> open_store(const StoreChoice& choice) {
-  if (choice.kind == "memory") return chat::make_memory_store(choice.retention);
-  if (choice.kind == "off") return chat::make_memory_store(chat::Retention{.max_messages = 0});
-  throw std::runtime_error("--store " + choice.kind + " is not available in this build");
+std::unique_ptr<chat::Store> open_store(const StoreChoice& choice, bool redis) {
+  std::string kind = choice.kind.empty() ? (redis ? "redis" : "sqlite") : choice.kind;
+  if (redis && (kind == "sqlite" || kind == "memory")) {
+    throw std::runtime_error("--store " + kind + ": with --redis, history is kept in Redis (--store redis or off)");
+  }
+  if (!redis && kind == "redis") throw std::runtime_error("--store redis needs --redis");
+  if (kind == "memory") return chat::make_memory_store(choice.retention);
+  if (kind == "off" || kind == "redis") return chat::make_memory_store(chat::Retention{.max_messages = 0});
+  throw std::runtime_error("--store " + kind + " is not available in this build");
 }
 
 // One node: the chat service on this process's reactors until SIGINT/SIGTERM.
 int run_node(const std::string& host, uint16_t port, const chat::Limits& limits, chat::ServiceOptions options,
              const StoreChoice& store_choice, size_t grace_ms) {
   try {
-    std::unique_ptr<chat::Store> store = open_store(store_choice);
+    std::unique_ptr<chat::Store> store = open_store(store_choice, !options.redis_host.empty());
     options.store = store.get();
     options.retention = store_choice.retention;
     // Signals are blocked here, before the other shards' threads start, so they inherit the mask
@@ -59,12 +64,13 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
       service.shutdown(std::chrono::milliseconds(grace_ms), [&] { loop.stop(); });
     };
     report = [&](int) {
-      service.collect_stats([&service](const chat::Stats& s, const std::vector<uint64_t>& open) {
+      service.collect_stats([&service, &store](const chat::Stats& s, const std::vector<uint64_t>& open) {
         std::string per_reactor;
         for (uint64_t n : open) per_reactor += (per_reactor.empty() ? "" : ",") + std::to_string(n);
         std::string bp = service.backplane_stats();
-        LOG_INFO("stats: %s; per reactor open=%s%s%s", s.to_string().c_str(), per_reactor.c_str(), bp.empty() ? "" : " ",
-                 bp.c_str());
+        std::string st = store->describe();
+        LOG_INFO("stats: %s; per reactor open=%s%s%s%s%s", s.to_string().c_str(), per_reactor.c_str(),
+                 bp.empty() ? "" : " ", bp.c_str(), st.empty() ? "" : " ", st.c_str());
       });
     };
     service.start();
@@ -94,6 +100,8 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A store's file past RLIMIT_FSIZE (or a full disk) is an error to report, not a reason to die.
+  ::signal(SIGXFSZ, SIG_IGN);
   CLI::App cli{"Chat server: rooms, broadcast, the article's protocol and native JSON lines.", "chat-server"};
   std::string host = "127.0.0.1", backend;
   uint16_t port = 1234;

@@ -149,7 +149,7 @@ void Session::history(const std::string& room, uint64_t before, size_t limit) {
 }
 
 void Session::joined(const std::string& room, const JoinReply& reply) {
-  if (Recovery* r = recovery(room)) return recover(*r, reply);
+  if (Recovery* r = recovery(room); r && !r->done) return recover(*r, reply);
   // Not through reply(): this answer is what a waiting pong waits for.
   if (auto bytes = codec_->joined(room, reply, std::nullopt)) send(bytes);
 }
@@ -205,14 +205,20 @@ void Session::replayed(const std::string& room, uint64_t serial, ReadResult resu
 }
 
 void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vector<StoredMessage>& messages) {
-  // Out of the list first: sending may close the connection, which ends every recovery.
+  // What follows is live, past the floor; the rest of the state goes (sending may close the
+  // connection, which ends every recovery: nothing below uses `recovery`).
   Recovery r = std::move(recovery);
-  end_recovery(r.room);
+  recovery.room = r.room;
+  recovery.live.clear();
+  recovery.live_bytes = 0;
+  recovery.names.clear();
+  recovery.done = true;
+  recovery.floor = messages.empty() ? r.reply.seq : messages.back().seq;
   ++(recovered ? stats().recoveries : stats().recoveries_failed);
   JoinReply reply = r.reply;
   reply.names = r.has_names ? &r.names : nullptr;
   reply.epoch = table().store().epoch();
-  if (!messages.empty()) reply.seq = messages.back().seq;
+  reply.seq = recovery.floor;
   if (auto bytes = codec_->joined(r.room, reply, recovered)) send(bytes);
   const Format& format = codec_->format();
   for (const StoredMessage& m : messages) {
@@ -232,6 +238,7 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
     if (b.seq != 0 && b.seq <= reply.seq) continue;
     ++stats().deliveries;
     send(b.bytes);
+    if (b.seq != 0) end_recovery(r.room);  // past the floor: nothing more to drop
   }
 }
 
@@ -311,6 +318,13 @@ void Session::deliver(const Delivery& delivery) {
   const reactor::SharedBytes& bytes = delivery.bytes[format_];
   if (!bytes) return;
   if (Recovery* r = recovering_ ? recovery(delivery.event.room) : nullptr) {
+    if (r->done) {
+      bool message = delivery.event.kind == EventKind::kMessage;
+      if (message && delivery.event.seq <= r->floor) return;  // replayed already
+      if (message) end_recovery(delivery.event.room);
+      ++stats().deliveries;
+      return send(bytes);
+    }
     // Held until the replay is sent; it counts against the output limit as if queued.
     if (!output_fits(r->live_bytes + bytes->size())) return;
     r->live.push_back({bytes, delivery.event.kind == EventKind::kMessage ? delivery.event.seq : 0});

@@ -115,6 +115,10 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
     std::string epoch;
     uint64_t serial = 0;  // tells this recovery from a later one of the same room
     bool counted = false;  // the owner's answer came
+    // Replayed and answered: live copies numbered up to `floor` may still be on their way (kept
+    // before the replay read them, delivered after): they are dropped until one past it arrives.
+    bool done = false;
+    uint64_t floor = 0;
     JoinReply reply;       // that answer (names copied into `names`)
     std::vector<std::string> names;
     bool has_names = false;

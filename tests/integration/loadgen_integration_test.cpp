@@ -47,7 +47,7 @@ TEST(Loadgen, EchoRoundTripsAgainstTheReactorServer) {
 
 TEST(Loadgen, ChatFanOutIsLosslessInBothDialects) {
   for (std::string dialect : {"native", "article"}) {
-    Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http"});
+    Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--store", "memory"});
     int status;
     json r = run_loadgen({"--mode", "chat", "--dialect", dialect, "--port", std::to_string(server.port),
                           "--connections", "200", "--rate", "200", "--publishers", "2", "--duration", "1",
@@ -66,7 +66,7 @@ TEST(Loadgen, ChatFanOutIsLosslessInBothDialects) {
 // The ws dialect as a browser speaks it (the upgrade, masked frames) to chat-server's GET /ws: the
 // same lossless fan-out, members and publishers all WebSocket, --port being the HTTP port.
 TEST(Loadgen, ChatFanOutIsLosslessOverWebSocket) {
-  Server server({CHAT_SERVER_BIN, "--port", "0", "--http-port", "0"});
+  Server server({CHAT_SERVER_BIN, "--port", "0", "--http-port", "0", "--store", "memory"});
   auto line = server.process.wait_for_line("http listening on", 10s);
   ASSERT_TRUE(line.has_value()) << server.process.out();
   size_t colon = line->find(':', line->find("listening on"));
@@ -183,7 +183,7 @@ TEST(Loadgen, RecoverStormCountsMembersThatCouldNotRecover) {
 // The chat port is not an HTTP port: no 101 comes, and loadgen fails the run (exit 1: a run that
 // could not be made; 2 would be a refused command line) instead of measuring nothing.
 TEST(Loadgen, WebSocketDialectOnANonHttpPortIsAnError) {
-  Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http"});
+  Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--store", "memory"});
   int status;
   json r = run_loadgen({"--mode", "chat", "--dialect", "ws", "--port", std::to_string(server.port), "--connections",
                         "5", "--rate", "10", "--duration", "0.5", "--warmup", "0.1", "--drain", "1",
