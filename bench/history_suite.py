@@ -96,7 +96,9 @@ def cost_point(ctx, members, rate, rounds, extra=()):
             bl.log(chat_line(key, members, r) + ack_note(r))
             return r
 
-        point["runs"][key].append(least_disturbed(1 if ctx.quick else 2, attempt))
+        # One attempt each, even when others disturbed it (the table counts those): a second would
+        # double the section's time on a busy machine, and the ABBA order spreads a drift evenly.
+        point["runs"][key].append(least_disturbed(1, attempt))
     return point
 
 
