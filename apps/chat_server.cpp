@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -15,6 +16,7 @@
 #include "app/redis_url.h"
 #include "app/workers.h"
 #include "chat/server.h"
+#include "chat/sqlite_store.h"
 #include "chat/store.h"
 #include "reactor/log.h"
 
@@ -38,7 +40,14 @@ std::unique_ptr<chat::Store> open_store(const StoreChoice& choice, bool redis) {
   if (!redis && kind == "redis") throw std::runtime_error("--store redis needs --redis");
   if (kind == "memory") return chat::make_memory_store(choice.retention);
   if (kind == "off" || kind == "redis") return chat::make_memory_store(chat::Retention{.max_messages = 0});
-  throw std::runtime_error("--store " + kind + " is not available in this build");
+  std::error_code ec;
+  std::filesystem::create_directories(choice.data_dir, ec);
+  if (ec) throw std::runtime_error("--data-dir " + choice.data_dir + ": " + ec.message());
+  chat::SqliteOptions options;
+  options.path = choice.data_dir + "/chat.db";
+  options.retention = choice.retention;
+  options.sync_full = choice.sync == "full";
+  return chat::open_sqlite_store(options);
 }
 
 // One node: the chat service on this process's reactors until SIGINT/SIGTERM.

@@ -1,6 +1,14 @@
 // Reactor Chat in the browser: the native dialect of docs/PROTOCOL.md, one JSON object per
 // WebSocket text frame. Everything a peer sends is put on the page with textContent, never parsed
 // as HTML, so a message can only ever show its characters.
+//
+// History and recovery (docs/PROTOCOL.md, "History, recovery, ids and acks"): the page remembers
+// each room's epoch and the last seq it has, and joins again after a reconnect with since/epoch, so
+// what was said meanwhile is replayed; when it cannot be, the room says so and shows the latest
+// from history. Every message goes out with an id of the page's own; it shows as sending until the
+// server's copy comes back, carries a check once the server acknowledged it as stored, and is sent
+// again with the same id after a reconnect until it is (the server knows the id and answers with
+// the same ack). Scrolling to the top of a room asks for the messages before the oldest shown.
 'use strict';
 
 (function () {
@@ -11,6 +19,8 @@
   const KEEP_MESSAGES = 500;           // per room: what the page holds, so a long day stays light
   const RETAKE_NAME_TRIES = 4;         // after a reconnect, how often a name_taken is retried
   const OPEN_TIMEOUT_MS = 10000;       // a connection attempt nobody answers is given up then
+  const HISTORY_PAGE = 50;             // messages asked per history request (the server allows 100)
+  const NEAR_TOP_PX = 48;              // scrolled this close to the top, the earlier ones are asked
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -41,11 +51,25 @@
     countdownTimer: null,
     pingTimer: null,
     pongOwed: false,
-    rooms: new Map(),       // name -> {name, joined, count, members: Set|null, messages, unread}
+    rooms: new Map(),       // name -> room state, see roomState()
     order: [],              // room names in join order
     current: null,
     pendingJoins: new Set(),
+    outbox: new Map(),      // id -> own message entry not acknowledged yet (or refused: not_stored)
   };
+
+  // Message ids: a random prefix per page load and a counter, so two tabs of one user (or this
+  // page loaded again) never reuse an id the server still remembers for that user and room.
+  const idPrefix = (() => {
+    const bytes = new Uint8Array(6);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(36).padStart(2, '0')).join('');
+  })();
+  let idCounter = 0;
+  function nextId() {
+    idCounter += 1;
+    return idPrefix + '-' + idCounter;
+  }
 
   function wsUrl() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -119,13 +143,16 @@
     state.ws = null;
     state.online = false;
     clearInterval(state.pingTimer);
-    for (const room of state.rooms.values()) room.joined = false;
+    for (const room of state.rooms.values()) {
+      room.joined = false;
+      room.history = null;        // a request in flight died with the connection
+    }
     state.pendingJoins.clear();
     if (state.user) state.helloPending = null;
     scheduleReconnect();
     updateControls();
     renderRooms();
-    renderRoom();
+    renderRoom({ keepScroll: true });
   }
 
   function keepAlive() {
@@ -175,6 +202,8 @@
       case 'joined': return onJoined(msg);
       case 'left': return onLeft(msg);
       case 'message': return onMessage(msg);
+      case 'ack': return onAck(msg);
+      case 'history': return onHistory(msg);
       case 'join': return onPresence(msg, true);
       case 'leave': return onPresence(msg, false);
       case 'error': return onError(msg);
@@ -215,8 +244,17 @@
 
   function join(name, show) {
     if (state.pendingJoins.has(name)) return;
-    if (send({ type: 'join', room: name })) {
+    const room = state.rooms.get(name);
+    const request = { type: 'join', room: name };
+    // Back in a room we were in: ask for what we missed, counted from the last seq we have.
+    const recover = !!(room && room.everJoined && room.epoch !== null);
+    if (recover) {
+      request.since = room.lastSeq;
+      request.epoch = room.epoch;
+    }
+    if (send(request)) {
       state.pendingJoins.add(name);
+      if (room) room.askedRecovery = recover;
       if (show) state.showOnJoin = name;
     }
   }
@@ -224,7 +262,18 @@
   function roomState(name) {
     let room = state.rooms.get(name);
     if (!room) {
-      room = { name, joined: false, everJoined: false, count: 0, members: null, messages: [], unread: 0 };
+      room = {
+        name, joined: false, everJoined: false, count: 0, members: null, unread: 0,
+        entries: [],        // what the log shows, in order: messages (by seq), system lines
+        pending: [],        // own messages with no seq yet, shown after the entries
+        epoch: null,        // the numbering the seqs belong to (null: the server has no history)
+        lastSeq: 0,         // everything up to here was received (or is known to be missed)
+        seen: new Set(),    // epoch + seq of every message shown: nothing is shown twice
+        ids: new Set(),     // user + id of every message shown that had an id
+        history: null,      // the history request in flight: {kind, limit, epoch}
+        reachedStart: false, // no message before the oldest shown
+        askedRecovery: false,
+      };
       state.rooms.set(name, room);
       state.order.push(name);
     }
@@ -240,15 +289,72 @@
     room.everJoined = true;
     room.count = Number(msg.count) || 0;
     room.members = Array.isArray(msg.members) ? new Set(msg.members.map(String)) : null;
-    if (rejoined) {
-      addSystemLine(room, 'Reconnected. Messages sent while you were away are not shown.');
+    const epoch = typeof msg.epoch === 'string' ? msg.epoch : null;
+    const last = Number.isSafeInteger(msg.seq) && msg.seq >= 0 ? msg.seq : 0;
+    if (!rejoined || epoch === null) {
+      if (rejoined) addSystemLine(room, 'Reconnected. Messages sent while you were away are not shown.');
+      adoptEpoch(room, epoch);
+      room.lastSeq = Math.max(room.lastSeq, last);
+      if (epoch !== null) {
+        // A room entered afresh shows its latest messages at once; older ones come on scrolling up.
+        if (last > 0) requestHistory(room, last + 1, 'top');
+        else room.reachedStart = true;
+      }
+    } else if (room.askedRecovery && msg.recovered === true) {
+      // The missed messages follow this line, replayed in order, then the live ones.
+      const missed = last - room.lastSeq;
+      if (missed > 0) {
+        addSystemLine(room, 'Reconnected: ' + missed + (missed === 1 ? ' message' : ' messages') +
+          ' sent while you were away follow.');
+      }
+    } else {
+      // A gap: too much was missed, or the server lost the history behind our numbering (a new
+      // epoch). The line marks where it is; the latest messages before now are fetched below it.
+      const newEpoch = room.epoch !== epoch;
+      const text = newEpoch
+        ? 'The server lost this room\u2019s history while you were away: earlier messages may be missing.'
+        : 'Some messages were missed while you were away.';
+      addSystemLine(room, text, 'gap');
+      noticeFor(room, text);
+      const olderShown = !newEpoch && oldestSeq(room) !== null;
+      if (newEpoch) adoptEpoch(room, epoch);
+      room.lastSeq = last;
+      if (last > 0) requestHistory(room, last + 1, olderShown ? 'gap' : 'top');
+      else room.reachedStart = true;
     }
+    if (rejoined) resendUnacknowledged(room);
     if (state.showOnJoin === name || !state.current) {
       state.showOnJoin = null;
       showRoom(name);
     } else {
       renderRooms();
-      if (state.current === name) renderRoom();
+      if (state.current === name) renderRoom({ keepScroll: true });
+    }
+  }
+
+  // The room's numbering is (now) this epoch. Messages shown under another numbering stay on the
+  // page but are no longer compared with the new seqs; those that came before any joined (a
+  // message may come just before its room's joined) take this epoch.
+  function adoptEpoch(room, epoch) {
+    if (room.epoch === epoch) return;
+    room.epoch = epoch;
+    room.seen.clear();
+    room.ids.clear();
+    room.reachedStart = false;
+    for (const entry of room.entries) {
+      if (entry.kind !== 'message') continue;
+      if (entry.epoch === null && entry.seq !== null) entry.epoch = epoch;
+      if (entry.epoch === epoch) remember(room, entry);
+    }
+  }
+
+  // Own messages the server has not acknowledged, sent again with their ids after a rejoin: one
+  // the server stored already is answered with the same ack and is not delivered again.
+  function resendUnacknowledged(room) {
+    for (const entry of state.outbox.values()) {
+      if (entry.room === room.name && entry.state !== 'failed') {
+        send({ type: 'message', room: room.name, text: entry.text, id: entry.id });
+      }
     }
   }
 
@@ -256,6 +362,7 @@
     const name = String(msg.room);
     state.rooms.delete(name);
     state.order = state.order.filter((r) => r !== name);
+    for (const [id, entry] of state.outbox) if (entry.room === name) state.outbox.delete(id);
     if (state.current === name) {
       state.current = null;
       showRoom(state.order[0] || null);
@@ -276,27 +383,189 @@
     if (room.name === state.current) renderMembers();
   }
 
+  function messageEntry(room, msg) {
+    const user = String(msg.user);
+    return {
+      kind: 'message',
+      user,
+      text: typeof msg.text === 'string' ? msg.text : String(msg.text),
+      ts: Number(msg.ts) || Date.now(),
+      seq: Number.isSafeInteger(msg.seq) ? msg.seq : null,
+      epoch: room.epoch,
+      id: typeof msg.id === 'string' ? msg.id : null,
+      mine: user === state.user,
+      state: null,
+    };
+  }
+
   function onMessage(msg) {
     const name = String(msg.room);
     // A message of a room may come just before the joined of that room (docs/PROTOCOL.md).
     const room = state.rooms.get(name) || (state.pendingJoins.has(name) ? roomState(name) : null);
     if (!room) return;
-    const entry = {
-      kind: 'message',
-      user: String(msg.user),
-      text: typeof msg.text === 'string' ? msg.text : String(msg.text),
-      ts: Number(msg.ts) || Date.now(),
-      seq: msg.seq,
-      mine: msg.user === state.user,
-    };
-    remember(room, entry);
+    const entry = messageEntry(room, msg);
+    if (entry.seq !== null && entry.seq > room.lastSeq) room.lastSeq = entry.seq;
+    const own = entry.mine && entry.id !== null ? state.outbox.get(entry.id) : null;
+    if (own && own.room === name) {
+      // Our own message came back: it has its place (seq) and the server's time now.
+      own.ts = entry.ts;
+      if (own.state === 'sending') own.state = 'sent';
+      settle(room, own, entry.seq);
+      return;
+    }
+    if (!remember(room, entry)) return;
+    const at = place(room, entry);
+    trim(room);
+    if (room.name === state.current) {
+      if (at === room.entries.length - 1) appendEntry(entry);
+      else renderRoom({ keepScroll: true });
+    }
     const visible = room.name === state.current && !document.hidden;
-    if (room.name === state.current) appendEntry(entry);
     if (!visible && !entry.mine) {
       room.unread += 1;
       renderRooms();
       updateTitle();
     }
+  }
+
+  function onAck(msg) {
+    const entry = state.outbox.get(String(msg.id));
+    const room = entry && state.rooms.get(entry.room);
+    if (!room || String(msg.room) !== room.name) return;
+    state.outbox.delete(entry.id);
+    entry.state = 'saved';
+    // An ack may be all that comes back for a message whose copy we missed (it was delivered
+    // while we were away and could not be replayed): the ack's seq gives it its place.
+    settle(room, entry, Number.isSafeInteger(msg.seq) ? msg.seq : null);
+  }
+
+  // An own message learned its seq (from its copy or its ack): from the pending tail it moves to
+  // its place among the room's messages. Without a seq it only shows its new state.
+  function settle(room, entry, seq) {
+    const wasPending = room.pending.indexOf(entry);
+    if (seq === null || wasPending < 0) {
+      if (wasPending < 0 && entry.seq === null && seq !== null) entry.seq = seq;
+      updateEntry(entry);
+      return;
+    }
+    room.pending.splice(wasPending, 1);
+    entry.seq = seq;
+    entry.epoch = room.epoch;
+    if (!remember(room, entry)) {
+      // Shown already (a copy without our outbox's knowledge): the pending one goes.
+      if (entry.el) entry.el.remove();
+      return;
+    }
+    const at = place(room, entry);
+    if (room.name !== state.current) return;
+    // The usual case, the first pending message taking the last place, moves nothing on screen.
+    if (wasPending === 0 && at === room.entries.length - 1) updateEntry(entry);
+    else renderRoom({ keepScroll: true });
+  }
+
+  // Records a message as shown; false when it was shown already (same seq, or same sender and id).
+  function remember(room, entry) {
+    const seqKey = entry.seq !== null && entry.epoch !== null ? entry.epoch + ' ' + entry.seq : null;
+    const idKey = entry.id !== null ? entry.user + ' ' + entry.id : null;
+    if ((seqKey && room.seen.has(seqKey)) || (idKey && room.ids.has(idKey))) return false;
+    if (seqKey) room.seen.add(seqKey);
+    if (idKey) room.ids.add(idKey);
+    return true;
+  }
+
+  function forget(room, entry) {
+    if (entry.kind !== 'message' || entry.epoch !== room.epoch) return;
+    if (entry.seq !== null) room.seen.delete(entry.epoch + ' ' + entry.seq);
+    if (entry.id !== null) room.ids.delete(entry.user + ' ' + entry.id);
+  }
+
+  // Puts a message in seq order among those of its epoch (live ones land at the end at once);
+  // returns its index.
+  function place(room, entry) {
+    const list = room.entries;
+    let at = list.length;
+    if (entry.seq !== null) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const other = list[i];
+        if (other.kind !== 'message' || other.seq === null || other.epoch !== entry.epoch) continue;
+        if (other.seq < entry.seq) break;
+        at = i;
+      }
+    }
+    list.splice(at, 0, entry);
+    return at;
+  }
+
+  function oldestSeq(room) {
+    for (const entry of room.entries) {
+      if (entry.kind === 'message' && entry.seq !== null && entry.epoch === room.epoch) return entry.seq;
+    }
+    return null;
+  }
+
+  // A long day stays light: past KEEP_MESSAGES the oldest lines go, unless the person is reading
+  // back through them (scrolled up in this room); they can be fetched again from history.
+  function trim(room) {
+    const excess = room.entries.length - KEEP_MESSAGES;
+    if (excess <= 0) return;
+    if (room.name === state.current && !atBottom()) return;
+    const gone = room.entries.splice(0, excess);
+    for (const entry of gone) {
+      forget(room, entry);
+      if (entry.el) entry.el.remove();
+      if (entry.kind === 'message') room.reachedStart = false;
+    }
+    if (room.name === state.current) renderEdge(room);
+  }
+
+  // ---- scrollback ------------------------------------------------------------------------------
+  function requestHistory(room, before, kind) {
+    if (room.history || !room.joined || room.epoch === null) return;
+    const request = { type: 'history', room: room.name, limit: HISTORY_PAGE };
+    if (before !== null) request.before = before;
+    if (!send(request)) return;
+    room.history = { kind, limit: HISTORY_PAGE, epoch: room.epoch };
+    if (room.name === state.current) renderEdge(room);
+  }
+
+  function loadEarlier(room) {
+    if (!room || room.reachedStart || room.history) return;
+    const oldest = oldestSeq(room);
+    if (oldest === 1) {
+      room.reachedStart = true;
+      renderEdge(room);
+      return;
+    }
+    requestHistory(room, oldest !== null ? oldest : room.lastSeq + 1, 'top');
+  }
+
+  function onHistory(msg) {
+    const room = state.rooms.get(String(msg.room));
+    if (!room || !room.history) return;
+    const asked = room.history;
+    room.history = null;
+    const messages = Array.isArray(msg.messages) ? msg.messages : [];
+    if (msg.epoch !== room.epoch || asked.epoch !== room.epoch) {
+      if (room.name === state.current) renderEdge(room);
+      return;                   // numbered in a history we no longer follow
+    }
+    for (const m of messages) {
+      if (!m || typeof m !== 'object') continue;
+      const entry = messageEntry(room, m);
+      if (entry.seq === null) continue;
+      const own = entry.mine && entry.id !== null ? state.outbox.get(entry.id) : null;
+      if (own && own.room === room.name) {
+        if (own.state === 'sending') own.state = 'sent';
+        settle(room, own, entry.seq);
+        continue;
+      }
+      if (remember(room, entry)) place(room, entry);
+    }
+    // Fewer than asked: nothing older is kept. (A request that filled a gap says nothing about
+    // the start: older messages are shown above the gap.)
+    if (asked.kind === 'top' && messages.length < asked.limit) room.reachedStart = true;
+    if (oldestSeq(room) === 1) room.reachedStart = true;
+    if (room.name === state.current) renderRoom({ keepScroll: true });
   }
 
   function onError(msg) {
@@ -324,6 +593,24 @@
         ? 'That is not a valid room name: 1 to 64 letters, digits, _ . # or -.'
         : code === 'too_many_rooms' ? 'You are in as many rooms as the server allows. Leave one first.'
           : 'You are already in that room.';
+      return;
+    }
+    if (code === 'not_stored' && msg.id !== undefined) {
+      const entry = state.outbox.get(String(msg.id));
+      if (entry) {
+        // Kept in the outbox (a retry's ack must find it) but not sent again by itself.
+        entry.state = 'failed';
+        updateEntry(entry);
+        const room = state.rooms.get(entry.room);
+        if (room) noticeFor(room, 'A message could not be saved on the server. You can send it again.');
+        return;
+      }
+    }
+    const room = msg.room !== undefined && state.rooms.get(String(msg.room));
+    if (room && room.history && (code === 'unavailable' || code === 'not_member' || code === 'bad_request')) {
+      room.history = null;
+      if (room.name === state.current) renderEdge(room);
+      noticeFor(room, 'Earlier messages cannot be loaded right now.');
       return;
     }
     showNotice(text + ' (' + code + ')');
@@ -366,11 +653,41 @@
     const text = ui.messageInput.value;
     const room = state.current && state.rooms.get(state.current);
     if (!text.trim() || !room || !room.joined) return;
-    if (send({ type: 'message', room: state.current, text })) {
+    if (room.epoch === null) {
+      // A server without history (its joined had no epoch) knows no ids and sends no acks.
+      if (send({ type: 'message', room: room.name, text })) ui.messageInput.value = '';
+      ui.messageInput.focus();
+      return;
+    }
+    const id = nextId();
+    if (send({ type: 'message', room: room.name, text, id })) {
       ui.messageInput.value = '';
+      const entry = {
+        kind: 'message', user: state.user, text, ts: Date.now(), seq: null, epoch: null, id,
+        mine: true, state: 'sending', room: room.name,
+      };
+      state.outbox.set(id, entry);
+      room.pending.push(entry);
+      appendEntry(entry);
     }
     ui.messageInput.focus();
   });
+
+  function retry(entry) {
+    if (entry.state !== 'failed' || !state.outbox.has(entry.id)) return;
+    entry.state = entry.seq === null ? 'sending' : 'sent';
+    updateEntry(entry);
+    // Offline, it goes with the others when the room is joined again.
+    const room = state.rooms.get(entry.room);
+    if (room && room.joined) send({ type: 'message', room: entry.room, text: entry.text, id: entry.id });
+  }
+
+  ui.messages.addEventListener('scroll', () => {
+    if (ui.messages.scrollTop > NEAR_TOP_PX) return;
+    const room = state.current && state.rooms.get(state.current);
+    // Only when there is something to scroll: a short room shows its "load earlier" button.
+    if (room && ui.messages.scrollHeight > ui.messages.clientHeight) loadEarlier(room);
+  }, { passive: true });
 
   ui.leaveButton.addEventListener('click', () => {
     if (state.current) send({ type: 'leave', room: state.current });
@@ -480,24 +797,75 @@
     }
   }
 
-  function renderRoom() {
+  // Rebuilds the log of the room shown. With keepScroll (the same room, redrawn because lines
+  // came in above or between), what the person was looking at stays where it was on screen, and
+  // a log scrolled to the bottom stays at the bottom.
+  let renderedRoom = null;
+  function renderRoom(options) {
     const room = state.current && state.rooms.get(state.current);
+    const log = ui.messages;
+    const keep = !!(options && options.keepScroll) && !!room && renderedRoom === room.name;
+    const stick = !keep || atBottom();
+    const anchor = keep && !stick ? firstVisibleEntry(room) : null;
+    const anchorTop = anchor ? anchor.el.getBoundingClientRect().top : 0;
     // A screen reader should not read a whole room's history out as new when the room changes.
-    ui.messages.setAttribute('aria-busy', 'true');
-    ui.messages.replaceChildren();
+    log.setAttribute('aria-busy', 'true');
+    log.replaceChildren();
     ui.emptyRoom.hidden = !!room;
-    ui.messages.hidden = !room;
+    log.hidden = !room;
     ui.leaveButton.hidden = !room;
     ui.membersToggle.hidden = !room;
     ui.roomTitle.textContent = room ? '#' + room.name : 'No room';
+    renderedRoom = room ? room.name : null;
     if (room) {
       ui.leaveButton.setAttribute('aria-label', 'Leave #' + room.name);
-      for (const entry of room.messages) appendEntry(entry, true);
-      ui.messages.scrollTop = ui.messages.scrollHeight;
+      const edge = document.createElement('li');
+      edge.className = 'history-edge';
+      log.append(edge);
+      renderEdge(room);
+      for (const entry of room.entries) log.append(buildEntry(entry));
+      for (const entry of room.pending) log.append(buildEntry(entry));
+      if (anchor && anchor.el) log.scrollTop += anchor.el.getBoundingClientRect().top - anchorTop;
+      else if (stick) log.scrollTop = log.scrollHeight;
     }
-    ui.messages.removeAttribute('aria-busy');
+    log.removeAttribute('aria-busy');
     renderMembers();
     updateControls();
+  }
+
+  function firstVisibleEntry(room) {
+    const top = ui.messages.getBoundingClientRect().top;
+    for (const list of [room.entries, room.pending]) {
+      for (const entry of list) {
+        if (entry.el && entry.el.isConnected && entry.el.getBoundingClientRect().bottom > top) return entry;
+      }
+    }
+    return null;
+  }
+
+  function atBottom() {
+    const log = ui.messages;
+    return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  }
+
+  // The top of the log: a way to earlier messages, a sign they are coming, or their start.
+  function renderEdge(room) {
+    const edge = ui.messages.querySelector('.history-edge');
+    if (!edge || renderedRoom !== room.name) return;
+    edge.replaceChildren();
+    edge.hidden = room.epoch === null;     // a server without history: nothing to offer
+    if (room.history) {
+      edge.textContent = 'Loading earlier messages…';
+    } else if (room.reachedStart) {
+      edge.textContent = 'This is the start of #' + room.name + '.';
+    } else {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'link-button load-earlier';
+      button.textContent = 'Load earlier messages';
+      button.addEventListener('click', () => loadEarlier(room));
+      edge.append(button);
+    }
   }
 
   function renderMembers() {
@@ -549,15 +917,11 @@
     ui.leaveButton.disabled = !state.online;
   }
 
-  function remember(room, entry) {
-    room.messages.push(entry);
-    if (room.messages.length > KEEP_MESSAGES) room.messages.splice(0, room.messages.length - KEEP_MESSAGES);
-  }
-
-  function addSystemLine(room, text) {
-    const entry = { kind: 'system', text, ts: Date.now() };
-    remember(room, entry);
+  function addSystemLine(room, text, kind) {
+    const entry = { kind: 'system', text, ts: Date.now(), gap: kind === 'gap' };
+    room.entries.push(entry);
     if (room.name === state.current) appendEntry(entry);
+    trim(room);
   }
 
   const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
@@ -566,34 +930,87 @@
   });
   const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
 
-  function appendEntry(entry, bulk) {
+  // A new line at the end of the room shown: after the room's lines, before its pending own
+  // messages (or after them, for a pending one). The log follows it if it was at the bottom, and
+  // always for a message the person just sent.
+  function appendEntry(entry) {
+    const room = state.rooms.get(state.current);
+    if (!room || renderedRoom !== room.name) return;
     const log = ui.messages;
-    const atBottom = bulk || log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    const follow = atBottom() || entry.state === 'sending';
+    const li = buildEntry(entry);
+    const firstPending = room.pending.length && room.pending[0] !== entry ? room.pending[0].el : null;
+    if (entry.state !== 'sending' && firstPending && firstPending.parentNode === log) log.insertBefore(li, firstPending);
+    else log.append(li);
+    if (follow) log.scrollTop = log.scrollHeight;
+  }
+
+  // Shows an own message's new state where it is.
+  function updateEntry(entry) {
+    if (!entry.el || !entry.el.isConnected) return;
+    const hadFocus = entry.el.contains(document.activeElement);
+    entry.el.replaceWith(buildEntry(entry));
+    if (hadFocus) ui.messageInput.focus();
+  }
+
+  const STATE_TEXT = { sending: 'Sending…', failed: 'Not saved' };
+
+  function buildEntry(entry) {
     const li = document.createElement('li');
+    entry.el = li;
     if (entry.kind === 'system') {
-      li.className = 'system';
+      li.className = entry.gap ? 'system gap' : 'system';
       li.textContent = entry.text;
-    } else {
-      li.className = 'message' + (entry.mine ? ' mine' : '');
-      const meta = document.createElement('div');
-      meta.className = 'meta';
-      const who = document.createElement('span');
-      who.className = 'sender';
-      who.textContent = entry.user;
-      const when = document.createElement('time');
-      const date = new Date(entry.ts);
-      when.dateTime = date.toISOString();
-      when.title = fullFormat.format(date);
-      when.textContent = (sameDay(date, new Date()) ? timeFormat : dateTimeFormat).format(date);
-      meta.append(who, ' ', when);
-      const text = document.createElement('p');
-      text.className = 'text';
-      text.textContent = entry.text;
-      li.append(meta, text);
+      return li;
     }
-    log.append(li);
-    while (log.childElementCount > KEEP_MESSAGES) log.firstElementChild.remove();
-    if (atBottom && !bulk) log.scrollTop = log.scrollHeight;
+    li.className = 'message' + (entry.mine ? ' mine' : '');
+    if (entry.seq !== null) li.dataset.seq = String(entry.seq);
+    if (entry.id !== null) li.dataset.id = entry.id;
+    if (entry.state) li.dataset.state = entry.state;
+    const meta = document.createElement('div');
+    meta.className = 'meta';
+    const who = document.createElement('span');
+    who.className = 'sender';
+    who.textContent = entry.user;
+    const when = document.createElement('time');
+    const date = new Date(entry.ts);
+    when.dateTime = date.toISOString();
+    when.title = fullFormat.format(date);
+    when.textContent = (sameDay(date, new Date()) ? timeFormat : dateTimeFormat).format(date);
+    meta.append(who, ' ', when);
+    if (entry.state) meta.append(' ', buildStatus(entry));
+    const text = document.createElement('p');
+    text.className = 'text';
+    text.textContent = entry.text;
+    li.append(meta, text);
+    return li;
+  }
+
+  function buildStatus(entry) {
+    const status = document.createElement('span');
+    status.className = 'status';
+    if (entry.state === 'saved') {
+      status.title = 'Saved on the server';
+      const check = document.createElement('span');
+      check.setAttribute('aria-hidden', 'true');
+      check.textContent = '✓';
+      const said = document.createElement('span');
+      said.className = 'visually-hidden';
+      said.textContent = 'saved';
+      status.append(check, said);
+    } else if (STATE_TEXT[entry.state]) {
+      status.textContent = STATE_TEXT[entry.state];
+    }
+    if (entry.state === 'failed') {
+      const again = document.createElement('button');
+      again.type = 'button';
+      again.className = 'link-button retry';
+      again.textContent = 'Send again';
+      again.setAttribute('aria-label', 'Send again: ' + entry.text);
+      again.addEventListener('click', () => retry(entry));
+      status.append(' ', again);
+    }
+    return status;
   }
 
   function sameDay(a, b) {
@@ -602,10 +1019,25 @@
 
   let noticeTimer = null;
   function showNotice(text) {
-    ui.notice.textContent = text;
-    ui.notice.hidden = false;
+    keepingBottom(() => {
+      ui.notice.textContent = text;
+      ui.notice.hidden = false;
+    });
     clearTimeout(noticeTimer);
-    noticeTimer = setTimeout(() => { ui.notice.hidden = true; }, 6000);
+    noticeTimer = setTimeout(() => keepingBottom(() => { ui.notice.hidden = true; }), 6000);
+  }
+
+  // The notice sits above the log: showing it makes the log shorter, and a log that was at the
+  // bottom must stay there (else what comes next lands out of sight).
+  function keepingBottom(change) {
+    const stick = atBottom();
+    change();
+    if (stick) ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  // A notice about a room: in place when it is the room shown, else named.
+  function noticeFor(room, text) {
+    showNotice(room.name === state.current ? text : '#' + room.name + ': ' + text);
   }
 
   // ---- start -------------------------------------------------------------------------------

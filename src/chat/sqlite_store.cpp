@@ -280,7 +280,7 @@ class SqliteStoreImpl final : public SqliteStore {
   // it uses still there.
   ~SqliteStoreImpl() override = default;
 
-  const std::string& epoch() const override { return epoch_; }
+  std::string epoch() const override { return epoch_; }
   bool asynchronous() const override { return true; }
 
   std::vector<StoredRoom> load() override;
@@ -443,7 +443,7 @@ void SqliteStoreImpl::write_transaction(const Batch& batch, int64_t now) {
     throw SqliteFailure("the database file was deleted or replaced since it was opened");
   }
   db_.exec("BEGIN IMMEDIATE");
-  std::vector<std::pair<const std::string*, uint64_t>> rooms;  // touched rooms and their last seq
+  std::unordered_map<std::string_view, uint64_t> rooms;  // touched rooms and their last seq
   for (const Append& a : batch.appends) {
     const StoredMessage& m = a.message;
     insert_message_.run()
@@ -475,17 +475,14 @@ void SqliteStoreImpl::write_transaction(const Batch& batch, int64_t now) {
         ++it->second;
       }
     }
-    auto it = std::find_if(rooms.begin(), rooms.end(), [&](auto& r) { return *r.first == a.room; });
-    if (it == rooms.end()) {
-      rooms.emplace_back(&a.room, m.seq);
-    } else {
-      it->second = std::max(it->second, m.seq);
-    }
+    uint64_t& last = rooms[a.room];
+    last = std::max(last, m.seq);
   }
   for (auto& [room, last_seq] : rooms) {
-    upsert_room_.run().bind(1, *room).bind(2, to_int64(last_seq)).step();
+    std::string name(room);
+    upsert_room_.run().bind(1, name).bind(2, to_int64(last_seq)).step();
     // Trimmed in the same transaction: one commit (one fsync with sync_full) per batch.
-    trim_room(*room, now);
+    trim_room(name, now);
   }
   db_.exec("COMMIT");
 }

@@ -20,7 +20,7 @@
 
 namespace chat {
 
-// Opening failed: the message is one line naming the file and the reason.
+// Opening or load() failed: the message is one line naming the file and the reason.
 class StoreError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -34,7 +34,8 @@ struct SqliteOptions {
   bool sync_full = false;
   // How long a write waits for a lock someone else holds on the file before its batch fails.
   int busy_timeout_ms = 1000;
-  // How often the write thread trims by age every room (not only the rooms a batch touched).
+  // How often, at most, the write thread applies retention to every room after a batch (a batch
+  // trims the rooms it touched in any case).
   int64_t sweep_interval_ms = 60'000;
   // The time in ms since the Unix epoch, for retention by age (empty: the system clock). Tests set
   // their own.
@@ -52,15 +53,15 @@ struct SqliteStats {
   uint64_t reads = 0;
   uint64_t failed_reads = 0;
   uint64_t failure_lines = 0;  // log lines written about failures (at most one per 10 s)
-  uint64_t commit_us_p50 = 0;  // over the last 1024 batches, from BEGIN to the end of COMMIT
+  // The time a batch's transaction took, over the last 1024 committed batches.
+  uint64_t commit_us_p50 = 0;
   uint64_t commit_us_p99 = 0;
   uint64_t commit_us_max = 0;
 };
 
 class SqliteStore : public Store {
  public:
-  // "RCHT" (Reactor CHaT) as a big-endian 32-bit number: the header of every database of ours says
-  // so.
+  // "RCHT" (Reactor CHaT) as a big-endian 32-bit number, in the header of every file of ours.
   static constexpr int32_t kApplicationId = 0x52434854;
   static constexpr int kSchemaVersion = 2;
 

@@ -2,7 +2,14 @@
 // The chat page in a real browser: Debian's headless Chromium, driven by playwright-core, against
 // a real chat-server started here. Two pages and one native TCP client talk in one room; presence,
 // unread counts, a taken name, text that looks like HTML, the keyboard path, a phone-size screen,
-// and a server restart the pages must live through. Every wait is on a condition, with a timeout.
+// a server restart the pages must live through, and history: ids and acks, recovery of what was
+// missed while offline (and a clear gap when it cannot be), re-sending what was not acknowledged,
+// and scrollback. Every wait is on a condition, with a timeout.
+//
+// The server keeps its history in SQLite in a temporary directory made here (and removed at the
+// end), so that it survives the restarts; nothing is written beside the sources or the build. A
+// chat-server built without SQLite runs with --store memory: history then ends with the process,
+// and the restart step checks that the pages say so instead.
 //
 //   CHAT_SERVER   path to the chat-server binary (default: build/bin/chat-server of this repo)
 //   SCREENSHOT    where to save the page's screenshot (default: tests/browser/chat.png); the
@@ -43,21 +50,35 @@ const RECONNECT_MS = 45000;
 const CHAT_LINE = /^(?:chat-server:\s*)?listening on \S*:(\d+)\b/;
 const HTTP_LINE = /\bhttp\b.*\blistening on \S*:(\d+)\b/i;
 
+// One data directory for every server of the run: history written by one is read by the next.
+const DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-page-test-'));
+// A reconnecting page is replayed at most this many messages; past it, it is told of a gap.
+const REPLAY_LIMIT = 30;
+let store = 'sqlite';     // 'memory' when the server has no SQLite store
+
 class Server {
-  constructor(httpPort) {
+  // options.http: false starts it without HTTP (no page can reach it: the pages stay offline while
+  // a TCP client talks); options.args: more flags.
+  constructor(httpPort, options = {}) {
     this.httpPort = httpPort;
+    this.http = options.http !== false;
+    this.extraArgs = options.args || [];
     this.output = [];
     this.exited = null;
   }
 
   start() {
     if (!fs.existsSync(SERVER_BIN)) throw new Error('no chat-server at ' + SERVER_BIN + ' (set CHAT_SERVER)');
-    const args = ['--port', '0', '--http-port', String(this.httpPort), '--threads', '2', ...EXTRA_ARGS];
+    const args = ['--port', '0', '--threads', '2', '--store', store, '--data-dir', DATA_DIR,
+      '--replay-limit', String(REPLAY_LIMIT),
+      ...(this.http ? ['--http-port', String(this.httpPort)] : ['--no-http']), ...this.extraArgs, ...EXTRA_ARGS];
     // Started away from the repo: the server must find its page wherever it is started from.
     this.proc = spawn(SERVER_BIN, args, { cwd: os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
     this.exitedPromise = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => { this.exited = { code, signal }; resolve(this.exited); });
     });
+    // 'close' comes once its output has been read to the end, unlike 'exit'.
+    this.closedPromise = new Promise((resolve) => this.proc.on('close', resolve));
     return new Promise((resolve, reject) => {
       let chatPort = null;
       let httpPort = null;
@@ -69,10 +90,10 @@ class Server {
         let m;
         if ((m = HTTP_LINE.exec(line))) httpPort = Number(m[1]);
         else if ((m = CHAT_LINE.exec(line))) chatPort = Number(m[1]);
-        if (chatPort !== null && httpPort !== null) {
+        if (chatPort !== null && (httpPort !== null || !this.http)) {
           clearTimeout(timer);
           this.chatPort = chatPort;
-          this.httpPort = httpPort;
+          if (this.http) this.httpPort = httpPort;
           resolve(this);
         }
       };
@@ -126,6 +147,43 @@ function freePort() {
   });
 }
 
+// A network path the test can cut: a TCP relay between a page and the server's HTTP port. Cut,
+// it drops every connection through it and refuses new ones (a train tunnel, a laptop lid), and
+// the server just sees the connection end; restored, it listens on the same port again, so the
+// page's reconnects (to the address it was loaded from) get through.
+class Link {
+  constructor(target) {
+    this.target = target;             // () => the port to relay to
+    this.sockets = new Set();
+  }
+
+  open() {
+    this.listener = net.createServer((down) => {
+      const up = net.connect(this.target(), '127.0.0.1');
+      for (const [a, b] of [[down, up], [up, down]]) {
+        this.sockets.add(a);
+        a.pipe(b);
+        a.on('error', () => b.destroy());
+        a.on('close', () => { this.sockets.delete(a); b.destroy(); });
+      }
+    });
+    return new Promise((resolve, reject) => {
+      this.listener.once('error', reject);
+      this.listener.listen(this.port || 0, '127.0.0.1', () => {
+        this.port = this.listener.address().port;
+        resolve(this);
+      });
+    });
+  }
+
+  cut() {
+    for (const s of this.sockets) s.destroy();
+    return new Promise((resolve) => this.listener.close(() => resolve()));
+  }
+
+  url(p = '/') { return 'http://127.0.0.1:' + this.port + p; }
+}
+
 function httpGet(url) {
   return new Promise((resolve, reject) => {
     const req = http.get(url, (res) => {
@@ -163,6 +221,27 @@ class NativeClient {
 
   send(obj) { this.sock.write(JSON.stringify(obj) + '\n'); }
 
+  async enter(port, rooms) {
+    await this.connect(port);
+    this.send({ type: 'hello', user: this.name });
+    await this.waitFor((m) => m.type === 'welcome' && m.user === this.name, 'welcome');
+    for (const room of rooms) await this.join(room);
+    return this;
+  }
+
+  join(room) {
+    this.send({ type: 'join', room });
+    return this.waitFor((m) => m.type === 'joined' && m.room === room, 'joined ' + room);
+  }
+
+  // Publishes each text with an id and waits for the last one's ack: all of them are stored then.
+  async publish(room, texts) {
+    const ids = texts.map((_, i) => this.name + '-' + room + '-' + (++NativeClient.counter) + '-' + i);
+    texts.forEach((text, i) => this.send({ type: 'message', room, text, id: ids[i] }));
+    const last = ids[ids.length - 1];
+    return this.waitFor((m) => m.type === 'ack' && m.id === last, 'the ack of ' + last);
+  }
+
   // Resolves with the first received message (past or future) that matches.
   waitFor(predicate, what) {
     return new Promise((resolve, reject) => {
@@ -178,8 +257,8 @@ class NativeClient {
       if (waiter.check()) return;
       waiter.timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(this.name + ' (TCP) did not get ' + what + '; got: ' +
-          this.received.map((m) => JSON.stringify(m)).join(' ')));
+        reject(new Error(this.name + ' (TCP) did not get ' + what + '; the last it got: ' +
+          this.received.slice(-12).map((m) => JSON.stringify(m)).join(' ')));
       }, WAIT_MS);
       this.waiters.push(waiter);
     });
@@ -187,9 +266,17 @@ class NativeClient {
 
   close() { if (this.sock) this.sock.end(); }
 }
+NativeClient.counter = 0;
+
+function numbered(prefix, from, to) {
+  const texts = [];
+  for (let i = from; i <= to; i++) texts.push(prefix + ' ' + i);
+  return texts;
+}
 
 // ---- the page, as a person uses it -----------------------------------------------------------
 
+// `server`: anything with url(path), a Server or a Link to one.
 async function openPage(browser, server, options = {}) {
   const context = await browser.newContext(options);
   const page = await context.newPage();
@@ -197,9 +284,64 @@ async function openPage(browser, server, options = {}) {
   page.errors = [];
   page.on('dialog', (d) => { page.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
   page.on('pageerror', (e) => page.errors.push(String(e)));
+  // What the page sends, to check what goes on the wire (ids).
+  page.sent = [];
+  page.on('websocket', (ws) => ws.on('framesent', (f) => {
+    try { page.sent.push(JSON.parse(String(f.payload))); } catch (e) { /* not JSON: not ours */ }
+  }));
   await page.goto(server.url('/'), { timeout: WAIT_MS });
   await waitConn(page, 'online');
   return page;
+}
+
+// The messages the log of the room shown holds, top to bottom.
+function shownMessages(page) {
+  return page.evaluate(() => Array.from(document.querySelectorAll('#messages li.message')).map((li) => ({
+    user: li.querySelector('.sender').textContent,
+    text: li.querySelector('.text').textContent,
+    seq: li.dataset.seq === undefined ? null : Number(li.dataset.seq),
+    id: li.dataset.id || null,
+    state: li.dataset.state || null,
+    status: (li.querySelector('.status') || { textContent: '' }).textContent,
+  })));
+}
+
+// Waits until the texts starting with prefix in the room shown are exactly `want`, in that order
+// (each once); on a timeout says what was there.
+async function waitTexts(page, prefix, want, timeout = WAIT_MS) {
+  try {
+    await page.waitForFunction(([p, w]) => {
+      const have = Array.from(document.querySelectorAll('#messages li.message .text'))
+        .map((x) => x.textContent).filter((t) => t.startsWith(p));
+      return have.length === w.length && have.every((t, i) => t === w[i]);
+    }, [prefix, want], { timeout });
+  } catch (e) {
+    const have = (await shownMessages(page)).map((m) => m.text).filter((t) => t.startsWith(prefix));
+    throw new Error('expected ' + want.length + ' messages "' + prefix + '…" in order, once; the page shows ' +
+      have.length + ': ' + JSON.stringify(have.length > 12 ? have.slice(0, 6).concat(['…'], have.slice(-6)) : have));
+  }
+}
+
+// The one message with this text (throws unless there is exactly one).
+async function onlyMessage(page, text) {
+  const found = (await shownMessages(page)).filter((m) => m.text === text);
+  if (found.length !== 1) throw new Error('"' + text + '" is shown ' + found.length + ' times');
+  return found[0];
+}
+
+function waitState(page, text, wanted, timeout = WAIT_MS) {
+  return page.waitForFunction(([t, s]) => Array.from(document.querySelectorAll('#messages li.message'))
+    .some((li) => li.querySelector('.text').textContent === t && li.dataset.state === s), [text, wanted], { timeout })
+    .catch(async () => {
+      const m = (await shownMessages(page)).filter((x) => x.text === text);
+      throw new Error('"' + text + '" never became ' + wanted + ': ' + JSON.stringify(m));
+    });
+}
+
+async function showRoomOn(page, room) {
+  await page.click('#room-list button[data-room="' + room + '"]');
+  await page.waitForFunction((r) => document.getElementById('room-title').textContent === '#' + r, room,
+    { timeout: WAIT_MS });
 }
 
 function waitConn(page, kind, timeout = WAIT_MS) {
@@ -245,13 +387,24 @@ function step(name, fn) { steps.push({ name, fn }); }
 async function main() {
   const httpPort = await freePort();
   let server = new Server(httpPort);
+  const link = new Link(() => server.httpPort);
   let browser;
   let carol;
   const pages = [];
   const t = {};
 
   step('the server starts, its HTTP listener answers /healthz and serves the page', async () => {
-    await server.start();
+    try {
+      await server.start();
+    } catch (e) {
+      await withTimeout(server.closedPromise, WAIT_MS, 'server output did not end');
+      if (!server.output.some((l) => /sqlite is not available/i.test(l))) throw e;
+      console.log('note this chat-server has no SQLite store: --store memory, history ends with the process');
+      store = 'memory';
+      server = new Server(httpPort);
+      await server.start();
+    }
+    await link.open();
     const health = await httpGet(server.url('/healthz'));
     if (health.status !== 200) throw new Error('/healthz answered ' + health.status);
     const index = await httpGet(server.url('/'));
@@ -262,7 +415,8 @@ async function main() {
 
   step('two pages load, come online and enter as alice and bob; both start in lobby', async () => {
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], timeout: WAIT_MS });
-    t.alice = await openPage(browser, server, { viewport: { width: 1200, height: 760 } });
+    // Alice's page goes through the link the test can cut.
+    t.alice = await openPage(browser, link, { viewport: { width: 1200, height: 760 } });
     pages.push(t.alice);
     await enterAs(t.alice, 'alice');
     await waitMembers(t.alice, ['alice']);
@@ -361,6 +515,32 @@ async function main() {
     }
   });
 
+  step('ids and acks: a message goes out with an id, shows as sending until the server has it, then as saved', async () => {
+    const text = 'sent while the server sleeps';
+    // Stopped, the server reads nothing: the message can only be waiting for it.
+    server.proc.kill('SIGSTOP');
+    let held;
+    try {
+      await say(t.alice, text);
+      await waitState(t.alice, text, 'sending');
+      held = await onlyMessage(t.alice, text);
+      if (!/sending/i.test(held.status)) throw new Error('a message not yet back does not say it is sending: ' + JSON.stringify(held));
+    } finally {
+      server.proc.kill('SIGCONT');
+    }
+    const frame = t.alice.sent.find((f) => f.type === 'message' && f.text === text);
+    if (!frame || typeof frame.id !== 'string' || !/^[\x21-\x7e]{1,64}$/.test(frame.id) || frame.id !== held.id) {
+      throw new Error('the page did not send the message with its id: ' + JSON.stringify(frame) + ', shown ' + JSON.stringify(held));
+    }
+    const got = await carol.waitFor((m) => m.type === 'message' && m.text === text, 'the held message');
+    if (got.id !== frame.id) throw new Error('carol got it with id ' + got.id + ', sent as ' + frame.id);
+    await waitState(t.alice, text, 'saved');
+    const saved = await onlyMessage(t.alice, text);
+    if (saved.seq !== got.seq || saved.id !== frame.id) throw new Error('saved as ' + JSON.stringify(saved) + ', delivered as ' + JSON.stringify(got));
+    await waitMessage(t.bob, 'alice', text);
+    await onlyMessage(t.bob, text);
+  });
+
   step('unread counts: a message in a room not shown is counted, and read when the room is opened', async () => {
     // Keyboard only: Tab to the join box, type, Enter.
     await t.bob.focus('#join-input');
@@ -433,7 +613,109 @@ async function main() {
     await t.bob.screenshot({ path: PHONE_SCREENSHOT });
   });
 
-  step('a server restart: the pages show they are offline, come back by themselves, rejoin and talk', async () => {
+  step('scrollback: a room with 120 messages shows its latest 50; scrolling up and "load earlier" bring the rest, in order, once', async () => {
+    await carol.join('archive');
+    await carol.publish('archive', numbered('archive', 1, 120));
+    await t.alice.fill('#join-input', 'archive');
+    await t.alice.press('#join-input', 'Enter');
+    await t.alice.waitForFunction(() => document.getElementById('room-title').textContent === '#archive', null,
+      { timeout: WAIT_MS });
+    await waitTexts(t.alice, 'archive ', numbered('archive', 71, 120));
+    await t.alice.waitForFunction(() => document.querySelector('#messages .load-earlier'), null, { timeout: WAIT_MS });
+    // Scrolled to the top: the 50 before come, above, and what was at the top stays where it was.
+    const before = await t.alice.evaluate(() => {
+      const log = document.getElementById('messages');
+      log.scrollTop = 0;
+      const first = log.querySelector('li.message');
+      return { text: first.querySelector('.text').textContent, top: first.getBoundingClientRect().top };
+    });
+    if (before.text !== 'archive 71') throw new Error('the top message was ' + before.text);
+    await waitTexts(t.alice, 'archive ', numbered('archive', 21, 120));
+    const after = await t.alice.evaluate(() => {
+      const li = Array.from(document.querySelectorAll('#messages li.message'))
+        .find((x) => x.querySelector('.text').textContent === 'archive 71');
+      return { top: li.getBoundingClientRect().top, scrollTop: document.getElementById('messages').scrollTop };
+    });
+    if (Math.abs(after.top - before.top) > 2 || after.scrollTop < 100) {
+      throw new Error('the log jumped when earlier messages came: ' + JSON.stringify({ before, after }));
+    }
+    // The rest with the keyboard: the "load earlier" control at the top of the log.
+    await t.alice.focus('#messages .load-earlier');
+    await t.alice.keyboard.press('Enter');
+    await waitTexts(t.alice, 'archive ', numbered('archive', 1, 120));
+    await t.alice.waitForFunction(() => /start of #archive/i.test(document.querySelector('#messages .history-edge').textContent),
+      null, { timeout: WAIT_MS });
+    const seqs = (await shownMessages(t.alice)).map((m) => m.seq);
+    if (!seqs.every((seq, i) => i === 0 || seq > seqs[i - 1])) throw new Error('seqs out of order: ' + seqs.join(','));
+    // Live messages still land at the end.
+    await carol.publish('archive', ['archive 121']);
+    await waitTexts(t.alice, 'archive ', numbered('archive', 1, 121));
+    await showRoomOn(t.alice, 'lobby');
+  });
+
+  step('a dropped connection: meanwhile a TCP member says 20 things; back, the page shows them all, in order, once', async () => {
+    await link.cut();
+    await waitConn(t.alice, 'offline');
+    await carol.publish('lobby', numbered('while away', 1, 20));
+    await waitTexts(t.bob, 'while away ', numbered('while away', 1, 20));
+    await link.open();
+    await waitConn(t.alice, 'online', RECONNECT_MS);
+    await waitTexts(t.alice, 'while away ', numbered('while away', 1, 20), RECONNECT_MS);
+    const texts = (await shownMessages(t.alice)).map((m) => m.text);
+    if (!(texts.indexOf('typed with the keyboard') < texts.indexOf('while away 1'))) {
+      throw new Error('the missed messages are not after the earlier ones: ' + JSON.stringify(texts.slice(-24)));
+    }
+    const lines = await t.alice.evaluate(() => Array.from(document.querySelectorAll('#messages li.system')).map((li) => li.textContent));
+    if (!lines.some((l) => /\b20 messages sent while you were away/.test(l))) throw new Error('no catch-up line: ' + JSON.stringify(lines));
+    if (await t.alice.$('#messages li.gap')) throw new Error('a gap is marked where there is none');
+    // And alice's other room, not shown: caught up too, counted as unread.
+    await carol.publish('archive', ['archive 122']);
+    await link.cut();
+    await waitConn(t.alice, 'offline');
+    await carol.publish('archive', ['archive 123', 'archive 124']);
+    await link.open();
+    await t.alice.waitForFunction(() => {
+      const b = document.querySelector('#room-list button[data-room="archive"] .unread');
+      return b && b.firstChild.textContent === '3';
+    }, null, { timeout: RECONNECT_MS });
+    await showRoomOn(t.alice, 'archive');
+    await waitTexts(t.alice, 'archive ', numbered('archive', 1, 124));
+    await showRoomOn(t.alice, 'lobby');
+  });
+
+  step('past the replay limit: the page says messages were missed, marks the gap, and shows the latest from history', async () => {
+    await link.cut();
+    await waitConn(t.alice, 'offline');
+    const missed = REPLAY_LIMIT + 5;
+    await carol.publish('lobby', numbered('beyond', 1, missed));
+    await link.open();
+    await waitConn(t.alice, 'online', RECONNECT_MS);
+    // A notice for screen readers and eyes (role=status), and a mark in the log where the gap is.
+    await t.alice.waitForFunction(() => {
+      const n = document.getElementById('notice');
+      return !n.hidden && /missed/i.test(n.textContent) && n.getAttribute('role') === 'status';
+    }, null, { timeout: RECONNECT_MS });
+    await waitTexts(t.alice, 'beyond ', numbered('beyond', 1, missed), RECONNECT_MS);
+    const order = await t.alice.evaluate(() => Array.from(document.querySelectorAll('#messages li'))
+      .map((li) => (li.classList.contains('gap') ? 'GAP' : (li.querySelector('.text') || li).textContent)));
+    const gap = order.indexOf('GAP');
+    if (gap < 0 || order.lastIndexOf('GAP') !== gap) throw new Error('one gap mark expected: ' + JSON.stringify(order.slice(-40)));
+    if (!(order.indexOf('while away 20') < gap && gap < order.indexOf('beyond 1'))) {
+      throw new Error('the gap mark is not between what was seen and what came after: ' + JSON.stringify(order.slice(-40)));
+    }
+    // The log was at the bottom and stays there: the newest message is in sight.
+    const last = 'beyond ' + missed;
+    const inSight = await t.alice.evaluate((text) => {
+      const log = document.getElementById('messages').getBoundingClientRect();
+      const li = Array.from(document.querySelectorAll('#messages li.message'))
+        .find((x) => x.querySelector('.text').textContent === text).getBoundingClientRect();
+      return li.top >= log.top - 1 && li.bottom <= log.bottom + 1;
+    }, last);
+    if (!inSight) throw new Error('"' + last + '" is out of sight: the log did not stay at the bottom');
+    await t.alice.screenshot({ path: SCREENSHOT.replace(/(\.png)?$/i, '-recovery.png') });
+  });
+
+  step('a server restart: the pages show they are offline, come back by themselves, rejoin, catch up (or say history was lost), and talk', async () => {
     carol.close();
     await waitMembers(t.alice, ['alice', 'bob']);
     const exit = await server.stop('SIGTERM');
@@ -443,11 +725,29 @@ async function main() {
     const offlineText = await t.alice.textContent('#conn-text');
     if (!/offline/i.test(offlineText)) throw new Error('the page does not say it is offline: ' + offlineText);
 
+    if (store === 'sqlite') {
+      // Meanwhile, on a server the pages cannot reach (no HTTP), a TCP member talks in lobby.
+      server = new Server(httpPort, { http: false });
+      await server.start();
+      const hana = await new NativeClient('hana').enter(server.chatPort, ['lobby']);
+      await hana.publish('lobby', numbered('missed', 1, 20));
+      hana.close();
+      await server.stop('SIGTERM');
+    }
     server = new Server(httpPort);
     await server.start();
     if (server.httpPort !== httpPort) throw new Error('restarted server is on ' + server.httpPort);
     await waitConn(t.alice, 'online', RECONNECT_MS);
     await waitConn(t.bob, 'online', RECONNECT_MS);
+    for (const page of [t.alice, t.bob]) {
+      if (store === 'sqlite') {
+        // The history (and its numbering) outlived two restarts.
+        await waitTexts(page, 'missed ', numbered('missed', 1, 20), RECONNECT_MS);
+      } else {
+        await page.waitForFunction(() => Array.from(document.querySelectorAll('#messages li.gap'))
+          .some((li) => /lost this room.s history/.test(li.textContent)), null, { timeout: RECONNECT_MS });
+      }
+    }
     // Both greeted again with their names and rejoined lobby (bob also side).
     await waitMembers(t.alice, ['alice', 'bob'], RECONNECT_MS);
     await waitMembers(t.bob, ['alice', 'bob'], RECONNECT_MS);
@@ -457,6 +757,96 @@ async function main() {
     await waitMessage(t.bob, 'alice', 'back after the restart');
     await say(t.bob, 'welcome back');
     await waitMessage(t.alice, 'bob', 'welcome back');
+  });
+
+  step('re-sending: a message whose ack was lost and one lost on the way go again with their ids after the reconnect and show once; one the server could not store says so and can be sent again', async () => {
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    const page = await context.newPage();
+    page.errors = [];
+    page.dialogs = [];
+    page.on('pageerror', (e) => page.errors.push(String(e)));
+    page.on('dialog', (d) => { page.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+    pages.push(page);
+    // Between this page and the server, a link the test cuts at a chosen moment: after the
+    // server's copy of a message but before its ack ('ack'), or before the message reaches the
+    // server ('outgoing'). 'not_stored' answers the next ack with the error a server whose store
+    // failed sends instead (the server's own tests make a store fail for real).
+    const link = { cut: null };
+    const sentIds = [];
+    const parse = (data) => { try { return JSON.parse(String(data)); } catch (e) { return null; } };
+    await page.routeWebSocket(/\/ws$/, (ws) => {
+      const upstream = ws.connectToServer();
+      const cut = () => { ws.close().catch(() => {}); upstream.close().catch(() => {}); };
+      ws.onMessage((data) => {
+        const m = parse(data);
+        if (m && m.type === 'message') {
+          sentIds.push(m.id);
+          if (link.cut === 'outgoing') { link.cut = null; cut(); return; }
+        }
+        upstream.send(data);
+      });
+      upstream.onMessage((data) => {
+        const m = parse(data);
+        if (m && m.type === 'ack' && link.cut === 'ack') { link.cut = null; cut(); return; }
+        if (m && m.type === 'ack' && link.cut === 'not_stored') {
+          link.cut = null;
+          ws.send(JSON.stringify({ type: 'error', code: 'not_stored', room: m.room, id: m.id, message: 'not stored' }));
+          return;
+        }
+        ws.send(data);
+      });
+    });
+    await page.goto(server.url('/'), { timeout: WAIT_MS });
+    await waitConn(page, 'online');
+    await enterAs(page, 'frank');
+    await waitMembers(t.alice, ['frank']);
+    const sentTwice = (text) => {
+      const shown = page.evaluate((t) => Array.from(document.querySelectorAll('#messages li.message'))
+        .find((li) => li.querySelector('.text').textContent === t).dataset.id, text);
+      return shown.then((id) => {
+        const times = sentIds.filter((x) => x === id).length;
+        if (times !== 2) throw new Error('"' + text + '" (id ' + id + ') went out ' + times + ' times; ids sent: ' + sentIds.join(' '));
+      });
+    };
+
+    // The ack is lost: the server has the message; sent again, it is acknowledged, not repeated.
+    link.cut = 'ack';
+    await say(page, 'stored, ack lost');
+    await waitConn(page, 'offline');
+    await waitConn(page, 'online', RECONNECT_MS);
+    await waitState(page, 'stored, ack lost', 'saved', RECONNECT_MS);
+    await sentTwice('stored, ack lost');
+    await waitMessage(t.alice, 'frank', 'stored, ack lost');
+    const onAlice = await onlyMessage(t.alice, 'stored, ack lost');
+    const onFrank = await onlyMessage(page, 'stored, ack lost');
+    if (onAlice.seq !== onFrank.seq) throw new Error('frank shows seq ' + onFrank.seq + ', alice ' + onAlice.seq);
+
+    // Lost on the way: the server never saw it; sent again with its id, it is delivered once.
+    link.cut = 'outgoing';
+    await say(page, 'lost on the way');
+    await waitConn(page, 'offline');
+    await waitConn(page, 'online', RECONNECT_MS);
+    await waitState(page, 'lost on the way', 'saved', RECONNECT_MS);
+    await sentTwice('lost on the way');
+    await waitMessage(t.alice, 'frank', 'lost on the way');
+    await onlyMessage(t.alice, 'lost on the way');
+    await onlyMessage(page, 'lost on the way');
+
+    // Not stored: the page says so, and "Send again" (same id) gets it acknowledged.
+    link.cut = 'not_stored';
+    await say(page, 'the store failed');
+    await waitState(page, 'the store failed', 'failed');
+    const failed = await onlyMessage(page, 'the store failed');
+    if (!/not saved/i.test(failed.status)) throw new Error('a message not stored does not say so: ' + JSON.stringify(failed));
+    await page.waitForFunction(() => /could not be saved/i.test(document.getElementById('notice').textContent), null,
+      { timeout: WAIT_MS });
+    await page.click('#messages li[data-state="failed"] .retry');
+    await waitState(page, 'the store failed', 'saved');
+    await sentTwice('the store failed');
+    await onlyMessage(page, 'the store failed');
+    await waitMessage(t.alice, 'frank', 'the store failed');
+    await onlyMessage(t.alice, 'the store failed');
+    await context.close();
   });
 
   step('keep-alive: a page pings every 20 s and gives up a server that stops answering, then comes back', async () => {
@@ -528,6 +918,7 @@ async function main() {
     if (carol) carol.close();
     if (browser) await browser.close().catch(() => {});
     await server.stop('SIGKILL').catch(() => {});
+    fs.rmSync(DATA_DIR, { recursive: true, force: true });
   }
   if (!failed) console.log('screenshots: ' + SCREENSHOT + ' ' + PHONE_SCREENSHOT);
   return failed ? 1 : 0;

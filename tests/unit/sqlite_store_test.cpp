@@ -243,7 +243,7 @@ TEST_F(SqliteStoreTest, CompletionsRunOnTheReactorInCallOrderAndReadsSeeEarlierA
 }
 
 TEST_F(SqliteStoreTest, AReadSeesAnAppendMadeBeforeItOnAnotherReactor) {
-  std::atomic<bool> other_done{false};
+  int stored_from_other = 0;  // counted on this reactor
   reactor::ReactorPool others(1, "", nullptr);
   auto store =
       chat::open_sqlite_store(options());  // after the pool: gone (drained) before it stops
@@ -253,7 +253,8 @@ TEST_F(SqliteStoreTest, AReadSeesAnAppendMadeBeforeItOnAnotherReactor) {
     // The other reactor appends; right after its call returns, it asks this one to read.
     others.at(0).post([&, seq] {
       store->append(others.at(0), "room", message(seq, "from the other reactor"), [&](bool ok) {
-        if (ok) other_done = true;
+        bool on_its_thread = others.at(0).in_loop_thread();
+        loop_.post([&, ok, on_its_thread] { stored_from_other += ok && on_its_thread ? 1 : 0; });
       });
       loop_.post([&, seq] {
         store->read(loop_, "room", 0, 0, 1, true, [&, seq](chat::ReadResult r) {
@@ -265,8 +266,8 @@ TEST_F(SqliteStoreTest, AReadSeesAnAppendMadeBeforeItOnAnotherReactor) {
     ASSERT_TRUE(run_until(loop_, [&] { return read_done; }));
     ASSERT_TRUE(saw) << "the read did not see message " << seq;
   }
-  store.reset();
-  EXPECT_TRUE(other_done.load());
+  // Every append was stored, and its completion ran on the other reactor's thread.
+  EXPECT_TRUE(run_until(loop_, [&] { return stored_from_other == 50; })) << stored_from_other;
 }
 
 TEST_F(SqliteStoreTest, AppendsWaitingTogetherShareOneTransaction) {
