@@ -228,6 +228,8 @@ def storm(ctx, threads, members, missed, rate):
         t0 = time.monotonic()
         ctx.stop(server)
         out["stop_s"] = time.monotonic() - t0
+        # 0 after a graceful stop; -15 when SIGTERM's default action ended the process (as a crash).
+        out["stop_status"] = server.proc.returncode
         t0 = time.monotonic()
         server = ctx.start(s)
         out["start_s"] = time.monotonic() - t0
@@ -249,7 +251,8 @@ def storm(ctx, threads, members, missed, rate):
                f"recovered:false {out['recovered_false']}, gaps {out['gaps']}, duplicates {out['duplicates']}); "
                f"last recovery {out['last_recovery_s']:.3f} s after the first connect; live p99 during it "
                f"{(st.get('p99') or 0) / 1000:,.1f} ms ({st.get('samples', 0):,} deliveries); restart: stop "
-               f"{out['stop_s']:.2f} s, start {out['start_s']:.2f} s" + ("" if out["ok"] else "  NOT OK"))
+               f"{out['stop_s']:.2f} s (exit status {out['stop_status']}), start {out['start_s']:.2f} s"
+               + ("" if out["ok"] else "  NOT OK"))
         return out
     except (Skip, bl.StartError) as e:
         out["failed"] = str(e)
@@ -312,6 +315,12 @@ def quick_checks(ctx, out):
 
 
 # ---- the report ----------------------------------------------------------------------------------------
+def stop_status(rc):
+    if rc is None:
+        return "-"
+    return "0, graceful" if rc == 0 else (f"killed by signal {-rc}" if rc < 0 else f"status {rc}")
+
+
 def cost_summary(p, key):
     good = [r for r in p["runs"].get(key, []) if "failed" not in r]
     return {"n": len(p["runs"].get(key, [])), "contended": sum(1 for r in good if r["contended"]),
@@ -422,7 +431,7 @@ def md_history(h):
         md += ["#### A restart with every member reconnecting at once", ""]
         md.append("| server | members x missed | recovered | failed (recovered:false / gap / duplicate) "
                   "| first / median / last recovery s | live msg/s | live p50 ms during | p99 ms during | p99 ms after "
-                  "| server CPU s during | stop s | start s |")
+                  "| server CPU s during | SIGTERM: stop s (exit status) | start s |")
         md.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for st in h["storms"]:
             name = f"chat-server --threads {st['threads']}, --store sqlite"
@@ -437,7 +446,7 @@ def md_history(h):
                       f"| {st['first_recovery_s']:.3f} / {rec.get('p50', 0):.3f} / {st['last_recovery_s']:.3f} "
                       f"| {st['rate']} | {(during.get('p50') or 0) / 1000:,.1f} | {(during.get('p99') or 0) / 1000:,.1f} "
                       f"| {(after.get('p99') or 0) / 1000:,.1f} | {bl.fmt_f(st.get('server_cpu_s_storm'))} "
-                      f"| {st['stop_s']:.2f} | {st['start_s']:.2f} |")
+                      f"| {st['stop_s']:.2f} ({stop_status(st.get('stop_status'))}) | {st['start_s']:.2f} |")
         md.append("")
         bad = [f"--threads {st['threads']}: {st['first_failure']}" for st in h["storms"] if st.get("first_failure")]
         if bad:
