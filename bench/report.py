@@ -1,7 +1,7 @@
 """BENCHMARKS.md from a run's raw results: every generated block, and the file written around them.
 
 render() makes the blocks (one per <!-- bench:NAME --> marker: run, targets, echo-targets, echo,
-c10k, chat-targets, chat-fixed, chat-saturation, websocket, accept, scale, plots, checks) from `data`, whether
+c10k, chat-targets, chat-fixed, chat-saturation, websocket, history, accept, scale, plots, checks) from `data`, whether
 it was just measured or read back with --from-json; write() replaces those blocks in the markdown
 (the prose around them stays) and saves the raw results. Only what is in `data` is rendered: a
 section that did not run leaves its block as it was.
@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import benchlib as bl
+import history_suite
 import plots
 import scale_bench as sb
 import ws_suite
@@ -43,7 +44,7 @@ def render(ctx, data, elapsed, plotdir):
     blocks = {"run": md_run(data, mach, data["command"], elapsed)}
     echo_res = saved_echo_targets(data)
     targets = ((echo_res["targets"] if echo_res else []) + chat_target_rows(data.get("chat_targets"))
-               + ws_suite.target_rows(data.get("websocket")))
+               + ws_suite.target_rows(data.get("websocket")) + history_suite.target_rows(data.get("history")))
     blocks["targets"] = md_targets(targets)
     if echo_res:
         blocks["echo-targets"] = echo_res["md"]
@@ -61,6 +62,8 @@ def render(ctx, data, elapsed, plotdir):
             blocks["chat-saturation"] = md_chat_saturation(data["chat"])
     if "websocket" in data:
         blocks["websocket"] = ws_suite.md_websocket(data["websocket"])
+    if "history" in data:
+        blocks["history"] = history_suite.md_history(data["history"])
     if "accept" in data:
         blocks["accept"] = sb.md_accept(data["accept"])
     if "scale" in data:
@@ -459,6 +462,11 @@ TEMPLATE = """# Benchmarks
 
 <!-- bench:websocket -->
 <!-- /bench:websocket -->
+
+## History
+
+<!-- bench:history -->
+<!-- /bench:history -->
 
 ## Scale out
 

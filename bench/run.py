@@ -21,6 +21,11 @@ Sections (all on this machine, client and server sharing its CPUs, loopback only
                 `ws` room (bench/node_ws_room.js; `npm ci --prefix bench` if bench/node_modules is
                 missing) at 1,000 members x 100 and x 1,000 msg/s, and against Redis at 10,000 x 10;
                 RSS per idle WebSocket member (bench/ws_suite.py).
+  history       issue 11: server CPU per delivery and p99 with --store sqlite (the default) against
+                --store off (1,000 x 100 and 10,000 x 10 msg/s, every message with an id); acknowledged
+                messages per second into one room, pipelined, against Redis XADD with an append-only
+                file; a restart with 1,000 members reconnecting at once, each recovering 100 missed
+                messages (bench/history_suite.py).
   accept        --threads 2: one listener handing connections out against a SO_REUSEPORT listener
                 per reactor (bench/scale_bench.py).
   scale         100,000 members in one room: chat-server --workers 6 joined through Redis, loadgen
@@ -41,6 +46,7 @@ This file is the command line and the table of sections; the code lives beside i
   echo_suite.py   the sections echo-targets, echo, c10k    (echo_bench.py: the echo-targets scenarios)
   chat_suite.py   the sections chat-targets, chat
   ws_suite.py     the section websocket
+  history_suite.py  the section history
   scale_bench.py  the sections accept, scale
   report.py       BENCHMARKS.md's generated blocks          plots.py: the PNG plots
   benchlib.py     processes, /proc sampling, ports, loadgen, medians, formatting
@@ -55,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 import chat_suite  # noqa: E402
 import echo_suite  # noqa: E402
+import history_suite  # noqa: E402
 import report  # noqa: E402
 import scale_bench  # noqa: E402
 import ws_suite  # noqa: E402
@@ -73,6 +80,7 @@ SECTIONS = {
     "chat-targets": chat_suite.chat_targets_section,
     "chat": chat_suite.chat_section,
     "websocket": ws_suite.websocket_section,
+    "history": history_suite.history_section,
     "accept": scale_bench.accept_section,
     "scale": scale_bench.scale_section,
 }

@@ -4,6 +4,7 @@ ECHO_SYSTEMS serve the echo and c10k sections, CHAT_SYSTEMS the chat sections. A
 what --skip takes and what the raw results (bench/results/run.json) are filed under; its `label` is
 what the tables say. Starting and stopping one is Ctx's job (context.py).
 """
+import tempfile
 from dataclasses import dataclass
 
 import benchlib as bl
@@ -99,7 +100,36 @@ WS_SYSTEMS = [
            needs=("node",), dialect="ws", group="other"),
 ]
 
-ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS + WS_SYSTEMS
+def chat_server_store(store, threads=2):
+    """chat-server with history kept by `store` (sqlite, off); sqlite in a fresh directory of the run's
+    log directory for every start (the history section's storm restarts on one directory itself)."""
+    def cmd(ctx, port):
+        argv = [str(ctx.bin / "chat-server"), "--threads", str(threads), "--host", "127.0.0.1", "--port", "0",
+                "--no-http", "--store", store]
+        if store == "sqlite":
+            argv += ["--data-dir", tempfile.mkdtemp(prefix="store-", dir=ctx.procs.logdir)]
+        return argv
+    return cmd
+
+
+def redis_aof(ctx, port):
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+            "--appendfsync", "everysec", "--dir", tempfile.mkdtemp(prefix="redis-aof-", dir=ctx.procs.logdir)]
+
+
+# The history section (bench/history_suite.py): chat-server with its default store (SQLite) against
+# the same server keeping no history, and the acknowledged-publish reference: Redis appending to a
+# stream (XADD) with its append-only file written every second, driven by redis-benchmark.
+HISTORY_SYSTEMS = [
+    System("chat-sqlite", "chat-server --threads 2, --store sqlite (the default)", chat_server_store("sqlite"),
+           needs=("bin:chat-server",), dialect="native", group="ours"),
+    System("chat-off", "chat-server --threads 2, --store off", chat_server_store("off"),
+           needs=("bin:chat-server",), dialect="native", group="ours"),
+    System("redis-xadd", "redis-server XADD, appendonly yes, appendfsync everysec", redis_aof, ready="listen",
+           pick_port=True, needs=("redis-server", "redis-benchmark"), dialect="redis", group="reference"),
+]
+
+ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS + WS_SYSTEMS + HISTORY_SYSTEMS
 
 
 def system(key):

@@ -6,7 +6,7 @@
 
 namespace loadgen {
 
-enum class Mode { kEcho, kChat };
+enum class Mode { kEcho, kChat, kRecover };
 enum class Dialect { kNative, kArticle, kRedis, kNats, kWs };
 
 const char* mode_name(Mode m);
@@ -34,6 +34,18 @@ struct Config {
   int connect_batch = 256;
   double connect_timeout = 60;  // seconds for connecting and the protocol handshake
   double barrier_timeout = 30;  // chat: seconds for every member to receive a warm-up message
+  // chat, native and ws: every publish carries an id (its header, see message.h); the server's acks
+  // are counted and timed from the publish (publish-to-ack latency).
+  bool ids = false;
+  // chat: > 0: closed loop instead of --rate: each publisher keeps at most this many published
+  // messages unacknowledged (implies ids), sending the next as each ack comes back.
+  int window = 0;
+  // recover (recover.h): the phase, prepare or storm; storm: the seq and epoch the members saw
+  // before they left; both: the messages they missed.
+  std::string phase = "prepare";
+  uint64_t since = 0;
+  std::string epoch;
+  int missed = 100;
   int server_pid = 0;
   bool json = false;
   bool progress = false;   // live line on stderr (stderr is a terminal)

@@ -399,7 +399,8 @@ void Coordinator::print_progress() {
 
 int Coordinator::report() {
   const bool chat = cfg_.mode == Mode::kChat;
-  Histogram latency;
+  Histogram latency, ack_latency;
+  uint64_t acks = 0, acks_in_window = 0, measured_answered = 0, not_stored = 0, foreign_acks = 0;
   uint64_t connected = 0, connect_errors = 0, closed_errors = 0, mismatch_errors = 0, protocol_errors = 0,
            server_errors = 0, window_ops = 0, received = 0, duplicates = 0, out_of_order = 0,
            foreign = 0, sent = 0, sent_warmup = 0, stalls = 0, barrier_messages = 0, members_warmed = 0;
@@ -429,12 +430,21 @@ int Coordinator::report() {
     connect_s = std::max(connect_s, f64(c.ready_info, "connect_s"));
     if (first_error.empty() && r.is_object()) first_error = r.value("first_error", "");
     if (r.is_object() && r.contains("latency")) merge_histogram_json(latency, r["latency"]);
+    acks += u64(r, "acks");
+    acks_in_window += u64(r, "acks_in_window");
+    measured_answered += u64(r, "measured_answered");
+    not_stored += u64(r, "not_stored");
+    foreign_acks += u64(r, "foreign_acks");
+    if (r.is_object() && r.contains("ack_latency")) merge_histogram_json(ack_latency, r["ack_latency"]);
   }
+  // --ids: a measured message neither acked nor refused by the end of the drain.
+  const uint64_t acks_missing = cfg_.ids && sent > measured_answered ? sent - measured_answered : 0;
   const double window = since(t_start_, t_stop_);
   const double throughput = window > 0 ? static_cast<double>(window_ops) / window : 0;
   const uint64_t expected = chat ? measured_sent_ * members_warmed : 0;
   const int64_t loss = chat ? static_cast<int64_t>(expected) - static_cast<int64_t>(received) : 0;
-  const uint64_t errors = connect_errors + closed_errors + mismatch_errors + protocol_errors + server_errors;
+  const uint64_t errors =
+      connect_errors + closed_errors + mismatch_errors + protocol_errors + server_errors + not_stored + foreign_acks;
   const bool have_server = cfg_.server_pid > 0 && cpu_start_ >= 0 && cpu_end_ >= 0;
   const double server_cpu = have_server ? cpu_end_ - cpu_start_ : 0;
   const bool have_rss = cfg_.server_pid > 0 && rss_before_ >= 0 && rss_connected_ >= 0 && connected > 0;
@@ -451,6 +461,8 @@ int Coordinator::report() {
     out["publishers"] = cfg_.publishers;
     out["room"] = cfg_.room;
     out["rate"] = cfg_.rate;
+    out["ids"] = cfg_.ids;
+    out["window"] = cfg_.window;
   } else {
     out["active"] = cfg_.active;
     out["depth"] = cfg_.depth;
@@ -482,6 +494,17 @@ int Coordinator::report() {
     out["warmup_messages"] = sent_warmup;
     out["barrier_messages"] = barrier_messages;
     out["foreign_messages"] = foreign;
+    if (cfg_.ids) {
+      out["acks"] = acks;
+      out["acks_missing"] = acks_missing;
+      out["not_stored"] = not_stored;
+      out["foreign_acks"] = foreign_acks;
+      out["acks_per_s"] = round_to(window > 0 ? static_cast<double>(acks_in_window) / window : 0, 0.1);
+      out["ack_latency_us"] = {{"p50", us(ack_latency.quantile(0.50))},  {"p90", us(ack_latency.quantile(0.90))},
+                               {"p99", us(ack_latency.quantile(0.99))},  {"p999", us(ack_latency.quantile(0.999))},
+                               {"max", us(static_cast<double>(ack_latency.max()))},
+                               {"samples", ack_latency.total()}};
+    }
   } else {
     out["round_trips"] = window_ops;
     out["rtt_per_s"] = round_to(throughput, 0.1);
@@ -523,10 +546,13 @@ int Coordinator::report() {
   } else {
     auto pct = [&](double q) { return latency.quantile(q) / 1000.0; };
     if (chat) {
-      std::printf("chat (%s) on %s:%d: %d members in room '%s', %d publisher(s) at %.0f msg/s, %d-byte texts, "
+      std::string pace = cfg_.window > 0 ? "each keeping " + std::to_string(cfg_.window) + " unacknowledged"
+                                         : "at " + std::to_string(std::lround(cfg_.rate)) + " msg/s";
+      std::printf("chat (%s) on %s:%d: %d members in room '%s', %d publisher(s) %s%s, %d-byte texts, "
                   "%zu process(es)\n",
                   dialect_name(cfg_.dialect), cfg_.host.c_str(), cfg_.port, cfg_.connections, cfg_.room.c_str(),
-                  cfg_.publishers, cfg_.rate, cfg_.payload, children_.size());
+                  cfg_.publishers, pace.c_str(), cfg_.ids && cfg_.window == 0 ? " with ids" : "", cfg_.payload,
+                  children_.size());
       std::printf("connected %" PRIu64 " in %.3f s; barrier %.3f s (%" PRIu64 " members subscribed)\n", connected,
                   connect_s, since(t_barrier_, t_warmed_), members_warmed);
       std::printf("sent %" PRIu64 " in %.3f s (%.0f/s); deliveries %" PRIu64 " in the window: %.0f/s\n", sent, window,
@@ -544,6 +570,13 @@ int Coordinator::report() {
     }
     std::printf("latency us: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (%" PRIu64 " samples)\n", pct(0.5),
                 pct(0.9), pct(0.99), pct(0.999), static_cast<double>(latency.max()) / 1000.0, latency.total());
+    if (chat && cfg_.ids) {
+      std::printf("acks %" PRIu64 " (%.0f/s in the window), missing %" PRIu64 ", not stored %" PRIu64
+                  "; publish to ack us: p50 %.1f  p99 %.1f  max %.1f\n",
+                  acks, window > 0 ? static_cast<double>(acks_in_window) / window : 0, acks_missing, not_stored,
+                  ack_latency.quantile(0.5) / 1000.0, ack_latency.quantile(0.99) / 1000.0,
+                  static_cast<double>(ack_latency.max()) / 1000.0);
+    }
     if (have_server) {
       std::printf("server cpu %.3f s: %.3f us per %s\n", server_cpu,
                   window_ops ? server_cpu * 1e6 / static_cast<double>(window_ops) : 0.0, chat ? "delivery" : "round trip");
@@ -557,7 +590,7 @@ int Coordinator::report() {
   }
   std::fflush(stdout);
   if (chat && measured_sent_ == 0) return 1;
-  return errors == 0 ? 0 : 1;
+  return errors == 0 && acks_missing == 0 ? 0 : 1;
 }
 
 }  // namespace loadgen

@@ -5,7 +5,14 @@
 
 namespace loadgen {
 
-const char* mode_name(Mode m) { return m == Mode::kEcho ? "echo" : "chat"; }
+const char* mode_name(Mode m) {
+  switch (m) {
+    case Mode::kEcho: return "echo";
+    case Mode::kChat: return "chat";
+    case Mode::kRecover: return "recover";
+  }
+  return "?";
+}
 
 const char* dialect_name(Dialect d) {
   switch (d) {
@@ -57,6 +64,17 @@ bool parse_int(std::string_view s, int64_t& v) {
 
 constexpr std::string_view kMessagePrefix = "{\"type\":\"message\"";
 constexpr std::string_view kTextKey = "\"text\":\"";
+constexpr std::string_view kAckPrefix = "{\"type\":\"ack\"";
+constexpr std::string_view kIdKey = "\"id\":\"";
+
+// The value of "id" in a line of ours (ids need no escaping), or empty.
+std::string_view id_in(std::string_view line) {
+  size_t k = line.find(kIdKey);
+  if (k == std::string_view::npos) return {};
+  size_t start = k + kIdKey.size();
+  size_t close = line.find('"', start);
+  return close == std::string_view::npos ? std::string_view{} : line.substr(start, close - start);
+}
 
 }  // namespace
 
@@ -125,13 +143,17 @@ bool Codec::ready_at_connect(bool publisher) const {
   return true;
 }
 
-void Codec::append_publish(std::string& out, const std::string& user, std::string_view text) {
+void Codec::append_publish(std::string& out, const std::string& user, std::string_view text, std::string_view id) {
   switch (cfg_.dialect) {
     case Dialect::kNative:
       out += "{\"type\":\"message\",\"room\":\"";
       out += cfg_.room;  // checked at start-up: needs no escaping
       out += "\",\"text\":\"";
       out += text;  // needs no escaping by construction
+      if (!id.empty()) {
+        out += "\",\"id\":\"";
+        out += id;
+      }
       out += "\"}\n";
       break;
     case Dialect::kArticle:
@@ -161,6 +183,10 @@ void Codec::append_publish(std::string& out, const std::string& user, std::strin
       scratch_ += cfg_.room;
       scratch_ += "\",\"text\":\"";
       scratch_ += text;
+      if (!id.empty()) {
+        scratch_ += "\",\"id\":\"";
+        scratch_ += id;
+      }
       scratch_ += "\"}";
       ws::append_text(out, scratch_, masker_);
       break;
@@ -212,6 +238,10 @@ void Codec::parse_native_message(std::string_view line, Sink& sink) const {
     sink.on_error("a message line without a text");
     return;
   }
+  if (line.substr(0, kAckPrefix.size()) == kAckPrefix) {  // --ids: as many as messages published
+    sink.on_ack(id_in(line));
+    return;
+  }
   auto j = nlohmann::json::parse(line, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     sink.on_error("a line that is not a JSON object");
@@ -220,6 +250,8 @@ void Codec::parse_native_message(std::string_view line, Sink& sink) const {
   std::string type = j.value("type", "");
   if (type == "joined") {
     sink.on_ready();
+  } else if (type == "error" && j.value("code", "") == "not_stored") {
+    sink.on_not_stored(j.value("id", ""));
   } else if (type == "error") {
     sink.on_error(j.value("code", "?") + ": " + j.value("message", ""));
   }

@@ -4,6 +4,7 @@
 //   native   chat-server's JSON lines: {"type":"hello","user":U} {"type":"join","room":R},
 //            {"type":"message","room":R,"text":T}; in: {"type":"message",...,"text":T,...} lines.
 //            Lines before "welcome" may be the article's lobby lines (docs/PROTOCOL.md): skipped.
+//            With --ids a publish carries "id":X and the server answers {"type":"ack",...,"id":X}.
 //   article  the article's protocol: in room "lobby" from connect; out {"user":U,"text":T}; in
 //            "[U] T" with or without "\n" (the article's Python server sends none), split by the
 //            known text length.
@@ -33,6 +34,9 @@ class Sink {
   virtual void on_info() {}                          // nats: the server's INFO (send CONNECT now)
   virtual void on_ping() {}                          // nats: the server's PING (answer PONG)
   virtual void on_error(std::string_view what) = 0;  // the server reported an error
+  // native/ws, a publish with an id: stored (ack) or not (the error not_stored).
+  virtual void on_ack(std::string_view /*id*/) {}
+  virtual void on_not_stored(std::string_view id) { on_error("not_stored: " + std::string(id)); }
 };
 
 struct ParseResult {
@@ -52,8 +56,9 @@ class Codec {
   std::string after_info(bool publisher) const;
   // Whether the connection is subscribed/usable without waiting for a reply.
   bool ready_at_connect(bool publisher) const;
-  // Appends one publish of `text` (exactly --payload bytes) by user `user`.
-  void append_publish(std::string& out, const std::string& user, std::string_view text);
+  // Appends one publish of `text` (exactly --payload bytes) by user `user`; native and ws: with
+  // "id":`id` unless it is empty (the id needs no escaping: it is a header of message.h).
+  void append_publish(std::string& out, const std::string& user, std::string_view text, std::string_view id = {});
   // ws: the upgrade request with a fresh key; `accept` gets what the server must answer.
   std::string ws_upgrade(std::string& accept);
   // ws: a pong echoing `payload`, a close echoing `code`.

@@ -7,6 +7,13 @@
 //                 the publisher's send. Reports deliveries_per_s. Dialects: native, article, redis,
 //                 nats, ws (the native dialect over WebSocket; --port is then the HTTP port; see
 //                 dialect.h).
+//                 --ids: every publish carries an id; the server's acks are counted and timed
+//                 (publish to ack). --window N: instead of --rate, each publisher keeps N messages
+//                 unacknowledged (pipelining), sending the next as each ack arrives: reports
+//                 acks_per_s, the acknowledged messages per second.
+//   --mode recover  many members reconnecting at once, each recovering what it missed (join with
+//                 since/epoch): --phase prepare, then (the server restarted) --phase storm; one
+//                 process, see recover.h.
 //
 // The load runs in K worker processes (fork; one Reactor each); the parent coordinates them over
 // pipes, samples the server (--server-pid) at the measured window's edges and prints one report
@@ -31,6 +38,7 @@
 #include "loadgen/coordinator.h"
 #include "loadgen/message.h"
 #include "loadgen/proc_stats.h"
+#include "loadgen/recover.h"
 #include "reactor/handle.h"
 #include "reactor/inet_address.h"
 #include "reactor/log.h"
@@ -125,7 +133,7 @@ int main(int argc, char** argv) {
                "loadgen"};
   Config cfg;
   std::string mode = "echo", dialect = "native";
-  cli.add_option("--mode", mode, "echo or chat")->capture_default_str();
+  cli.add_option("--mode", mode, "echo, chat or recover")->capture_default_str();
   cli.add_option("--host", cfg.host, "Server address")->capture_default_str();
   cli.add_option("--port", cfg.port, "Server port (--dialect ws: the server's HTTP port, where GET /ws upgrades)")
       ->required();
@@ -152,6 +160,21 @@ int main(int argc, char** argv) {
   auto* barrier = cli.add_option("--barrier-timeout", cfg.barrier_timeout,
                                  "chat: seconds allowed for every member to receive a warm-up message")
                       ->capture_default_str();
+  auto* ids = cli.add_flag("--ids", cfg.ids,
+                           "chat, native or ws: publish every message with an id; count the server's acks and "
+                           "time them from the publish (publish-to-ack latency)");
+  auto* window = cli.add_option("--window", cfg.window,
+                                "chat, native or ws: instead of --rate, each publisher keeps this many messages "
+                                "unacknowledged, sending the next as each ack arrives (implies --ids); reports "
+                                "acknowledged messages per second");
+  auto* phase = cli.add_option("--phase", cfg.phase,
+                               "recover: prepare (members join and leave, then --missed messages are published) "
+                               "or storm (every member reconnects at once with --since/--epoch)")
+                   ->capture_default_str();
+  auto* since = cli.add_option("--since", cfg.since, "recover --phase storm: the seq the members saw (prepare's since)");
+  auto* epoch = cli.add_option("--epoch", cfg.epoch, "recover --phase storm: the epoch the members saw");
+  auto* missed = cli.add_option("--missed", cfg.missed, "recover: messages the members missed (published by prepare)")
+                     ->capture_default_str();
   cli.add_option("--processes", cfg.processes,
                  "Worker processes (0: enough that none holds more than 15000 connections)")
       ->capture_default_str();
@@ -173,8 +196,10 @@ int main(int argc, char** argv) {
     cfg.mode = Mode::kEcho;
   } else if (mode == "chat") {
     cfg.mode = Mode::kChat;
+  } else if (mode == "recover") {
+    cfg.mode = Mode::kRecover;
   } else {
-    return bad("unknown --mode '" + mode + "' (echo or chat)");
+    return bad("unknown --mode '" + mode + "' (echo, chat or recover)");
   }
   if (dialect == "native") {
     cfg.dialect = Dialect::kNative;
@@ -190,13 +215,23 @@ int main(int argc, char** argv) {
     return bad("unknown --dialect '" + dialect + "' (native, article, redis, nats or ws)");
   }
   const bool chat = cfg.mode == Mode::kChat;
-  if (!chat) {
-    for (auto* o : {rate, publishers, room, dialect_opt, drain, barrier}) {
+  const bool recover = cfg.mode == Mode::kRecover;
+  if (cfg.mode == Mode::kEcho) {
+    for (auto* o : {rate, publishers, room, dialect_opt, drain, barrier, ids, window}) {
       if (o->count() > 0) return bad(o->get_name() + " applies to --mode chat only");
     }
   } else {
     for (auto* o : {active, depth}) {
       if (o->count() > 0) return bad(o->get_name() + " applies to --mode echo only");
+    }
+  }
+  if (!recover) {
+    for (auto* o : {phase, since, epoch, missed}) {
+      if (o->count() > 0) return bad(o->get_name() + " applies to --mode recover only");
+    }
+  } else {
+    for (auto* o : {publishers, dialect_opt, barrier, ids, window}) {
+      if (o->count() > 0) return bad(o->get_name() + " does not apply to --mode recover (native members, one publisher)");
     }
   }
   if (cfg.port < 1 || cfg.port > 65535) return bad("--port must be 1..65535");
@@ -222,9 +257,31 @@ int main(int argc, char** argv) {
       cfg.room = "lobby";
     }
     if (!valid_room(cfg.room)) return bad("--room must be 1 to 64 of A-Z a-z 0-9 _ . # -");
+    if (window->count() > 0) {
+      if (cfg.window < 1 || cfg.window > 100000) return bad("--window must be 1..100000 messages");
+      if (rate->count() > 0) return bad("--window and --rate: choose one (--window publishes as acks come back)");
+      cfg.ids = true;
+    }
+    if (cfg.ids && cfg.dialect != Dialect::kNative && cfg.dialect != Dialect::kWs) {
+      return bad(std::string(window->count() > 0 ? "--window" : "--ids") +
+                 " needs --dialect native or ws (the others have no acks)");
+    }
     if (static_cast<double>(cfg.connections) * cfg.publishers > 2e8) {
       return bad("--connections x --publishers is too large to track (at most 200 million)");
     }
+  } else if (recover) {
+    if (cfg.phase != "prepare" && cfg.phase != "storm") return bad("--phase must be prepare or storm");
+    if (cfg.phase == "storm" && (since->count() == 0 || epoch->count() == 0 || cfg.epoch.empty())) {
+      return bad("--phase storm needs --since and --epoch (what --phase prepare reported)");
+    }
+    if (cfg.missed < 1 || cfg.missed > 100000) return bad("--missed must be 1..100000");
+    if (cfg.connections > 60000) return bad("--connections: at most 60000 in --mode recover (one process)");
+    if (!(cfg.rate > 0) || cfg.rate > 100000) return bad("--rate must be > 0 and at most 100000 messages per second");
+    if (cfg.payload < loadgen::kMinChatPayload || cfg.payload > 60000) {
+      return bad("--payload must be " + std::to_string(loadgen::kMinChatPayload) + "..60000 bytes");
+    }
+    if (!(cfg.drain >= 0) || cfg.drain > 3600) return bad("--drain must be >= 0 seconds");
+    if (!valid_room(cfg.room)) return bad("--room must be 1 to 64 of A-Z a-z 0-9 _ . # -");
   } else {
     if (cfg.active < 0) cfg.active = cfg.connections;
     if (cfg.active > cfg.connections) {
@@ -300,6 +357,14 @@ int main(int argc, char** argv) {
   cfg.run_id = static_cast<uint64_t>(::getpid());
   cfg.progress = ::isatty(STDERR_FILENO) == 1;
   reactor::set_log_level(reactor::LogLevel::kWarn);
+  if (recover) {
+    try {
+      return loadgen::run_recover(cfg);
+    } catch (const std::exception& e) {
+      std::cerr << "loadgen: " << e.what() << "\n";
+      return 1;
+    }
+  }
   try {
     loadgen::Coordinator coordinator(cfg, std::move(shares));
     return coordinator.run();

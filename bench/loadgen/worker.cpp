@@ -145,6 +145,7 @@ void WorkerBase::on_command_readable() {
     }
     if (cmd == "start") {
       window_.open(ops());
+      on_window_opened();
     } else if (cmd == "stop") {
       window_.close(ops());
       on_window_closed();
@@ -467,6 +468,7 @@ class ChatWorker final : public WorkerBase {
     if (share.publishers) {
       pub_out_.resize(publishers_);
       measured_seq_.assign(publishers_, 0);
+      inflight_.assign(publishers_, 0);
       warm_seq_.assign(publishers_, 0);
     }
     text_.resize(static_cast<size_t>(cfg_.payload));
@@ -515,6 +517,8 @@ class ChatWorker final : public WorkerBase {
     }
     void on_ping() override { w.send(p, "PONG\r\n"); }
     void on_error(std::string_view what) override { w.server_error(p, what); }
+    void on_ack(std::string_view id) override { w.publisher_answer(p, id, true, now); }
+    void on_not_stored(std::string_view id) override { w.publisher_answer(p, id, false, now); }
   };
 
   // ws: the frames of one peer's input; the messages in them go to the native parser.
@@ -610,6 +614,7 @@ class ChatWorker final : public WorkerBase {
     ParseResult r = codec_.parse(input.view(), sink);
     if (r.fatal) return protocol_failure(p, r.problem);
     input.consume(r.consumed);
+    if (p.publisher) flush_publishers();  // --window: what the acks just read let out, in one write
   }
 
   void protocol_failure(Peer& p, const std::string& problem) {
@@ -634,6 +639,7 @@ class ChatWorker final : public WorkerBase {
     if (!p.alive || !p.conn) return;  // closed by the server's close frame
     if (r.fatal) return protocol_failure(p, r.problem);
     input.consume(r.consumed);
+    if (p.publisher) flush_publishers();
   }
 
   // ws: the server closed the WebSocket (a close frame): answer it, as RFC 6455 asks, and count it
@@ -711,8 +717,48 @@ class ChatWorker final : public WorkerBase {
     }
   }
 
+  // --ids: an ack (stored) or a not_stored error for a publisher's message with id `id`.
+  void publisher_answer(Peer& p, std::string_view id, bool stored, uint64_t now) {
+    if (!p.publisher) {  // a member publishes nothing: the server answers what was never asked
+      if (!stored) server_error(p, "not_stored for a message never published");
+      ++foreign_acks_;
+      return;
+    }
+    std::optional<Stamp> s = parse_text(id);
+    if (!s || s->publisher != p.pub) {
+      ++foreign_acks_;
+      return;
+    }
+    if (stored) {
+      ++acks_;
+    } else if (not_stored_++ < 3) {
+      std::cerr << "loadgen: " << p.user << ": not_stored for " << id << "\n";
+    }
+    if (s->kind == Kind::kBarrier) return;
+    if (inflight_[p.pub] > 0) --inflight_[p.pub];
+    if (s->kind == Kind::kMeasured) {
+      ++measured_answered_;
+      if (stored) ack_latency_.record(now > s->sent_ns ? now - s->sent_ns : 0);
+      check_drained();
+    }
+    if (cfg_.window > 0 && publishing_) fill_window(p, now);
+  }
+
+  // --window: publishes until `window` messages of this publisher are unacknowledged (the caller
+  // flushes).
+  void fill_window(Peer& p, uint64_t now) {
+    if (!p.alive || !p.ready) return;
+    Kind kind = window_.is_open() ? Kind::kMeasured : Kind::kWarm;
+    while (inflight_[p.pub] < static_cast<uint32_t>(cfg_.window)) {
+      uint64_t seq = kind == Kind::kMeasured ? ++measured_seq_[p.pub] : ++warm_seq_[p.pub];
+      if (!publish(p, kind, seq, now)) return;
+    }
+  }
+
   void check_drained() {
-    if (expect_known_ && !drained_sent_ && done_ >= members_) {
+    // --ids: the publishers' process also waits for an answer to every measured message.
+    bool answered = !cfg_.ids || !share_.publishers || measured_answered_ >= measured_sent();
+    if (expect_known_ && !drained_sent_ && done_ >= members_ && answered) {
       drained_sent_ = true;
       send_event({{"ev", "drained"}});
     }
@@ -735,7 +781,12 @@ class ChatWorker final : public WorkerBase {
       fatal("--payload " + std::to_string(cfg_.payload) + " is too small for the message header");
       return false;
     }
-    codec_.append_publish(pub_out_[p.pub], p.user, text_);
+    if (cfg_.ids) {
+      codec_.append_publish(pub_out_[p.pub], p.user, text_, std::string_view(text_.data(), header_size(text_)));
+      if (kind != Kind::kBarrier) ++inflight_[p.pub];
+    } else {
+      codec_.append_publish(pub_out_[p.pub], p.user, text_);
+    }
     return true;
   }
 
@@ -800,7 +851,11 @@ class ChatWorker final : public WorkerBase {
     } else if (cmd == "go") {
       if (barrier_timer_) loop_.cancel(barrier_timer_);
       barrier_timer_ = 0;
-      if (share_.publishers) {
+      if (share_.publishers && cfg_.window > 0) {
+        publishing_ = true;
+        for (uint32_t pub = 0; pub < publishers_; ++pub) fill_window(peers_[members_ + pub], now);
+        flush_publishers();
+      } else if (share_.publishers) {
         last_tick_ns_ = now;
         tokens_ = 1;  // the first message at once
         double interval = std::clamp(1.0 / cfg_.rate, 0.001, 0.05);
@@ -822,7 +877,11 @@ class ChatWorker final : public WorkerBase {
   }
 
   // Publishing stops with the window; the parent then waits for what the members still expect.
+  void on_window_opened() override { acks_at_open_ = acks_; }
+
   void on_window_closed() override {
+    acks_at_close_ = acks_;
+    publishing_ = false;
     if (!share_.publishers) return;
     if (publish_timer_) loop_.cancel(publish_timer_);
     publish_timer_ = 0;
@@ -858,6 +917,14 @@ class ChatWorker final : public WorkerBase {
     r["sent_warmup"] = warm_sent;
     r["barrier_messages"] = barrier_seq_;
     r["publisher_stalls"] = stalls_;
+    if (cfg_.ids) {
+      r["acks"] = acks_;
+      r["acks_in_window"] = acks_at_close_ - acks_at_open_;
+      r["measured_answered"] = measured_answered_;
+      r["not_stored"] = not_stored_;
+      r["foreign_acks"] = foreign_acks_;
+      r["ack_latency"] = histogram_to_json(ack_latency_);
+    }
   }
 
   Codec codec_;
@@ -867,6 +934,7 @@ class ChatWorker final : public WorkerBase {
   std::vector<uint32_t> next_seq_;  // per member and publisher: the next measured seq expected
   std::vector<std::string> pub_out_;
   std::vector<uint64_t> measured_seq_, warm_seq_;
+  std::vector<uint32_t> inflight_;  // --ids: per publisher, warm-up and measured messages not yet answered
   std::string text_;
 
   size_t ready_count_ = 0;
@@ -896,6 +964,15 @@ class ChatWorker final : public WorkerBase {
   bool expect_known_ = false;
   size_t done_ = 0;
   bool drained_sent_ = false;
+
+  // --ids / --window
+  bool publishing_ = false;          // --window: between go and the window's end
+  uint64_t acks_ = 0;                // acks of this process's publishers (every kind)
+  uint64_t acks_at_open_ = 0, acks_at_close_ = 0;
+  uint64_t measured_answered_ = 0;   // measured messages acked or refused (not_stored)
+  uint64_t not_stored_ = 0;
+  uint64_t foreign_acks_ = 0;        // acks for ids this process never sent (or to a member)
+  Histogram ack_latency_;            // measured messages: publish to ack
 };
 
 }  // namespace

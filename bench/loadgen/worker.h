@@ -73,7 +73,8 @@ class WorkerBase {
   virtual uint64_t mode_errors() const = 0;
   // A command other than start, stop and report (which the base handles).
   virtual void on_command(const std::string& cmd, const json& j) = 0;
-  // The window has just closed (the ops, clock and CPU at its end are taken).
+  // The window has just opened / closed (the ops, clock and CPU at its edge are taken).
+  virtual void on_window_opened() {}
   virtual void on_window_closed() {}
   // What the mode adds to the progress events and to the result.
   virtual void add_progress(json&) const {}
