@@ -111,9 +111,9 @@ case $cmd in
     TARGETS="unit_tests chat-server" configure build-tsan Debug -DREACTOR_TSAN=ON -DREACTOR_WERROR=ON
     stage "build (TSan)"
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
-    ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|ChatCoreAnswers|ChatCoreHistory|BlockingPool'
+    ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|ChatCoreAnswers|ChatCoreHistory|SqliteStore|BlockingPool'
     TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
-      -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.'
+      -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.'
     unset TSAN_OPTIONS
     stage "tests (TSan)"
     fuzz_smoke

@@ -65,13 +65,15 @@ ECHO_SYSTEMS = [
 
 CHAT_SYSTEMS = [
     System("chat", "chat-server --threads 2, native JSON lines",
-           lambda c, p: [str(c.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--no-http"],
+           lambda c, p: [str(c.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--no-http",
+                         "--store", "off"],
            needs=("bin:chat-server",), dialect="native", group="ours"),
     System("chat-article", "chat-server, article dialect",
-           lambda c, p: [str(c.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0", "--no-http"],
+           lambda c, p: [str(c.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0", "--no-http", "--store", "off"],
            needs=("bin:chat-server",), dialect="article", group="ours"),
     System("chat-1t", "chat-server --threads 1, native",
-           lambda c, p: [str(c.bin / "chat-server"), "--threads", "1", "--host", "127.0.0.1", "--port", "0", "--no-http"],
+           lambda c, p: [str(c.bin / "chat-server"), "--threads", "1", "--host", "127.0.0.1", "--port", "0", "--no-http",
+                         "--store", "off"],
            needs=("bin:chat-server",), dialect="native", group="ours"),
     System("redis", "redis-server (pub/sub)",
            lambda c, p: ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -85,7 +87,8 @@ CHAT_SYSTEMS = [
 ]
 
 def chat_server_http(ctx, port):
-    return [str(ctx.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"]
+    return [str(ctx.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--http-port", "0",
+            "--store", "off"]
 
 
 # The websocket section: the same chat-server (HTTP on) reached over WebSocket and over its native
