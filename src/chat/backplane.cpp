@@ -39,7 +39,8 @@ constexpr reactor::Clock::duration kSilenceLimit = 4s;     // nothing back for t
 // come back within an epoch. The stream and the ids expire once the room has been quiet for as long
 // as they are kept.
 // KEYS: counter, channel, stream, ids hash, ids by time, epoch.
-// ARGV: body, floor, user, text, ts, id, max messages, max age, dedupe ids, dedupe ms, new epoch.
+// ARGV: body, floor, user, text, ts, id, max messages, max age, dedupe ids, dedupe ms, new epoch,
+// dedupe max ids.
 constexpr const char* kPublishScript = R"lua(
 local epoch = redis.call('GET', KEYS[6])
 if not epoch then epoch = ARGV[11]; redis.call('SET', KEYS[6], epoch) end
@@ -87,7 +88,15 @@ if id ~= '' then
   local window = tonumber(ARGV[10])
   redis.call('HSET', KEYS[4], idkey, n)
   redis.call('ZADD', KEYS[5], ARGV[5], idkey)
-  local over = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[9])
+  local count = redis.call('ZCARD', KEYS[5])
+  local over_max = count - math.max(tonumber(ARGV[12]), tonumber(ARGV[9]))
+  if over_max > 0 then
+    -- Past the hard bound the oldest go whatever their age.
+    local popped = redis.call('ZPOPMIN', KEYS[5], over_max)
+    for i = 1, #popped, 2 do redis.call('HDEL', KEYS[4], popped[i]) end
+    count = count - over_max
+  end
+  local over = count - tonumber(ARGV[9])
   if over > 0 then
     local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. (ts - window), 'LIMIT', 0, math.min(over, 1000))
     for _, k in ipairs(old) do
@@ -494,7 +503,7 @@ void Backplane::drain() {
            kIdsPrefix + o.room, kIdTimesPrefix + o.room, kEpochKey, body, std::to_string(o.floor), o.user, o.text,
            std::to_string(o.ts_ms), o.msg_id, std::to_string(history_.max_messages),
            std::to_string(std::max<int64_t>(history_.max_age_ms, 1)), std::to_string(history_.dedupe_ids),
-           std::to_string(history_.dedupe_ms), new_epoch()},
+           std::to_string(history_.dedupe_ms), new_epoch(), std::to_string(history_.dedupe_max_ids)},
           [this, id = o.id, link = link_](const redisReply* r) {
             if (r != nullptr && link == link_) on_publish_answer(id, r);
           });

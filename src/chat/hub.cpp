@@ -46,13 +46,15 @@ void IdWindow::add(const std::string& user, const std::string& id, Entry entry, 
   std::string k = key(user, id);
   order_.emplace_back(k, entry.seq);
   entries_[std::move(k)] = entry;
-  // Forget the oldest while the window holds more than it must (by count and by age).
+  // Forget the oldest while the window holds more than it must (by count and by age), and always
+  // past the hard bound.
   int64_t young = entry.ts_ms - retention.dedupe_ms;
   while (order_.size() > retention.dedupe_ids) {
     auto& [old_key, seq] = order_.front();
     auto it = entries_.find(old_key);
     if (it != entries_.end() && it->second.seq == seq) {
-      if (it->second.ts_ms >= young) break;  // young enough to keep (and so is all after it)
+      // Young enough to keep (and so is all after it), unless past the bound.
+      if (it->second.ts_ms >= young && order_.size() <= retention.dedupe_max_ids) break;
       entries_.erase(it);
     }
     order_.pop_front();

@@ -512,11 +512,15 @@ void SqliteStoreImpl::trim_ids(const std::string& room, int64_t now) {
   int64_t keep = to_int64(options_.retention.dedupe_ids);
   if (count <= keep) return;
   int64_t young = cutoff(now, options_.retention.dedupe_ms);
+  // Past dedupe_max_ids the oldest go whatever their age.
+  int64_t over_max = count - to_int64(std::max(options_.retention.dedupe_max_ids, options_.retention.dedupe_ids));
   int64_t last_old = -1;
   {
     auto oldest = oldest_ids_.run();
     oldest.bind(1, room).bind(2, count - keep);
-    while (oldest.step() && oldest.integer(1) < young) last_old = oldest.integer(0);
+    for (int64_t i = 0; oldest.step() && (i < over_max || oldest.integer(1) < young); ++i) {
+      last_old = oldest.integer(0);
+    }
   }
   if (last_old < 0) return;
   auto erase = delete_ids_.run();
@@ -652,10 +656,14 @@ std::vector<StoredRoom> SqliteStoreImpl::load() {
     for (StoredRoom& room : rooms) {
       std::vector<StoredId>& ids = room.ids;
       size_t first_by_count = ids.size() > keep ? ids.size() - keep : 0;
+      size_t max = std::max(options_.retention.dedupe_max_ids, keep);
+      size_t first_by_max = ids.size() > max ? ids.size() - max : 0;
       size_t i = 0;
-      ids.erase(std::remove_if(
-                    ids.begin(), ids.end(),
-                    [&](const StoredId& id) { return i++ < first_by_count && id.ts_ms < young; }),
+      ids.erase(std::remove_if(ids.begin(), ids.end(),
+                               [&](const StoredId& id) {
+                                 size_t at = i++;
+                                 return at < first_by_max || (at < first_by_count && id.ts_ms < young);
+                               }),
                 ids.end());
     }
     return rooms;

@@ -59,9 +59,12 @@ struct Retention {
   size_t max_messages = 10'000;               // per room: the newest ones
   int64_t max_age_ms = 7LL * 24 * 3600 * 1000;  // and none older than this
   // An id is remembered while it is among its room's last `dedupe_ids` ids, or younger than
-  // `dedupe_ms` (whichever keeps it longer).
+  // `dedupe_ms` (whichever keeps it longer), but never past its room's last `dedupe_max_ids`: a room
+  // that gets more ids than that within `dedupe_ms` keeps its newest ones (memory stays bounded
+  // whatever the rate).
   size_t dedupe_ids = 10'000;
   int64_t dedupe_ms = 10LL * 60 * 1000;
+  size_t dedupe_max_ids = 50'000;
 };
 
 struct ReadResult {

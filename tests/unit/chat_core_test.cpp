@@ -827,4 +827,26 @@ TEST(ChatCoreHistory, AJoinWhileMessagesAreOnTheirWayIntoTheStoreGetsOnlyHigherN
   }
 }
 
+// The dedupe window remembers the last ids or the young ones, but never more than its bound: a
+// room flooded with ids keeps its newest dedupe_max_ids (memory stays bounded whatever the rate).
+TEST(ChatCoreHistory, TheDedupeWindowIsBoundedWhateverTheRate) {
+  chat::Retention r;
+  r.dedupe_ids = 2;
+  r.dedupe_ms = 3'600'000;
+  r.dedupe_max_ids = 4;
+  chat::IdWindow window;
+  for (uint64_t i = 1; i <= 9; ++i) window.add("u", "k" + std::to_string(i), {.seq = i, .ts_ms = 1000, .stored = true}, r);
+  EXPECT_EQ(window.size(), 4u);
+  EXPECT_EQ(window.find("u", "k5"), nullptr);
+  ASSERT_NE(window.find("u", "k6"), nullptr);
+  EXPECT_EQ(window.find("u", "k6")->seq, 6u);
+  // Old ones past the count go at once; young ones within the bound stay.
+  chat::IdWindow aging;
+  for (uint64_t i = 1; i <= 3; ++i) aging.add("u", "a" + std::to_string(i), {.seq = i, .ts_ms = 0, .stored = true}, r);
+  aging.add("u", "b", {.seq = 4, .ts_ms = 4'000'000, .stored = true}, r);
+  EXPECT_EQ(aging.size(), 2u);
+  EXPECT_NE(aging.find("u", "a3"), nullptr);
+  EXPECT_NE(aging.find("u", "b"), nullptr);
+}
+
 }  // namespace

@@ -394,6 +394,27 @@ TEST_F(SqliteStoreTest, RetentionByAgeInTheRoomsWrittenToAndInEveryRoomOnceASwee
   EXPECT_EQ(raw.integer("SELECT last_seq FROM rooms WHERE room='quiet'"), 1);
 }
 
+// However fast ids come, a room keeps at most dedupe_max_ids of them: young ones past the bound go
+// too (oldest first), in the file and in what load() gives.
+TEST_F(SqliteStoreTest, TheDedupeWindowIsBoundedWhateverTheRate) {
+  chat::SqliteOptions o = options();
+  o.retention.dedupe_ids = 2;
+  o.retention.dedupe_ms = 3'600'000;  // all of them young
+  o.retention.dedupe_max_ids = 4;
+  o.now_ms = [] { return int64_t{1000}; };
+  auto store = chat::open_sqlite_store(o);
+  RawDb raw(path_);
+  for (uint64_t seq = 1; seq <= 9; ++seq) {
+    ASSERT_TRUE(append(*store, "r", message(seq, "m", "k" + std::to_string(seq), 1000)));
+  }
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM ids"), 4);
+  auto rooms = store->load();
+  ASSERT_EQ(rooms.size(), 1u);
+  std::vector<std::string> ids;
+  for (const auto& id : rooms[0].ids) ids.push_back(id.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"k6", "k7", "k8", "k9"}));
+}
+
 TEST_F(SqliteStoreTest, TheDedupeWindowKeepsTheLastIdsOrTheYoungOnes) {
   std::atomic<int64_t> now{0};
   chat::SqliteOptions o = options();
