@@ -64,23 +64,32 @@ build() { deps; configure build Release -DREACTOR_WERROR=ON; }
 # The web tests' npm packages (tests/web/package.json: ws), when the lock file is newer than what
 # is installed. No browser download: the browser tests use Debian's chromium.
 # Each libFuzzer target runs for FUZZ_SECONDS (default 10) from its seed corpus; a crash fails, and
-# so does one input taking over 10 s (a hang) or the process passing 1 GiB (unbounded memory).
+# so does one input taking over 10 s (a hang) or the process passing 1 GiB (unbounded memory). The
+# targets run side by side (each is one process on one core; the wall time is their limit, not the
+# sum of them).
 fuzz_smoke() {
-  CC=clang CXX=clang++ TARGETS="framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz ws_fuzz" configure build-fuzz Debug -DREACTOR_FUZZ=ON \
-    -DBUILD_TESTING=OFF
-  local seconds=${FUZZ_SECONDS:-10} t
-  for t in framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz ws_fuzz; do
-    local work; work=$(mktemp -d)
+  local targets="framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz ws_fuzz"
+  CC=clang CXX=clang++ TARGETS="$targets" configure build-fuzz Debug -DREACTOR_FUZZ=ON -DBUILD_TESTING=OFF
+  local seconds=${FUZZ_SECONDS:-10} t failed=0
+  local -A work pid
+  for t in $targets; do
+    work[$t]=$(mktemp -d)
     echo "fuzz: $t for ${seconds}s"
     ./build-fuzz/bin/$t -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=1024 -print_final_stats=0 \
-      -artifact_prefix="$work/" "$work" "fuzz/corpus/${t%_fuzz}" >"$work/log" 2>&1 || {
-      tail -n 30 "$work/log" >&2
-      echo "fuzz: $t FAILED (artifacts in $work)" >&2
-      return 1
-    }
-    echo "fuzz: $t ok ($(grep -o 'Done [0-9]* runs' "$work/log" || echo '? runs'))"
-    rm -rf "$work"
+      -artifact_prefix="${work[$t]}/" "${work[$t]}" "fuzz/corpus/${t%_fuzz}" >"${work[$t]}/log" 2>&1 &
+    pid[$t]=$!
   done
+  for t in $targets; do
+    if wait "${pid[$t]}"; then
+      echo "fuzz: $t ok ($(grep -o 'Done [0-9]* runs' "${work[$t]}/log" || echo '? runs'))"
+      rm -rf "${work[$t]}"
+    else
+      tail -n 30 "${work[$t]}/log" >&2
+      echo "fuzz: $t FAILED (artifacts in ${work[$t]})" >&2
+      failed=1
+    fi
+  done
+  return $failed
 }
 
 cmd=${1:-run}
