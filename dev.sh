@@ -52,7 +52,8 @@ configure() {  # dir build-type [extra cmake args]; $TARGETS (optional): build o
   cmake --build "$dir" -j "$JOBS" ${TARGETS:+--target $TARGETS}
 }
 
-# Each stage of the test command says how long it took (the whole must stay under 10 minutes).
+# Each stage of the test command says how long it took (the whole must stay under 15 minutes on a
+# fresh machine).
 stage_start=$SECONDS
 stage() {
   echo "dev.sh: $1 took $((SECONDS - stage_start)) s (total $SECONDS s)"
