@@ -115,19 +115,30 @@ bool ShardTable::admit(size_t max) {
   return true;
 }
 
+std::string ShardTable::fold_name(std::string_view name) {
+  std::string folded(name);
+  for (char& c : folded) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return folded;
+}
+
 bool ShardTable::claim_name(const std::string& name, uint64_t member_id) {
+  std::string key = fold_name(name);
   std::lock_guard<std::mutex> lock(names_mutex_);
-  return names_.emplace(name, member_id).second;
+  return names_.emplace(std::move(key), member_id).second;
 }
 
 bool ShardTable::name_held(const std::string& name) {
+  std::string key = fold_name(name);
   std::lock_guard<std::mutex> lock(names_mutex_);
-  return names_.contains(name);
+  return names_.contains(key);
 }
 
 void ShardTable::release_name(const std::string& name, uint64_t member_id) {
+  std::string key = fold_name(name);
   std::lock_guard<std::mutex> lock(names_mutex_);
-  auto it = names_.find(name);
+  auto it = names_.find(key);
   if (it != names_.end() && it->second == member_id) names_.erase(it);
 }
 

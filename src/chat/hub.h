@@ -162,7 +162,9 @@ class ShardTable {
   bool admit(size_t max);
   void release_admission() { admitted_.fetch_sub(1, std::memory_order_relaxed); }
 
-  // Member names are unique across the process.
+  // Member names are unique across the process, compared without regard to ASCII case (IRC's
+  // CASEMAPPING=ascii): nobody can pass for "Bob" as "bob", whatever the front end.
+  static std::string fold_name(std::string_view name);
   bool claim_name(const std::string& name, uint64_t member_id);
   void release_name(const std::string& name, uint64_t member_id);
   bool name_held(const std::string& name);
@@ -183,7 +185,7 @@ class ShardTable {
   std::vector<Hub*> hubs_;
   std::vector<reactor::Reactor*> reactors_;
   std::mutex names_mutex_;
-  std::unordered_map<std::string, uint64_t> names_;  // guarded by names_mutex_
+  std::unordered_map<std::string, uint64_t> names_;  // folded name -> member; guarded by names_mutex_
 };
 
 class Hub {

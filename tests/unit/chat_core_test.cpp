@@ -849,4 +849,27 @@ TEST(ChatCoreHistory, TheDedupeWindowIsBoundedWhateverTheRate) {
   EXPECT_NE(aging.find("u", "b"), nullptr);
 }
 
+// ---- Names -------------------------------------------------------------------------------------
+
+// One namespace whatever the case (CASEMAPPING=ascii): "bob" cannot connect while "Bob" is, and an
+// article-dialect message signed "BOB" is marked as not Bob's.
+TEST(ChatCoreNames, NamesAreOneNamespaceWhateverTheirCase) {
+  OneShard s;
+  auto bob = native(s.shard, "Bob");
+  bob->say(request({{"type", "join"}, {"room", "lobby"}}));
+  auto other = std::make_unique<Client>(s.shard, std::make_unique<chat::ArticleCodec>(s.shard.limits.max_frame));
+  other->say(R"({"type":"hello","user":"bob"})" "\n");
+  EXPECT_EQ(other->json().back()["code"], "name_taken") << other->last();
+  other->say(R"({"type":"hello","user":"BOB"})" "\n");
+  EXPECT_EQ(other->json().back()["code"], "name_taken") << other->last();
+  auto anon = article(s.shard);
+  anon->say(R"({"user":"BOB","text":"it is me"})");
+  Json m = Json::parse(bob->last());
+  EXPECT_EQ(m["user"], "BOB (article)");
+  // Given back at the close, in any case.
+  bob->leave();
+  auto again = native(s.shard, "bOb");
+  EXPECT_EQ(again->json().at(0)["user"], "bOb");
+}
+
 }  // namespace
