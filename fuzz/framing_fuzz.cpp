@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "chat/framing.h"
+#include "reads.h"
 
 namespace {
 
@@ -78,15 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   const size_t max_frame = kLimits[bytes[0] & 3];
   // Chunks of 1 to 17 bytes, or with bit 2 set up to 4 KiB (reads of realistic sizes).
   const size_t chunk_range = bytes[0] & 4 ? 4096 : 17;
-  unsigned seed = bytes[0];
   std::string_view data(reinterpret_cast<const char*>(bytes + 1), size - 1);
-  std::vector<std::string_view> chunks;
-  for (size_t off = 0; off < data.size();) {
-    seed = seed * 1103515245u + 12345u;
-    size_t n = 1 + (seed >> 16) % chunk_range;
-    chunks.push_back(data.substr(off, n));
-    off += n;
-  }
+  std::vector<std::string_view> chunks = fuzzing::split_into_reads(data, bytes[0], chunk_range);
   check<chat::ObjectFramer>(data, chunks, true, max_frame);
   check<chat::LineFramer>(data, chunks, false, max_frame);
   chat::valid_utf8(data);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "chat/framing.h"
+#include "reads.h"
 #include "irc/message.h"
 
 namespace {
@@ -79,15 +80,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   const size_t max_tags = bytes[0] & 1 ? irc::kMaxClientTags : 0;
   // Reads of 1 to 17 bytes, or with bit 1 set up to 4 KiB.
   const size_t chunk_range = bytes[0] & 2 ? 4096 : 17;
-  unsigned seed = bytes[0];
   std::string_view data(reinterpret_cast<const char*>(bytes + 1), size - 1);
-  std::vector<std::string_view> chunks;
-  for (size_t off = 0; off < data.size();) {
-    seed = seed * 1103515245u + 12345u;
-    size_t n = 1 + (seed >> 16) % chunk_range;
-    chunks.push_back(data.substr(off, n));
-    off += n;
-  }
+  std::vector<std::string_view> chunks = fuzzing::split_into_reads(data, bytes[0], chunk_range);
   Run whole = feed({data}, max_tags);
   Run split = feed(chunks, max_tags);
   if (whole.lines != split.lines || whole.too_long_at != split.too_long_at) std::abort();
