@@ -54,6 +54,19 @@ class Ctx:
                 return f"`{need}` is not installed"
         return None
 
+    def abba_point(self, systems, rounds, where, **fields):
+        """A measurement point over `systems` (key -> System) in ABBA order: `fields` with an empty
+        list of runs per key and the `order` to run them in; or, when one of them cannot run here,
+        with `skipped` saying why (logged as "WHERE: skipped (...)")."""
+        point = {**fields, "runs": {k: [] for k in systems}, "order": []}
+        missing = [f"{s.label}: {why}" for s in systems.values() if (why := self.unavailable(s))]
+        if missing:
+            point["skipped"] = "; ".join(missing)
+            bl.log(f"\n{where}: skipped ({point['skipped']})")
+        else:
+            point["order"] = bl.abba(list(systems), rounds)
+        return point
+
     def start(self, system):
         port = 0
         if system.fixed_port:

@@ -77,14 +77,11 @@ def run_chat(ctx, s, members, rate, duration, warmup, drain, extra=()):
 def cost_point(ctx, members, rate, rounds, extra=()):
     a = ctx.args
     keys = ["chat-sqlite", "chat-off"]
-    point = {"members": members, "rate": rate, "runs": {k: [] for k in keys}, "order": []}
-    missing = [f"{label(k)}: {why}" for k in keys if (why := ctx.unavailable(system(k)))]
-    if missing:
-        point["skipped"] = "; ".join(missing)
-        bl.log(f"\n[history] {members:,} x {rate}: skipped ({point['skipped']})")
+    point = ctx.abba_point({k: system(k) for k in keys}, rounds, f"[history] {members:,} x {rate}",
+                           members=members, rate=rate)
+    if "skipped" in point:
         return point
-    order = bl.abba(keys, rounds)
-    point["order"] = order
+    order = point["order"]
     bl.log(f"\n[history] cost: {members:,} members x {rate} msg/s with ids, sqlite against off: {len(order)} runs, ABBA")
     for i, key in enumerate(order):
         def attempt(n):
@@ -172,14 +169,11 @@ def redis_throughput(ctx, s, requests):
 def throughput(ctx, rounds):
     a = ctx.args
     keys = ["chat-sqlite", "redis-xadd", "chat-off"]
-    out = {"publishers": PUBLISHERS, "window": WINDOW, "runs": {k: [] for k in keys}, "order": []}
-    missing = [f"{label(k)}: {why}" for k in keys if (why := ctx.unavailable(system(k)))]
-    if missing:
-        out["skipped"] = "; ".join(missing)
-        bl.log(f"\n[history] throughput: skipped ({out['skipped']})")
+    out = ctx.abba_point({k: system(k) for k in keys}, rounds, "[history] throughput", publishers=PUBLISHERS,
+                         window=WINDOW)
+    if "skipped" in out:
         return out
-    order = bl.abba(keys, rounds)
-    out["order"] = order
+    order = out["order"]
     duration, warmup = (1.0, 0.3) if ctx.quick else (3.0, 1.0)
     requests = 100_000 if ctx.quick else 1_000_000
     out["redis_requests"] = requests

@@ -65,14 +65,11 @@ def run_once(ctx, s, members, rate, duration, warmup, drain, extra=()):
 
 def measure_point(ctx, keys, members, rate, rounds, attempts, extra=()):
     a = ctx.args
-    point = {"members": members, "rate": rate, "runs": {k: [] for k in keys}, "order": []}
-    missing = [f"{system(k).label}: {why}" for k in keys if (why := ctx.unavailable(system(k)))]
-    if missing:
-        point["skipped"] = "; ".join(missing)
-        bl.log(f"\n[websocket] {members:,} x {rate}: skipped ({point['skipped']})")
+    point = ctx.abba_point({k: system(k) for k in keys}, rounds, f"[websocket] {members:,} x {rate}",
+                           members=members, rate=rate)
+    if "skipped" in point:
         return point
-    order = bl.abba(keys, rounds)
-    point["order"] = order
+    order = point["order"]
     bl.log(f"\n[websocket] {members:,} members x {rate} msg/s: {len(order)} runs, ABBA, fresh servers")
     for i, key in enumerate(order):
         def attempt(n):
