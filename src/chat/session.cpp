@@ -177,11 +177,9 @@ void Session::recover(Recovery& r, const JoinReply& reply) {
   // The owner has counted this member: what it was sent before this answer preceded the join, and
   // every message it missed is now either in the store (numbered up to reply.seq, kept before it
   // was delivered) or on its way here live (buffered from now on).
-  r.counted = true;
   r.live.clear();
   r.live_bytes = 0;
   r.reply = reply;
-  r.has_names = reply.names != nullptr;
   if (reply.names) r.names = *reply.names;
   r.reply.names = nullptr;
   if (r.epoch != reply.epoch || r.since > reply.seq) return finish_recovery(r, false, {});
@@ -214,12 +212,12 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
   recovery.room = r.room;
   recovery.live.clear();
   recovery.live_bytes = 0;
-  recovery.names.clear();
+  recovery.names.reset();
   recovery.done = true;
   recovery.floor = messages.empty() ? r.reply.seq : messages.back().seq;
   ++(recovered ? stats().recoveries : stats().recoveries_failed);
   JoinReply reply = r.reply;
-  reply.names = r.has_names ? &r.names : nullptr;
+  reply.names = r.names ? &*r.names : nullptr;
   reply.epoch = table().store().epoch();
   reply.seq = recovery.floor;
   if (auto bytes = codec_->joined(r.room, reply, recovered)) send(bytes);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -114,14 +115,12 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
     uint64_t since = 0;
     std::string epoch;
     uint64_t serial = 0;  // tells this recovery from a later one of the same room
-    bool counted = false;  // the owner's answer came
     // Replayed and answered: live copies numbered up to `floor` may still be on their way (kept
     // before the replay read them, delivered after): they are dropped until one past it arrives.
     bool done = false;
     uint64_t floor = 0;
-    JoinReply reply;       // that answer (names copied into `names`)
-    std::vector<std::string> names;
-    bool has_names = false;
+    JoinReply reply;  // the owner's answer (its names copied into `names`)
+    std::optional<std::vector<std::string>> names;
     std::vector<Buffered> live;
     size_t live_bytes = 0;
   };
