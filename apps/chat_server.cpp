@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -95,6 +96,9 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
                 // ("connected", or why not and that this node serves its own members meanwhile).
                 options.redis_host.empty() ? ""
                     : (options.redis_host + ":" + std::to_string(options.redis_port) + " connecting").c_str());
+    if (service.serves_irc()) {
+      std::printf("chat-server: irc listening on %s\n", service.irc_address().to_string().c_str());
+    }
     if (service.serves_http()) {
       std::printf("chat-server: http listening on %s (the chat page: http://%s/)\n",
                   service.http_address().to_string().c_str(), service.http_address().to_string().c_str());
@@ -135,6 +139,13 @@ int main(int argc, char** argv) {
   size_t http_timeout_ms = 10000;
   size_t ws_ping_ms = 30000, ws_pong_timeout_ms = 10000;
   StoreChoice store;
+  uint16_t irc_port = 6667;
+  bool no_irc = false;
+  std::string motd_file;
+  chat::IrcOptions irc;
+  size_t irc_registration_ms = static_cast<size_t>(irc.registration_timeout.count());
+  size_t irc_ping_ms = static_cast<size_t>(irc.ping_interval.count());
+  size_t irc_ping_timeout_ms = static_cast<size_t>(irc.ping_timeout.count());
   cli.add_option("--host", host, "Address to listen on")->capture_default_str();
   cli.add_option("--port", port, "Port to listen on (0: any free port)")->capture_default_str();
   cli.add_option("--backend", backend, "Event demultiplexer: epoll, poll or select (default: best available)")
@@ -196,6 +207,34 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{100}, size_t{3600000}));
   cli.add_option("--ws-pong-timeout-ms", ws_pong_timeout_ms,
                  "How long a pinged WebSocket member has to answer (any frame) before it is closed, in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{100}, size_t{3600000}));
+  cli.add_option("--irc-port", irc_port, "Port for IRC clients (0: any free port)")->capture_default_str();
+  cli.add_flag("--no-irc", no_irc, "Serve no IRC");
+  cli.add_option("--irc-server-name", irc.server_name, "The IRC server's name (the source of its own lines)")
+      ->capture_default_str();
+  cli.add_option("--irc-network", irc.network, "The IRC network's name (ISUPPORT NETWORK)")->capture_default_str();
+  cli.add_option("--irc-motd", motd_file, "A file whose lines are the IRC message of the day (default: none)");
+  cli.add_option("--irc-flood-rate", irc.flood_rate,
+                 "IRC lines a second a client may send after its burst; over it its lines wait (0: no flood control)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
+  cli.add_option("--irc-flood-burst", irc.flood_burst, "IRC lines a client may send at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e6));
+  cli.add_option("--irc-flood-backlog", irc.flood_backlog,
+                 "Bytes of waiting lines past which a flooding IRC client is closed (Excess Flood)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{512}, size_t{1} << 24));
+  cli.add_option("--irc-registration-timeout-ms", irc_registration_ms,
+                 "How long an IRC client has to register (NICK and USER), in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{100}, size_t{3600000}));
+  cli.add_option("--irc-ping-ms", irc_ping_ms, "An IRC member silent this long is sent a PING, in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{100}, size_t{3600000}));
+  cli.add_option("--irc-ping-timeout-ms", irc_ping_timeout_ms,
+                 "How long a pinged IRC member has to answer (any line) before it is closed, in milliseconds")
       ->capture_default_str()
       ->check(CLI::Range(size_t{100}, size_t{3600000}));
   auto* store_option = cli.add_option("--store", store.kind,
@@ -268,6 +307,24 @@ int main(int argc, char** argv) {
   options.web.ws_ping_interval = std::chrono::milliseconds(ws_ping_ms);
   options.web.ws_pong_timeout = std::chrono::milliseconds(ws_pong_timeout_ms);
   options.listener_per_shard = accept == "reuseport";
+  options.irc = !no_irc;
+  options.irc_port = irc_port;
+  irc.registration_timeout = std::chrono::milliseconds(irc_registration_ms);
+  irc.ping_interval = std::chrono::milliseconds(irc_ping_ms);
+  irc.ping_timeout = std::chrono::milliseconds(irc_ping_timeout_ms);
+  if (!motd_file.empty()) {
+    std::ifstream in(motd_file);
+    if (!in) {
+      std::cerr << "chat-server: --irc-motd " << motd_file << ": cannot be read\n";
+      return 2;
+    }
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      irc.motd.push_back(line.substr(0, 400));
+    }
+    if (irc.motd.empty()) irc.motd.push_back("");
+  }
+  options.irc_options = irc;
   if (workers > 1) {
     if (redis_url.empty()) {
       std::cerr << "chat-server: --workers needs --redis: worker processes share rooms through Redis\n";

@@ -79,7 +79,7 @@ def run_wrk(port, seconds, connections, pid):
 def once(system, args, tmp):
     port = bl.free_port()
     if system == "chat-server":
-        cmd = [str(pathlib.Path(args.build_dir) / "bin" / "chat-server"), "--port", "0", "--http-port", str(port),
+        cmd = [str(pathlib.Path(args.build_dir) / "bin" / "chat-server"), "--port", "0", "--http-port", str(port), "--no-irc",
                "--threads", "2"]
     else:
         conf = tmp / "nginx.conf"

@@ -65,14 +65,14 @@ ECHO_SYSTEMS = [
 
 CHAT_SYSTEMS = [
     System("chat", "chat-server --threads 2, native JSON lines",
-           lambda c, p: [str(c.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--no-http",
+           lambda c, p: [str(c.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc",
                          "--store", "off"],
            needs=("bin:chat-server",), dialect="native", group="ours"),
     System("chat-article", "chat-server, article dialect",
-           lambda c, p: [str(c.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0", "--no-http", "--store", "off"],
+           lambda c, p: [str(c.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc", "--store", "off"],
            needs=("bin:chat-server",), dialect="article", group="ours"),
     System("chat-1t", "chat-server --threads 1, native",
-           lambda c, p: [str(c.bin / "chat-server"), "--threads", "1", "--host", "127.0.0.1", "--port", "0", "--no-http",
+           lambda c, p: [str(c.bin / "chat-server"), "--threads", "1", "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc",
                          "--store", "off"],
            needs=("bin:chat-server",), dialect="native", group="ours"),
     System("redis", "redis-server (pub/sub)",
@@ -87,7 +87,7 @@ CHAT_SYSTEMS = [
 ]
 
 def chat_server_http(ctx, port):
-    return [str(ctx.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--http-port", "0",
+    return [str(ctx.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--irc-port", "0",
             "--store", "off"]
 
 
@@ -108,7 +108,7 @@ def chat_server_store(store, threads=2):
     log directory for every start (the history section's storm restarts on one directory itself)."""
     def cmd(ctx, port):
         argv = [str(ctx.bin / "chat-server"), "--threads", str(threads), "--host", "127.0.0.1", "--port", "0",
-                "--no-http", "--store", store]
+                "--no-http", "--no-irc", "--store", store]
         if store == "sqlite":
             argv += ["--data-dir", tempfile.mkdtemp(prefix="store-", dir=ctx.procs.logdir)]
         return argv

@@ -83,6 +83,7 @@ class Backplane {
     int64_t ts_ms = 0;
     uint64_t seq = 0;  // 0: not numbered by Redis (delivered locally: Redis away, refused, or the bound reached)
     std::string id;    // the sender's message id ("" if none)
+    std::string front = {};  // the sender's front end: not carried through Redis yet ("")
   };
   using Deliver = std::function<void(Message)>;
   // The answer to a publish with an id: `stored` with Redis's number, or not stored (seq 0).

@@ -40,7 +40,7 @@ class Codec {
   virtual void on_bad_frame(Session& session, const FrameResult& result, std::string_view skipped) = 0;
   // The answer to a join that asked for one (Session::join). `recovered`: set for a join that asked
   // to recover what it missed (Session::join_since). Null: this dialect has no such answer.
-  virtual reactor::SharedBytes joined(const std::string& room, const JoinReply& reply,
+  virtual reactor::SharedBytes joined(Session& session, const std::string& room, const JoinReply& reply,
                                       std::optional<bool> recovered) = 0;
   // The answer to a publish with an id (Session::publish): stored as `seq`, or not stored.
   virtual reactor::SharedBytes acked(const std::string& /*room*/, const std::string& /*id*/, uint64_t /*seq*/,
@@ -54,6 +54,20 @@ class Codec {
   }
   // The connection closed.
   virtual void on_close(Session& /*session*/) {}
+  // Why the member is going, if it said (IRC's QUIT): its rooms are told.
+  virtual std::string quit_reason() const { return {}; }
+
+  // A codec that looks at its connection's deliveries, holds input back or keeps timeouts says so
+  // here (asked when the session takes the codec): the others pay no call per delivery or frame.
+  virtual bool has_hooks() const { return false; }
+  // A room event for this connection: false drops it (IRC: a member's own message when it did not
+  // ask for echoes; events of a channel whose JOIN has not been answered yet).
+  virtual bool accept(Session& /*session*/, const RoomEvent& /*event*/) { return true; }
+  // Before each frame (`buffered`: the bytes not yet handled): true holds the rest back for now (a
+  // flood penalty; the codec asks Session::redeliver_after when to go on) or gives up (closing).
+  virtual bool hold_input(Session& /*session*/, size_t /*buffered*/) { return false; }
+  // About once a second, from the server's sweep over the connections that asked for it.
+  virtual void tick(Session& /*session*/, reactor::Clock::time_point /*now*/) {}
 };
 
 }  // namespace chat

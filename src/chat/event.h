@@ -15,7 +15,8 @@ namespace chat {
 enum class EventKind : uint8_t {
   kMessage,  // `user` said `text` in `room`, numbered `seq`, at `ts_ms`
   kJoin,     // `user` (a named member) joined `room`
-  kLeave,    // `user` left `room`
+  kLeave,    // `user` left `room` (`quit`: because its connection closed; `text`: why, if it said)
+  kNick,     // `user` (a member of `room`) is now called `text`
 };
 
 struct RoomEvent {
@@ -26,6 +27,11 @@ struct RoomEvent {
   int64_t ts_ms = 0;  // kMessage: milliseconds since the epoch
   uint64_t seq = 0;   // kMessage: its number in the room
   std::string id;     // kMessage: the sender's id for an idempotent publish ("" if none)
+  // The front end of the member the event is about (Format::front: "native", "web", "article",
+  // "irc"; "" when not known, as for messages kept before it was recorded).
+  std::string front;
+  uint64_t member = 0;  // presence: the member's id (0 for messages)
+  bool quit = false;    // kLeave
 };
 
 // An event on its way to the members: the event, and its bytes in each wire format present among

@@ -17,7 +17,7 @@ std::atomic<size_t> g_count{0};
 
 }  // namespace
 
-Format::Format(std::string name) : name_(std::move(name)) {
+Format::Format(std::string name, std::string front) : name_(std::move(name)), front_(std::move(front)) {
   std::lock_guard<std::mutex> lock(g_register_mutex);
   size_t n = g_count.load();
   if (n == kMaxFormats) throw std::length_error("too many wire formats (at most " + std::to_string(kMaxFormats) + ")");

@@ -23,13 +23,16 @@ class Format {
   // Registers the format; throws std::length_error past kMaxFormats. Construct each format once,
   // as a function-local static (registration takes a mutex, so any thread may be first; the
   // chat server registers its formats in a fixed order when it starts).
-  explicit Format(std::string name);
+  // `front`: the front end whose members speak it ("article", "native", "web", "irc"): what other
+  // front ends show of a member (IRC's host part).
+  Format(std::string name, std::string front);
   virtual ~Format() = default;
   Format(const Format&) = delete;
   Format& operator=(const Format&) = delete;
 
   FormatId id() const { return id_; }
   const std::string& name() const { return name_; }
+  const std::string& front() const { return front_; }
 
   // `event` in this format, or null if the format does not carry events of its kind.
   virtual reactor::SharedBytes encode(const RoomEvent& event) const = 0;
@@ -40,6 +43,7 @@ class Format {
 
  private:
   std::string name_;
+  std::string front_;
   FormatId id_;
 };
 

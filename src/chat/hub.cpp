@@ -135,6 +135,11 @@ bool ShardTable::name_held(const std::string& name) {
   return names_.contains(key);
 }
 
+size_t ShardTable::name_count() {
+  std::lock_guard<std::mutex> lock(names_mutex_);
+  return names_.size();
+}
+
 void ShardTable::release_name(const std::string& name, uint64_t member_id) {
   std::string key = fold_name(name);
   std::lock_guard<std::mutex> lock(names_mutex_);
@@ -158,7 +163,7 @@ HubError Hub::join(const std::string& room_name, Member* member, bool want_reply
   return HubError::kNone;
 }
 
-HubError Hub::leave(const std::string& room_name, Member* member) {
+HubError Hub::leave(const std::string& room_name, Member* member, bool quit, const std::string& reason) {
   auto it = local_.find(room_name);
   if (it == local_.end()) return HubError::kNotMember;
   LocalRoom& room = it->second;
@@ -173,20 +178,72 @@ HubError Hub::leave(const std::string& room_name, Member* member) {
   room.members.pop_back();
   if (room.members.empty()) local_.erase(it);
   size_t owner = table_.owner_of(room_name);
-  table_.run_on(owner, shard_, [&hub = table_.hub(owner), room_name, shard = shard_, name = member->name(),
-                                format = member->format()] {
-    hub.owner_leave(room_name, shard, name, format);
+  table_.run_on(owner, shard_, [&hub = table_.hub(owner), room_name, shard = shard_, id = member->id(),
+                                name = member->name(), format = member->format(), quit, reason] {
+    hub.owner_leave(room_name, shard, id, name, format, quit, reason);
   });
   return HubError::kNone;
 }
 
-void Hub::leave_all(Member* member, const std::vector<std::string>& rooms) {
-  for (const auto& r : rooms) leave(r, member);
+void Hub::leave_all(Member* member, const std::vector<std::string>& rooms, bool quit, const std::string& reason) {
+  for (const auto& r : rooms) leave(r, member, quit, reason);
+}
+
+void Hub::rename(Member* member, const std::string& old_name, const std::vector<std::string>& rooms) {
+  for (const std::string& room : rooms) {
+    size_t owner = table_.owner_of(room);
+    table_.run_on(owner, shard_, [&hub = table_.hub(owner), room, id = member->id(), old_name,
+                                  new_name = member->name(), format = member->format()] {
+      hub.owner_rename(room, id, old_name, new_name, format);
+    });
+  }
 }
 
 bool Hub::is_member(const std::string& room, const Member* member) const {
   auto it = local_.find(room);
   return it != local_.end() && it->second.index.contains(member->id());
+}
+
+void Hub::inspect(const std::string& room, std::function<void(const RoomSnapshot&)> done) {
+  size_t owner = table_.owner_of(room);
+  table_.run_on(owner, shard_, [table = &table_, owner, home = shard_, room, done = std::move(done)]() mutable {
+    RoomSnapshot snap;
+    Hub& hub = table->hub(owner);
+    if (auto it = hub.owned_.find(room); it != hub.owned_.end()) {
+      const OwnedRoom& r = it->second;
+      snap.count = r.count;
+      snap.listed = r.count <= table->presence_max_members();
+      if (snap.listed) {
+        for (const auto& [name, format] : r.names) snap.members.push_back({name, Format::by_id(format).front()});
+      }
+    }
+    table->run_on(home, owner, [snap = std::move(snap), done = std::move(done)] { done(snap); });
+  });
+}
+
+void Hub::list_rooms(size_t limit, std::function<void(std::vector<RoomCount>)> done) {
+  struct Gather {
+    std::vector<RoomCount> rooms;
+    size_t remaining;
+    std::function<void(std::vector<RoomCount>)> done;
+  };
+  size_t n = table_.shards();
+  auto g = std::make_shared<Gather>(Gather{{}, n, std::move(done)});
+  for (size_t k = 0; k < n; ++k) {
+    table_.run_on(k, shard_, [table = &table_, k, home = shard_, limit, g] {
+      std::vector<RoomCount> part;
+      for (const auto& [room, r] : table->hub(k).owned_) {
+        if (part.size() == limit) break;
+        part.push_back({room, r.count});
+      }
+      table->run_on(home, k, [g, limit, part = std::move(part)]() mutable {
+        for (RoomCount& c : part) {
+          if (g->rooms.size() < limit) g->rooms.push_back(std::move(c));
+        }
+        if (--g->remaining == 0) g->done(std::move(g->rooms));
+      });
+    });
+  }
 }
 
 size_t Hub::local_member_count(const std::string& room) const {
@@ -198,7 +255,11 @@ HubError Hub::publish(const std::string& room, Member* from, std::string_view us
                       std::string_view id) {
   if (!is_member(room, from)) return HubError::kNotMember;
   size_t owner = table_.owner_of(room);
-  Publish p{.user = std::string(user), .text = std::string(text), .id = std::string(id), .shard = shard_,
+  Publish p{.user = std::string(user),
+            .text = std::string(text),
+            .id = std::string(id),
+            .front = Format::by_id(from->format()).front(),
+            .shard = shard_,
             .member_id = from->id()};
   if (owner == shard_) {
     owner_publish(room, std::move(p));
@@ -285,13 +346,16 @@ void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member
   Router& router = table_.router();
   if (r.count == 1) router.room_opened(*this, room_name);
   if (!name.empty()) {
-    r.names.insert(name);
-    owner_presence(room_name, r, EventKind::kJoin, name, member_id);
+    r.names.emplace(name, format);
+    owner_presence(room_name, r, EventKind::kJoin, name, format, member_id, member_id);
   }
   if (!want_reply) return;
   std::shared_ptr<const std::vector<std::string>> names;
   if (r.count <= table_.presence_max_members()) {
-    names = std::make_shared<const std::vector<std::string>>(r.names.begin(), r.names.end());
+    auto list = std::make_shared<std::vector<std::string>>();
+    list->reserve(r.names.size());
+    for (const auto& [n, f] : r.names) list->push_back(n);
+    names = std::move(list);
   }
   router.when_visible(*this, room_name, [table = &table_, shard, room_name, member_id, count = r.count, names](size_t from) {
     // On the owner, the member counted: what it missed is at or below the room's last delivered
@@ -303,7 +367,8 @@ void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member
   });
 }
 
-void Hub::owner_leave(const std::string& room_name, size_t shard, const std::string& name, FormatId format) {
+void Hub::owner_leave(const std::string& room_name, size_t shard, uint64_t member_id, const std::string& name,
+                      FormatId format, bool quit, const std::string& reason) {
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;
   OwnedRoom& r = it->second;
@@ -317,17 +382,31 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, const std::str
   }
   if (!name.empty()) {
     r.names.erase(name);
-    owner_presence(room_name, r, EventKind::kLeave, name, 0);
+    owner_presence(room_name, r, EventKind::kLeave, name, format, member_id, 0, reason, quit);
   }
 }
 
+void Hub::owner_rename(const std::string& room_name, uint64_t member_id, const std::string& old_name,
+                       const std::string& new_name, FormatId format) {
+  auto it = owned_.find(room_name);
+  if (it == owned_.end() || it->second.names.erase(old_name) == 0) return;
+  OwnedRoom& r = it->second;
+  r.names.emplace(new_name, format);
+  // Not to the member itself: its front end answered the change at once.
+  owner_presence(room_name, r, EventKind::kNick, old_name, format, member_id, member_id, new_name);
+}
+
 void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, EventKind kind, const std::string& user,
-                         uint64_t except_id) {
+                         FormatId format, uint64_t member_id, uint64_t except_id, const std::string& text, bool quit) {
   if (r.count > table_.presence_max_members()) return;
   RoomEvent event;
   event.kind = kind;
   event.room = room_name;
   event.user = user;
+  event.text = text;
+  event.front = Format::by_id(format).front();
+  event.member = member_id;
+  event.quit = quit;
   if (auto delivery = render(r, std::move(event))) {
     owner_broadcast(room_name, r, delivery, except_id);
   }
@@ -355,7 +434,8 @@ void Hub::deliver_message(const std::string& room_name, StoredMessage m) {
                                       .text = m.text,
                                       .ts_ms = m.ts_ms,
                                       .seq = m.seq,
-                                      .id = m.id});
+                                      .id = m.id,
+                                      .front = m.front});
   if (delivery) owner_broadcast(room_name, r, delivery, 0);
 }
 

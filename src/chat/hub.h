@@ -22,7 +22,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <set>
+#include <map>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -65,6 +65,7 @@ struct Publish {
   std::string user;
   std::string text;
   std::string id;         // the sender's id for an idempotent publish ("" if none)
+  std::string front;      // the sender's front end (Format::front)
   size_t shard = 0;       // the sender's shard and member id: where its ack goes
   uint64_t member_id = 0;
 };
@@ -102,6 +103,25 @@ struct RoomLog {
 };
 
 enum class HubError { kNone, kNotMember, kAlreadyMember };
+
+// A named member of a room as its owner knows it (RoomSnapshot).
+struct RoomMemberInfo {
+  std::string name;
+  std::string front;  // Format::front of its connection
+};
+
+// A room as its owner sees it now (Hub::inspect).
+struct RoomSnapshot {
+  size_t count = 0;                     // members (0: the room has none, or does not exist)
+  bool listed = false;                  // `members` lists every named member (small rooms only)
+  std::vector<RoomMemberInfo> members;  // the named members, by name
+};
+
+// A room and how many members it has (Hub::list_rooms).
+struct RoomCount {
+  std::string room;
+  size_t count = 0;
+};
 
 class Hub;
 
@@ -168,6 +188,7 @@ class ShardTable {
   bool claim_name(const std::string& name, uint64_t member_id);
   void release_name(const std::string& name, uint64_t member_id);
   bool name_held(const std::string& name);
+  size_t name_count();
 
  private:
   void wake_waiting(size_t from);
@@ -196,8 +217,13 @@ class Hub {
   // Joins at once on this shard; the owner then counts the member, tells the room (presence), and,
   // if `want_reply`, answers through Member::joined. kAlreadyMember if already in the room.
   HubError join(const std::string& room, Member* member, bool want_reply);
-  HubError leave(const std::string& room, Member* member);
-  void leave_all(Member* member, const std::vector<std::string>& rooms);
+  // Leaves `room`. `quit`: because the member's connection is closing (`reason`: what it said).
+  HubError leave(const std::string& room, Member* member, bool quit = false, const std::string& reason = {});
+  void leave_all(Member* member, const std::vector<std::string>& rooms, bool quit = false,
+                 const std::string& reason = {});
+  // The member, a member of `rooms`, was called `old_name` and is now called member->name(): each
+  // room's owner renames it and tells the other members (EventKind::kNick).
+  void rename(Member* member, const std::string& old_name, const std::vector<std::string>& rooms);
   // Sends `text` from `user` to every member of `room`, the sender included. With an `id`, the
   // sender gets Member::acked once the message is stored (or could not be), and a repeated
   // (room, user, id) is not sent again.
@@ -207,6 +233,12 @@ class Hub {
   void add_member(Member* member) { members_.emplace(member->id(), member); }
   void remove_member(const Member* member) { members_.erase(member->id()); }
   bool is_member(const std::string& room, const Member* member) const;
+  // Asks `room`'s owner what it is now; `done` runs on this shard with the answer, after every
+  // event the owner sent this shard before it.
+  void inspect(const std::string& room, std::function<void(const RoomSnapshot&)> done);
+  // Every room with members in the process and how many, at most `limit` (from every owner);
+  // `done` runs on this shard.
+  void list_rooms(size_t limit, std::function<void(std::vector<RoomCount>)> done);
   size_t local_member_count(const std::string& room) const;
   // Runs `done` on this shard once each shard in `shards` has run everything this shard posted to
   // it before (and what those tasks posted back here): a request's answers from a room's owner
@@ -239,16 +271,21 @@ class Hub {
     size_t count = 0;
     std::array<uint32_t, kMaxFormats> format_count{};  // members per wire format
     std::vector<size_t> shard_count;                     // members per shard
-    std::set<std::string> names;                         // named members' names
+    std::map<std::string, FormatId> names;               // named members: name -> format
   };
 
   // On the owner's thread.
   void owner_join(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
                   FormatId format, bool want_reply);
-  void owner_leave(const std::string& room, size_t shard, const std::string& name, FormatId format);
+  void owner_leave(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
+                   FormatId format, bool quit, const std::string& reason);
+  void owner_rename(const std::string& room, uint64_t member_id, const std::string& old_name,
+                    const std::string& new_name, FormatId format);
   void owner_publish(const std::string& room, Publish publish);
-  void owner_presence(const std::string& room, OwnedRoom& r, EventKind kind, const std::string& user,
-                      uint64_t except_id);
+  // Tells the room (but `except_id`) that `user` (of `format`, member `member_id`) came, went or
+  // was renamed to `text` (or left saying `text`).
+  void owner_presence(const std::string& room, OwnedRoom& r, EventKind kind, const std::string& user, FormatId format,
+                      uint64_t member_id, uint64_t except_id, const std::string& text = {}, bool quit = false);
   // Renders `event` in every format the room's members speak; null if no format carries it.
   DeliveryPtr render(const OwnedRoom& r, RoomEvent event) const;
   void owner_broadcast(const std::string& room, const OwnedRoom& r, const DeliveryPtr& delivery, uint64_t except_id);

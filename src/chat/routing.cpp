@@ -31,7 +31,8 @@ void LocalRouter::route(Hub& owner, const std::string& room, Publish p) {
   }
   // Numbered here, delivered once kept: every number a member sees is in the store (unless the
   // store failed), so a restart never reuses one.
-  StoredMessage m{.seq = ++log.last_seq, .ts_ms = now_ms(), .user = p.user, .text = p.text, .id = p.id};
+  StoredMessage m{
+      .seq = ++log.last_seq, .ts_ms = now_ms(), .user = p.user, .text = p.text, .id = p.id, .front = p.front};
   if (!p.id.empty()) {
     if (!log.ids) log.ids = std::make_unique<IdWindow>();
     log.ids->add(p.user, p.id, {.seq = m.seq, .ts_ms = m.ts_ms, .stored = false}, table.retention());
@@ -65,7 +66,7 @@ RedisRouter::RedisRouter(ShardTable& table, reactor::Reactor& main, std::string 
         table_.run_on(
             owner, 0,
             [hub = &table_.hub(owner), m = std::move(m)] {
-              hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = m.id});
+              hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = m.id, .front = m.front});
             },
             cost);
       },
@@ -119,7 +120,7 @@ void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
   // with an id is answered from there (after its copy, through this owner, as the copy goes).
   Backplane::Acked acked;
   if (!p.id.empty()) {
-    acked = [table = &table_, shard = owner.shard(), room, ack = Publish{.user = {}, .text = {}, .id = p.id, .shard = p.shard, .member_id = p.member_id}](
+    acked = [table = &table_, shard = owner.shard(), room, ack = Publish{.user = {}, .text = {}, .id = p.id, .front = {}, .shard = p.shard, .member_id = p.member_id}](
                 uint64_t seq, bool stored) {
       table->run_on(shard, 0, [hub = &table->hub(shard), room, ack, seq, stored] { hub->ack(ack, room, seq, stored); });
     };

@@ -13,37 +13,28 @@ namespace chat {
 // ---- ChatServer -------------------------------------------------------------------------------
 
 ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits,
-                       std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options, Web web)
+                       std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options, Web web,
+                       ShardIrc irc)
     : reactor_(reactor),
       limits_(limits),
       hub_(table, shard),
       sessions_{hub_, stats_, limits_, OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)},
       // Input goes to each connection's own handler (its TcpSession); the server hears of closes.
-      server_(reactor, [this] {
-        reactor::ConnectionCallbacks cb;
-        cb.on_close = [this, alive = std::weak_ptr<int>(alive_)](const reactor::TcpConnectionPtr& conn,
-                                                                 const reactor::CloseReason& reason) {
-          if (!alive.expired()) on_close(conn, reason);
-        };
-        return cb;
-      }()) {
-  // The formats of the TCP port and of WebSocket, registered in a fixed order (their ids order the
-  // stats line).
+      server_(reactor, close_callbacks()) {
+  // The formats of every front end, registered in a fixed order (their ids order the stats line).
   article_format();
   native_format();
   native_ws_format();
+  irc_format(IrcTags::kNone);
+  irc_format(IrcTags::kTime);
+  irc_format(IrcTags::kAll);
   table.attach(shard, reactor, hub_);
   if (listen_on) server_.listen(*listen_on, listen_options);
   server_.set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_connection(conn); });
   if (web.options != nullptr) {
     web_ = std::make_unique<WebContext>(
         WebContext{sessions_, *web.files, *web.options, draining_, [this](uint64_t id) { http_ids_.erase(id); }});
-    reactor::ConnectionCallbacks cb;
-    cb.on_close = [this, alive = std::weak_ptr<int>(alive_)](const reactor::TcpConnectionPtr& conn,
-                                                             const reactor::CloseReason& reason) {
-      if (!alive.expired()) on_close(conn, reason);
-    };
-    http_server_ = std::make_unique<reactor::TcpServer>(reactor, std::move(cb));
+    http_server_ = std::make_unique<reactor::TcpServer>(reactor, close_callbacks());
     if (web.listen_on) http_server_->listen(*web.listen_on, reactor::ListenOptions{.reuse_port = listen_options.reuse_port});
     http_server_->set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_http_connection(conn); });
     // WebSocket keep-alive: one sweep per shard, not a timer per member (every byte of a member
@@ -57,10 +48,30 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
       }
     });
   }
+  if (irc.options != nullptr) {
+    irc_options_ = irc.options;
+    irc_server_ = std::make_unique<reactor::TcpServer>(reactor, close_callbacks());
+    if (irc.listen_on) irc_server_->listen(*irc.listen_on, reactor::ListenOptions{.reuse_port = listen_options.reuse_port});
+    irc_server_->set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_irc_connection(conn); });
+    // Registration and ping timeouts: one sweep per shard over its IRC members, often enough for
+    // the shortest of them to be kept within a quarter of itself (and at least once a second).
+    const IrcOptions& o = *irc.options;
+    auto shortest = std::min({o.registration_timeout, o.ping_interval, o.ping_timeout});
+    auto every = std::clamp(shortest / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+    irc_timer_ = reactor_.run_every(every, [this] {
+      auto now = reactor::Clock::now();
+      std::vector<uint64_t> ids(irc_ids_.begin(), irc_ids_.end());  // a tick may close (deferred) its connection
+      for (uint64_t id : ids) {
+        auto it = connections_.find(id);
+        if (it != connections_.end()) static_cast<TcpSession*>(it->second->handler())->tick(now);
+      }
+    });
+  }
 }
 
 ChatServer::~ChatServer() {
   if (keepalive_timer_) reactor_.cancel(keepalive_timer_);
+  if (irc_timer_) reactor_.cancel(irc_timer_);
   // Close what is still open. The loops have stopped: nothing is told to the other shards.
   auto open = std::move(connections_);
   for (auto& [id, conn] : open) {
@@ -69,21 +80,32 @@ ChatServer::~ChatServer() {
   }
 }
 
+reactor::ConnectionCallbacks ChatServer::close_callbacks() {
+  reactor::ConnectionCallbacks cb;
+  cb.on_close = [this, alive = std::weak_ptr<int>(alive_)](const reactor::TcpConnectionPtr& conn,
+                                                           const reactor::CloseReason& reason) {
+    if (!alive.expired()) on_close(conn, reason);
+  };
+  return cb;
+}
+
 void ChatServer::start() {
   server_.start();
   if (http_server_) http_server_->start();
+  if (irc_server_) irc_server_->start();
 }
 
 Stats ChatServer::stats() const {
   Stats s = stats_;
   s.connections_refused += server_.stats().rejected;
   if (http_server_) s.connections_refused += http_server_->stats().rejected;
+  if (irc_server_) s.connections_refused += irc_server_->stats().rejected;
   return s;
 }
 
 void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
   if (!admit(conn)) return;
-  auto session = std::make_shared<TcpSession>(sessions_, *conn);
+  auto session = std::make_shared<TcpSession>(sessions_, *conn, std::make_unique<ArticleCodec>(limits_.max_frame));
   conn->set_handler(session);
   session->start();
   connections_.emplace(conn->id(), conn);
@@ -100,6 +122,18 @@ void ChatServer::on_http_connection(const reactor::TcpConnectionPtr& conn) {
   http_ids_.insert(conn->id());
   stats_.connections_open = connections_.size();
   if (http_closing_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+}
+
+void ChatServer::on_irc_connection(const reactor::TcpConnectionPtr& conn) {
+  if (!admit(conn)) return;
+  auto session = std::make_shared<TcpSession>(sessions_, *conn,
+                                              std::make_unique<IrcCodec>(*irc_options_, reactor::Clock::now()));
+  conn->set_handler(session);
+  session->start();
+  connections_.emplace(conn->id(), conn);
+  irc_ids_.insert(conn->id());
+  stats_.connections_open = connections_.size();
+  if (shutdown_done_ || quiesced_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
 }
 
 bool ChatServer::admit(const reactor::TcpConnectionPtr& conn) {
@@ -124,6 +158,7 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::
   if (it == connections_.end()) return;  // refused before it had a session
   connections_.erase(it);
   http_ids_.erase(conn->id());
+  irc_ids_.erase(conn->id());
   if (limits_.max_connections) hub_.table().release_admission();
   stats_.connections_open = connections_.size();
   // Closes come at the rate clients connect: logged within a budget per reactor.
@@ -143,6 +178,7 @@ void ChatServer::quiesce() {
   quiesced_ = true;
   draining_ = true;
   server_.stop_accepting();
+  if (irc_server_) irc_server_->stop_accepting();
   hub_.drop_paused();  // sessions waiting for room never resume reading
   // Members stop reading; plain HTTP connections go on, so that /healthz can say 503 meanwhile.
   for (auto& [id, conn] : connections_) {
@@ -154,12 +190,17 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
   if (shutdown_done_) return;
   shutdown_done_ = std::move(done);
   server_.stop_accepting();
+  if (irc_server_) irc_server_->stop_accepting();
+  static const auto kIrcGoodbye = std::make_shared<const std::string>("ERROR :Closing Link: (Server shutting down)\r\n");
   // Members flush and close; plain HTTP goes on (every answer closing its connection, /healthz
   // saying 503) until the last member of this shard is gone (maybe_finish_shutdown).
   for (auto& [id, conn] : connections_) {
     if (http_ids_.contains(id)) continue;
     if (auto* ws = dynamic_cast<WsSession*>(conn->handler())) {
       ws->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");  // with a close frame (1001)
+    } else if (irc_ids_.contains(id)) {
+      conn->send(kIrcGoodbye);
+      conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
     } else {
       conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
     }
@@ -215,7 +256,12 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
     web_options_ = options.web;
     web0 = {&web_options_, files_.get(), reactor::InetAddress::resolve(address.host(), options.http_port)};
   }
-  servers_[0] = std::make_unique<ChatServer>(main, table_, 0, limits_, address, listen_options, web0);
+  ShardIrc irc0;
+  if (options.irc) {
+    irc_options_ = options.irc_options;
+    irc0 = {&irc_options_, reactor::InetAddress::resolve(address.host(), options.irc_port)};
+  }
+  servers_[0] = std::make_unique<ChatServer>(main, table_, 0, limits_, address, listen_options, web0, irc0);
   // With a listener per shard, the others bind the port shard 0 got (it may have been 0).
   std::optional<reactor::InetAddress> others_listen;
   if (per_shard) others_listen = servers_[0]->local_address();
@@ -227,12 +273,14 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
     // Each shard's server is built on its own thread (the owner rule) and destroyed there.
     pool_ = std::make_unique<reactor::ReactorPool>(
         options.threads - 1, options.backend,
-        [this, others_listen, listen_options, http = options.http](reactor::Reactor& r, size_t i) {
+        [this, others_listen, listen_options, http = options.http, irc_on = options.irc](reactor::Reactor& r, size_t i) {
           reactors_[i + 1] = &r;
-          ChatServer::Web web;  // HTTP connections arrive from shard 0's listener
+          ChatServer::Web web;  // HTTP and IRC connections arrive from shard 0's listeners
           if (http) web = {&web_options_, files_.get(), std::nullopt};
+          ShardIrc irc;
+          if (irc_on) irc = {&irc_options_, std::nullopt};
           servers_[i + 1] =
-              std::make_unique<ChatServer>(r, table_, i + 1, limits_, others_listen, listen_options, web);
+              std::make_unique<ChatServer>(r, table_, i + 1, limits_, others_listen, listen_options, web, irc);
         },
         [this](reactor::Reactor&, size_t i) {
           final_[i + 1] = servers_[i + 1]->stats();
@@ -244,6 +292,14 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
       if (k == 0) return false;
       reactors_[k]->post([server = servers_[k].get(), fd = socket.release(), peer] {
         server->adopt_http(reactor::Handle(fd), peer);
+      });
+      return true;
+    });
+    servers_[0]->set_irc_accept_hook([this](reactor::Handle& socket, const reactor::InetAddress& peer) {
+      size_t k = next_irc_shard_++ % servers_.size();
+      if (k == 0) return false;
+      reactors_[k]->post([server = servers_[k].get(), fd = socket.release(), peer] {
+        server->adopt_irc(reactor::Handle(fd), peer);
       });
       return true;
     });

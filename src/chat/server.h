@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "chat/codecs/irc.h"
 #include "chat/http_session.h"
 #include "chat/hub.h"
 #include "chat/limits.h"
@@ -33,14 +34,21 @@ struct ShardWeb {
   std::optional<reactor::InetAddress> listen_on;
 };
 
+// A shard's IRC side (ChatServer): none when `options` is null.
+struct ShardIrc {
+  const IrcOptions* options = nullptr;
+  std::optional<reactor::InetAddress> listen_on;
+};
+
 class ChatServer {
  public:
   using Web = ShardWeb;
   // With `listen_on`, the shard listens; without, sockets arrive through adopt(). With `web`, the
-  // shard serves HTTP and WebSocket too: listening on `web.listen_on` if given, else adopting.
+  // shard serves HTTP and WebSocket too: listening on `web.listen_on` if given, else adopting; with
+  // `irc`, IRC the same way.
   ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits,
              std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options = {},
-             ShardWeb web = ShardWeb());
+             ShardWeb web = ShardWeb(), ShardIrc irc = ShardIrc());
   ~ChatServer();
 
   void start();
@@ -51,6 +59,15 @@ class ChatServer {
   void set_http_accept_hook(std::function<bool(reactor::Handle&, const reactor::InetAddress&)> hook) {
     if (http_server_) http_server_->set_accept_hook(std::move(hook));
   }
+  void adopt_irc(reactor::Handle socket, const reactor::InetAddress& peer) {
+    if (irc_server_) irc_server_->adopt(std::move(socket), peer);
+  }
+  void set_irc_accept_hook(std::function<bool(reactor::Handle&, const reactor::InetAddress&)> hook) {
+    if (irc_server_) irc_server_->set_accept_hook(std::move(hook));
+  }
+  bool serves_irc() const { return irc_server_ != nullptr; }
+  // The IRC listener's address (only on a shard that listens for IRC).
+  const reactor::InetAddress& irc_address() const { return irc_server_->local_address(); }
   // The HTTP listener's address (only on a shard that listens for HTTP).
   const reactor::InetAddress& http_address() const { return http_server_->local_address(); }
   bool serves_http() const { return http_server_ != nullptr; }
@@ -72,6 +89,8 @@ class ChatServer {
  private:
   void on_connection(const reactor::TcpConnectionPtr& conn);
   void on_http_connection(const reactor::TcpConnectionPtr& conn);
+  void on_irc_connection(const reactor::TcpConnectionPtr& conn);
+  reactor::ConnectionCallbacks close_callbacks();
   bool admit(const reactor::TcpConnectionPtr& conn);
   void on_close(const reactor::TcpConnectionPtr& conn, const reactor::CloseReason& reason);
   void maybe_finish_shutdown();
@@ -85,14 +104,18 @@ class ChatServer {
   bool draining_ = false;  // quiesced: /healthz says 503
   bool http_closing_ = false;  // shutting down, and the members are gone: HTTP stops too
   std::unordered_set<uint64_t> http_ids_;  // connections still speaking HTTP (not members)
+  std::unordered_set<uint64_t> irc_ids_;   // IRC members (swept once a second for their timeouts)
+  const IrcOptions* irc_options_ = nullptr;
   std::unique_ptr<WebContext> web_;
   reactor::TcpServer server_;
   std::unique_ptr<reactor::TcpServer> http_server_;
+  std::unique_ptr<reactor::TcpServer> irc_server_;
   std::unordered_map<uint64_t, reactor::TcpConnectionPtr> connections_;
   bool quiesced_ = false;
   std::function<void()> shutdown_done_;
   reactor::TimerId shutdown_timer_ = 0;
   reactor::TimerId keepalive_timer_ = 0;
+  reactor::TimerId irc_timer_ = 0;
 };
 
 struct ServiceOptions {
@@ -109,6 +132,9 @@ struct ServiceOptions {
   bool http = false;        // serve HTTP and WebSocket on http_port (same host)
   uint16_t http_port = 8080;
   WebOptions web;
+  bool irc = false;         // serve IRC on irc_port (same host)
+  uint16_t irc_port = 6667;
+  IrcOptions irc_options;
 };
 
 class ChatService {
@@ -138,6 +164,8 @@ class ChatService {
   size_t threads() const { return servers_.size(); }
   const reactor::InetAddress& local_address() const { return servers_[0]->local_address(); }
   bool serves_http() const { return servers_[0]->serves_http(); }
+  bool serves_irc() const { return servers_[0]->serves_irc(); }
+  const reactor::InetAddress& irc_address() const { return servers_[0]->irc_address(); }
   const reactor::InetAddress& http_address() const { return servers_[0]->http_address(); }
 
  private:
@@ -152,6 +180,8 @@ class ChatService {
   std::unique_ptr<reactor::ReactorPool> pool_;
   size_t next_shard_ = 0;
   size_t next_http_shard_ = 0;
+  size_t next_irc_shard_ = 0;
+  IrcOptions irc_options_;
   std::unique_ptr<http::StaticFiles> files_;
   WebOptions web_options_;
   std::unique_ptr<Router> router_;  // with --redis (on `main`); destroyed first

@@ -9,7 +9,12 @@
 namespace chat {
 
 Session::Session(SessionContext& shard, Transport& transport, uint64_t id, std::unique_ptr<Codec> codec)
-    : shard_(shard), transport_(transport), codec_(std::move(codec)), id_(id), format_(codec_->format().id()) {}
+    : shard_(shard),
+      transport_(transport),
+      codec_(std::move(codec)),
+      id_(id),
+      format_(codec_->format().id()),
+      hooks_(codec_->has_hooks()) {}
 
 Session::~Session() = default;
 
@@ -36,6 +41,7 @@ void Session::frame_input(reactor::Buffer& input) {
   bool fair_turn = std::exchange(resumed_, false);
   while (!input.empty() && !lost_ && transport_.open()) {
     if (!std::exchange(fair_turn, false) && table().congested()) return wait_for_room();
+    if (hooks_ && codec_->hold_input(*this, input.size())) return;
     FrameResult r = codec_->next_frame(input.view());
     switch (r.status) {
       case FrameStatus::kFrame:
@@ -71,7 +77,22 @@ void Session::switch_codec(std::unique_ptr<Codec> next) {
   --stats().sessions[format_];
   codec_ = std::move(next);
   format_ = codec_->format().id();
+  hooks_ = codec_->has_hooks();
   ++stats().sessions[format_];
+}
+
+void Session::refresh_format() {
+  assert(rooms_.empty());
+  --stats().sessions[format_];
+  format_ = codec_->format().id();
+  ++stats().sessions[format_];
+}
+
+void Session::redeliver_after(reactor::Clock::duration delay) {
+  table().reactor(hub().shard()).run_after(delay, [alive = weak_from_this()] {
+    auto self = alive.lock();
+    if (self && !self->waiting_room_ && self->transport_.open()) self->transport_.redeliver_input();
+  });
 }
 
 void Session::wait_for_room() {
@@ -92,6 +113,14 @@ void Session::resume_input() {
 
 void Session::set_name(std::string name) { name_ = std::move(name); }
 
+void Session::rename(std::string name) {
+  std::string old = std::exchange(name_, std::move(name));
+  hub().rename(this, old, rooms_);
+  for (const std::string& room : rooms_) touched(room);
+  // A change of case only keeps the claim (names are one, whatever their case).
+  if (ShardTable::fold_name(old) != ShardTable::fold_name(name_)) table().release_name(old, id());
+}
+
 HubError Session::join(const std::string& room, bool want_reply) {
   HubError e = hub().join(room, this, want_reply);
   if (e != HubError::kNone) return e;
@@ -111,8 +140,8 @@ HubError Session::join_since(const std::string& room, uint64_t since, std::strin
   return join(room, /*want_reply=*/true);
 }
 
-HubError Session::leave(const std::string& room) {
-  HubError e = hub().leave(room, this);
+HubError Session::leave(const std::string& room, const std::string& reason) {
+  HubError e = hub().leave(room, this, /*quit=*/false, reason);
   if (e != HubError::kNone) return e;
   end_recovery(room);
   std::erase(rooms_, room);
@@ -120,8 +149,8 @@ HubError Session::leave(const std::string& room) {
   return e;
 }
 
-void Session::leave_all() {
-  hub().leave_all(this, rooms_);
+void Session::leave_all(bool quit) {
+  hub().leave_all(this, rooms_, quit, quit ? codec_->quit_reason() : std::string());
   rooms_.clear();
   recovering_.reset();
 }
@@ -151,7 +180,7 @@ void Session::history(const std::string& room, uint64_t before, size_t limit) {
 void Session::joined(const std::string& room, const JoinReply& reply) {
   if (Recovery* r = recovery(room); r && !r->done) return recover(*r, reply);
   // Not through reply(): this answer is what a waiting pong waits for.
-  if (auto bytes = codec_->joined(room, reply, std::nullopt)) send(bytes);
+  if (auto bytes = codec_->joined(*this, room, reply, std::nullopt)) send(bytes);
 }
 
 void Session::acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) {
@@ -220,7 +249,7 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
   reply.names = r.names ? &*r.names : nullptr;
   reply.epoch = table().store().epoch();
   reply.seq = recovery.floor;
-  if (auto bytes = codec_->joined(r.room, reply, recovered)) send(bytes);
+  if (auto bytes = codec_->joined(*this, r.room, reply, recovered)) send(bytes);
   const Format& format = codec_->format();
   for (const StoredMessage& m : messages) {
     auto bytes = format.encode(RoomEvent{.kind = EventKind::kMessage,
@@ -229,7 +258,8 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
                                          .text = m.text,
                                          .ts_ms = m.ts_ms,
                                          .seq = m.seq,
-                                         .id = m.id});
+                                         .id = m.id,
+                                         .front = m.front});
     if (!bytes) continue;
     ++stats().replayed;
     send(bytes);
@@ -293,6 +323,16 @@ void Session::emit(const reactor::SharedBytes& bytes) {
   }
 }
 
+void Session::send_answer(const reactor::SharedBytes& bytes) {
+  if (transport_.open()) send(bytes);
+}
+
+void Session::awaiting(const std::string& room) { touched(room); }
+
+void Session::awaiting_all() {
+  for (size_t k = 0; k < table().shards(); ++k) remote_ |= uint64_t{1} << k;
+}
+
 void Session::reply(reactor::SharedBytes bytes) {
   if (!held_) return emit(bytes);
   if (held_->replies.size() > kMaxHeld) {
@@ -310,7 +350,7 @@ void Session::close_after_flush(reactor::CloseCode code, std::string_view text) 
 
 void Session::closed() {
   codec_->on_close(*this);
-  leave_all();
+  leave_all(/*quit=*/true);
   hub().remove_member(this);
   if (!name_.empty()) table().release_name(name_, id());
 }
@@ -318,6 +358,7 @@ void Session::closed() {
 void Session::deliver(const Delivery& delivery) {
   const reactor::SharedBytes& bytes = delivery.bytes[format_];
   if (!bytes) return;
+  if (hooks_ && !codec_->accept(*this, delivery.event)) return;
   if (Recovery* r = recovering_ ? recovery(delivery.event.room) : nullptr) {
     if (r->done) {
       bool message = delivery.event.kind == EventKind::kMessage;

@@ -47,6 +47,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void peer_closed();
   // The connection closed: leave every room, give the name back.
   void closed();
+  // About once a second, for codecs with timeouts (Codec::tick).
+  void tick(reactor::Clock::time_point now) { codec_->tick(*this, now); }
 
   // ---- Member (called by the hub) ----
   uint64_t id() const override { return id_; }
@@ -66,14 +68,23 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Names the member (claimed by the codec through ShardTable::claim_name; given back at close).
   // Only while in no room: the owners know a member by the name it joined with.
   void set_name(std::string name);
+  // Renames the member in its rooms (a name already claimed by the codec; the old one is given back).
+  void rename(std::string name);
+  // The codec's format changed (IRC capabilities before registration). Only while in no room.
+  void refresh_format();
+  // Offers the unread input again after `delay` (a codec that held it back, Codec::hold_input).
+  void redeliver_after(reactor::Clock::duration delay);
   // Joins `room`; with `want_reply`, the room's owner answers through Codec::joined.
   HubError join(const std::string& room, bool want_reply);
   // Joins `room` and, after the owner's answer, sends every message of it numbered after `since` in
   // `epoch` (replayed from the store), then the live ones: no gap, no duplicate. The answer says
   // whether all could be replayed (Codec::joined's `recovered`); if not, nothing is replayed.
   HubError join_since(const std::string& room, uint64_t since, std::string epoch);
-  HubError leave(const std::string& room);
-  void leave_all();
+  // Leaves `room`; the other members hear `reason` if the front end carries one (IRC's PART).
+  HubError leave(const std::string& room, const std::string& reason = {});
+  // Leaves every room; `quit`: because the connection is closing (the rooms hear the codec's
+  // quit_reason).
+  void leave_all(bool quit = false);
   // Publishes `text` from `user` to `room` (the sender must be a member).
   // With an `id`, the codec's `acked` answers once the message is stored (Hub::publish).
   HubError publish(const std::string& room, std::string_view user, std::string_view text, std::string_view id = {});
@@ -82,6 +93,12 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void history(const std::string& room, uint64_t before, size_t limit);
   // The answer to a request, in request order: held back while an earlier pong waits.
   void reply(reactor::SharedBytes bytes);
+  // An answer that comes from another shard (Hub::inspect, Hub::list_rooms): sent as it comes, like
+  // a join's. The codec says so when it asks (awaiting, awaiting_all), so that a later pong waits.
+  void send_answer(const reactor::SharedBytes& bytes);
+  void awaiting(const std::string& room);
+  void awaiting_all();
+  bool open() const { return transport_.open(); }
   // Sends `bytes` once every earlier request has been answered, including answers from other
   // shards (a pong); replies after it wait behind it.
   void after_earlier_answers(reactor::SharedBytes bytes);
@@ -138,6 +155,7 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   bool lost_ = false;
   bool waiting_room_ = false;
   bool resumed_ = false;  // the first request after a wait for room is not held back again
+  bool hooks_ = false;    // the codec's Codec::has_hooks()
   uint32_t left_in_ = 0;  // bytes left in the input buffer by the last input() (counted in already)
   std::string name_;
   std::vector<std::string> rooms_;

@@ -30,6 +30,8 @@ Stats& Stats::operator+=(const Stats& o) {
   recoveries_failed += o.recoveries_failed;
   replayed += o.replayed;
   history_reads += o.history_reads;
+  irc_flood_closes += o.irc_flood_closes;
+  irc_timeouts += o.irc_timeouts;
   return *this;
 }
 
@@ -46,7 +48,7 @@ std::string Stats::to_string() const {
       "delivered=%llu; bytes in=%llu out=%llu; errors json=%llu utf8=%llu too_long=%llu request=%llu "
       "garbage=%llu; closed slow_consumer=%llu unsynced=%llu; http requests=%llu errors=%llu timeouts=%llu "
       "websocket=%llu; history acks=%llu not_stored=%llu recovered=%llu unrecovered=%llu replayed=%llu "
-      "reads=%llu",
+      "reads=%llu; irc flood=%llu timeouts=%llu",
       (unsigned long long)connections_open, (unsigned long long)connections_accepted,
       (unsigned long long)connections_refused, formats.c_str(), (unsigned long long)messages_in,
       (unsigned long long)deliveries, (unsigned long long)bytes_in, (unsigned long long)bytes_out,
@@ -56,7 +58,8 @@ std::string Stats::to_string() const {
       (unsigned long long)unsynced_closes, (unsigned long long)http_requests, (unsigned long long)http_errors,
       (unsigned long long)http_timeouts, (unsigned long long)ws_upgrades, (unsigned long long)acks,
       (unsigned long long)not_stored, (unsigned long long)recoveries, (unsigned long long)recoveries_failed,
-      (unsigned long long)replayed, (unsigned long long)history_reads);
+      (unsigned long long)replayed, (unsigned long long)history_reads, (unsigned long long)irc_flood_closes,
+      (unsigned long long)irc_timeouts);
   return line;
 }
 

@@ -36,6 +36,8 @@ struct Stats {
   uint64_t recoveries_failed = 0;    // joins with since that could not be recovered
   uint64_t replayed = 0;             // messages sent by recoveries
   uint64_t history_reads = 0;        // history requests answered
+  uint64_t irc_flood_closes = 0;     // IRC connections closed for excess flood
+  uint64_t irc_timeouts = 0;         // IRC connections closed unregistered or silent past their ping
 
   std::string to_string() const;
   Stats& operator+=(const Stats& o);

@@ -30,13 +30,15 @@
 
 namespace chat {
 
-// One kept message. `id`: the sender's id for an idempotent publish ("" if none).
+// One kept message. `id`: the sender's id for an idempotent publish ("" if none); `front`: the
+// sender's front end (Format::front; "" if not known).
 struct StoredMessage {
   uint64_t seq = 0;
   int64_t ts_ms = 0;
   std::string user;
   std::string text;
   std::string id;
+  std::string front;
 };
 
 // A message id the store remembers for dedupe: (room, user, id) -> seq.

@@ -1,7 +1,8 @@
 // The TCP front end: a Session whose transport is a TcpConnection, and that connection's handler,
 // in one object (the codec is the only other allocation of a session): every byte here is paid
 // by every idle member.
-// It starts with the article's codec; a hello as the first object hands it to the native one.
+// On the chat port it starts with the article's codec (a hello as the first object hands it to the
+// native one); on the IRC port with the IRC codec.
 #pragma once
 
 #include "chat/session.h"
@@ -14,7 +15,7 @@ namespace chat {
 // overrides and conn_ are not in place until TcpSession's own constructor has run).
 class TcpSession final : public reactor::ConnectionHandler, public Transport, public Session {
  public:
-  TcpSession(SessionContext& shard, reactor::TcpConnection& conn);
+  TcpSession(SessionContext& shard, reactor::TcpConnection& conn, std::unique_ptr<Codec> codec);
 
   // reactor::ConnectionHandler
   void on_message(reactor::TcpConnection&, reactor::Buffer& bytes) override { input(bytes); }
@@ -30,6 +31,7 @@ class TcpSession final : public reactor::ConnectionHandler, public Transport, pu
   QueuedOutput queued() const override { return {conn_.queued_bytes(), conn_.queued_chunks()}; }
   void pause_reading() override { conn_.pause_reading(); }
   void resume_reading() override { conn_.resume_reading(); }
+  void redeliver_input() override { conn_.redeliver_input(); }
   void close_soon(reactor::CloseCode code, std::string_view text) override { conn_.close_soon(code, text); }
   void close_after_flush(reactor::CloseCode code, std::string_view text) override {
     conn_.close_after_flush(code, text);

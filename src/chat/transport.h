@@ -34,6 +34,8 @@ class Transport {
   // buffered again.
   virtual void pause_reading() = 0;
   virtual void resume_reading() = 0;
+  // Offers the bytes the session left unread again, soon (a codec that held back for a while).
+  virtual void redeliver_input() = 0;
   // Close after the current dispatch, dropping what is queued.
   virtual void close_soon(reactor::CloseCode code, std::string_view text) = 0;
   // Close once what is queued has left (a last reply, a graceful stop).

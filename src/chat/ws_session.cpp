@@ -104,6 +104,10 @@ void WsSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
 
 void WsSession::resume_reading() {
   conn_.resume_reading();
+  redeliver_input();
+}
+
+void WsSession::redeliver_input() {
   if (messages_.empty()) return;
   conn_.reactor().defer([weak = std::weak_ptr<Session>(shared_from_this())] {
     auto self = std::static_pointer_cast<WsSession>(weak.lock());

@@ -47,6 +47,7 @@ class WsSession final : public reactor::ConnectionHandler, public Transport, pub
   QueuedOutput queued() const override { return {conn_.queued_bytes(), conn_.queued_chunks()}; }
   void pause_reading() override { conn_.pause_reading(); }
   void resume_reading() override;
+  void redeliver_input() override;
   void close_soon(reactor::CloseCode code, std::string_view text) override;
   void close_after_flush(reactor::CloseCode code, std::string_view text) override;
 

@@ -270,6 +270,14 @@ void TcpConnection::resume_reading() {
   }
 }
 
+void TcpConnection::redeliver_input() {
+  if (!reading_ || input_.empty()) return;
+  reactor_.defer([self = shared_from_this()] {
+    if (!self->open() || !self->reading_ || self->input_.empty()) return;
+    self->deliver_input();
+  });
+}
+
 void TcpConnection::update_interest() {
   if (!open_ || lingering_) return;
   Interest want = Interest::kNone;

@@ -135,6 +135,9 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   // again (from the deferred phase), so an owner that paused mid-buffer picks up where it stopped.
   // No effect on a connection closing after its flush.
   void resume_reading();
+  // Offers the bytes the handler left in the input buffer again (after the current dispatch), while
+  // reading: a handler that stopped short of its input for a while (a flood penalty) goes on.
+  void redeliver_input();
 
   bool open() const { return open_ && !closing_; }
   // Open and taking sends: false also once close_after_flush() or shutdown() was asked for.

@@ -71,7 +71,7 @@ class Server {
     if (!fs.existsSync(SERVER_BIN)) throw new Error('no chat-server at ' + SERVER_BIN + ' (set CHAT_SERVER)');
     const args = ['--port', '0', '--threads', '2', '--store', store, '--data-dir', DATA_DIR,
       '--replay-limit', String(REPLAY_LIMIT),
-      ...(this.http ? ['--http-port', String(this.httpPort)] : ['--no-http']), ...this.extraArgs, ...EXTRA_ARGS];
+      '--no-irc', ...(this.http ? ['--http-port', String(this.httpPort)] : ['--no-http']), ...this.extraArgs, ...EXTRA_ARGS];
     // Started away from the repo: the server must find its page wherever it is started from.
     this.proc = spawn(SERVER_BIN, args, { cwd: os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
     this.exitedPromise = new Promise((resolve) => {

@@ -21,7 +21,7 @@ using testproc::Process;
 
 inline std::vector<std::string> chat_args(std::vector<std::string> extra = {}, std::string port = "0") {
   // HTTP on a free port too: the default (8080) would be shared by tests running side by side.
-  std::vector<std::string> args{CHAT_SERVER_BIN, "--port", port, "--http-port", "0"};
+  std::vector<std::string> args{CHAT_SERVER_BIN, "--port", port, "--http-port", "0", "--irc-port", "0"};
   // History in memory: the default (a sqlite file in ./chat-data) would be shared by every test.
   // (With --redis, Redis keeps it.)
   bool chosen = std::find(extra.begin(), extra.end(), "--store") != extra.end() ||

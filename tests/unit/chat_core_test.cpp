@@ -42,6 +42,7 @@ class FakeTransport final : public chat::Transport {
   chat::QueuedOutput queued() const override { return queued_; }
   void pause_reading() override { paused = true; }
   void resume_reading() override { paused = false; }
+  void redeliver_input() override { ++redelivered; }
   void close_soon(reactor::CloseCode code, std::string_view text) override { close(code, text); }
   void close_after_flush(reactor::CloseCode code, std::string_view text) override { close(code, text); }
 
@@ -50,6 +51,7 @@ class FakeTransport final : public chat::Transport {
   std::vector<reactor::SharedBytes> sent;
   std::optional<reactor::CloseReason> closed;
   bool paused = false;
+  int redelivered = 0;
 
  private:
   void close(reactor::CloseCode code, std::string_view text) {
@@ -137,7 +139,7 @@ struct OneShard {
 // "user: text" lines; no presence.
 class ColonFormat final : public chat::Format {
  public:
-  ColonFormat() : Format("colon") {}
+  ColonFormat() : Format("colon", "test") {}
   reactor::SharedBytes encode(const chat::RoomEvent& e) const override {
     if (e.kind != chat::EventKind::kMessage) return nullptr;
     return std::make_shared<const std::string>(e.user + ": " + e.text + "\n");
@@ -172,7 +174,7 @@ class ColonCodec final : public chat::Codec {
     return nullptr;
   }
   void on_bad_frame(chat::Session&, const chat::FrameResult&, std::string_view) override {}
-  reactor::SharedBytes joined(const std::string&, const chat::JoinReply&, std::optional<bool>) override {
+  reactor::SharedBytes joined(chat::Session&, const std::string&, const chat::JoinReply&, std::optional<bool>) override {
     return nullptr;
   }
 

@@ -84,7 +84,7 @@ class ChatServer:
     def __init__(self, path, *flags, threads=2):
         self.terminated = False
         # History in memory unless the test says otherwise: never a shared ./chat-data.
-        self.args = [path, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--store", "memory",
+        self.args = [path, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--irc-port", "0", "--store", "memory",
                      "--threads", str(threads), *flags]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)

@@ -75,7 +75,7 @@ let stderr = '';
 let ports;
 
 before(async () => {
-  server = spawn(serverPath, ['--host', '127.0.0.1', '--port', '0', '--http-port', '0', '--store', 'memory', '--threads', '2',
+  server = spawn(serverPath, ['--host', '127.0.0.1', '--port', '0', '--http-port', '0', '--irc-port', '0', '--store', 'memory', '--threads', '2',
                               '--max-frame', String(MAX_FRAME)], { stdio: ['ignore', 'pipe', 'pipe'] });
   server.stderr.on('data', (d) => { stderr += d; });
   const waitLine = lineWaiter(server.stdout);

@@ -15,7 +15,7 @@ namespace {
 
 class ArticleFormat final : public Format {
  public:
-  ArticleFormat() : Format("article") {}
+  ArticleFormat() : Format("article", "article") {}
   reactor::SharedBytes encode(const RoomEvent& e) const override {
     if (e.kind != EventKind::kMessage) return nullptr;  // the article's clients know no presence
     return std::make_shared<const std::string>(article_message_line(e.user, e.text));

@@ -26,7 +26,9 @@ class ArticleCodec final : public Codec {
   FrameResult next_frame(std::string_view input) override { return framer_.next(input); }
   std::unique_ptr<Codec> on_frame(Session& session, std::string_view frame) override;
   void on_bad_frame(Session& session, const FrameResult& result, std::string_view skipped) override;
-  reactor::SharedBytes joined(const std::string&, const JoinReply&, std::optional<bool>) override { return nullptr; }
+  reactor::SharedBytes joined(Session&, const std::string&, const JoinReply&, std::optional<bool>) override {
+    return nullptr;
+  }
   void on_close(Session& session) override;
 
  private:

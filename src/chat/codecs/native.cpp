@@ -24,22 +24,37 @@ Json event_json(const RoomEvent& e) {
     case EventKind::kMessage: return message_json(e.room, e.user, e.text, e.ts_ms, e.seq, e.id);
     case EventKind::kJoin: return {{"type", "join"}, {"room", e.room}, {"user", e.user}};
     case EventKind::kLeave: return {{"type", "leave"}, {"room", e.room}, {"user", e.user}};
+    case EventKind::kNick: break;  // two objects (events_json)
   }
   return nullptr;
 }
 
+// The objects an event is in this dialect: one, but a change of name is the old name leaving and
+// the new one joining (the dialect has no renames; names are fixed for a connection's life).
+std::vector<Json> events_json(const RoomEvent& e) {
+  if (e.kind != EventKind::kNick) return {event_json(e)};
+  return {{{"type", "leave"}, {"room", e.room}, {"user", e.user}}, {{"type", "join"}, {"room", e.room}, {"user", e.text}}};
+}
+
 class NativeWsFormat final : public Format {
  public:
-  NativeWsFormat() : Format("websocket") {}
+  NativeWsFormat() : Format("websocket", "web") {}
   reactor::SharedBytes encode(const RoomEvent& e) const override {
-    return std::make_shared<const std::string>(websocket_frame(0x1, dump_json(event_json(e))));
+    std::string frames;
+    for (const Json& j : events_json(e)) frames += websocket_frame(0x1, dump_json(j));
+    return std::make_shared<const std::string>(std::move(frames));
   }
 };
 
 class NativeFormat final : public Format {
  public:
-  NativeFormat() : Format("native") {}
-  reactor::SharedBytes encode(const RoomEvent& e) const override { return json_line(event_json(e)); }
+  NativeFormat() : Format("native", "native") {}
+  reactor::SharedBytes encode(const RoomEvent& e) const override {
+    if (e.kind != EventKind::kNick) return json_line(event_json(e));
+    std::string lines;
+    for (const Json& j : events_json(e)) lines += dump_json(j) + "\n";
+    return std::make_shared<const std::string>(std::move(lines));
+  }
 };
 
 }  // namespace
@@ -321,7 +336,7 @@ void NativeCodec::ping(Session& session, const Json& j) {
   session.after_earlier_answers(wrap(pong));
 }
 
-reactor::SharedBytes NativeCodec::joined(const std::string& room, const JoinReply& reply,
+reactor::SharedBytes NativeCodec::joined(Session&, const std::string& room, const JoinReply& reply,
                                          std::optional<bool> recovered) {
   Json j = {{"type", "joined"}, {"room", room}, {"count", reply.count}};
   if (reply.names) j["members"] = *reply.names;

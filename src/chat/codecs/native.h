@@ -44,7 +44,8 @@ class NativeCodec final : public Codec {
   FrameResult next_frame(std::string_view input) override;
   std::unique_ptr<Codec> on_frame(Session& session, std::string_view frame) override;
   void on_bad_frame(Session& session, const FrameResult& result, std::string_view skipped) override;
-  reactor::SharedBytes joined(const std::string& room, const JoinReply& reply, std::optional<bool> recovered) override;
+  reactor::SharedBytes joined(Session& session, const std::string& room, const JoinReply& reply,
+                              std::optional<bool> recovered) override;
   reactor::SharedBytes acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) override;
   reactor::SharedBytes history(const std::string& room, const std::string& epoch, const ReadResult& result) override;
 

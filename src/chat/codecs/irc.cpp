@@ -1,0 +1,739 @@
+#include "chat/codecs/irc.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+
+#include "chat/event.h"
+#include "chat/names.h"
+#include "chat/session.h"
+
+namespace chat {
+namespace {
+
+constexpr std::string_view kNickSpecials = "[]\\`_^{|}";
+
+// "#room" for a room.
+std::string channel(std::string_view room) {
+  std::string c;
+  c.reserve(room.size() + 1);
+  c += '#';
+  c += room;
+  return c;
+}
+
+// The room of "#room", if it names one.
+bool room_of(std::string_view chan, std::string& room) {
+  if (chan.size() < 2 || chan[0] != '#') return false;
+  if (!valid_room_name(chan.substr(1))) return false;
+  room.assign(chan.substr(1));
+  return true;
+}
+
+const std::string& host_of(const std::string& front) {
+  static const std::string unknown = "chat";
+  return front.empty() ? unknown : front;
+}
+
+// ISO 8601 in UTC with milliseconds, as server-time has it.
+std::string iso_time(int64_t ms) {
+  time_t secs = static_cast<time_t>(ms / 1000);
+  struct tm t;
+  gmtime_r(&secs, &t);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
+                t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+// The pieces of `text` as IRC lines can carry it: one per line of the text (CR and NUL dropped),
+// each cut at `max` bytes on a UTF-8 character boundary. An empty text is one empty piece.
+std::vector<std::string_view> pieces(std::string_view text, size_t max, std::string& scratch) {
+  if (text.find_first_of(std::string_view("\r\0", 2)) != std::string_view::npos) {
+    scratch.clear();
+    for (char c : text) {
+      if (c != '\r' && c != '\0') scratch += c;
+    }
+    text = scratch;
+  }
+  std::vector<std::string_view> out;
+  while (true) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    while (line.size() > max) {
+      size_t cut = max;
+      while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+      if (cut == 0) cut = max;
+      out.push_back(line.substr(0, cut));
+      line.remove_prefix(cut);
+    }
+    if (!line.empty() || out.empty()) out.push_back(line);
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+    if (text.empty()) break;
+  }
+  return out;
+}
+
+class IrcFormat final : public Format {
+ public:
+  IrcFormat(const char* name, IrcTags tags) : Format(name, "irc"), tags_(tags) {}
+
+  reactor::SharedBytes encode(const RoomEvent& e) const override {
+    std::string nick = irc_display_nick(e.user);
+    std::string source = ":" + nick + "!" + nick + "@" + host_of(e.front);
+    std::string out;
+    switch (e.kind) {
+      case EventKind::kMessage: {
+        std::string head = " PRIVMSG #" + e.room + " :";
+        size_t room_for_text = IrcCodec::kMaxLine - 2 - source.size() - head.size();
+        std::string scratch;
+        size_t k = 0;
+        for (std::string_view piece : pieces(e.text, room_for_text, scratch)) {
+          out += tags(e.ts_ms, e.room, e.seq, k++);
+          out += source;
+          out += head;
+          out += piece;
+          out += "\r\n";
+        }
+        break;
+      }
+      case EventKind::kJoin: out = tags(now_ms(), {}, 0, 0) + source + " JOIN #" + e.room + "\r\n"; break;
+      case EventKind::kLeave:
+        if (e.quit) {
+          out = tags(now_ms(), {}, 0, 0) + source + " QUIT :" + (e.text.empty() ? "Connection closed" : e.text) + "\r\n";
+        } else {
+          out = tags(now_ms(), {}, 0, 0) + source + " PART #" + e.room + (e.text.empty() ? "" : " :" + e.text) + "\r\n";
+        }
+        break;
+      case EventKind::kNick: out = tags(now_ms(), {}, 0, 0) + source + " NICK :" + irc_display_nick(e.text) + "\r\n"; break;
+    }
+    return std::make_shared<const std::string>(std::move(out));
+  }
+
+ private:
+  // "@time=...;msgid=ROOM~SEQ " (msgid for messages only; a message cut into several lines has
+  // one msgid per line: ROOM~SEQ, ROOM~SEQ~1, ...).
+  std::string tags(int64_t ms, std::string_view room, uint64_t seq, size_t piece) const {
+    if (tags_ == IrcTags::kNone) return {};
+    std::string t = "@time=" + iso_time(ms);
+    if (tags_ == IrcTags::kAll && seq != 0) {
+      t += ";msgid=";
+      t += room;
+      t += "~" + std::to_string(seq);
+      if (piece > 0) t += "~" + std::to_string(piece);
+    }
+    t += ' ';
+    return t;
+  }
+
+  IrcTags tags_;
+};
+
+}  // namespace
+
+const Format& irc_format(IrcTags tags) {
+  static const IrcFormat plain("irc", IrcTags::kNone);
+  static const IrcFormat time("irc-time", IrcTags::kTime);
+  static const IrcFormat all("irc-tags", IrcTags::kAll);
+  switch (tags) {
+    case IrcTags::kNone: return plain;
+    case IrcTags::kTime: return time;
+    case IrcTags::kAll: return all;
+  }
+  return plain;
+}
+
+bool valid_irc_nick(std::string_view nick) {
+  if (nick.empty() || nick.size() > 32) return false;
+  for (size_t i = 0; i < nick.size(); ++i) {
+    char c = nick[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || kNickSpecials.find(c) != std::string_view::npos ||
+              (i > 0 && ((c >= '0' && c <= '9') || c == '-'));
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string irc_display_nick(std::string_view name) {
+  std::string nick(name);
+  for (char& c : nick) {
+    if (c == ' ' || c == '!' || c == '@' || c == ',' || c == '*' || c == '?') c = '_';
+  }
+  if (nick.empty() || nick[0] == ':' || nick[0] == '#' || nick[0] == '&') nick.insert(0, "_");
+  return nick;
+}
+
+IrcCodec::IrcCodec(const IrcOptions& options, reactor::Clock::time_point now)
+    : options_(options), since_(now), tokens_(options.flood_burst), filled_(now) {}
+
+FrameResult IrcCodec::next_frame(std::string_view input) {
+  size_t max_tags = (caps_ & kMessageTags) ? irc::kMaxClientTags : 0;
+  irc::LineResult r = irc::next_line(input, irc::kMaxBody, max_tags, line_state_);
+  switch (r.status) {
+    case irc::LineResult::kLine: return {FrameStatus::kFrame, r.consumed, r.line};
+    case irc::LineResult::kNeedMore: return {FrameStatus::kNeedMore, r.consumed, {}};
+    case irc::LineResult::kTooLong: return {FrameStatus::kTooLong, r.consumed, {}, irc::kMaxBody};
+  }
+  return {FrameStatus::kNeedMore, 0, {}};
+}
+
+void IrcCodec::on_bad_frame(Session& session, const FrameResult& r, std::string_view) {
+  if (r.status == FrameStatus::kTooLong) {
+    numeric(session, "417", ":Input line was too long (at most 512 bytes, tags aside)");
+  }
+}
+
+std::string IrcCodec::numeric_line(Session& session, std::string_view code, std::string_view rest) const {
+  std::string line;
+  const std::string& target = registered_ ? session.name() : (nick_.empty() ? std::string("*") : nick_);
+  line.reserve(options_.server_name.size() + target.size() + rest.size() + 10);
+  line += ':';
+  line += options_.server_name;
+  line += ' ';
+  line += code;
+  line += ' ';
+  line += target;
+  line += ' ';
+  line += rest;
+  line += "\r\n";
+  return line;
+}
+
+void IrcCodec::numeric(Session& session, std::string_view code, std::string_view rest) {
+  session.reply(std::make_shared<const std::string>(numeric_line(session, code, rest)));
+}
+
+void IrcCodec::send_line(Session& session, std::string line) {
+  session.reply(std::make_shared<const std::string>(std::move(line)));
+}
+
+std::string IrcCodec::self_source(Session& session) const {
+  const std::string& n = session.name();
+  return ":" + n + "!" + n + "@irc";
+}
+
+void IrcCodec::close_with_error(Session& session, const std::string& reason, reactor::CloseCode code) {
+  if (quit_reason_.empty()) quit_reason_ = reason;
+  std::string who = registered_ ? session.name() : (nick_.empty() ? std::string("*") : nick_);
+  send_line(session, "ERROR :Closing Link: " + who + " (" + reason + ")\r\n");
+  session.close_after_flush(code, reason);
+}
+
+std::unique_ptr<Codec> IrcCodec::on_frame(Session& session, std::string_view frame) {
+  auto now = reactor::Clock::now();
+  since_ = now;
+  ping_sent_ = {};
+  if (frame.find_first_not_of(' ') == std::string_view::npos) return nullptr;  // empty lines are ignored
+  // IRC clients still send Latin-1: taken as such and relayed as UTF-8 (docs/PROTOCOL.md).
+  std::string converted;
+  if (!irc::valid_utf8(frame)) {
+    converted = irc::utf8_or_latin1(frame);
+    frame = converted;
+  }
+  irc::Message m;
+  irc::ParseError e = irc::parse(frame, m);
+  if (e == irc::ParseError::kBadCommand) {
+    ++session.stats().errors_request;
+    std::string cmd(frame.substr(0, std::min<size_t>(frame.find(' '), 32)));
+    if (!cmd.empty() && (cmd[0] == '@' || cmd[0] == ':')) cmd = "*";
+    numeric(session, "421", irc_display_nick(cmd) + " :Unknown command");
+    return nullptr;
+  }
+  if (e != irc::ParseError::kNone) {
+    ++session.stats().errors_request;
+    send_line(session, ":" + options_.server_name + " NOTICE " + (registered_ ? session.name() : "*") +
+                           " :Line ignored: " + irc::to_string(e) + "\r\n");
+    return nullptr;
+  }
+  command(session, m);
+  return nullptr;
+}
+
+void IrcCodec::command(Session& session, const irc::Message& m) {
+  const std::string& c = m.command;
+  if (c == "PING") {
+    if (m.params.empty()) return numeric(session, "461", "PING :Not enough parameters");
+    return send_line(session, ":" + options_.server_name + " PONG " + options_.server_name + " :" + m.params[0] + "\r\n");
+  }
+  if (c == "PONG") return;  // any line is a sign of life (on_frame)
+  if (c == "CAP") return cap(session, m);
+  if (c == "PASS") return pass(session, m);
+  if (c == "NICK") return nick(session, m);
+  if (c == "USER") return user(session, m);
+  if (c == "QUIT") return quit(session, m);
+  if (!registered_) {
+    ++session.stats().errors_request;
+    return numeric(session, "451", ":You have not registered");
+  }
+  if (c == "PRIVMSG" || c == "NOTICE") return message(session, m, c == "NOTICE");
+  if (c == "JOIN") return join(session, m);
+  if (c == "PART") return part(session, m);
+  if (c == "NAMES") return names(session, m);
+  if (c == "WHO") return who(session, m);
+  if (c == "LIST") return list(session, m);
+  if (c == "MODE") return mode(session, m);
+  if (c == "TOPIC") return topic(session, m);
+  if (c == "LUSERS") return lusers(session);
+  if (c == "MOTD") return motd(session);
+  if (c == "VERSION") {
+    numeric(session, "351", "chat-server " + options_.server_name + " :Reactor Chat");
+    return;
+  }
+  if (c == "TIME") return numeric(session, "391", options_.server_name + " :" + iso_time(now_ms()));
+  ++session.stats().errors_request;
+  numeric(session, "421", c.substr(0, 32) + " :Unknown command");
+}
+
+// ---- Registration -------------------------------------------------------------------------------
+
+void IrcCodec::cap(Session& session, const irc::Message& m) {
+  static constexpr std::string_view kOffered = "message-tags server-time echo-message";
+  if (m.params.empty()) return numeric(session, "461", "CAP :Not enough parameters");
+  std::string sub = m.params[0];
+  for (char& ch : sub) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  std::string target = registered_ ? session.name() : (nick_.empty() ? std::string("*") : nick_);
+  std::string head = ":" + options_.server_name + " CAP " + target + " ";
+  if (sub == "LS") {
+    if (!registered_) negotiating_ = true;
+    return send_line(session, head + "LS :" + std::string(kOffered) + "\r\n");
+  }
+  if (sub == "LIST") {
+    std::string on;
+    if (caps_ & kMessageTags) on += "message-tags ";
+    if (caps_ & kServerTime) on += "server-time ";
+    if (caps_ & kEchoMessage) on += "echo-message ";
+    if (!on.empty()) on.pop_back();
+    return send_line(session, head + "LIST :" + on + "\r\n");
+  }
+  if (sub == "REQ") {
+    if (!registered_) negotiating_ = true;
+    std::string asked = m.params.size() > 1 ? m.params[1] : "";
+    uint8_t caps = caps_;
+    bool ok = true;
+    size_t pos = 0;
+    while (pos < asked.size()) {
+      size_t end = asked.find(' ', pos);
+      std::string_view name = std::string_view(asked).substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+      pos = end == std::string::npos ? asked.size() : end + 1;
+      if (name.empty()) continue;
+      bool off = name[0] == '-';
+      if (off) name.remove_prefix(1);
+      uint8_t bit = name == "message-tags" ? kMessageTags
+                    : name == "server-time" ? kServerTime
+                    : name == "echo-message" ? kEchoMessage
+                                             : 0;
+      if (bit == 0) {
+        ok = false;
+        break;
+      }
+      caps = off ? static_cast<uint8_t>(caps & ~bit) : static_cast<uint8_t>(caps | bit);
+    }
+    IrcTags tags = (caps & kMessageTags) ? IrcTags::kAll : (caps & kServerTime) ? IrcTags::kTime : IrcTags::kNone;
+    // A member's format is fixed while it is in a room (the owners count members per format).
+    if (ok && tags != tags_ && !session.rooms().empty()) ok = false;
+    if (!ok) return send_line(session, head + "NAK :" + asked + "\r\n");
+    caps_ = caps;
+    if (tags != tags_) {
+      tags_ = tags;
+      session.refresh_format();
+    }
+    return send_line(session, head + "ACK :" + asked + "\r\n");
+  }
+  if (sub == "END") {
+    negotiating_ = false;
+    return try_register(session);
+  }
+  numeric(session, "410", irc_display_nick(sub.substr(0, 32)) + " :Invalid CAP command");
+}
+
+void IrcCodec::pass(Session& session, const irc::Message& m) {
+  if (registered_) return numeric(session, "462", ":You may not reregister");
+  if (m.params.empty()) return numeric(session, "461", "PASS :Not enough parameters");
+  pass_ok_ = !options_.password.empty() && m.params[0] == options_.password;
+}
+
+void IrcCodec::nick(Session& session, const irc::Message& m) {
+  if (m.params.empty() || m.params[0].empty()) return numeric(session, "431", ":No nickname given");
+  const std::string& wanted = m.params[0];
+  if (!valid_irc_nick(wanted)) {
+    ++session.stats().errors_request;
+    return numeric(session, "432", irc_display_nick(wanted.substr(0, 32)) + " :Erroneous nickname");
+  }
+  if (!registered_) {
+    if (session.table().name_held(wanted)) return numeric(session, "433", wanted + " :Nickname is already in use");
+    nick_ = wanted;
+    return try_register(session);
+  }
+  const std::string& current = session.name();
+  if (wanted == current) return;
+  // The same name in another case is still this member's (names are compared without case).
+  bool same = ShardTable::fold_name(wanted) == ShardTable::fold_name(current);
+  if (!same && !session.table().claim_name(wanted, session.id())) {
+    return numeric(session, "433", wanted + " :Nickname is already in use");
+  }
+  send_line(session, self_source(session) + " NICK :" + wanted + "\r\n");
+  session.rename(wanted);
+}
+
+void IrcCodec::user(Session& session, const irc::Message& m) {
+  if (registered_) return numeric(session, "462", ":You may not reregister");
+  if (m.params.size() < 4 || m.params[0].empty()) return numeric(session, "461", "USER :Not enough parameters");
+  // The user name and real name are not kept: every member is shown as nick!nick@FRONT-END.
+  user_given_ = true;
+  try_register(session);
+}
+
+void IrcCodec::try_register(Session& session) {
+  if (registered_ || negotiating_ || nick_.empty() || !user_given_) return;
+  if (!options_.password.empty() && !pass_ok_) {
+    numeric(session, "464", ":Password incorrect");
+    return close_with_error(session, "Bad password", reactor::CloseCode::kProtocol);
+  }
+  if (!session.table().claim_name(nick_, session.id())) {
+    numeric(session, "433", nick_ + " :Nickname is already in use");
+    nick_.clear();
+    return;
+  }
+  session.set_name(nick_);
+  nick_.clear();
+  nick_.shrink_to_fit();
+  registered_ = true;
+  welcome(session);
+}
+
+void IrcCodec::welcome(Session& session) {
+  const std::string& n = session.name();
+  const std::string& server = options_.server_name;
+  numeric(session, "001", ":Welcome to the " + options_.network + " IRC network " + n + "!" + n + "@irc");
+  numeric(session, "002", ":Your host is " + server + ", running chat-server");
+  numeric(session, "003", ":This server speaks IRC beside native JSON lines, WebSocket and the article's dialect");
+  numeric(session, "004", server + " chat-server i n");
+  numeric(session, "005",
+          "AWAYLEN=200 CASEMAPPING=ascii CHANLEN=65 CHANMODES=,,,n CHANTYPES=# MAXTARGETS=" +
+              std::to_string(kMaxTargets) + " NETWORK=" + options_.network + " NICKLEN=32 PREFIX=(ov)@+ TARGMAX=PRIVMSG:" +
+              std::to_string(kMaxTargets) + ",NOTICE:" + std::to_string(kMaxTargets) + " TOPICLEN=390 " +
+              "CHANLIMIT=#:" + std::to_string(session.limits().max_rooms) + " :are supported by this server");
+  lusers(session);
+  motd(session);
+}
+
+void IrcCodec::lusers(Session& session) {
+  size_t users = session.table().name_count();
+  numeric(session, "251", ":There are " + std::to_string(users) + " users and 0 invisible on 1 servers");
+  numeric(session, "255", ":I have " + std::to_string(users) + " clients and 0 servers");
+}
+
+void IrcCodec::motd(Session& session) {
+  if (options_.motd.empty()) return numeric(session, "422", ":MOTD File is missing");
+  numeric(session, "375", ":- " + options_.server_name + " Message of the day - ");
+  for (const std::string& line : options_.motd) numeric(session, "372", ":- " + line);
+  numeric(session, "376", ":End of /MOTD command.");
+}
+
+void IrcCodec::quit(Session& session, const irc::Message& m) {
+  std::string said = m.params.empty() ? std::string() : m.params[0];
+  quit_reason_ = said.empty() ? "Quit" : "Quit: " + said.substr(0, 300);
+  close_with_error(session, quit_reason_, reactor::CloseCode::kPeerClosed);
+}
+
+// ---- Channels -----------------------------------------------------------------------------------
+
+bool IrcCodec::pending(const std::string& room) const {
+  return std::find(pending_.begin(), pending_.end(), room) != pending_.end();
+}
+
+void IrcCodec::join(Session& session, const irc::Message& m) {
+  if (m.params.empty()) return numeric(session, "461", "JOIN :Not enough parameters");
+  if (m.params[0] == "0") {  // leave every channel
+    std::vector<std::string> rooms = session.rooms();
+    for (const std::string& room : rooms) {
+      if (session.leave(room) == HubError::kNone) send_line(session, self_source(session) + " PART #" + room + "\r\n");
+    }
+    pending_.clear();
+    return;
+  }
+  std::string_view list = m.params[0];
+  std::string room;
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view chan = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    if (chan.empty()) continue;
+    if (!room_of(chan, room)) {
+      ++session.stats().errors_request;
+      numeric(session, "403", irc_display_nick(chan.substr(0, 65)) + " :No such channel");
+      continue;
+    }
+    if (session.in_room(room)) continue;
+    if (session.rooms().size() >= session.limits().max_rooms) {
+      ++session.stats().errors_request;
+      numeric(session, "405", channel(room) + " :You have joined too many channels");
+      continue;
+    }
+    // The owner answers through joined(): JOIN, then the names (at once, inside join(), when this
+    // shard owns the room: pending before the call).
+    pending_.push_back(room);
+    if (session.join(room, /*want_reply=*/true) != HubError::kNone) std::erase(pending_, room);
+  }
+}
+
+reactor::SharedBytes IrcCodec::joined(Session& session, const std::string& room, const JoinReply& reply,
+                                      std::optional<bool>) {
+  std::erase(pending_, room);
+  std::string out;
+  if (tags_ != IrcTags::kNone) out = "@time=" + iso_time(now_ms()) + " ";
+  out += self_source(session) + " JOIN " + channel(room) + "\r\n";
+  std::vector<std::string> none{session.name()};
+  names_reply(session, room, reply.names ? *reply.names : none, reply.names != nullptr, reply.count, out);
+  return std::make_shared<const std::string>(std::move(out));
+}
+
+void IrcCodec::part(Session& session, const irc::Message& m) {
+  if (m.params.empty()) return numeric(session, "461", "PART :Not enough parameters");
+  std::string reason = m.params.size() > 1 ? m.params[1].substr(0, 300) : std::string();
+  std::string_view list = m.params[0];
+  std::string room;
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view chan = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    if (chan.empty()) continue;
+    if (!room_of(chan, room)) {
+      numeric(session, "403", irc_display_nick(chan.substr(0, 65)) + " :No such channel");
+      continue;
+    }
+    if (session.leave(room, reason) != HubError::kNone) {
+      numeric(session, "442", channel(room) + " :You're not on that channel");
+      continue;
+    }
+    std::erase(pending_, room);
+    send_line(session, self_source(session) + " PART " + channel(room) + (reason.empty() ? "" : " :" + reason) + "\r\n");
+  }
+}
+
+void IrcCodec::message(Session& session, const irc::Message& m, bool notice) {
+  const char* cmd = notice ? "NOTICE" : "PRIVMSG";
+  if (m.params.empty() || m.params[0].empty()) {
+    if (!notice) numeric(session, "411", std::string(":No recipient given (") + cmd + ")");
+    return;
+  }
+  if (m.params.size() < 2 || m.params[1].empty()) {
+    if (!notice) numeric(session, "412", ":No text to send");
+    return;
+  }
+  const std::string& text = m.params[1];
+  std::string_view list = m.params[0];
+  std::string room;
+  size_t targets = 0;
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view target = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    if (target.empty()) continue;
+    if (++targets > kMaxTargets) {
+      if (!notice) numeric(session, "407", irc_display_nick(target.substr(0, 65)) + " :Too many targets");
+      return;
+    }
+    if (target[0] == '#') {
+      if (!room_of(target, room)) {
+        if (!notice) numeric(session, "403", irc_display_nick(target.substr(0, 65)) + " :No such channel");
+        continue;
+      }
+      if (session.publish(room, session.name(), text) != HubError::kNone && !notice) {
+        ++session.stats().errors_request;
+        numeric(session, "404", channel(room) + " :Cannot send to channel");
+      }
+      continue;
+    }
+    if (!notice) numeric(session, "401", irc_display_nick(target.substr(0, 32)) + " :No such nick/channel");
+  }
+}
+
+void IrcCodec::names_reply(Session& session, const std::string& room, const std::vector<std::string>& names,
+                           bool listed, size_t count, std::string& out) const {
+  std::string head = "= " + channel(room) + " :";
+  std::string line;
+  auto flush = [&] {
+    if (!line.empty()) out += numeric_line(session, "353", head + line);
+    line.clear();
+  };
+  size_t room_for_names = kMaxLine - 2 - numeric_line(session, "353", head).size();
+  for (const std::string& name : names) {
+    std::string nick = irc_display_nick(name);
+    if (!line.empty() && line.size() + 1 + nick.size() > room_for_names) flush();
+    if (!line.empty()) line += ' ';
+    line += nick;
+  }
+  flush();
+  out += numeric_line(session, "366", channel(room) + " :End of /NAMES list.");
+  if (!listed) {
+    out += ":" + options_.server_name + " NOTICE " + session.name() + " :" + channel(room) + " has " +
+           std::to_string(count) + " members: too many to list or to follow their comings and goings\r\n";
+  }
+}
+
+void IrcCodec::names(Session& session, const irc::Message& m) {
+  std::string room;
+  if (m.params.empty() || !room_of(m.params[0], room)) {
+    std::string chan = m.params.empty() ? "*" : irc_display_nick(m.params[0].substr(0, 65));
+    return numeric(session, "366", chan + " :End of /NAMES list.");
+  }
+  session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
+    auto self = alive.lock();
+    if (!self) return;
+    std::vector<std::string> names;
+    for (const RoomMemberInfo& mi : snap.members) names.push_back(mi.name);
+    std::string out;
+    names_reply(*self, room, names, snap.listed || snap.count == 0, snap.count, out);
+    self->send_answer(std::make_shared<const std::string>(std::move(out)));
+  });
+  session.awaiting(room);
+}
+
+void IrcCodec::who(Session& session, const irc::Message& m) {
+  std::string mask = m.params.empty() ? "*" : m.params[0];
+  std::string room;
+  if (!room_of(mask, room)) {
+    return numeric(session, "315", irc_display_nick(mask.substr(0, 65)) + " :End of /WHO list.");
+  }
+  session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
+    auto self = alive.lock();
+    if (!self) return;
+    std::string out;
+    for (const RoomMemberInfo& mi : snap.members) {
+      std::string nick = irc_display_nick(mi.name);
+      out += numeric_line(*self, "352", channel(room) + " " + nick + " " + host_of(mi.front) + " " +
+                                            options_.server_name + " " + nick + " H :0 " + nick);
+    }
+    out += numeric_line(*self, "315", channel(room) + " :End of /WHO list.");
+    self->send_answer(std::make_shared<const std::string>(std::move(out)));
+  });
+  session.awaiting(room);
+}
+
+void IrcCodec::list(Session& session, const irc::Message& m) {
+  std::vector<std::string> only;
+  if (!m.params.empty()) {
+    std::string_view l = m.params[0];
+    std::string room;
+    while (!l.empty()) {
+      size_t comma = l.find(',');
+      if (room_of(l.substr(0, comma), room)) only.push_back(room);
+      l = comma == std::string_view::npos ? std::string_view() : l.substr(comma + 1);
+    }
+  }
+  session.hub().list_rooms(kMaxListed, [alive = session.weak_from_this(), only, this](std::vector<RoomCount> rooms) {
+    auto self = alive.lock();
+    if (!self) return;
+    std::sort(rooms.begin(), rooms.end(), [](const RoomCount& a, const RoomCount& b) { return a.room < b.room; });
+    std::string out = numeric_line(*self, "321", "Channel :Users  Name");
+    for (const RoomCount& r : rooms) {
+      if (!only.empty() && std::find(only.begin(), only.end(), r.room) == only.end()) continue;
+      out += numeric_line(*self, "322", channel(r.room) + " " + std::to_string(r.count) + " :");
+    }
+    out += numeric_line(*self, "323", ":End of /LIST");
+    self->send_answer(std::make_shared<const std::string>(std::move(out)));
+  });
+  session.awaiting_all();
+}
+
+void IrcCodec::mode(Session& session, const irc::Message& m) {
+  if (m.params.empty()) return numeric(session, "461", "MODE :Not enough parameters");
+  const std::string& target = m.params[0];
+  std::string room;
+  if (target[0] != '#') {
+    if (ShardTable::fold_name(target) != ShardTable::fold_name(session.name())) {
+      return numeric(session, "502", ":Can't change mode for other users");
+    }
+    return numeric(session, "221", "+");
+  }
+  if (!room_of(target, room)) return numeric(session, "403", irc_display_nick(target.substr(0, 65)) + " :No such channel");
+  if (m.params.size() == 1) return numeric(session, "324", channel(room) + " +n");
+  if (m.params[1] == "b" || m.params[1] == "+b") {
+    return numeric(session, "368", channel(room) + " :End of channel ban list");
+  }
+  numeric(session, "482", channel(room) + " :Channel modes cannot be changed here yet");
+}
+
+void IrcCodec::topic(Session& session, const irc::Message& m) {
+  if (m.params.empty()) return numeric(session, "461", "TOPIC :Not enough parameters");
+  std::string room;
+  if (!room_of(m.params[0], room)) {
+    return numeric(session, "403", irc_display_nick(m.params[0].substr(0, 65)) + " :No such channel");
+  }
+  if (!session.in_room(room)) return numeric(session, "442", channel(room) + " :You're not on that channel");
+  if (m.params.size() == 1) return numeric(session, "331", channel(room) + " :No topic is set");
+  numeric(session, "482", channel(room) + " :Topics cannot be set here yet");
+}
+
+// ---- Hooks --------------------------------------------------------------------------------------
+
+bool IrcCodec::accept(Session& session, const RoomEvent& e) {
+  if (!pending_.empty() && pending(e.room)) return false;  // sent before this member was counted
+  switch (e.kind) {
+    case EventKind::kMessage:
+      // The member's own message comes back only to clients that asked (echo-message).
+      return (caps_ & kEchoMessage) || e.front != "irc" || e.user != session.name();
+    case EventKind::kJoin: return true;
+    case EventKind::kLeave:
+    case EventKind::kNick: {
+      if (e.kind == EventKind::kLeave && !e.quit) return true;
+      // One QUIT or NICK line per member, however many rooms it shares with this one.
+      uint64_t key = e.member * 2 + (e.kind == EventKind::kNick ? 1 : 0);
+      if (e.kind == EventKind::kNick) key ^= std::hash<std::string>{}(e.text) << 1;
+      if (std::find(recent_.begin(), recent_.end(), key) != recent_.end()) return false;
+      recent_[recent_next_++ % recent_.size()] = key;
+      return true;
+    }
+  }
+  return true;
+}
+
+bool IrcCodec::hold_input(Session& session, size_t buffered) {
+  if (options_.flood_rate <= 0) return false;
+  auto now = reactor::Clock::now();
+  double elapsed = std::chrono::duration<double>(now - filled_).count();
+  filled_ = now;
+  tokens_ = std::min(options_.flood_burst, tokens_ + elapsed * options_.flood_rate);
+  if (tokens_ >= 1) {
+    tokens_ -= 1;
+    return false;
+  }
+  // Over the rate: the lines wait (read no faster than the rate), unless too many pile up.
+  if (buffered > options_.flood_backlog) {
+    ++session.stats().irc_flood_closes;
+    close_with_error(session, "Excess Flood", reactor::CloseCode::kProtocol);
+    return true;
+  }
+  if (now >= retry_at_) {
+    auto wait = std::chrono::duration_cast<reactor::Clock::duration>(
+        std::chrono::duration<double>((1 - tokens_) / options_.flood_rate));
+    retry_at_ = now + wait;
+    session.redeliver_after(wait);
+  }
+  return true;
+}
+
+void IrcCodec::tick(Session& session, reactor::Clock::time_point now) {
+  if (!session.open()) return;
+  if (!registered_) {
+    if (now - since_ > options_.registration_timeout) {
+      ++session.stats().irc_timeouts;
+      close_with_error(session, "Registration timed out", reactor::CloseCode::kProtocol);
+    }
+    return;
+  }
+  if (ping_sent_ != reactor::Clock::time_point{}) {
+    if (now - ping_sent_ > options_.ping_timeout) {
+      ++session.stats().irc_timeouts;
+      auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - since_).count();
+      close_with_error(session, "Ping timeout: " + std::to_string(secs) + " seconds", reactor::CloseCode::kProtocol);
+    }
+  } else if (now - since_ > options_.ping_interval) {
+    ping_sent_ = now;
+    send_line(session, "PING :" + options_.server_name + "\r\n");
+  }
+}
+
+}  // namespace chat

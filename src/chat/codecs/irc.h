@@ -1,0 +1,135 @@
+// The IRC front end (docs/PROTOCOL.md, "IRC"): the client protocol of the "Modern IRC Client
+// Protocol" document with the IRCv3 capabilities message-tags, server-time and echo-message, on
+// its own port. Channel #R is the room R of every other front end; names are one namespace.
+//
+// Room events reach an IRC member in one of three formats, chosen by the capabilities it
+// negotiated before registering (CAP ... END comes before the first JOIN, so a member's format is
+// fixed before it is in any room): plain lines, lines with the server-time tag, and lines with
+// every tag (server-time and msgid) for clients that negotiated message-tags.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chat/codec.h"
+#include "irc/message.h"
+#include "reactor/tcp_connection.h"
+#include "reactor/timer_queue.h"
+
+namespace chat {
+
+struct IrcOptions {
+  std::string server_name = "reactor.chat";  // the source of the server's own lines
+  std::string network = "ReactorChat";       // ISUPPORT NETWORK
+  std::string password;                      // "": no PASS needed
+  std::vector<std::string> motd;             // lines of the message of the day (none: 422)
+  std::chrono::milliseconds registration_timeout{30000};
+  std::chrono::milliseconds ping_interval{90000};  // a member silent this long is sent a PING ...
+  std::chrono::milliseconds ping_timeout{60000};   // ... and closed if nothing comes back in time
+  // Flood control: `flood_burst` lines at once, then `flood_rate` lines a second (0: none). A
+  // client over it is read no faster (its lines wait); one that piles up more than `flood_backlog`
+  // unread bytes meanwhile is closed ("Excess Flood").
+  double flood_rate = 4;
+  double flood_burst = 20;
+  size_t flood_backlog = 8192;
+};
+
+enum class IrcTags : uint8_t {
+  kNone,  // plain lines
+  kTime,  // server-time: @time=...
+  kAll,   // message-tags: @time=...;msgid=...
+};
+const Format& irc_format(IrcTags tags);
+
+// The host part other front ends' members show with on IRC: nick!nick@HOST, HOST their front end.
+// A name that is not a valid nick (the article's names may hold spaces) is shown with '_' for the
+// characters a nick cannot hold.
+std::string irc_display_nick(std::string_view name);
+// Nicks: 1 to 32 characters; a letter or one of []\`_^{|} first, then also digits and '-'.
+bool valid_irc_nick(std::string_view nick);
+
+class IrcCodec final : public Codec {
+ public:
+  IrcCodec(const IrcOptions& options, reactor::Clock::time_point now);
+
+  const Format& format() const override { return irc_format(tags_); }
+  FrameResult next_frame(std::string_view input) override;
+  std::unique_ptr<Codec> on_frame(Session& session, std::string_view frame) override;
+  void on_bad_frame(Session& session, const FrameResult& result, std::string_view skipped) override;
+  reactor::SharedBytes joined(Session& session, const std::string& room, const JoinReply& reply,
+                              std::optional<bool> recovered) override;
+  std::string quit_reason() const override { return quit_reason_; }
+  bool has_hooks() const override { return true; }
+  bool accept(Session& session, const RoomEvent& event) override;
+  bool hold_input(Session& session, size_t buffered) override;
+  void tick(Session& session, reactor::Clock::time_point now) override;
+
+  // Lines longer than this the server never sends (tags aside): IRC's 512 with its CRLF.
+  static constexpr size_t kMaxLine = irc::kMaxBody;
+  // Targets one PRIVMSG or NOTICE may name (ISUPPORT TARGMAX).
+  static constexpr size_t kMaxTargets = 4;
+  // Rooms one LIST answers with.
+  static constexpr size_t kMaxListed = 10000;
+
+ private:
+  enum Cap : uint8_t { kMessageTags = 1, kServerTime = 2, kEchoMessage = 4 };
+
+  void command(Session& session, const irc::Message& m);
+  void numeric(Session& session, std::string_view code, std::string_view rest);
+  // ":server CODE target rest" with the target this connection is known by.
+  std::string numeric_line(Session& session, std::string_view code, std::string_view rest) const;
+  void send_line(Session& session, std::string line);
+  // "nick!nick@irc": how this member appears in the lines it causes.
+  std::string self_source(Session& session) const;
+  // An ERROR line, then the connection closes after its flush; the rooms hear `reason`.
+  void close_with_error(Session& session, const std::string& reason, reactor::CloseCode code);
+
+  void cap(Session& session, const irc::Message& m);
+  void pass(Session& session, const irc::Message& m);
+  void nick(Session& session, const irc::Message& m);
+  void user(Session& session, const irc::Message& m);
+  void try_register(Session& session);
+  void welcome(Session& session);
+  void lusers(Session& session);
+  void motd(Session& session);
+  void join(Session& session, const irc::Message& m);
+  void part(Session& session, const irc::Message& m);
+  void message(Session& session, const irc::Message& m, bool notice);
+  void names(Session& session, const irc::Message& m);
+  void who(Session& session, const irc::Message& m);
+  void list(Session& session, const irc::Message& m);
+  void mode(Session& session, const irc::Message& m);
+  void topic(Session& session, const irc::Message& m);
+  void quit(Session& session, const irc::Message& m);
+  void names_reply(Session& session, const std::string& room, const std::vector<std::string>& names, bool listed,
+                   size_t count, std::string& out) const;
+  bool pending(const std::string& room) const;
+
+  const IrcOptions& options_;
+  irc::LineState line_state_;
+  IrcTags tags_ = IrcTags::kNone;
+  uint8_t caps_ = 0;
+  bool negotiating_ = false;  // CAP LS/REQ seen, no CAP END yet: registration waits
+  bool registered_ = false;
+  bool user_given_ = false;
+  bool pass_ok_ = false;
+  std::string nick_;  // asked for before registration (the session's name after)
+  std::string quit_reason_;
+  // Channels joined whose owner has not answered yet: their events are not this member's yet.
+  std::vector<std::string> pending_;
+  // Quits and nick changes of members seen lately: one per member however many rooms it shares.
+  std::array<uint64_t, 4> recent_{};
+  uint8_t recent_next_ = 0;
+  reactor::Clock::time_point since_;     // connected (registration timeout) or last line in
+  reactor::Clock::time_point ping_sent_{};  // a PING awaits an answer (epoch: none)
+  // Flood control: a token bucket, and when the held input is next offered again.
+  double tokens_;
+  reactor::Clock::time_point filled_;
+  reactor::Clock::time_point retry_at_{};
+};
+
+}  // namespace chat

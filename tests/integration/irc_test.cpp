@@ -1,0 +1,358 @@
+// chat-server's IRC front end over real sockets: registration and capabilities, the numerics a
+// client can trigger, the same rooms and one namespace of names with the other front ends,
+// presence as IRC clients expect it, timeouts and flood control, and bad input.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "irc_helpers.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using chattest::expect_type;
+using chattest::json;
+using chattest::Native;
+using irctest::contains;
+using irctest::Irc;
+using irctest::IrcServer;
+using testproc::LineClient;
+
+class IrcFrontEnd : public ::testing::TestWithParam<int> {
+ protected:
+  std::vector<std::string> threads() const { return {"--threads", std::to_string(GetParam())}; }
+};
+
+TEST_P(IrcFrontEnd, RegistrationWithCapabilitiesAnswersTheWelcomeNumerics) {
+  IrcServer server(threads());
+  Irc a(server.irc);
+  a.say("CAP LS 302");
+  std::string ls = a.expect(" CAP \\* LS ");
+  EXPECT_NE(ls.find("message-tags"), std::string::npos) << ls;
+  EXPECT_NE(ls.find("server-time"), std::string::npos) << ls;
+  EXPECT_NE(ls.find("echo-message"), std::string::npos) << ls;
+  a.say("NICK alice");
+  a.say("USER alice 0 * :Alice");
+  // Registration waits while capabilities are negotiated.
+  std::vector<std::string> before = a.until_pong("paused");
+  EXPECT_FALSE(contains(before, " 001 ")) << "registered before CAP END";
+  a.say("CAP REQ :server-time echo-message");
+  EXPECT_NE(a.expect(" CAP alice ACK :server-time echo-message"), "");
+  a.say("CAP REQ :no-such-cap server-time");
+  EXPECT_NE(a.expect(" CAP alice NAK :no-such-cap server-time"), "");
+  a.say("CAP END");
+  EXPECT_NE(a.expect("^:reactor.chat 001 alice :Welcome to the ReactorChat IRC network alice!alice@irc$"), "");
+  EXPECT_NE(a.expect(" 002 alice "), "");
+  EXPECT_NE(a.expect(" 003 alice "), "");
+  EXPECT_NE(a.expect(" 004 alice "), "");
+  std::string isupport = a.expect(" 005 alice ");
+  for (const char* token : {"CASEMAPPING=ascii", "CHANTYPES=#", "CHANLEN=65", "NICKLEN=32", "TOPICLEN=", "PREFIX=(ov)@+",
+                            "CHANMODES=", "NETWORK=ReactorChat"}) {
+    EXPECT_NE(isupport.find(token), std::string::npos) << token << " in " << isupport;
+  }
+  EXPECT_NE(a.expect(" 251 alice :There are 1 users"), "");
+  EXPECT_NE(a.expect(" 422 alice :MOTD File is missing"), "");
+  a.say("CAP LIST");
+  EXPECT_NE(a.expect(" CAP alice LIST :server-time echo-message"), "");
+  // Registered once: USER and PASS again are refused.
+  a.say("USER again 0 * :x");
+  EXPECT_NE(a.expect(" 462 alice :You may not reregister"), "");
+  a.say("PASS secret");
+  EXPECT_NE(a.expect(" 462 alice "), "");
+}
+
+TEST_P(IrcFrontEnd, CommandsBeforeRegistrationAndBadRegistrationsGetTheirNumerics) {
+  IrcServer server(threads());
+  Native bob(server.port, "Bob");
+  ASSERT_EQ(bob.welcome.value("type", ""), "welcome");
+  Irc a(server.irc);
+  a.say("JOIN #lobby");
+  EXPECT_NE(a.expect("^:reactor.chat 451 \\* :You have not registered$"), "");
+  a.say("PRIVMSG #lobby :hi");
+  EXPECT_NE(a.expect(" 451 \\* "), "");
+  a.say("NICK");
+  EXPECT_NE(a.expect(" 431 \\* :No nickname given"), "");
+  a.say("NICK 9lives");
+  EXPECT_NE(a.expect(" 432 \\* 9lives :Erroneous nickname"), "");
+  a.say("NICK has.dot");
+  EXPECT_NE(a.expect(" 432 \\* has.dot "), "");
+  a.say("NICK abcdefghijklmnopqrstuvwxyz0123456");  // 33 characters
+  EXPECT_NE(a.expect(" 432 "), "");
+  // Names are one namespace, whatever the front end or the case.
+  a.say("NICK bob");
+  EXPECT_NE(a.expect(" 433 \\* bob :Nickname is already in use"), "");
+  a.say("USER u 0 *");
+  EXPECT_NE(a.expect(" 461 \\* USER :Not enough parameters"), "");
+  a.say("NICK carol");
+  a.say("USER carol 0 * :Carol");
+  EXPECT_NE(a.expect(" 001 carol "), "");
+  // ... and the other way round: a native member cannot take an IRC member's name.
+  Native c2(server.port, "CAROL");
+  EXPECT_EQ(c2.welcome.value("code", ""), "name_taken") << c2.welcome.dump();
+  a.say("FROB x");
+  EXPECT_NE(a.expect(" 421 carol FROB :Unknown command"), "");
+}
+
+TEST_P(IrcFrontEnd, TheSameRoomsAcrossFrontEndsWithHostsThatSayWhichFrontEnd) {
+  IrcServer server(threads());
+  Irc alice(server.irc);
+  ASSERT_TRUE(alice.registers("alice"));
+  ASSERT_TRUE(alice.joins("#lobby"));
+  Native nat(server.port, "nat");
+  json joined = nat.request({{"type", "join"}, {"room", "lobby"}});
+  ASSERT_EQ(joined.value("type", ""), "joined") << joined.dump();
+  EXPECT_NE(std::find(joined["members"].begin(), joined["members"].end(), "alice"), joined["members"].end());
+  EXPECT_NE(alice.expect("^:nat!nat@native JOIN #lobby$"), "");
+  // The article's clients are in the lobby from the start; their names may hold spaces.
+  LineClient article(server.port);
+  article.send(R"({"user":"kim zed","text":"hello from the article"})");
+  EXPECT_NE(alice.expect("^:kim_zed!kim_zed@article PRIVMSG #lobby :hello from the article$"), "");
+  // A native message of two lines is two PRIVMSG lines.
+  nat.send(json{{"type", "message"}, {"room", "lobby"}, {"text", "line one\nline two"}}.dump() + "\n");
+  EXPECT_NE(alice.expect("^:nat!nat@native PRIVMSG #lobby :line one$"), "");
+  EXPECT_NE(alice.expect("^:nat!nat@native PRIVMSG #lobby :line two$"), "");
+  // IRC to the others.
+  alice.say("PRIVMSG #lobby :hi from irc");
+  std::vector<json> skipped;
+  json m = expect_type(nat, "message", &skipped);
+  while (m.value("user", "") != "alice" && m.value("type", "") == "message") m = expect_type(nat, "message");
+  EXPECT_EQ(m.value("user", ""), "alice") << m.dump();
+  EXPECT_EQ(m.value("text", ""), "hi from irc");
+  bool article_saw = false;
+  for (int i = 0; i < 10 && !article_saw; ++i) {
+    auto l = article.line(10s);
+    if (!l) break;
+    article_saw = *l == "[alice] hi from irc";
+  }
+  EXPECT_TRUE(article_saw);
+  // A native message too long for one IRC line is cut on character boundaries, nothing lost.
+  std::string longtext;
+  for (int i = 0; i < 300; ++i) longtext += "é";  // 600 bytes
+  nat.send(json{{"type", "message"}, {"room", "lobby"}, {"text", longtext}}.dump() + "\n");
+  std::string joined_text;
+  for (int i = 0; i < 3 && joined_text.size() < longtext.size(); ++i) {
+    std::string l = alice.expect("^:nat!nat@native PRIVMSG #lobby :");
+    ASSERT_NE(l, "");
+    EXPECT_LE(l.size() + 2, 512u);
+    joined_text += l.substr(l.find(" :") + 2);
+  }
+  EXPECT_EQ(joined_text, longtext);
+}
+
+TEST_P(IrcFrontEnd, EchoMessageAndTagsComeOnlyToClientsThatAskedForThem) {
+  IrcServer server(threads());
+  Irc tagged(server.irc), plain(server.irc);
+  ASSERT_TRUE(tagged.registers("tagged", "message-tags server-time echo-message"));
+  ASSERT_TRUE(plain.registers("plain"));
+  ASSERT_TRUE(tagged.joins("#room"));
+  ASSERT_TRUE(plain.joins("#room"));
+  tagged.say("PRIVMSG #room :mine");
+  std::string echo = tagged.expect("PRIVMSG #room :mine$");
+  EXPECT_TRUE(std::regex_search(echo, std::regex(R"(^@time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z;msgid=room~\d+ :tagged!tagged@irc PRIVMSG #room :mine$)")))
+      << echo;
+  EXPECT_NE(plain.expect("^:tagged!tagged@irc PRIVMSG #room :mine$"), "");  // no tags for it
+  plain.say("PRIVMSG #room :theirs");
+  EXPECT_TRUE(std::regex_search(tagged.expect("PRIVMSG #room :theirs$"), std::regex("^@time=.*;msgid=room~")));
+  // Without echo-message, no copy of its own: nothing but the PONG comes back.
+  std::vector<std::string> before = plain.until_pong();
+  EXPECT_FALSE(contains(before, "theirs")) << before.size();
+  // server-time alone: a time tag and no msgid.
+  Irc timed(server.irc);
+  ASSERT_TRUE(timed.registers("timed", "server-time"));
+  ASSERT_TRUE(timed.joins("#room"));
+  plain.say("PRIVMSG #room :third");
+  std::string t = timed.expect("PRIVMSG #room :third$");
+  EXPECT_EQ(t.rfind("@time=", 0), 0u) << t;
+  EXPECT_EQ(t.find("msgid"), std::string::npos) << t;
+  // The tag set is fixed once in a room: asking for message-tags then is refused.
+  timed.say("CAP REQ :message-tags");
+  EXPECT_NE(timed.expect(" CAP timed NAK :message-tags"), "");
+}
+
+TEST_P(IrcFrontEnd, PresenceNamesWhoListAsIrcClientsExpect) {
+  IrcServer server(threads());
+  Irc a(server.irc), b(server.irc);
+  ASSERT_TRUE(a.registers("anna"));
+  ASSERT_TRUE(b.registers("ben"));
+  ASSERT_TRUE(a.joins("#one"));
+  ASSERT_TRUE(a.joins("#two"));
+  b.say("JOIN #one,#two");
+  std::string names = b.expect(" 353 ben = #one :");
+  EXPECT_NE(names.find("anna"), std::string::npos);
+  EXPECT_NE(names.find("ben"), std::string::npos);
+  EXPECT_NE(b.expect(" 366 ben #two :End of /NAMES list."), "");
+  EXPECT_NE(a.expect("^:ben!ben@irc JOIN #one$"), "");
+  EXPECT_NE(a.expect("^:ben!ben@irc JOIN #two$"), "");
+  // NAMES, WHO and LIST on request.
+  a.say("NAMES #one");
+  std::string n = a.expect(" 353 anna = #one :");
+  EXPECT_NE(n.find("ben"), std::string::npos) << n;
+  EXPECT_NE(a.expect(" 366 anna #one "), "");
+  a.say("WHO #two");
+  EXPECT_NE(a.expect(" 352 anna #two ben irc reactor.chat ben H :0 ben"), "");
+  EXPECT_NE(a.expect(" 315 anna #two "), "");
+  a.say("LIST");
+  EXPECT_NE(a.expect(" 322 anna #one 2 :"), "");
+  EXPECT_NE(a.expect(" 323 anna "), "");
+  // A nick change: one NICK line, however many rooms are shared.
+  b.say("NICK benny");
+  EXPECT_NE(b.expect("^:ben!ben@irc NICK :benny$"), "");
+  EXPECT_NE(a.expect("^:ben!ben@irc NICK :benny$"), "");
+  std::vector<std::string> after = a.until_pong("nick");
+  EXPECT_FALSE(contains(after, " NICK ")) << "a second NICK line";
+  // The old name is free again; the new one is held.
+  Native old(server.port, "ben");
+  EXPECT_EQ(old.welcome.value("type", ""), "welcome") << old.welcome.dump();
+  Native again(server.port, "BENNY");
+  EXPECT_EQ(again.welcome.value("code", ""), "name_taken");
+  // PART with a reason, then QUIT: one QUIT line for the two rooms shared.
+  b.say("PART #one :see you");
+  EXPECT_NE(b.expect("^:benny!benny@irc PART #one :see you$"), "");
+  EXPECT_NE(a.expect("^:benny!benny@irc PART #one :see you$"), "");
+  b.say("JOIN #one");
+  EXPECT_NE(a.expect("^:benny!benny@irc JOIN #one$"), "");
+  b.say("QUIT :gone fishing");
+  EXPECT_NE(b.expect("^ERROR :Closing Link: benny \\(Quit: gone fishing\\)$"), "");
+  EXPECT_TRUE(b.closed_by_peer(10s));
+  EXPECT_NE(a.expect("^:benny!benny@irc QUIT :Quit: gone fishing$"), "");
+  std::vector<std::string> rest = a.until_pong("quit");
+  EXPECT_FALSE(contains(rest, " QUIT ")) << "a second QUIT line";
+}
+
+TEST_P(IrcFrontEnd, EveryChannelErrorHasItsNumeric) {
+  IrcServer server({"--threads", std::to_string(GetParam()), "--max-rooms", "2"});
+  Irc a(server.irc);
+  ASSERT_TRUE(a.registers("ada"));
+  a.say("JOIN lobby");
+  EXPECT_NE(a.expect(" 403 ada lobby :No such channel"), "");
+  a.say("JOIN #bad!name");
+  EXPECT_NE(a.expect(" 403 ada "), "");
+  a.say("JOIN");
+  EXPECT_NE(a.expect(" 461 ada JOIN :Not enough parameters"), "");
+  a.say("PRIVMSG #elsewhere :hi");
+  EXPECT_NE(a.expect(" 404 ada #elsewhere :Cannot send to channel"), "");
+  a.say("PRIVMSG");
+  EXPECT_NE(a.expect(" 411 ada :No recipient given \\(PRIVMSG\\)"), "");
+  a.say("PRIVMSG #elsewhere");
+  EXPECT_NE(a.expect(" 412 ada :No text to send"), "");
+  a.say("PRIVMSG nobody :hi");
+  EXPECT_NE(a.expect(" 401 ada nobody :No such nick/channel"), "");
+  a.say("PART #elsewhere");
+  EXPECT_NE(a.expect(" 442 ada #elsewhere :You're not on that channel"), "");
+  a.say("TOPIC #elsewhere");
+  EXPECT_NE(a.expect(" 442 ada #elsewhere "), "");
+  a.say("JOIN #a,#b,#c");
+  EXPECT_NE(a.expect(" 405 ada #c :You have joined too many channels"), "");
+  a.until_pong("joined");  // the answers of #a and #b (from their rooms' owners)
+  // NOTICE never gets an error back.
+  a.say("NOTICE #elsewhere :quiet");
+  std::vector<std::string> before = a.until_pong();
+  EXPECT_TRUE(before.empty()) << before.front();
+  // JOIN 0 leaves every channel.
+  a.say("JOIN 0");
+  EXPECT_NE(a.expect("^:ada!ada@irc PART #"), "");
+  EXPECT_NE(a.expect("^:ada!ada@irc PART #"), "");
+  a.say("MODE ada");
+  EXPECT_NE(a.expect(" 221 ada \\+"), "");
+  a.say("MODE someone");
+  EXPECT_NE(a.expect(" 502 ada "), "");
+}
+
+TEST_P(IrcFrontEnd, BadInputIsAnsweredAndTheConnectionGoesOn) {
+  IrcServer server(threads());
+  Irc a(server.irc), b(server.irc);
+  ASSERT_TRUE(a.registers("ava"));
+  ASSERT_TRUE(b.registers("bea"));
+  ASSERT_TRUE(a.joins("#x"));
+  ASSERT_TRUE(b.joins("#x"));
+  Native nat(server.port, "nat");
+  ASSERT_EQ(nat.request({{"type", "join"}, {"room", "x"}}).value("type", ""), "joined");
+  // An overlong line: 417, and the next line is read.
+  a.send("PRIVMSG #x :" + std::string(600, 'a') + "\r\nPRIVMSG #x :after\r\n");
+  EXPECT_NE(a.expect(" 417 ava :Input line was too long"), "");
+  EXPECT_NE(b.expect("^:ava!ava@irc PRIVMSG #x :after$"), "");
+  EXPECT_FALSE(contains(b.seen, "aaaaaaaaaa")) << "the overlong line's end was read as a line";
+  // NUL and a lone CR are refused with a notice; empty lines are ignored; LF alone ends a line.
+  a.send(std::string("PRIVMSG #x :nul\0here\r\n", 23));
+  EXPECT_NE(a.expect("NOTICE ava :Line ignored"), "");
+  a.send("PRIVMSG #x :lone\rcr\r\n\r\n\n   \r\nPRIVMSG #x :lf only\n");
+  EXPECT_NE(a.expect("NOTICE ava :Line ignored"), "");
+  EXPECT_NE(b.expect("^:ava!ava@irc PRIVMSG #x :lf only$"), "");
+  // Latin-1 is relayed as UTF-8.
+  a.send("PRIVMSG #x :caf\xe9\r\n");
+  EXPECT_NE(b.expect("^:ava!ava@irc PRIVMSG #x :caf\xc3\xa9$"), "");
+  json m;
+  for (int i = 0; i < 10; ++i) {
+    m = expect_type(nat, "message");
+    if (m.value("text", "").rfind("caf", 0) == 0) break;
+  }
+  EXPECT_EQ(m.value("text", ""), "caf\xc3\xa9");
+  // A stream of garbage: answered, never a crash; the others go on.
+  a.send(std::string("\x01\x02\xff\xfe garbage ::: @@ \r\n:onlysource\r\n@only=tags\r\n", 45));
+  std::vector<std::string> lines = a.until_pong();
+  EXPECT_NE(lines.size(), 0u);
+  b.say("PRIVMSG #x :still here");
+  EXPECT_NE(a.expect("^:bea!bea@irc PRIVMSG #x :still here$"), "");
+}
+
+TEST_P(IrcFrontEnd, PingTimeoutAndRegistrationTimeoutClose) {
+  IrcServer server({"--threads", std::to_string(GetParam()), "--irc-ping-ms", "300", "--irc-ping-timeout-ms", "300",
+                    "--irc-registration-timeout-ms", "300"});
+  Irc idle(server.irc), lively(server.irc), never(server.irc);
+  never.say("NICK never");
+  ASSERT_TRUE(idle.registers("idle"));
+  ASSERT_TRUE(lively.registers("lively"));
+  EXPECT_NE(never.expect("^ERROR :Closing Link: never \\(Registration timed out\\)$"), "");
+  EXPECT_TRUE(never.closed_by_peer(10s));
+  // A silent member is pinged; one that answers stays, one that does not is closed.
+  std::string ping = lively.expect("^PING :reactor.chat$");
+  ASSERT_NE(ping, "");
+  lively.say("PONG :reactor.chat");
+  EXPECT_NE(idle.expect("^PING :"), "");
+  EXPECT_NE(idle.expect("^ERROR :Closing Link: idle \\(Ping timeout: \\d+ seconds\\)$"), "");
+  EXPECT_TRUE(idle.closed_by_peer(10s));
+  lively.say("PING :still");
+  EXPECT_NE(lively.expect("PONG reactor.chat :still$"), "");
+  std::string stats = chattest::stats_of(server.process);
+  EXPECT_EQ(chattest::counter(stats, "irc flood=\\d+ timeouts"), 2) << stats;
+}
+
+TEST_P(IrcFrontEnd, AFloodIsSlowedThenClosedAndNobodyElseWaits) {
+  IrcServer server({"--threads", std::to_string(GetParam()), "--irc-flood-burst", "5", "--irc-flood-rate", "20",
+                    "--irc-flood-backlog", "2048"});
+  Irc fast(server.irc), calm(server.irc), flooder(server.irc);
+  ASSERT_TRUE(fast.registers("fast"));
+  ASSERT_TRUE(calm.registers("calm"));
+  ASSERT_TRUE(flooder.registers("flooder"));
+  ASSERT_TRUE(calm.joins("#f"));
+  ASSERT_TRUE(flooder.joins("#f"));
+  // 25 lines at once (under the backlog): every one answered, the last ones no sooner than the
+  // rate allows: at most the burst (5) at once, then 20 a second: (25 - 5) / 20 = 1 s.
+  auto start = std::chrono::steady_clock::now();
+  std::string burst;
+  for (int i = 0; i < 25; ++i) burst += "PING :p" + std::to_string(i) + "\r\n";
+  fast.send(burst);
+  EXPECT_NE(fast.expect("PONG reactor.chat :p24$"), "");
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, 800ms);
+  EXPECT_EQ(std::count_if(fast.seen.begin(), fast.seen.end(), [](const std::string& l) { return l.find(" PONG ") != std::string::npos; }), 25);
+  // Far more than the backlog at once: Excess Flood, and the room goes on for the others.
+  std::string flood;
+  for (int i = 0; i < 200; ++i) flood += "PRIVMSG #f :flood " + std::to_string(i) + "\r\n";
+  flooder.send(flood);
+  EXPECT_NE(flooder.expect("^ERROR :Closing Link: flooder \\(Excess Flood\\)$"), "");
+  EXPECT_TRUE(flooder.closed_by_peer(10s));
+  EXPECT_NE(calm.expect("^:flooder!flooder@irc QUIT :Excess Flood$"), "");
+  calm.say("PING :calm");
+  EXPECT_NE(calm.expect("PONG reactor.chat :calm$", 2s), "") << "the calm member waited";
+  EXPECT_EQ(chattest::counter(chattest::stats_of(server.process), "irc flood"), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Reactors, IrcFrontEnd, ::testing::Values(1, 2),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return std::to_string(info.param) + "reactors";
+                         });
+
+}  // namespace
