@@ -6,9 +6,10 @@
 //
 // The server under test is the program given (its name says which kind):
 //   node tests/irc/irc_clients_test.mjs build/bin/chat-server   (or CHAT_SERVER, or TEST_PROGRAM_DIR)
-//   node tests/irc/irc_clients_test.mjs /usr/sbin/ngircd        (Debian's ngircd, to check the harness)
-// chat-server is started on free ports (--port 0 --http-port 0 --irc-port 0); ngircd gets a config
-// file of its own and a free loopback port, never the system's daemon. Needs `npm ci --prefix
+//   node tests/irc/irc_clients_test.mjs /usr/sbin/ngircd        (Debian's, to check the harness;
+//   node tests/irc/irc_clients_test.mjs /usr/sbin/inspircd       InspIRCd has the IRCv3 caps too)
+// chat-server is started on free ports (--port 0 --http-port 0 --irc-port 0); ngircd and InspIRCd
+// get a config file of their own and a free loopback port, never the system's daemon. Needs `npm ci --prefix
 // tests/irc` (./dev.sh test does it) and Debian's weechat-headless and weechat-plugins (its FIFO).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -36,7 +37,7 @@ if (!serverPath) {
   console.error('usage: node irc_clients_test.mjs PATH-TO-chat-server|PATH-TO-ngircd');
   process.exit(2);
 }
-const KIND = path.basename(serverPath).startsWith('ngircd') ? 'ngircd' : 'chat-server';
+const KIND = ['ngircd', 'inspircd'].find((k) => path.basename(serverPath).startsWith(k)) || 'chat-server';
 const CHAT = KIND === 'chat-server';
 // A sanitizer build's programs are slower; the machine is shared with other builds.
 const TIMEOUT = process.env.TEST_PROGRAM_DIR ? 40000 : 15000;
@@ -121,6 +122,15 @@ function processLines(proc) {
   return { expect: box.expect, text: () => all };
 }
 
+// Whatever this test started goes with it, also when it ends on an uncaught error.
+const children = new Set();
+process.on('exit', () => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); });
+function started(proc) {
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
+  return proc;
+}
+
 function exitOf(proc) {
   return new Promise((resolve) => {
     if (proc.exitCode !== null || proc.signalCode !== null) resolve({ code: proc.exitCode, signal: proc.signalCode });
@@ -138,7 +148,7 @@ function tempDir(what) {
 async function startChatServer() {
   const args = ['--host', '127.0.0.1', '--port', '0', '--http-port', '0', '--irc-port', '0',
                 '--store', 'memory', '--threads', '2'];
-  const proc = spawn(serverPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = started(spawn(serverPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
   const out = processLines(proc);
@@ -171,8 +181,6 @@ function portOf(match) {
   return Number(match.match(/:(\d+)/)[1]);
 }
 
-// A port that was free a moment ago (ngircd cannot listen on port 0 and say which port it got);
-// start() tries again with another if ngircd then fails to bind it.
 function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
@@ -184,49 +192,86 @@ function freePort() {
   });
 }
 
-async function startNgircd() {
-  const dir = tempDir('ngircd');
+// A Debian IRC server in a directory of its own, on a loopback port that was free a moment ago:
+// neither ngircd nor InspIRCd can listen on port 0 and say which port it got, so each start is
+// tried again with another port if the server could not bind the one it was given.
+async function startDebianIrcd() {
+  const dir = tempDir(KIND);
   // Started as root, ngircd drops to "nobody": it must be able to write its pid file here.
   fs.chmodSync(dir, 0o777);
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const conf = path.join(dir, 'ngircd.conf');
-    fs.writeFileSync(conf, [
-      '[Global]',
-      'Name = irc.test',
-      'Info = a test server',
-      'AdminInfo1 = irc_clients_test', 'AdminInfo2 = loopback', 'AdminEMail = nobody@irc.test',
-      'Listen = 127.0.0.1',
-      `Ports = ${port}`,
-      `PidFile = ${path.join(dir, 'ngircd.pid')}`,
-      'MotdPhrase = irc_clients_test',
-      '[Limits]',
-      // Every client of the test comes from 127.0.0.1 (ngircd allows 5 per address by default).
-      'MaxConnectionsIP = 0',
-      'MaxNickLength = 31',
-      '[Options]',
-      'DNS = no', 'Ident = no', 'PAM = no',
-      '',
-    ].join('\n'));
-    const proc = spawn(serverPath, ['--nodaemon', '--config', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const conf = path.join(dir, `${KIND}.conf`);
+    const log = path.join(dir, `${KIND}.log`);
+    let args;
+    let ready;
+    if (KIND === 'ngircd') {
+      fs.writeFileSync(conf, [
+        '[Global]',
+        'Name = irc.test',
+        'Info = a test server',
+        'AdminInfo1 = irc_clients_test', 'AdminInfo2 = loopback', 'AdminEMail = nobody@irc.test',
+        'Listen = 127.0.0.1',
+        `Ports = ${port}`,
+        `PidFile = ${path.join(dir, 'ngircd.pid')}`,
+        'MotdPhrase = irc_clients_test',
+        '[Limits]',
+        // Every client of the test comes from 127.0.0.1 (ngircd allows 5 per address by default).
+        'MaxConnectionsIP = 0',
+        'MaxNickLength = 31',
+        '[Options]',
+        'DNS = no', 'Ident = no', 'PAM = no',
+        '',
+      ].join('\n'));
+      args = ['--nodaemon', '--config', conf];
+      // In the foreground ngircd logs to stdout.
+      ready = async (out) => out.expect(new RegExp(`Now listening on \\[127\\.0\\.0\\.1\\]:${port}\\b`), 'ngircd to listen');
+    } else {
+      // InspIRCd 3 with the IRCv3 modules that chat-server's front end offers too: the harness's
+      // server-time, message-tags and echo-message paths run against a real server before ours.
+      fs.writeFileSync(conf, [
+        '<config format="xml">',
+        '<server name="irc.test" description="a test server" network="IrcTest">',
+        '<admin name="irc_clients_test" nick="admin" email="nobody@irc.test">',
+        `<bind address="127.0.0.1" port="${port}" type="clients">`,
+        // No flood penalties (fakelag) or connection limits: the test's clients all come from one address.
+        '<connect name="main" allow="*" maxlocal="1000" maxglobal="1000" localmax="1000" globalmax="1000" limit="1000"',
+        '  threshold="1000" commandrate="1000000" fakelag="off" useident="no" resolvehostnames="no"',
+        '  timeout="60" pingfreq="120" hardsendq="1048576" softsendq="65536" recvq="65536">',
+        `<pid file="${path.join(dir, 'inspircd.pid')}">`,
+        `<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="${log}">`,
+        ...['cap', 'ircv3', 'ircv3_servertime', 'ircv3_echomessage', 'ircv3_msgid', 'ircv3_ctctags']
+          .map((m) => `<module name="${m}">`),
+        '',
+      ].join('\n'));
+      args = ['--nofork', '--runasroot', '--config', conf];
+      // It says it runs once its listeners are bound; whether this port's was, only its log says.
+      ready = async (out) => {
+        await out.expect(/InspIRCd is now running/, 'InspIRCd to run');
+        const text = fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '';
+        if (!text.includes(`Added a listener on 127.0.0.1:${port}`)) throw new Error(`InspIRCd did not bind ${port}:\n${text}`);
+      };
+    }
+    const proc = started(spawn(serverPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     const out = processLines(proc);
     try {
-      await out.expect(new RegExp(`Now listening on \\[127\\.0\\.0\\.1\\]:${port}\\b`), 'ngircd to listen');
+      await ready(out);
     } catch (e) {
       proc.kill('SIGKILL');
       await exitOf(proc);
-      if (attempt < 3 && /Can't bind socket|Address already in use/.test(out.text())) continue;
-      throw new Error(`ngircd did not start: ${e.message}\n${out.text()}`);
+      if (attempt < 3 && /bind|already in use/i.test(out.text() + e.message)) continue;
+      throw new Error(`${KIND} did not start: ${e.message}\n${out.text()}`);
     }
     return {
       irc: port,
       async stop() {
         const exited = exitOf(proc);
         proc.kill('SIGTERM');
-        const { code, signal } = await within(exited, 'ngircd to stop', 20000);
+        const { code, signal } = await within(exited, `${KIND} to stop`, 20000);
         fs.rmSync(dir, { recursive: true, force: true });
         assert.equal(signal, null, out.text());
-        assert.equal(code, 0, out.text());
+        // InspIRCd's status for a stop by SIGTERM is 10 (EXIT_STATUS_SIGTERM).
+        assert.equal(code, KIND === 'inspircd' ? 10 : 0, out.text());
       },
     };
   }
@@ -235,7 +280,7 @@ async function startNgircd() {
 let server;
 
 before(async () => {
-  server = CHAT ? await startChatServer() : await startNgircd();
+  server = CHAT ? await startChatServer() : await startDebianIrcd();
 });
 
 after(async () => {
@@ -256,7 +301,7 @@ async function frameworkClient(nick) {
                   'userlist', 'irc error', 'reconnecting', 'close'];
   for (const event of events) client.on(event, (data) => box.push({ event, data }));
   client.lines = [];  // what the server sent, as sent (tags included)
-  client.on('raw', ({ line, from_server }) => { if (from_server) client.lines.push(line); });
+  client.on('raw', ({ line, from_server }) => { if (from_server) client.lines.push(line.replace(/\r?\n$/, '')); });
   client.on('close', () => box.close('the connection closed'));
   // The first event of one of these kinds (a name or a list) whose data has these fields.
   client.expect = async (event, fields = {}) => {
@@ -353,8 +398,15 @@ async function startWeechat({ nick, channel }) {
     '/set logger.file.auto_log on',
     // WeeChat would otherwise reconnect when the server goes away at the end of a test.
     '/set irc.server_default.autoreconnect off',
-    // Its own lag check (a PING every 60 s) is harmless; its away check would send WHO.
-    '/set irc.server_default.away_check 0',
+    // Its anti-flood queue sends a message typed after the registration burst 2 s late (it shows
+    // it at once): off, so that what it sends arrives when the test says it. The option is
+    // anti_flood_prio_high/low (s) in WeeChat 3.8 (Debian 12), anti_flood (ms) from 4.0 on; TLS is
+    // off by default in 3.8 and on from 4.0 (ssl, then tls). A /set of the other version's name
+    // only prints an error.
+    '/set irc.server_default.anti_flood_prio_high 0',
+    '/set irc.server_default.anti_flood_prio_low 0',
+    '/set irc.server_default.anti_flood 0',
+    '/set irc.server_default.tls off',
     `/server add t 127.0.0.1/${server.irc}`,
     `/set irc.server.t.nicks ${nick}`,
     `/set irc.server.t.username ${nick}`,
@@ -365,7 +417,7 @@ async function startWeechat({ nick, channel }) {
   // Only the plugins used: irc, logger (its files are what it received) and fifo (how it is driven).
   const args = ['--dir', dir, '--stdout', '--plugins', 'irc,logger,fifo', '--no-script'];
   for (const c of commands) args.push('-r', c);
-  const proc = spawn(WEECHAT, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = started(spawn(WEECHAT, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   const out = processLines(proc);
   const exited = exitOf(proc);
 
@@ -624,7 +676,7 @@ test('native, WebSocket, irc-framework and WeeChat members in one room, messages
     nat.send({ type: 'message', room, text: 'from native \u00e9' });
     assertFrom(await fw.expect('privmsg', { nick: 'nat', target: chan, message: 'from native \u00e9' }), 'nat', 'native');
     await web.expect({ type: 'message', room, user: 'nat', text: 'from native \u00e9' });
-    await wee.waitLog(/\tnat\tfrom native \u00e9$/, 'the native member\'s message');
+    await wee.waitLog(/\t[@+]?nat\tfrom native \u00e9$/, 'the native member\'s message');
 
     // WebSocket -> IRC
     web.send({ type: 'message', room, text: 'from the web \u{1F600}' });
@@ -632,7 +684,7 @@ test('native, WebSocket, irc-framework and WeeChat members in one room, messages
     assertFrom(fromWeb, 'webby', 'web');
     assertServerTime(fromWeb.tags, 'a message from the web');
     await nat.expect({ type: 'message', room, user: 'webby', text: 'from the web \u{1F600}' });
-    await wee.waitLog(/\twebby\tfrom the web \u{1F600}$/u, 'the WebSocket member\'s message');
+    await wee.waitLog(/\t[@+]?webby\tfrom the web \u{1F600}$/u, 'the WebSocket member\'s message');
 
     // irc-framework -> native, WebSocket, WeeChat
     fw.say(chan, 'from irc-framework');
