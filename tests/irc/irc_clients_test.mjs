@@ -6,11 +6,12 @@
 //
 // The server under test is the program given (its name says which kind):
 //   node tests/irc/irc_clients_test.mjs build/bin/chat-server   (or CHAT_SERVER, or TEST_PROGRAM_DIR)
-//   node tests/irc/irc_clients_test.mjs /usr/sbin/ngircd        (Debian's, to check the harness;
-//   node tests/irc/irc_clients_test.mjs /usr/sbin/inspircd       InspIRCd has the IRCv3 caps too)
+//   node tests/irc/irc_clients_test.mjs /usr/sbin/ngircd        (Debian's IRC servers, to check
+//   node tests/irc/irc_clients_test.mjs /usr/sbin/inspircd       the harness; InspIRCd has IRCv3)
 // chat-server is started on free ports (--port 0 --http-port 0 --irc-port 0); ngircd and InspIRCd
-// get a config file of their own and a free loopback port, never the system's daemon. Needs `npm ci --prefix
-// tests/irc` (./dev.sh test does it) and Debian's weechat-headless and weechat-plugins (its FIFO).
+// get a config file of their own and a free loopback port, never the system's daemon. The part
+// with native and WebSocket members runs only with chat-server. Needs `npm ci --prefix tests/irc`
+// and Debian's weechat-headless and weechat-plugins (the FIFO plugin).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -34,7 +35,7 @@ const serverPath = process.env.TEST_PROGRAM_DIR
   ? path.join(process.env.TEST_PROGRAM_DIR, 'chat-server')
   : process.argv[2] || process.env.CHAT_SERVER;
 if (!serverPath) {
-  console.error('usage: node irc_clients_test.mjs PATH-TO-chat-server|PATH-TO-ngircd');
+  console.error('usage: node irc_clients_test.mjs PATH-TO-chat-server|PATH-TO-ngircd|PATH-TO-inspircd');
   process.exit(2);
 }
 const KIND = ['ngircd', 'inspircd'].find((k) => path.basename(serverPath).startsWith(k)) || 'chat-server';
