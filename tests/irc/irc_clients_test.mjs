@@ -456,6 +456,10 @@ async function startWeechat({ nick, channel }) {
     command: (cmd) => toFifo(`irc.server.t */${cmd}`),
     // A logged channel line is "DATE\tPREFIX\tTEXT"; PREFIX is the nick with its mode sign (@, +).
     waitLog: (re, what) => pollFor(what, () => logText().split('\n').find((l) => re.test(l))),
+    // WeeChat has its channel buffer (what say() writes to) once it has handled the server's JOIN,
+    // which may be after the other members saw that JOIN: text for a buffer not yet there is lost.
+    joined: () => pollFor(`WeeChat's own JOIN of ${channel}`,
+                          () => logText().split('\n').find((l) => new RegExp(`\t-->\t${nick} .*has joined ${escapeRe(channel)}$`).test(l))),
     logLines: (re) => logText().split('\n').filter((l) => re.test(l)),
     exited,
     output: out.text,
@@ -599,6 +603,7 @@ test('WeeChat (weechat-headless) and irc-framework: JOIN, PRIVMSG both ways, NIC
   const wee = await startWeechat({ nick: 'wee', channel: chan });
   try {
     assertFrom(await alice.expect('join', { nick: 'wee', channel: chan }), 'wee', 'irc');
+    await wee.joined();
 
     wee.say('hello from WeeChat \u00e9');
     const got = await alice.expect('privmsg', { nick: 'wee', target: chan, message: 'hello from WeeChat \u00e9' });
@@ -639,6 +644,7 @@ test('native, WebSocket, irc-framework and WeeChat members in one room, messages
   const clients = [];
   try {
     await fw.expect('join', { nick: 'weec', channel: chan });
+    await wee.joined();
 
     const nat = await nativeClient('nat');
     clients.push(nat);
