@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES=(cmake ninja-build g++ make pkg-config libgtest-dev libcli11-dev nlohmann-json3-dev libhiredis-dev python3 procps
           clang libclang-rt-14-dev iproute2 redis-server nats-server node-llhttp
-          libwslay-dev libssl-dev libsqlite3-dev python3-websockets chromium)
+          libwslay-dev libssl-dev libsqlite3-dev python3-websockets chromium weechat-headless weechat-plugins)
 # Installed only when their command is missing: a machine may have Node.js from elsewhere (with
 # npm inside), and Debian's npm package would conflict with it.
 COMMANDS=(node:nodejs npm:npm)
@@ -32,10 +32,11 @@ deps() {
 }
 
 # The browser test's npm packages (playwright-core drives Debian's chromium: it never downloads a
-# browser), installed from the committed lock file when missing.
+# browser), the web tests' (ws) and the IRC clients test's (irc-framework), installed from the
+# committed lock files when missing.
 npm_deps() {
   local d
-  for d in tests/browser tests/web; do
+  for d in tests/browser tests/web tests/irc; do
     if [[ ! $d/node_modules/.package-lock.json -nt $d/package-lock.json ]]; then
       echo "dev.sh: npm ci in $d" >&2
       PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$d" --no-audit --no-fund --loglevel=error >/dev/null
@@ -123,7 +124,7 @@ case $cmd in
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
     ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|ChatCoreAnswers|ChatCoreHistory|SqliteStore|BlockingPool'
     TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
-      -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.'
+      -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.|IrcFrontEnd.*2reactors|irc\.'
     unset TSAN_OPTIONS
     stage "tests (TSan)"
     fuzz_smoke
