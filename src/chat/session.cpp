@@ -149,6 +149,12 @@ HubError Session::leave(const std::string& room, const std::string& reason) {
   return e;
 }
 
+void Session::depart() {
+  leave_all(/*quit=*/true);
+  if (!name_.empty()) table().release_name(name_, id());
+  name_.clear();
+}
+
 void Session::leave_all(bool quit) {
   hub().leave_all(this, rooms_, quit, quit ? codec_->quit_reason() : std::string());
   rooms_.clear();

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "chat_helpers.h"
 #include "process.h"
 
@@ -73,7 +75,7 @@ class Irc : public LineClient {
       if (l->find(" PONG ") != std::string::npos && l->find(token) != std::string::npos) return before;
       before.push_back(*l);
     }
-    before.push_back("<no PONG>");
+    ADD_FAILURE() << "no PONG for " << token;
     return before;
   }
   // NICK and USER (after CAP LS/REQ/END when `caps` is not empty); true once 001 arrived.

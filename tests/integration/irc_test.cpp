@@ -290,9 +290,11 @@ TEST_P(IrcFrontEnd, BadInputIsAnsweredAndTheConnectionGoesOn) {
   }
   EXPECT_EQ(m.value("text", ""), "caf\xc3\xa9");
   // A stream of garbage: answered, never a crash; the others go on.
-  a.send(std::string("\x01\x02\xff\xfe garbage ::: @@ \r\n:onlysource\r\n@only=tags\r\n", 45));
+  static const char garbage[] = "\x01\x02\xff\xfe garbage ::: @@ \r\n:onlysource\r\n@only=tags\r\n";
+  a.send(std::string(garbage, sizeof garbage - 1));
   std::vector<std::string> lines = a.until_pong();
-  EXPECT_NE(lines.size(), 0u);
+  EXPECT_TRUE(contains(lines, " 421 ava __")) << "control characters echoed: " << (lines.empty() ? std::string("none") : lines.front());
+  EXPECT_TRUE(contains(lines, "NOTICE ava :Line ignored: no command"));
   b.say("PRIVMSG #x :still here");
   EXPECT_NE(a.expect("^:bea!bea@irc PRIVMSG #x :still here$"), "");
 }

@@ -217,6 +217,8 @@ void IrcCodec::close_with_error(Session& session, const std::string& reason, rea
   if (quit_reason_.empty()) quit_reason_ = reason;
   std::string who = registered_ ? session.name() : (nick_.empty() ? std::string("*") : nick_);
   send_line(session, "ERROR :Closing Link: " + who + " (" + reason + ")\r\n");
+  pending_.clear();
+  session.depart();
   session.close_after_flush(code, reason);
 }
 
@@ -237,6 +239,9 @@ std::unique_ptr<Codec> IrcCodec::on_frame(Session& session, std::string_view fra
     ++session.stats().errors_request;
     std::string cmd(frame.substr(0, std::min<size_t>(frame.find(' '), 32)));
     if (!cmd.empty() && (cmd[0] == '@' || cmd[0] == ':')) cmd = "*";
+    for (char& ch : cmd) {
+      if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '_';  // echoed, never obeyed
+    }
     numeric(session, "421", irc_display_nick(cmd) + " :Unknown command");
     return nullptr;
   }
