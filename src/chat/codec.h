@@ -56,6 +56,12 @@ class Codec {
   virtual void on_close(Session& /*session*/) {}
   // Why the member is going, if it said (IRC's QUIT): its rooms are told.
   virtual std::string quit_reason() const { return {}; }
+  // A message to this member alone (Hub::direct): shown, or not taken by this dialect.
+  virtual DirectResult direct(Session& /*session*/, const DirectMessage& /*message*/) {
+    return {DirectResult::kNotTaken, {}, {}, {}};
+  }
+  // The member's away message ("" if not away).
+  virtual std::string away() const { return {}; }
 
   // A codec that looks at its connection's deliveries, holds input back or keeps timeouts says so
   // here (asked when the session takes the codec): the others pay no call per delivery or frame.

@@ -123,10 +123,18 @@ std::string ShardTable::fold_name(std::string_view name) {
   return folded;
 }
 
-bool ShardTable::claim_name(const std::string& name, uint64_t member_id) {
+bool ShardTable::claim_name(const std::string& name, NameHolder holder) {
   std::string key = fold_name(name);
   std::lock_guard<std::mutex> lock(names_mutex_);
-  return names_.emplace(std::move(key), member_id).second;
+  return names_.emplace(std::move(key), std::move(holder)).second;
+}
+
+std::optional<ShardTable::NameHolder> ShardTable::find_name(const std::string& name) {
+  std::string key = fold_name(name);
+  std::lock_guard<std::mutex> lock(names_mutex_);
+  auto it = names_.find(key);
+  if (it == names_.end()) return std::nullopt;
+  return it->second;
 }
 
 bool ShardTable::name_held(const std::string& name) {
@@ -144,7 +152,7 @@ void ShardTable::release_name(const std::string& name, uint64_t member_id) {
   std::string key = fold_name(name);
   std::lock_guard<std::mutex> lock(names_mutex_);
   auto it = names_.find(key);
-  if (it != names_.end() && it->second == member_id) names_.erase(it);
+  if (it != names_.end() && it->second.member_id == member_id) names_.erase(it);
 }
 
 // ---- Hub: the member's side -------------------------------------------------------------------
@@ -244,6 +252,42 @@ void Hub::list_rooms(size_t limit, std::function<void(std::vector<RoomCount>)> d
       });
     });
   }
+}
+
+std::optional<size_t> Hub::direct(DirectMessage m, std::function<void(const DirectResult&)> done) {
+  auto holder = table_.find_name(m.to);
+  if (!holder) {
+    done(DirectResult{});
+    return std::nullopt;
+  }
+  size_t to = holder->shard, home = shard_;
+  size_t cost = ShardTable::message_cost(m.to, m.from, m.text);
+  table_.run_on(
+      to, home,
+      [table = &table_, to, home, id = holder->member_id, m = std::move(m), done = std::move(done)]() mutable {
+        DirectResult r;
+        auto& members = table->hub(to).members_;
+        if (auto it = members.find(id); it != members.end()) r = it->second->direct(m);  // else: gone meanwhile
+        table->run_on(home, to, [r = std::move(r), done = std::move(done)] { done(r); });
+      },
+      cost);
+  return to;
+}
+
+std::optional<size_t> Hub::whois(const std::string& name, std::function<void(const std::optional<MemberInfo>&)> done) {
+  auto holder = table_.find_name(name);
+  if (!holder) {
+    done(std::nullopt);
+    return std::nullopt;
+  }
+  size_t to = holder->shard, home = shard_;
+  table_.run_on(to, home, [table = &table_, to, home, id = holder->member_id, done = std::move(done)]() mutable {
+    std::optional<MemberInfo> info;
+    auto& members = table->hub(to).members_;
+    if (auto it = members.find(id); it != members.end()) info = it->second->describe();
+    table->run_on(home, to, [info = std::move(info), done = std::move(done)] { done(info); });
+  });
+  return to;
 }
 
 size_t Hub::local_member_count(const std::string& room) const {

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -44,6 +45,37 @@ struct JoinReply {
   uint64_t seq = 0;                                // the room's last message number (0: none)
 };
 
+// A message to one member, not to a room (IRC's PRIVMSG and NOTICE to a nick).
+struct DirectMessage {
+  std::string from;   // the sender's name
+  std::string front;  // the sender's front end (Format::front)
+  std::string to;     // the name it was sent to, as the sender wrote it
+  std::string text;
+  bool notice = false;
+  int64_t ts_ms = 0;
+};
+
+// What became of a DirectMessage.
+struct DirectResult {
+  enum Status : uint8_t {
+    kNoSuchName,  // nobody holds the name
+    kDelivered,
+    kNotTaken,    // the member's front end has no messages to one member (native, WebSocket)
+  };
+  Status status = kNoSuchName;
+  std::string name;   // the recipient's name, in its own case
+  std::string front;  // the recipient's front end
+  std::string away;   // the recipient's away message ("" if not away)
+};
+
+// A member as others may see it (IRC's WHOIS).
+struct MemberInfo {
+  std::string name;
+  std::string front;
+  std::vector<std::string> rooms;
+  std::string away;
+};
+
 class Member {
  public:
   virtual ~Member() = default;
@@ -58,6 +90,11 @@ class Member {
   virtual void joined(const std::string& room, const JoinReply& reply) = 0;
   // The answer to a publish with an id: stored (numbered `seq`), or not (the store failed).
   virtual void acked(const std::string& /*room*/, const std::string& /*id*/, uint64_t /*seq*/, bool /*stored*/) {}
+  // A message to this member alone (Hub::direct).
+  virtual DirectResult direct(const DirectMessage& /*message*/) {
+    return {DirectResult::kNotTaken, name(), Format::by_id(format()).front(), {}};
+  }
+  virtual MemberInfo describe() const { return {name(), Format::by_id(format()).front(), {}, {}}; }
 };
 
 // A message on its way to its room's owner.
@@ -185,9 +222,16 @@ class ShardTable {
   // Member names are unique across the process, compared without regard to ASCII case (IRC's
   // CASEMAPPING=ascii): nobody can pass for "Bob" as "bob", whatever the front end.
   static std::string fold_name(std::string_view name);
-  bool claim_name(const std::string& name, uint64_t member_id);
+  // Who holds a name: its member, the member's shard, and its front end (Format::front).
+  struct NameHolder {
+    uint64_t member_id = 0;
+    size_t shard = 0;
+    std::string front;
+  };
+  bool claim_name(const std::string& name, NameHolder holder);
   void release_name(const std::string& name, uint64_t member_id);
   bool name_held(const std::string& name);
+  std::optional<NameHolder> find_name(const std::string& name);
   size_t name_count();
 
  private:
@@ -206,7 +250,7 @@ class ShardTable {
   std::vector<Hub*> hubs_;
   std::vector<reactor::Reactor*> reactors_;
   std::mutex names_mutex_;
-  std::unordered_map<std::string, uint64_t> names_;  // folded name -> member; guarded by names_mutex_
+  std::unordered_map<std::string, NameHolder> names_;  // folded name -> holder; guarded by names_mutex_
 };
 
 class Hub {
@@ -239,6 +283,13 @@ class Hub {
   // Every room with members in the process and how many, at most `limit` (from every owner);
   // `done` runs on this shard.
   void list_rooms(size_t limit, std::function<void(std::vector<RoomCount>)> done);
+  // Gives `message` to the member named `message.to` (names compared as ShardTable does), on its
+  // shard; `done` runs on this shard with what became of it. Returns the shard that answers (null:
+  // nobody holds the name, `done` has run).
+  std::optional<size_t> direct(DirectMessage message, std::function<void(const DirectResult&)> done);
+  // The member named `name` as it describes itself (null: nobody holds the name); `done` runs on
+  // this shard. Returns the shard that answers, as direct() does.
+  std::optional<size_t> whois(const std::string& name, std::function<void(const std::optional<MemberInfo>&)> done);
   size_t local_member_count(const std::string& room) const;
   // Runs `done` on this shard once each shard in `shards` has run everything this shard posted to
   // it before (and what those tasks posted back here): a request's answers from a room's owner

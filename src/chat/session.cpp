@@ -113,6 +113,10 @@ void Session::resume_input() {
 
 void Session::set_name(std::string name) { name_ = std::move(name); }
 
+bool Session::claim_name(const std::string& name, const std::string& front) {
+  return table().claim_name(name, ShardTable::NameHolder{id(), hub().shard(), front});
+}
+
 void Session::rename(std::string name) {
   std::string old = std::exchange(name_, std::move(name));
   hub().rename(this, old, rooms_);
@@ -327,6 +331,24 @@ void Session::emit(const reactor::SharedBytes& bytes) {
   } else {
     transport_.close_after_flush(reactor::CloseCode::kPeerClosed, "peer closed the connection");
   }
+}
+
+DirectResult Session::direct(const DirectMessage& message) {
+  if (!transport_.open()) return {};
+  DirectResult r = codec_->direct(*this, message);
+  r.name = name_;
+  r.front = codec_->format().front();
+  return r;
+}
+
+MemberInfo Session::describe() const {
+  return {name_, codec_->format().front(), rooms_, codec_->away()};
+}
+
+void Session::push(const reactor::SharedBytes& bytes) {
+  if (!transport_.open()) return;
+  ++stats().deliveries;
+  send(bytes);
 }
 
 void Session::send_answer(const reactor::SharedBytes& bytes) {

@@ -57,6 +57,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void deliver(const Delivery& delivery) override;
   void joined(const std::string& room, const JoinReply& reply) override;
   void acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) override;
+  DirectResult direct(const DirectMessage& message) override;
+  MemberInfo describe() const override;
 
   // ---- Called by the codec ----
   Hub& hub() { return shard_.hub; }
@@ -68,6 +70,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Names the member (claimed by the codec through ShardTable::claim_name; given back at close).
   // Only while in no room: the owners know a member by the name it joined with.
   void set_name(std::string name);
+  // Claims `name` for this member (ShardTable::claim_name), as a member of front end `front`.
+  bool claim_name(const std::string& name, const std::string& front);
   // Renames the member in its rooms (a name already claimed by the codec; the old one is given back).
   void rename(std::string name);
   // The codec's format changed (IRC capabilities before registration). Only while in no room.
@@ -101,6 +105,9 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void send_answer(const reactor::SharedBytes& bytes);
   void awaiting(const std::string& room);
   void awaiting_all();
+  void awaiting_shard(size_t shard) { remote_ |= uint64_t{1} << shard; }
+  // Bytes for this member that are not an answer (a message to it alone): counted as a delivery.
+  void push(const reactor::SharedBytes& bytes);
   bool open() const { return transport_.open(); }
   // Sends `bytes` once every earlier request has been answered, including answers from other
   // shards (a pong); replies after it wait behind it.

@@ -352,6 +352,59 @@ TEST_P(IrcFrontEnd, AFloodIsSlowedThenClosedAndNobodyElseWaits) {
   EXPECT_EQ(chattest::counter(chattest::stats_of(server.process), "irc flood"), 1);
 }
 
+TEST_P(IrcFrontEnd, PrivateMessagesWhoisAwayIsonUserhost) {
+  IrcServer server(threads());
+  Irc a(server.irc), b(server.irc);
+  ASSERT_TRUE(a.registers("amy", "echo-message"));
+  ASSERT_TRUE(b.registers("bo"));
+  ASSERT_TRUE(b.joins("#pm"));
+  Native nat(server.port, "nat");
+  ASSERT_EQ(nat.welcome.value("type", ""), "welcome");
+  // To a nick, in any case: delivered to that member alone, echoed to a sender that asked.
+  a.say("PRIVMSG BO :just for you");
+  EXPECT_NE(b.expect("^:amy!amy@irc PRIVMSG bo :just for you$"), "");
+  EXPECT_NE(a.expect("^:amy!amy@irc PRIVMSG bo :just for you$"), "");
+  b.say("NOTICE amy :a notice back");
+  EXPECT_NE(a.expect("^:bo!bo@irc NOTICE amy :a notice back$"), "");
+  std::vector<std::string> bs = b.until_pong("no-echo");
+  EXPECT_FALSE(contains(bs, "a notice back")) << "echoed without echo-message";
+  // Away: said to whoever messages the member (not for a NOTICE), shown by WHOIS and WHO.
+  b.say("AWAY :at lunch");
+  EXPECT_NE(b.expect(" 306 bo :You have been marked as being away"), "");
+  a.say("PRIVMSG bo :there?");
+  EXPECT_NE(a.expect(" 301 amy bo :at lunch"), "");
+  a.say("NOTICE bo :no answer wanted");
+  std::vector<std::string> as = a.until_pong("notice");
+  EXPECT_FALSE(contains(as, " 301 ")) << "an away reply to a NOTICE";
+  a.say("WHOIS bo");
+  EXPECT_NE(a.expect(" 311 amy bo bo irc \\* :bo$"), "");
+  EXPECT_NE(a.expect(" 319 amy bo :#pm$"), "");
+  EXPECT_NE(a.expect(" 312 amy bo reactor.chat "), "");
+  EXPECT_NE(a.expect(" 301 amy bo :at lunch$"), "");
+  EXPECT_NE(a.expect(" 318 amy bo :End of /WHOIS list.$"), "");
+  a.say("WHO bo");
+  EXPECT_NE(a.expect(" 352 amy \\* bo irc reactor.chat bo G :0 bo$"), "");
+  EXPECT_NE(a.expect(" 315 amy bo "), "");
+  b.say("AWAY");
+  EXPECT_NE(b.expect(" 305 bo :You are no longer marked as being away"), "");
+  // Members of other front ends: known by WHOIS, but they take no messages to one member.
+  a.say("WHOIS nat");
+  EXPECT_NE(a.expect(" 311 amy nat nat native \\* :nat$"), "");
+  EXPECT_NE(a.expect(" 318 amy nat "), "");
+  a.say("PRIVMSG nat :hello?");
+  EXPECT_NE(a.expect("NOTICE amy :nat is a native member: messages to one member reach IRC members only$"), "");
+  a.say("WHOIS nobody");
+  EXPECT_NE(a.expect(" 401 amy nobody :No such nick/channel$"), "");
+  EXPECT_NE(a.expect(" 318 amy nobody "), "");
+  a.say("PRIVMSG nobody,bo :two targets");
+  EXPECT_NE(a.expect(" 401 amy nobody "), "");
+  EXPECT_NE(b.expect(":amy!amy@irc PRIVMSG bo :two targets$"), "");
+  a.say("ISON bo nat nobody");
+  EXPECT_NE(a.expect(" 303 amy :bo nat$"), "");
+  a.say("USERHOST nat bo");
+  EXPECT_NE(a.expect(" 302 amy :nat=\\+nat@native bo=\\+bo@irc$"), "");
+}
+
 INSTANTIATE_TEST_SUITE_P(Reactors, IrcFrontEnd, ::testing::Values(1, 2),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return std::to_string(info.param) + "reactors";

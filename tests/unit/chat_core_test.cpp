@@ -157,7 +157,7 @@ class ColonCodec final : public chat::Codec {
   explicit ColonCodec(std::string name) : name_(std::move(name)), framer_(1024) {}
   const chat::Format& format() const override { return colon_format(); }
   void start(chat::Session& s) override {
-    ASSERT_TRUE(s.table().claim_name(name_, s.id()));
+    ASSERT_TRUE(s.claim_name(name_, "test"));
     s.set_name(name_);
   }
   chat::FrameResult next_frame(std::string_view input) override { return framer_.next(input); }

@@ -75,29 +75,60 @@ std::vector<std::string_view> pieces(std::string_view text, size_t max, std::str
   return out;
 }
 
+// ":nick!nick@FRONT": how a member of front end `front` appears on IRC.
+std::string source_of(std::string_view name, const std::string& front) {
+  std::string nick = irc_display_nick(name);
+  return ":" + nick + "!" + nick + "@" + host_of(front);
+}
+
+// "@time=...;msgid=ROOM~SEQ " (msgid for room messages only, with `tags` kAll; a message cut into
+// several lines has one msgid per line: ROOM~SEQ, ROOM~SEQ~1, ...).
+std::string tag_prefix(IrcTags tags, int64_t ms, std::string_view room, uint64_t seq, size_t piece) {
+  if (tags == IrcTags::kNone) return {};
+  std::string t = "@time=" + iso_time(ms);
+  if (tags == IrcTags::kAll && seq != 0) {
+    t += ";msgid=";
+    t += room;
+    t += "~" + std::to_string(seq);
+    if (piece > 0) t += "~" + std::to_string(piece);
+  }
+  t += ' ';
+  return t;
+}
+
+// `text` from `source` to `target` as PRIVMSG (or NOTICE) lines: one per line of the text, each
+// within IRC's line length.
+std::string message_lines(IrcTags tags, const std::string& source, std::string_view command, std::string_view target,
+                          std::string_view text, int64_t ts_ms, std::string_view room, uint64_t seq) {
+  std::string head = " ";
+  head += command;
+  head += ' ';
+  head += target;
+  head += " :";
+  size_t room_for_text = IrcCodec::kMaxLine - 2 - source.size() - head.size();
+  std::string scratch, out;
+  size_t k = 0;
+  for (std::string_view piece : pieces(text, room_for_text, scratch)) {
+    out += tag_prefix(tags, ts_ms, room, seq, k++);
+    out += source;
+    out += head;
+    out += piece;
+    out += "\r\n";
+  }
+  return out;
+}
+
 class IrcFormat final : public Format {
  public:
   IrcFormat(const char* name, IrcTags tags) : Format(name, "irc"), tags_(tags) {}
 
   reactor::SharedBytes encode(const RoomEvent& e) const override {
-    std::string nick = irc_display_nick(e.user);
-    std::string source = ":" + nick + "!" + nick + "@" + host_of(e.front);
+    std::string source = source_of(e.user, e.front);
     std::string out;
     switch (e.kind) {
-      case EventKind::kMessage: {
-        std::string head = " PRIVMSG #" + e.room + " :";
-        size_t room_for_text = IrcCodec::kMaxLine - 2 - source.size() - head.size();
-        std::string scratch;
-        size_t k = 0;
-        for (std::string_view piece : pieces(e.text, room_for_text, scratch)) {
-          out += tags(e.ts_ms, e.room, e.seq, k++);
-          out += source;
-          out += head;
-          out += piece;
-          out += "\r\n";
-        }
+      case EventKind::kMessage:
+        out = message_lines(tags_, source, "PRIVMSG", "#" + e.room, e.text, e.ts_ms, e.room, e.seq);
         break;
-      }
       case EventKind::kJoin: out = tags(now_ms(), {}, 0, 0) + source + " JOIN #" + e.room + "\r\n"; break;
       case EventKind::kLeave:
         if (e.quit) {
@@ -112,19 +143,8 @@ class IrcFormat final : public Format {
   }
 
  private:
-  // "@time=...;msgid=ROOM~SEQ " (msgid for messages only; a message cut into several lines has
-  // one msgid per line: ROOM~SEQ, ROOM~SEQ~1, ...).
   std::string tags(int64_t ms, std::string_view room, uint64_t seq, size_t piece) const {
-    if (tags_ == IrcTags::kNone) return {};
-    std::string t = "@time=" + iso_time(ms);
-    if (tags_ == IrcTags::kAll && seq != 0) {
-      t += ";msgid=";
-      t += room;
-      t += "~" + std::to_string(seq);
-      if (piece > 0) t += "~" + std::to_string(piece);
-    }
-    t += ' ';
-    return t;
+    return tag_prefix(tags_, ms, room, seq, piece);
   }
 
   IrcTags tags_;
@@ -276,6 +296,10 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
   if (c == "PART") return part(session, m);
   if (c == "NAMES") return names(session, m);
   if (c == "WHO") return who(session, m);
+  if (c == "WHOIS") return whois(session, m);
+  if (c == "AWAY") return away(session, m);
+  if (c == "ISON") return ison(session, m);
+  if (c == "USERHOST") return userhost(session, m);
   if (c == "LIST") return list(session, m);
   if (c == "MODE") return mode(session, m);
   if (c == "TOPIC") return topic(session, m);
@@ -374,7 +398,7 @@ void IrcCodec::nick(Session& session, const irc::Message& m) {
   if (wanted == current) return;
   // The same name in another case is still this member's (names are compared without case).
   bool same = ShardTable::fold_name(wanted) == ShardTable::fold_name(current);
-  if (!same && !session.table().claim_name(wanted, session.id())) {
+  if (!same && !session.claim_name(wanted, "irc")) {
     return numeric(session, "433", wanted + " :Nickname is already in use");
   }
   send_line(session, self_source(session) + " NICK :" + wanted + "\r\n");
@@ -395,7 +419,7 @@ void IrcCodec::try_register(Session& session) {
     numeric(session, "464", ":Password incorrect");
     return close_with_error(session, "Bad password", reactor::CloseCode::kProtocol);
   }
-  if (!session.table().claim_name(nick_, session.id())) {
+  if (!session.claim_name(nick_, "irc")) {
     numeric(session, "433", nick_ + " :Nickname is already in use");
     nick_.clear();
     return;
@@ -551,8 +575,112 @@ void IrcCodec::message(Session& session, const irc::Message& m, bool notice) {
       }
       continue;
     }
-    if (!notice) numeric(session, "401", irc_display_nick(target.substr(0, 32)) + " :No such nick/channel");
+    send_direct(session, std::string(target), text, notice);
   }
+}
+
+void IrcCodec::send_direct(Session& session, std::string target, const std::string& text, bool notice) {
+  DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = text, .notice = notice, .ts_ms = now_ms()};
+  auto shard = session.hub().direct(std::move(dm), [alive = session.weak_from_this(), this, target, text, notice,
+                                                   ts = now_ms()](const DirectResult& r) {
+    auto self = alive.lock();
+    if (!self || !self->open()) return;
+    Session& s = *self;
+    std::string out;
+    switch (r.status) {
+      case DirectResult::kNoSuchName:
+        if (!notice) out = numeric_line(s, "401", irc_display_nick(target.substr(0, 32)) + " :No such nick/channel");
+        break;
+      case DirectResult::kNotTaken:
+        if (!notice) {
+          out = ":" + options_.server_name + " NOTICE " + s.name() + " :" + irc_display_nick(r.name) + " is a " +
+                host_of(r.front) + " member: messages to one member reach IRC members only\r\n";
+        }
+        break;
+      case DirectResult::kDelivered:
+        if (caps_ & kEchoMessage) {
+          out = message_lines(tags_, self_source(s), notice ? "NOTICE" : "PRIVMSG", irc_display_nick(r.name), text, ts,
+                              {}, 0);
+        }
+        if (!notice && !r.away.empty()) out += numeric_line(s, "301", irc_display_nick(r.name) + " :" + r.away);
+        break;
+    }
+    if (!out.empty()) s.send_answer(std::make_shared<const std::string>(std::move(out)));
+  });
+  if (shard) session.awaiting_shard(*shard);
+}
+
+DirectResult IrcCodec::direct(Session& session, const DirectMessage& m) {
+  std::string target = session.name();
+  session.push(std::make_shared<const std::string>(message_lines(
+      tags_, source_of(m.from, m.front), m.notice ? "NOTICE" : "PRIVMSG", target, m.text, m.ts_ms, {}, 0)));
+  return {DirectResult::kDelivered, {}, {}, away_};
+}
+
+void IrcCodec::whois(Session& session, const irc::Message& m) {
+  if (m.params.empty()) return numeric(session, "431", ":No nickname given");
+  std::string target = m.params.back();  // WHOIS [server] nick
+  auto shard = session.hub().whois(target, [alive = session.weak_from_this(), this, target](const std::optional<MemberInfo>& info) {
+    auto self = alive.lock();
+    if (!self || !self->open()) return;
+    Session& s = *self;
+    std::string out;
+    std::string nick = irc_display_nick(info ? info->name : target.substr(0, 32));
+    if (!info) {
+      out = numeric_line(s, "401", nick + " :No such nick/channel");
+    } else {
+      out = numeric_line(s, "311", nick + " " + nick + " " + host_of(info->front) + " * :" + nick);
+      if (!info->rooms.empty()) {
+        std::string chans;
+        for (const std::string& r : info->rooms) chans += (chans.empty() ? "" : " ") + channel(r);
+        out += numeric_line(s, "319", nick + " :" + chans);
+      }
+      out += numeric_line(s, "312", nick + " " + options_.server_name + " :" + host_of(info->front) + " front end");
+      if (!info->away.empty()) out += numeric_line(s, "301", nick + " :" + info->away);
+    }
+    out += numeric_line(s, "318", nick + " :End of /WHOIS list.");
+    s.send_answer(std::make_shared<const std::string>(std::move(out)));
+  });
+  if (shard) session.awaiting_shard(*shard);
+}
+
+void IrcCodec::away(Session& session, const irc::Message& m) {
+  if (m.params.empty() || m.params[0].empty()) {
+    away_.clear();
+    away_.shrink_to_fit();
+    return numeric(session, "305", ":You are no longer marked as being away");
+  }
+  away_ = m.params[0].substr(0, kAwayLength);
+  numeric(session, "306", ":You have been marked as being away");
+}
+
+void IrcCodec::ison(Session& session, const irc::Message& m) {
+  if (m.params.empty()) return numeric(session, "461", "ISON :Not enough parameters");
+  std::string online;
+  for (const std::string& p : m.params) {
+    size_t pos = 0;
+    while (pos < p.size()) {  // "ISON a b" or "ISON :a b"
+      size_t end = p.find(' ', pos);
+      std::string nick = p.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+      pos = end == std::string::npos ? p.size() : end + 1;
+      if (nick.empty() || !valid_irc_nick(nick)) continue;
+      if (auto h = session.table().find_name(nick)) online += (online.empty() ? "" : " ") + nick;
+    }
+  }
+  numeric(session, "303", ":" + online);
+}
+
+void IrcCodec::userhost(Session& session, const irc::Message& m) {
+  if (m.params.empty()) return numeric(session, "461", "USERHOST :Not enough parameters");
+  std::string reply;
+  for (size_t i = 0; i < m.params.size() && i < 5; ++i) {
+    const std::string& nick = m.params[i];
+    if (!valid_irc_nick(nick)) continue;
+    if (auto h = session.table().find_name(nick)) {
+      reply += (reply.empty() ? "" : " ") + nick + "=+" + nick + "@" + host_of(h->front);
+    }
+  }
+  numeric(session, "302", ":" + reply);
 }
 
 void IrcCodec::names_reply(Session& session, const std::string& room, const std::vector<std::string>& names,
@@ -600,7 +728,21 @@ void IrcCodec::who(Session& session, const irc::Message& m) {
   std::string mask = m.params.empty() ? "*" : m.params[0];
   std::string room;
   if (!room_of(mask, room)) {
-    return numeric(session, "315", irc_display_nick(mask.substr(0, 65)) + " :End of /WHO list.");
+    // WHO nick: that member, if a name.
+    auto shard = session.hub().whois(mask, [alive = session.weak_from_this(), this, mask](const std::optional<MemberInfo>& info) {
+      auto self = alive.lock();
+      if (!self || !self->open()) return;
+      std::string out;
+      std::string nick = irc_display_nick(info ? info->name : mask.substr(0, 65));
+      if (info) {
+        out = numeric_line(*self, "352", "* " + nick + " " + host_of(info->front) + " " + options_.server_name + " " + nick +
+                                             (info->away.empty() ? " H" : " G") + " :0 " + nick);
+      }
+      out += numeric_line(*self, "315", nick + " :End of /WHO list.");
+      self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    });
+    if (shard) session.awaiting_shard(*shard);
+    return;
   }
   session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
     auto self = alive.lock();

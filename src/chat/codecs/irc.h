@@ -63,6 +63,8 @@ class IrcCodec final : public Codec {
   reactor::SharedBytes joined(Session& session, const std::string& room, const JoinReply& reply,
                               std::optional<bool> recovered) override;
   std::string quit_reason() const override { return quit_reason_; }
+  DirectResult direct(Session& session, const DirectMessage& message) override;
+  std::string away() const override { return away_; }
   bool has_hooks() const override { return true; }
   bool accept(Session& session, const RoomEvent& event) override;
   bool hold_input(Session& session, size_t buffered) override;
@@ -74,6 +76,8 @@ class IrcCodec final : public Codec {
   static constexpr size_t kMaxTargets = 4;
   // Rooms one LIST answers with.
   static constexpr size_t kMaxListed = 10000;
+  // Bytes of an away message kept (ISUPPORT AWAYLEN).
+  static constexpr size_t kAwayLength = 200;
 
  private:
   enum Cap : uint8_t { kMessageTags = 1, kServerTime = 2, kEchoMessage = 4 };
@@ -101,6 +105,12 @@ class IrcCodec final : public Codec {
   void message(Session& session, const irc::Message& m, bool notice);
   void names(Session& session, const irc::Message& m);
   void who(Session& session, const irc::Message& m);
+  void whois(Session& session, const irc::Message& m);
+  void away(Session& session, const irc::Message& m);
+  void ison(Session& session, const irc::Message& m);
+  void userhost(Session& session, const irc::Message& m);
+  // PRIVMSG or NOTICE to a nick: through the names registry to its member (Hub::direct).
+  void send_direct(Session& session, std::string target, const std::string& text, bool notice);
   void list(Session& session, const irc::Message& m);
   void mode(Session& session, const irc::Message& m);
   void topic(Session& session, const irc::Message& m);
@@ -119,6 +129,7 @@ class IrcCodec final : public Codec {
   bool pass_ok_ = false;
   std::string nick_;  // asked for before registration (the session's name after)
   std::string quit_reason_;
+  std::string away_;
   // Channels joined whose owner has not answered yet: their events are not this member's yet.
   std::vector<std::string> pending_;
   // Quits and nick changes of members seen lately: one per member however many rooms it shares.

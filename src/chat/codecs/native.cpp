@@ -125,7 +125,8 @@ bool NativeCodec::greet_as(Session& session, const Json& hello, Carrier carrier)
     send_error(session, "bad_name", "user must be 1 to 32 characters from A-Z a-z 0-9 _ . -");
     return false;
   }
-  if (!session.table().claim_name(*user, session.id())) {
+  const Format& format = carrier == Carrier::kLines ? native_format() : native_ws_format();
+  if (!session.claim_name(*user, format.front())) {
     ++session.stats().errors_request;
     send_error(session, "name_taken", "user '" + *user + "' is already connected");
     return false;
