@@ -135,18 +135,27 @@ case $cmd in
     ;;
   bench)
     # The whole suite side by side (bench/run.py): writes BENCHMARKS.md and bench/plots/*.png;
-    # --quick is the smoke run (under 2 minutes, exit 1 when a system misbehaves). Redis, NATS and
-    # gnuplot are installed when missing; a system that still cannot run is skipped (and said so).
+    # --quick is the smoke run (under 2 minutes, exit 1 when a system misbehaves). Redis, NATS,
+    # gnuplot and the IRC servers (ngircd, InspIRCd) are installed when missing; a system that still
+    # cannot run is skipped (and said so).
     build
     missing=()
-    for tool in redis-server:redis-server nats-server:nats-server gnuplot:gnuplot-nox; do
+    for tool in redis-server:redis-server nats-server:nats-server gnuplot:gnuplot-nox ngircd:ngircd inspircd:inspircd; do
       command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
     done
     if ((${#missing[@]})); then
       echo "dev.sh: installing ${missing[*]} for the benchmarks" >&2
+      # The IRC servers' packages start a daemon on port 6667 where an init system runs: a
+      # policy-rc.d that refuses every start keeps them down (the bench runs its own, with its own
+      # configuration); ours is removed afterwards, one already there is left alone.
+      policy=""
+      if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy=1
+      fi
       { export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null &&
         apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } ||
         echo "dev.sh: could not install ${missing[*]}; the benchmarks will skip what needs them" >&2
+      if [[ -n "$policy" ]]; then rm -f /usr/sbin/policy-rc.d; fi
     fi
     exec python3 bench/run.py "$@"
     ;;

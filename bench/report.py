@@ -1,7 +1,7 @@
 """BENCHMARKS.md from a run's raw results: every generated block, and the file written around them.
 
 render() makes the blocks (one per <!-- bench:NAME --> marker: run, targets, echo-targets, echo,
-c10k, chat-targets, chat-fixed, chat-saturation, websocket, history, accept, scale, plots, checks) from `data`, whether
+c10k, chat-targets, chat-fixed, chat-saturation, websocket, history, irc, accept, scale, plots, checks) from `data`, whether
 it was just measured or read back with --from-json; write() replaces those blocks in the markdown
 (the prose around them stays) and saves the raw results. Only what is in `data` is rendered: a
 section that did not run leaves its block as it was.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import benchlib as bl
 import history_suite
+import irc_suite
 import plots
 import scale_bench as sb
 import ws_suite
@@ -44,7 +45,8 @@ def render(ctx, data, elapsed, plotdir):
     blocks = {"run": md_run(data, mach, data["command"], elapsed)}
     echo_res = saved_echo_targets(data)
     targets = ((echo_res["targets"] if echo_res else []) + chat_target_rows(data.get("chat_targets"))
-               + ws_suite.target_rows(data.get("websocket")) + history_suite.target_rows(data.get("history")))
+               + ws_suite.target_rows(data.get("websocket")) + history_suite.target_rows(data.get("history"))
+               + irc_suite.target_rows(data.get("irc")))
     blocks["targets"] = md_targets(targets)
     if echo_res:
         blocks["echo-targets"] = echo_res["md"]
@@ -64,6 +66,8 @@ def render(ctx, data, elapsed, plotdir):
         blocks["websocket"] = ws_suite.md_websocket(data["websocket"])
     if "history" in data:
         blocks["history"] = history_suite.md_history(data["history"])
+    if "irc" in data:
+        blocks["irc"] = irc_suite.md_irc(data["irc"])
     if "accept" in data:
         blocks["accept"] = sb.md_accept(data["accept"])
     if "scale" in data:
@@ -467,6 +471,11 @@ TEMPLATE = """# Benchmarks
 
 <!-- bench:history -->
 <!-- /bench:history -->
+
+## IRC fan-out
+
+<!-- bench:irc -->
+<!-- /bench:irc -->
 
 ## Scale out
 

@@ -26,6 +26,9 @@ Sections (all on this machine, client and server sharing its CPUs, loopback only
                 messages per second into one room, pipelined, against Redis XADD with an append-only
                 file; a restart with 1,000 members reconnecting at once, each recovering 100 missed
                 messages (bench/history_suite.py).
+  irc           issue 12: chat-server's IRC members against its native TCP members and against ngircd and
+                InspIRCd (Debian's) under the same IRC load, 1,000 x 100 and 10,000 x 10 msg/s; RSS per idle
+                IRC member (bench/irc_suite.py; rows of a chat-server without --irc-port are skipped).
   accept        --threads 2: one listener handing connections out against a SO_REUSEPORT listener
                 per reactor (bench/scale_bench.py).
   scale         100,000 members in one room: chat-server --workers 6 joined through Redis, loadgen
@@ -47,6 +50,7 @@ This file is the command line and the table of sections; the code lives beside i
   chat_suite.py   the sections chat-targets, chat
   ws_suite.py     the section websocket
   history_suite.py  the section history
+  irc_suite.py    the section irc
   scale_bench.py  the sections accept, scale
   report.py       BENCHMARKS.md's generated blocks          plots.py: the PNG plots
   benchlib.py     processes, /proc sampling, ports, loadgen, medians, formatting
@@ -62,6 +66,7 @@ import benchlib as bl  # noqa: E402
 import chat_suite  # noqa: E402
 import echo_suite  # noqa: E402
 import history_suite  # noqa: E402
+import irc_suite  # noqa: E402
 import report  # noqa: E402
 import scale_bench  # noqa: E402
 import ws_suite  # noqa: E402
@@ -81,6 +86,7 @@ SECTIONS = {
     "chat": chat_suite.chat_section,
     "websocket": ws_suite.websocket_section,
     "history": history_suite.history_section,
+    "irc": irc_suite.irc_section,
     "accept": scale_bench.accept_section,
     "scale": scale_bench.scale_section,
 }

@@ -1,9 +1,12 @@
 """The systems bench/run.py measures side by side: what each is, how to start it, how to tell it is ready.
 
-ECHO_SYSTEMS serve the echo and c10k sections, CHAT_SYSTEMS the chat sections. A system's `key` is
+ECHO_SYSTEMS serve the echo and c10k sections, CHAT_SYSTEMS the chat sections (WS_SYSTEMS,
+HISTORY_SYSTEMS and IRC_SYSTEMS the websocket, history and irc sections). A system's `key` is
 what --skip takes and what the raw results (bench/results/run.json) are filed under; its `label` is
 what the tables say. Starting and stopping one is Ctx's job (context.py).
 """
+import os
+import subprocess
 import tempfile
 from dataclasses import dataclass
 
@@ -28,6 +31,7 @@ class System:
     search: bool = True         # chat: look for the saturation point
     group: str = ""
     note: str = ""
+    loadgen: tuple = ()         # chat: what this system's loadgen runs add
 
 
 def echo_server(*flags):
@@ -132,7 +136,117 @@ HISTORY_SYSTEMS = [
            pick_port=True, needs=("redis-server", "redis-benchmark"), dialect="redis", group="reference"),
 ]
 
-ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS + WS_SYSTEMS + HISTORY_SYSTEMS
+_IRC_FLAGS = {}
+
+
+def chat_server_irc_flags(ctx):
+    """chat-server's IRC flags for the IRC section: `--irc-port 0 --irc-flood-rate 0` (flood control off,
+    as for the other servers) when the binary has an IRC front end (its --help names --irc-port), else
+    None. Asked once per binary."""
+    binary = str(ctx.bin / "chat-server")
+    if binary not in _IRC_FLAGS:
+        try:
+            out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        _IRC_FLAGS[binary] = ["--irc-port", "0", "--irc-flood-rate", "0"] if "--irc-port" in out else None
+    return _IRC_FLAGS[binary]
+
+
+def chat_server_irc(ctx, port):
+    """chat-server as the IRC section runs it: two reactors, no HTTP, no history, its IRC port on a free
+    port when it has one (the native reference runs the same command: the same process, another port)."""
+    return [str(ctx.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--no-http",
+            "--store", "off", *(chat_server_irc_flags(ctx) or [])]
+
+
+def write_config(ctx, prefix, name, text):
+    d = tempfile.mkdtemp(prefix=prefix, dir=ctx.procs.logdir)
+    os.chmod(d, 0o777)  # ngircd drops root for nobody before writing its pid file
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(text.replace("@DIR@", d))
+    return path
+
+
+# ngircd: its own configuration, never the system's (/etc/ngircd, and no daemon of the package's).
+# Limits for thousands of clients; MaxPenaltyTime = 0 turns its flood control off: a client is
+# otherwise throttled (read paused for a second) once it sends 256 bytes in a second or leaves more
+# than 3 commands unprocessed in one pass of the loop. It also caps the nick length at 9 by default.
+NGIRCD_CONF = """[Global]
+\tName = irc.bench.local
+\tInfo = bench
+\tAdminInfo1 = bench
+\tAdminInfo2 = bench
+\tAdminEMail = bench@localhost
+\tListen = 127.0.0.1
+\tPorts = @PORT@
+\tMotdPhrase = bench
+\tPidFile = @DIR@/ngircd.pid
+[Limits]
+\tMaxConnections = 0
+\tMaxConnectionsIP = 0
+\tMaxJoins = 0
+\tMaxNickLength = 31
+\tMaxPenaltyTime = 0
+\tPingTimeout = 600
+\tPongTimeout = 120
+[Options]
+\tDNS = no
+\tIdent = no
+\tPAM = no
+\tNoticeBeforeRegistration = no
+\tIncludeDir = @DIR@/conf.d
+"""
+
+
+def ngircd_cmd(ctx, port):
+    path = write_config(ctx, "ngircd-", "ngircd.conf", NGIRCD_CONF.replace("@PORT@", str(port)))
+    os.mkdir(os.path.join(os.path.dirname(path), "conf.d"))
+    return ["ngircd", "--nodaemon", "--config", path]
+
+
+# InspIRCd 3: one connect class for loopback with its flood control off (threshold and commandrate
+# out of reach, fakelag off), send queues of 1 MiB, a listen backlog of 1,024.
+INSPIRCD_CONF = """<server name="irc.bench.local" description="bench" network="bench">
+<admin name="bench" nick="bench" email="bench@localhost">
+<bind address="127.0.0.1" port="@PORT@" type="clients">
+<connect name="bench" allow="127.0.0.0/8" maxchans="0" localmax="100000" globalmax="100000" maxconnwarn="off"
+ useident="no" limit="100000" threshold="1000000" commandrate="1000000" fakelag="off" recvq="65536"
+ sendq="1048576" softsendq="1048576" hardsendq="1048576" pingfreq="600" timeout="120" resolvehostnames="no">
+<performance softlimit="30000" somaxconn="1024" clonesonconnect="no" quietbursts="yes">
+<limits maxnick="30" maxchan="64" maxmodes="20" maxident="30" maxquit="255" maxtopic="307" maxkick="255"
+ maxreal="128" maxgecos="128" maxaway="200">
+<pid file="@DIR@/inspircd.pid">
+<files motd="@DIR@/motd">
+<log method="file" type="* -USERINPUT -USEROUTPUT -CONNECT -QUIT" level="default" target="@DIR@/ircd.log">
+"""
+
+
+def inspircd_cmd(ctx, port):
+    path = write_config(ctx, "inspircd-", "inspircd.conf", INSPIRCD_CONF.replace("@PORT@", str(port)))
+    with open(os.path.join(os.path.dirname(path), "motd"), "w") as f:
+        f.write("bench\n")
+    return ["inspircd", "--nofork", "--runasroot", f"--config={path}"]
+
+
+# The IRC section (bench/irc_suite.py): chat-server's IRC members against its native TCP members (the
+# same command: one process, two ports) and against two IRC servers from Debian under the same load.
+# `loadgen` is what a system's loadgen runs add: ngircd accepts one connection per pass of its loop
+# with a listen backlog of 10, so connects are paced by subscriptions (--batch-until-ready).
+IRC_SYSTEMS = [
+    System("chat-irc", "chat-server --threads 2, IRC", chat_server_irc, ready_line=r"irc listening on (\S+):(\d+)",
+           needs=("bin:chat-server",), dialect="irc", group="ours"),
+    System("chat-native", "chat-server --threads 2, native TCP", chat_server_irc,
+           ready_line=r"chat-server: listening on (\S+):(\d+)", needs=("bin:chat-server",), dialect="native",
+           group="ours"),
+    System("ngircd", "ngircd (Debian)", ngircd_cmd, ready="listen", pick_port=True, needs=("ngircd",), dialect="irc",
+           group="other", loadgen=("--connect-batch", "8", "--batch-until-ready")),
+    System("inspircd", "InspIRCd 3 (Debian)", inspircd_cmd, ready="listen", pick_port=True, needs=("inspircd",),
+           dialect="irc", group="other"),
+]
+
+ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS + WS_SYSTEMS + HISTORY_SYSTEMS + IRC_SYSTEMS
 
 
 def system(key):

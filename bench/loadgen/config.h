@@ -7,7 +7,7 @@
 namespace loadgen {
 
 enum class Mode { kEcho, kChat, kRecover };
-enum class Dialect { kNative, kArticle, kRedis, kNats, kWs };
+enum class Dialect { kNative, kArticle, kRedis, kNats, kWs, kIrc };
 
 const char* mode_name(Mode m);
 const char* dialect_name(Dialect d);
@@ -32,6 +32,12 @@ struct Config {
   // Most connects in flight, all processes together: below the listen backlog of any server
   // measured (Redis's is 511; past it SYNs are dropped and retried a second later).
   int connect_batch = 256;
+  // chat: a connection holds its --connect-batch slot until it is subscribed (or lost), not only
+  // until TCP connects. For a server that accepts one connection per loop and has a short listen
+  // backlog (ngircd: 10, and a join costs it a pass over the channel): connects the kernel
+  // completed but the server has not accepted overflow the backlog, and their SYNs wait seconds to
+  // be retried.
+  bool batch_until_ready = false;
   double connect_timeout = 60;  // seconds for connecting and the protocol handshake
   double barrier_timeout = 30;  // chat: seconds for every member to receive a warm-up message
   // chat, native and ws: every publish carries an id (its header, see message.h); the server's acks

@@ -1,5 +1,6 @@
 #include "loadgen/dialect.h"
 
+#include <cctype>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -21,6 +22,7 @@ const char* dialect_name(Dialect d) {
     case Dialect::kRedis: return "redis";
     case Dialect::kNats: return "nats";
     case Dialect::kWs: return "ws";
+    case Dialect::kIrc: return "irc";
   }
   return "?";
 }
@@ -76,7 +78,35 @@ std::string_view id_in(std::string_view line) {
   return close == std::string_view::npos ? std::string_view{} : line.substr(start, close - start);
 }
 
+// IRC's CASEMAPPING=ascii comparison (a server that maps rfc1459 also equates []\~ with {}|^,
+// which our room names never hold).
+bool equal_ascii_nocase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  }
+  return true;
+}
+
+// The next space-separated word of `s` from `pos` (pos moves past it and the spaces after it).
+std::string_view next_word(std::string_view s, size_t& pos) {
+  size_t end = s.find(' ', pos);
+  if (end == std::string_view::npos) end = s.size();
+  std::string_view w = s.substr(pos, end - pos);
+  pos = end;
+  while (pos < s.size() && s[pos] == ' ') ++pos;
+  return w;
+}
+
+// irc: a server line without its end is still arriving; past this it never ends (the longest a
+// server may send is 512 bytes plus 8,191 of tags).
+constexpr size_t kIrcLineMax = 16 * 1024;
+
 }  // namespace
+
+Codec::Codec(const Config& cfg) : cfg_(cfg) {
+  if (cfg_.dialect == Dialect::kIrc) channel_ = cfg_.room.front() == '#' ? cfg_.room : "#" + cfg_.room;
+}
 
 std::string Codec::greeting(bool publisher, const std::string& user) {
   switch (cfg_.dialect) {
@@ -95,6 +125,10 @@ std::string Codec::greeting(bool publisher, const std::string& user) {
       return out;
     }
     case Dialect::kNats: return {};
+    case Dialect::kIrc:
+      // No CAP LS: the server then registers at once and sends no echo of our own messages. The JOIN
+      // waits for 001 (after_info): a server may drop commands sent before registration completes.
+      return "NICK " + user + "\r\nUSER " + user + " 0 * :" + user + "\r\n";
     case Dialect::kWs: {
       // Two frames, one object each; sent only after the 101, as a browser's socket can.
       std::string out;
@@ -126,10 +160,16 @@ std::string Codec::ws_close(uint16_t code) {
 }
 
 std::string Codec::after_info(bool publisher) const {
+  if (cfg_.dialect == Dialect::kIrc) return "JOIN " + channel_ + "\r\n";  // publishers too: +n
   std::string out = "CONNECT {\"verbose\":false,\"pedantic\":false}\r\n";
   if (!publisher) out += "SUB " + cfg_.room + " 1\r\n";
   out += "PING\r\n";  // its PONG says the SUB has been processed
   return out;
+}
+
+std::string Codec::pong(std::string_view token) const {
+  if (cfg_.dialect == Dialect::kIrc) return "PONG :" + std::string(token) + "\r\n";
+  return "PONG\r\n";
 }
 
 bool Codec::ready_at_connect(bool publisher) const {
@@ -139,6 +179,7 @@ bool Codec::ready_at_connect(bool publisher) const {
     case Dialect::kRedis: return publisher;  // members wait for the subscribe confirmation
     case Dialect::kNats: return false;   // wait for the PONG
     case Dialect::kWs: return false;     // wait for "joined"
+    case Dialect::kIrc: return false;    // wait for 366 (end of NAMES): joined
   }
   return true;
 }
@@ -178,6 +219,13 @@ void Codec::append_publish(std::string& out, const std::string& user, std::strin
       out += text;
       out += "\r\n";
       break;
+    case Dialect::kIrc:
+      out += "PRIVMSG ";
+      out += channel_;
+      out += " :";
+      out += text;  // no CR, LF or NUL by construction (message.h); at most 400 bytes (main.cpp)
+      out += "\r\n";
+      break;
     case Dialect::kWs:
       scratch_ = "{\"type\":\"message\",\"room\":\"";
       scratch_ += cfg_.room;
@@ -199,6 +247,7 @@ ParseResult Codec::parse(std::string_view in, Sink& sink) const {
     case Dialect::kArticle: return parse_article(in, sink);
     case Dialect::kRedis: return parse_redis(in, sink);
     case Dialect::kNats: return parse_nats(in, sink);
+    case Dialect::kIrc: return parse_irc(in, sink);
     case Dialect::kWs: break;  // framed: the worker unwraps the frames (parse_native_message)
   }
   return {};
@@ -398,7 +447,7 @@ ParseResult Codec::parse_nats(std::string_view in, Sink& sink) const {
     }
     pos = eol + 2;
     if (line == "PING") {
-      sink.on_ping();
+      sink.on_ping({});
     } else if (line == "PONG") {
       sink.on_ready();
     } else if (line.substr(0, 5) == "INFO ") {
@@ -415,6 +464,68 @@ ParseResult Codec::parse_nats(std::string_view in, Sink& sink) const {
   }
   r.consumed = pos;
   return r;
+}
+
+// ---- irc: RFC 2812 lines ------------------------------------------------------------------------
+
+ParseResult Codec::parse_irc(std::string_view in, Sink& sink) const {
+  ParseResult r;
+  size_t pos = 0;
+  while (pos < in.size()) {
+    const void* nl = std::memchr(in.data() + pos, '\n', in.size() - pos);
+    if (nl == nullptr) {
+      if (in.size() - pos > kIrcLineMax) {
+        r.fatal = true;
+        r.problem = "IRC: a line longer than " + std::to_string(kIrcLineMax) + " bytes";
+      }
+      break;
+    }
+    size_t end = static_cast<size_t>(static_cast<const char*>(nl) - in.data());
+    std::string_view line = in.substr(pos, end - pos);
+    pos = end + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty()) parse_irc_line(line, sink);
+  }
+  r.consumed = pos;
+  return r;
+}
+
+void Codec::parse_irc_line(std::string_view line, Sink& sink) const {
+  size_t pos = 0;
+  if (line[0] == '@') next_word(line, pos);  // IRCv3 tags: nothing we need
+  if (pos < line.size() && line[pos] == ':') next_word(line, pos);  // the source
+  std::string_view command = next_word(line, pos);
+  std::string_view params = line.substr(pos);
+  if (command == "PRIVMSG") {  // the hot path: "#room :text"
+    size_t at = 0;
+    next_word(params, at);  // the target: our channel (a member is in no other)
+    std::string_view text = params.substr(at);
+    if (!text.empty() && text[0] == ':') text.remove_prefix(1);
+    sink.on_text(text);
+    return;
+  }
+  if (command == "PING") {
+    if (!params.empty() && params[0] == ':') params.remove_prefix(1);
+    sink.on_ping(params);
+    return;
+  }
+  if (command == "ERROR") {
+    sink.on_error(line);
+    return;
+  }
+  if (command.size() != 3 || !std::isdigit(static_cast<unsigned char>(command[0])) ||
+      !std::isdigit(static_cast<unsigned char>(command[1])) || !std::isdigit(static_cast<unsigned char>(command[2]))) {
+    return;  // JOIN, MODE, NOTICE, another's PART or QUIT...: nothing to do
+  }
+  if (command == "001") {
+    sink.on_info();
+  } else if (command == "366") {  // "<nick> <channel> :End of NAMES list"
+    size_t at = 0;
+    next_word(params, at);
+    if (equal_ascii_nocase(next_word(params, at), channel_)) sink.on_ready();
+  } else if ((command[0] == '4' || command[0] == '5') && command != "422") {  // 422: no MOTD, not an error
+    sink.on_error(line);
+  }
 }
 
 }  // namespace loadgen

@@ -1,4 +1,4 @@
-// The five chat dialects loadgen speaks: what a member or publisher sends to subscribe and publish,
+// The six chat dialects loadgen speaks: what a member or publisher sends to subscribe and publish,
 // and an incremental parser for what the server sends back.
 //
 //   native   chat-server's JSON lines: {"type":"hello","user":U} {"type":"join","room":R},
@@ -13,6 +13,12 @@
 //   ws       the native dialect over WebSocket (chat-server's GET /ws on its HTTP port): the same
 //            JSON objects, one per text frame, masked (websocket.h). The worker does the upgrade
 //            and unwraps the frames; this codec makes the frames and reads the objects in them.
+//   irc      RFC 2812, client side, no capabilities requested (so no echo-message: a publisher gets
+//            no copy of its own message): NICK U, USER U 0 * :U; at 001 JOIN #R (the room R's
+//            channel); ready at 366 (end of NAMES) for #R, publishers too (a channel refuses messages
+//            from outside it, +n). Out PRIVMSG #R :T; in [@tags] :prefix PRIVMSG #R :T lines; the
+//            server's PING :x is answered PONG :x; ERROR and error numerics (4xx/5xx but 422, "no
+//            MOTD") are server errors. U is a valid nick (see ChatWorker): a letter first, no '.'.
 #pragma once
 
 #include <cstddef>
@@ -31,8 +37,8 @@ class Sink {
   virtual ~Sink() = default;
   virtual void on_text(std::string_view text) = 0;   // a chat message delivered (its text)
   virtual void on_ready() = 0;                       // subscription/handshake confirmed
-  virtual void on_info() {}                          // nats: the server's INFO (send CONNECT now)
-  virtual void on_ping() {}                          // nats: the server's PING (answer PONG)
+  virtual void on_info() {}  // nats: the server's INFO (send CONNECT now); irc: 001 (send JOIN now)
+  virtual void on_ping(std::string_view /*token*/) {}  // nats, irc: the server's PING (answer Codec::pong)
   virtual void on_error(std::string_view what) = 0;  // the server reported an error
   // native/ws, a publish with an id: stored (ack) or not (the error not_stored).
   virtual void on_ack(std::string_view /*id*/) {}
@@ -47,13 +53,16 @@ struct ParseResult {
 
 class Codec {
  public:
-  Codec(const Config& cfg) : cfg_(cfg) {}
+  explicit Codec(const Config& cfg);
 
   // Bytes to send as soon as the connection is up (nats: nothing until INFO, see after_info; ws:
   // these go once the upgrade is done, see ws_upgrade).
   std::string greeting(bool publisher, const std::string& user);
-  // nats: what to send once INFO arrived (CONNECT, SUB for a member, PING).
+  // nats: what to send once INFO arrived (CONNECT, SUB for a member, PING); irc: once 001 arrived
+  // (the JOIN).
   std::string after_info(bool publisher) const;
+  // nats, irc: the answer to the server's PING carrying `token` (irc; nats has none).
+  std::string pong(std::string_view token) const;
   // Whether the connection is subscribed/usable without waiting for a reply.
   bool ready_at_connect(bool publisher) const;
   // Appends one publish of `text` (exactly --payload bytes) by user `user`; native and ws: with
@@ -76,8 +85,11 @@ class Codec {
   ParseResult parse_article(std::string_view in, Sink& sink) const;
   ParseResult parse_redis(std::string_view in, Sink& sink) const;
   ParseResult parse_nats(std::string_view in, Sink& sink) const;
+  ParseResult parse_irc(std::string_view in, Sink& sink) const;
+  void parse_irc_line(std::string_view line, Sink& sink) const;
 
   const Config& cfg_;
+  std::string channel_;    // irc: '#' and the room (the room as it is if it starts with '#')
   ws::Masker masker_;      // ws: a fresh mask for every frame, as browsers do
   std::string scratch_;    // ws: a message before it is framed
 };

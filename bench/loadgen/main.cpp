@@ -5,8 +5,8 @@
 //   --mode chat   N members subscribe to a room; P publishers publish at --rate messages/s in all;
 //                 every delivery is checked (loss, duplicates, order per publisher) and timed from
 //                 the publisher's send. Reports deliveries_per_s. Dialects: native, article, redis,
-//                 nats, ws (the native dialect over WebSocket; --port is then the HTTP port; see
-//                 dialect.h).
+//                 nats, ws (the native dialect over WebSocket; --port is then the HTTP port), irc
+//                 (RFC 2812 clients in channel #room); see dialect.h.
 //                 --ids: every publish carries an id; the server's acks are counted and timed
 //                 (publish to ack). --window N: instead of --rate, each publisher keeps N messages
 //                 unacknowledged (pipelining), sending the next as each ack arrives: reports
@@ -58,6 +58,9 @@ constexpr int kConnectionsPerProcess = 15000;   // automatic --processes
 // bind() 4.1 s, 10,000 per address 0.7 s.
 constexpr double kPortShare = 0.4;
 constexpr int kReservedDescriptors = 64;        // per process: pipes, epoll, eventfd, stdio
+// irc: the text's share of a 512-byte line, leaving room for the longest prefix a server adds
+// (nick!user@host) and "PRIVMSG #room :" with a 64-byte room.
+constexpr int kIrcMaxPayload = 300;
 
 int bad(const std::string& what) {
   std::cerr << "loadgen: " << what << "\n";
@@ -152,8 +155,9 @@ int main(int argc, char** argv) {
                          ->capture_default_str();
   auto* room = cli.add_option("--room", cfg.room, "chat: the room (article dialect: always lobby)")->capture_default_str();
   auto* dialect_opt = cli.add_option("--dialect", dialect,
-                                     "chat: native, article, redis, nats or ws (the native JSON over WebSocket, "
-                                     "masked frames; --port is then the HTTP port, where GET /ws upgrades)")
+                                     "chat: native, article, redis, nats, ws (the native JSON over WebSocket, "
+                                     "masked frames; --port is then the HTTP port, where GET /ws upgrades) or irc "
+                                     "(RFC 2812 clients: NICK/USER, JOIN #room, PRIVMSG; no capabilities)")
                           ->capture_default_str();
   auto* drain = cli.add_option("--drain", cfg.drain, "chat: seconds to wait for deliveries after publishing stops")
                     ->capture_default_str();
@@ -184,6 +188,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--connect-batch", cfg.connect_batch,
                  "Most connects in flight, all processes together (keep it below the server's listen backlog)")->capture_default_str();
+  auto* until_ready = cli.add_flag("--batch-until-ready", cfg.batch_until_ready,
+                                   "chat: a connection counts against --connect-batch until it is subscribed, not "
+                                   "only until TCP connects (for servers with a short listen backlog that accept "
+                                   "one connection per loop, such as ngircd)");
   cli.add_option("--connect-timeout", cfg.connect_timeout, "Seconds allowed for connecting and subscribing")
       ->capture_default_str();
   cli.add_option("--server-pid", cfg.server_pid,
@@ -211,13 +219,15 @@ int main(int argc, char** argv) {
     cfg.dialect = Dialect::kNats;
   } else if (dialect == "ws") {
     cfg.dialect = Dialect::kWs;
+  } else if (dialect == "irc") {
+    cfg.dialect = Dialect::kIrc;
   } else {
-    return bad("unknown --dialect '" + dialect + "' (native, article, redis, nats or ws)");
+    return bad("unknown --dialect '" + dialect + "' (native, article, redis, nats, ws or irc)");
   }
   const bool chat = cfg.mode == Mode::kChat;
   const bool recover = cfg.mode == Mode::kRecover;
   if (cfg.mode == Mode::kEcho) {
-    for (auto* o : {rate, publishers, room, dialect_opt, drain, barrier, ids, window}) {
+    for (auto* o : {rate, publishers, room, dialect_opt, drain, barrier, ids, window, until_ready}) {
       if (o->count() > 0) return bad(o->get_name() + " applies to --mode chat only");
     }
   } else {
@@ -230,7 +240,7 @@ int main(int argc, char** argv) {
       if (o->count() > 0) return bad(o->get_name() + " applies to --mode recover only");
     }
   } else {
-    for (auto* o : {publishers, dialect_opt, barrier, ids, window}) {
+    for (auto* o : {publishers, dialect_opt, barrier, ids, window, until_ready}) {
       if (o->count() > 0) return bad(o->get_name() + " does not apply to --mode recover (native members, one publisher)");
     }
   }
@@ -257,6 +267,11 @@ int main(int argc, char** argv) {
       cfg.room = "lobby";
     }
     if (!valid_room(cfg.room)) return bad("--room must be 1 to 64 of A-Z a-z 0-9 _ . # -");
+    // irc: the relayed line (":nick!user@host PRIVMSG #room :text" and CRLF) must stay within 512 bytes.
+    if (cfg.dialect == Dialect::kIrc && cfg.payload > kIrcMaxPayload) {
+      return bad("--payload must be at most " + std::to_string(kIrcMaxPayload) +
+                 " bytes with --dialect irc (an IRC line is at most 512 bytes)");
+    }
     if (window->count() > 0) {
       if (cfg.window < 1 || cfg.window > 100000) return bad("--window must be 1..100000 messages");
       if (rate->count() > 0) return bad("--window and --rate: choose one (--window publishes as acks come back)");

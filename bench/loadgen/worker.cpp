@@ -190,19 +190,22 @@ void WorkerBase::launch_connects() {
 }
 
 void WorkerBase::on_connected(size_t i, reactor::Handle socket, int err) {
-  --in_flight_;
+  bool slot_held = false;
   if (err != 0) {
     if (connect_errors_++ == 0) {
       first_connect_error_ = "connect to " + address_.to_string() + ": " + std::strerror(err);
     }
   } else {
     try {
+      slot_held = cfg_.batch_until_ready;  // before on_up: a handshake may be over within it
       on_up(i, std::move(socket));
       ++connected_;
     } catch (const std::exception& e) {
+      slot_held = false;
       if (connect_errors_++ == 0) first_connect_error_ = e.what();
     }
   }
+  if (!slot_held) --in_flight_;
   if (connected_ + connect_errors_ == connection_count()) {
     connects_over_ = true;
     connectors_.clear();
@@ -211,6 +214,12 @@ void WorkerBase::on_connected(size_t i, reactor::Handle socket, int err) {
   } else {
     launch_connects();
   }
+}
+
+void WorkerBase::handshake_over() {
+  if (!cfg_.batch_until_ready) return;
+  --in_flight_;
+  if (!connects_over_) launch_connects();
 }
 
 void WorkerBase::connect_timed_out() {
@@ -452,16 +461,18 @@ class ChatWorker final : public WorkerBase {
         publishers_(static_cast<uint32_t>(cfg.publishers)) {
     size_t total = members_ + (share.publishers ? publishers_ : 0);
     peers_.resize(total);
+    // irc: a nick holds no '.' (at most 14 characters here: a server's nick length must allow that).
+    const std::string run = (cfg_.dialect == Dialect::kIrc ? "_" : ".") + std::to_string(cfg_.run_id);
     for (size_t i = 0; i < total; ++i) {
       Peer& p = peers_[i];
       if (i < members_) {
         p.global = static_cast<uint64_t>(share.first) + i;
-        p.user = "m" + std::to_string(p.global) + "." + std::to_string(cfg_.run_id);
+        p.user = "m" + std::to_string(p.global) + run;
       } else {
         p.publisher = true;
         p.pub = static_cast<uint32_t>(i - members_);
         p.global = static_cast<uint64_t>(cfg_.connections) + p.pub;
-        p.user = "p" + std::to_string(p.pub) + "." + std::to_string(cfg_.run_id);
+        p.user = "p" + std::to_string(p.pub) + run;
       }
     }
     next_seq_.assign(members_ * publishers_, 1);
@@ -515,7 +526,7 @@ class ChatWorker final : public WorkerBase {
       p.info_seen = true;
       w.send(p, w.codec_.after_info(p.publisher));
     }
-    void on_ping() override { w.send(p, "PONG\r\n"); }
+    void on_ping(std::string_view token) override { w.send(p, w.codec_.pong(token)); }
     void on_error(std::string_view what) override { w.server_error(p, what); }
     void on_ack(std::string_view id) override { w.publisher_answer(p, id, true, now); }
     void on_not_stored(std::string_view id) override { w.publisher_answer(p, id, false, now); }
@@ -569,6 +580,7 @@ class ChatWorker final : public WorkerBase {
     p.ready = true;
     ++ready_count_;
     if (!p.publisher) ++members_ready_;
+    handshake_over();
     check_ready();
   }
 
@@ -583,6 +595,7 @@ class ChatWorker final : public WorkerBase {
     if (p.warmed) --warmed_alive_;
     if (!p.ready) {
       ++failed_before_ready_;
+      handshake_over();
       check_ready();
       return;
     }

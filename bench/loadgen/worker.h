@@ -83,6 +83,9 @@ class WorkerBase {
   // ---- For the modes ----
   // Every connection is up and greeted (or failed): tell the parent (once).
   void ready();
+  // --batch-until-ready: connection `i`'s handshake is over (subscribed or lost): its connect slot
+  // is free. Once per connection that came up.
+  void handshake_over();
   void send_event(const json& j);
   void fatal(const std::string& message);
   bool connects_over() const { return connects_over_; }

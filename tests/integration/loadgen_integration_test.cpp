@@ -88,6 +88,43 @@ TEST(Loadgen, ChatFanOutIsLosslessOverWebSocket) {
   EXPECT_EQ(r["out_of_order"], 0) << r.dump();
 }
 
+// chat-server's --help names its flags: whether this build has the IRC front end.
+bool chat_server_has_irc() {
+  Process help({CHAT_SERVER_BIN, "--help"});
+  help.wait(20s);
+  return help.out().find("--irc-port") != std::string::npos;
+}
+
+// The irc dialect as an IRC client speaks it (NICK/USER, JOIN at 001, ready at 366, PRIVMSG, no
+// capabilities) to chat-server's IRC port: the same lossless fan-out, members and publishers all
+// IRC. (Checked by hand against ngircd too: BENCHMARKS.md, "IRC fan-out".)
+TEST(Loadgen, ChatFanOutIsLosslessOverIrc) {
+  if (!chat_server_has_irc()) {
+    GTEST_SKIP() << "chat-server has no IRC front end in this build (--help does not mention --irc-port)";
+  }
+  Process server({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--irc-port", "0", "--irc-flood-rate", "0",
+                  "--store", "memory"});
+  auto line = server.wait_for_line("irc listening on", 20s);
+  ASSERT_TRUE(line.has_value()) << server.out() << server.err();
+  size_t colon = line->rfind(':');
+  ASSERT_NE(colon, std::string::npos) << *line;
+  int irc_port = std::stoi(line->substr(colon + 1));
+  int status;
+  json r = run_loadgen({"--mode", "chat", "--dialect", "irc", "--port", std::to_string(irc_port), "--connections",
+                        "200", "--rate", "200", "--publishers", "2", "--duration", "1", "--warmup", "0.2", "--drain",
+                        "5", "--server-pid", std::to_string(server.pid())},
+                       &status);
+  ASSERT_EQ(status, 0) << r.dump();
+  EXPECT_EQ(r["dialect"], "irc") << r.dump();
+  EXPECT_EQ(r["errors"], 0) << r.dump();
+  EXPECT_EQ(r["members_subscribed"], 200) << r.dump();
+  EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
+  EXPECT_EQ(r["received"], r["expected_deliveries"]) << r.dump();
+  EXPECT_EQ(r["loss"], 0) << r.dump();
+  EXPECT_EQ(r["duplicates"], 0) << r.dump();
+  EXPECT_EQ(r["out_of_order"], 0) << r.dump();
+}
+
 // --ids: every publish carries an id and the server acks each once stored; loadgen counts the acks
 // of the measured messages (none missing, none refused) and times them from the publish.
 TEST(Loadgen, ChatWithIdsCountsAndTimesEveryAck) {
@@ -203,6 +240,11 @@ TEST(Loadgen, BadParametersAreOneLineAndExitTwo) {
       {"--mode", "chat", "--port", "1", "--window", "8", "--rate", "100"},
       {"--mode", "chat", "--port", "1", "--window", "0"},
       {"--mode", "chat", "--port", "1", "--dialect", "redis", "--ids"},
+      {"--mode", "chat", "--port", "1", "--dialect", "irc", "--ids"},
+      {"--mode", "chat", "--port", "1", "--dialect", "irc", "--window", "8"},
+      {"--mode", "chat", "--port", "1", "--dialect", "irc", "--payload", "400"},
+      {"--mode", "recover", "--port", "1", "--dialect", "irc"},
+      {"--mode", "echo", "--port", "1", "--batch-until-ready"},
       {"--mode", "echo", "--port", "1", "--ids"},
       {"--mode", "recover", "--port", "1", "--phase", "storm"},
       {"--mode", "recover", "--port", "1", "--phase", "replay"},
