@@ -14,10 +14,8 @@ Fresh servers for every run, ABBA order; ratios are the median of the per-round 
                               connection; 5,338 joined in 300 s when tried).
 Flood control is off in every server: chat-server --irc-flood-rate 0, ngircd MaxPenaltyTime = 0,
 InspIRCd threshold/commandrate out of reach and fakelag off (systems.py has their configurations).
-chat-server's IRC rows need a chat-server with --irc-port; without it they are skipped (and say so),
-and the section compares ngircd and InspIRCd with chat-server's native members.
 Quick mode: 100 members x 100 msg/s, each system once; the smoke checks (a system that is not
-installed, or a chat-server without IRC, is skipped, not failed).
+installed is skipped, not failed).
 """
 import datetime
 import statistics
@@ -25,7 +23,7 @@ import statistics
 import benchlib as bl
 from chat_suite import chat_line, chat_record
 from context import Skip, least_disturbed
-from systems import chat_server_irc_flags, label, system
+from systems import label, system
 from ws_suite import summary
 
 CPU_VS_NATIVE_TARGET = 1.2
@@ -39,8 +37,6 @@ def median(v):
 
 def unavailable(ctx, key):
     why = ctx.unavailable(system(key))
-    if why is None and key == "chat-irc" and chat_server_irc_flags(ctx) is None:
-        why = "chat-server has no IRC front end yet (its --help does not name --irc-port)"
     return why
 
 

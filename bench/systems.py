@@ -6,7 +6,6 @@ what --skip takes and what the raw results (bench/results/run.json) are filed un
 what the tables say. Starting and stopping one is Ctx's job (context.py).
 """
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass
 
@@ -136,28 +135,12 @@ HISTORY_SYSTEMS = [
            pick_port=True, needs=("redis-server", "redis-benchmark"), dialect="redis", group="reference"),
 ]
 
-_IRC_FLAGS = {}
-
-
-def chat_server_irc_flags(ctx):
-    """chat-server's IRC flags for the IRC section: `--irc-port 0 --irc-flood-rate 0` (flood control off,
-    as for the other servers) when the binary has an IRC front end (its --help names --irc-port), else
-    None. Asked once per binary."""
-    binary = str(ctx.bin / "chat-server")
-    if binary not in _IRC_FLAGS:
-        try:
-            out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        _IRC_FLAGS[binary] = ["--irc-port", "0", "--irc-flood-rate", "0"] if "--irc-port" in out else None
-    return _IRC_FLAGS[binary]
-
-
 def chat_server_irc(ctx, port):
     """chat-server as the IRC section runs it: two reactors, no HTTP, no history, its IRC port on a free
-    port when it has one (the native reference runs the same command: the same process, another port)."""
+    port with flood control off, as for the other servers (the native reference runs the same command:
+    the same process, another port)."""
     return [str(ctx.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--no-http",
-            "--store", "off", *(chat_server_irc_flags(ctx) or [])]
+            "--store", "off", "--irc-port", "0", "--irc-flood-rate", "0"]
 
 
 def write_config(ctx, prefix, name, text):

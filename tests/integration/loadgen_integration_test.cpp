@@ -89,19 +89,10 @@ TEST(Loadgen, ChatFanOutIsLosslessOverWebSocket) {
 }
 
 // chat-server's --help names its flags: whether this build has the IRC front end.
-bool chat_server_has_irc() {
-  Process help({CHAT_SERVER_BIN, "--help"});
-  help.wait(20s);
-  return help.out().find("--irc-port") != std::string::npos;
-}
-
 // The irc dialect as an IRC client speaks it (NICK/USER, JOIN at 001, ready at 366, PRIVMSG, no
 // capabilities) to chat-server's IRC port: the same lossless fan-out, members and publishers all
 // IRC. (Checked by hand against ngircd too: BENCHMARKS.md, "IRC fan-out".)
 TEST(Loadgen, ChatFanOutIsLosslessOverIrc) {
-  if (!chat_server_has_irc()) {
-    GTEST_SKIP() << "chat-server has no IRC front end in this build (--help does not mention --irc-port)";
-  }
   Process server({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--irc-port", "0", "--irc-flood-rate", "0",
                   "--store", "memory"});
   auto line = server.wait_for_line("irc listening on", 20s);
