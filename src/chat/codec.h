@@ -62,6 +62,15 @@ class Codec {
   }
   // The member's away message ("" if not away).
   virtual std::string away() const { return {}; }
+  // The room's owner refused a join of this member (it is not in the room), or a message of it
+  // (Member::join_refused, publish_refused); an operator removed it from a room (Member::removed).
+  virtual reactor::SharedBytes join_refused(Session& /*session*/, const std::string& /*room*/, Refusal /*why*/) {
+    return nullptr;
+  }
+  virtual reactor::SharedBytes publish_refused(Session& /*session*/, const std::string& /*room*/, Refusal /*why*/) {
+    return nullptr;
+  }
+  virtual void removed(Session& /*session*/, const std::string& /*room*/) {}
 
   // A codec that looks at its connection's deliveries, holds input back or keeps timeouts says so
   // here (asked when the session takes the codec): the others pay no call per delivery or frame.

@@ -17,6 +17,9 @@ enum class EventKind : uint8_t {
   kJoin,     // `user` (a named member) joined `room`
   kLeave,    // `user` left `room` (`quit`: because its connection closed; `text`: why, if it said)
   kNick,     // `user` (a member of `room`) is now called `text`
+  kTopic,    // `user` set `room`'s topic to `text`
+  kMode,     // `user` changed `room`'s modes: `text` ("+o-v bob kim", RoomPolicy's letters)
+  kKick,     // `user` (an operator) removed `target` from `room`, saying `text`
 };
 
 struct RoomEvent {
@@ -32,6 +35,7 @@ struct RoomEvent {
   std::string front;
   uint64_t member = 0;  // presence: the member's id (0 for messages)
   bool quit = false;    // kLeave
+  std::string target;   // kKick: the member removed
 };
 
 // An event on its way to the members: the event, and its bytes in each wire format present among

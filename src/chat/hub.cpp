@@ -159,25 +159,26 @@ void ShardTable::release_name(const std::string& name, uint64_t member_id) {
 
 Hub::Hub(ShardTable& table, size_t shard) : table_(table), shard_(shard), logs_(table.take_logs(shard)) {}
 
-HubError Hub::join(const std::string& room_name, Member* member, bool want_reply) {
+HubError Hub::join(const std::string& room_name, Member* member, bool want_reply, const std::string& key) {
   LocalRoom& room = local_[room_name];
   if (!room.index.emplace(member->id(), room.members.size()).second) return HubError::kAlreadyMember;
   room.members.push_back(member);
   size_t owner = table_.owner_of(room_name);
   table_.run_on(owner, shard_, [&hub = table_.hub(owner), room_name, shard = shard_, id = member->id(),
-                                name = member->name(), format = member->format(), want_reply] {
-    hub.owner_join(room_name, shard, id, name, format, want_reply);
+                                name = member->name(), format = member->format(), want_reply, key] {
+    hub.owner_join(room_name, shard, id, name, format, want_reply, key);
   });
   return HubError::kNone;
 }
 
-HubError Hub::leave(const std::string& room_name, Member* member, bool quit, const std::string& reason) {
+Member* Hub::drop_local(const std::string& room_name, uint64_t member_id) {
   auto it = local_.find(room_name);
-  if (it == local_.end()) return HubError::kNotMember;
+  if (it == local_.end()) return nullptr;
   LocalRoom& room = it->second;
-  auto pos = room.index.find(member->id());
-  if (pos == room.index.end()) return HubError::kNotMember;
+  auto pos = room.index.find(member_id);
+  if (pos == room.index.end()) return nullptr;
   size_t i = pos->second;
+  Member* member = room.members[i];
   room.index.erase(pos);
   if (i + 1 != room.members.size()) {
     room.members[i] = room.members.back();
@@ -185,6 +186,11 @@ HubError Hub::leave(const std::string& room_name, Member* member, bool quit, con
   }
   room.members.pop_back();
   if (room.members.empty()) local_.erase(it);
+  return member;
+}
+
+HubError Hub::leave(const std::string& room_name, Member* member, bool quit, const std::string& reason) {
+  if (drop_local(room_name, member->id()) == nullptr) return HubError::kNotMember;
   size_t owner = table_.owner_of(room_name);
   table_.run_on(owner, shard_, [&hub = table_.hub(owner), room_name, shard = shard_, id = member->id(),
                                 name = member->name(), format = member->format(), quit, reason] {
@@ -222,8 +228,15 @@ void Hub::inspect(const std::string& room, std::function<void(const RoomSnapshot
       snap.count = r.count;
       snap.listed = r.count <= table->presence_max_members();
       if (snap.listed) {
-        for (const auto& [name, format] : r.names) snap.members.push_back({name, Format::by_id(format).front()});
+        for (const auto& [name, m] : r.names) snap.members.push_back({name, Format::by_id(m.format).front(), m.modes});
       }
+      if (r.policy) snap.policy = *r.policy;
+      snap.policy.invited.clear();  // who was invited is the operators' business
+    }
+    if (auto log = hub.logs_.find(room); log != hub.logs_.end()) {
+      snap.topic = log->second.topic;
+      snap.topic_by = log->second.topic_by;
+      snap.topic_at = log->second.topic_at;
     }
     table->run_on(home, owner, [snap = std::move(snap), done = std::move(done)] { done(snap); });
   });
@@ -288,6 +301,17 @@ std::optional<size_t> Hub::whois(const std::string& name, std::function<void(con
     table->run_on(home, to, [info = std::move(info), done = std::move(done)] { done(info); });
   });
   return to;
+}
+
+void Hub::policy(const std::string& room, const Member* member, PolicyRequest request,
+                 std::function<void(const PolicyAnswer&)> done) {
+  size_t owner = table_.owner_of(room);
+  size_t home = shard_;
+  table_.run_on(owner, home, [table = &table_, owner, home, room, name = member->name(), id = member->id(),
+                              request = std::move(request), done = std::move(done)]() mutable {
+    PolicyAnswer answer = table->hub(owner).owner_policy(room, name, id, request);
+    table->run_on(home, owner, [answer = std::move(answer), done = std::move(done)] { done(answer); });
+  });
 }
 
 size_t Hub::local_member_count(const std::string& room) const {
@@ -361,13 +385,20 @@ void Hub::deliver_local(const std::string& room, const Delivery& delivery, uint6
   }
 }
 
-void Hub::reply_joined(const std::string& room, uint64_t member_id, size_t count,
-                       const std::shared_ptr<const std::vector<std::string>>& names, uint64_t seq) {
+void Hub::reply_joined(const std::string& room, uint64_t member_id, const std::shared_ptr<const JoinAnswer>& a,
+                       uint64_t seq) {
   auto it = local_.find(room);
   if (it == local_.end()) return;
   auto pos = it->second.index.find(member_id);
   if (pos == it->second.index.end()) return;  // left (or closed) before the answer came back
-  JoinReply reply{.count = count, .names = names.get(), .epoch = table_.store().epoch(), .seq = seq};
+  JoinReply reply{.count = a->count,
+                  .names = a->listed ? &a->names : nullptr,
+                  .epoch = table_.store().epoch(),
+                  .seq = seq,
+                  .prefixes = a->listed ? &a->prefixes : nullptr,
+                  .topic = &a->topic,
+                  .topic_by = &a->topic_by,
+                  .topic_at = a->topic_at};
   it->second.members[pos->second]->joined(room, reply);
 }
 
@@ -380,8 +411,30 @@ void Hub::ack(const Publish& p, const std::string& room, uint64_t seq, bool stor
 
 // ---- Hub: the owner's side --------------------------------------------------------------------
 
+Refusal Hub::join_refusal(const OwnedRoom& r, const std::string& name, FormatId format, const std::string& key) const {
+  const RoomPolicy* p = r.policy.get();
+  if (p == nullptr || name.empty()) return Refusal::kNone;  // anonymous members are never refused
+  std::string folded = ShardTable::fold_name(name);
+  if (p->banned(name + "!" + name + "@" + Format::by_id(format).front()) && !p->invited.contains(folded)) {
+    return Refusal::kBanned;
+  }
+  if (p->invite_only && !p->invited.contains(folded)) return Refusal::kInviteOnly;
+  if (!p->key.empty() && key != p->key) return Refusal::kBadKey;
+  if (p->limit > 0 && r.names.size() >= p->limit) return Refusal::kFull;
+  return Refusal::kNone;
+}
+
 void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member_id, const std::string& name,
-                     FormatId format, bool want_reply) {
+                     FormatId format, bool want_reply, const std::string& key) {
+  if (auto existing = owned_.find(room_name); existing != owned_.end()) {
+    if (Refusal why = join_refusal(existing->second, name, format, key); why != Refusal::kNone) {
+      // Not counted: the member's shard takes it out again and tells it.
+      table_.run_on(shard, shard_, [&hub = table_.hub(shard), room_name, member_id, why] {
+        if (Member* m = hub.drop_local(room_name, member_id)) m->join_refused(room_name, why);
+      });
+      return;
+    }
+  }
   OwnedRoom& r = owned_[room_name];
   if (r.shard_count.empty()) r.shard_count.assign(table_.shards(), 0);
   ++r.count;
@@ -390,23 +443,33 @@ void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member
   Router& router = table_.router();
   if (r.count == 1) router.room_opened(*this, room_name);
   if (!name.empty()) {
-    r.names.emplace(name, format);
+    // The first named member of a room is its operator.
+    r.names.emplace(name, NamedMember{format, shard, member_id, MemberModes{.op = r.names.empty(), .voice = false}});
+    if (r.policy) r.policy->invited.erase(ShardTable::fold_name(name));
     owner_presence(room_name, r, EventKind::kJoin, name, format, member_id, member_id);
   }
   if (!want_reply) return;
-  std::shared_ptr<const std::vector<std::string>> names;
-  if (r.count <= table_.presence_max_members()) {
-    auto list = std::make_shared<std::vector<std::string>>();
-    list->reserve(r.names.size());
-    for (const auto& [n, f] : r.names) list->push_back(n);
-    names = std::move(list);
+  auto answer = std::make_shared<JoinAnswer>();
+  answer->count = r.count;
+  answer->listed = r.count <= table_.presence_max_members();
+  if (answer->listed) {
+    answer->names.reserve(r.names.size());
+    for (const auto& [n, m] : r.names) {
+      answer->names.push_back(n);
+      answer->prefixes += m.modes.prefix();
+    }
   }
-  router.when_visible(*this, room_name, [table = &table_, shard, room_name, member_id, count = r.count, names](size_t from) {
+  const RoomLog& log = logs_[room_name];
+  answer->topic = log.topic;
+  answer->topic_by = log.topic_by;
+  answer->topic_at = log.topic_at;
+  router.when_visible(*this, room_name, [table = &table_, shard, room_name, member_id,
+                                         answer = std::shared_ptr<const JoinAnswer>(std::move(answer))](size_t from) {
     // On the owner, the member counted: what it missed is at or below the room's last delivered
     // number now, and every number above reaches it live.
     uint64_t seq = table->hub(from).log(room_name).delivered_seq;
-    table->run_on(shard, from, [&hub = table->hub(shard), room_name, member_id, count, names, seq] {
-      hub.reply_joined(room_name, member_id, count, names, seq);
+    table->run_on(shard, from, [&hub = table->hub(shard), room_name, member_id, answer, seq] {
+      hub.reply_joined(room_name, member_id, answer, seq);
     });
   });
 }
@@ -416,6 +479,11 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, uint64_t membe
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;
   OwnedRoom& r = it->second;
+  if (!name.empty()) {
+    // Not counted (its join was refused), or removed already (kicked): nothing to undo.
+    auto named = r.names.find(name);
+    if (named == r.names.end() || named->second.id != member_id) return;
+  }
   --r.count;
   --r.format_count[format];
   --r.shard_count[shard];
@@ -433,11 +501,203 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, uint64_t membe
 void Hub::owner_rename(const std::string& room_name, uint64_t member_id, const std::string& old_name,
                        const std::string& new_name, FormatId format) {
   auto it = owned_.find(room_name);
-  if (it == owned_.end() || it->second.names.erase(old_name) == 0) return;
+  if (it == owned_.end()) return;
   OwnedRoom& r = it->second;
-  r.names.emplace(new_name, format);
+  auto named = r.names.find(old_name);
+  if (named == r.names.end() || named->second.id != member_id) return;
+  NamedMember entry = named->second;
+  r.names.erase(named);
+  r.names.emplace(new_name, entry);
   // Not to the member itself: its front end answered the change at once.
   owner_presence(room_name, r, EventKind::kNick, old_name, format, member_id, member_id, new_name);
+}
+
+std::pair<const std::string, Hub::NamedMember>* Hub::find_named(OwnedRoom& r, const std::string& name) {
+  if (auto it = r.names.find(name); it != r.names.end()) return &*it;
+  std::string folded = ShardTable::fold_name(name);
+  for (auto& entry : r.names) {
+    if (ShardTable::fold_name(entry.first) == folded) return &entry;
+  }
+  return nullptr;
+}
+
+void Hub::owner_announce(const std::string& room, const OwnedRoom& r, RoomEvent event) {
+  if (auto delivery = render(r, std::move(event))) owner_broadcast(room, r, delivery, 0);
+}
+
+PolicyAnswer Hub::owner_policy(const std::string& room, const std::string& name, uint64_t member_id,
+                               const PolicyRequest& req) {
+  PolicyAnswer answer;
+  auto refuse = [&answer](Refusal why, std::string about = {}) {
+    answer.refusals.emplace_back(why, std::move(about));
+    return answer;
+  };
+  auto it = owned_.find(room);
+  if (it == owned_.end()) return refuse(Refusal::kNotInRoom, room);
+  OwnedRoom& r = it->second;
+  auto me = r.names.find(name);
+  if (me == r.names.end() || me->second.id != member_id) return refuse(Refusal::kNotInRoom, room);
+  bool op = me->second.modes.op;
+  FormatId format = me->second.format;
+  switch (req.kind) {
+    case PolicyRequest::kTopic: {
+      bool locked = !r.policy || r.policy->topic_locked;
+      if (locked && !op) return refuse(Refusal::kNotOperator, room);
+      RoomLog& log = logs_[room];
+      log.topic = req.text;
+      log.topic_by = name;
+      log.topic_at = now_ms();
+      RoomEvent e;
+      e.kind = EventKind::kTopic;
+      e.room = room;
+      e.user = name;
+      e.text = req.text;
+      e.front = Format::by_id(format).front();
+      e.member = member_id;
+      owner_announce(room, r, std::move(e));
+      return answer;
+    }
+    case PolicyRequest::kModes:
+      owner_modes(room, r, name, format, req.modes, answer);
+      return answer;
+    case PolicyRequest::kKick: {
+      if (!op) return refuse(Refusal::kNotOperator, room);
+      auto* target = find_named(r, req.target);
+      if (target == nullptr) return refuse(Refusal::kNoSuchMember, req.target);
+      std::string target_name = target->first;
+      NamedMember t = target->second;
+      answer.target = target_name;
+      RoomEvent e;
+      e.kind = EventKind::kKick;
+      e.room = room;
+      e.user = name;
+      e.text = req.text;
+      e.front = Format::by_id(format).front();
+      e.member = member_id;
+      e.target = target_name;
+      owner_announce(room, r, std::move(e));  // the member removed hears it too, then goes
+      r.names.erase(target_name);
+      --r.count;
+      --r.format_count[t.format];
+      --r.shard_count[t.shard];
+      table_.run_on(t.shard, shard_, [&hub = table_.hub(t.shard), room, id = t.id] {
+        if (Member* m = hub.drop_local(room, id)) m->removed(room);
+      });
+      if (r.count == 0) {
+        owned_.erase(it);
+        table_.router().room_closed(*this, room);
+      }
+      return answer;
+    }
+    case PolicyRequest::kInvite: {
+      bool invite_only = r.policy && r.policy->invite_only;
+      if (invite_only && !op) return refuse(Refusal::kNotOperator, room);
+      if (auto* target = find_named(r, req.target)) return refuse(Refusal::kAlreadyInRoom, target->first);
+      if (!r.policy) r.policy = std::make_unique<RoomPolicy>();
+      if (r.policy->invited.size() < RoomPolicy::kMaxBans) r.policy->invited.insert(ShardTable::fold_name(req.target));
+      return answer;
+    }
+  }
+  return answer;
+}
+
+void Hub::owner_modes(const std::string& room, OwnedRoom& r, const std::string& setter, FormatId format,
+                      const std::vector<ModeChange>& changes, PolicyAnswer& answer) {
+  if (!r.names.at(setter).modes.op) {
+    answer.refusals.emplace_back(Refusal::kNotOperator, room);
+    return;
+  }
+  if (!r.policy) r.policy = std::make_unique<RoomPolicy>();
+  RoomPolicy& p = *r.policy;
+  // What was applied, as IRC writes it: "+o-v bob kim".
+  std::string flags, params;
+  char sign = 0;
+  auto applied = [&](bool add, char mode, const std::string& param) {
+    char s = add ? '+' : '-';
+    if (s != sign) flags += (sign = s);
+    flags += mode;
+    if (!param.empty()) params += " " + param;
+  };
+  for (const ModeChange& c : changes) {
+    switch (c.mode) {
+      case 'o':
+      case 'v': {
+        auto* target = find_named(r, c.param);
+        if (target == nullptr) {
+          answer.refusals.emplace_back(Refusal::kNoSuchMember, c.param);
+          break;
+        }
+        bool& flag = c.mode == 'o' ? target->second.modes.op : target->second.modes.voice;
+        if (flag == c.add) break;
+        flag = c.add;
+        applied(c.add, c.mode, target->first);
+        break;
+      }
+      case 'i':
+      case 'm':
+      case 't': {
+        bool& flag = c.mode == 'i' ? p.invite_only : c.mode == 'm' ? p.moderated : p.topic_locked;
+        if (flag == c.add) break;
+        flag = c.add;
+        applied(c.add, c.mode, {});
+        break;
+      }
+      case 'n': break;  // always on: only members send
+      case 'k':
+        if (c.add && c.param.empty()) {
+          answer.refusals.emplace_back(Refusal::kNeedsParameter, "k");
+        } else if (c.add) {
+          p.key = c.param;
+          applied(true, 'k', p.key);
+        } else if (!p.key.empty()) {
+          p.key.clear();
+          applied(false, 'k', "*");
+        }
+        break;
+      case 'l':
+        if (c.add) {
+          size_t limit = 0;
+          for (char ch : c.param) limit = (ch >= '0' && ch <= '9' && limit < 1000000) ? limit * 10 + (ch - '0') : 0;
+          if (limit == 0) {
+            answer.refusals.emplace_back(Refusal::kNeedsParameter, "l");
+            break;
+          }
+          p.limit = limit;
+          applied(true, 'l', std::to_string(limit));
+        } else if (p.limit != 0) {
+          p.limit = 0;
+          applied(false, 'l', {});
+        }
+        break;
+      case 'b': {
+        std::string mask = normal_mask(c.param);
+        auto found = std::find_if(p.bans.begin(), p.bans.end(), [&](const std::string& b) {
+          return ShardTable::fold_name(b) == ShardTable::fold_name(mask);
+        });
+        if (c.add && found == p.bans.end()) {
+          if (p.bans.size() >= RoomPolicy::kMaxBans) {
+            answer.refusals.emplace_back(Refusal::kTooManyBans, room);
+            break;
+          }
+          p.bans.push_back(mask);
+          applied(true, 'b', mask);
+        } else if (!c.add && found != p.bans.end()) {
+          applied(false, 'b', *found);
+          p.bans.erase(found);
+        }
+        break;
+      }
+      default: answer.refusals.emplace_back(Refusal::kUnknownMode, std::string(1, c.mode));
+    }
+  }
+  if (flags.empty()) return;
+  RoomEvent e;
+  e.kind = EventKind::kMode;
+  e.room = room;
+  e.user = setter;
+  e.text = flags + params;
+  e.front = Format::by_id(format).front();
+  owner_announce(room, r, std::move(e));
 }
 
 void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, EventKind kind, const std::string& user,
@@ -457,6 +717,16 @@ void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, EventKind k
 }
 
 void Hub::owner_publish(const std::string& room_name, Publish publish) {
+  if (auto it = owned_.find(room_name); it != owned_.end() && it->second.policy && it->second.policy->moderated) {
+    auto named = it->second.names.find(publish.user);
+    bool may = named != it->second.names.end() && (named->second.modes.op || named->second.modes.voice);
+    if (!may) {
+      table_.run_on(publish.shard, shard_, [&hub = table_.hub(publish.shard), room_name, id = publish.member_id] {
+        if (auto m = hub.members_.find(id); m != hub.members_.end()) m->second->publish_refused(room_name, Refusal::kModerated);
+      });
+      return;
+    }
+  }
   // Also when everyone left meanwhile: the message was accepted, it is kept (and acknowledged).
   table_.router().route(*this, room_name, std::move(publish));
 }
@@ -479,7 +749,10 @@ void Hub::deliver_message(const std::string& room_name, StoredMessage m) {
                                       .ts_ms = m.ts_ms,
                                       .seq = m.seq,
                                       .id = m.id,
-                                      .front = m.front});
+                                      .front = m.front,
+                                      .member = 0,
+                                      .quit = false,
+                                      .target = {}});
   if (delivery) owner_broadcast(room_name, r, delivery, 0);
 }
 

@@ -31,6 +31,7 @@
 
 #include "chat/event.h"
 #include "chat/format.h"
+#include "chat/policy.h"
 #include "chat/routing.h"
 #include "chat/store.h"
 #include "reactor/reactor.h"
@@ -43,6 +44,10 @@ struct JoinReply {
   const std::vector<std::string>* names = nullptr;  // the named members, if the room is small enough
   std::string epoch;                               // the store's epoch
   uint64_t seq = 0;                                // the room's last message number (0: none)
+  const std::string* prefixes = nullptr;  // with names: each one's MemberModes::prefix, in order
+  const std::string* topic = nullptr;     // the room's topic (null or empty: none) ...
+  const std::string* topic_by = nullptr;  // ... who set it ...
+  int64_t topic_at = 0;                   // ... and when (ms since the epoch)
 };
 
 // A message to one member, not to a room (IRC's PRIVMSG and NOTICE to a nick).
@@ -50,8 +55,9 @@ struct DirectMessage {
   std::string from;   // the sender's name
   std::string front;  // the sender's front end (Format::front)
   std::string to;     // the name it was sent to, as the sender wrote it
-  std::string text;
+  std::string text;  // an invitation: the room
   bool notice = false;
+  bool invite = false;  // an invitation to the room `text`
   int64_t ts_ms = 0;
 };
 
@@ -95,6 +101,11 @@ class Member {
     return {DirectResult::kNotTaken, name(), Format::by_id(format()).front(), {}};
   }
   virtual MemberInfo describe() const { return {name(), Format::by_id(format()).front(), {}, {}}; }
+  // The room's owner refused its join (it is not in the room), or a message of it.
+  virtual void join_refused(const std::string& /*room*/, Refusal /*why*/) {}
+  virtual void publish_refused(const std::string& /*room*/, Refusal /*why*/) {}
+  // An operator removed it from the room (the room has been told, the member too).
+  virtual void removed(const std::string& /*room*/) {}
 };
 
 // A message on its way to its room's owner.
@@ -137,6 +148,9 @@ struct RoomLog {
   // live, and none at or below it comes after.
   uint64_t delivered_seq = 0;
   std::unique_ptr<IdWindow> ids;  // only for rooms that have seen ids
+  // The topic, kept while the process lives (RoomPolicy::topic_locked says who may set it).
+  std::string topic, topic_by;
+  int64_t topic_at = 0;
 };
 
 enum class HubError { kNone, kNotMember, kAlreadyMember };
@@ -145,6 +159,7 @@ enum class HubError { kNone, kNotMember, kAlreadyMember };
 struct RoomMemberInfo {
   std::string name;
   std::string front;  // Format::front of its connection
+  MemberModes modes;
 };
 
 // A room as its owner sees it now (Hub::inspect).
@@ -152,6 +167,9 @@ struct RoomSnapshot {
   size_t count = 0;                     // members (0: the room has none, or does not exist)
   bool listed = false;                  // `members` lists every named member (small rooms only)
   std::vector<RoomMemberInfo> members;  // the named members, by name
+  RoomPolicy policy;                    // its modes (the defaults when it has none)
+  std::string topic, topic_by;
+  int64_t topic_at = 0;
 };
 
 // A room and how many members it has (Hub::list_rooms).
@@ -260,7 +278,9 @@ class Hub {
   // ---- Called by the sessions of this shard ----
   // Joins at once on this shard; the owner then counts the member, tells the room (presence), and,
   // if `want_reply`, answers through Member::joined. kAlreadyMember if already in the room.
-  HubError join(const std::string& room, Member* member, bool want_reply);
+  // `key`: the room's key, if it has one (RoomPolicy::key); the owner may refuse the join
+  // (Member::join_refused).
+  HubError join(const std::string& room, Member* member, bool want_reply, const std::string& key = {});
   // Leaves `room`. `quit`: because the member's connection is closing (`reason`: what it said).
   HubError leave(const std::string& room, Member* member, bool quit = false, const std::string& reason = {});
   void leave_all(Member* member, const std::vector<std::string>& rooms, bool quit = false,
@@ -290,6 +310,10 @@ class Hub {
   // The member named `name` as it describes itself (null: nobody holds the name); `done` runs on
   // this shard. Returns the shard that answers, as direct() does.
   std::optional<size_t> whois(const std::string& name, std::function<void(const std::optional<MemberInfo>&)> done);
+  // A request about `room`'s policy (topic, modes, kick, invitation) from `member`, done or refused by
+  // the room's owner; `done` runs on this shard with the answer.
+  void policy(const std::string& room, const Member* member, PolicyRequest request,
+              std::function<void(const PolicyAnswer&)> done);
   size_t local_member_count(const std::string& room) const;
   // Runs `done` on this shard once each shard in `shards` has run everything this shard posted to
   // it before (and what those tasks posted back here): a request's answers from a room's owner
@@ -318,16 +342,41 @@ class Hub {
     std::vector<Member*> members;
     std::unordered_map<uint64_t, size_t> index;  // member id -> position in members
   };
+  struct NamedMember {
+    FormatId format = 0;
+    size_t shard = 0;
+    uint64_t id = 0;
+    MemberModes modes;
+  };
   struct OwnedRoom {
     size_t count = 0;
     std::array<uint32_t, kMaxFormats> format_count{};  // members per wire format
     std::vector<size_t> shard_count;                     // members per shard
-    std::map<std::string, FormatId> names;               // named members: name -> format
+    std::map<std::string, NamedMember> names;            // named members, by name
+    std::unique_ptr<RoomPolicy> policy;                  // null: the defaults
+  };
+  // What the owner answers a join with (shared by reference until the member's shard has used it).
+  struct JoinAnswer {
+    size_t count = 0;
+    bool listed = false;
+    std::vector<std::string> names;
+    std::string prefixes;
+    std::string topic, topic_by;
+    int64_t topic_at = 0;
   };
 
   // On the owner's thread.
   void owner_join(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
-                  FormatId format, bool want_reply);
+                  FormatId format, bool want_reply, const std::string& key);
+  Refusal join_refusal(const OwnedRoom& r, const std::string& name, FormatId format, const std::string& key) const;
+  PolicyAnswer owner_policy(const std::string& room, const std::string& name, uint64_t member_id,
+                            const PolicyRequest& request);
+  void owner_modes(const std::string& room, OwnedRoom& r, const std::string& setter, FormatId format,
+                   const std::vector<ModeChange>& changes, PolicyAnswer& answer);
+  // The named member of `r` called `name` (ASCII case aside), or null.
+  std::pair<const std::string, NamedMember>* find_named(OwnedRoom& r, const std::string& name);
+  // Tells every member of the room (whatever its size: these are rare and matter) of `event`.
+  void owner_announce(const std::string& room, const OwnedRoom& r, RoomEvent event);
   void owner_leave(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
                    FormatId format, bool quit, const std::string& reason);
   void owner_rename(const std::string& room, uint64_t member_id, const std::string& old_name,
@@ -342,8 +391,11 @@ class Hub {
   void owner_broadcast(const std::string& room, const OwnedRoom& r, const DeliveryPtr& delivery, uint64_t except_id);
   // On a member's thread.
   void deliver_local(const std::string& room, const Delivery& delivery, uint64_t except_id);
-  void reply_joined(const std::string& room, uint64_t member_id, size_t count,
-                    const std::shared_ptr<const std::vector<std::string>>& names, uint64_t seq);
+  void reply_joined(const std::string& room, uint64_t member_id, const std::shared_ptr<const JoinAnswer>& answer,
+                    uint64_t seq);
+  // Takes the member out of the room on this shard only (the owner knows already); null if it was
+  // not in it.
+  Member* drop_local(const std::string& room, uint64_t member_id);
 
   ShardTable& table_;
   size_t shard_;

@@ -125,8 +125,8 @@ void Session::rename(std::string name) {
   if (ShardTable::fold_name(old) != ShardTable::fold_name(name_)) table().release_name(old, id());
 }
 
-HubError Session::join(const std::string& room, bool want_reply) {
-  HubError e = hub().join(room, this, want_reply);
+HubError Session::join(const std::string& room, bool want_reply, const std::string& key) {
+  HubError e = hub().join(room, this, want_reply, key);
   if (e != HubError::kNone) return e;
   rooms_.push_back(room);
   touched(room);
@@ -269,7 +269,10 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
                                          .ts_ms = m.ts_ms,
                                          .seq = m.seq,
                                          .id = m.id,
-                                         .front = m.front});
+                                         .front = m.front,
+                                         .member = 0,
+                                         .quit = false,
+                                         .target = {}});
     if (!bytes) continue;
     ++stats().replayed;
     send(bytes);
@@ -339,6 +342,23 @@ DirectResult Session::direct(const DirectMessage& message) {
   r.name = name_;
   r.front = codec_->format().front();
   return r;
+}
+
+void Session::join_refused(const std::string& room, Refusal why) {
+  std::erase(rooms_, room);
+  end_recovery(room);
+  if (auto bytes = codec_->join_refused(*this, room, why)) send(bytes);
+}
+
+void Session::publish_refused(const std::string& room, Refusal why) {
+  ++stats().errors_request;
+  if (auto bytes = codec_->publish_refused(*this, room, why)) send(bytes);
+}
+
+void Session::removed(const std::string& room) {
+  std::erase(rooms_, room);
+  end_recovery(room);
+  codec_->removed(*this, room);
 }
 
 MemberInfo Session::describe() const {

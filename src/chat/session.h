@@ -59,6 +59,9 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) override;
   DirectResult direct(const DirectMessage& message) override;
   MemberInfo describe() const override;
+  void join_refused(const std::string& room, Refusal why) override;
+  void publish_refused(const std::string& room, Refusal why) override;
+  void removed(const std::string& room) override;
 
   // ---- Called by the codec ----
   Hub& hub() { return shard_.hub; }
@@ -79,7 +82,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Offers the unread input again after `delay` (a codec that held it back, Codec::hold_input).
   void redeliver_after(reactor::Clock::duration delay);
   // Joins `room`; with `want_reply`, the room's owner answers through Codec::joined.
-  HubError join(const std::string& room, bool want_reply);
+  // `key`: the room's key, if it has one (the owner may refuse: Codec::join_refused).
+  HubError join(const std::string& room, bool want_reply, const std::string& key = {});
   // Joins `room` and, after the owner's answer, sends every message of it numbered after `since` in
   // `epoch` (replayed from the store), then the live ones: no gap, no duplicate. The answer says
   // whether all could be replayed (Codec::joined's `recovered`); if not, nothing is replayed.

@@ -405,6 +405,123 @@ TEST_P(IrcFrontEnd, PrivateMessagesWhoisAwayIsonUserhost) {
   EXPECT_NE(a.expect(" 302 amy :nat=\\+nat@native bo=\\+bo@irc$"), "");
 }
 
+TEST_P(IrcFrontEnd, OperatorsTopicsModesKicksAndInvitations) {
+  IrcServer server(threads());
+  Irc op(server.irc), bo(server.irc), cy(server.irc);
+  ASSERT_TRUE(op.registers("op"));
+  ASSERT_TRUE(bo.registers("bo"));
+  ASSERT_TRUE(cy.registers("cy"));
+  // The first to join an empty room is its operator.
+  op.say("JOIN #club");
+  EXPECT_NE(op.expect(" 353 op = #club :@op$"), "");
+  bo.say("JOIN #club");
+  EXPECT_NE(bo.expect(" 353 bo = #club :bo @op$"), "");  // by name
+  Native nat(server.port, "nat");
+  json joined = nat.request({{"type", "join"}, {"room", "club"}});
+  ASSERT_EQ(joined.value("type", ""), "joined") << joined.dump();
+  op.until_pong("seated");
+  // Topics: +t by default, so only operators set them; everyone sees them, native members too.
+  bo.say("TOPIC #club :mine now");
+  EXPECT_NE(bo.expect(" 482 bo #club :You're not channel operator"), "");
+  op.say("TOPIC #club :Welcome to the club");
+  EXPECT_NE(bo.expect("^:op!op@irc TOPIC #club :Welcome to the club$"), "");
+  EXPECT_NE(op.expect("^:op!op@irc TOPIC #club :Welcome to the club$"), "");
+  json t = expect_type(nat, "topic");
+  EXPECT_EQ(t.value("topic", ""), "Welcome to the club") << t.dump();
+  EXPECT_EQ(t.value("user", ""), "op");
+  bo.say("TOPIC #club");
+  EXPECT_NE(bo.expect(" 332 bo #club :Welcome to the club$"), "");
+  EXPECT_NE(bo.expect(" 333 bo #club op \\d+$"), "");
+  Irc late(server.irc);
+  ASSERT_TRUE(late.registers("late"));
+  late.say("JOIN #club");
+  EXPECT_NE(late.expect(" 332 late #club :Welcome to the club$"), "");
+  Native nat2(server.port, "nat2");
+  json j2 = nat2.request({{"type", "join"}, {"room", "club"}});
+  EXPECT_EQ(j2.value("topic", ""), "Welcome to the club") << j2.dump();
+  // Modes: only operators change them; +o/+v show in NAMES; unknown letters and missing parameters.
+  bo.say("MODE #club +m");
+  EXPECT_NE(bo.expect(" 482 bo #club "), "");
+  op.say("MODE #club +mv bo");
+  EXPECT_NE(bo.expect("^:op!op@irc MODE #club \\+mv bo$"), "");
+  op.say("MODE #club");
+  EXPECT_NE(op.expect(" 324 op #club \\+mnt$"), "");
+  op.say("MODE #club +z");
+  EXPECT_NE(op.expect(" 472 op z :is unknown mode char to me"), "");
+  op.say("MODE #club +o nobody");
+  EXPECT_NE(op.expect(" 441 op nobody #club :They aren't on that channel"), "");
+  op.say("MODE #club +k");
+  EXPECT_NE(op.expect(" 461 op MODE "), "");
+  // +m: the voiced and the operators speak; others get 404, native members not_allowed.
+  cy.say("JOIN #club");
+  EXPECT_NE(cy.expect(" 366 cy #club "), "");
+  cy.say("PRIVMSG #club :can I speak?");
+  EXPECT_NE(cy.expect(" 404 cy #club :Cannot send to channel \\(\\+m\\)"), "");
+  nat.send(json{{"type", "message"}, {"room", "club"}, {"text", "me?"}}.dump() + "\n");
+  json refused = expect_type(nat, "error");
+  EXPECT_EQ(refused.value("code", ""), "not_allowed") << refused.dump();
+  bo.say("PRIVMSG #club :voiced, I speak");
+  EXPECT_NE(cy.expect("^:bo!bo@irc PRIVMSG #club :voiced, I speak$"), "");
+  op.say("NAMES #club");
+  std::string names = op.expect(" 353 op = #club :");
+  EXPECT_NE(names.find("@op"), std::string::npos) << names;
+  EXPECT_NE(names.find("+bo"), std::string::npos) << names;
+  op.say("MODE #club -m");
+  EXPECT_NE(cy.expect("^:op!op@irc MODE #club -m$"), "");
+  // KICK: operators only; the member removed and the room hear it; a native member removed gets a
+  // leave with its own name.
+  cy.say("KICK #club bo");
+  EXPECT_NE(cy.expect(" 482 cy #club "), "");
+  op.say("KICK #club cy :behave");
+  EXPECT_NE(cy.expect("^:op!op@irc KICK #club cy :behave$"), "");
+  EXPECT_NE(bo.expect("^:op!op@irc KICK #club cy :behave$"), "");
+  cy.say("PRIVMSG #club :still here?");
+  EXPECT_NE(cy.expect(" 404 cy #club :Cannot send to channel$"), "");
+  json cy_left = expect_type(nat, "leave");
+  EXPECT_EQ(cy_left.value("user", ""), "cy") << cy_left.dump();  // a kick is a leave, with who and why
+  EXPECT_EQ(cy_left.value("reason", ""), "behave");
+  op.say("KICK #club nat :native too");
+  json gone = expect_type(nat, "leave");
+  EXPECT_EQ(gone.value("user", ""), "nat") << gone.dump();
+  EXPECT_EQ(gone.value("by", ""), "op");
+  op.say("KICK #club nobody");
+  EXPECT_NE(op.expect(" 441 op nobody #club "), "");
+  // +i: joining needs an invitation; INVITE tells the member invited.
+  op.say("MODE #club +i");
+  EXPECT_NE(op.expect("MODE #club \\+i$"), "");
+  cy.say("JOIN #club");
+  EXPECT_NE(cy.expect(" 473 cy #club :Cannot join channel \\(\\+i\\)"), "");
+  op.say("INVITE cy #club");
+  EXPECT_NE(op.expect(" 341 op cy #club$"), "");
+  EXPECT_NE(cy.expect("^:op!op@irc INVITE cy #club$"), "");
+  op.say("INVITE bo #club");
+  EXPECT_NE(op.expect(" 443 op bo #club :is already on channel"), "");
+  cy.say("JOIN #club");
+  EXPECT_NE(cy.expect(" 366 cy #club "), "");
+  op.say("MODE #club -i");
+  EXPECT_NE(op.expect("MODE #club -i$"), "");
+  // +k and +l and +b.
+  op.say("MODE #club +kl sesame 4");
+  EXPECT_NE(op.expect("MODE #club \\+kl sesame 4$"), "");
+  Irc dee(server.irc);
+  ASSERT_TRUE(dee.registers("dee"));
+  dee.say("JOIN #club");
+  EXPECT_NE(dee.expect(" 475 dee #club :Cannot join channel \\(\\+k\\)"), "");
+  dee.say("JOIN #club sesame");
+  EXPECT_NE(dee.expect(" 471 dee #club :Cannot join channel \\(\\+l\\)"), "");  // op bo late cy: 4
+  op.say("MODE #club -l+b dee");
+  EXPECT_NE(op.expect("MODE #club -l\\+b dee!\\*@\\*$"), "");
+  dee.say("JOIN #club sesame");
+  EXPECT_NE(dee.expect(" 474 dee #club :Cannot join channel \\(\\+b\\)"), "");
+  op.say("MODE #club b");
+  EXPECT_NE(op.expect(" 367 op #club dee!\\*@\\*$"), "");
+  EXPECT_NE(op.expect(" 368 op #club "), "");
+  op.say("MODE #club -b dee!*@*");
+  EXPECT_NE(op.expect("MODE #club -b dee!\\*@\\*$"), "");
+  dee.say("JOIN #club sesame");
+  EXPECT_NE(dee.expect(" 366 dee #club "), "");
+}
+
 INSTANTIATE_TEST_SUITE_P(Reactors, IrcFrontEnd, ::testing::Values(1, 2),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return std::to_string(info.param) + "reactors";

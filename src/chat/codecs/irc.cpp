@@ -138,6 +138,12 @@ class IrcFormat final : public Format {
         }
         break;
       case EventKind::kNick: out = tags(now_ms(), {}, 0, 0) + source + " NICK :" + irc_display_nick(e.text) + "\r\n"; break;
+      case EventKind::kTopic: out = tags(now_ms(), {}, 0, 0) + source + " TOPIC #" + e.room + " :" + e.text + "\r\n"; break;
+      case EventKind::kMode: out = tags(now_ms(), {}, 0, 0) + source + " MODE #" + e.room + " " + e.text + "\r\n"; break;
+      case EventKind::kKick:
+        out = tags(now_ms(), {}, 0, 0) + source + " KICK #" + e.room + " " + irc_display_nick(e.target) + " :" +
+              (e.text.empty() ? e.user : e.text) + "\r\n";
+        break;
     }
     return std::make_shared<const std::string>(std::move(out));
   }
@@ -279,7 +285,10 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
   const std::string& c = m.command;
   if (c == "PING") {
     if (m.params.empty()) return numeric(session, "461", "PING :Not enough parameters");
-    return send_line(session, ":" + options_.server_name + " PONG " + options_.server_name + " :" + m.params[0] + "\r\n");
+    // After every earlier answer, also those from rooms' owners on other shards (JOIN's, NAMES'):
+    // a client may PING to know it has them all.
+    return session.after_earlier_answers(std::make_shared<const std::string>(
+        ":" + options_.server_name + " PONG " + options_.server_name + " :" + m.params[0] + "\r\n"));
   }
   if (c == "PONG") return;  // any line is a sign of life (on_frame)
   if (c == "CAP") return cap(session, m);
@@ -303,6 +312,8 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
   if (c == "LIST") return list(session, m);
   if (c == "MODE") return mode(session, m);
   if (c == "TOPIC") return topic(session, m);
+  if (c == "KICK") return kick(session, m);
+  if (c == "INVITE") return invite(session, m);
   if (c == "LUSERS") return lusers(session);
   if (c == "MOTD") return motd(session);
   if (c == "VERSION") {
@@ -437,12 +448,13 @@ void IrcCodec::welcome(Session& session) {
   numeric(session, "001", ":Welcome to the " + options_.network + " IRC network " + n + "!" + n + "@irc");
   numeric(session, "002", ":Your host is " + server + ", running chat-server");
   numeric(session, "003", ":This server speaks IRC beside native JSON lines, WebSocket and the article's dialect");
-  numeric(session, "004", server + " chat-server i n");
+  numeric(session, "004", server + " chat-server i bklimnotv");
   numeric(session, "005",
-          "AWAYLEN=200 CASEMAPPING=ascii CHANLEN=65 CHANMODES=,,,n CHANTYPES=# MAXTARGETS=" +
+          "AWAYLEN=200 CASEMAPPING=ascii CHANLEN=65 CHANMODES=b,k,l,imnt CHANTYPES=# KICKLEN=300 MAXTARGETS=" +
               std::to_string(kMaxTargets) + " NETWORK=" + options_.network + " NICKLEN=32 PREFIX=(ov)@+ TARGMAX=PRIVMSG:" +
               std::to_string(kMaxTargets) + ",NOTICE:" + std::to_string(kMaxTargets) + " TOPICLEN=390 " +
-              "CHANLIMIT=#:" + std::to_string(session.limits().max_rooms) + " :are supported by this server");
+              "CHANLIMIT=#:" + std::to_string(session.limits().max_rooms) + " MODES=" + std::to_string(kMaxModes) +
+              " :are supported by this server");
   lusers(session);
   motd(session);
 }
@@ -483,11 +495,15 @@ void IrcCodec::join(Session& session, const irc::Message& m) {
     return;
   }
   std::string_view list = m.params[0];
+  std::string_view keys = m.params.size() > 1 ? std::string_view(m.params[1]) : std::string_view();
   std::string room;
   while (!list.empty()) {
     size_t comma = list.find(',');
     std::string_view chan = list.substr(0, comma);
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    size_t key_comma = keys.find(',');
+    std::string key(keys.substr(0, key_comma));  // the keys go with the channels, in order
+    keys = key_comma == std::string_view::npos ? std::string_view() : keys.substr(key_comma + 1);
     if (chan.empty()) continue;
     if (!room_of(chan, room)) {
       ++session.stats().errors_request;
@@ -503,7 +519,7 @@ void IrcCodec::join(Session& session, const irc::Message& m) {
     // The owner answers through joined(): JOIN, then the names (at once, inside join(), when this
     // shard owns the room: pending before the call).
     pending_.push_back(room);
-    if (session.join(room, /*want_reply=*/true) != HubError::kNone) std::erase(pending_, room);
+    if (session.join(room, /*want_reply=*/true, key) != HubError::kNone) std::erase(pending_, room);
   }
 }
 
@@ -513,10 +529,63 @@ reactor::SharedBytes IrcCodec::joined(Session& session, const std::string& room,
   std::string out;
   if (tags_ != IrcTags::kNone) out = "@time=" + iso_time(now_ms()) + " ";
   out += self_source(session) + " JOIN " + channel(room) + "\r\n";
-  std::vector<std::string> none{session.name()};
-  names_reply(session, room, reply.names ? *reply.names : none, reply.names != nullptr, reply.count, out);
+  if (reply.topic && !reply.topic->empty()) topic_reply(session, room, *reply.topic, *reply.topic_by, reply.topic_at, out);
+  std::vector<std::string> names{session.name()};
+  if (reply.names) {
+    names.clear();
+    for (size_t i = 0; i < reply.names->size(); ++i) {
+      char prefix = reply.prefixes && i < reply.prefixes->size() ? (*reply.prefixes)[i] : ' ';
+      names.push_back((prefix == ' ' ? "" : std::string(1, prefix)) + irc_display_nick((*reply.names)[i]));
+    }
+  }
+  names_reply(session, room, names, reply.names != nullptr, reply.count, out);
   return std::make_shared<const std::string>(std::move(out));
 }
+
+void IrcCodec::topic_reply(Session& session, const std::string& room, const std::string& topic, const std::string& by,
+                           int64_t at, std::string& out) const {
+  out += numeric_line(session, "332", channel(room) + " :" + topic);
+  out += numeric_line(session, "333", channel(room) + " " + irc_display_nick(by) + " " + std::to_string(at / 1000));
+}
+
+namespace {
+// The numeric and the rest of its line for a refusal about `about` (a nick, a mode letter) in
+// channel `chan`.
+std::pair<const char*, std::string> refusal_line(Refusal why, const std::string& about, const std::string& chan) {
+  switch (why) {
+    case Refusal::kNotInRoom: return {"442", chan + " :You're not on that channel"};
+    case Refusal::kNotOperator: return {"482", chan + " :You're not channel operator"};
+    case Refusal::kNoSuchMember: return {"441", irc_display_nick(about) + " " + chan + " :They aren't on that channel"};
+    case Refusal::kAlreadyInRoom: return {"443", irc_display_nick(about) + " " + chan + " :is already on channel"};
+    case Refusal::kInviteOnly: return {"473", chan + " :Cannot join channel (+i)"};
+    case Refusal::kBadKey: return {"475", chan + " :Cannot join channel (+k)"};
+    case Refusal::kFull: return {"471", chan + " :Cannot join channel (+l)"};
+    case Refusal::kBanned: return {"474", chan + " :Cannot join channel (+b)"};
+    case Refusal::kModerated: return {"404", chan + " :Cannot send to channel (+m)"};
+    case Refusal::kUnknownMode: return {"472", about + " :is unknown mode char to me"};
+    case Refusal::kNeedsParameter: return {"461", "MODE :Not enough parameters (+" + about + ")"};
+    case Refusal::kTooManyBans: return {"478", chan + " :Channel ban list is full"};
+    case Refusal::kNone: break;
+  }
+  return {"400", chan + " :" + describe(why)};
+}
+}  // namespace
+
+std::string IrcCodec::refusal(Session& session, Refusal why, const std::string& about, const std::string& room) const {
+  auto [code, rest] = refusal_line(why, about, channel(room));
+  return numeric_line(session, code, rest);
+}
+
+reactor::SharedBytes IrcCodec::join_refused(Session& session, const std::string& room, Refusal why) {
+  std::erase(pending_, room);
+  return std::make_shared<const std::string>(refusal(session, why, room, room));
+}
+
+reactor::SharedBytes IrcCodec::publish_refused(Session& session, const std::string& room, Refusal why) {
+  return std::make_shared<const std::string>(refusal(session, why, room, room));
+}
+
+void IrcCodec::removed(Session&, const std::string& room) { std::erase(pending_, room); }
 
 void IrcCodec::part(Session& session, const irc::Message& m) {
   if (m.params.empty()) return numeric(session, "461", "PART :Not enough parameters");
@@ -612,6 +681,11 @@ void IrcCodec::send_direct(Session& session, std::string target, const std::stri
 
 DirectResult IrcCodec::direct(Session& session, const DirectMessage& m) {
   std::string target = session.name();
+  if (m.invite) {
+    session.push(std::make_shared<const std::string>(tag_prefix(tags_, m.ts_ms, {}, 0, 0) + source_of(m.from, m.front) +
+                                                     " INVITE " + target + " " + channel(m.text) + "\r\n"));
+    return {DirectResult::kDelivered, {}, {}, away_};
+  }
   session.push(std::make_shared<const std::string>(message_lines(
       tags_, source_of(m.from, m.front), m.notice ? "NOTICE" : "PRIVMSG", target, m.text, m.ts_ms, {}, 0)));
   return {DirectResult::kDelivered, {}, {}, away_};
@@ -692,8 +766,7 @@ void IrcCodec::names_reply(Session& session, const std::string& room, const std:
     line.clear();
   };
   size_t room_for_names = kMaxLine - 2 - numeric_line(session, "353", head).size();
-  for (const std::string& name : names) {
-    std::string nick = irc_display_nick(name);
+  for (const std::string& nick : names) {
     if (!line.empty() && line.size() + 1 + nick.size() > room_for_names) flush();
     if (!line.empty()) line += ' ';
     line += nick;
@@ -716,7 +789,10 @@ void IrcCodec::names(Session& session, const irc::Message& m) {
     auto self = alive.lock();
     if (!self) return;
     std::vector<std::string> names;
-    for (const RoomMemberInfo& mi : snap.members) names.push_back(mi.name);
+    for (const RoomMemberInfo& mi : snap.members) {
+      char prefix = mi.modes.prefix();
+      names.push_back((prefix == ' ' ? "" : std::string(1, prefix)) + irc_display_nick(mi.name));
+    }
     std::string out;
     names_reply(*self, room, names, snap.listed || snap.count == 0, snap.count, out);
     self->send_answer(std::make_shared<const std::string>(std::move(out)));
@@ -750,8 +826,9 @@ void IrcCodec::who(Session& session, const irc::Message& m) {
     std::string out;
     for (const RoomMemberInfo& mi : snap.members) {
       std::string nick = irc_display_nick(mi.name);
-      out += numeric_line(*self, "352", channel(room) + " " + nick + " " + host_of(mi.front) + " " +
-                                            options_.server_name + " " + nick + " H :0 " + nick);
+      char prefix = mi.modes.prefix();
+      out += numeric_line(*self, "352", channel(room) + " " + nick + " " + host_of(mi.front) + " " + options_.server_name +
+                                            " " + nick + " H" + (prefix == ' ' ? "" : std::string(1, prefix)) + " :0 " + nick);
     }
     out += numeric_line(*self, "315", channel(room) + " :End of /WHO list.");
     self->send_answer(std::make_shared<const std::string>(std::move(out)));
@@ -796,11 +873,62 @@ void IrcCodec::mode(Session& session, const irc::Message& m) {
     return numeric(session, "221", "+");
   }
   if (!room_of(target, room)) return numeric(session, "403", irc_display_nick(target.substr(0, 65)) + " :No such channel");
-  if (m.params.size() == 1) return numeric(session, "324", channel(room) + " +n");
-  if (m.params[1] == "b" || m.params[1] == "+b") {
-    return numeric(session, "368", channel(room) + " :End of channel ban list");
+  bool ban_list = m.params.size() == 2 && (m.params[1] == "b" || m.params[1] == "+b");
+  if (m.params.size() == 1 || ban_list) {  // a query: what the owner has now
+    session.hub().inspect(room, [alive = session.weak_from_this(), room, ban_list, this](const RoomSnapshot& snap) {
+      auto self = alive.lock();
+      if (!self || !self->open()) return;
+      std::string out;
+      if (ban_list) {
+        for (const std::string& mask : snap.policy.bans) out += numeric_line(*self, "367", channel(room) + " " + mask);
+        out += numeric_line(*self, "368", channel(room) + " :End of channel ban list");
+      } else {
+        std::string modes = snap.policy.modes();
+        // The key is shown to members only.
+        if (!snap.policy.key.empty() && !self->in_room(room)) modes.replace(modes.find(snap.policy.key), snap.policy.key.size(), "*");
+        out = numeric_line(*self, "324", channel(room) + " " + modes);
+      }
+      self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    });
+    session.awaiting(room);
+    return;
   }
-  numeric(session, "482", channel(room) + " :Channel modes cannot be changed here yet");
+  // Changes: "+o-v+k bob kim secret": each letter in turn takes a parameter if it needs one.
+  PolicyRequest req;
+  req.kind = PolicyRequest::kModes;
+  bool add = true;
+  size_t next_param = 2;
+  std::string unknown;
+  for (size_t i = 1; i < m.params.size() && i < 2; ++i) {
+    for (char c : m.params[i]) {
+      if (c == '+' || c == '-') {
+        add = c == '+';
+        continue;
+      }
+      bool takes = c == 'o' || c == 'v' || c == 'b' || (add && (c == 'k' || c == 'l'));
+      ModeChange change{c, add, {}};
+      if (takes) {
+        if (next_param >= m.params.size()) {
+          if (c == 'b') continue;  // a ban list query inside changes: nothing to change
+          numeric(session, "461", "MODE :Not enough parameters (" + std::string(add ? "+" : "-") + c + ")");
+          continue;
+        }
+        change.param = m.params[next_param++];
+      } else if (c == 'k' && !add && next_param < m.params.size()) {
+        ++next_param;  // -k may name the key
+      }
+      if (req.modes.size() < kMaxModes) req.modes.push_back(std::move(change));
+    }
+  }
+  if (req.modes.empty()) return;
+  session.hub().policy(room, &session, std::move(req), [alive = session.weak_from_this(), room, this](const PolicyAnswer& a) {
+    auto self = alive.lock();
+    if (!self || !self->open()) return;
+    std::string out;
+    for (const auto& [why, about] : a.refusals) out += refusal(*self, why, about, room);
+    if (!out.empty()) self->send_answer(std::make_shared<const std::string>(std::move(out)));
+  });
+  session.awaiting(room);
 }
 
 void IrcCodec::topic(Session& session, const irc::Message& m) {
@@ -810,8 +938,84 @@ void IrcCodec::topic(Session& session, const irc::Message& m) {
     return numeric(session, "403", irc_display_nick(m.params[0].substr(0, 65)) + " :No such channel");
   }
   if (!session.in_room(room)) return numeric(session, "442", channel(room) + " :You're not on that channel");
-  if (m.params.size() == 1) return numeric(session, "331", channel(room) + " :No topic is set");
-  numeric(session, "482", channel(room) + " :Topics cannot be set here yet");
+  if (m.params.size() == 1) {
+    session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
+      auto self = alive.lock();
+      if (!self || !self->open()) return;
+      std::string out;
+      if (snap.topic.empty()) {
+        out = numeric_line(*self, "331", channel(room) + " :No topic is set");
+      } else {
+        topic_reply(*self, room, snap.topic, snap.topic_by, snap.topic_at, out);
+      }
+      self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    });
+    session.awaiting(room);
+    return;
+  }
+  PolicyRequest req;
+  req.kind = PolicyRequest::kTopic;
+  req.text = m.params[1].substr(0, kTopicLength);
+  ask_owner(session, room, std::move(req));
+}
+
+void IrcCodec::ask_owner(Session& session, const std::string& room, PolicyRequest req) {
+  session.hub().policy(room, &session, std::move(req), [alive = session.weak_from_this(), room, this](const PolicyAnswer& a) {
+    auto self = alive.lock();
+    if (!self || !self->open() || a.refusals.empty()) return;
+    std::string out;
+    for (const auto& [why, about] : a.refusals) out += refusal(*self, why, about, room);
+    self->send_answer(std::make_shared<const std::string>(std::move(out)));
+  });
+  session.awaiting(room);
+}
+
+void IrcCodec::kick(Session& session, const irc::Message& m) {
+  if (m.params.size() < 2) return numeric(session, "461", "KICK :Not enough parameters");
+  std::string room;
+  if (!room_of(m.params[0], room)) {
+    return numeric(session, "403", irc_display_nick(m.params[0].substr(0, 65)) + " :No such channel");
+  }
+  std::string reason = m.params.size() > 2 ? m.params[2].substr(0, 300) : std::string();
+  std::string_view targets = m.params[1];
+  size_t n = 0;
+  while (!targets.empty() && n++ < kMaxTargets) {
+    size_t comma = targets.find(',');
+    std::string target(targets.substr(0, comma));
+    targets = comma == std::string_view::npos ? std::string_view() : targets.substr(comma + 1);
+    if (target.empty()) continue;
+    PolicyRequest req;
+    req.kind = PolicyRequest::kKick;
+    req.target = target;
+    req.text = reason;
+    ask_owner(session, room, std::move(req));
+  }
+}
+
+void IrcCodec::invite(Session& session, const irc::Message& m) {
+  if (m.params.size() < 2) return numeric(session, "461", "INVITE :Not enough parameters");
+  std::string target = m.params[0];
+  std::string room;
+  if (!room_of(m.params[1], room)) {
+    return numeric(session, "403", irc_display_nick(m.params[1].substr(0, 65)) + " :No such channel");
+  }
+  if (!session.table().find_name(target)) return numeric(session, "401", irc_display_nick(target.substr(0, 32)) + " :No such nick/channel");
+  PolicyRequest req;
+  req.kind = PolicyRequest::kInvite;
+  req.target = target;
+  session.hub().policy(room, &session, std::move(req), [alive = session.weak_from_this(), room, target, this](const PolicyAnswer& a) {
+    auto self = alive.lock();
+    if (!self || !self->open()) return;
+    std::string out;
+    for (const auto& [why, about] : a.refusals) out += refusal(*self, why, about, room);
+    if (!out.empty()) return self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    self->send_answer(std::make_shared<const std::string>(numeric_line(*self, "341", irc_display_nick(target) + " " + channel(room))));
+    // The invitation itself, to the member invited (if it is on IRC).
+    DirectMessage dm{.from = self->name(), .front = "irc", .to = target, .text = room, .notice = false, .invite = true,
+                     .ts_ms = now_ms()};
+    self->hub().direct(std::move(dm), [](const DirectResult&) {});
+  });
+  session.awaiting(room);
 }
 
 // ---- Hooks --------------------------------------------------------------------------------------
@@ -822,7 +1026,10 @@ bool IrcCodec::accept(Session& session, const RoomEvent& e) {
     case EventKind::kMessage:
       // The member's own message comes back only to clients that asked (echo-message).
       return (caps_ & kEchoMessage) || e.front != "irc" || e.user != session.name();
-    case EventKind::kJoin: return true;
+    case EventKind::kJoin:
+    case EventKind::kTopic:
+    case EventKind::kMode:
+    case EventKind::kKick: return true;
     case EventKind::kLeave:
     case EventKind::kNick: {
       if (e.kind == EventKind::kLeave && !e.quit) return true;

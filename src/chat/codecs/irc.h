@@ -65,6 +65,9 @@ class IrcCodec final : public Codec {
   std::string quit_reason() const override { return quit_reason_; }
   DirectResult direct(Session& session, const DirectMessage& message) override;
   std::string away() const override { return away_; }
+  reactor::SharedBytes join_refused(Session& session, const std::string& room, Refusal why) override;
+  reactor::SharedBytes publish_refused(Session& session, const std::string& room, Refusal why) override;
+  void removed(Session& session, const std::string& room) override;
   bool has_hooks() const override { return true; }
   bool accept(Session& session, const RoomEvent& event) override;
   bool hold_input(Session& session, size_t buffered) override;
@@ -78,6 +81,9 @@ class IrcCodec final : public Codec {
   static constexpr size_t kMaxListed = 10000;
   // Bytes of an away message kept (ISUPPORT AWAYLEN).
   static constexpr size_t kAwayLength = 200;
+  // Bytes of a topic kept (ISUPPORT TOPICLEN), and mode changes one MODE may make (MODES).
+  static constexpr size_t kTopicLength = 390;
+  static constexpr size_t kMaxModes = 6;
 
  private:
   enum Cap : uint8_t { kMessageTags = 1, kServerTime = 2, kEchoMessage = 4 };
@@ -114,6 +120,13 @@ class IrcCodec final : public Codec {
   void list(Session& session, const irc::Message& m);
   void mode(Session& session, const irc::Message& m);
   void topic(Session& session, const irc::Message& m);
+  void kick(Session& session, const irc::Message& m);
+  void invite(Session& session, const irc::Message& m);
+  // A request to the room's owner (Hub::policy) whose refusals are answered as numerics.
+  void ask_owner(Session& session, const std::string& room, PolicyRequest request);
+  std::string refusal(Session& session, Refusal why, const std::string& about, const std::string& room) const;
+  void topic_reply(Session& session, const std::string& room, const std::string& topic, const std::string& by,
+                   int64_t at, std::string& out) const;
   void quit(Session& session, const irc::Message& m);
   void names_reply(Session& session, const std::string& room, const std::vector<std::string>& names, bool listed,
                    size_t count, std::string& out) const;

@@ -24,7 +24,11 @@ Json event_json(const RoomEvent& e) {
     case EventKind::kMessage: return message_json(e.room, e.user, e.text, e.ts_ms, e.seq, e.id);
     case EventKind::kJoin: return {{"type", "join"}, {"room", e.room}, {"user", e.user}};
     case EventKind::kLeave: return {{"type", "leave"}, {"room", e.room}, {"user", e.user}};
+    case EventKind::kTopic: return {{"type", "topic"}, {"room", e.room}, {"user", e.user}, {"topic", e.text}};
+    case EventKind::kKick:  // the member removed leaves (and hears it itself: by whom, why)
+      return {{"type", "leave"}, {"room", e.room}, {"user", e.target}, {"by", e.user}, {"reason", e.text}};
     case EventKind::kNick: break;  // two objects (events_json)
+    case EventKind::kMode: break;  // not shown in this dialect
   }
   return nullptr;
 }
@@ -32,6 +36,7 @@ Json event_json(const RoomEvent& e) {
 // The objects an event is in this dialect: one, but a change of name is the old name leaving and
 // the new one joining (the dialect has no renames; names are fixed for a connection's life).
 std::vector<Json> events_json(const RoomEvent& e) {
+  if (e.kind == EventKind::kMode) return {};
   if (e.kind != EventKind::kNick) return {event_json(e)};
   return {{{"type", "leave"}, {"room", e.room}, {"user", e.user}}, {{"type", "join"}, {"room", e.room}, {"user", e.text}}};
 }
@@ -42,6 +47,7 @@ class NativeWsFormat final : public Format {
   reactor::SharedBytes encode(const RoomEvent& e) const override {
     std::string frames;
     for (const Json& j : events_json(e)) frames += websocket_frame(0x1, dump_json(j));
+    if (frames.empty()) return nullptr;
     return std::make_shared<const std::string>(std::move(frames));
   }
 };
@@ -50,9 +56,10 @@ class NativeFormat final : public Format {
  public:
   NativeFormat() : Format("native", "native") {}
   reactor::SharedBytes encode(const RoomEvent& e) const override {
-    if (e.kind != EventKind::kNick) return json_line(event_json(e));
+    if (e.kind == EventKind::kMessage) return json_line(event_json(e));
     std::string lines;
     for (const Json& j : events_json(e)) lines += dump_json(j) + "\n";
+    if (lines.empty()) return nullptr;
     return std::make_shared<const std::string>(std::move(lines));
   }
 };
@@ -315,6 +322,14 @@ reactor::SharedBytes NativeCodec::acked(const std::string& room, const std::stri
                {"message", "the message could not be stored (it may have been delivered): not acknowledged"}});
 }
 
+reactor::SharedBytes NativeCodec::join_refused(Session&, const std::string& room, Refusal why) {
+  return wrap({{"type", "error"}, {"code", "join_refused"}, {"room", room}, {"message", describe(why)}});
+}
+
+reactor::SharedBytes NativeCodec::publish_refused(Session&, const std::string& room, Refusal why) {
+  return wrap({{"type", "error"}, {"code", "not_allowed"}, {"room", room}, {"message", describe(why)}});
+}
+
 reactor::SharedBytes NativeCodec::history(const std::string& room, const std::string& epoch, const ReadResult& result) {
   if (!result.ok) {
     return wrap({{"type", "error"}, {"code", "unavailable"}, {"room", room}, {"message", "history could not be read"}});
@@ -341,6 +356,7 @@ reactor::SharedBytes NativeCodec::joined(Session&, const std::string& room, cons
                                          std::optional<bool> recovered) {
   Json j = {{"type", "joined"}, {"room", room}, {"count", reply.count}};
   if (reply.names) j["members"] = *reply.names;
+  if (reply.topic && !reply.topic->empty()) j["topic"] = *reply.topic;
   j["epoch"] = reply.epoch;
   j["seq"] = reply.seq;
   if (recovered) j["recovered"] = *recovered;
