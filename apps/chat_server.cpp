@@ -215,6 +215,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--irc-network", irc.network, "The IRC network's name (ISUPPORT NETWORK)")->capture_default_str();
   cli.add_option("--irc-motd", motd_file, "A file whose lines are the IRC message of the day (default: none)");
+  cli.add_option("--irc-playback", irc.playback,
+                 "Messages of a room's history sent to an IRC client that joins it (one with server-time and "
+                 "without draft/chathistory; 0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{1000}));
   cli.add_option("--irc-flood-rate", irc.flood_rate,
                  "IRC lines a second a client may send after its burst; over it its lines wait (0: no flood control)")
       ->capture_default_str()

@@ -144,6 +144,18 @@ HubError Session::join_since(const std::string& room, uint64_t since, std::strin
   return join(room, /*want_reply=*/true);
 }
 
+HubError Session::join_recent(const std::string& room, size_t count, const std::string& key) {
+  if (in_room(room)) return HubError::kAlreadyMember;
+  if (!recovering_) recovering_ = std::make_unique<std::vector<Recovery>>();
+  Recovery& r = recovering_->emplace_back();
+  r.room = room;
+  r.recent = std::max<size_t>(count, 1);
+  r.serial = ++recovery_serial_;
+  HubError e = join(room, /*want_reply=*/true, key);
+  if (e != HubError::kNone) end_recovery(room);
+  return e;
+}
+
 HubError Session::leave(const std::string& room, const std::string& reason) {
   HubError e = hub().leave(room, this, /*quit=*/false, reason);
   if (e != HubError::kNone) return e;
@@ -174,10 +186,10 @@ HubError Session::publish(const std::string& room, std::string_view user, std::s
   return e;
 }
 
-void Session::history(const std::string& room, uint64_t before, size_t limit) {
+void Session::history(const std::string& room, uint64_t after, uint64_t before, size_t limit, bool newest) {
   Store& store = table().store();
   if (store.asynchronous()) remote_ |= uint64_t{1} << hub().shard();  // a later pong waits for it
-  store.read(table().reactor(hub().shard()), room, 0, before, limit, /*newest=*/true,
+  store.read(table().reactor(hub().shard()), room, after, before, limit, newest,
              [alive = weak_from_this(), room, &store](ReadResult result) {
                auto self = alive.lock();
                if (!self || !self->transport_.open()) return;
@@ -219,8 +231,17 @@ void Session::recover(Recovery& r, const JoinReply& reply) {
   r.live.clear();
   r.live_bytes = 0;
   r.reply = reply;
+  // What the reply points to is the owner's, valid during this call only: kept here.
   if (reply.names) r.names = *reply.names;
+  if (reply.prefixes) r.prefixes = *reply.prefixes;
+  if (reply.topic) r.topic = *reply.topic;
+  if (reply.topic_by) r.topic_by = *reply.topic_by;
   r.reply.names = nullptr;
+  r.reply.prefixes = r.reply.topic = r.reply.topic_by = nullptr;
+  if (r.recent > 0) {
+    r.since = reply.seq > r.recent ? reply.seq - r.recent : 0;
+    r.epoch = reply.epoch;
+  }
   if (r.epoch != reply.epoch || r.since > reply.seq) return finish_recovery(r, false, {});
   if (r.since == reply.seq) return finish_recovery(r, true, {});
   size_t limit = limits().replay_limit;
@@ -254,9 +275,12 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
   recovery.names.reset();
   recovery.done = true;
   recovery.floor = messages.empty() ? r.reply.seq : messages.back().seq;
-  ++(recovered ? stats().recoveries : stats().recoveries_failed);
+  if (r.recent == 0) ++(recovered ? stats().recoveries : stats().recoveries_failed);
   JoinReply reply = r.reply;
   reply.names = r.names ? &*r.names : nullptr;
+  reply.prefixes = r.names ? &r.prefixes : nullptr;
+  reply.topic = &r.topic;
+  reply.topic_by = &r.topic_by;
   reply.epoch = table().store().epoch();
   reply.seq = recovery.floor;
   if (auto bytes = codec_->joined(*this, r.room, reply, recovered)) send(bytes);

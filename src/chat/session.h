@@ -99,9 +99,14 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Publishes `text` from `user` to `room` (the sender must be a member).
   // With an `id`, the codec's `acked` answers once the message is stored (Hub::publish).
   HubError publish(const std::string& room, std::string_view user, std::string_view text, std::string_view id = {});
-  // The newest `limit` messages of `room` numbered below `before` (0: the newest), answered
-  // through Codec::history. The caller checks membership.
-  void history(const std::string& room, uint64_t before, size_t limit);
+  // `room`'s messages numbered between `after` and `before` (0: no bound), at most `limit`: the
+  // newest of them, or with `newest` false the oldest; answered through Codec::history (oldest first).
+  // The caller checks membership.
+  void history(const std::string& room, uint64_t after, uint64_t before, size_t limit, bool newest = true);
+  // Joins `room` and, after the owner's answer, sends its last `count` messages (replayed from the
+  // store), then the live ones, with no gap and no duplicate (as join_since does); nothing is
+  // replayed if they cannot all be.
+  HubError join_recent(const std::string& room, size_t count, const std::string& key = {});
   // The answer to a request, in request order: held back while an earlier pong waits.
   void reply(reactor::SharedBytes bytes);
   // An answer that comes from another shard (Hub::inspect, Hub::list_rooms): sent as it comes, like
@@ -146,12 +151,14 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
     uint64_t since = 0;
     std::string epoch;
     uint64_t serial = 0;  // tells this recovery from a later one of the same room
+    size_t recent = 0;    // join_recent: replay the last `recent` messages (since and epoch from the answer)
     // Replayed and answered: live copies numbered up to `floor` may still be on their way (kept
     // before the replay read them, delivered after): they are dropped until one past it arrives.
     bool done = false;
     uint64_t floor = 0;
     JoinReply reply;  // the owner's answer (its names copied into `names`)
     std::optional<std::vector<std::string>> names;
+    std::string prefixes, topic, topic_by;
     std::vector<Buffered> live;
     size_t live_bytes = 0;
   };

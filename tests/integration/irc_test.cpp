@@ -522,6 +522,79 @@ TEST_P(IrcFrontEnd, OperatorsTopicsModesKicksAndInvitations) {
   EXPECT_NE(dee.expect(" 366 dee #club "), "");
 }
 
+TEST_P(IrcFrontEnd, ChathistoryInABatchAndPlaybackOnJoin) {
+  IrcServer server({"--threads", std::to_string(GetParam()), "--irc-playback", "3"});
+  Native nat(server.port, "nat");
+  ASSERT_EQ(nat.request({{"type", "join"}, {"room", "h"}}).value("type", ""), "joined");
+  for (int i = 1; i <= 5; ++i) {
+    nat.send(json{{"type", "message"}, {"room", "h"}, {"text", "m" + std::to_string(i)}}.dump() + "\n");
+    ASSERT_EQ(expect_type(nat, "message").value("seq", 0), i);
+  }
+  // A client with server-time gets the room's last messages when it joins (--irc-playback 3), in
+  // order, before what is said next.
+  Irc timed(server.irc);
+  ASSERT_TRUE(timed.registers("timed", "server-time"));
+  timed.say("JOIN #h");
+  EXPECT_NE(timed.expect(" 366 timed #h "), "");
+  EXPECT_NE(timed.expect("^@time=\\S+ :nat!nat@native PRIVMSG #h :m3$"), "");
+  EXPECT_NE(timed.expect("^@time=\\S+ :nat!nat@native PRIVMSG #h :m4$"), "");
+  EXPECT_NE(timed.expect("^@time=\\S+ :nat!nat@native PRIVMSG #h :m5$"), "");
+  nat.send(json{{"type", "message"}, {"room", "h"}, {"text", "m6"}}.dump() + "\n");
+  EXPECT_NE(timed.expect("^@time=\\S+ :nat!nat@native PRIVMSG #h :m6$"), "");
+  EXPECT_FALSE(contains(timed.seen, "PRIVMSG #h :m2$"));
+  // A plain client gets none (it could not tell old from new).
+  Irc plain(server.irc);
+  ASSERT_TRUE(plain.registers("plain"));
+  ASSERT_TRUE(plain.joins("#h"));
+  EXPECT_FALSE(contains(plain.until_pong(), "PRIVMSG"));
+  // A client with draft/chathistory asks for what it wants: CHATHISTORY answers in a batch.
+  Irc hist(server.irc);
+  ASSERT_TRUE(hist.registers("hist", "message-tags server-time batch draft/chathistory"));
+  ASSERT_TRUE(hist.joins("#h"));
+  EXPECT_FALSE(contains(hist.until_pong("joined"), "PRIVMSG")) << "playback to a client with chathistory";
+  std::string isupport;
+  for (const std::string& l : hist.seen) {
+    if (l.find(" 005 ") != std::string::npos) isupport += l;
+  }
+  EXPECT_NE(isupport.find("CHATHISTORY=100"), std::string::npos) << isupport;
+  EXPECT_NE(isupport.find("MSGREFTYPES=msgid"), std::string::npos) << isupport;
+  auto batch = [&](const std::string& request) {
+    hist.say(request);
+    std::string start = hist.expect(" BATCH \\+\\S+ chathistory #h$");
+    std::string id = start.substr(start.find('+') + 1, start.find(' ', start.find('+')) - start.find('+') - 1);
+    std::vector<std::string> texts;
+    for (int i = 0; i < 200; ++i) {
+      auto l = hist.next();
+      if (!l || *l == ":reactor.chat BATCH -" + id) break;
+      EXPECT_EQ(l->rfind("@batch=" + id + ";time=", 0), 0u) << *l;
+      texts.push_back(l->substr(l->rfind(':') + 1));
+    }
+    return texts;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(batch("CHATHISTORY LATEST #h * 3"), (V{"m4", "m5", "m6"}));
+  EXPECT_EQ(batch("CHATHISTORY BEFORE #h msgid=h~3 10"), (V{"m1", "m2"}));
+  EXPECT_EQ(batch("CHATHISTORY AFTER #h msgid=h~4 10"), (V{"m5", "m6"}));
+  EXPECT_EQ(batch("CHATHISTORY BETWEEN #h msgid=h~1 msgid=h~5 10"), (V{"m2", "m3", "m4"}));
+  EXPECT_EQ(batch("CHATHISTORY BETWEEN #h msgid=h~6 msgid=h~1 2"), (V{"m4", "m5"}));
+  EXPECT_EQ(batch("CHATHISTORY AROUND #h msgid=h~3 3"), (V{"m2", "m3", "m4"}));
+  EXPECT_EQ(batch("CHATHISTORY LATEST #h msgid=h~5 10"), (V{"m6"}));
+  // The msgid of a message is the one its live copy carried.
+  nat.send(json{{"type", "message"}, {"room", "h"}, {"text", "m7"}}.dump() + "\n");
+  EXPECT_NE(hist.expect("msgid=h~7 :nat!nat@native PRIVMSG #h :m7$"), "");
+  // Refusals: FAIL lines, the connection goes on.
+  hist.say("CHATHISTORY LATEST #elsewhere * 10");
+  EXPECT_NE(hist.expect("FAIL CHATHISTORY INVALID_TARGET LATEST #elsewhere "), "");
+  hist.say("CHATHISTORY BEFORE #h timestamp=2026-01-01T00:00:00.000Z 10");
+  EXPECT_NE(hist.expect("FAIL CHATHISTORY INVALID_PARAMS BEFORE "), "");
+  hist.say("CHATHISTORY SIDEWAYS #h * 10");
+  EXPECT_NE(hist.expect("FAIL CHATHISTORY INVALID_PARAMS SIDEWAYS "), "");
+  hist.say("CHATHISTORY LATEST #h * 0");
+  EXPECT_NE(hist.expect("FAIL CHATHISTORY INVALID_PARAMS LATEST "), "");
+  hist.say("CHATHISTORY LATEST #h");
+  EXPECT_NE(hist.expect("FAIL CHATHISTORY NEED_MORE_PARAMS "), "");
+}
+
 INSTANTIATE_TEST_SUITE_P(Reactors, IrcFrontEnd, ::testing::Values(1, 2),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return std::to_string(info.param) + "reactors";

@@ -83,9 +83,17 @@ std::string source_of(std::string_view name, const std::string& front) {
 
 // "@time=...;msgid=ROOM~SEQ " (msgid for room messages only, with `tags` kAll; a message cut into
 // several lines has one msgid per line: ROOM~SEQ, ROOM~SEQ~1, ...).
-std::string tag_prefix(IrcTags tags, int64_t ms, std::string_view room, uint64_t seq, size_t piece) {
-  if (tags == IrcTags::kNone) return {};
-  std::string t = "@time=" + iso_time(ms);
+// With `batch`, the line belongs to that batch (@batch=ID first).
+std::string tag_prefix(IrcTags tags, int64_t ms, std::string_view room, uint64_t seq, size_t piece,
+                       std::string_view batch = {}) {
+  if (tags == IrcTags::kNone && batch.empty()) return {};
+  std::string t = "@";
+  if (!batch.empty()) {
+    t += "batch=";
+    t += batch;
+    if (tags != IrcTags::kNone) t += ';';
+  }
+  if (tags != IrcTags::kNone) t += "time=" + iso_time(ms);
   if (tags == IrcTags::kAll && seq != 0) {
     t += ";msgid=";
     t += room;
@@ -99,7 +107,8 @@ std::string tag_prefix(IrcTags tags, int64_t ms, std::string_view room, uint64_t
 // `text` from `source` to `target` as PRIVMSG (or NOTICE) lines: one per line of the text, each
 // within IRC's line length.
 std::string message_lines(IrcTags tags, const std::string& source, std::string_view command, std::string_view target,
-                          std::string_view text, int64_t ts_ms, std::string_view room, uint64_t seq) {
+                          std::string_view text, int64_t ts_ms, std::string_view room, uint64_t seq,
+                          std::string_view batch = {}) {
   std::string head = " ";
   head += command;
   head += ' ';
@@ -109,7 +118,7 @@ std::string message_lines(IrcTags tags, const std::string& source, std::string_v
   std::string scratch, out;
   size_t k = 0;
   for (std::string_view piece : pieces(text, room_for_text, scratch)) {
-    out += tag_prefix(tags, ts_ms, room, seq, k++);
+    out += tag_prefix(tags, ts_ms, room, seq, k++, batch);
     out += source;
     out += head;
     out += piece;
@@ -179,6 +188,16 @@ bool valid_irc_nick(std::string_view nick) {
     if (!ok) return false;
   }
   return true;
+}
+
+std::string echoed(std::string_view token, size_t max) {
+  std::string t(token.substr(0, max));
+  for (char& c : t) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) c = '_';  // shown, never obeyed
+  }
+  if (t.empty()) return "*";
+  if (t[0] == ':') t[0] = '_';
+  return t;
 }
 
 std::string irc_display_nick(std::string_view name) {
@@ -265,10 +284,7 @@ std::unique_ptr<Codec> IrcCodec::on_frame(Session& session, std::string_view fra
     ++session.stats().errors_request;
     std::string cmd(frame.substr(0, std::min<size_t>(frame.find(' '), 32)));
     if (!cmd.empty() && (cmd[0] == '@' || cmd[0] == ':')) cmd = "*";
-    for (char& ch : cmd) {
-      if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '_';  // echoed, never obeyed
-    }
-    numeric(session, "421", irc_display_nick(cmd) + " :Unknown command");
+    numeric(session, "421", echoed(cmd, 32) + " :Unknown command");
     return nullptr;
   }
   if (e != irc::ParseError::kNone) {
@@ -313,6 +329,7 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
   if (c == "MODE") return mode(session, m);
   if (c == "TOPIC") return topic(session, m);
   if (c == "KICK") return kick(session, m);
+  if (c == "CHATHISTORY") return chathistory(session, m);
   if (c == "INVITE") return invite(session, m);
   if (c == "LUSERS") return lusers(session);
   if (c == "MOTD") return motd(session);
@@ -328,7 +345,7 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
 // ---- Registration -------------------------------------------------------------------------------
 
 void IrcCodec::cap(Session& session, const irc::Message& m) {
-  static constexpr std::string_view kOffered = "message-tags server-time echo-message";
+  static constexpr std::string_view kOffered = "message-tags server-time echo-message batch draft/chathistory";
   if (m.params.empty()) return numeric(session, "461", "CAP :Not enough parameters");
   std::string sub = m.params[0];
   for (char& ch : sub) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
@@ -343,6 +360,8 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
     if (caps_ & kMessageTags) on += "message-tags ";
     if (caps_ & kServerTime) on += "server-time ";
     if (caps_ & kEchoMessage) on += "echo-message ";
+    if (caps_ & kBatch) on += "batch ";
+    if (caps_ & kChathistory) on += "draft/chathistory ";
     if (!on.empty()) on.pop_back();
     return send_line(session, head + "LIST :" + on + "\r\n");
   }
@@ -362,6 +381,8 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
       uint8_t bit = name == "message-tags" ? kMessageTags
                     : name == "server-time" ? kServerTime
                     : name == "echo-message" ? kEchoMessage
+                    : name == "batch" ? kBatch
+                    : name == "draft/chathistory" ? kChathistory
                                              : 0;
       if (bit == 0) {
         ok = false;
@@ -384,7 +405,7 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
     negotiating_ = false;
     return try_register(session);
   }
-  numeric(session, "410", irc_display_nick(sub.substr(0, 32)) + " :Invalid CAP command");
+  numeric(session, "410", echoed(sub, 32) + " :Invalid CAP command");
 }
 
 void IrcCodec::pass(Session& session, const irc::Message& m) {
@@ -398,7 +419,7 @@ void IrcCodec::nick(Session& session, const irc::Message& m) {
   const std::string& wanted = m.params[0];
   if (!valid_irc_nick(wanted)) {
     ++session.stats().errors_request;
-    return numeric(session, "432", irc_display_nick(wanted.substr(0, 32)) + " :Erroneous nickname");
+    return numeric(session, "432", echoed(wanted, 32) + " :Erroneous nickname");
   }
   if (!registered_) {
     if (session.table().name_held(wanted)) return numeric(session, "433", wanted + " :Nickname is already in use");
@@ -455,6 +476,7 @@ void IrcCodec::welcome(Session& session) {
               std::to_string(kMaxTargets) + ",NOTICE:" + std::to_string(kMaxTargets) + " TOPICLEN=390 " +
               "CHANLIMIT=#:" + std::to_string(session.limits().max_rooms) + " MODES=" + std::to_string(kMaxModes) +
               " :are supported by this server");
+  numeric(session, "005", "CHATHISTORY=" + std::to_string(kMaxHistory) + " MSGREFTYPES=msgid :are supported by this server");
   lusers(session);
   motd(session);
 }
@@ -507,7 +529,7 @@ void IrcCodec::join(Session& session, const irc::Message& m) {
     if (chan.empty()) continue;
     if (!room_of(chan, room)) {
       ++session.stats().errors_request;
-      numeric(session, "403", irc_display_nick(chan.substr(0, 65)) + " :No such channel");
+      numeric(session, "403", echoed(chan, 65) + " :No such channel");
       continue;
     }
     if (session.in_room(room)) continue;
@@ -519,7 +541,11 @@ void IrcCodec::join(Session& session, const irc::Message& m) {
     // The owner answers through joined(): JOIN, then the names (at once, inside join(), when this
     // shard owns the room: pending before the call).
     pending_.push_back(room);
-    if (session.join(room, /*want_reply=*/true, key) != HubError::kNone) std::erase(pending_, room);
+    // A client that shows when a message was said is given the room's last messages first (one
+    // that asks for history itself is not).
+    bool playback = options_.playback > 0 && (caps_ & (kServerTime | kMessageTags)) && !(caps_ & kChathistory);
+    HubError e = playback ? session.join_recent(room, options_.playback, key) : session.join(room, true, key);
+    if (e != HubError::kNone) std::erase(pending_, room);
   }
 }
 
@@ -555,7 +581,7 @@ std::pair<const char*, std::string> refusal_line(Refusal why, const std::string&
   switch (why) {
     case Refusal::kNotInRoom: return {"442", chan + " :You're not on that channel"};
     case Refusal::kNotOperator: return {"482", chan + " :You're not channel operator"};
-    case Refusal::kNoSuchMember: return {"441", irc_display_nick(about) + " " + chan + " :They aren't on that channel"};
+    case Refusal::kNoSuchMember: return {"441", echoed(about, 32) + " " + chan + " :They aren't on that channel"};
     case Refusal::kAlreadyInRoom: return {"443", irc_display_nick(about) + " " + chan + " :is already on channel"};
     case Refusal::kInviteOnly: return {"473", chan + " :Cannot join channel (+i)"};
     case Refusal::kBadKey: return {"475", chan + " :Cannot join channel (+k)"};
@@ -598,7 +624,7 @@ void IrcCodec::part(Session& session, const irc::Message& m) {
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
     if (chan.empty()) continue;
     if (!room_of(chan, room)) {
-      numeric(session, "403", irc_display_nick(chan.substr(0, 65)) + " :No such channel");
+      numeric(session, "403", echoed(chan, 65) + " :No such channel");
       continue;
     }
     if (session.leave(room, reason) != HubError::kNone) {
@@ -630,12 +656,12 @@ void IrcCodec::message(Session& session, const irc::Message& m, bool notice) {
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
     if (target.empty()) continue;
     if (++targets > kMaxTargets) {
-      if (!notice) numeric(session, "407", irc_display_nick(target.substr(0, 65)) + " :Too many targets");
+      if (!notice) numeric(session, "407", echoed(target, 65) + " :Too many targets");
       return;
     }
     if (target[0] == '#') {
       if (!room_of(target, room)) {
-        if (!notice) numeric(session, "403", irc_display_nick(target.substr(0, 65)) + " :No such channel");
+        if (!notice) numeric(session, "403", echoed(target, 65) + " :No such channel");
         continue;
       }
       if (session.publish(room, session.name(), text) != HubError::kNone && !notice) {
@@ -658,7 +684,7 @@ void IrcCodec::send_direct(Session& session, std::string target, const std::stri
     std::string out;
     switch (r.status) {
       case DirectResult::kNoSuchName:
-        if (!notice) out = numeric_line(s, "401", irc_display_nick(target.substr(0, 32)) + " :No such nick/channel");
+        if (!notice) out = numeric_line(s, "401", echoed(target, 32) + " :No such nick/channel");
         break;
       case DirectResult::kNotTaken:
         if (!notice) {
@@ -782,7 +808,7 @@ void IrcCodec::names_reply(Session& session, const std::string& room, const std:
 void IrcCodec::names(Session& session, const irc::Message& m) {
   std::string room;
   if (m.params.empty() || !room_of(m.params[0], room)) {
-    std::string chan = m.params.empty() ? "*" : irc_display_nick(m.params[0].substr(0, 65));
+    std::string chan = m.params.empty() ? "*" : echoed(m.params[0], 65);
     return numeric(session, "366", chan + " :End of /NAMES list.");
   }
   session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
@@ -872,7 +898,7 @@ void IrcCodec::mode(Session& session, const irc::Message& m) {
     }
     return numeric(session, "221", "+");
   }
-  if (!room_of(target, room)) return numeric(session, "403", irc_display_nick(target.substr(0, 65)) + " :No such channel");
+  if (!room_of(target, room)) return numeric(session, "403", echoed(target, 65) + " :No such channel");
   bool ban_list = m.params.size() == 2 && (m.params[1] == "b" || m.params[1] == "+b");
   if (m.params.size() == 1 || ban_list) {  // a query: what the owner has now
     session.hub().inspect(room, [alive = session.weak_from_this(), room, ban_list, this](const RoomSnapshot& snap) {
@@ -935,7 +961,7 @@ void IrcCodec::topic(Session& session, const irc::Message& m) {
   if (m.params.empty()) return numeric(session, "461", "TOPIC :Not enough parameters");
   std::string room;
   if (!room_of(m.params[0], room)) {
-    return numeric(session, "403", irc_display_nick(m.params[0].substr(0, 65)) + " :No such channel");
+    return numeric(session, "403", echoed(m.params[0], 65) + " :No such channel");
   }
   if (!session.in_room(room)) return numeric(session, "442", channel(room) + " :You're not on that channel");
   if (m.params.size() == 1) {
@@ -974,7 +1000,7 @@ void IrcCodec::kick(Session& session, const irc::Message& m) {
   if (m.params.size() < 2) return numeric(session, "461", "KICK :Not enough parameters");
   std::string room;
   if (!room_of(m.params[0], room)) {
-    return numeric(session, "403", irc_display_nick(m.params[0].substr(0, 65)) + " :No such channel");
+    return numeric(session, "403", echoed(m.params[0], 65) + " :No such channel");
   }
   std::string reason = m.params.size() > 2 ? m.params[2].substr(0, 300) : std::string();
   std::string_view targets = m.params[1];
@@ -997,9 +1023,9 @@ void IrcCodec::invite(Session& session, const irc::Message& m) {
   std::string target = m.params[0];
   std::string room;
   if (!room_of(m.params[1], room)) {
-    return numeric(session, "403", irc_display_nick(m.params[1].substr(0, 65)) + " :No such channel");
+    return numeric(session, "403", echoed(m.params[1], 65) + " :No such channel");
   }
-  if (!session.table().find_name(target)) return numeric(session, "401", irc_display_nick(target.substr(0, 32)) + " :No such nick/channel");
+  if (!session.table().find_name(target)) return numeric(session, "401", echoed(target, 32) + " :No such nick/channel");
   PolicyRequest req;
   req.kind = PolicyRequest::kInvite;
   req.target = target;
@@ -1016,6 +1042,98 @@ void IrcCodec::invite(Session& session, const irc::Message& m) {
     self->hub().direct(std::move(dm), [](const DirectResult&) {});
   });
   session.awaiting(room);
+}
+
+// ---- History ------------------------------------------------------------------------------------
+
+void IrcCodec::fail(Session& session, std::string_view command, std::string_view code, std::string_view context,
+                    std::string_view text) {
+  std::string line = ":" + options_.server_name + " FAIL ";
+  line += command;
+  line += ' ';
+  line += code;
+  if (!context.empty()) {
+    line += ' ';
+    line += context;
+  }
+  line += " :";
+  line += text;
+  line += "\r\n";
+  send_line(session, std::move(line));
+}
+
+namespace {
+// The number a msgid reference names in `room` ("msgid=ROOM~SEQ" or "msgid=ROOM~SEQ~K"), or 0.
+uint64_t msgid_seq(std::string_view ref, std::string_view room) {
+  if (ref.substr(0, 6) != "msgid=") return 0;
+  ref.remove_prefix(6);
+  size_t tilde = ref.find('~');
+  if (tilde == std::string_view::npos || ref.substr(0, tilde) != room) return 0;
+  ref.remove_prefix(tilde + 1);
+  uint64_t seq = 0;
+  for (char c : ref.substr(0, ref.find('~'))) {
+    if (c < '0' || c > '9' || seq > (uint64_t{1} << 60)) return 0;
+    seq = seq * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return seq;
+}
+}  // namespace
+
+void IrcCodec::chathistory(Session& session, const irc::Message& m) {
+  if (m.params.size() < 4) return fail(session, "CHATHISTORY", "NEED_MORE_PARAMS", "", "Missing parameters");
+  std::string sub = m.params[0];
+  for (char& ch : sub) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  bool between = sub == "BETWEEN";
+  if (sub != "LATEST" && sub != "BEFORE" && sub != "AFTER" && sub != "AROUND" && !between) {
+    return fail(session, "CHATHISTORY", "INVALID_PARAMS", echoed(sub, 16), "Unknown subcommand");
+  }
+  if (between && m.params.size() < 5) return fail(session, "CHATHISTORY", "NEED_MORE_PARAMS", sub, "Missing parameters");
+  const std::string& target = m.params[1];
+  std::string room;
+  if (!room_of(target, room) || !session.in_room(room)) {
+    return fail(session, "CHATHISTORY", "INVALID_TARGET", sub + " " + echoed(target, 65),
+                "Not a channel you are on");
+  }
+  size_t limit = 0;
+  for (char c : m.params[between ? 4 : 3]) limit = (c >= '0' && c <= '9' && limit < 100000) ? limit * 10 + (c - '0') : 100001;
+  if (limit == 0 || limit > 100000) return fail(session, "CHATHISTORY", "INVALID_PARAMS", sub, "Bad limit");
+  limit = std::min(limit, kMaxHistory);
+  const std::string& ref = m.params[2];
+  uint64_t seq = msgid_seq(ref, room);
+  if (sub == "LATEST" && ref == "*") return session.history(room, 0, 0, limit, /*newest=*/true);
+  if (seq == 0) {
+    return fail(session, "CHATHISTORY", "INVALID_PARAMS", sub + " " + echoed(ref, 80),
+                "Only msgid references of this channel (MSGREFTYPES=msgid), or * with LATEST");
+  }
+  if (sub == "LATEST") return session.history(room, seq, 0, limit, true);
+  if (sub == "BEFORE") return session.history(room, 0, seq, limit, true);
+  if (sub == "AFTER") return session.history(room, seq, 0, limit, false);
+  if (sub == "AROUND") return session.history(room, seq > limit / 2 + 1 ? seq - limit / 2 - 1 : 0, 0, limit, false);
+  uint64_t other = msgid_seq(m.params[3], room);
+  if (other == 0) return fail(session, "CHATHISTORY", "INVALID_PARAMS", sub, "Only msgid references of this channel");
+  // BETWEEN: from the first reference towards the second.
+  if (seq < other) return session.history(room, seq, other, limit, false);
+  session.history(room, other, seq, limit, true);
+}
+
+reactor::SharedBytes IrcCodec::history(const std::string& room, const std::string&, const ReadResult& result) {
+  std::string out;
+  if (!result.ok) {
+    out = ":" + options_.server_name + " FAIL CHATHISTORY MESSAGE_ERROR " + channel(room) + " :History could not be read\r\n";
+    return std::make_shared<const std::string>(std::move(out));
+  }
+  std::string id;
+  if (caps_ & kBatch) {
+    id = std::to_string(++batches_);
+    out = ":" + options_.server_name + " BATCH +" + id + " chathistory " + channel(room) + "\r\n";
+  }
+  for (const StoredMessage& msg : result.messages) {
+    out += message_lines(tags_, source_of(msg.user, msg.front), "PRIVMSG", channel(room), msg.text, msg.ts_ms, room,
+                         msg.seq, id);
+  }
+  if (!id.empty()) out += ":" + options_.server_name + " BATCH -" + id + "\r\n";
+  if (out.empty()) return nullptr;
+  return std::make_shared<const std::string>(std::move(out));
 }
 
 // ---- Hooks --------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ struct IrcOptions {
   // Flood control: `flood_burst` lines at once, then `flood_rate` lines a second (0: none). A
   // client over it is read no faster (its lines wait); one that piles up more than `flood_backlog`
   // unread bytes meanwhile is closed ("Excess Flood").
+  // Messages a client with server-time (and without draft/chathistory, which asks for its own) is
+  // sent from a room's history when it joins (0: none).
+  size_t playback = 20;
   double flood_rate = 4;
   double flood_burst = 20;
   size_t flood_backlog = 8192;
@@ -49,6 +52,9 @@ const Format& irc_format(IrcTags tags);
 // A name that is not a valid nick (the article's names may hold spaces) is shown with '_' for the
 // characters a nick cannot hold.
 std::string irc_display_nick(std::string_view name);
+// A client's token (a channel name, a command, a nick that was not found) as it may be put back in
+// a reply: at most `max` bytes, control characters and spaces as '_', never starting with ':'.
+std::string echoed(std::string_view token, size_t max);
 // Nicks: 1 to 32 characters; a letter or one of []\`_^{|} first, then also digits and '-'.
 bool valid_irc_nick(std::string_view nick);
 
@@ -65,6 +71,7 @@ class IrcCodec final : public Codec {
   std::string quit_reason() const override { return quit_reason_; }
   DirectResult direct(Session& session, const DirectMessage& message) override;
   std::string away() const override { return away_; }
+  reactor::SharedBytes history(const std::string& room, const std::string& epoch, const ReadResult& result) override;
   reactor::SharedBytes join_refused(Session& session, const std::string& room, Refusal why) override;
   reactor::SharedBytes publish_refused(Session& session, const std::string& room, Refusal why) override;
   void removed(Session& session, const std::string& room) override;
@@ -81,12 +88,14 @@ class IrcCodec final : public Codec {
   static constexpr size_t kMaxListed = 10000;
   // Bytes of an away message kept (ISUPPORT AWAYLEN).
   static constexpr size_t kAwayLength = 200;
+  // Messages one CHATHISTORY answers with at most (ISUPPORT CHATHISTORY).
+  static constexpr size_t kMaxHistory = 100;
   // Bytes of a topic kept (ISUPPORT TOPICLEN), and mode changes one MODE may make (MODES).
   static constexpr size_t kTopicLength = 390;
   static constexpr size_t kMaxModes = 6;
 
  private:
-  enum Cap : uint8_t { kMessageTags = 1, kServerTime = 2, kEchoMessage = 4 };
+  enum Cap : uint8_t { kMessageTags = 1, kServerTime = 2, kEchoMessage = 4, kBatch = 8, kChathistory = 16 };
 
   void command(Session& session, const irc::Message& m);
   void numeric(Session& session, std::string_view code, std::string_view rest);
@@ -121,6 +130,9 @@ class IrcCodec final : public Codec {
   void mode(Session& session, const irc::Message& m);
   void topic(Session& session, const irc::Message& m);
   void kick(Session& session, const irc::Message& m);
+  void chathistory(Session& session, const irc::Message& m);
+  void fail(Session& session, std::string_view command, std::string_view code, std::string_view context,
+            std::string_view text);
   void invite(Session& session, const irc::Message& m);
   // A request to the room's owner (Hub::policy) whose refusals are answered as numerics.
   void ask_owner(Session& session, const std::string& room, PolicyRequest request);
@@ -148,6 +160,7 @@ class IrcCodec final : public Codec {
   // Quits and nick changes of members seen lately: one per member however many rooms it shares.
   std::array<uint64_t, 4> recent_{};
   uint8_t recent_next_ = 0;
+  uint32_t batches_ = 0;  // batch ids given
   reactor::Clock::time_point since_;     // connected (registration timeout) or last line in
   reactor::Clock::time_point ping_sent_{};  // a PING awaits an answer (epoch: none)
   // Flood control: a token bucket, and when the held input is next offered again.

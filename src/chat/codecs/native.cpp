@@ -310,7 +310,7 @@ void NativeCodec::history(Session& session, const Json& j) {
     return error(session, "not_member", "not in room '" + *room + "'");
   }
   // Nothing is numbered below 1 ("before":0 asks for nothing); absent, there is no bound (0).
-  session.history(*room, has_before ? std::max<uint64_t>(before, 1) : 0, limit);
+  session.history(*room, 0, has_before ? std::max<uint64_t>(before, 1) : 0, limit);
 }
 
 reactor::SharedBytes NativeCodec::acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) {
