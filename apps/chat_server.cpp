@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
   StoreChoice store;
   uint16_t irc_port = 6667;
   bool no_irc = false;
-  std::string motd_file;
+  std::string motd_file, irc_password_file;
   chat::IrcOptions irc;
   size_t irc_registration_ms = static_cast<size_t>(irc.registration_timeout.count());
   size_t irc_ping_ms = static_cast<size_t>(irc.ping_interval.count());
@@ -215,6 +215,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--irc-network", irc.network, "The IRC network's name (ISUPPORT NETWORK)")->capture_default_str();
   cli.add_option("--irc-motd", motd_file, "A file whose lines are the IRC message of the day (default: none)");
+  cli.add_option("--irc-password-file", irc_password_file,
+                 "A file whose first line is the password IRC clients must give (PASS) before registering");
   cli.add_option("--irc-playback", irc.playback,
                  "Messages of a room's history sent to an IRC client that joins it (one with server-time and "
                  "without draft/chathistory; 0: none)")
@@ -328,6 +330,13 @@ int main(int argc, char** argv) {
       irc.motd.push_back(line.substr(0, 400));
     }
     if (irc.motd.empty()) irc.motd.push_back("");
+  }
+  if (!irc_password_file.empty()) {
+    std::ifstream in(irc_password_file);
+    if (!in || !std::getline(in, irc.password) || (irc.password.erase(irc.password.find_last_not_of("\r\n ") + 1), irc.password.empty())) {
+      std::cerr << "chat-server: --irc-password-file " << irc_password_file << ": cannot be read, or its first line is empty\n";
+      return 2;
+    }
   }
   options.irc_options = irc;
   if (workers > 1) {

@@ -3,7 +3,12 @@
 // presence as IRC clients expect it, timeouts and flood control, and bad input.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -19,6 +24,7 @@ using irctest::contains;
 using irctest::Irc;
 using irctest::IrcServer;
 using testproc::LineClient;
+using testproc::Process;
 
 class IrcFrontEnd : public ::testing::TestWithParam<int> {
  protected:
@@ -258,6 +264,10 @@ TEST_P(IrcFrontEnd, EveryChannelErrorHasItsNumeric) {
   EXPECT_NE(a.expect(" 221 ada \\+"), "");
   a.say("MODE someone");
   EXPECT_NE(a.expect(" 502 ada "), "");
+  a.say("PRIVMSG a,b,c,d,e :five");
+  EXPECT_NE(a.expect(" 407 ada e :Too many targets"), "");
+  a.say("CAP FROB");
+  EXPECT_NE(a.expect(" 410 ada FROB :Invalid CAP command"), "");
 }
 
 TEST_P(IrcFrontEnd, BadInputIsAnsweredAndTheConnectionGoesOn) {
@@ -593,6 +603,41 @@ TEST_P(IrcFrontEnd, ChathistoryInABatchAndPlaybackOnJoin) {
   EXPECT_NE(hist.expect("FAIL CHATHISTORY INVALID_PARAMS LATEST "), "");
   hist.say("CHATHISTORY LATEST #h");
   EXPECT_NE(hist.expect("FAIL CHATHISTORY NEED_MORE_PARAMS "), "");
+}
+
+TEST(IrcPassword, AServerPasswordIsNeededToRegister) {
+  char dir[] = "/tmp/irc-pass-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::string file = std::string(dir) + "/password";
+  FILE* f = std::fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("open sesame\n", f);
+  std::fclose(f);
+  IrcServer server({"--irc-password-file", file});
+  Irc none(server.irc), wrong(server.irc), right(server.irc);
+  none.say("NICK none");
+  none.say("USER none 0 * :none");
+  EXPECT_NE(none.expect(" 464 none :Password incorrect$"), "");
+  EXPECT_NE(none.expect("^ERROR :Closing Link: none \\(Bad password\\)$"), "");
+  EXPECT_TRUE(none.closed_by_peer(10s));
+  wrong.say("PASS :open says me");
+  wrong.say("NICK wrong");
+  wrong.say("USER wrong 0 * :wrong");
+  EXPECT_NE(wrong.expect(" 464 wrong "), "");
+  right.say("PASS :open sesame");
+  EXPECT_TRUE(right.registers("right"));
+  right.say("PASS :open sesame");
+  EXPECT_NE(right.expect(" 462 right "), "");
+  // The name of a connection refused is free.
+  Native again(server.port, "none");
+  EXPECT_EQ(again.welcome.value("type", ""), "welcome") << again.welcome.dump();
+  std::remove(file.c_str());
+  ::rmdir(dir);
+  Process bad({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--irc-port", "0", "--irc-password-file", "/nonexistent/pw"});
+  auto status = bad.wait(10s);
+  ASSERT_TRUE(status && WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+  EXPECT_NE(bad.err().find("--irc-password-file"), std::string::npos) << bad.err();
 }
 
 INSTANTIATE_TEST_SUITE_P(Reactors, IrcFrontEnd, ::testing::Values(1, 2),
