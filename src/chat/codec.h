@@ -81,6 +81,9 @@ class Codec {
   // Before each frame (`buffered`: the bytes not yet handled): true holds the rest back for now (a
   // flood penalty; the codec asks Session::redeliver_after when to go on) or gives up (closing).
   virtual bool hold_input(Session& /*session*/, size_t /*buffered*/) { return false; }
+  // The room's owner counted this member in `room` (its answer to a join arrived): the room's
+  // events from now on are this member's, whether its joined() answer is sent now or after a replay.
+  virtual void counted(Session& /*session*/, const std::string& /*room*/) {}
   // About once a second, from the server's sweep over the connections that asked for it.
   virtual void tick(Session& /*session*/, reactor::Clock::time_point /*now*/) {}
 };

@@ -200,6 +200,7 @@ void Session::history(const std::string& room, uint64_t after, uint64_t before, 
 }
 
 void Session::joined(const std::string& room, const JoinReply& reply) {
+  if (hooks_) codec_->counted(*this, room);
   if (Recovery* r = recovery(room); r && !r->done) return recover(*r, reply);
   // Not through reply(): this answer is what a waiting pong waits for.
   if (auto bytes = codec_->joined(*this, room, reply, std::nullopt)) send(bytes);

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -638,6 +639,42 @@ TEST(IrcPassword, AServerPasswordIsNeededToRegister) {
   ASSERT_TRUE(status && WIFEXITED(*status));
   EXPECT_EQ(WEXITSTATUS(*status), 2);
   EXPECT_NE(bad.err().find("--irc-password-file"), std::string::npos) << bad.err();
+}
+
+TEST_P(IrcFrontEnd, PlaybackMeetsTheLiveMessagesWithoutGapOrDuplicate) {
+  // With the sqlite store the playback is read on the store's thread: live messages keep coming
+  // meanwhile, and must wait for it.
+  char dir[] = "/tmp/irc-playback-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  {
+    IrcServer server({"--threads", std::to_string(GetParam()), "--store", "sqlite", "--data-dir", dir,
+                      "--irc-playback", "5"});
+    Native nat(server.port, "nat");
+    ASSERT_EQ(nat.request({{"type", "join"}, {"room", "h"}}).value("type", ""), "joined");
+    for (int round = 0; round < 5; ++round) {
+      Irc busy(server.irc);
+      std::string nick = "busy" + std::to_string(round);
+      ASSERT_TRUE(busy.registers(nick, "message-tags server-time"));
+      std::string burst;
+      for (int i = 0; i < 200; ++i) {
+        burst += json{{"type", "message"}, {"room", "h"}, {"text", "r" + std::to_string(round) + "-" + std::to_string(i)}}.dump() + "\n";
+      }
+      busy.say("JOIN #h");
+      nat.send(burst);
+      std::string last = "r" + std::to_string(round) + "-199";
+      ASSERT_NE(busy.expect("PRIVMSG #h :" + last + "$"), "");
+      std::vector<uint64_t> seqs;
+      std::regex msgid(R"(msgid=h~(\d+) )");
+      for (const std::string& l : busy.seen) {
+        std::smatch sm;
+        if (l.find(" PRIVMSG #h ") != std::string::npos && std::regex_search(l, sm, msgid)) seqs.push_back(std::stoull(sm[1]));
+      }
+      ASSERT_GE(seqs.size(), 5u) << "the playback";
+      for (size_t i = 1; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], seqs[i - 1] + 1) << "round " << round << " at " << i;
+      for (int i = 0; i < 200; ++i) ASSERT_EQ(expect_type(nat, "message").value("text", ""), "r" + std::to_string(round) + "-" + std::to_string(i));
+    }
+  }
+  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Reactors, IrcFrontEnd, ::testing::Values(1, 2),

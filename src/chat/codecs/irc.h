@@ -78,6 +78,7 @@ class IrcCodec final : public Codec {
   bool has_hooks() const override { return true; }
   bool accept(Session& session, const RoomEvent& event) override;
   bool hold_input(Session& session, size_t buffered) override;
+  void counted(Session&, const std::string& room) override { std::erase(pending_, room); }
   void tick(Session& session, reactor::Clock::time_point now) override;
 
   // Lines longer than this the server never sends (tags aside): IRC's 512 with its CRLF.
