@@ -101,8 +101,8 @@ class Backplane {
   using EpochChanged = std::function<void(const std::string& epoch)>;
 
   // At most this many bytes of messages wait for Redis (queued, or sent and not back yet), each
-  // counted as its room, user, text, id and front end plus kMessageOverhead. Past it, a message is delivered on
-  // this node only.
+  // counted as its room, user, text, id and front end plus kMessageOverhead. Past it, a message is
+  // delivered on this node only.
   static constexpr size_t kMaxWaitingBytes = size_t{8} << 20;
   static constexpr size_t kMessageOverhead = 512;  // the script and framing of its EVAL, and bookkeeping
 

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "chat/backplane.h"
 #include "chat/redis_store.h"
@@ -97,7 +98,8 @@ TEST(BackplanePayload, AFrontEndTravelsAndABadOneIsMalformed) {
   EXPECT_EQ(p.front, "native");
   EXPECT_EQ(p.id, "m-1");
   // Not known: not sent, and absent reads as not known (also over a Published used before).
-  EXPECT_EQ(chat::encode_published_body("kim", "hi", 1, "abc", 4, "", ""), R"({"n":4,"node":"abc","text":"hi","ts":1,"user":"kim"})");
+  EXPECT_EQ(chat::encode_published_body("kim", "hi", 1, "abc", 4, "", ""),
+            R"({"n":4,"node":"abc","text":"hi","ts":1,"user":"kim"})");
   ASSERT_TRUE(chat::parse_published(R"(10 {"n":5,"node":"abc","text":"hi","ts":1,"user":"kim"})", p));
   EXPECT_EQ(p.front, "");
   chat::Published irc;
@@ -128,7 +130,8 @@ using Reply = std::unique_ptr<redisReply, void (*)(void*)>;
 Reply reply_of(const std::string& resp) {
   redisReader* reader = redisReaderCreate();
   void* reply = nullptr;
-  if (redisReaderFeed(reader, resp.data(), resp.size()) != REDIS_OK || redisReaderGetReply(reader, &reply) != REDIS_OK) {
+  if (redisReaderFeed(reader, resp.data(), resp.size()) != REDIS_OK ||
+      redisReaderGetReply(reader, &reply) != REDIS_OK) {
     reply = nullptr;
   }
   redisReaderFree(reader);
@@ -151,7 +154,8 @@ std::string entry(const std::string& id, const std::vector<std::string>& fields)
 // that is not a name of ours is not ours.
 TEST(RedisStreamEntry, TheFrontEndIsReadBackAndABadOneIsNotOurs) {
   chat::StoredMessage m;
-  auto r = reply_of(entry("12-0", {"user", "kim", "text", "hi", "ts", "1795689184469", "id", "m-1", "front", "native"}));
+  auto r = reply_of(
+      entry("12-0", {"user", "kim", "text", "hi", "ts", "1795689184469", "id", "m-1", "front", "native"}));
   ASSERT_TRUE(r);
   ASSERT_TRUE(chat::parse_stream_entry(r.get(), m));
   EXPECT_EQ(m.seq, 12u);
