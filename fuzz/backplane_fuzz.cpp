@@ -1,7 +1,8 @@
 // Fuzz target for what arrives on a room's Redis channel (anyone who can reach Redis can publish
 // there). Properties checked on every input:
 //   - parse_published never crashes or throws, and accepts only a positive number and a body with
-//     string user and text, valid UTF-8;
+//     string user and text, valid UTF-8, and a front end (if any) that valid_front allows (it
+//     becomes an IRC prefix's host);
 //   - what it accepts, encoded again, parses to the same message;
 //   - any valid UTF-8 user and text survive encode_published_body + parse_published unchanged.
 #include <cstdint>
@@ -18,12 +19,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   chat::Published p;
   if (chat::parse_published(input, p)) {
     if (p.seq == 0 || !chat::valid_utf8(p.user) || !chat::valid_utf8(p.text)) std::abort();
+    if (!p.front.empty() && !chat::valid_front(p.front)) std::abort();
     chat::Published again;
-    std::string round = std::to_string(p.seq) + " " + chat::encode_published_body(p.user, p.text, p.ts_ms, p.node, p.n, p.id);
+    std::string round =
+        std::to_string(p.seq) + " " + chat::encode_published_body(p.user, p.text, p.ts_ms, p.node, p.n, p.id, p.front);
     if (!chat::parse_published(round, again)) std::abort();
     if (again.seq != p.seq || again.user != p.user || again.text != p.text || again.ts_ms != p.ts_ms) std::abort();
     if (!p.node.empty() && (again.node != p.node || again.n != p.n)) std::abort();  // an empty node is not sent
-    if (again.id != p.id) std::abort();
+    if (again.id != p.id || again.front != p.front) std::abort();
   }
 
   // The input as a user and a text (split at the first NUL), through the encoder and back.

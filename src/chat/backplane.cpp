@@ -32,15 +32,16 @@ constexpr reactor::Clock::duration kSilenceLimit = 4s;     // nothing back for t
 //   the epoch: read, or set (ARGV[11], new) if missing: Redis lost what it had;
 //   the id: if the room has seen (id, user), answer its number and do nothing else;
 //   INCR the room's counter (never below the publisher's floor), XADD the message to the room's
-//   stream with that number as its ID (trimmed to ARGV[7] messages and none older than ARGV[8] ms),
-//   remember the id (the room's last ARGV[9] ids, or younger than ARGV[10] ms, whichever keeps it
-//   longer), PUBLISH "NUMBER BODY".
+//   stream with that number as its ID (fields user, text, ts, and id and front when not empty;
+//   trimmed to ARGV[7] messages and none older than ARGV[8] ms), remember the id (the room's last
+//   ARGV[9] ids, or younger than ARGV[10] ms, whichever keeps it longer), PUBLISH "NUMBER BODY" (the
+//   body carries the same user, text, ts, id and front).
 // Returns {number, 1 if new or 0 if seen before, epoch}. The counter never expires: numbers must not
 // come back within an epoch. The stream and the ids expire once the room has been quiet for as long
 // as they are kept.
 // KEYS: counter, channel, stream, ids hash, ids by time, epoch.
 // ARGV: body, floor, user, text, ts, id, max messages, max age, dedupe ids, dedupe ms, new epoch,
-// dedupe max ids.
+// dedupe max ids, front (the sender's front end, "" if not known).
 constexpr const char* kPublishScript = R"lua(
 local epoch = redis.call('GET', KEYS[6])
 if not epoch then epoch = ARGV[11]; redis.call('SET', KEYS[6], epoch) end
@@ -63,11 +64,11 @@ if keep > 0 then
     local last = tonumber(string.match(top[1], '^(%d+)'))
     if last and n <= last then n = last + 1; redis.call('SET', KEYS[1], n) end
   end
-  if id ~= '' then
-    redis.call('XADD', KEYS[3], 'MAXLEN', keep, n .. '-0', 'user', ARGV[3], 'text', ARGV[4], 'ts', ARGV[5], 'id', id)
-  else
-    redis.call('XADD', KEYS[3], 'MAXLEN', keep, n .. '-0', 'user', ARGV[3], 'text', ARGV[4], 'ts', ARGV[5])
-  end
+  -- id and front only when there is one: an entry without them reads as "none" and "not known".
+  local fields = {'user', ARGV[3], 'text', ARGV[4], 'ts', ARGV[5]}
+  if id ~= '' then fields[#fields + 1] = 'id'; fields[#fields + 1] = id end
+  if ARGV[13] ~= '' then fields[#fields + 1] = 'front'; fields[#fields + 1] = ARGV[13] end
+  redis.call('XADD', KEYS[3], 'MAXLEN', keep, n .. '-0', unpack(fields))
   local oldest = ts - age
   local function ts_of(e)
     for i = 1, #e[2], 2 do if e[2][i] == 'ts' then return tonumber(e[2][i + 1]) or 0 end end
@@ -137,14 +138,21 @@ long long seconds(reactor::Clock::duration d) {
 }  // namespace
 
 std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms, std::string_view node,
-                                  uint64_t n, std::string_view id) {
+                                  uint64_t n, std::string_view id, std::string_view front) {
   json body = {{"user", user}, {"text", text}, {"ts", ts_ms}};
   if (!id.empty()) body["id"] = id;
+  if (!front.empty()) body["front"] = front;
   if (!node.empty()) {
     body["node"] = node;
     body["n"] = n;
   }
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+bool valid_front(std::string_view front) {
+  if (front.empty() || front.size() > 16) return false;
+  return std::all_of(front.begin(), front.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
 }
 
 bool parse_published(std::string_view payload, Published& out) {
@@ -171,6 +179,14 @@ bool parse_published(std::string_view payload, Published& out) {
     out.id = s;
   } else {
     out.id.clear();
+  }
+  // Absent in what older nodes send: not known.
+  auto front = body.find("front");
+  if (front != body.end()) {
+    if (!front->is_string() || !valid_front(front->get_ref<const std::string&>())) return false;
+    out.front = front->get<std::string>();
+  } else {
+    out.front.clear();
   }
   out.user = user->get<std::string>();
   out.text = text->get<std::string>();
@@ -448,9 +464,9 @@ void Backplane::when_subscribed(const std::string& room, std::function<void()> r
 }
 
 void Backplane::publish(const std::string& room, const std::string& user, const std::string& text,
-                        const std::string& id, uint64_t floor, Acked acked) {
-  Outgoing o{.room = room, .user = user, .text = text, .msg_id = id, .acked = std::move(acked), .ts_ms = now_ms(),
-             .floor = floor};
+                        const std::string& id, const std::string& front, uint64_t floor, Acked acked) {
+  Outgoing o{.room = room, .user = user, .text = text, .msg_id = id, .front = front, .acked = std::move(acked),
+             .ts_ms = now_ms(), .floor = floor};
   if (!(up_ || first_attempt())) return deliver_locally(o);
   if (waiting_bytes_ + o.bytes() > kMaxWaitingBytes) {
     overflowed();
@@ -495,7 +511,7 @@ void Backplane::drain() {
     } else {
       auto it = channels_.find(o.room);
       if (it != channels_.end() && it->second.wanted && it->second.state != State::kOn) return;
-      std::string body = encode_published_body(o.user, o.text, o.ts_ms, node_id_, o.id, o.msg_id);
+      std::string body = encode_published_body(o.user, o.text, o.ts_ms, node_id_, o.id, o.msg_id, o.front);
       // EVALSHA once Redis has the script (loaded at connection); EVAL if it could not be loaded.
       bool by_sha = !publish_sha_.empty();
       bool sent = pub_->command(
@@ -503,7 +519,7 @@ void Backplane::drain() {
            kIdsPrefix + o.room, kIdTimesPrefix + o.room, kEpochKey, body, std::to_string(o.floor), o.user, o.text,
            std::to_string(o.ts_ms), o.msg_id, std::to_string(history_.max_messages),
            std::to_string(std::max<int64_t>(history_.max_age_ms, 1)), std::to_string(history_.dedupe_ids),
-           std::to_string(history_.dedupe_ms), new_epoch(), std::to_string(history_.dedupe_max_ids)},
+           std::to_string(history_.dedupe_ms), new_epoch(), std::to_string(history_.dedupe_max_ids), o.front},
           [this, id = o.id, link = link_](const redisReply* r) {
             if (r != nullptr && link == link_) on_publish_answer(id, r);
           });
@@ -595,7 +611,7 @@ void Backplane::came_back(uint64_t id, PendingAcks& acks) {
 
 void Backplane::deliver_locally(Outgoing& o) {
   ++stats_.local_only;
-  deliver_(Message{std::move(o.room), std::move(o.user), std::move(o.text), o.ts_ms, 0, o.msg_id});
+  deliver_(Message{std::move(o.room), std::move(o.user), std::move(o.text), o.ts_ms, 0, o.msg_id, o.front});
   answer(o, 0, false);  // after its copy: Redis may not have it
 }
 
@@ -675,7 +691,8 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
   std::string room = channel.substr(prefix.size());
   auto it = channels_.find(room);
   if (it != channels_.end() && it->second.wanted) {  // else being unsubscribed: nobody here
-    Message m{std::move(room), std::move(p.user), std::move(p.text), p.ts_ms, p.seq, std::move(p.id)};
+    Message m{std::move(room), std::move(p.user), std::move(p.text), p.ts_ms, p.seq, std::move(p.id),
+              std::move(p.front)};
     ++stats_.received;
     deliver_(std::move(m));
   }

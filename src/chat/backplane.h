@@ -57,15 +57,22 @@ struct BackplaneStats {
   uint64_t duplicates = 0;     // publishes whose (room, user, id) Redis had seen: answered, not sent again
 };
 
-// What travels on a room's channel: "NUMBER {"id":X,"n":K,"node":ID,"text":T,"ts":MS,"user":U}"
-// (the publish script puts the number in front of the body a node sends). `node` and `n` name the
-// sending node and its counter, so a node knows its own messages when they come back; `id` is the
-// sender's message id, absent if none.
+// What travels on a room's channel:
+// "NUMBER {"front":F,"id":X,"n":K,"node":ID,"text":T,"ts":MS,"user":U}" (the publish script puts
+// the number in front of the body a node sends). `node` and `n` name the sending node and its
+// counter, so a node knows its own messages when they come back; `id` is the sender's message id,
+// absent if none; `front` is the sender's front end (Format::front: "native", "irc", ...), absent if
+// not known (and in what nodes from before front ends travelled send).
 std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms,
-                                  std::string_view node = {}, uint64_t n = 0, std::string_view id = {});
-// Parses what arrived on a channel; false for anything malformed (never throws). `node`, `n` and
-// `id` are optional (empty and 0 when absent); an `id` that is not 1 to 64 printable ASCII is
-// malformed.
+                                  std::string_view node = {}, uint64_t n = 0, std::string_view id = {},
+                                  std::string_view front = {});
+// A front end's name as it may come from Redis (a body, a stream entry): 1 to 16 of a-z, 0-9 and
+// `-`. It becomes the host part of an IRC prefix, so nothing else is taken from whoever can write
+// to Redis.
+bool valid_front(std::string_view front);
+// Parses what arrived on a channel; false for anything malformed (never throws). `node`, `n`, `id`
+// and `front` are optional (empty and 0 when absent); an `id` that is not 1 to 64 printable ASCII,
+// or a `front` that is not valid_front, is malformed.
 struct Published {
   uint64_t seq = 0;
   std::string user, text;
@@ -73,6 +80,7 @@ struct Published {
   std::string node;
   uint64_t n = 0;
   std::string id;
+  std::string front;
 };
 bool parse_published(std::string_view payload, Published& out);
 
@@ -83,7 +91,7 @@ class Backplane {
     int64_t ts_ms = 0;
     uint64_t seq = 0;  // 0: not numbered by Redis (delivered locally: Redis away, refused, or the bound reached)
     std::string id;    // the sender's message id ("" if none)
-    std::string front = {};  // the sender's front end: not carried through Redis yet ("")
+    std::string front;  // the sender's front end (Format::front; "" if not known)
   };
   using Deliver = std::function<void(Message)>;
   // The answer to a publish with an id: `stored` with Redis's number, or not stored (seq 0).
@@ -93,8 +101,8 @@ class Backplane {
   using EpochChanged = std::function<void(const std::string& epoch)>;
 
   // At most this many bytes of messages wait for Redis (queued, or sent and not back yet), each
-  // counted as its room, user and text plus kMessageOverhead. Past it, a message is delivered on
-  // this node only.
+  // counted as its room, user, text, id and front end plus kMessageOverhead. Past it, a message is
+  // delivered on this node only.
   static constexpr size_t kMaxWaitingBytes = size_t{8} << 20;
   static constexpr size_t kMessageOverhead = 512;  // the script and framing of its EVAL, and bookkeeping
 
@@ -114,9 +122,10 @@ class Backplane {
   void when_subscribed(const std::string& room, std::function<void()> ready);
   // Sends a message to every node and keeps it in the room's stream; `floor` (the next number this
   // node would use) keeps a room's numbers rising even after Redis lost its counter. With an `id`,
-  // `acked` runs here once (see above).
+  // `acked` runs here once (see above). `front` (the sender's front end, "" if not known) travels
+  // with the message and is kept in the stream.
   void publish(const std::string& room, const std::string& user, const std::string& text, const std::string& id,
-               uint64_t floor, Acked acked = {});
+               const std::string& front, uint64_t floor, Acked acked = {});
   // Runs a command on `pub` (after everything sent there before: a read after a publish sees it).
   // `done` runs here with the reply, or with nullptr if Redis is away or goes away first; answers
   // come in the order asked. During the first attempt it waits for the link, as messages do.
@@ -156,6 +165,7 @@ class Backplane {
     std::string room;  // empty: a fence
     std::string user, text;
     std::string msg_id;  // the sender's id ("" if none)
+    std::string front;   // the sender's front end ("" if not known)
     Acked acked;         // with an id: run once
     uint64_t seq = 0;    // Redis's number, once the script answered
     int64_t ts_ms = 0;
@@ -165,7 +175,9 @@ class Backplane {
     reactor::Clock::time_point since{};  // when published: waiting longer than kSilenceLimit means Redis is away
     bool answered = false;  // Redis ran its EVAL (answered without an error)
     bool done = false;      // came back, or will not: nothing more to do for it here
-    size_t bytes() const { return room.size() + user.size() + text.size() + msg_id.size() + kMessageOverhead; }
+    size_t bytes() const {
+      return room.size() + user.size() + text.size() + msg_id.size() + front.size() + kMessageOverhead;
+    }
   };
   struct Query {
     std::vector<std::string> argv;

@@ -17,8 +17,10 @@ std::string_view str_of(const redisReply* r) {
                                                                                : std::string_view();
 }
 
+}  // namespace
+
 // One stream entry: ["SEQ-0", [field, value, ...]]. False if it is not one of ours.
-bool parse_entry(const redisReply* e, StoredMessage& m) {
+bool parse_stream_entry(const redisReply* e, StoredMessage& m) {
   if (e == nullptr || e->type != REDIS_REPLY_ARRAY || e->elements != 2) return false;
   std::string_view id = str_of(e->element[0]);
   auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), m.seq);
@@ -38,10 +40,17 @@ bool parse_entry(const redisReply* e, StoredMessage& m) {
       std::from_chars(value.data(), value.data() + value.size(), m.ts_ms);
     } else if (name == "id") {
       m.id = value;
+    } else if (name == "front") {
+      // The IRC host of the sender: a name of ours, or the entry is not ours (entries kept before
+      // front ends were recorded have none: not known).
+      if (!valid_front(value)) return false;
+      m.front = value;
     }
   }
   return user && text;
 }
+
+namespace {
 
 std::string random_epoch() {
   std::random_device random;
@@ -102,7 +111,7 @@ void RedisStore::read(reactor::Reactor& reactor, const std::string& room, uint64
         StoredMessage m;
         // Not ours, or older than the retention (the stream is trimmed only as messages arrive):
         // left out, so a replay that needs it sees the gap.
-        if (parse_entry(r->element[i], m) && m.ts_ms >= oldest) result.messages.push_back(std::move(m));
+        if (parse_stream_entry(r->element[i], m) && m.ts_ms >= oldest) result.messages.push_back(std::move(m));
       }
       if (newest) std::reverse(result.messages.begin(), result.messages.end());
       answer(std::move(result));

@@ -20,9 +20,16 @@
 
 #include "chat/store.h"
 
+struct redisReply;
+
 namespace chat {
 
 class Backplane;
+
+// One entry of a room's stream as XRANGE gives it: ["SEQ-0", [field, value, ...]] with the fields
+// user, text, ts, and id and front when the message had them. False if it is not one of ours (no
+// positive number, no user or text, a front that is not valid_front).
+bool parse_stream_entry(const redisReply* entry, StoredMessage& m);
 
 class RedisStore final : public Store {
  public:

@@ -62,7 +62,7 @@ RedisRouter::RedisRouter(ShardTable& table, reactor::Reactor& main, std::string 
       main, std::move(host), port, history,
       [this](Backplane::Message m) {
         size_t owner = table_.owner_of(m.room);
-        size_t cost = ShardTable::message_cost(m.room, m.user, m.text) + m.id.size();
+        size_t cost = ShardTable::message_cost(m.room, m.user, m.text) + m.id.size() + m.front.size();
         table_.run_on(
             owner, 0,
             [hub = &table_.hub(owner), m = std::move(m)] {
@@ -126,11 +126,11 @@ void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
     };
   }
   uint64_t next_seq = owner.log(room).last_seq + 1;
-  size_t cost = ShardTable::message_cost(room, p.user, p.text) + p.id.size();
+  size_t cost = ShardTable::message_cost(room, p.user, p.text) + p.id.size() + p.front.size();
   table_.run_on(
       0, owner.shard(),
       [bp = backplane_.get(), room, p = std::move(p), next_seq, acked = std::move(acked)]() mutable {
-        bp->publish(room, p.user, p.text, p.id, next_seq, std::move(acked));
+        bp->publish(room, p.user, p.text, p.id, p.front, next_seq, std::move(acked));
       },
       cost);
 }

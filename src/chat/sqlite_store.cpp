@@ -186,6 +186,15 @@ void migrate_1_to_2(Database& db) {
       "PRAGMA user_version=2;");
 }
 
+// The sender's front end ("native", "irc", ...), which IRC shows as the sender's host. Rows kept
+// before it was recorded have none (NULL, read as "": not known). ADD COLUMN rewrites no row, so a
+// store of any size migrates at once.
+void migrate_2_to_3(Database& db) {
+  db.exec(
+      "ALTER TABLE messages ADD COLUMN front TEXT;"
+      "PRAGMA user_version=3;");
+}
+
 // Checks that the file is ours, creates or migrates its schema, sets the connection up, and returns
 // the epoch. Throws SqliteFailure for SQLite's errors, StoreError for the rest.
 std::string set_up(Database& db, const SqliteOptions& options, const std::string& where) {
@@ -212,7 +221,8 @@ std::string set_up(Database& db, const SqliteOptions& options, const std::string
     }
     if (version < 1)
       throw StoreError(where + "no schema version (user_version 0): not a complete store");
-    if (version == 1) migrate_1_to_2(db);
+    if (version < 2) migrate_1_to_2(db);
+    if (version < 3) migrate_2_to_3(db);
     db.exec("COMMIT");
   } catch (...) {
     db.rollback();
@@ -246,8 +256,8 @@ class SqliteStoreImpl final : public SqliteStore {
         db_(std::move(db)),
         epoch_(std::move(epoch)),
         insert_message_(db_.get(),
-                        "INSERT OR REPLACE INTO messages(room, seq, ts, user, text, msg_id)"
-                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6)"),
+                        "INSERT OR REPLACE INTO messages(room, seq, ts, user, text, msg_id, front)"
+                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
         insert_id_(
             db_.get(),
             "INSERT OR IGNORE INTO ids(room, user, msg_id, seq, ts) VALUES(?1, ?2, ?3, ?4, ?5)"),
@@ -268,11 +278,11 @@ class SqliteStoreImpl final : public SqliteStore {
         // range serves both the bounds and the order.
         read_oldest_(
             db_.get(),
-            "SELECT seq, ts, user, text, msg_id FROM messages"
+            "SELECT seq, ts, user, text, msg_id, front FROM messages"
             " WHERE room=?1 AND seq > ?2 AND seq < ?3 AND +ts >= ?4 ORDER BY seq LIMIT ?5"),
         read_newest_(
             db_.get(),
-            "SELECT seq, ts, user, text, msg_id FROM messages"
+            "SELECT seq, ts, user, text, msg_id, front FROM messages"
             " WHERE room=?1 AND seq > ?2 AND seq < ?3 AND +ts >= ?4 ORDER BY seq DESC LIMIT ?5"),
         pool_(1, "chat-store") {}
 
@@ -453,6 +463,7 @@ void SqliteStoreImpl::write_transaction(const Batch& batch, int64_t now) {
         .bind(4, m.user)
         .bind(5, m.text)
         .bind_or_null(6, m.id)
+        .bind_or_null(7, m.front)
         .step();
     if (!m.id.empty()) {
       auto insert = insert_id_.run();
@@ -567,6 +578,7 @@ ReadResult SqliteStoreImpl::read_now(const std::string& room, uint64_t after, ui
       m.user = run.text(2);
       m.text = run.text(3);
       m.id = run.text(4);
+      m.front = run.text(5);
       result.messages.push_back(std::move(m));
     }
     if (newest) std::reverse(result.messages.begin(), result.messages.end());

@@ -21,6 +21,7 @@
 #include <gtest/gtest.h>
 
 #include "chat_helpers.h"
+#include "irc_helpers.h"
 #include "process.h"
 #include "redis_helpers.h"
 
@@ -872,4 +873,105 @@ TEST(RedisHistory, StoresThatCannotServeSeveralNodesAreOneLineAndExitTwo) {
   ASSERT_TRUE(status && WIFEXITED(*status));
   EXPECT_EQ(WEXITSTATUS(*status), 2);
   EXPECT_NE(q.err().find("--store redis needs --redis"), std::string::npos) << q.err();
+}
+
+// ---- The sender's front end across nodes (docs/PROTOCOL.md, "IRC") ------------------------------
+
+namespace {
+
+// The IRC port a node printed (chattest::chat_args gives --irc-port 0), or -1.
+int irc_port_of(Server& s) {
+  auto line = s.process.wait_for_line("irc listening on", 20s);
+  return line ? std::stoi(line->substr(line->rfind(':') + 1)) : -1;
+}
+
+// Redis's answer to a command that answers one bulk string ("$N", then the string), or "<nothing>".
+std::string redis_string(LineClient& redis, std::initializer_list<std::string> args) {
+  std::string head = redis_do(redis, args);
+  if (head.empty() || head[0] != '$' || head == "$-1") return head.empty() ? "<nothing>" : head;
+  std::string value = redis.line(5s).value_or("<nothing>");
+  if (!value.empty() && value.back() == '\r') value.pop_back();
+  return value;
+}
+
+// The field `field` of the entry `seq` of a room's stream ("(none)" if the entry has no such field).
+std::string stream_field(LineClient& redis, const std::string& room, uint64_t seq, const std::string& field) {
+  return redis_string(redis, {"EVAL",
+                              "local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]\n"
+                              "if not e then return '(no entry)' end\n"
+                              "for i = 1, #e[2], 2 do if e[2][i] == ARGV[2] then return e[2][i + 1] end end\n"
+                              "return '(none)'\n",
+                              "1", "reactor-chat:history:" + room, std::to_string(seq), field});
+}
+
+}  // namespace
+
+// A member of another front end shows on IRC as nick!nick@FRONT, on every node: the front end
+// travels with the message through Redis (the published body), and is kept in the room's stream
+// with it. A body without one (from a node of an older build) is a message of a front end not
+// known (@chat); one with a front end that is not a name of ours is malformed, never an IRC line.
+TEST(RedisBackplane, TheSendersFrontEndReachesIrcMembersOnOtherNodesAndIsKeptInTheStream) {
+  RedisServer redis;
+  Server a(node(redis, "2")), b(node(redis, "2"));
+  wait_connected(a);
+  wait_connected(b);
+  int irc_a = irc_port_of(a), irc_b = irc_port_of(b);
+  ASSERT_GT(irc_a, 0) << a.process.out();
+  ASSERT_GT(irc_b, 0) << b.process.out();
+  irctest::Irc kim(irc_b);
+  ASSERT_TRUE(kim.registers("kim"));
+  ASSERT_TRUE(kim.joins("#hall"));
+  Member nat(a.port, "nat", "hall");
+  irctest::Irc ike(irc_a);
+  ASSERT_TRUE(ike.registers("ike"));
+  ASSERT_TRUE(ike.joins("#hall"));
+
+  say(nat, "from native");
+  EXPECT_NE(kim.expect("^:nat!nat@native PRIVMSG #hall :from native$"), "") << testing::PrintToString(kim.seen);
+  ike.say("PRIVMSG #hall :from irc");
+  EXPECT_NE(kim.expect("^:ike!ike@irc PRIVMSG #hall :from irc$"), "") << testing::PrintToString(kim.seen);
+
+  LineClient raw(redis.port);
+  EXPECT_EQ(stream_field(raw, "hall", 1, "text"), "from native");
+  EXPECT_EQ(stream_field(raw, "hall", 1, "front"), "native");
+  EXPECT_EQ(stream_field(raw, "hall", 2, "front"), "irc");
+
+  // What no node of this build sends: an older node's body, and bodies whose front end would make
+  // another IRC line or a host that is not a name.
+  for (const char* body : {R"(3 {"user":"mal","text":"injected","front":"x\r\nQUIT :gone"})",
+                           R"(4 {"user":"mal","text":"spaced","front":"a b"})",
+                           R"(5 {"user":"old","text":"from an older node","ts":1})"}) {
+    EXPECT_EQ(redis_do(raw, {"PUBLISH", "reactor-chat:room:hall", body}), ":2") << "both nodes subscribed";
+  }
+  std::vector<std::string> before;
+  std::string old;
+  for (int i = 0; i < 50 && old.empty(); ++i) {
+    auto l = kim.next(10s);
+    if (!l) break;
+    if (l->find("older node") != std::string::npos) old = *l;
+    else before.push_back(*l);
+  }
+  EXPECT_EQ(old, ":old!old@chat PRIVMSG #hall :from an older node");
+  EXPECT_FALSE(irctest::contains(before, "mal|QUIT|gone")) << testing::PrintToString(before);
+  EXPECT_TRUE(b.process.wait_for_err_line("malformed message on reactor-chat:room:hall", 5s)) << b.process.err();
+}
+
+// A message Redis refuses is delivered on its sender's node only, and still with its front end.
+TEST(RedisBackplane, AMessageDeliveredOnItsOwnNodeOnlyKeepsItsFrontEnd) {
+  RedisServer redis;
+  Server a(node(redis, "2"));
+  wait_connected(a);
+  int irc_a = irc_port_of(a);
+  ASSERT_GT(irc_a, 0) << a.process.out();
+  Member nat(a.port, "nat", "hall");
+  irctest::Irc ike(irc_a);
+  ASSERT_TRUE(ike.registers("ike"));
+  ASSERT_TRUE(ike.joins("#hall"));
+  LineClient raw(redis.port);
+  ASSERT_EQ(redis_do(raw, {"CONFIG", "SET", "maxmemory-policy", "noeviction"}), "+OK");
+  ASSERT_EQ(redis_do(raw, {"CONFIG", "SET", "maxmemory", "1"}), "+OK");
+  say(nat, "refused by redis");
+  EXPECT_NE(ike.expect("^:nat!nat@native PRIVMSG #hall :refused by redis$"), "") << testing::PrintToString(ike.seen);
+  EXPECT_TRUE(a.process.wait_for_err_line("publish refused", 5s)) << a.process.err();
+  EXPECT_EQ(counter(redis_part(stats_of(a.process)), "local_only"), 1);
 }

@@ -1,9 +1,14 @@
-// What travels on a room's Redis channel: "NUMBER {"n","node","text","ts","user"}".
+// What travels on a room's Redis channel: "NUMBER {"front","id","n","node","text","ts","user"}", and
+// what a room's stream gives back (a stream entry's fields).
 #include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "chat/backplane.h"
+#include "chat/redis_store.h"
 
 TEST(BackplanePayload, WhatANodeEncodesParsesBackWithItsNumber) {
   std::string payload = "42 " + chat::encode_published_body("kim", "h\u00e9llo \"q\" \\ \n", 1795689184469);
@@ -80,4 +85,101 @@ TEST(BackplanePayload, AMessageIdTravelsAndABadOneIsMalformed) {
     chat::Published r;
     EXPECT_FALSE(chat::parse_published(bad, r)) << bad;
   }
+}
+
+// The sender's front end travels in the body (the IRC host of the sender on every node); a body
+// without it (an older node's, anyone's) is still a message, of a front end not known. It becomes an
+// IRC prefix's host: nothing but a short name of a-z, 0-9 and '-' is taken.
+TEST(BackplanePayload, AFrontEndTravelsAndABadOneIsMalformed) {
+  std::string payload = "9 " + chat::encode_published_body("kim", "hi", 1, "abc", 4, "m-1", "native");
+  EXPECT_EQ(payload, R"(9 {"front":"native","id":"m-1","n":4,"node":"abc","text":"hi","ts":1,"user":"kim"})");
+  chat::Published p;
+  ASSERT_TRUE(chat::parse_published(payload, p));
+  EXPECT_EQ(p.front, "native");
+  EXPECT_EQ(p.id, "m-1");
+  // Not known: not sent, and absent reads as not known (also over a Published used before).
+  EXPECT_EQ(chat::encode_published_body("kim", "hi", 1, "abc", 4, "", ""),
+            R"({"n":4,"node":"abc","text":"hi","ts":1,"user":"kim"})");
+  ASSERT_TRUE(chat::parse_published(R"(10 {"n":5,"node":"abc","text":"hi","ts":1,"user":"kim"})", p));
+  EXPECT_EQ(p.front, "");
+  chat::Published irc;
+  ASSERT_TRUE(chat::parse_published(R"(3 {"user":"a","text":"b","front":"irc"})", irc));
+  EXPECT_EQ(irc.front, "irc");
+  ASSERT_TRUE(chat::parse_published(R"(3 {"user":"a","text":"b","front":"web-2"})", irc));
+  EXPECT_EQ(irc.front, "web-2");
+  std::string long_front(17, 'x');
+  for (std::string bad : {std::string(R"(1 {"user":"a","text":"b","front":7})"),
+                          std::string(R"(1 {"user":"a","text":"b","front":null})"),
+                          std::string(R"(1 {"user":"a","text":"b","front":""})"),
+                          std::string(R"(1 {"user":"a","text":"b","front":"IRC"})"),
+                          std::string(R"(1 {"user":"a","text":"b","front":"a b"})"),
+                          std::string(R"(1 {"user":"a","text":"b","front":"x\r\nQUIT"})"),
+                          std::string(R"(1 {"user":"a","text":"b","front":"h\u00e9"})"),
+                          R"(1 {"user":"a","text":"b","front":")" + long_front + "\"}"}) {
+    chat::Published r;
+    EXPECT_FALSE(chat::parse_published(bad, r)) << bad;
+  }
+  EXPECT_TRUE(chat::valid_front(std::string(16, 'x')));
+  EXPECT_FALSE(chat::valid_front(long_front));
+}
+
+namespace {
+
+// A reply as hiredis builds it from RESP bytes (what XRANGE answers).
+using Reply = std::unique_ptr<redisReply, void (*)(void*)>;
+Reply reply_of(const std::string& resp) {
+  redisReader* reader = redisReaderCreate();
+  void* reply = nullptr;
+  if (redisReaderFeed(reader, resp.data(), resp.size()) != REDIS_OK ||
+      redisReaderGetReply(reader, &reply) != REDIS_OK) {
+    reply = nullptr;
+  }
+  redisReaderFree(reader);
+  return Reply(static_cast<redisReply*>(reply), freeReplyObject);
+}
+
+std::string bulk(const std::string& s) { return "$" + std::to_string(s.size()) + "\r\n" + s + "\r\n"; }
+
+// One stream entry: "*2 ID *2N field value ...".
+std::string entry(const std::string& id, const std::vector<std::string>& fields) {
+  std::string out = "*2\r\n" + bulk(id) + "*" + std::to_string(fields.size()) + "\r\n";
+  for (const auto& f : fields) out += bulk(f);
+  return out;
+}
+
+}  // namespace
+
+// What the publish script XADDs reads back from the stream (history, recovery on any node) with its
+// front end; an entry from before front ends were kept has none (not known); one with a front end
+// that is not a name of ours is not ours.
+TEST(RedisStreamEntry, TheFrontEndIsReadBackAndABadOneIsNotOurs) {
+  chat::StoredMessage m;
+  auto r = reply_of(
+      entry("12-0", {"user", "kim", "text", "hi", "ts", "1795689184469", "id", "m-1", "front", "native"}));
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(chat::parse_stream_entry(r.get(), m));
+  EXPECT_EQ(m.seq, 12u);
+  EXPECT_EQ(m.user, "kim");
+  EXPECT_EQ(m.text, "hi");
+  EXPECT_EQ(m.ts_ms, 1795689184469);
+  EXPECT_EQ(m.id, "m-1");
+  EXPECT_EQ(m.front, "native");
+
+  chat::StoredMessage old;
+  r = reply_of(entry("13-0", {"user", "kim", "text", "before", "ts", "1"}));
+  ASSERT_TRUE(chat::parse_stream_entry(r.get(), old));
+  EXPECT_EQ(old.seq, 13u);
+  EXPECT_EQ(old.front, "");
+  EXPECT_EQ(old.id, "");
+
+  for (const std::string& bad : {std::string("IRC"), std::string(""), std::string("a\r\nb"), std::string(17, 'x')}) {
+    chat::StoredMessage n;
+    r = reply_of(entry("14-0", {"user", "kim", "text", "hi", "ts", "1", "front", bad}));
+    EXPECT_FALSE(chat::parse_stream_entry(r.get(), n)) << bad;
+  }
+  chat::StoredMessage none;
+  r = reply_of(entry("0-0", {"user", "kim", "text", "hi"}));
+  EXPECT_FALSE(chat::parse_stream_entry(r.get(), none)) << "no number";
+  r = reply_of(entry("15-0", {"user", "kim", "front", "irc"}));
+  EXPECT_FALSE(chat::parse_stream_entry(r.get(), none)) << "no text";
 }

@@ -1,6 +1,7 @@
 // chat::SqliteStore: what store.h promises, kept in an SQLite file: reads, ordering of completions,
-// group commit, the epoch and numbering across reopening, retention, the dedupe window, refusing a
-// file that is not ours, migration, and failure as a state the store comes back from.
+// group commit, the epoch and numbering across reopening, the sender's front end, retention, the
+// dedupe window, refusing a file that is not ours, migration, and failure as a state the store
+// comes back from.
 #include "chat/sqlite_store.h"
 
 #include <gtest/gtest.h>
@@ -327,7 +328,38 @@ TEST_F(SqliteStoreTest, ReopeningKeepsTheEpochTheNumberingAndTheIds) {
   RawDb raw(path_);
   EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.integer("PRAGMA application_id"), chat::SqliteStore::kApplicationId);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 2);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), 3);
+}
+
+// The sender's front end is kept with its message: IRC shows it as the sender's host, also in what a
+// member is given back from the store (history, recovery) after the server restarted.
+TEST_F(SqliteStoreTest, TheFrontEndIsKeptReadBackAndSurvivesReopening) {
+  auto with_front = [](uint64_t seq, std::string front) {
+    StoredMessage m = message(seq, "from " + (front.empty() ? std::string("nowhere") : front));
+    m.front = std::move(front);
+    return m;
+  };
+  const std::vector<std::string> fronts{"native", "irc", "", "web", "article"};
+  auto expect_fronts = [&](chat::Store& store) {
+    for (bool newest : {false, true}) {
+      auto r = read(store, "lobby", 0, 0, 100, newest);
+      ASSERT_TRUE(r.ok);
+      ASSERT_EQ(r.messages.size(), fronts.size());
+      for (size_t i = 0; i < fronts.size(); ++i) {
+        EXPECT_EQ(r.messages[i].front, fronts[i]) << "message " << r.messages[i].seq << (newest ? " (newest)" : "");
+      }
+    }
+  };
+  {
+    auto store = chat::open_sqlite_store(options());
+    for (size_t i = 0; i < fronts.size(); ++i) ASSERT_TRUE(append(*store, "lobby", with_front(i + 1, fronts[i])));
+    expect_fronts(*store);
+  }
+  auto store = chat::open_sqlite_store(options());
+  expect_fronts(*store);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.text("SELECT front FROM messages WHERE room='lobby' AND seq=2"), "irc");
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM messages WHERE front IS NULL"), 1) << "not known is NULL, not ''";
 }
 
 TEST_F(SqliteStoreTest, ANewFileHasANewEpoch) {
@@ -490,8 +522,8 @@ TEST_F(SqliteStoreTest, AnotherProgramsDatabaseIsRefusedAndLeftAsItWas) {
 
 TEST_F(SqliteStoreTest, ANewerSchemaIsRefused) {
   chat::open_sqlite_store(options()).reset();
-  RawDb(path_).exec("PRAGMA user_version=3");
-  expect_open_fails("schema version 3 is newer than this program knows (2)");
+  RawDb(path_).exec("PRAGMA user_version=4");
+  expect_open_fails("schema version 4 is newer than this program knows (3)");
 }
 
 TEST_F(SqliteStoreTest, AFileThatCannotBeCreatedIsRefused) {
@@ -528,14 +560,72 @@ TEST_F(SqliteStoreTest, AVersion1StoreIsMigrated) {
   EXPECT_EQ(lobby.messages[0].user, "ann");
   EXPECT_EQ(lobby.messages[0].text, "hello");
   EXPECT_EQ(lobby.messages[0].id, "");
+  EXPECT_EQ(lobby.messages[0].front, "");
   ASSERT_TRUE(append(*store, "lobby", message(3, "after the migration", "m3", 4102444800003)));
   EXPECT_EQ(all_seqs(*store, "lobby"), (std::vector<uint64_t>{1, 2, 3}));
   store.reset();
 
+  // Through version 2 to the current one.
   RawDb raw(path_);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 2);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), 3);
   EXPECT_EQ(raw.integer("SELECT last_seq FROM rooms WHERE room='lobby'"), 3);
   EXPECT_EQ(raw.text("SELECT msg_id FROM ids WHERE room='lobby'"), "m3");
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM pragma_table_info('messages') WHERE name='front'"), 1);
+}
+
+// A version 2 file, as chat-server made it before front ends were recorded: its rows are kept with
+// no front end (not known), its numbering and ids too, and new messages keep theirs.
+TEST_F(SqliteStoreTest, AVersion2StoreIsMigratedAndItsMessagesHaveNoFrontEnd) {
+  {
+    RawDb raw(path_);
+    raw.exec("PRAGMA application_id=" + std::to_string(chat::SqliteStore::kApplicationId) +
+             ";"
+             "PRAGMA user_version=2;"
+             "CREATE TABLE messages(room TEXT, seq INTEGER, ts INTEGER, user TEXT, text TEXT, msg_id TEXT,"
+             "                      PRIMARY KEY(room, seq)) WITHOUT ROWID;"
+             "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);"
+             "CREATE INDEX messages_by_ts ON messages(room, ts);"
+             "CREATE TABLE ids(room TEXT, user TEXT, msg_id TEXT, seq INTEGER, ts INTEGER,"
+             "                 PRIMARY KEY(room, user, msg_id)) WITHOUT ROWID;"
+             "CREATE INDEX ids_by_seq ON ids(room, seq);"
+             "CREATE TABLE rooms(room TEXT PRIMARY KEY, last_seq INTEGER) WITHOUT ROWID;"
+             "INSERT INTO meta VALUES('epoch', '00000000cafef00d');"
+             "INSERT INTO messages VALUES('lobby', 6, 4102444800000, 'ann', 'hello', 'a-6');"
+             "INSERT INTO messages VALUES('lobby', 7, 4102444800001, 'bob', 'hi', NULL);"
+             "INSERT INTO ids VALUES('lobby', 'ann', 'a-6', 6, 4102444800000);"
+             "INSERT INTO rooms VALUES('lobby', 9);");
+  }
+  chat::SqliteOptions o = options();
+  o.now_ms = [] { return int64_t{4102444800100}; };  // the rows are young, their ids in the window
+  auto store = chat::open_sqlite_store(o);
+  EXPECT_EQ(store->epoch(), "00000000cafef00d") << "the same history: the same epoch";
+  auto rooms = store->load();
+  ASSERT_EQ(rooms.size(), 1u);
+  EXPECT_EQ(rooms[0].last_seq, 9u);
+  ASSERT_EQ(rooms[0].ids.size(), 1u);
+  EXPECT_EQ(rooms[0].ids[0].id, "a-6");
+
+  auto lobby = read(*store, "lobby", 0, 0, 10, false);
+  ASSERT_TRUE(lobby.ok);
+  ASSERT_EQ(seqs(lobby.messages), (std::vector<uint64_t>{6, 7}));
+  EXPECT_EQ(lobby.messages[0].user, "ann");
+  EXPECT_EQ(lobby.messages[0].text, "hello");
+  EXPECT_EQ(lobby.messages[0].id, "a-6");
+  EXPECT_EQ(lobby.messages[0].front, "");
+  EXPECT_EQ(lobby.messages[1].front, "");
+  StoredMessage m = message(10, "after the migration", "", 4102444800002);
+  m.front = "irc";
+  ASSERT_TRUE(append(*store, "lobby", m));
+  lobby = read(*store, "lobby", 0, 0, 10, false);
+  ASSERT_EQ(seqs(lobby.messages), (std::vector<uint64_t>{6, 7, 10}));
+  EXPECT_EQ(lobby.messages[2].front, "irc");
+  store.reset();
+
+  RawDb raw(path_);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), 3);
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM messages"), 3);
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM messages WHERE front IS NULL"), 2);
+  EXPECT_EQ(raw.integer("SELECT last_seq FROM rooms WHERE room='lobby'"), 10);
 }
 
 TEST_F(SqliteStoreTest, ALockedFileFailsBatchesThenTheStoreComesBack) {
