@@ -10,6 +10,7 @@
 
 #include "chat/event.h"
 #include "chat/json.h"
+#include "chat/names.h"
 #include "reactor/log.h"
 
 namespace chat {
@@ -147,12 +148,6 @@ std::string encode_published_body(std::string_view user, std::string_view text, 
     body["n"] = n;
   }
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-bool valid_front(std::string_view front) {
-  if (front.empty() || front.size() > 16) return false;
-  return std::all_of(front.begin(), front.end(),
-                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
 }
 
 bool parse_published(std::string_view payload, Published& out) {

@@ -66,10 +66,6 @@ struct BackplaneStats {
 std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms,
                                   std::string_view node = {}, uint64_t n = 0, std::string_view id = {},
                                   std::string_view front = {});
-// A front end's name as it may come from Redis (a body, a stream entry): 1 to 16 of a-z, 0-9 and
-// `-`. It becomes the host part of an IRC prefix, so nothing else is taken from whoever can write
-// to Redis.
-bool valid_front(std::string_view front);
 // Parses what arrived on a channel; false for anything malformed (never throws). `node`, `n`, `id`
 // and `front` are optional (empty and 0 when absent); an `id` that is not 1 to 64 printable ASCII,
 // or a `front` that is not valid_front, is malformed.

@@ -16,6 +16,14 @@ bool all_of_charset(std::string_view s, size_t max, std::string_view extra) {
 bool valid_native_name(std::string_view name) { return all_of_charset(name, 32, "_.-"); }
 bool valid_room_name(std::string_view room) { return all_of_charset(room, 64, "_.#-"); }
 
+bool valid_front(std::string_view front) {
+  if (front.empty() || front.size() > 16) return false;
+  for (char c : front) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return true;
+}
+
 bool valid_article_name(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   for (size_t i = 0; i < name.size(); ++i) {

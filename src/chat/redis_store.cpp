@@ -8,6 +8,7 @@
 
 #include "chat/backplane.h"
 #include "chat/event.h"
+#include "chat/names.h"
 
 namespace chat {
 namespace {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "chat/backplane.h"
+#include "chat/names.h"
 #include "chat/redis_store.h"
 
 TEST(BackplanePayload, WhatANodeEncodesParsesBackWithItsNumber) {

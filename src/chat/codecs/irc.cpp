@@ -30,9 +30,11 @@ bool room_of(std::string_view chan, std::string& room) {
   return true;
 }
 
+// The IRC host that says a member's front end; "chat" when it is not known (or not a name a host
+// may be: what a store's file says is checked here too).
 const std::string& host_of(const std::string& front) {
   static const std::string unknown = "chat";
-  return front.empty() ? unknown : front;
+  return valid_front(front) ? front : unknown;
 }
 
 // ISO 8601 in UTC with milliseconds, as server-time has it.
