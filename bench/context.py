@@ -126,6 +126,35 @@ def least_disturbed(attempts, attempt):
     return best
 
 
+def run_order(point, attempts, run, line):
+    """Runs `point`'s systems in its ABBA `order`: run(key) makes one record (a Skip or a StartError
+    makes a failed one), logged with line(key, record); each key's runs go to point["runs"][key], up
+    to `attempts` tries each for one the rest of the machine left alone (least_disturbed)."""
+    for i, key in enumerate(point["order"]):
+        def attempt(n, i=i, key=key):
+            try:
+                r = run(key)
+            except (Skip, bl.StartError) as e:
+                r = {"failed": str(e), "rate": point.get("rate"), "ok": False}
+            r["seq"], r["attempts"] = i + 1, n + 1
+            bl.log(line(key, r))
+            return r
+
+        point["runs"][key].append(least_disturbed(attempts, attempt))
+    return point
+
+
+def paired(point, a, b, field):
+    """Per round: a's run over b's adjacent run (the k-th run of each), for `field`; rounds where either
+    failed or lacks the field are left out."""
+    out = []
+    for x, y in zip(point["runs"].get(a, []), point["runs"].get(b, [])):
+        if "failed" in x or "failed" in y or not x.get(field) or not y.get(field):
+            continue
+        out.append(x[field] / y[field])
+    return out
+
+
 def measure(ctx, sections, data):
     """Runs each section(ctx, data) in turn under the watchdog (SIGALRM after --watchdog seconds);
     SIGTERM and ^C end the run. Every process is stopped either way. Returns 0, 1 (the watchdog

@@ -29,7 +29,7 @@ import time
 
 import benchlib as bl
 from chat_suite import chat_line, chat_record
-from context import Skip, least_disturbed
+from context import Skip, paired, run_order
 from systems import System, label, system
 
 CPU_TARGET = 1.10
@@ -83,35 +83,18 @@ def cost_point(ctx, members, rate, rounds, extra=()):
         return point
     order = point["order"]
     bl.log(f"\n[history] cost: {members:,} members x {rate} msg/s with ids, sqlite against off: {len(order)} runs, ABBA")
-    for i, key in enumerate(order):
-        def attempt(n):
-            try:
-                r = run_chat(ctx, system(key), members, rate, a.target_duration, a.target_warmup, a.chat_drain, extra)
-            except (Skip, bl.StartError) as e:
-                r = {"failed": str(e), "rate": rate, "ok": False}
-            r["seq"], r["attempts"] = i + 1, n + 1
-            bl.log(chat_line(key, members, r) + ack_note(r))
-            return r
-
-        # One attempt each, even when others disturbed it (the table counts those): a second would
-        # double the section's time on a busy machine, and the ABBA order spreads a drift evenly.
-        point["runs"][key].append(least_disturbed(1, attempt))
-    return point
+    # One attempt each, even when others disturbed it (the table counts those): a second would
+    # double the section's time on a busy machine, and the ABBA order spreads a drift evenly.
+    return run_order(point, 1,
+                     lambda key: run_chat(ctx, system(key), members, rate, a.target_duration, a.target_warmup,
+                                          a.chat_drain, extra),
+                     lambda key, r: chat_line(key, members, r) + ack_note(r))
 
 
 def ack_note(r):
     if "failed" in r or r.get("ack_p99") is None:
         return ""
     return f"  ack p50 {r['ack_p50'] / 1000:,.1f} p99 {r['ack_p99'] / 1000:,.1f} ms"
-
-
-def paired(point, a, b, field):
-    out = []
-    for x, y in zip(point["runs"].get(a, []), point["runs"].get(b, [])):
-        if "failed" in x or "failed" in y or not x.get(field) or not y.get(field):
-            continue
-        out.append(x[field] / y[field])
-    return out
 
 
 # ---- throughput: acknowledged publishes, pipelined --------------------------------------------------
@@ -167,7 +150,6 @@ def redis_throughput(ctx, s, requests):
 
 
 def throughput(ctx, rounds):
-    a = ctx.args
     keys = ["chat-sqlite", "redis-xadd", "chat-off"]
     out = ctx.abba_point({k: system(k) for k in keys}, rounds, "[history] throughput", publishers=PUBLISHERS,
                          window=WINDOW)

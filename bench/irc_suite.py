@@ -22,7 +22,7 @@ import statistics
 
 import benchlib as bl
 from chat_suite import chat_line, chat_record
-from context import Skip, least_disturbed
+from context import paired, run_order
 from systems import label, system
 from ws_suite import summary
 
@@ -71,29 +71,9 @@ def measure_point(ctx, keys, members, rate, rounds, attempts, extra=(), connect_
     for k, why in skipped.items():
         bl.log(f"  [irc] {members:,} x {rate}: {label(k)} skipped: {why}")
     bl.log(f"\n[irc] {members:,} members x {rate} msg/s: {len(point['order'])} runs, ABBA, fresh servers")
-    for i, key in enumerate(point["order"]):
-        s = system(key)
-
-        def attempt(n):
-            try:
-                r = run_once(ctx, s, members, rate, extra, connect_timeout or a.connect_timeout)
-            except (Skip, bl.StartError) as e:
-                r = {"failed": str(e), "rate": rate, "ok": False}
-            r["seq"], r["attempts"] = i + 1, n + 1
-            bl.log(chat_line(key, members, r))
-            return r
-
-        point["runs"][key].append(least_disturbed(attempts, attempt))
-    return point
-
-
-def paired(point, a, b, field):
-    out = []
-    for x, y in zip(point["runs"].get(a, []), point["runs"].get(b, [])):
-        if "failed" in x or "failed" in y or not x.get(field) or not y.get(field):
-            continue
-        out.append(x[field] / y[field])
-    return out
+    return run_order(point, attempts,
+                     lambda key: run_once(ctx, system(key), members, rate, extra, connect_timeout or a.connect_timeout),
+                     lambda key, r: chat_line(key, members, r))
 
 
 def irc_section(ctx, data):
@@ -174,7 +154,7 @@ def md_irc(irc):
           "the run described at the top. Fresh servers for every run, ABBA order; ratios are the median of the "
           "per-round ratios of adjacent runs. Every IRC system gets the same load: loadgen --dialect irc, members and "
           "publisher registered with NICK/USER and joined to #bench, no capabilities. chat-server runs with "
-          "`--threads 2 --no-http --store off` (and `--irc-port 0 --irc-flood-rate 0` once it has IRC) for both its "
+          "`--threads 2 --no-http --store off --irc-port 0 --irc-flood-rate 0` for both its "
           "IRC and its native members; ngircd and InspIRCd are single-threaded, with their flood control off "
           "(bench/systems.py). CPU per delivery is the server's CPU time in the measured window over the "
           "deliveries in it; RSS/member is the server's growth from start to every member joined.", ""]

@@ -28,7 +28,7 @@ Sections (all on this machine, client and server sharing its CPUs, loopback only
                 messages (bench/history_suite.py).
   irc           issue 12: chat-server's IRC members against its native TCP members and against ngircd and
                 InspIRCd (Debian's) under the same IRC load, 1,000 x 100 and 10,000 x 10 msg/s; RSS per idle
-                IRC member (bench/irc_suite.py; rows of a chat-server without --irc-port are skipped).
+                IRC member (bench/irc_suite.py).
   accept        --threads 2: one listener handing connections out against a SO_REUSEPORT listener
                 per reactor (bench/scale_bench.py).
   scale         100,000 members in one room: chat-server --workers 6 joined through Redis, loadgen

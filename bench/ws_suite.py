@@ -18,7 +18,7 @@ import subprocess
 
 import benchlib as bl
 from chat_suite import MEDIAN_KEYS, chat_line, chat_record
-from context import Skip, least_disturbed
+from context import paired, run_order
 from systems import label, system
 
 ROOT = bl.ROOT
@@ -69,30 +69,11 @@ def measure_point(ctx, keys, members, rate, rounds, attempts, extra=()):
                            members=members, rate=rate)
     if "skipped" in point:
         return point
-    order = point["order"]
-    bl.log(f"\n[websocket] {members:,} members x {rate} msg/s: {len(order)} runs, ABBA, fresh servers")
-    for i, key in enumerate(order):
-        def attempt(n):
-            try:
-                r = run_once(ctx, system(key), members, rate, a.target_duration, a.target_warmup, a.chat_drain, extra)
-            except (Skip, bl.StartError) as e:
-                r = {"failed": str(e), "rate": rate, "ok": False}
-            r["seq"], r["attempts"] = i + 1, n + 1
-            bl.log(chat_line(key, members, r))
-            return r
-
-        point["runs"][key].append(least_disturbed(attempts, attempt))
-    return point
-
-
-def paired(point, a, b, field):
-    """Per round: a's run over b's adjacent run (the k-th run of each), for `field`."""
-    out = []
-    for x, y in zip(point["runs"].get(a, []), point["runs"].get(b, [])):
-        if "failed" in x or "failed" in y or not x.get(field) or not y.get(field):
-            continue
-        out.append(x[field] / y[field])
-    return out
+    bl.log(f"\n[websocket] {members:,} members x {rate} msg/s: {len(point['order'])} runs, ABBA, fresh servers")
+    return run_order(point, attempts,
+                     lambda key: run_once(ctx, system(key), members, rate, a.target_duration, a.target_warmup,
+                                          a.chat_drain, extra),
+                     lambda key, r: chat_line(key, members, r))
 
 
 def summary(point):

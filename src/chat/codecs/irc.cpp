@@ -9,6 +9,11 @@
 #include "chat/session.h"
 
 namespace chat {
+
+// Every byte of an IrcCodec is paid by every idle IRC member: within 120 bytes it takes one 128-byte
+// chunk of malloc's (what is rare, a nick before registration or an away message, is apart).
+static_assert(sizeof(IrcCodec) <= 120);
+
 namespace {
 
 constexpr std::string_view kNickSpecials = "[]\\`_^{|}";
@@ -211,8 +216,18 @@ std::string irc_display_nick(std::string_view name) {
   return nick;
 }
 
+const std::string& IrcCodec::asked_nick() const {
+  static const std::string none;
+  return rare_ ? rare_->nick : none;
+}
+
+std::string IrcCodec::target(Session& session) const {
+  if (registered_) return session.name();
+  return asked_nick().empty() ? std::string("*") : asked_nick();
+}
+
 IrcCodec::IrcCodec(const IrcOptions& options, reactor::Clock::time_point now)
-    : options_(options), since_(now), tokens_(options.flood_burst), filled_(now) {}
+    : options_(options), tokens_(static_cast<float>(options.flood_burst)), since_(now), filled_(now) {}
 
 FrameResult IrcCodec::next_frame(std::string_view input) {
   size_t max_tags = (caps_ & kMessageTags) ? irc::kMaxClientTags : 0;
@@ -233,7 +248,7 @@ void IrcCodec::on_bad_frame(Session& session, const FrameResult& r, std::string_
 
 std::string IrcCodec::numeric_line(Session& session, std::string_view code, std::string_view rest) const {
   std::string line;
-  const std::string& target = registered_ ? session.name() : (nick_.empty() ? std::string("*") : nick_);
+  std::string target = this->target(session);
   line.reserve(options_.server_name.size() + target.size() + rest.size() + 10);
   line += ':';
   line += options_.server_name;
@@ -261,8 +276,8 @@ std::string IrcCodec::self_source(Session& session) const {
 }
 
 void IrcCodec::close_with_error(Session& session, const std::string& reason, reactor::CloseCode code) {
-  if (quit_reason_.empty()) quit_reason_ = reason;
-  std::string who = registered_ ? session.name() : (nick_.empty() ? std::string("*") : nick_);
+  if (rare().quit_reason.empty()) rare().quit_reason = reason;
+  std::string who = target(session);
   send_line(session, "ERROR :Closing Link: " + who + " (" + reason + ")\r\n");
   pending_.clear();
   session.depart();
@@ -351,8 +366,7 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
   if (m.params.empty()) return numeric(session, "461", "CAP :Not enough parameters");
   std::string sub = m.params[0];
   for (char& ch : sub) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  std::string target = registered_ ? session.name() : (nick_.empty() ? std::string("*") : nick_);
-  std::string head = ":" + options_.server_name + " CAP " + target + " ";
+  std::string head = ":" + options_.server_name + " CAP " + target(session) + " ";
   if (sub == "LS") {
     if (!registered_) negotiating_ = true;
     return send_line(session, head + "LS :" + std::string(kOffered) + "\r\n");
@@ -425,7 +439,7 @@ void IrcCodec::nick(Session& session, const irc::Message& m) {
   }
   if (!registered_) {
     if (session.table().name_held(wanted)) return numeric(session, "433", wanted + " :Nickname is already in use");
-    nick_ = wanted;
+    rare().nick = wanted;
     return try_register(session);
   }
   const std::string& current = session.name();
@@ -448,19 +462,20 @@ void IrcCodec::user(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::try_register(Session& session) {
-  if (registered_ || negotiating_ || nick_.empty() || !user_given_) return;
+  if (registered_ || negotiating_ || asked_nick().empty() || !user_given_) return;
+  std::string nick = rare().nick;
   if (!options_.password.empty() && !pass_ok_) {
     numeric(session, "464", ":Password incorrect");
     return close_with_error(session, "Bad password", reactor::CloseCode::kProtocol);
   }
-  if (!session.claim_name(nick_, "irc")) {
-    numeric(session, "433", nick_ + " :Nickname is already in use");
-    nick_.clear();
+  if (!session.claim_name(nick, "irc")) {
+    numeric(session, "433", nick + " :Nickname is already in use");
+    rare().nick.clear();
     return;
   }
-  session.set_name(nick_);
-  nick_.clear();
-  nick_.shrink_to_fit();
+  session.set_name(nick);
+  rare().nick.clear();
+  trim_rare();
   registered_ = true;
   welcome(session);
 }
@@ -498,8 +513,8 @@ void IrcCodec::motd(Session& session) {
 
 void IrcCodec::quit(Session& session, const irc::Message& m) {
   std::string said = m.params.empty() ? std::string() : m.params[0];
-  quit_reason_ = said.empty() ? "Quit" : "Quit: " + said.substr(0, 300);
-  close_with_error(session, quit_reason_, reactor::CloseCode::kPeerClosed);
+  rare().quit_reason = said.empty() ? "Quit" : "Quit: " + said.substr(0, 300);
+  close_with_error(session, rare().quit_reason, reactor::CloseCode::kPeerClosed);
 }
 
 // ---- Channels -----------------------------------------------------------------------------------
@@ -712,11 +727,11 @@ DirectResult IrcCodec::direct(Session& session, const DirectMessage& m) {
   if (m.invite) {
     session.push(std::make_shared<const std::string>(tag_prefix(tags_, m.ts_ms, {}, 0, 0) + source_of(m.from, m.front) +
                                                      " INVITE " + target + " " + channel(m.text) + "\r\n"));
-    return {DirectResult::kDelivered, {}, {}, away_};
+    return {DirectResult::kDelivered, {}, {}, away()};
   }
   session.push(std::make_shared<const std::string>(message_lines(
       tags_, source_of(m.from, m.front), m.notice ? "NOTICE" : "PRIVMSG", target, m.text, m.ts_ms, {}, 0)));
-  return {DirectResult::kDelivered, {}, {}, away_};
+  return {DirectResult::kDelivered, {}, {}, away()};
 }
 
 void IrcCodec::whois(Session& session, const irc::Message& m) {
@@ -748,11 +763,11 @@ void IrcCodec::whois(Session& session, const irc::Message& m) {
 
 void IrcCodec::away(Session& session, const irc::Message& m) {
   if (m.params.empty() || m.params[0].empty()) {
-    away_.clear();
-    away_.shrink_to_fit();
+    if (rare_) rare_->away.clear();
+    trim_rare();
     return numeric(session, "305", ":You are no longer marked as being away");
   }
-  away_ = m.params[0].substr(0, kAwayLength);
+  rare().away = m.params[0].substr(0, kAwayLength);
   numeric(session, "306", ":You have been marked as being away");
 }
 
@@ -1169,7 +1184,7 @@ bool IrcCodec::hold_input(Session& session, size_t buffered) {
   auto now = reactor::Clock::now();
   double elapsed = std::chrono::duration<double>(now - filled_).count();
   filled_ = now;
-  tokens_ = std::min(options_.flood_burst, tokens_ + elapsed * options_.flood_rate);
+  tokens_ = static_cast<float>(std::min(options_.flood_burst, tokens_ + elapsed * options_.flood_rate));
   if (tokens_ >= 1) {
     tokens_ -= 1;
     return false;

@@ -68,9 +68,9 @@ class IrcCodec final : public Codec {
   void on_bad_frame(Session& session, const FrameResult& result, std::string_view skipped) override;
   reactor::SharedBytes joined(Session& session, const std::string& room, const JoinReply& reply,
                               std::optional<bool> recovered) override;
-  std::string quit_reason() const override { return quit_reason_; }
+  std::string quit_reason() const override { return rare_ ? rare_->quit_reason : std::string(); }
   DirectResult direct(Session& session, const DirectMessage& message) override;
-  std::string away() const override { return away_; }
+  std::string away() const override { return rare_ ? rare_->away : std::string(); }
   reactor::SharedBytes history(const std::string& room, const std::string& epoch, const ReadResult& result) override;
   reactor::SharedBytes join_refused(Session& session, const std::string& room, Refusal why) override;
   reactor::SharedBytes publish_refused(Session& session, const std::string& room, Refusal why) override;
@@ -153,19 +153,34 @@ class IrcCodec final : public Codec {
   bool registered_ = false;
   bool user_given_ = false;
   bool pass_ok_ = false;
-  std::string nick_;  // asked for before registration (the session's name after)
-  std::string quit_reason_;
-  std::string away_;
+  uint8_t recent_next_ = 0;
+  // What few members have for long, apart: every byte here is paid by every idle member.
+  struct Rare {
+    std::string nick;         // asked for before registration (the session's name after)
+    std::string quit_reason;  // why it is going
+    std::string away;         // its away message
+  };
+  Rare& rare() {
+    if (!rare_) rare_ = std::make_unique<Rare>();
+    return *rare_;
+  }
+  const std::string& asked_nick() const;
+  // The target of the lines sent to this connection: its name, the nick it asked for, or "*".
+  std::string target(Session& session) const;
+  void trim_rare() {
+    if (rare_ && rare_->nick.empty() && rare_->quit_reason.empty() && rare_->away.empty()) rare_.reset();
+  }
+  std::unique_ptr<Rare> rare_;
   // Channels joined whose owner has not answered yet: their events are not this member's yet.
   std::vector<std::string> pending_;
-  // Quits and nick changes of members seen lately: one per member however many rooms it shares.
-  std::array<uint64_t, 4> recent_{};
-  uint8_t recent_next_ = 0;
+  // Quits and nick changes of members seen lately: one per member however many rooms it shares
+  // (the copies of one departure come close together; a duplicate that slips past is harmless).
+  std::array<uint64_t, 3> recent_{};
   uint32_t batches_ = 0;  // batch ids given
+  // Flood control: a token bucket, and when the held input is next offered again.
+  float tokens_;
   reactor::Clock::time_point since_;     // connected (registration timeout) or last line in
   reactor::Clock::time_point ping_sent_{};  // a PING awaits an answer (epoch: none)
-  // Flood control: a token bucket, and when the held input is next offered again.
-  double tokens_;
   reactor::Clock::time_point filled_;
   reactor::Clock::time_point retry_at_{};
 };
