@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "chat/backplane.h"
+#include "chat/names.h"
 #include "chat/framing.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

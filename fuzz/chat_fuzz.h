@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "chat/codecs/article.h"
 #include "chat/hub.h"
 #include "chat/limits.h"
 #include "chat/session.h"
@@ -67,7 +68,8 @@ struct Shard {
     retention.dedupe_ids = 8;
     store = chat::make_memory_store(retention);
     table.set_store(store.get(), retention, {});
-    watcher = std::make_shared<chat::TcpSession>(context, *listener.conn);
+    watcher = std::make_shared<chat::TcpSession>(context, *listener.conn,
+                                                 std::make_unique<chat::ArticleCodec>(limits.max_frame));
     watcher->start();
     reactor::Buffer hello;
     hello.append("{\"user\":\"w\",\"text\":\"in the lobby\"}");
