@@ -107,7 +107,12 @@ case $cmd in
     npm_deps
     build
     stage "build (release)"
-    ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS"
+    # The integration tests spend most of their time waiting on timers: the release programs run
+    # four at a time (tests/resources/gtest-4.json), the sanitized ones one at a time (beside the
+    # node and python tests), as a sanitized program under load may take longer to exit than a test
+    # waits (LeakSanitizer's check at exit).
+    ctest --no-tests=error --test-dir build --output-on-failure -j "$((JOBS * 2))" \
+      --resource-spec-file "$PWD/tests/resources/gtest-4.json"
     stage "tests (release)"
     # ASan+UBSan: the library's unit tests, and every program under the integration tests (built
     # once, in the release tree; TEST_PROGRAM_DIR points them at the sanitized programs).
@@ -115,7 +120,11 @@ case $cmd in
       configure build-asan Debug -DREACTOR_SANITIZE=ON -DREACTOR_WERROR=ON
     stage "build (ASan+UBSan)"
     ctest --no-tests=error --test-dir build-asan --output-on-failure -j "$JOBS" -L unit
-    TEST_PROGRAM_DIR="$PWD/build-asan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration
+    # Tests whose subject is a timer (Redis reconnection back-off, the unsubscribe delay, a Redis that
+    # never answers) run once, in the release stage: under a sanitizer they only wait longer.
+    timers='ReconnectionBacksOff|AnEmptyRoomIsUnsubscribedAfterFiveSeconds|ARedisThatDoesNotAnswerAtStartUp'
+    TEST_PROGRAM_DIR="$PWD/build-asan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
+      --resource-spec-file "$PWD/tests/resources/gtest-1.json" -E "$timers"
     stage "tests (ASan+UBSan)"
     # ThreadSanitizer on everything that runs several threads: the reactor pool, cross-thread
     # tasks, the chat server with two reactors, and the Redis backplane's nodes.
@@ -124,6 +133,7 @@ case $cmd in
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
     ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|ChatCoreAnswers|ChatCoreHistory|SqliteStore|BlockingPool'
     TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
+      --resource-spec-file "$PWD/tests/resources/gtest-1.json" -E "$timers" \
       -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.|IrcFrontEnd.*2reactors|irc\.'
     unset TSAN_OPTIONS
     stage "tests (TSan)"
