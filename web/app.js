@@ -206,6 +206,7 @@
       case 'history': return onHistory(msg);
       case 'join': return onPresence(msg, true);
       case 'leave': return onPresence(msg, false);
+      case 'topic': return onTopic(msg);
       case 'error': return onError(msg);
       case 'pong': state.pongOwed = false; return;
       default: return;          // rooms replies and anything newer: nothing to show
@@ -289,6 +290,10 @@
     room.everJoined = true;
     room.count = Number(msg.count) || 0;
     room.members = Array.isArray(msg.members) ? new Set(msg.members.map(String)) : null;
+    if (typeof msg.topic === 'string' && msg.topic !== room.topic) {
+      room.topic = msg.topic;
+      addSystemLine(room, 'Topic: ' + room.topic);
+    }
     const epoch = typeof msg.epoch === 'string' ? msg.epoch : null;
     const last = Number.isSafeInteger(msg.seq) && msg.seq >= 0 ? msg.seq : 0;
     if (!rejoined || epoch === null) {
@@ -375,12 +380,27 @@
     const room = state.rooms.get(String(msg.room));
     if (!room) return;
     const user = String(msg.user);
+    if (!entered && user === state.user) {
+      // An operator (on IRC) removed us: the server no longer counts us in the room.
+      onLeft(msg);
+      showNotice('You were removed from #' + room.name + (msg.by !== undefined ? ' by ' + String(msg.by) : '') +
+        (msg.reason ? ': ' + String(msg.reason) : '.'));
+      return;
+    }
     if (room.members) {
       if (entered) room.members.add(user); else room.members.delete(user);
     }
     room.count = Math.max(0, room.count + (entered ? 1 : -1));
     addSystemLine(room, user + (entered ? ' joined' : ' left'));
     if (room.name === state.current) renderMembers();
+  }
+
+  function onTopic(msg) {
+    const room = state.rooms.get(String(msg.room));
+    if (!room) return;
+    room.topic = String(msg.topic);
+    addSystemLine(room, String(msg.user) + ' set the topic: ' + room.topic);
+    if (room.name === state.current) ui.roomTitle.title = room.topic;
   }
 
   function messageEntry(room, msg) {
@@ -595,14 +615,25 @@
           : 'You are already in that room.';
       return;
     }
-    if (code === 'not_stored' && msg.id !== undefined) {
+    if (code === 'join_refused') {
+      const name = String(msg.room);
+      state.pendingJoins.delete(name);
+      if (state.showOnJoin === name) state.showOnJoin = null;
+      ui.joinError.textContent = 'You cannot join #' + name + ': ' + text + '.';
+      return;
+    }
+    if ((code === 'not_stored' || code === 'not_allowed') && msg.id !== undefined) {
       const entry = state.outbox.get(String(msg.id));
       if (entry) {
         // Kept in the outbox (a retry's ack must find it) but not sent again by itself.
         entry.state = 'failed';
         updateEntry(entry);
         const room = state.rooms.get(entry.room);
-        if (room) noticeFor(room, 'A message could not be saved on the server. You can send it again.');
+        if (room) {
+          noticeFor(room, code === 'not_allowed'
+            ? 'The room is moderated: only its operators and voiced members speak.'
+            : 'A message could not be saved on the server. You can send it again.');
+        }
         return;
       }
     }
@@ -816,6 +847,7 @@
     ui.leaveButton.hidden = !room;
     ui.membersToggle.hidden = !room;
     ui.roomTitle.textContent = room ? '#' + room.name : 'No room';
+    ui.roomTitle.title = room && room.topic ? room.topic : '';
     renderedRoom = room ? room.name : null;
     if (room) {
       ui.leaveButton.setAttribute('aria-label', 'Leave #' + room.name);

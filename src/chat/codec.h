@@ -67,7 +67,8 @@ class Codec {
   virtual reactor::SharedBytes join_refused(Session& /*session*/, const std::string& /*room*/, Refusal /*why*/) {
     return nullptr;
   }
-  virtual reactor::SharedBytes publish_refused(Session& /*session*/, const std::string& /*room*/, Refusal /*why*/) {
+  virtual reactor::SharedBytes publish_refused(Session& /*session*/, const std::string& /*room*/, Refusal /*why*/,
+                                               const std::string& /*id*/) {
     return nullptr;
   }
   virtual void removed(Session& /*session*/, const std::string& /*room*/) {}

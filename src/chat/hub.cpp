@@ -721,9 +721,11 @@ void Hub::owner_publish(const std::string& room_name, Publish publish) {
     auto named = it->second.names.find(publish.user);
     bool may = named != it->second.names.end() && (named->second.modes.op || named->second.modes.voice);
     if (!may) {
-      table_.run_on(publish.shard, shard_, [&hub = table_.hub(publish.shard), room_name, id = publish.member_id] {
-        if (auto m = hub.members_.find(id); m != hub.members_.end()) m->second->publish_refused(room_name, Refusal::kModerated);
-      });
+      table_.run_on(publish.shard, shard_,
+                    [&hub = table_.hub(publish.shard), room_name, id = publish.member_id, msg_id = publish.id] {
+                      auto m = hub.members_.find(id);
+                      if (m != hub.members_.end()) m->second->publish_refused(room_name, Refusal::kModerated, msg_id);
+                    });
       return;
     }
   }

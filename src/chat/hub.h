@@ -103,7 +103,8 @@ class Member {
   virtual MemberInfo describe() const { return {name(), Format::by_id(format()).front(), {}, {}}; }
   // The room's owner refused its join (it is not in the room), or a message of it.
   virtual void join_refused(const std::string& /*room*/, Refusal /*why*/) {}
-  virtual void publish_refused(const std::string& /*room*/, Refusal /*why*/) {}
+  // `id`: the message's id, if it had one.
+  virtual void publish_refused(const std::string& /*room*/, Refusal /*why*/, const std::string& /*id*/) {}
   // An operator removed it from the room (the room has been told, the member too).
   virtual void removed(const std::string& /*room*/) {}
 };

@@ -375,9 +375,9 @@ void Session::join_refused(const std::string& room, Refusal why) {
   if (auto bytes = codec_->join_refused(*this, room, why)) send(bytes);
 }
 
-void Session::publish_refused(const std::string& room, Refusal why) {
+void Session::publish_refused(const std::string& room, Refusal why, const std::string& id) {
   ++stats().errors_request;
-  if (auto bytes = codec_->publish_refused(*this, room, why)) send(bytes);
+  if (auto bytes = codec_->publish_refused(*this, room, why, id)) send(bytes);
 }
 
 void Session::removed(const std::string& room) {

@@ -60,7 +60,7 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   DirectResult direct(const DirectMessage& message) override;
   MemberInfo describe() const override;
   void join_refused(const std::string& room, Refusal why) override;
-  void publish_refused(const std::string& room, Refusal why) override;
+  void publish_refused(const std::string& room, Refusal why, const std::string& id) override;
   void removed(const std::string& room) override;
 
   // ---- Called by the codec ----

@@ -49,6 +49,7 @@ const RECONNECT_MS = 45000;
 // with "http" before "listening on HOST:PORT". HOST may be an IPv6 address in brackets.
 const CHAT_LINE = /^(?:chat-server:\s*)?listening on \S*:(\d+)\b/;
 const HTTP_LINE = /\bhttp\b.*\blistening on \S*:(\d+)\b/i;
+const IRC_LINE = /\birc listening on \S*:(\d+)\b/;
 
 // One data directory for every server of the run: history written by one is read by the next.
 const DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-page-test-'));
@@ -71,7 +72,8 @@ class Server {
     if (!fs.existsSync(SERVER_BIN)) throw new Error('no chat-server at ' + SERVER_BIN + ' (set CHAT_SERVER)');
     const args = ['--port', '0', '--threads', '2', '--store', store, '--data-dir', DATA_DIR,
       '--replay-limit', String(REPLAY_LIMIT),
-      '--no-irc', ...(this.http ? ['--http-port', String(this.httpPort)] : ['--no-http']), ...this.extraArgs, ...EXTRA_ARGS];
+      '--irc-port', '0', ...(this.http ? ['--http-port', String(this.httpPort)] : ['--no-http']), ...this.extraArgs,
+      ...EXTRA_ARGS];
     // Started away from the repo: the server must find its page wherever it is started from.
     this.proc = spawn(SERVER_BIN, args, { cwd: os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
     this.exitedPromise = new Promise((resolve) => {
@@ -88,7 +90,8 @@ class Server {
       const onLine = (line, stream) => {
         this.output.push(stream + ': ' + line);
         let m;
-        if ((m = HTTP_LINE.exec(line))) httpPort = Number(m[1]);
+        if ((m = IRC_LINE.exec(line))) this.ircPort = Number(m[1]);
+        else if ((m = HTTP_LINE.exec(line))) httpPort = Number(m[1]);
         else if ((m = CHAT_LINE.exec(line))) chatPort = Number(m[1]);
         if (chatPort !== null && (httpPort !== null || !this.http)) {
           clearTimeout(timer);
@@ -277,6 +280,45 @@ function numbered(prefix, from, to) {
 // ---- the page, as a person uses it -----------------------------------------------------------
 
 // `server`: anything with url(path), a Server or a Link to one.
+// An IRC client on a raw socket (the server's IRC port): registers, sends lines, waits for one.
+class IrcLine {
+  static async connect(port, nick) {
+    const c = new IrcLine();
+    c.seen = [];
+    c.waiters = [];
+    await new Promise((resolve, reject) => {
+      c.sock = net.connect(port, '127.0.0.1', resolve);
+      c.sock.on('error', reject);
+    });
+    lines(c.sock, (line) => {
+      c.seen.push(line.replace(/\r$/, ''));
+      c.waiters = c.waiters.filter((w) => !w());
+    });
+    c.say('NICK ' + nick);
+    c.say('USER ' + nick + ' 0 * :' + nick);
+    await c.waitLine(new RegExp(' 001 ' + nick + ' '));
+    return c;
+  }
+
+  say(line) { this.sock.write(line + '\r\n'); }
+
+  waitLine(re) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('IRC: no line like ' + re + ' within ' + WAIT_MS + ' ms')), WAIT_MS);
+      const check = () => {
+        const l = this.seen.find((x) => re.test(x));
+        if (l === undefined) return false;
+        clearTimeout(timer);
+        resolve(l);
+        return true;
+      };
+      if (!check()) this.waiters.push(check);
+    });
+  }
+
+  close() { this.sock.end(); }
+}
+
 async function openPage(browser, server, options = {}) {
   const context = await browser.newContext(options);
   const page = await context.newPage();
@@ -557,6 +599,39 @@ async function main() {
     await waitMessage(t.bob, 'carol', 'while bob looks away');
     await t.bob.waitForFunction(() => !document.querySelector('#room-list button[data-room="lobby"] .unread'),
       null, { timeout: WAIT_MS });
+  });
+
+  step('an IRC operator: the page shows the topic, a moderated room refuses its message, a kick takes it out, an invite-only room refuses it', async () => {
+    const op = await IrcLine.connect(server.ircPort, 'oper');
+    op.say('JOIN #opsroom');  // first in the room: its operator
+    await op.waitLine(/ 353 oper = #opsroom :@oper$/);
+    await t.alice.fill('#join-input', 'opsroom');
+    await t.alice.press('#join-input', 'Enter');
+    await t.alice.waitForFunction(() => document.getElementById('room-title').textContent === '#opsroom', null,
+      { timeout: WAIT_MS });
+    await op.waitLine(/^:alice!alice@web JOIN #opsroom$/);
+    op.say('TOPIC #opsroom :Ops only today');
+    await t.alice.waitForFunction(() => Array.from(document.querySelectorAll('#messages li.system'))
+      .some((li) => li.textContent === 'oper set the topic: Ops only today') &&
+      document.getElementById('room-title').title === 'Ops only today', null, { timeout: WAIT_MS });
+    op.say('MODE #opsroom +m');
+    await op.waitLine(/MODE #opsroom \+m$/);
+    await say(t.alice, 'may I speak?');
+    await t.alice.waitForFunction(() => /moderated/.test(document.getElementById('notice').textContent), null,
+      { timeout: WAIT_MS });
+    op.say('KICK #opsroom alice :testing kicks');
+    await t.alice.waitForFunction(() => !document.querySelector('#room-list button[data-room="opsroom"]') &&
+      /removed from #opsroom by oper: testing kicks/.test(document.getElementById('notice').textContent), null,
+    { timeout: WAIT_MS });
+    op.say('MODE #opsroom +i');
+    await op.waitLine(/MODE #opsroom \+i$/);
+    await t.alice.fill('#join-input', 'opsroom');
+    await t.alice.press('#join-input', 'Enter');
+    await t.alice.waitForFunction(() => /You cannot join #opsroom: the room is invite-only/
+      .test(document.getElementById('join-error').textContent), null, { timeout: WAIT_MS });
+    if (op.seen.some((l) => / PRIVMSG #opsroom :may I speak\?/.test(l))) throw new Error('a moderated room took the message');
+    op.close();
+    await showRoomOn(t.alice, 'lobby');
   });
 
   step('text that looks like HTML shows as text and runs nothing', async () => {

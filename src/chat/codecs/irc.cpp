@@ -624,7 +624,8 @@ reactor::SharedBytes IrcCodec::join_refused(Session& session, const std::string&
   return std::make_shared<const std::string>(refusal(session, why, room, room));
 }
 
-reactor::SharedBytes IrcCodec::publish_refused(Session& session, const std::string& room, Refusal why) {
+reactor::SharedBytes IrcCodec::publish_refused(Session& session, const std::string& room, Refusal why,
+                                              const std::string&) {
   return std::make_shared<const std::string>(refusal(session, why, room, room));
 }
 

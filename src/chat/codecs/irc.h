@@ -73,7 +73,8 @@ class IrcCodec final : public Codec {
   std::string away() const override { return rare_ ? rare_->away : std::string(); }
   reactor::SharedBytes history(const std::string& room, const std::string& epoch, const ReadResult& result) override;
   reactor::SharedBytes join_refused(Session& session, const std::string& room, Refusal why) override;
-  reactor::SharedBytes publish_refused(Session& session, const std::string& room, Refusal why) override;
+  reactor::SharedBytes publish_refused(Session& session, const std::string& room, Refusal why,
+                                       const std::string& id) override;
   void removed(Session& session, const std::string& room) override;
   bool has_hooks() const override { return true; }
   bool accept(Session& session, const RoomEvent& event) override;

@@ -326,8 +326,12 @@ reactor::SharedBytes NativeCodec::join_refused(Session&, const std::string& room
   return wrap({{"type", "error"}, {"code", "join_refused"}, {"room", room}, {"message", describe(why)}});
 }
 
-reactor::SharedBytes NativeCodec::publish_refused(Session&, const std::string& room, Refusal why) {
-  return wrap({{"type", "error"}, {"code", "not_allowed"}, {"room", room}, {"message", describe(why)}});
+reactor::SharedBytes NativeCodec::publish_refused(Session&, const std::string& room, Refusal why,
+                                                  const std::string& id) {
+  Json j = {{"type", "error"}, {"code", "not_allowed"}, {"room", room}};
+  if (!id.empty()) j["id"] = id;
+  j["message"] = describe(why);
+  return wrap(j);
 }
 
 reactor::SharedBytes NativeCodec::history(const std::string& room, const std::string& epoch, const ReadResult& result) {

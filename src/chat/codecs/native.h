@@ -49,7 +49,8 @@ class NativeCodec final : public Codec {
   reactor::SharedBytes acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) override;
   reactor::SharedBytes history(const std::string& room, const std::string& epoch, const ReadResult& result) override;
   reactor::SharedBytes join_refused(Session& session, const std::string& room, Refusal why) override;
-  reactor::SharedBytes publish_refused(Session& session, const std::string& room, Refusal why) override;
+  reactor::SharedBytes publish_refused(Session& session, const std::string& room, Refusal why,
+                                       const std::string& id) override;
 
   // Messages one history request may ask for.
   static constexpr size_t kMaxHistory = 100;
