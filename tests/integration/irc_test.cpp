@@ -3,11 +3,13 @@
 // presence as IRC clients expect it, timeouts and flood control, and bad input.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -675,6 +677,20 @@ TEST_P(IrcFrontEnd, PlaybackMeetsTheLiveMessagesWithoutGapOrDuplicate) {
     }
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST(IrcShutdown, SigtermSaysSoToIrcMembersAndExitsZero) {
+  IrcServer server({"--threads", "2"});
+  Irc a(server.irc);
+  ASSERT_TRUE(a.registers("leaving"));
+  ASSERT_TRUE(a.joins("#bye"));
+  ::kill(server.process.pid(), SIGTERM);
+  EXPECT_NE(a.expect("^ERROR :Closing Link: \\(Server shutting down\\)$"), "");
+  EXPECT_TRUE(a.closed_by_peer(10s));
+  ::shutdown(a.fd(), SHUT_WR);  // the server's lingering close ends when its peer's does
+  auto status = server.process.wait(20s);
+  ASSERT_TRUE(status && WIFEXITED(*status)) << server.process.err();
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Reactors, IrcFrontEnd, ::testing::Values(1, 2),
