@@ -521,7 +521,16 @@ std::pair<const std::string, Hub::NamedMember>* Hub::find_named(OwnedRoom& r, co
   return nullptr;
 }
 
-void Hub::owner_announce(const std::string& room, const OwnedRoom& r, RoomEvent event) {
+void Hub::owner_announce(const std::string& room, const OwnedRoom& r, EventKind kind, const std::string& user,
+                         FormatId format, uint64_t member_id, const std::string& text, const std::string& target) {
+  RoomEvent event;
+  event.kind = kind;
+  event.room = room;
+  event.user = user;
+  event.text = text;
+  event.front = Format::by_id(format).front();
+  event.member = member_id;
+  event.target = target;
   if (auto delivery = render(r, std::move(event))) owner_broadcast(room, r, delivery, 0);
 }
 
@@ -547,14 +556,7 @@ PolicyAnswer Hub::owner_policy(const std::string& room, const std::string& name,
       log.topic = req.text;
       log.topic_by = name;
       log.topic_at = now_ms();
-      RoomEvent e;
-      e.kind = EventKind::kTopic;
-      e.room = room;
-      e.user = name;
-      e.text = req.text;
-      e.front = Format::by_id(format).front();
-      e.member = member_id;
-      owner_announce(room, r, std::move(e));
+      owner_announce(room, r, EventKind::kTopic, name, format, member_id, req.text);
       return answer;
     }
     case PolicyRequest::kModes:
@@ -567,15 +569,8 @@ PolicyAnswer Hub::owner_policy(const std::string& room, const std::string& name,
       std::string target_name = target->first;
       NamedMember t = target->second;
       answer.target = target_name;
-      RoomEvent e;
-      e.kind = EventKind::kKick;
-      e.room = room;
-      e.user = name;
-      e.text = req.text;
-      e.front = Format::by_id(format).front();
-      e.member = member_id;
-      e.target = target_name;
-      owner_announce(room, r, std::move(e));  // the member removed hears it too, then goes
+      // The member removed hears it too, then goes.
+      owner_announce(room, r, EventKind::kKick, name, format, member_id, req.text, target_name);
       r.names.erase(target_name);
       --r.count;
       --r.format_count[t.format];
@@ -691,13 +686,7 @@ void Hub::owner_modes(const std::string& room, OwnedRoom& r, const std::string& 
     }
   }
   if (flags.empty()) return;
-  RoomEvent e;
-  e.kind = EventKind::kMode;
-  e.room = room;
-  e.user = setter;
-  e.text = flags + params;
-  e.front = Format::by_id(format).front();
-  owner_announce(room, r, std::move(e));
+  owner_announce(room, r, EventKind::kMode, setter, format, 0, flags + params);
 }
 
 void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, EventKind kind, const std::string& user,
