@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES=(cmake ninja-build g++ make pkg-config libgtest-dev libcli11-dev nlohmann-json3-dev libhiredis-dev python3 procps
           clang libclang-rt-14-dev iproute2 redis-server nats-server node-llhttp
-          libwslay-dev libssl-dev libsqlite3-dev python3-websockets chromium weechat-headless weechat-plugins)
+          libwslay-dev libssl-dev libsqlite3-dev libtomlplusplus-dev python3-websockets python3-prometheus-client chromium weechat-headless weechat-plugins)
 # Installed only when their command is missing: a machine may have Node.js from elsewhere (with
 # npm inside), and Debian's npm package would conflict with it.
 COMMANDS=(node:nodejs npm:npm)

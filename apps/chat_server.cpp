@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "app/cli.h"
+#include "app/config.h"
 #include "app/redis_url.h"
 #include "app/workers.h"
 #include "chat/redis_store.h"
@@ -266,7 +267,13 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100'000}));
   cli.add_flag("--verbose", verbose, "Log every connection's close");
-  if (auto status = app::parse(cli, argc, argv)) return *status;
+  std::string config_file;
+  bool check_config = false;
+  app::add_config_flags(cli, config_file);
+  cli.add_flag("--check-config", check_config,
+               "Check the flags and the --config file (and the files they name), say so and exit: 0 if all is well")
+      ->configurable(false);
+  if (auto status = app::parse_with_config(cli, argc, argv)) return *status;
   if (limits.output_soft > limits.output_hard) {
     std::cerr << "chat-server: --soft-limit must not be above --output-limit\n";
     return 2;
@@ -339,6 +346,10 @@ int main(int argc, char** argv) {
     }
   }
   options.irc_options = irc;
+  if (check_config) {
+    std::printf("chat-server: configuration OK%s%s\n", config_file.empty() ? "" : " (", config_file.empty() ? "" : (config_file + ")").c_str());
+    return 0;
+  }
   if (workers > 1) {
     if (redis_url.empty()) {
       std::cerr << "chat-server: --workers needs --redis: worker processes share rooms through Redis\n";

@@ -216,7 +216,8 @@ std::vector<std::string> worker_args(int argc, char** argv, uint16_t port) {
       out.emplace_back(a);
     }
   }
-  out.insert(out.end(), {"--port", std::to_string(port), "--reuse-port"});
+  // --workers 1: a worker must not supervise again, also when a --config file says workers = N.
+  out.insert(out.end(), {"--port", std::to_string(port), "--reuse-port", "--workers", "1"});
   return out;
 }
 

@@ -326,12 +326,13 @@ TEST(Workers, AWorkerThatIgnoresSigtermIsKilledAfterTheGracePeriod) {
   for (auto& u : up) EXPECT_TRUE(gone(pid_of(u))) << "worker " << u[0];
 }
 
+// A worker is told --workers 1, also where a --config file says workers = N (flags win over it).
 TEST(Workers, WorkerArgsReplaceWorkersAndPortAndAddReusePort) {
   const char* argv[] = {"chat-server", "--workers", "4", "--port=0", "--redis", "redis://x:1", "--workers=2",
                         "--port", "9", "--threads", "1"};
   auto args = app::worker_args(11, const_cast<char**>(argv), 4321);
   EXPECT_EQ(args, (std::vector<std::string>{"chat-server", "--redis", "redis://x:1", "--threads", "1", "--port", "4321",
-                                            "--reuse-port"}));
+                                            "--reuse-port", "--workers", "1"}));
 }
 
 TEST(RedisUrl, TakesHostAndPortWithOrWithoutTheScheme) {
