@@ -80,9 +80,9 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
       service.shutdown(std::chrono::milliseconds(grace_ms), [&] { loop.stop(); });
     };
     report = [&](int) {
-      service.collect_stats([&service, &store](const chat::Stats& s, const std::vector<uint64_t>& open) {
+      service.collect_stats([&service, &store](const chat::Stats& s, const std::vector<chat::Stats>& shards) {
         std::string per_reactor;
-        for (uint64_t n : open) per_reactor += (per_reactor.empty() ? "" : ",") + std::to_string(n);
+        for (const chat::Stats& k : shards) per_reactor += (per_reactor.empty() ? "" : ",") + std::to_string(k.connections_open);
         std::string bp = service.backplane_stats();
         std::string st = store->describe();
         LOG_INFO("stats: %s; per reactor open=%s%s%s%s%s", s.to_string().c_str(), per_reactor.c_str(),
@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   bool reuse_port = false;
   std::string redis_url;
   uint16_t http_port = 8080;
-  bool no_http = false;
+  bool no_http = false, no_metrics = false;
   std::string web_root;
   std::vector<std::string> allowed_origins;
   size_t http_timeout_ms = 10000;
@@ -195,6 +195,8 @@ int main(int argc, char** argv) {
                  "Port for HTTP: the chat page at /, /healthz, and WebSocket members at /ws (0: any free port)")
       ->capture_default_str();
   cli.add_flag("--no-http", no_http, "Serve no HTTP and no WebSocket (only the TCP dialects)");
+  cli.add_flag("--no-metrics", no_metrics,
+               "Serve no /metrics (Prometheus text: every counter of SIGUSR1's line, each reactor's loop lag)");
   cli.add_option("--web-root", web_root,
                  "Serve the page's files from this directory instead of the copy built into the binary");
   cli.add_option("--allowed-origin", allowed_origins,
@@ -314,6 +316,7 @@ int main(int argc, char** argv) {
   }
   options.reuse_port = reuse_port;
   options.http = !no_http;
+  options.metrics = !no_metrics;
   options.http_port = http_port;
   options.web.web_root = web_root;
   options.web.allowed_origins = allowed_origins;

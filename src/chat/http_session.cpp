@@ -99,7 +99,7 @@ void HttpSession::on_close(reactor::TcpConnection& conn, const reactor::CloseRea
 
 void HttpSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
   auto self = shared_from_this();  // an upgrade replaces this handler while it runs
-  while (!done_ && !input.empty() && conn_.accepts_output()) {
+  while (!done_ && !waiting_for_metrics_ && !input.empty() && conn_.accepts_output()) {
     if (conn_.queued_footprint() > kMaxQueued) {
       // Pipelined requests whose answers the client does not read: no more requests are read
       // until those answers have left (on_drain).
@@ -161,6 +161,10 @@ bool HttpSession::handle(const http::Request& req, reactor::Buffer& input) {
             keep_alive);
     return keep_alive;
   }
+  if (path == "/metrics" && web_.metrics) {
+    answer_metrics(keep_alive, head);
+    return false;
+  }
   auto file = web_.files.find(req.target);
   if (!file) {
     ++stats.http_errors;
@@ -177,6 +181,23 @@ bool HttpSession::handle(const http::Request& req, reactor::Buffer& input) {
               file->body->size(), keep_alive),
           keep_alive, head ? nullptr : file->body);
   return keep_alive;
+}
+
+void HttpSession::answer_metrics(bool keep_alive, bool head) {
+  // The figures are every reactor's: they come back later, on this reactor. Requests behind this
+  // one wait in the buffer, so that answers keep their order.
+  waiting_for_metrics_ = true;
+  conn_.pause_reading();
+  web_.metrics([weak = weak_from_this(), keep_alive, head](std::string text) {
+    auto self = weak.lock();
+    if (!self || self->done_ || !self->conn_.open()) return;  // gone, or timed out meanwhile
+    self->waiting_for_metrics_ = false;
+    self->respond(http::response(200,
+                                 {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}, {"Cache-Control", "no-store"}},
+                                 text, keep_alive, head),
+                  keep_alive);
+    if (keep_alive) self->conn_.resume_reading();  // offers the requests left in the buffer again
+  });
 }
 
 bool HttpSession::upgrade(const http::Request& req, reactor::Buffer& input) {

@@ -33,6 +33,8 @@ struct WebContext {
   const WebOptions& options;
   const bool& draining;  // the server is stopping: /healthz says 503
   std::function<void(uint64_t connection_id)> upgraded;  // the connection became a WebSocket member
+  // GET /metrics: asks for the text, which comes back on this shard (null: no /metrics).
+  std::function<void(std::function<void(std::string)> done)> metrics;
 };
 
 class HttpSession final : public reactor::ConnectionHandler, public std::enable_shared_from_this<HttpSession> {
@@ -49,6 +51,8 @@ class HttpSession final : public reactor::ConnectionHandler, public std::enable_
   bool handle(const http::Request& request, reactor::Buffer& input);
   void respond(std::string bytes, bool keep_alive, reactor::SharedBytes body = nullptr);
   bool upgrade(const http::Request& request, reactor::Buffer& input);
+  // Asks for the metrics and reads no more requests until they are answered.
+  void answer_metrics(bool keep_alive, bool head);
   void arm_timer();
   void timer_fired();
 
@@ -62,6 +66,7 @@ class HttpSession final : public reactor::ConnectionHandler, public std::enable_
   reactor::Clock::time_point deadline_{};
   bool done_ = false;  // upgraded or closing: no more HTTP on this connection
   bool waiting_for_output_ = false;
+  bool waiting_for_metrics_ = false;
 };
 
 }  // namespace chat

@@ -319,6 +319,12 @@ size_t Hub::local_member_count(const std::string& room) const {
   return it == local_.end() ? 0 : it->second.members.size();
 }
 
+size_t Hub::local_membership_count() const {
+  size_t n = 0;
+  for (const auto& [name, room] : local_) n += room.members.size();
+  return n;
+}
+
 HubError Hub::publish(const std::string& room, Member* from, std::string_view user, std::string_view text,
                       std::string_view id) {
   if (!is_member(room, from)) return HubError::kNotMember;

@@ -316,6 +316,9 @@ class Hub {
   void policy(const std::string& room, const Member* member, PolicyRequest request,
               std::function<void(const PolicyAnswer&)> done);
   size_t local_member_count(const std::string& room) const;
+  // For the figures: the rooms with members this shard owns, and this shard's memberships.
+  size_t owned_room_count() const { return owned_.size(); }
+  size_t local_membership_count() const;
   // Runs `done` on this shard once each shard in `shards` has run everything this shard posted to
   // it before (and what those tasks posted back here): a request's answers from a room's owner
   // come back before `done` runs.

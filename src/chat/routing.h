@@ -20,6 +20,8 @@
 
 namespace chat {
 
+class Exposition;
+
 class Backplane;
 class Hub;
 class RedisStore;
@@ -51,6 +53,8 @@ class Router {
   virtual void start() {}
   // A log line of the router's state and counters ("" if it has none).
   virtual std::string describe() const { return ""; }
+  // The same figures for GET /metrics (none by default). On shard 0's thread.
+  virtual void metrics(Exposition&) const {}
 };
 
 class LocalRouter final : public Router {
@@ -77,6 +81,7 @@ class RedisRouter final : public Router {
   bool answered_elsewhere(size_t, size_t) const override { return true; }  // through Redis, always
   void start() override;
   std::string describe() const override;
+  void metrics(Exposition& out) const override;
 
  private:
   ShardTable& table_;

@@ -4,6 +4,7 @@
 
 #include "chat/codecs/article.h"
 #include "chat/codecs/native.h"
+#include "chat/metrics.h"
 #include "chat/tcp_session.h"
 #include "chat/ws_session.h"
 #include "reactor/log.h"
@@ -33,7 +34,11 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
   server_.set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_connection(conn); });
   if (web.options != nullptr) {
     web_ = std::make_unique<WebContext>(
-        WebContext{sessions_, *web.files, *web.options, draining_, [this](uint64_t id) { http_ids_.erase(id); }});
+        WebContext{sessions_, *web.files, *web.options, draining_, [this](uint64_t id) { http_ids_.erase(id); }, {}});
+    if (web.metrics) {
+      web_->metrics = [source = web.metrics, shard](std::function<void(std::string)> done) { source(shard, std::move(done)); };
+      lag_probe_ = std::make_unique<reactor::LoopLagProbe>(reactor, std::chrono::milliseconds(100));
+    }
     http_server_ = std::make_unique<reactor::TcpServer>(reactor, close_callbacks());
     if (web.listen_on) http_server_->listen(*web.listen_on, reactor::ListenOptions{.reuse_port = listen_options.reuse_port});
     http_server_->set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_http_connection(conn); });
@@ -97,6 +102,9 @@ void ChatServer::start() {
 
 Stats ChatServer::stats() const {
   Stats s = stats_;
+  s.rooms = hub_.owned_room_count();
+  s.members = hub_.local_membership_count();
+  if (lag_probe_) s.loop_lag = lag_probe_->histogram();
   s.connections_refused += server_.stats().rejected;
   if (http_server_) s.connections_refused += http_server_->stats().rejected;
   if (irc_server_) s.connections_refused += irc_server_->stats().rejected;
@@ -104,7 +112,7 @@ Stats ChatServer::stats() const {
 }
 
 void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
-  if (!admit(conn)) return;
+  if (!admit(conn, Listener::kTcp)) return;
   auto session = std::make_shared<TcpSession>(sessions_, *conn, std::make_unique<ArticleCodec>(limits_.max_frame));
   conn->set_handler(session);
   session->start();
@@ -114,7 +122,7 @@ void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
 }
 
 void ChatServer::on_http_connection(const reactor::TcpConnectionPtr& conn) {
-  if (!admit(conn)) return;
+  if (!admit(conn, Listener::kHttp)) return;
   auto session = std::make_shared<HttpSession>(*web_, *conn);
   conn->set_handler(session);
   session->start();
@@ -125,7 +133,7 @@ void ChatServer::on_http_connection(const reactor::TcpConnectionPtr& conn) {
 }
 
 void ChatServer::on_irc_connection(const reactor::TcpConnectionPtr& conn) {
-  if (!admit(conn)) return;
+  if (!admit(conn, Listener::kIrc)) return;
   auto session = std::make_shared<TcpSession>(sessions_, *conn,
                                               std::make_unique<IrcCodec>(*irc_options_, reactor::Clock::now()));
   conn->set_handler(session);
@@ -136,8 +144,8 @@ void ChatServer::on_irc_connection(const reactor::TcpConnectionPtr& conn) {
   if (shutdown_done_ || quiesced_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
 }
 
-bool ChatServer::admit(const reactor::TcpConnectionPtr& conn) {
-  ++stats_.connections_accepted;
+bool ChatServer::admit(const reactor::TcpConnectionPtr& conn, Listener listener) {
+  ++stats_.accepted[static_cast<size_t>(listener)];
   if (limits_.max_connections && !hub_.table().admit(limits_.max_connections)) {
     ++stats_.connections_refused;
     static thread_local reactor::LogLimiter refusals(5, std::chrono::seconds(10));
@@ -245,6 +253,18 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
       final_(options.threads) {
   // Before any shard is built: each room's owner takes the numbering and ids the store knows.
   if (options.store) table_.set_store(options.store, options.retention, options.store->load());
+  store_ = options.store;
+  // GET /metrics on any shard: the figures are put together on `main`, the text goes back.
+  MetricsSource metrics;
+  if (options.metrics) {
+    metrics = [this](size_t k, std::function<void(std::string)> done) {
+      table_.run_on(0, k, [this, k, done = std::move(done)] {
+        metrics_text([this, k, done](std::string text) {
+          table_.run_on(k, 0, [done, text = std::move(text)] { done(text); });
+        });
+      });
+    };
+  }
   reactors_[0] = &main;
   bool per_shard = options.listener_per_shard && options.threads > 1;
   reactor::ListenOptions listen_options{.reuse_port = options.reuse_port || per_shard};
@@ -254,7 +274,7 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
                                                      ? http::StaticFiles::embedded()
                                                      : http::StaticFiles::directory(options.web.web_root));
     web_options_ = options.web;
-    web0 = {&web_options_, files_.get(), reactor::InetAddress::resolve(address.host(), options.http_port)};
+    web0 = {&web_options_, files_.get(), reactor::InetAddress::resolve(address.host(), options.http_port), metrics};
   }
   ShardIrc irc0;
   if (options.irc) {
@@ -273,10 +293,10 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
     // Each shard's server is built on its own thread (the owner rule) and destroyed there.
     pool_ = std::make_unique<reactor::ReactorPool>(
         options.threads - 1, options.backend,
-        [this, others_listen, listen_options, http = options.http, irc_on = options.irc](reactor::Reactor& r, size_t i) {
+        [this, others_listen, listen_options, http = options.http, irc_on = options.irc, metrics](reactor::Reactor& r, size_t i) {
           reactors_[i + 1] = &r;
           ChatServer::Web web;  // HTTP and IRC connections arrive from shard 0's listeners
-          if (http) web = {&web_options_, files_.get(), std::nullopt};
+          if (http) web = {&web_options_, files_.get(), std::nullopt, metrics};
           ShardIrc irc;
           if (irc_on) irc = {&irc_options_, std::nullopt};
           servers_[i + 1] =
@@ -379,25 +399,34 @@ void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()
   }
 }
 
-void ChatService::collect_stats(std::function<void(const Stats&, const std::vector<uint64_t>&)> callback) {
+void ChatService::collect_stats(std::function<void(const Stats&, const std::vector<Stats>&)> callback) {
   struct Collect {
     Stats sum;
-    std::vector<uint64_t> open;
+    std::vector<Stats> shards;
     size_t remaining;
-    std::function<void(const Stats&, const std::vector<uint64_t>&)> callback;
+    std::function<void(const Stats&, const std::vector<Stats>&)> callback;
   };
-  auto c = std::make_shared<Collect>(
-      Collect{{}, std::vector<uint64_t>(servers_.size(), 0), servers_.size(), std::move(callback)});
+  auto c = std::make_shared<Collect>(Collect{{}, std::vector<Stats>(servers_.size()), servers_.size(), std::move(callback)});
   for (size_t k = 0; k < servers_.size(); ++k) {
     table_.run_on(k, 0, [this, k, c] {
       Stats s = servers_[k]->stats();
       table_.run_on(0, k, [c, k, s] {
         c->sum += s;
-        c->open[k] = s.connections_open;
-        if (--c->remaining == 0) c->callback(c->sum, c->open);
+        c->shards[k] = s;
+        if (--c->remaining == 0) c->callback(c->sum, c->shards);
       });
     });
   }
+}
+
+void ChatService::metrics_text(std::function<void(std::string)> done) {
+  collect_stats([this, done = std::move(done)](const Stats& sum, const std::vector<Stats>& shards) {
+    Exposition out;
+    write_metrics(out, sum, shards);
+    if (router_) router_->metrics(out);
+    if (store_) store_->metrics(out);
+    done(out.text());
+  });
 }
 
 void ChatService::stop_pool() {

@@ -22,16 +22,21 @@
 #include "chat/routing.h"
 #include "chat/session.h"
 #include "chat/stats.h"
+#include "reactor/loop_lag.h"
 #include "reactor/reactor_pool.h"
 #include "reactor/tcp_server.h"
 
 namespace chat {
+
+// Where a shard's GET /metrics gets its text: called on shard `shard`, answers there.
+using MetricsSource = std::function<void(size_t shard, std::function<void(std::string)> done)>;
 
 // A shard's HTTP side (ChatServer): none when `options` is null.
 struct ShardWeb {
   const WebOptions* options = nullptr;
   const http::StaticFiles* files = nullptr;
   std::optional<reactor::InetAddress> listen_on;
+  MetricsSource metrics;  // null: no /metrics (and no loop-lag probe)
 };
 
 // A shard's IRC side (ChatServer): none when `options` is null.
@@ -91,7 +96,7 @@ class ChatServer {
   void on_http_connection(const reactor::TcpConnectionPtr& conn);
   void on_irc_connection(const reactor::TcpConnectionPtr& conn);
   reactor::ConnectionCallbacks close_callbacks();
-  bool admit(const reactor::TcpConnectionPtr& conn);
+  bool admit(const reactor::TcpConnectionPtr& conn, Listener listener);
   void on_close(const reactor::TcpConnectionPtr& conn, const reactor::CloseReason& reason);
   void maybe_finish_shutdown();
 
@@ -107,6 +112,7 @@ class ChatServer {
   std::unordered_set<uint64_t> irc_ids_;   // IRC members (swept once a second for their timeouts)
   const IrcOptions* irc_options_ = nullptr;
   std::unique_ptr<WebContext> web_;
+  std::unique_ptr<reactor::LoopLagProbe> lag_probe_;  // with /metrics
   reactor::TcpServer server_;
   std::unique_ptr<reactor::TcpServer> http_server_;
   std::unique_ptr<reactor::TcpServer> irc_server_;
@@ -132,6 +138,7 @@ struct ServiceOptions {
   bool http = false;        // serve HTTP and WebSocket on http_port (same host)
   uint16_t http_port = 8080;
   WebOptions web;
+  bool metrics = true;      // GET /metrics on the HTTP port, and each reactor's loop-lag probe
   bool irc = false;         // serve IRC on irc_port (same host)
   uint16_t irc_port = 6667;
   IrcOptions irc_options;
@@ -151,9 +158,12 @@ class ChatService {
   // are sender -> owner -> recipients); then each shard flushes and closes its connections. All
   // within `grace`, counted from this call.
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
-  // On `main`'s thread: `callback` gets the sum of every shard's counters, and each shard's open
-  // connections (the balance between reactors), on `main`.
-  void collect_stats(std::function<void(const Stats& sum, const std::vector<uint64_t>& open)> callback);
+  // On `main`'s thread: `callback` gets the sum of every shard's counters, and each shard's own
+  // (the balance between reactors), on `main`.
+  void collect_stats(std::function<void(const Stats& sum, const std::vector<Stats>& shards)> callback);
+  // On `main`'s thread: `done` gets GET /metrics's text (every shard's counters summed, each
+  // reactor's loop lag, the router's and the store's figures), on `main`.
+  void metrics_text(std::function<void(std::string)> done);
   // After shutdown and `main`'s loop has stopped: stops and joins the other shards.
   void stop_pool();
   // After stop_pool(): the sum of every shard's counters.
@@ -184,6 +194,7 @@ class ChatService {
   IrcOptions irc_options_;
   std::unique_ptr<http::StaticFiles> files_;
   WebOptions web_options_;
+  Store* store_ = nullptr;
   std::unique_ptr<Router> router_;  // with --redis (on `main`); destroyed first
   reactor::TimerId trim_timer_ = 0;
 };

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "chat/metrics.h"
 #include "reactor/blocking_pool.h"
 #include "reactor/log.h"
 
@@ -330,6 +331,7 @@ class SqliteStoreImpl final : public SqliteStore {
   }
 
   SqliteStats stats() const override;
+  void metrics(Exposition& out) const override;
 
  private:
   struct Append {
@@ -386,6 +388,7 @@ class SqliteStoreImpl final : public SqliteStore {
   std::vector<uint32_t>
       commit_us_;              // guarded by latency_mutex_: a ring of the last kLatencySamples
   size_t commit_us_next_ = 0;  // guarded by latency_mutex_
+  reactor::LatencyHistogram commit_histogram_;  // guarded by latency_mutex_: every commit
 
   reactor::BlockingPool pool_;  // last: see the destructor
 };
@@ -602,6 +605,7 @@ void SqliteStoreImpl::note_failure(const std::string& what) {
 
 void SqliteStoreImpl::record_commit_us(uint64_t us) {
   std::lock_guard<std::mutex> lock(latency_mutex_);
+  commit_histogram_.record(std::chrono::microseconds(us));
   uint32_t sample = uint32_t(std::min<uint64_t>(us, std::numeric_limits<uint32_t>::max()));
   if (commit_us_.size() < kLatencySamples) {
     commit_us_.push_back(sample);
@@ -707,6 +711,30 @@ std::unique_ptr<SqliteStore> open_sqlite_store(const SqliteOptions& options) {
   } catch (const SqliteFailure& e) {
     throw StoreError(where + e.what());
   }
+}
+
+void SqliteStoreImpl::metrics(Exposition& out) const {
+  SqliteStats s = stats();
+  out.family("chat_store_queue_depth", "gauge", "Messages waiting for their batch to start (the SQLite store)");
+  out.sample("chat_store_queue_depth", s.pending);
+  out.family("chat_store_jobs_queued", "gauge", "Batches, reads and fences queued for the store's thread");
+  out.sample("chat_store_jobs_queued", s.jobs_queued);
+  out.family("chat_store_batches_total", "counter", "Transactions of the SQLite store, by outcome");
+  out.sample("chat_store_batches_total", s.batches, Exposition::label("result", "committed"));
+  out.sample("chat_store_batches_total", s.failed_batches, Exposition::label("result", "failed"));
+  out.family("chat_store_messages_total", "counter", "Messages written to the SQLite store, by outcome");
+  out.sample("chat_store_messages_total", s.appended, Exposition::label("result", "committed"));
+  out.sample("chat_store_messages_total", s.failed, Exposition::label("result", "failed"));
+  out.family("chat_store_reads_total", "counter", "Reads of the SQLite store, by outcome");
+  out.sample("chat_store_reads_total", s.reads - std::min(s.reads, s.failed_reads), Exposition::label("result", "ok"));
+  out.sample("chat_store_reads_total", s.failed_reads, Exposition::label("result", "failed"));
+  reactor::LatencyHistogram commits;
+  {
+    std::lock_guard<std::mutex> lock(latency_mutex_);
+    commits = commit_histogram_;
+  }
+  out.family("chat_store_commit_seconds", "histogram", "How long a batch's transaction took (the SQLite store)");
+  out.histogram("chat_store_commit_seconds", commits);
 }
 
 }  // namespace chat

@@ -4,8 +4,14 @@
 
 namespace chat {
 
+uint64_t Stats::connections_accepted() const {
+  uint64_t n = 0;
+  for (uint64_t a : accepted) n += a;
+  return n;
+}
+
 Stats& Stats::operator+=(const Stats& o) {
-  connections_accepted += o.connections_accepted;
+  for (size_t l = 0; l < kListeners; ++l) accepted[l] += o.accepted[l];
   connections_open += o.connections_open;
   connections_refused += o.connections_refused;
   for (size_t f = 0; f < kMaxFormats; ++f) sessions[f] += o.sessions[f];
@@ -32,6 +38,9 @@ Stats& Stats::operator+=(const Stats& o) {
   history_reads += o.history_reads;
   irc_flood_closes += o.irc_flood_closes;
   irc_timeouts += o.irc_timeouts;
+  rooms += o.rooms;
+  members += o.members;
+  loop_lag += o.loop_lag;
   return *this;
 }
 
@@ -48,8 +57,8 @@ std::string Stats::to_string() const {
       "delivered=%llu; bytes in=%llu out=%llu; errors json=%llu utf8=%llu too_long=%llu request=%llu "
       "garbage=%llu; closed slow_consumer=%llu unsynced=%llu; http requests=%llu errors=%llu timeouts=%llu "
       "websocket=%llu; history acks=%llu not_stored=%llu recovered=%llu unrecovered=%llu replayed=%llu "
-      "reads=%llu; irc flood=%llu timeouts=%llu",
-      (unsigned long long)connections_open, (unsigned long long)connections_accepted,
+      "reads=%llu; irc flood=%llu timeouts=%llu; rooms count=%llu members=%llu",
+      (unsigned long long)connections_open, (unsigned long long)connections_accepted(),
       (unsigned long long)connections_refused, formats.c_str(), (unsigned long long)messages_in,
       (unsigned long long)deliveries, (unsigned long long)bytes_in, (unsigned long long)bytes_out,
       (unsigned long long)errors_json, (unsigned long long)errors_utf8,
@@ -59,7 +68,7 @@ std::string Stats::to_string() const {
       (unsigned long long)http_timeouts, (unsigned long long)ws_upgrades, (unsigned long long)acks,
       (unsigned long long)not_stored, (unsigned long long)recoveries, (unsigned long long)recoveries_failed,
       (unsigned long long)replayed, (unsigned long long)history_reads, (unsigned long long)irc_flood_closes,
-      (unsigned long long)irc_timeouts);
+      (unsigned long long)irc_timeouts, (unsigned long long)rooms, (unsigned long long)members);
   return line;
 }
 

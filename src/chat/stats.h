@@ -6,11 +6,17 @@
 #include <string>
 
 #include "chat/format.h"
+#include "reactor/loop_lag.h"
 
 namespace chat {
 
+// The listening sockets a connection may come in by.
+enum class Listener : uint8_t { kTcp, kHttp, kIrc };
+inline constexpr size_t kListeners = 3;
+inline constexpr const char* kListenerNames[kListeners] = {"tcp", "http", "irc"};
+
 struct Stats {
-  uint64_t connections_accepted = 0;
+  std::array<uint64_t, kListeners> accepted{};  // connections accepted, by listener (refused ones too)
   uint64_t connections_open = 0;
   uint64_t connections_refused = 0;  // over --max-connections, or not registrable
   // Connections by the wire format they spoke (Format::id), each counted once, in its last format.
@@ -38,6 +44,12 @@ struct Stats {
   uint64_t history_reads = 0;        // history requests answered
   uint64_t irc_flood_closes = 0;     // IRC connections closed for excess flood
   uint64_t irc_timeouts = 0;         // IRC connections closed unregistered or silent past their ping
+  // Gauges filled in when the figures are collected (ChatServer::stats).
+  uint64_t rooms = 0;                // rooms with members (counted at their owners)
+  uint64_t members = 0;              // memberships: a member in three rooms counts three
+  reactor::LatencyHistogram loop_lag;    // how late the shard's reactor ran its timers (--no-metrics: empty)
+
+  uint64_t connections_accepted() const;
 
   std::string to_string() const;
   Stats& operator+=(const Stats& o);

@@ -30,6 +30,8 @@
 
 namespace chat {
 
+class Exposition;
+
 // One kept message. `id`: the sender's id for an idempotent publish ("" if none); `front`: the
 // sender's front end (Format::front; "" if not known).
 struct StoredMessage {
@@ -101,6 +103,8 @@ class Store {
   virtual bool asynchronous() const = 0;
   // A log line of the store's state and counters ("" if it has none).
   virtual std::string describe() const { return ""; }
+  // The same figures for GET /metrics (none by default). Any thread.
+  virtual void metrics(Exposition&) const {}
 };
 
 // The store for --store memory, and with `retention.max_messages` 0 for --store off.

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "reactor/loop_lag.h"
 #include "reactor/reactor.h"
 #include "test_util.h"
 
@@ -312,4 +313,38 @@ TEST(ThreadsDeathTest, ASecondReactorInOneThreadIsRefused) {
         Reactor b;
       },
       "one reactor per thread");
+}
+
+// ---- LoopLagProbe: how late the loop gets to what is due ----------------------------------------
+
+TEST(LatencyHistogram, ADurationGoesInTheFirstBucketWhoseBoundHoldsIt) {
+  reactor::LatencyHistogram h;
+  h.record(std::chrono::microseconds(500));  // on a bound: that bucket (le is "less or equal")
+  h.record(std::chrono::microseconds(501));
+  h.record(std::chrono::seconds(3));         // past every bound: +Inf
+  h.record(-std::chrono::milliseconds(1));   // early (cannot be, but counted as 0)
+  EXPECT_EQ(h.buckets[0], 2u);
+  EXPECT_EQ(h.buckets[1], 1u);
+  EXPECT_EQ(h.buckets.back(), 1u);
+  EXPECT_EQ(h.count, 4u);
+  EXPECT_NEAR(h.sum_seconds, 3.001001, 1e-9);
+}
+
+TEST(LoopLagProbe, ALoopKeptBusyPastTheProbesDeadlineRecordsThatLateness) {
+  reactor::Reactor loop;
+  reactor::LoopLagProbe probe(loop, std::chrono::milliseconds(10));
+  // The thread is busy (here: asleep) for 80 ms before the loop runs: the probe, due after 10 ms,
+  // runs at least 70 ms late.
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  for (int i = 0; i < 100 && probe.histogram().count == 0; ++i) loop.run_once(100);
+  const reactor::LatencyHistogram h = probe.histogram();  // a copy: the probe goes on below
+  ASSERT_EQ(h.count, 1u);
+  uint64_t up_to_50ms = 0;
+  for (size_t b = 0; b < h.kBounds.size() && h.kBounds[b] <= 0.05; ++b) up_to_50ms += h.buckets[b];
+  EXPECT_EQ(up_to_50ms, 0u);
+  EXPECT_GE(h.sum_seconds, 0.07);
+  // Then a loop with nothing to do: its next three probes are on time (within the wait's rounding
+  // to milliseconds, and what a busy machine adds), none as late as the first.
+  while (probe.histogram().count < 4) loop.run_once(100);
+  EXPECT_LT(probe.histogram().sum_seconds - h.sum_seconds, 0.2);
 }

@@ -81,10 +81,11 @@ class Lines:
 
 
 class ChatServer:
-    def __init__(self, path, *flags, threads=2):
+    def __init__(self, path, *flags, threads=2, store="memory"):
         self.terminated = False
-        # History in memory unless the test says otherwise: never a shared ./chat-data.
-        self.args = [path, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--irc-port", "0", "--store", "memory",
+        # History in memory unless the test says otherwise: never a shared ./chat-data (a test that
+        # keeps it in sqlite gives its own --data-dir).
+        self.args = [path, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--irc-port", "0", "--store", store,
                      "--threads", str(threads), *flags]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
@@ -93,6 +94,8 @@ class ChatServer:
         try:
             m = self.out.wait_for(r"^chat-server: listening on [\d.]+:(\d+)", 20)
             self.port = int(m.group(1))
+            m = self.out.wait_for(r"^chat-server: irc listening on [\d.]+:(\d+)", 20)
+            self.irc_port = int(m.group(1))
             m = self.out.wait_for(r"^chat-server: http listening on [\d.]+:(\d+)", 20)
             self.http_port = int(m.group(1))
         except AssertionError:
