@@ -59,25 +59,46 @@ std::unique_ptr<chat::Store> open_store(const StoreChoice& choice, bool redis) {
 
 // One node: the chat service on this process's reactors until SIGINT/SIGTERM.
 int run_node(const std::string& host, uint16_t port, const chat::Limits& limits, chat::ServiceOptions options,
-             const StoreChoice& store_choice, size_t grace_ms) {
+             const StoreChoice& store_choice, size_t grace_ms, size_t drain_ms) {
   try {
     // Signals are blocked here, before any other thread starts (the shards', the store's), so they
     // inherit the mask and only this thread's signalfd sees them.
     reactor::Reactor loop(options.backend);
-    std::function<void(int)> graceful, report;
+    std::function<void(int)> graceful, report, drain;
     loop.on_signal(SIGINT, [&](int s) { graceful(s); });
     loop.on_signal(SIGTERM, [&](int s) { graceful(s); });
     loop.on_signal(SIGUSR1, [&](int s) { report(s); });
+    loop.on_signal(SIGUSR2, [&](int s) { drain(s); });
     std::unique_ptr<chat::Store> store = open_store(store_choice, !options.redis_host.empty());
     options.store = store.get();
     options.retention = store_choice.retention;
     chat::ChatService service(loop, reactor::InetAddress::resolve(host, port), limits, options);
-    bool stopping = false;
+    bool stopping = false, draining = false;
+    auto stop = [&] { service.shutdown(std::chrono::milliseconds(grace_ms), [&] { loop.stop(); }); };
+    // SIGTERM: a lame duck first (members closed one by one over --drain-ms, each told to
+    // reconnect), then the graceful stop. SIGINT (^C) and a SIGTERM during a drain: the stop at once.
     graceful = [&](int signo) {
       if (stopping) return;
       stopping = true;
+      if (signo == SIGTERM && drain_ms > 0 && !draining) {
+        LOG_INFO("signal %d (%s): stopping: members closed over %zu ms, each told to reconnect; then queued "
+                 "output flushed for at most %zu ms", signo, strsignal(signo), drain_ms, grace_ms);
+        draining = true;
+        service.drain(std::chrono::milliseconds(drain_ms), stop);
+        return;
+      }
       LOG_INFO("signal %d (%s): stopping; flushing queued output for at most %zu ms", signo, strsignal(signo), grace_ms);
-      service.shutdown(std::chrono::milliseconds(grace_ms), [&] { loop.stop(); });
+      stop();
+    };
+    // SIGUSR2: the lame duck alone. The process stays, answering HTTP (/healthz: 503) until SIGTERM.
+    drain = [&](int signo) {
+      if (stopping || draining) return;
+      draining = true;
+      LOG_INFO("signal %d (%s): draining: no new members; members closed over %zu ms, each told to reconnect",
+               signo, strsignal(signo), drain_ms);
+      service.drain(std::chrono::milliseconds(drain_ms), [&] {
+        if (!stopping) LOG_INFO("drained: every member has been closed; /healthz says 503 until SIGTERM");
+      });
     };
     report = [&](int) {
       service.collect_stats([&service, &store](const chat::Stats& s, const std::vector<chat::Stats>& shards) {
@@ -127,6 +148,7 @@ int main(int argc, char** argv) {
   chat::Limits limits;
   size_t soft_grace_ms = static_cast<size_t>(limits.soft_grace.count());
   size_t grace_ms = 2000;
+  size_t drain_ms = 3000;
   bool verbose = false;
   size_t threads = std::max(1u, std::thread::hardware_concurrency());
   size_t workers = 1;
@@ -174,6 +196,11 @@ int main(int argc, char** argv) {
   cli.add_option("--shutdown-grace-ms", grace_ms,
                  "On SIGINT/SIGTERM, how long queued output may take to leave before connections are closed")
       ->capture_default_str();
+  cli.add_option("--drain-ms", drain_ms,
+                 "On SIGTERM (and SIGUSR2, which drains without stopping): stop taking members and close them one "
+                 "by one over this long, each told to reconnect, before the stop (0: close them all at once)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{3600000}));
   cli.add_option("--threads", threads, "Reactors, one thread each (default: the number of cores)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, chat::ShardTable::kMaxShards));
@@ -366,5 +393,5 @@ int main(int argc, char** argv) {
     }
   }
   store.retention.max_age_ms = store.max_age_s * 1000;
-  return run_node(host, port, limits, options, store, grace_ms);
+  return run_node(host, port, limits, options, store, grace_ms, drain_ms);
 }

@@ -209,6 +209,9 @@
       case 'topic': return onTopic(msg);
       case 'error': return onError(msg);
       case 'pong': state.pongOwed = false; return;
+      // The server is going away (a drain, a stop): leave now and come back after the jittered
+      // backoff, rejoining every room from the last message we have.
+      case 'reconnect': if (state.ws) drop(state.ws); return;
       default: return;          // rooms replies and anything newer: nothing to show
     }
   }

@@ -53,9 +53,12 @@ class Supervisor {
     // Watched before the first fork: a worker that dies at once is then reported, not lost.
     loop_.on_signal(SIGINT, [this](int) { stop_all(); });
     loop_.on_signal(SIGTERM, [this](int) { stop_all(); });
-    loop_.on_signal(SIGUSR1, [this](int) {
-      for (auto& [pid, index] : running_) ::kill(pid, SIGUSR1);
-    });
+    // SIGUSR1 (the counters) and SIGUSR2 (drain without stopping) are each worker's business.
+    for (int signo : {SIGUSR1, SIGUSR2}) {
+      loop_.on_signal(signo, [this](int s) {
+        for (auto& [pid, index] : running_) ::kill(pid, s);
+      });
+    }
     loop_.on_signal(SIGCHLD, [this](int) { reap(); });
     for (size_t i = 0; i < slots_.size() && !stopping_; ++i) {
       if (!spawn(i)) give_up(1);

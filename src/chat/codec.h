@@ -72,6 +72,10 @@ class Codec {
     return nullptr;
   }
   virtual void removed(Session& /*session*/, const std::string& /*room*/) {}
+  // The server is going away: stopping, or with `restart` draining (the member should connect
+  // again, to another node or to this one restarted). This dialect's last words before the close
+  // (a reconnect request, IRC's ERROR), or null.
+  virtual reactor::SharedBytes going_away(Session& /*session*/, bool /*restart*/) { return nullptr; }
 
   // A codec that looks at its connection's deliveries, holds input back or keeps timeouts says so
   // here (asked when the session takes the codec): the others pay no call per delivery or frame.

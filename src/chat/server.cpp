@@ -76,6 +76,7 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
 
 ChatServer::~ChatServer() {
   if (keepalive_timer_) reactor_.cancel(keepalive_timer_);
+  if (drain_timer_) reactor_.cancel(drain_timer_);
   if (irc_timer_) reactor_.cancel(irc_timer_);
   // Close what is still open. The loops have stopped: nothing is told to the other shards.
   auto open = std::move(connections_);
@@ -199,19 +200,11 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
   shutdown_done_ = std::move(done);
   server_.stop_accepting();
   if (irc_server_) irc_server_->stop_accepting();
-  static const auto kIrcGoodbye = std::make_shared<const std::string>("ERROR :Closing Link: (Server shutting down)\r\n");
-  // Members flush and close; plain HTTP goes on (every answer closing its connection, /healthz
-  // saying 503) until the last member of this shard is gone (maybe_finish_shutdown).
+  // Members flush and close (those a drain has closed already are flushing); plain HTTP goes on
+  // (every answer closing its connection, /healthz saying 503) until the last member of this shard
+  // is gone (maybe_finish_shutdown).
   for (auto& [id, conn] : connections_) {
-    if (http_ids_.contains(id)) continue;
-    if (auto* ws = dynamic_cast<WsSession*>(conn->handler())) {
-      ws->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");  // with a close frame (1001)
-    } else if (irc_ids_.contains(id)) {
-      conn->send(kIrcGoodbye);
-      conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
-    } else {
-      conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
-    }
+    if (!http_ids_.contains(id) && conn->accepts_output()) farewell(conn, /*restart=*/false);
   }
   shutdown_timer_ = reactor_.run_after(grace, [this] {
     shutdown_timer_ = 0;
@@ -222,6 +215,59 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
     for (auto& [id, conn] : open) conn->close(reactor::CloseCode::kShutdown, "server shutting down (grace period over)");
   });
   maybe_finish_shutdown();
+}
+
+void ChatServer::farewell(const reactor::TcpConnectionPtr& conn, bool restart) {
+  const char* why = restart ? "server draining" : "server shutting down";
+  reactor::CloseCode code = restart ? reactor::CloseCode::kRestart : reactor::CloseCode::kShutdown;
+  if (auto* session = dynamic_cast<Session*>(conn->handler())) session->going_away(restart);
+  if (auto* ws = dynamic_cast<WsSession*>(conn->handler())) {
+    ws->close_after_flush(code, why);  // with a close frame: 1012 or 1001
+  } else {
+    conn->close_after_flush(code, why);
+  }
+}
+
+void ChatServer::drain(std::chrono::milliseconds window, std::function<void()> done) {
+  if (drain_started_) {
+    if (done) done();
+    return;
+  }
+  drain_started_ = true;
+  draining_ = true;  // /healthz says 503, /ws is refused
+  // Refused, not left waiting in a backlog: a client (or a balancer) tries another node at once.
+  server_.close_listener();
+  if (irc_server_) irc_server_->close_listener();
+  for (auto& [id, conn] : connections_) {
+    if (!http_ids_.contains(id)) drain_order_.push_back(id);
+  }
+  drain_start_ = reactor::Clock::now();
+  drain_window_ = window;
+  drain_done_ = std::move(done);
+  drain_step();
+  // Closes in batches every 20 ms: 10,000 members over 5 s are 40 a batch, not a timer each.
+  if (drain_next_ < drain_order_.size()) {
+    drain_timer_ = reactor_.run_every(std::chrono::milliseconds(20), [this] { drain_step(); });
+  }
+}
+
+void ChatServer::drain_step() {
+  size_t n = drain_order_.size();
+  auto elapsed = reactor::Clock::now() - drain_start_;
+  size_t due = n;
+  if (drain_window_.count() > 0 && elapsed < drain_window_) {
+    due = static_cast<size_t>(static_cast<double>(n) * (std::chrono::duration<double>(elapsed) / drain_window_));
+  }
+  for (; drain_next_ < due; ++drain_next_) {
+    auto it = connections_.find(drain_order_[drain_next_]);
+    if (it != connections_.end() && it->second->accepts_output()) farewell(it->second, /*restart=*/true);
+  }
+  if (drain_next_ < n) return;
+  if (drain_timer_) reactor_.cancel(drain_timer_);
+  drain_timer_ = 0;
+  drain_order_ = {};
+  if (auto done = std::move(drain_done_)) done();
+  drain_done_ = nullptr;
 }
 
 void ChatServer::maybe_finish_shutdown() {
@@ -394,6 +440,20 @@ void ChatService::shutdown(std::chrono::milliseconds grace, std::function<void()
       servers_[k]->quiesce();
       table_.run_on(0, k, [stop, drain] {
         if (--stop->remaining == 0 && !stop->closing) drain();
+      });
+    });
+  }
+}
+
+void ChatService::drain(std::chrono::milliseconds window, std::function<void()> done) {
+  auto remaining = std::make_shared<size_t>(servers_.size());
+  auto finished = std::make_shared<std::function<void()>>(std::move(done));
+  for (size_t k = 0; k < servers_.size(); ++k) {
+    table_.run_on(k, 0, [this, k, window, remaining, finished] {
+      servers_[k]->drain(window, [this, k, remaining, finished] {
+        table_.run_on(0, k, [remaining, finished] {
+          if (--*remaining == 0 && *finished) (*finished)();
+        });
       });
     });
   }

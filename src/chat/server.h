@@ -85,6 +85,12 @@ class ChatServer {
   // Graceful stop: stop accepting, let every connection's queued output leave, close each one,
   // and call `done` when all are closed or `grace` has passed (what is left is closed then).
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
+  // Lame duck: accept no more members (HTTP goes on: /healthz says 503, /ws is refused) and close
+  // the members one by one over `window`, the i-th of n at window * (i + 1) / n, each told first
+  // (Codec::going_away: native and WebSocket `reconnect`, then WebSocket's close 1012; IRC's
+  // ERROR). Members chat as usual until their turn. `done` once every member's close has begun
+  // (at once on a second call).
+  void drain(std::chrono::milliseconds window, std::function<void()> done);
 
   const reactor::InetAddress& local_address() const { return server_.local_address(); }
   // The shard's counters, with the connections its TcpServer could not register (select's
@@ -99,6 +105,9 @@ class ChatServer {
   bool admit(const reactor::TcpConnectionPtr& conn, Listener listener);
   void on_close(const reactor::TcpConnectionPtr& conn, const reactor::CloseReason& reason);
   void maybe_finish_shutdown();
+  void drain_step();
+  // Its last words (Session::going_away), then a close after the flush (WebSocket: a close frame).
+  void farewell(const reactor::TcpConnectionPtr& conn, bool restart);
 
   reactor::Reactor& reactor_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // close callbacks run later: check first
@@ -122,6 +131,14 @@ class ChatServer {
   reactor::TimerId shutdown_timer_ = 0;
   reactor::TimerId keepalive_timer_ = 0;
   reactor::TimerId irc_timer_ = 0;
+  // drain(): the members to close, in order, how far, and over what time.
+  bool drain_started_ = false;
+  std::vector<uint64_t> drain_order_;
+  size_t drain_next_ = 0;
+  reactor::Clock::time_point drain_start_{};
+  std::chrono::milliseconds drain_window_{0};
+  std::function<void()> drain_done_;
+  reactor::TimerId drain_timer_ = 0;
 };
 
 struct ServiceOptions {
@@ -158,6 +175,9 @@ class ChatService {
   // are sender -> owner -> recipients); then each shard flushes and closes its connections. All
   // within `grace`, counted from this call.
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
+  // On `main`'s thread: every shard drains (ChatServer::drain) over `window`; `done` runs on `main`
+  // when every shard has begun closing all its members.
+  void drain(std::chrono::milliseconds window, std::function<void()> done);
   // On `main`'s thread: `callback` gets the sum of every shard's counters, and each shard's own
   // (the balance between reactors), on `main`.
   void collect_stats(std::function<void(const Stats& sum, const std::vector<Stats>& shards)> callback);

@@ -171,6 +171,10 @@ void Session::depart() {
   name_.clear();
 }
 
+void Session::going_away(bool restart) {
+  if (auto bytes = codec_->going_away(*this, restart); bytes && transport_.open()) transport_.send(bytes);
+}
+
 void Session::leave_all(bool quit) {
   hub().leave_all(this, rooms_, quit, quit ? codec_->quit_reason() : std::string());
   rooms_.clear();

@@ -96,6 +96,9 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // The member is going (IRC's QUIT, a flood, a timeout) while its connection still flushes its
   // last lines: its rooms hear of it now, and its name is free now, not once the peer has closed.
   void depart();
+  // The server is going away (`restart`: draining): the codec's last words are queued, after
+  // everything queued before; the caller closes the connection after the flush.
+  void going_away(bool restart);
   // Publishes `text` from `user` to `room` (the sender must be a member).
   // With an `id`, the codec's `acked` answers once the message is stored (Hub::publish).
   HubError publish(const std::string& room, std::string_view user, std::string_view text, std::string_view id = {});

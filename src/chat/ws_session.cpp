@@ -245,9 +245,10 @@ void WsSession::close_soon(reactor::CloseCode code, std::string_view text) {
 
 void WsSession::close_after_flush(reactor::CloseCode code, std::string_view text) {
   if (closing_ || !conn_.accepts_output()) return conn_.close_after_flush(code, text);
-  // A close frame first: 1001 when the server is stopping, 1000 when the peer is done, 1008 when
-  // it broke our rules.
+  // A close frame first: 1001 when the server is stopping, 1012 (Service Restart) when it drains,
+  // 1000 when the peer is done, 1008 when it broke our rules.
   uint16_t ws_code = code == reactor::CloseCode::kShutdown    ? 1001
+                     : code == reactor::CloseCode::kRestart    ? 1012
                      : code == reactor::CloseCode::kPeerClosed ? 1000
                                                                : 1008;
   send_close(ws_code, text, code);

@@ -24,6 +24,7 @@ const char* to_string(CloseCode code) {
     case CloseCode::kProtocol: return "protocol error";
     case CloseCode::kRefused: return "refused";
     case CloseCode::kShutdown: return "shutdown";
+    case CloseCode::kRestart: return "restart";
     case CloseCode::kLocal: return "closed locally";
   }
   return "?";

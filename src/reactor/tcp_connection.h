@@ -45,6 +45,7 @@ enum class CloseCode : uint8_t {
   kProtocol,      // the peer broke the protocol past recovery
   kRefused,       // over a limit when it arrived
   kShutdown,      // the server is stopping
+  kRestart,       // the server is going away and asks the peer to come back (a drain)
   kLocal,         // its owner was done with it (a client exiting, a test)
 };
 const char* to_string(CloseCode code);

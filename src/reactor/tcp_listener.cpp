@@ -48,6 +48,12 @@ void TcpListener::start(AcceptCallback callback) {
   reactor_.add(socket_.get(), Interest::kRead, [this](Events) { handle_accept(); });
 }
 
+void TcpListener::close() {
+  stop();
+  socket_ = Handle();
+  spare_ = Handle();
+}
+
 void TcpListener::stop() {
   if (retry_timer_) reactor_.cancel(retry_timer_);
   retry_timer_ = 0;

@@ -54,6 +54,9 @@ class TcpListener {
   void start(AcceptCallback callback);
   // Stop accepting (the socket stays bound; pending connections wait in the backlog).
   void stop();
+  // Stop accepting and close the socket: a new connection is refused (with SO_REUSEPORT, it goes to
+  // the port's other listeners), and the kernel resets those still in the backlog.
+  void close();
 
   const InetAddress& local_address() const { return local_; }
   const ListenerStats& stats() const { return stats_; }

@@ -37,6 +37,10 @@ void TcpServer::stop_accepting() {
   if (listener_) listener_->stop();
 }
 
+void TcpServer::close_listener() {
+  if (listener_) listener_->close();
+}
+
 void TcpServer::adopt(Handle socket, const InetAddress& peer) {
   ++stats_->accepted;
   auto conn = TcpConnection::create(reactor_, std::move(socket), callbacks_, options_);

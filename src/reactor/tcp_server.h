@@ -38,6 +38,8 @@ class TcpServer {
   void listen(const InetAddress& address, ListenOptions options = {});
   void start();  // start accepting (with a listener)
   void stop_accepting();
+  // Stops accepting and closes the listening socket: new connections are refused (TcpListener::close).
+  void close_listener();
   // Takes a connected, non-blocking socket accepted elsewhere; call on this server's reactor.
   void adopt(Handle socket, const InetAddress& peer);
 

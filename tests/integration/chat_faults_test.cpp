@@ -203,7 +203,10 @@ TEST_P(ChatFaults, SigtermDeliversEverythingAcceptedBeforeClosing) {
   for (int before : {0, 1}) {
     SCOPED_TRACE("connections before the publisher: " + std::to_string(before));
     // Members may queue the whole burst (they read only after the signal).
-    Server server(args({"--shutdown-grace-ms", "20000", "--soft-limit", "16777216", "--output-limit", "16777216"}));
+    // Without a drain (--drain-ms 0): the stop that holds everything back until it has reached every
+    // member (a drain closes members in turn while others chat: tests/integration/drain_test.cpp).
+    Server server(args({"--shutdown-grace-ms", "20000", "--soft-limit", "16777216", "--output-limit", "16777216",
+                        "--drain-ms", "0"}));
     std::vector<std::unique_ptr<Native>> members;
     for (int i = 0; i < before; ++i) members.push_back(std::make_unique<Native>(server.port, "early" + std::to_string(i)));
     auto publisher = std::make_unique<Native>(server.port, "publisher");

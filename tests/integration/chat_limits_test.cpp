@@ -329,7 +329,8 @@ TEST_P(ChatLimitsMemory, MembersThatNeverReadCostAtMostTheHardLimitEach) {
 
 // "SIGTERM, SIGINT: stop accepting, let each connection's queued output leave (at most
 // --shutdown-grace-ms), close everything, print the counters, exit 0." With --threads 2 the
-// members and the publisher are spread over both reactors.
+// members and the publisher are spread over both reactors. Without a drain (--drain-ms 0: a
+// drain closes members in turn while the others chat, tests/integration/drain_test.cpp).
 class ChatLimitsShutdown : public ::testing::TestWithParam<int> {};
 INSTANTIATE_TEST_SUITE_P(Reactors, ChatLimitsShutdown, ::testing::Values(1, 2),
                          [](const auto& info) { return std::to_string(info.param) + "_threads"; });
@@ -340,7 +341,8 @@ INSTANTIATE_TEST_SUITE_P(Reactors, ChatLimitsShutdown, ::testing::Values(1, 2),
 TEST_P(ChatLimitsShutdown, SigtermDeliversEverythingQueuedToSlowReaders) {
   constexpr int kGraceMs = 20000, kReaders = 4, kMessages = 8000;  // ~8 MiB each, half of it or more in the server
   Server server(chat_args({"--threads", std::to_string(GetParam()), "--output-limit", "67108864", "--soft-limit",
-                           "67108864", "--soft-ms", "600000", "--shutdown-grace-ms", std::to_string(kGraceMs)}));
+                           "67108864", "--soft-ms", "600000", "--shutdown-grace-ms", std::to_string(kGraceMs),
+                           "--drain-ms", "0"}));
   std::vector<std::unique_ptr<Member>> readers;
   for (int i = 0; i < kReaders; ++i) {  // connections go round-robin over the reactors
     readers.push_back(std::make_unique<Member>(server.port, "reader" + std::to_string(i), "r"));
@@ -402,7 +404,8 @@ TEST_P(ChatLimitsShutdown, SigtermDeliversEverythingQueuedToSlowReaders) {
 TEST_P(ChatLimitsShutdown, AReaderThatNeverReadsIsCutAtTheGracePeriod) {
   constexpr int kGraceMs = 1500, kMessages = 8000;
   Server server(chat_args({"--threads", std::to_string(GetParam()), "--output-limit", "67108864", "--soft-limit",
-                           "67108864", "--soft-ms", "600000", "--shutdown-grace-ms", std::to_string(kGraceMs)}));
+                           "67108864", "--soft-ms", "600000", "--shutdown-grace-ms", std::to_string(kGraceMs),
+                           "--drain-ms", "0"}));
   Member idle0(server.port, "idle0", "r");  // one on each reactor with --threads 2
   Member idle1(server.port, "idle1", "r");
   ASSERT_EQ(idle1.joined["type"], "joined");

@@ -679,8 +679,24 @@ TEST_P(IrcFrontEnd, PlaybackMeetsTheLiveMessagesWithoutGapOrDuplicate) {
   std::filesystem::remove_all(dir);
 }
 
+// SIGTERM drains (--drain-ms): each member is told in turn and closed; with --drain-ms 0 all are
+// closed at once, after what was queued.
 TEST(IrcShutdown, SigtermSaysSoToIrcMembersAndExitsZero) {
   IrcServer server({"--threads", "2"});
+  Irc a(server.irc);
+  ASSERT_TRUE(a.registers("leaving"));
+  ASSERT_TRUE(a.joins("#bye"));
+  ::kill(server.process.pid(), SIGTERM);
+  EXPECT_NE(a.expect("^ERROR :Closing Link: \\(Server draining: please reconnect\\)$"), "");
+  EXPECT_TRUE(a.closed_by_peer(10s));
+  ::shutdown(a.fd(), SHUT_WR);  // the server's lingering close ends when its peer's does
+  auto status = server.process.wait(20s);
+  ASSERT_TRUE(status && WIFEXITED(*status)) << server.process.err();
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+}
+
+TEST(IrcShutdown, SigtermWithoutADrainSaysTheServerIsShuttingDown) {
+  IrcServer server({"--threads", "2", "--drain-ms", "0"});
   Irc a(server.irc);
   ASSERT_TRUE(a.registers("leaving"));
   ASSERT_TRUE(a.joins("#bye"));

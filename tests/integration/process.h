@@ -97,6 +97,8 @@ class LineClient {
   std::optional<std::string> line(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // True once the server has closed the connection (reads until end of stream or the deadline).
   bool closed_by_peer(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // True once the stream has ended and line() has returned every whole line before the end.
+  bool ended() const { return eof_ && buffer_.find('\n') == std::string::npos; }
 
  private:
   int fd_;

@@ -811,8 +811,8 @@ class KeepAlive(ServerCase):
 
 
 class Shutdown(unittest.TestCase):
-    def test_members_get_1001_on_sigterm(self):
-        server = chatproc.ChatServer(SERVER, threads=2)
+    def stay_until_sigterm(self, flags, reason, code):
+        server = chatproc.ChatServer(SERVER, *flags, threads=2)
         try:
             ws = RawWs(server)
             ws.send_text('{"type":"hello","user":"stayer"}')
@@ -820,10 +820,17 @@ class Shutdown(unittest.TestCase):
             ws.send_text('{"type":"ping","id":0}')
             ws.recv_json("pong", id=0)
             server.signal()
-            ws.expect_close(1001)
+            ws.recv_json("reconnect", reason=reason)
+            ws.expect_close(code)
             ws.close()
         finally:
             server.stop()
+
+    def test_members_are_told_to_reconnect_and_get_1012_when_sigterm_drains(self):
+        self.stay_until_sigterm(("--drain-ms", "500"), "server draining", 1012)
+
+    def test_members_are_told_to_reconnect_and_get_1001_on_sigterm_without_a_drain(self):
+        self.stay_until_sigterm(("--drain-ms", "0"), "server shutting down", 1001)
 
 
 def main():

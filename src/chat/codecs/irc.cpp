@@ -275,6 +275,12 @@ std::string IrcCodec::self_source(Session& session) const {
   return ":" + n + "!" + n + "@irc";
 }
 
+reactor::SharedBytes IrcCodec::going_away(Session&, bool restart) {
+  // What IRC servers say when they go; clients reconnect on it.
+  return std::make_shared<const std::string>(restart ? "ERROR :Closing Link: (Server draining: please reconnect)\r\n"
+                                                     : "ERROR :Closing Link: (Server shutting down)\r\n");
+}
+
 void IrcCodec::close_with_error(Session& session, const std::string& reason, reactor::CloseCode code) {
   if (rare().quit_reason.empty()) rare().quit_reason = reason;
   std::string who = target(session);

@@ -76,6 +76,7 @@ class IrcCodec final : public Codec {
   reactor::SharedBytes publish_refused(Session& session, const std::string& room, Refusal why,
                                        const std::string& id) override;
   void removed(Session& session, const std::string& room) override;
+  reactor::SharedBytes going_away(Session& session, bool restart) override;
   bool has_hooks() const override { return true; }
   bool accept(Session& session, const RoomEvent& event) override;
   bool hold_input(Session& session, size_t buffered) override;

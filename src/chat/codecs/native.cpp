@@ -322,6 +322,10 @@ reactor::SharedBytes NativeCodec::acked(const std::string& room, const std::stri
                {"message", "the message could not be stored (it may have been delivered): not acknowledged"}});
 }
 
+reactor::SharedBytes NativeCodec::going_away(Session&, bool restart) {
+  return wrap({{"type", "reconnect"}, {"reason", restart ? "server draining" : "server shutting down"}});
+}
+
 reactor::SharedBytes NativeCodec::join_refused(Session&, const std::string& room, Refusal why) {
   return wrap({{"type", "error"}, {"code", "join_refused"}, {"room", room}, {"message", describe(why)}});
 }

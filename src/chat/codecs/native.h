@@ -51,6 +51,7 @@ class NativeCodec final : public Codec {
   reactor::SharedBytes join_refused(Session& session, const std::string& room, Refusal why) override;
   reactor::SharedBytes publish_refused(Session& session, const std::string& room, Refusal why,
                                        const std::string& id) override;
+  reactor::SharedBytes going_away(Session& session, bool restart) override;
 
   // Messages one history request may ask for.
   static constexpr size_t kMaxHistory = 100;
