@@ -188,9 +188,41 @@ int main(int argc, char** argv) {
   cli.add_option("--soft-ms", soft_grace_ms, "How long a member may stay above --soft-limit, in milliseconds")
       ->capture_default_str();
   cli.add_option("--max-rooms", limits.max_rooms, "Rooms one connection may be in")->capture_default_str();
+  cli.add_option("--max-room-members", limits.max_room_members,
+                 "Members one room may have; a join past it is refused (0: no limit)")
+      ->capture_default_str();
+  cli.add_option("--max-server-rooms", limits.max_server_rooms,
+                 "Rooms with members at once in this process; a join that would open one more is refused (0: no limit)")
+      ->capture_default_str();
   cli.add_option("--presence-max-members", limits.presence_max_members,
                  "Rooms with more members than this get no join/leave events and no member lists")
       ->capture_default_str();
+  cli.add_option("--max-connections-per-address", limits.per_address.max_connections,
+                 "Connections at once from one client address (an IPv6 address: its /64), past which it is refused "
+                 "(0: no limit)")
+      ->capture_default_str();
+  cli.add_option("--connect-rate", limits.per_address.connect_rate,
+                 "New connections a second one address may open after its burst; over it, refused (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
+  cli.add_option("--connect-burst", limits.per_address.connect_burst, "New connections one address may open at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e6));
+  cli.add_option("--message-rate", limits.message_rate,
+                 "Messages a second one connection may publish after its burst; over it: rate_limited, not sent "
+                 "(0: no limit; IRC has its own flood control besides)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e7));
+  cli.add_option("--message-burst", limits.message_burst,
+                 "Messages one connection may publish at once; as many refusals in a row close it")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e7));
+  size_t frame_timeout_ms = static_cast<size_t>(limits.frame_timeout.count());
+  cli.add_option("--frame-timeout-ms", frame_timeout_ms,
+                 "A line or JSON object once begun must end within this, or the connection is closed "
+                 "(slowloris; 0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{3600000}));
   cli.add_option("--max-connections", limits.max_connections, "Connections at once in this process, whatever the reactor (0: as descriptors allow)")
       ->capture_default_str();
   cli.add_option("--shutdown-grace-ms", grace_ms,
@@ -308,6 +340,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   limits.soft_grace = std::chrono::milliseconds(soft_grace_ms);
+  limits.frame_timeout = std::chrono::milliseconds(frame_timeout_ms);
   if (verbose) reactor::set_log_level(reactor::LogLevel::kDebug);
   app::tag_logs_if_worker();
 

@@ -107,6 +107,14 @@ void ShardTable::wake_waiting(size_t from) {
   }
 }
 
+bool ShardTable::open_room(bool forced) {
+  size_t n = rooms_open_.load(std::memory_order_relaxed);
+  do {
+    if (!forced && max_server_rooms_ > 0 && n >= max_server_rooms_) return false;
+  } while (!rooms_open_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  return true;
+}
+
 bool ShardTable::admit(size_t max) {
   size_t n = admitted_.load(std::memory_order_relaxed);
   do {
@@ -432,14 +440,25 @@ Refusal Hub::join_refusal(const OwnedRoom& r, const std::string& name, FormatId 
 
 void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member_id, const std::string& name,
                      FormatId format, bool want_reply, const std::string& key) {
-  if (auto existing = owned_.find(room_name); existing != owned_.end()) {
-    if (Refusal why = join_refusal(existing->second, name, format, key); why != Refusal::kNone) {
-      // Not counted: the member's shard takes it out again and tells it.
-      table_.run_on(shard, shard_, [&hub = table_.hub(shard), room_name, member_id, why] {
-        if (Member* m = hub.drop_local(room_name, member_id)) m->join_refused(room_name, why);
-      });
-      return;
+  // The server's limits apply to named members (the article's dialect's are anonymous, in the lobby
+  // only, and bounded by the connection limits).
+  auto existing = owned_.find(room_name);
+  Refusal why = Refusal::kNone;
+  if (existing != owned_.end()) {
+    why = join_refusal(existing->second, name, format, key);
+    if (why == Refusal::kNone && !name.empty() && table_.max_room_members() > 0 &&
+        existing->second.count >= table_.max_room_members()) {
+      why = Refusal::kRoomLimit;
     }
+  } else if (!table_.open_room(/*forced=*/name.empty())) {
+    why = Refusal::kServerRooms;
+  }
+  if (why != Refusal::kNone) {
+    // Not counted: the member's shard takes it out again and tells it.
+    table_.run_on(shard, shard_, [&hub = table_.hub(shard), room_name, member_id, why] {
+      if (Member* m = hub.drop_local(room_name, member_id)) m->join_refused(room_name, why);
+    });
+    return;
   }
   OwnedRoom& r = owned_[room_name];
   if (r.shard_count.empty()) r.shard_count.assign(table_.shards(), 0);
@@ -495,6 +514,7 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, uint64_t membe
   --r.shard_count[shard];
   if (r.count == 0) {
     owned_.erase(it);  // an empty room's members are forgotten; its numbering stays (logs_)
+    table_.close_room();
     table_.router().room_closed(*this, room_name);
     return;
   }
@@ -586,6 +606,7 @@ PolicyAnswer Hub::owner_policy(const std::string& room, const std::string& name,
       });
       if (r.count == 0) {
         owned_.erase(it);
+        table_.close_room();
         table_.router().room_closed(*this, room);
       }
       return answer;

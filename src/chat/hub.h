@@ -39,6 +39,8 @@
 namespace chat {
 
 // The owner's answer to a join (Member::joined).
+class AddressTable;
+
 struct JoinReply {
   size_t count = 0;                                // members now in the room
   const std::vector<std::string>* names = nullptr;  // the named members, if the room is small enough
@@ -154,7 +156,8 @@ struct RoomLog {
   int64_t topic_at = 0;
 };
 
-enum class HubError { kNone, kNotMember, kAlreadyMember };
+// kRateLimited: over --message-rate (Session::publish), not sent.
+enum class HubError { kNone, kNotMember, kAlreadyMember, kRateLimited };
 
 // A named member of a room as its owner knows it (RoomSnapshot).
 struct RoomMemberInfo {
@@ -237,6 +240,18 @@ class ShardTable {
   // if one more fits under `max`.
   bool admit(size_t max);
   void release_admission() { admitted_.fetch_sub(1, std::memory_order_relaxed); }
+  // --max-room-members and --max-server-rooms (0: no limit), and the rooms with members now.
+  void set_room_limits(size_t max_members, size_t max_rooms) {
+    max_room_members_ = max_members;
+    max_server_rooms_ = max_rooms;
+  }
+  size_t max_room_members() const { return max_room_members_; }
+  // A room is opened (its first member): true if it may be (and counted); closed: uncounted.
+  bool open_room(bool forced);
+  void close_room() { rooms_open_.fetch_sub(1, std::memory_order_relaxed); }
+  // Connections per client address (null: not limited); not owned.
+  void set_addresses(AddressTable* addresses) { addresses_ = addresses; }
+  AddressTable* addresses() const { return addresses_; }
 
   // Member names are unique across the process, compared without regard to ASCII case (IRC's
   // CASEMAPPING=ascii): nobody can pass for "Bob" as "bob", whatever the front end.
@@ -257,6 +272,9 @@ class ShardTable {
   void wake_waiting(size_t from);
 
   size_t presence_max_members_;
+  AddressTable* addresses_ = nullptr;
+  size_t max_room_members_ = 0, max_server_rooms_ = 0;
+  std::atomic<size_t> rooms_open_{0};
   LocalRouter local_router_;
   Router* router_ = &local_router_;
   Retention retention_;

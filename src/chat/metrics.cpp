@@ -97,8 +97,12 @@ void write_metrics(Exposition& out, const Stats& s, const std::vector<Stats>& sh
   for (size_t l = 0; l < kListeners; ++l) {
     out.sample("chat_connections_accepted_total", s.accepted[l], E::label("listener", kListenerNames[l]));
   }
-  counter("chat_connections_refused_total", "Connections closed at once: over --max-connections, or not registrable",
-          s.connections_refused);
+  out.family("chat_connections_refused_total", "counter",
+             "Connections closed at once, by the limit they met (other: --max-connections, or not registrable)");
+  out.sample("chat_connections_refused_total", s.refused_per_address, E::label("reason", "per_address"));
+  out.sample("chat_connections_refused_total", s.refused_connect_rate, E::label("reason", "connect_rate"));
+  out.sample("chat_connections_refused_total", s.connections_refused - s.refused_per_address - s.refused_connect_rate,
+             E::label("reason", "other"));
 
   counter("chat_messages_in_total", "Chat messages accepted for broadcast", s.messages_in);
   counter("chat_deliveries_total", "Message copies queued to members", s.deliveries);
@@ -115,9 +119,15 @@ void write_metrics(Exposition& out, const Stats& s, const std::vector<Stats>& sh
                                                      {"unsynced", s.unsynced_closes},
                                                      {"http_timeout", s.http_timeouts},
                                                      {"irc_flood", s.irc_flood_closes},
-                                                     {"irc_timeout", s.irc_timeouts}};
+                                                     {"irc_timeout", s.irc_timeouts},
+                                                     {"rate_limit", s.rate_limit_closes},
+                                                     {"frame_timeout", s.frame_timeouts}};
   for (const auto& [reason, n] : closes) out.sample("chat_closes_total", n, E::label("reason", reason));
 
+  counter("chat_rate_limited_total", "Messages refused over --message-rate", s.rate_limited);
+  out.family("chat_joins_refused_total", "counter", "Joins refused by a server limit, by limit");
+  out.sample("chat_joins_refused_total", s.refused_room_members, E::label("limit", "room_members"));
+  out.sample("chat_joins_refused_total", s.refused_server_rooms, E::label("limit", "server_rooms"));
   counter("chat_http_requests_total", "HTTP requests answered", s.http_requests);
   counter("chat_http_errors_total", "HTTP requests answered 4xx or 5xx, unparsable ones included", s.http_errors);
   counter("chat_websocket_upgrades_total", "WebSocket handshakes accepted", s.ws_upgrades);

@@ -22,6 +22,8 @@ const char* describe(Refusal refusal) {
     case Refusal::kUnknownMode: return "unknown mode";
     case Refusal::kNeedsParameter: return "the mode needs a parameter";
     case Refusal::kTooManyBans: return "the room's ban list is full";
+    case Refusal::kRoomLimit: return "the room has as many members as this server allows";
+    case Refusal::kServerRooms: return "this server has as many rooms as it allows: join one that exists";
   }
   return "refused";
 }

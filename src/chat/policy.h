@@ -29,6 +29,8 @@ enum class Refusal : uint8_t {
   kUnknownMode,
   kNeedsParameter,  // a mode that takes a parameter came without one (or with a bad one)
   kTooManyBans,
+  kRoomLimit,       // the room has --max-room-members members
+  kServerRooms,     // the server has --max-server-rooms rooms (a join that would open another)
 };
 const char* describe(Refusal refusal);
 

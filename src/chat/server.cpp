@@ -48,9 +48,23 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
     auto timeout = web.options->ws_pong_timeout;
     keepalive_timer_ = reactor_.run_every(std::max(interval / 4, std::chrono::milliseconds(100)), [this, interval, timeout] {
       auto now = reactor::Clock::now();
-      for (auto& [id, conn] : connections_) {
-        if (auto* ws = dynamic_cast<WsSession*>(conn->handler())) ws->keep_alive(now, interval, timeout);
+      for (auto& [id, open] : connections_) {
+        if (auto* ws = dynamic_cast<WsSession*>(open.conn->handler())) ws->keep_alive(now, interval, timeout);
       }
+    });
+  }
+  if (limits.frame_timeout.count() > 0) {
+    // Frames left unfinished (slowloris): one sweep per shard over its members, often enough to
+    // close one within a quarter of the timeout past it (and at least once a second).
+    auto every = std::clamp(limits.frame_timeout / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+    frame_timer_ = reactor_.run_every(every, [this] {
+      uint32_t now = Session::clock_ms();
+      std::vector<Session*> members;
+      for (auto& [id, open] : connections_) {
+        if (http_ids_.contains(id)) continue;  // HTTP has its own request timeout
+        if (auto* s = dynamic_cast<Session*>(open.conn->handler())) members.push_back(s);
+      }
+      for (Session* s : members) s->frame_timed_out(now);  // a close is deferred: the map stays as it is
     });
   }
   if (irc.options != nullptr) {
@@ -68,7 +82,7 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
       std::vector<uint64_t> ids(irc_ids_.begin(), irc_ids_.end());  // a tick may close (deferred) its connection
       for (uint64_t id : ids) {
         auto it = connections_.find(id);
-        if (it != connections_.end()) static_cast<TcpSession*>(it->second->handler())->tick(now);
+        if (it != connections_.end()) static_cast<TcpSession*>(it->second.conn->handler())->tick(now);
       }
     });
   }
@@ -77,12 +91,13 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
 ChatServer::~ChatServer() {
   if (keepalive_timer_) reactor_.cancel(keepalive_timer_);
   if (drain_timer_) reactor_.cancel(drain_timer_);
+  if (frame_timer_) reactor_.cancel(frame_timer_);
   if (irc_timer_) reactor_.cancel(irc_timer_);
   // Close what is still open. The loops have stopped: nothing is told to the other shards.
   auto open = std::move(connections_);
-  for (auto& [id, conn] : open) {
-    conn->close(reactor::CloseCode::kShutdown, "server destroyed");
-    conn->set_handler(nullptr);  // its session goes now, while the hub it points to exists
+  for (auto& [id, o] : open) {
+    o.conn->close(reactor::CloseCode::kShutdown, "server destroyed");
+    o.conn->set_handler(nullptr);  // its session goes now, while the hub it points to exists
   }
 }
 
@@ -113,63 +128,96 @@ Stats ChatServer::stats() const {
 }
 
 void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
-  if (!admit(conn, Listener::kTcp)) return;
+  AddressKey address;
+  if (!admit(conn, Listener::kTcp, address)) return;
   auto session = std::make_shared<TcpSession>(sessions_, *conn, std::make_unique<ArticleCodec>(limits_.max_frame));
   conn->set_handler(session);
   session->start();
-  connections_.emplace(conn->id(), conn);
+  connections_.emplace(conn->id(), Open{conn, address});
   stats_.connections_open = connections_.size();
   if (shutdown_done_ || quiesced_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
 }
 
 void ChatServer::on_http_connection(const reactor::TcpConnectionPtr& conn) {
-  if (!admit(conn, Listener::kHttp)) return;
+  AddressKey address;
+  if (!admit(conn, Listener::kHttp, address)) return;
   auto session = std::make_shared<HttpSession>(*web_, *conn);
   conn->set_handler(session);
   session->start();
-  connections_.emplace(conn->id(), conn);
+  connections_.emplace(conn->id(), Open{conn, address});
   http_ids_.insert(conn->id());
   stats_.connections_open = connections_.size();
   if (http_closing_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
 }
 
 void ChatServer::on_irc_connection(const reactor::TcpConnectionPtr& conn) {
-  if (!admit(conn, Listener::kIrc)) return;
+  AddressKey address;
+  if (!admit(conn, Listener::kIrc, address)) return;
   auto session = std::make_shared<TcpSession>(sessions_, *conn,
                                               std::make_unique<IrcCodec>(*irc_options_, reactor::Clock::now()));
   conn->set_handler(session);
   session->start();
-  connections_.emplace(conn->id(), conn);
+  connections_.emplace(conn->id(), Open{conn, address});
   irc_ids_.insert(conn->id());
   stats_.connections_open = connections_.size();
   if (shutdown_done_ || quiesced_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
 }
 
-bool ChatServer::admit(const reactor::TcpConnectionPtr& conn, Listener listener) {
+bool ChatServer::admit(const reactor::TcpConnectionPtr& conn, Listener listener, AddressKey& address) {
   ++stats_.accepted[static_cast<size_t>(listener)];
-  if (limits_.max_connections && !hub_.table().admit(limits_.max_connections)) {
-    ++stats_.connections_refused;
-    static thread_local reactor::LogLimiter refusals(5, std::chrono::seconds(10));
-    uint64_t left_out = 0;
-    if (refusals.allow(&left_out)) {
-      LOG_WARN("connection %llu refused: %zu connections open, the limit (--max-connections)%s",
-               static_cast<unsigned long long>(conn->id()), limits_.max_connections, reactor::more_like_it(left_out).c_str());
+  AddressTable* addresses = hub_.table().addresses();
+  if (addresses != nullptr) {
+    AddressKey key;
+    try {
+      key = AddressKey::of(reactor::InetAddress::peer_of(conn->fd()));
+    } catch (const std::exception&) {
+      // Gone already (reset before we looked): not counted, and it closes on its first read.
     }
-    conn->close(reactor::CloseCode::kRefused, "over the connection limit");
+    if (key.counted()) {
+      switch (addresses->admit(key, reactor::Clock::now())) {
+        case Admission::kAdmitted: address = key; break;
+        case Admission::kTooMany:
+          ++stats_.refused_per_address;
+          refuse(conn, "too many connections from its address (--max-connections-per-address)");
+          return false;
+        case Admission::kTooFast:
+          ++stats_.refused_connect_rate;
+          refuse(conn, "its address connects too fast (--connect-rate)");
+          return false;
+      }
+    }
+  }
+  if (limits_.max_connections && !hub_.table().admit(limits_.max_connections)) {
+    if (address.counted()) addresses->release(address);
+    address = {};
+    refuse(conn, "over the connection limit (--max-connections)");
     return false;
   }
   return true;
+}
+
+void ChatServer::refuse(const reactor::TcpConnectionPtr& conn, const char* why) {
+  ++stats_.connections_refused;
+  static thread_local reactor::LogLimiter refusals(5, std::chrono::seconds(10));
+  uint64_t left_out = 0;
+  if (refusals.allow(&left_out)) {
+    LOG_WARN("connection %llu refused: %s%s", static_cast<unsigned long long>(conn->id()), why,
+             reactor::more_like_it(left_out).c_str());
+  }
+  conn->close(reactor::CloseCode::kRefused, why);
 }
 
 void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::CloseReason& reason) {
   // The connection's session has left its rooms already (its handler's on_close runs first).
   auto it = connections_.find(conn->id());
   if (it == connections_.end()) return;  // refused before it had a session
+  if (it->second.address.counted()) hub_.table().addresses()->release(it->second.address);
   connections_.erase(it);
   http_ids_.erase(conn->id());
   irc_ids_.erase(conn->id());
   if (limits_.max_connections) hub_.table().release_admission();
   stats_.connections_open = connections_.size();
+  if (drain_timer_ && connections_.size() == http_ids_.size()) drain_step();  // the last member went
   // Closes come at the rate clients connect: logged within a budget per reactor.
   static thread_local reactor::LogLimiter closes(20, std::chrono::seconds(1));
   bool notable = reason.code == reactor::CloseCode::kSlowConsumer || reason.code == reactor::CloseCode::kProtocol;
@@ -190,8 +238,8 @@ void ChatServer::quiesce() {
   if (irc_server_) irc_server_->stop_accepting();
   hub_.drop_paused();  // sessions waiting for room never resume reading
   // Members stop reading; plain HTTP connections go on, so that /healthz can say 503 meanwhile.
-  for (auto& [id, conn] : connections_) {
-    if (dynamic_cast<HttpSession*>(conn->handler()) == nullptr) conn->pause_reading();
+  for (auto& [id, open] : connections_) {
+    if (dynamic_cast<HttpSession*>(open.conn->handler()) == nullptr) open.conn->pause_reading();
   }
 }
 
@@ -203,8 +251,8 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
   // Members flush and close (those a drain has closed already are flushing); plain HTTP goes on
   // (every answer closing its connection, /healthz saying 503) until the last member of this shard
   // is gone (maybe_finish_shutdown).
-  for (auto& [id, conn] : connections_) {
-    if (!http_ids_.contains(id) && conn->accepts_output()) farewell(conn, /*restart=*/false);
+  for (auto& [id, open] : connections_) {
+    if (!http_ids_.contains(id) && open.conn->accepts_output()) farewell(open.conn, /*restart=*/false);
   }
   shutdown_timer_ = reactor_.run_after(grace, [this] {
     shutdown_timer_ = 0;
@@ -212,7 +260,7 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
       LOG_WARN("shutdown: %zu connection(s) still had output after the grace period; closing", connections_.size());
     }
     auto open = connections_;  // close() calls back into on_close (deferred), not into this loop
-    for (auto& [id, conn] : open) conn->close(reactor::CloseCode::kShutdown, "server shutting down (grace period over)");
+    for (auto& [id, o] : open) o.conn->close(reactor::CloseCode::kShutdown, "server shutting down (grace period over)");
   });
   maybe_finish_shutdown();
 }
@@ -238,7 +286,7 @@ void ChatServer::drain(std::chrono::milliseconds window, std::function<void()> d
   // Refused, not left waiting in a backlog: a client (or a balancer) tries another node at once.
   server_.close_listener();
   if (irc_server_) irc_server_->close_listener();
-  for (auto& [id, conn] : connections_) {
+  for (auto& [id, open] : connections_) {
     if (!http_ids_.contains(id)) drain_order_.push_back(id);
   }
   drain_start_ = reactor::Clock::now();
@@ -260,9 +308,11 @@ void ChatServer::drain_step() {
   }
   for (; drain_next_ < due; ++drain_next_) {
     auto it = connections_.find(drain_order_[drain_next_]);
-    if (it != connections_.end() && it->second->accepts_output()) farewell(it->second, /*restart=*/true);
+    if (it != connections_.end() && it->second.conn->accepts_output()) farewell(it->second.conn, /*restart=*/true);
   }
-  if (drain_next_ < n) return;
+  // Done at the end of the window, or sooner once every member has gone by itself.
+  if (drain_next_ < n && connections_.size() > http_ids_.size()) return;
+  drain_next_ = n;
   if (drain_timer_) reactor_.cancel(drain_timer_);
   drain_timer_ = 0;
   drain_order_ = {};
@@ -276,7 +326,7 @@ void ChatServer::maybe_finish_shutdown() {
     http_closing_ = true;
     if (http_server_) http_server_->stop_accepting();
     std::vector<reactor::TcpConnectionPtr> http;
-    for (uint64_t id : http_ids_) http.push_back(connections_.at(id));
+    for (uint64_t id : http_ids_) http.push_back(connections_.at(id).conn);
     for (auto& conn : http) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
   }
   if (!connections_.empty()) return;
@@ -300,6 +350,14 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
   // Before any shard is built: each room's owner takes the numbering and ids the store knows.
   if (options.store) table_.set_store(options.store, options.retention, options.store->load());
   store_ = options.store;
+  table_.set_room_limits(limits.max_room_members, limits.max_server_rooms);
+  if (limits.per_address.max_connections > 0 || limits.per_address.connect_rate > 0) {
+    addresses_ = std::make_unique<AddressTable>(limits.per_address);
+    table_.set_addresses(addresses_.get());
+    // Addresses with nothing open and a full bucket are forgotten: the table holds the addresses
+    // connected now and those that connected in the last burst / rate seconds.
+    address_sweep_timer_ = main.run_every(std::chrono::seconds(5), [this] { addresses_->sweep(reactor::Clock::now()); });
+  }
   // GET /metrics on any shard: the figures are put together on `main`, the text goes back.
   MetricsSource metrics;
   if (options.metrics) {
@@ -382,6 +440,7 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
 
 ChatService::~ChatService() {
   main_.cancel(trim_timer_);
+  if (address_sweep_timer_) main_.cancel(address_sweep_timer_);
   stop_pool();
 }
 

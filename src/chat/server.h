@@ -102,7 +102,9 @@ class ChatServer {
   void on_http_connection(const reactor::TcpConnectionPtr& conn);
   void on_irc_connection(const reactor::TcpConnectionPtr& conn);
   reactor::ConnectionCallbacks close_callbacks();
-  bool admit(const reactor::TcpConnectionPtr& conn, Listener listener);
+  // Counts the connection in (per listener, per address, per process), or refuses and closes it.
+  bool admit(const reactor::TcpConnectionPtr& conn, Listener listener, AddressKey& address);
+  void refuse(const reactor::TcpConnectionPtr& conn, const char* why);
   void on_close(const reactor::TcpConnectionPtr& conn, const reactor::CloseReason& reason);
   void maybe_finish_shutdown();
   void drain_step();
@@ -125,12 +127,17 @@ class ChatServer {
   reactor::TcpServer server_;
   std::unique_ptr<reactor::TcpServer> http_server_;
   std::unique_ptr<reactor::TcpServer> irc_server_;
-  std::unordered_map<uint64_t, reactor::TcpConnectionPtr> connections_;
+  struct Open {
+    reactor::TcpConnectionPtr conn;
+    AddressKey address;  // counted in the table of addresses (if limited)
+  };
+  std::unordered_map<uint64_t, Open> connections_;
   bool quiesced_ = false;
   std::function<void()> shutdown_done_;
   reactor::TimerId shutdown_timer_ = 0;
   reactor::TimerId keepalive_timer_ = 0;
   reactor::TimerId irc_timer_ = 0;
+  reactor::TimerId frame_timer_ = 0;  // --frame-timeout-ms: the sweep over the members
   // drain(): the members to close, in order, how far, and over what time.
   bool drain_started_ = false;
   std::vector<uint64_t> drain_order_;
@@ -204,6 +211,8 @@ class ChatService {
   reactor::Reactor& main_;
   Limits limits_;
   ShardTable table_;
+  std::unique_ptr<AddressTable> addresses_;  // with per-address limits; outlives the shards
+  reactor::TimerId address_sweep_timer_ = 0;
   std::vector<reactor::Reactor*> reactors_;
   std::vector<std::unique_ptr<ChatServer>> servers_;
   std::vector<Stats> final_;

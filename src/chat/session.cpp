@@ -29,26 +29,35 @@ void Session::input(reactor::Buffer& input) {
   // The buffer may start with bytes left from an earlier call (a partial frame, or frames not yet
   // handled while waiting for room): only what is new counts in.
   stats().bytes_in += input.size() - left_in_;
-  frame_input(input);
+  bool partial = frame_input(input);
   if (lost_) input.clear();
   left_in_ = static_cast<uint32_t>(input.size());
+  // Complete frames held back (flood control, a wait for room) are not a frame left unfinished.
+  if (!partial || lost_) {
+    partial_since_ms_ = 0;
+  } else if (partial_since_ms_ == 0) {
+    partial_since_ms_ = std::max<uint32_t>(clock_ms(), 1);  // never 0: 0 is "none"
+  }
 }
 
-void Session::frame_input(reactor::Buffer& input) {
+bool Session::frame_input(reactor::Buffer& input) {
   // Right after a wait for room, one request goes through whatever the others did first: every
   // waiting connection resumes at once, and without this a flooder resumed before a calm member
   // would fill the inboxes again before the calm member's first request, every time.
   bool fair_turn = std::exchange(resumed_, false);
   while (!input.empty() && !lost_ && transport_.open()) {
-    if (!std::exchange(fair_turn, false) && table().congested()) return wait_for_room();
-    if (hooks_ && codec_->hold_input(*this, input.size())) return;
+    if (!std::exchange(fair_turn, false) && table().congested()) {
+      wait_for_room();
+      return false;
+    }
+    if (hooks_ && codec_->hold_input(*this, input.size())) return false;
     FrameResult r = codec_->next_frame(input.view());
     switch (r.status) {
       case FrameStatus::kFrame:
         if (auto next = codec_->on_frame(*this, r.frame)) switch_codec(std::move(next));
         break;
       case FrameStatus::kNeedMore:
-        if (r.consumed == 0) return;  // a partial frame stays in the buffer
+        if (r.consumed == 0) return true;  // a partial frame stays in the buffer
         break;
       case FrameStatus::kGarbage:
         ++stats().errors_garbage;
@@ -69,6 +78,7 @@ void Session::frame_input(reactor::Buffer& input) {
     }
     input.consume(r.consumed);
   }
+  return false;
 }
 
 void Session::switch_codec(std::unique_ptr<Codec> next) {
@@ -181,8 +191,57 @@ void Session::leave_all(bool quit) {
   recovering_.reset();
 }
 
+uint32_t Session::clock_ms() {
+  return static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(reactor::Clock::now().time_since_epoch()).count());
+}
+
+bool Session::frame_timed_out(uint32_t now_ms) {
+  if (partial_since_ms_ == 0 || lost_ || !transport_.open()) return false;
+  // As a signed difference: the clock wraps every 49 days, and `now_ms` may be a little behind.
+  if (static_cast<int32_t>(now_ms - partial_since_ms_) <= limits().frame_timeout.count()) return false;
+  ++stats().frame_timeouts;
+  lost_ = true;
+  transport_.close_after_flush(reactor::CloseCode::kProtocol,
+                               "a frame begun " + std::to_string(limits().frame_timeout.count()) +
+                                   " ms ago is not finished (--frame-timeout-ms)");
+  return true;
+}
+
+bool Session::take_message_token() {
+  const Limits& l = limits();
+  if (l.message_rate <= 0) return true;
+  uint32_t now = clock_ms();
+  if (tokens_ < 0) {
+    tokens_ = static_cast<float>(l.message_burst);
+  } else {
+    double refill = static_cast<double>(now - refilled_ms_) * l.message_rate / 1000.0;
+    tokens_ = static_cast<float>(std::min(l.message_burst, static_cast<double>(tokens_) + refill));
+  }
+  refilled_ms_ = now;
+  if (tokens_ >= 1) {
+    tokens_ -= 1;
+    refused_in_row_ = 0;
+    return true;
+  }
+  ++stats().rate_limited;
+  if (++refused_in_row_ > l.message_burst && !lost_) {
+    // Going on regardless: closed once the codec has said why (in the deferred phase, after this
+    // dispatch); what else it sent is not read.
+    ++stats().rate_limit_closes;
+    lost_ = true;
+    table().reactor(hub().shard()).defer([self = weak_from_this()] {
+      if (auto s = self.lock()) {
+        s->transport_.close_after_flush(reactor::CloseCode::kProtocol, "messages past --message-rate, refusal after refusal");
+      }
+    });
+  }
+  return false;
+}
+
 HubError Session::publish(const std::string& room, std::string_view user, std::string_view text,
                           std::string_view id) {
+  if (!take_message_token()) return HubError::kRateLimited;
   HubError e = hub().publish(room, this, user, text, id);
   if (e != HubError::kNone) return e;
   ++stats().messages_in;
@@ -374,6 +433,8 @@ DirectResult Session::direct(const DirectMessage& message) {
 }
 
 void Session::join_refused(const std::string& room, Refusal why) {
+  if (why == Refusal::kRoomLimit) ++stats().refused_room_members;
+  if (why == Refusal::kServerRooms) ++stats().refused_server_rooms;
   std::erase(rooms_, room);
   end_recovery(room);
   if (auto bytes = codec_->join_refused(*this, room, why)) send(bytes);

@@ -96,6 +96,10 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // The member is going (IRC's QUIT, a flood, a timeout) while its connection still flushes its
   // last lines: its rooms hear of it now, and its name is free now, not once the peer has closed.
   void depart();
+  // True (and closed) if a frame has been left unfinished longer than --frame-timeout-ms at `now`
+  // (the steady clock in ms, as Session::clock_ms): a client trickling its bytes (slowloris).
+  bool frame_timed_out(uint32_t now_ms);
+  static uint32_t clock_ms();
   // The server is going away (`restart`: draining): the codec's last words are queued, after
   // everything queued before; the caller closes the connection after the flush.
   void going_away(bool restart);
@@ -133,7 +137,11 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   bool output_fits(size_t bytes);
 
  private:
-  void frame_input(reactor::Buffer& input);
+  // Frames and handles what `input` holds; true if it stopped at a frame not yet complete.
+  bool frame_input(reactor::Buffer& input);
+  // --message-rate: true if this message may go; false (counted) if not, and past --message-burst
+  // refusals in a row the connection is closed once the codec has answered.
+  bool take_message_token();
   void switch_codec(std::unique_ptr<Codec> next);
   // Sends `bytes` (null: closes the connection after its flush).
   void emit(const reactor::SharedBytes& bytes);
@@ -181,6 +189,13 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   bool resumed_ = false;  // the first request after a wait for room is not held back again
   bool hooks_ = false;    // the codec's Codec::has_hooks()
   uint32_t left_in_ = 0;  // bytes left in the input buffer by the last input() (counted in already)
+  // --message-rate: the token bucket (tokens_ < 0: full, never used), its last refill (ms of the
+  // steady clock, wrapping), refusals since the last message taken.
+  float tokens_ = -1;
+  uint32_t refilled_ms_ = 0;
+  uint32_t refused_in_row_ = 0;
+  // --frame-timeout-ms: when the frame still unfinished in the input buffer began (0: none).
+  uint32_t partial_since_ms_ = 0;
   std::string name_;
   std::vector<std::string> rooms_;
   OutputLimit::State output_state_;

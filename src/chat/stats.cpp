@@ -14,6 +14,8 @@ Stats& Stats::operator+=(const Stats& o) {
   for (size_t l = 0; l < kListeners; ++l) accepted[l] += o.accepted[l];
   connections_open += o.connections_open;
   connections_refused += o.connections_refused;
+  refused_per_address += o.refused_per_address;
+  refused_connect_rate += o.refused_connect_rate;
   for (size_t f = 0; f < kMaxFormats; ++f) sessions[f] += o.sessions[f];
   messages_in += o.messages_in;
   deliveries += o.deliveries;
@@ -38,6 +40,11 @@ Stats& Stats::operator+=(const Stats& o) {
   history_reads += o.history_reads;
   irc_flood_closes += o.irc_flood_closes;
   irc_timeouts += o.irc_timeouts;
+  rate_limited += o.rate_limited;
+  rate_limit_closes += o.rate_limit_closes;
+  frame_timeouts += o.frame_timeouts;
+  refused_room_members += o.refused_room_members;
+  refused_server_rooms += o.refused_server_rooms;
   rooms += o.rooms;
   members += o.members;
   loop_lag += o.loop_lag;
@@ -57,7 +64,9 @@ std::string Stats::to_string() const {
       "delivered=%llu; bytes in=%llu out=%llu; errors json=%llu utf8=%llu too_long=%llu request=%llu "
       "garbage=%llu; closed slow_consumer=%llu unsynced=%llu; http requests=%llu errors=%llu timeouts=%llu "
       "websocket=%llu; history acks=%llu not_stored=%llu recovered=%llu unrecovered=%llu replayed=%llu "
-      "reads=%llu; irc flood=%llu timeouts=%llu; rooms count=%llu members=%llu",
+      "reads=%llu; irc flood=%llu timeouts=%llu; rooms count=%llu members=%llu; limits rate_limited=%llu "
+      "rate_closes=%llu frame_timeouts=%llu refused_address=%llu refused_rate=%llu room_full=%llu "
+      "server_rooms_full=%llu",
       (unsigned long long)connections_open, (unsigned long long)connections_accepted(),
       (unsigned long long)connections_refused, formats.c_str(), (unsigned long long)messages_in,
       (unsigned long long)deliveries, (unsigned long long)bytes_in, (unsigned long long)bytes_out,
@@ -68,7 +77,10 @@ std::string Stats::to_string() const {
       (unsigned long long)http_timeouts, (unsigned long long)ws_upgrades, (unsigned long long)acks,
       (unsigned long long)not_stored, (unsigned long long)recoveries, (unsigned long long)recoveries_failed,
       (unsigned long long)replayed, (unsigned long long)history_reads, (unsigned long long)irc_flood_closes,
-      (unsigned long long)irc_timeouts, (unsigned long long)rooms, (unsigned long long)members);
+      (unsigned long long)irc_timeouts, (unsigned long long)rooms, (unsigned long long)members,
+      (unsigned long long)rate_limited, (unsigned long long)rate_limit_closes, (unsigned long long)frame_timeouts,
+      (unsigned long long)refused_per_address, (unsigned long long)refused_connect_rate,
+      (unsigned long long)refused_room_members, (unsigned long long)refused_server_rooms);
   return line;
 }
 

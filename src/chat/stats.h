@@ -18,7 +18,9 @@ inline constexpr const char* kListenerNames[kListeners] = {"tcp", "http", "irc"}
 struct Stats {
   std::array<uint64_t, kListeners> accepted{};  // connections accepted, by listener (refused ones too)
   uint64_t connections_open = 0;
-  uint64_t connections_refused = 0;  // over --max-connections, or not registrable
+  uint64_t connections_refused = 0;  // over a limit (any of them), or not registrable
+  uint64_t refused_per_address = 0;  // of those: over --max-connections-per-address
+  uint64_t refused_connect_rate = 0; // of those: over --connect-rate from one address
   // Connections by the wire format they spoke (Format::id), each counted once, in its last format.
   std::array<uint64_t, kMaxFormats> sessions{};
   uint64_t messages_in = 0;          // chat messages accepted for broadcast
@@ -44,6 +46,11 @@ struct Stats {
   uint64_t history_reads = 0;        // history requests answered
   uint64_t irc_flood_closes = 0;     // IRC connections closed for excess flood
   uint64_t irc_timeouts = 0;         // IRC connections closed unregistered or silent past their ping
+  uint64_t rate_limited = 0;         // messages refused over --message-rate
+  uint64_t rate_limit_closes = 0;    // connections closed for going on past it (--message-burst refusals in a row)
+  uint64_t refused_room_members = 0; // joins refused: the room had --max-room-members
+  uint64_t refused_server_rooms = 0; // joins refused: the process had --max-server-rooms rooms
+  uint64_t frame_timeouts = 0;       // connections closed for a frame begun and not ended in --frame-timeout-ms
   // Gauges filled in when the figures are collected (ChatServer::stats).
   uint64_t rooms = 0;                // rooms with members (counted at their owners)
   uint64_t members = 0;              // memberships: a member in three rooms counts three

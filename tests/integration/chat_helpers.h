@@ -22,6 +22,11 @@ using testproc::Process;
 inline std::vector<std::string> chat_args(std::vector<std::string> extra = {}, std::string port = "0") {
   // HTTP on a free port too: the default (8080) would be shared by tests running side by side.
   std::vector<std::string> args{CHAT_SERVER_BIN, "--port", port, "--http-port", "0", "--irc-port", "0"};
+  // The tests flood and open thousands of connections from one address on purpose (to test other
+  // things): the limits against that are off here, and on in the tests of them (protection_test).
+  for (const char* flag : {"--message-rate", "--max-connections-per-address", "--connect-rate"}) {
+    if (std::find(extra.begin(), extra.end(), flag) == extra.end()) args.insert(args.end(), {flag, "0"});
+  }
   // History in memory: the default (a sqlite file in ./chat-data) would be shared by every test.
   // (With --redis, Redis keeps it.)
   bool chosen = std::find(extra.begin(), extra.end(), "--store") != extra.end() ||

@@ -263,7 +263,7 @@ TEST(ChatHistory, AStoreThatCannotBeOpenedIsOneLineAndANonZeroExit) {
   std::ofstream(dir.path + "/file") << "x";
   for (std::vector<std::string> args : {std::vector<std::string>{"--data-dir", dir.path},
                                         {"--data-dir", dir.path + "/file/below"}}) {
-    std::vector<std::string> argv{CHAT_SERVER_BIN, "--port", "0", "--no-http", "--no-irc", "--store", "sqlite"};
+    std::vector<std::string> argv{CHAT_SERVER_BIN, "--port", "0", "--no-http", "--no-irc", "--store", "sqlite", "--message-rate", "0"};
     argv.insert(argv.end(), args.begin(), args.end());
     Process p(argv);
     auto status = p.wait(10s);

@@ -47,7 +47,7 @@ TEST(Loadgen, EchoRoundTripsAgainstTheReactorServer) {
 
 TEST(Loadgen, ChatFanOutIsLosslessInBothDialects) {
   for (std::string dialect : {"native", "article"}) {
-    Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--no-irc", "--store", "memory"});
+    Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--no-http", "--no-irc", "--store", "memory"});
     int status;
     json r = run_loadgen({"--mode", "chat", "--dialect", dialect, "--port", std::to_string(server.port),
                           "--connections", "200", "--rate", "200", "--publishers", "2", "--duration", "1",
@@ -66,7 +66,7 @@ TEST(Loadgen, ChatFanOutIsLosslessInBothDialects) {
 // The ws dialect as a browser speaks it (the upgrade, masked frames) to chat-server's GET /ws: the
 // same lossless fan-out, members and publishers all WebSocket, --port being the HTTP port.
 TEST(Loadgen, ChatFanOutIsLosslessOverWebSocket) {
-  Server server({CHAT_SERVER_BIN, "--port", "0", "--http-port", "0", "--irc-port", "0", "--store", "memory"});
+  Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--http-port", "0", "--irc-port", "0", "--store", "memory"});
   auto line = server.process.wait_for_line("http listening on", 10s);
   ASSERT_TRUE(line.has_value()) << server.process.out();
   size_t colon = line->find(':', line->find("listening on"));
@@ -93,7 +93,7 @@ TEST(Loadgen, ChatFanOutIsLosslessOverWebSocket) {
 // capabilities) to chat-server's IRC port: the same lossless fan-out, members and publishers all
 // IRC. (Checked by hand against ngircd too: BENCHMARKS.md, "IRC fan-out".)
 TEST(Loadgen, ChatFanOutIsLosslessOverIrc) {
-  Process server({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--irc-port", "0", "--irc-flood-rate", "0",
+  Process server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--no-http", "--irc-port", "0", "--irc-flood-rate", "0",
                   "--store", "memory"});
   auto line = server.wait_for_line("irc listening on", 20s);
   ASSERT_TRUE(line.has_value()) << server.out() << server.err();
@@ -120,7 +120,7 @@ TEST(Loadgen, ChatFanOutIsLosslessOverIrc) {
 // of the measured messages (none missing, none refused) and times them from the publish.
 TEST(Loadgen, ChatWithIdsCountsAndTimesEveryAck) {
   for (std::string dialect : {"native", "ws"}) {
-    Server server({CHAT_SERVER_BIN, "--port", "0", "--http-port", "0", "--irc-port", "0", "--store", "memory"});
+    Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--http-port", "0", "--irc-port", "0", "--store", "memory"});
     int port = server.port;
     if (dialect == "ws") {
       auto line = server.process.wait_for_line("http listening on", 10s);
@@ -149,7 +149,7 @@ TEST(Loadgen, ChatWithIdsCountsAndTimesEveryAck) {
 // --window: closed-loop publishing, each publisher keeping N messages unacknowledged; the figure is
 // acknowledged messages per second, and nothing is lost or left unacknowledged.
 TEST(Loadgen, ChatWithAWindowPublishesAsAcksComeBack) {
-  Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--no-irc", "--store", "memory"});
+  Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--no-http", "--no-irc", "--store", "memory"});
   int status;
   json r = run_loadgen({"--mode", "chat", "--port", std::to_string(server.port), "--connections", "2",
                         "--publishers", "2", "--window", "16", "--duration", "1", "--warmup", "0.2", "--drain", "5"},
@@ -171,7 +171,7 @@ TEST(Loadgen, ChatWithAWindowPublishesAsAcksComeBack) {
 // then they all reconnect at once with since/epoch while a publisher goes on (storm): every member
 // is replayed exactly what it missed, then the live messages, with no gap and no duplicate.
 TEST(Loadgen, RecoverStormReplaysWhatEveryMemberMissed) {
-  Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--no-irc", "--store", "memory", "--threads", "1"});
+  Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--no-http", "--no-irc", "--store", "memory", "--threads", "1"});
   const std::string port = std::to_string(server.port);
   int status;
   json prep = run_loadgen({"--mode", "recover", "--phase", "prepare", "--port", port, "--connections", "50",
@@ -197,7 +197,7 @@ TEST(Loadgen, RecoverStormReplaysWhatEveryMemberMissed) {
 // A member that cannot be replayed what it missed (another epoch) is told recovered:false, and the
 // storm says so: no member counts as recovered, and the exit status is 1.
 TEST(Loadgen, RecoverStormCountsMembersThatCouldNotRecover) {
-  Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--no-irc", "--store", "memory", "--threads", "1"});
+  Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--no-http", "--no-irc", "--store", "memory", "--threads", "1"});
   int status;
   json r = run_loadgen({"--mode", "recover", "--phase", "storm", "--port", std::to_string(server.port),
                         "--connections", "10", "--missed", "5", "--since", "3", "--epoch", "not-this-one",
@@ -212,7 +212,7 @@ TEST(Loadgen, RecoverStormCountsMembersThatCouldNotRecover) {
 // The chat port is not an HTTP port: no 101 comes, and loadgen fails the run (exit 1: a run that
 // could not be made; 2 would be a refused command line) instead of measuring nothing.
 TEST(Loadgen, WebSocketDialectOnANonHttpPortIsAnError) {
-  Server server({CHAT_SERVER_BIN, "--port", "0", "--no-http", "--no-irc", "--store", "memory"});
+  Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--no-http", "--no-irc", "--store", "memory"});
   int status;
   json r = run_loadgen({"--mode", "chat", "--dialect", "ws", "--port", std::to_string(server.port), "--connections",
                         "5", "--rate", "10", "--duration", "0.5", "--warmup", "0.1", "--drain", "1",

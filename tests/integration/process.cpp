@@ -193,9 +193,18 @@ Server::Server(std::vector<std::string> argv) : process(std::move(argv)) {
   port = std::stoi(m[1]);
 }
 
-int connect_to(int port, int rcvbuf) {
+int connect_to(int port, int rcvbuf, const std::string& source) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  if (!source.empty()) {
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, source.c_str(), &from.sin_addr) != 1 ||
+        ::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) < 0) {
+      ::close(fd);
+      return -1;
+    }
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -276,6 +285,7 @@ std::string echo_many(int port, int connections, size_t payload_size, std::chron
 }
 
 LineClient::LineClient(int port, int rcvbuf) : fd_(connect_to(port, rcvbuf)) {}
+LineClient::LineClient(int port, const std::string& source) : fd_(connect_to(port, 0, source)) {}
 LineClient::~LineClient() {
   if (fd_ >= 0) ::close(fd_);
 }

@@ -75,7 +75,7 @@ struct Server {
 };
 
 // A blocking TCP connection to 127.0.0.1:port (or -1).
-int connect_to(int port, int rcvbuf = 0);
+int connect_to(int port, int rcvbuf = 0, const std::string& source = {});
 
 // Opens `connections` sockets to the server, sends each its own payload of `payload_size` bytes
 // concurrently, and checks that every one gets exactly its own bytes back. Returns an empty string
@@ -87,6 +87,8 @@ class LineClient {
  public:
   // `rcvbuf` > 0: set SO_RCVBUF before connecting (a small window: a reader that cannot keep up).
   explicit LineClient(int port, int rcvbuf = 0);
+  // From the source address `source` (another of 127.0.0.0/8: another client address).
+  LineClient(int port, const std::string& source);
   ~LineClient();
   LineClient(const LineClient&) = delete;
   LineClient& operator=(const LineClient&) = delete;

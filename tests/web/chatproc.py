@@ -87,6 +87,11 @@ class ChatServer:
         # keeps it in sqlite gives its own --data-dir).
         self.args = [path, "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--irc-port", "0", "--store", store,
                      "--threads", str(threads), *flags]
+        # The tests flood and open many connections from one address on purpose (to test other
+        # things): the limits against that are off unless a test sets them.
+        for flag in ("--message-rate", "--max-connections-per-address", "--connect-rate"):
+            if flag not in flags:
+                self.args += [flag, "0"]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         self.out = Lines(self.proc.stdout)

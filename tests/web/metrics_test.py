@@ -194,7 +194,7 @@ class Metrics(unittest.TestCase):
         pairs = [
             (("connections", "open"), sum(v for (n, l), v in s.items() if n == "chat_connections_open")),
             (("connections", "accepted"), sum(v for (n, l), v in s.items() if n == "chat_connections_accepted_total")),
-            (("connections", "refused"), value(s, "chat_connections_refused_total")),
+            (("connections", "refused"), sum(v for (n, l), v in s.items() if n == "chat_connections_refused_total")),
             (("messages", "in"), value(s, "chat_messages_in_total")),
             (("messages", "delivered"), value(s, "chat_deliveries_total")),
             (("bytes", "in"), value(s, "chat_bytes_in_total")),

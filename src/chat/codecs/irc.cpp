@@ -614,6 +614,8 @@ std::pair<const char*, std::string> refusal_line(Refusal why, const std::string&
     case Refusal::kUnknownMode: return {"472", about + " :is unknown mode char to me"};
     case Refusal::kNeedsParameter: return {"461", "MODE :Not enough parameters (+" + about + ")"};
     case Refusal::kTooManyBans: return {"478", chan + " :Channel ban list is full"};
+    case Refusal::kRoomLimit: return {"471", chan + " :Cannot join channel (channel is full)"};
+    case Refusal::kServerRooms: return {"405", chan + " :Cannot join channel (the server has too many channels)"};
     case Refusal::kNone: break;
   }
   return {"400", chan + " :" + describe(why)};
@@ -688,7 +690,10 @@ void IrcCodec::message(Session& session, const irc::Message& m, bool notice) {
         if (!notice) numeric(session, "403", echoed(target, 65) + " :No such channel");
         continue;
       }
-      if (session.publish(room, session.name(), text) != HubError::kNone && !notice) {
+      HubError e = session.publish(room, session.name(), text);
+      if (e == HubError::kRateLimited) {
+        if (!notice) numeric(session, "404", channel(room) + " :Cannot send to channel (too many messages)");
+      } else if (e != HubError::kNone && !notice) {
         ++session.stats().errors_request;
         numeric(session, "404", channel(room) + " :Cannot send to channel");
       }

@@ -259,7 +259,15 @@ void NativeCodec::publish(Session& session, const Json& j) {
     }
     id = it->get_ref<const std::string&>();
   }
-  if (session.publish(*room, session.name(), *text, id) != HubError::kNone) {
+  HubError e = session.publish(*room, session.name(), *text, id);
+  if (e == HubError::kRateLimited) {
+    Json j = {{"type", "error"}, {"code", "rate_limited"}, {"room", *room}};
+    if (!id.empty()) j["id"] = id;
+    j["message"] = "too many messages: at most " + std::to_string(static_cast<long>(session.limits().message_rate)) +
+                   " a second (--message-rate); this one was not sent";
+    return session.reply(wrap(j));
+  }
+  if (e != HubError::kNone) {
     ++stats.errors_request;
     return error(session, "not_member", "not a member of room '" + *room + "'");
   }

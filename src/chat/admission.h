@@ -1,0 +1,60 @@
+// Connections per client address, and how fast one address may connect: one table for the process
+// (every reactor's accepts go through it), under a mutex: an accept is rare next to the messages.
+// IPv4 addresses count one by one; IPv6 ones by their /64 (one subscriber's whole prefix).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+
+#include "reactor/inet_address.h"
+#include "reactor/timer_queue.h"
+
+namespace chat {
+
+struct AddressLimits {
+  size_t max_connections = 500;  // open at once from one address (0: no limit)
+  double connect_rate = 50;      // new connections a second from one address, after ...
+  double connect_burst = 500;    // ... this many at once (rate 0: no limit)
+};
+
+enum class Admission : uint8_t { kAdmitted, kTooMany, kTooFast };
+
+// What an address is counted under: an IPv4 address, or an IPv6 /64. Zero: not counted.
+struct AddressKey {
+  uint64_t hi = 0, lo = 0;
+  bool counted() const { return hi != 0 || lo != 0; }
+  bool operator==(const AddressKey&) const = default;
+  static AddressKey of(const reactor::InetAddress& peer);
+};
+struct AddressKeyHash {
+  size_t operator()(const AddressKey& k) const { return std::hash<uint64_t>()(k.hi * 0x9e3779b97f4a7c15ULL ^ k.lo); }
+};
+
+class AddressTable {
+ public:
+  explicit AddressTable(const AddressLimits& limits) : limits_(limits) {}
+
+  // A connection from `key` at `now`: admitted (and counted until release()), or refused.
+  Admission admit(const AddressKey& key, reactor::Clock::time_point now);
+  void release(const AddressKey& key);
+  // Forgets the addresses with no connection whose connect bucket is full again (they are as if
+  // never seen); returns how many are left. Called now and then (ChatService, once a second).
+  size_t sweep(reactor::Clock::time_point now);
+  bool enabled() const { return limits_.max_connections > 0 || limits_.connect_rate > 0; }
+
+ private:
+  struct Entry {
+    size_t open = 0;
+    double tokens = 0;
+    reactor::Clock::time_point refilled{};
+  };
+  void refill(Entry& e, reactor::Clock::time_point now) const;
+
+  const AddressLimits limits_;
+  std::mutex mutex_;
+  std::unordered_map<AddressKey, Entry, AddressKeyHash> entries_;  // guarded by mutex_
+};
+
+}  // namespace chat
