@@ -182,7 +182,7 @@ def storm(ctx, threads, members, missed, rate):
     a = ctx.args
     data_dir = tempfile.mkdtemp(prefix="storm-", dir=ctx.procs.logdir)
     s = System(f"chat-storm-{threads}t", f"chat-server --threads {threads}, --store sqlite",
-               lambda c, p: [str(c.bin / "chat-server"), "--threads", str(threads), "--host", "127.0.0.1",
+               lambda c, p: [str(c.bin / "chat-server"), *bl.CHAT_LIMITS_OFF, "--threads", str(threads), "--host", "127.0.0.1",
                              "--port", "0", "--no-http", "--no-irc", "--store", "sqlite", "--data-dir", data_dir],
                needs=("bin:chat-server",))
     out = {"threads": threads, "members": members, "missed": missed, "rate": rate}

@@ -88,7 +88,7 @@ def measure_scale(ctx, members, workers, rate, duration):
     redis = server = None
     try:
         redis = _start_redis(ctx)
-        cmd = [str(chat), "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc", "--workers", str(workers), "--threads", "1",
+        cmd = [str(chat), *bl.CHAT_LIMITS_OFF, "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc", "--workers", str(workers), "--threads", "1",
                "--redis", f"redis://127.0.0.1:{redis.port}", "--presence-max-members", "100", "--store", "off"]
         server = ctx.procs.start("chat-workers", cmd, ready="line", timeout=30, cwd=ctx.procs.logdir)
         if not _wait_listeners(server.port, workers, 30):
@@ -148,7 +148,7 @@ PER_REACTOR = re.compile(r"per reactor open=([\d,]+)")
 
 
 def _accept_once(ctx, mode, members, rate, duration):
-    cmd = [str(ctx.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc", "--threads", "2",
+    cmd = [str(ctx.bin / "chat-server"), *bl.CHAT_LIMITS_OFF, "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc", "--threads", "2",
            "--accept", mode, "--store", "off"]
     ctx.wait_quiet()
     # In the run's log directory: chat-server's default SQLite store makes its chat-data there.

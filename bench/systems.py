@@ -68,14 +68,14 @@ ECHO_SYSTEMS = [
 
 CHAT_SYSTEMS = [
     System("chat", "chat-server --threads 2, native JSON lines",
-           lambda c, p: [str(c.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc",
+           lambda c, p: [str(c.bin / "chat-server"), *bl.CHAT_LIMITS_OFF, "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc",
                          "--store", "off"],
            needs=("bin:chat-server",), dialect="native", group="ours"),
     System("chat-article", "chat-server, article dialect",
-           lambda c, p: [str(c.bin / "chat-server"), "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc", "--store", "off"],
+           lambda c, p: [str(c.bin / "chat-server"), *bl.CHAT_LIMITS_OFF, "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc", "--store", "off"],
            needs=("bin:chat-server",), dialect="article", group="ours"),
     System("chat-1t", "chat-server --threads 1, native",
-           lambda c, p: [str(c.bin / "chat-server"), "--threads", "1", "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc",
+           lambda c, p: [str(c.bin / "chat-server"), *bl.CHAT_LIMITS_OFF, "--threads", "1", "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc",
                          "--store", "off"],
            needs=("bin:chat-server",), dialect="native", group="ours"),
     System("redis", "redis-server (pub/sub)",
@@ -90,7 +90,7 @@ CHAT_SYSTEMS = [
 ]
 
 def chat_server_http(ctx, port):
-    return [str(ctx.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--irc-port", "0",
+    return [str(ctx.bin / "chat-server"), *bl.CHAT_LIMITS_OFF, "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--irc-port", "0",
             "--store", "off"]
 
 
@@ -110,7 +110,7 @@ def chat_server_store(store, threads=2):
     """chat-server with history kept by `store` (sqlite, off); sqlite in a fresh directory of the run's
     log directory for every start (the history section's storm restarts on one directory itself)."""
     def cmd(ctx, port):
-        argv = [str(ctx.bin / "chat-server"), "--threads", str(threads), "--host", "127.0.0.1", "--port", "0",
+        argv = [str(ctx.bin / "chat-server"), *bl.CHAT_LIMITS_OFF, "--threads", str(threads), "--host", "127.0.0.1", "--port", "0",
                 "--no-http", "--no-irc", "--store", store]
         if store == "sqlite":
             argv += ["--data-dir", tempfile.mkdtemp(prefix="store-", dir=ctx.procs.logdir)]
@@ -139,7 +139,7 @@ def chat_server_irc(ctx, port):
     """chat-server as the IRC section runs it: two reactors, no HTTP, no history, its IRC port on a free
     port with flood control off, as for the other servers (the native reference runs the same command:
     the same process, another port)."""
-    return [str(ctx.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--no-http",
+    return [str(ctx.bin / "chat-server"), *bl.CHAT_LIMITS_OFF, "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--no-http",
             "--store", "off", "--irc-port", "0", "--irc-flood-rate", "0"]
 
 
