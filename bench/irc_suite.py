@@ -60,17 +60,17 @@ def run_once(ctx, s, members, rate, extra, connect_timeout):
         ctx.stop(server)
 
 
-def measure_point(ctx, keys, members, rate, rounds, attempts, extra=(), connect_timeout=None):
+def measure_point(ctx, keys, members, rate, rounds, attempts, extra=(), connect_timeout=None, tag="irc"):
     """A point over the systems of `keys` that can run here (ABBA order); the others are listed in
-    `skipped` with the reason."""
+    `skipped` with the reason. `tag`: the section, in the log lines (the ops section uses it too)."""
     a = ctx.args
     skipped = {k: why for k in keys if (why := unavailable(ctx, k))}
     run = [k for k in keys if k not in skipped]
     point = {"members": members, "rate": rate, "runs": {k: [] for k in run}, "skipped": skipped,
              "order": bl.abba(run, rounds) if run else []}
     for k, why in skipped.items():
-        bl.log(f"  [irc] {members:,} x {rate}: {label(k)} skipped: {why}")
-    bl.log(f"\n[irc] {members:,} members x {rate} msg/s: {len(point['order'])} runs, ABBA, fresh servers")
+        bl.log(f"  [{tag}] {members:,} x {rate}: {label(k)} skipped: {why}")
+    bl.log(f"\n[{tag}] {members:,} members x {rate} msg/s: {len(point['order'])} runs, ABBA, fresh servers")
     return run_order(point, attempts,
                      lambda key: run_once(ctx, system(key), members, rate, extra, connect_timeout or a.connect_timeout),
                      lambda key, r: chat_line(key, members, r))

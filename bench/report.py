@@ -15,6 +15,7 @@ from pathlib import Path
 import benchlib as bl
 import history_suite
 import irc_suite
+import ops_suite
 import plots
 import scale_bench as sb
 import ws_suite
@@ -46,7 +47,7 @@ def render(ctx, data, elapsed, plotdir):
     echo_res = saved_echo_targets(data)
     targets = ((echo_res["targets"] if echo_res else []) + chat_target_rows(data.get("chat_targets"))
                + ws_suite.target_rows(data.get("websocket")) + history_suite.target_rows(data.get("history"))
-               + irc_suite.target_rows(data.get("irc")))
+               + irc_suite.target_rows(data.get("irc")) + ops_suite.target_rows(data.get("ops")))
     blocks["targets"] = md_targets(targets)
     if echo_res:
         blocks["echo-targets"] = echo_res["md"]
@@ -68,6 +69,8 @@ def render(ctx, data, elapsed, plotdir):
         blocks["history"] = history_suite.md_history(data["history"])
     if "irc" in data:
         blocks["irc"] = irc_suite.md_irc(data["irc"])
+    if "ops" in data:
+        blocks["ops"] = ops_suite.md_ops(data["ops"])
     if "accept" in data:
         blocks["accept"] = sb.md_accept(data["accept"])
     if "scale" in data:
@@ -476,6 +479,11 @@ TEMPLATE = """# Benchmarks
 
 <!-- bench:irc -->
 <!-- /bench:irc -->
+
+## What the operator's defaults cost
+
+<!-- bench:ops -->
+<!-- /bench:ops -->
 
 ## Scale out
 

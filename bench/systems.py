@@ -229,7 +229,31 @@ IRC_SYSTEMS = [
            dialect="irc", group="other"),
 ]
 
-ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS + WS_SYSTEMS + HISTORY_SYSTEMS + IRC_SYSTEMS
+def chat_server_ops(on):
+    """chat-server as it starts by default (metrics and every limit on), or with all of them off."""
+    def cmd(ctx, port):
+        argv = [str(ctx.bin / "chat-server"), "--threads", "2", "--host", "127.0.0.1", "--port", "0", "--http-port", "0",
+                "--no-irc", "--store", "off"]
+        if not on:
+            argv += ["--no-metrics", *bl.CHAT_LIMITS_OFF, "--frame-timeout-ms", "0", "--max-room-members", "0",
+                     "--max-server-rooms", "0"]
+        return argv
+    return cmd
+
+
+# The ops section (bench/ops_suite.py): the defaults' cost. The members come from four source addresses
+# and two publishers send (the defaults allow 500 connections per address, 100 messages/s per connection).
+OPS_LOAD = ("--source-addresses", "4", "--publishers", "2")
+OPS_SYSTEMS = [
+    System("chat-ops-on", "chat-server --threads 2, metrics and limits on (the defaults)", chat_server_ops(True),
+           ready_line=r"chat-server: listening on (\S+):(\d+)", needs=("bin:chat-server",), dialect="native",
+           group="ours", loadgen=OPS_LOAD),
+    System("chat-ops-off", "chat-server --threads 2, metrics and limits off", chat_server_ops(False),
+           ready_line=r"chat-server: listening on (\S+):(\d+)", needs=("bin:chat-server",), dialect="native",
+           group="ours", loadgen=OPS_LOAD),
+]
+
+ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS + WS_SYSTEMS + HISTORY_SYSTEMS + IRC_SYSTEMS + OPS_SYSTEMS
 
 
 def system(key):

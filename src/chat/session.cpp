@@ -29,13 +29,17 @@ void Session::input(reactor::Buffer& input) {
   // The buffer may start with bytes left from an earlier call (a partial frame, or frames not yet
   // handled while waiting for room): only what is new counts in.
   stats().bytes_in += input.size() - left_in_;
+  size_t before = input.size();
   bool partial = frame_input(input);
+  bool progressed = input.size() < before;
   if (lost_) input.clear();
   left_in_ = static_cast<uint32_t>(input.size());
-  // Complete frames held back (flood control, a wait for room) are not a frame left unfinished.
+  // The frame left unfinished began in this call if earlier frames ended in it (a client streaming
+  // frames ends most reads in the middle of one: that is not one frame taking long), else it is the
+  // one left last time. Complete frames held back (flood control, a wait for room) are not one.
   if (!partial || lost_) {
     partial_since_ms_ = 0;
-  } else if (partial_since_ms_ == 0) {
+  } else if (partial_since_ms_ == 0 || progressed) {
     partial_since_ms_ = std::max<uint32_t>(clock_ms(), 1);  // never 0: 0 is "none"
   }
 }
@@ -118,6 +122,7 @@ void Session::wait_for_room() {
 void Session::resume_input() {
   waiting_room_ = false;
   resumed_ = true;
+  partial_since_ms_ = 0;  // the time the server held it back is not the client's: the clock starts again
   transport_.resume_reading();  // offers the buffered bytes to input() again
 }
 
@@ -197,7 +202,8 @@ uint32_t Session::clock_ms() {
 }
 
 bool Session::frame_timed_out(uint32_t now_ms) {
-  if (partial_since_ms_ == 0 || lost_ || !transport_.open()) return false;
+  // Not while the server itself holds the connection's input back (a wait for room between reactors).
+  if (partial_since_ms_ == 0 || waiting_room_ || lost_ || !transport_.open()) return false;
   // As a signed difference: the clock wraps every 49 days, and `now_ms` may be a little behind.
   if (static_cast<int32_t>(now_ms - partial_since_ms_) <= limits().frame_timeout.count()) return false;
   ++stats().frame_timeouts;

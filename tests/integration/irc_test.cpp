@@ -682,7 +682,7 @@ TEST_P(IrcFrontEnd, PlaybackMeetsTheLiveMessagesWithoutGapOrDuplicate) {
 // SIGTERM drains (--drain-ms): each member is told in turn and closed; with --drain-ms 0 all are
 // closed at once, after what was queued.
 TEST(IrcShutdown, SigtermSaysSoToIrcMembersAndExitsZero) {
-  IrcServer server({"--threads", "2"});
+  IrcServer server({"--threads", "2", "--drain-ms", "500"});
   Irc a(server.irc);
   ASSERT_TRUE(a.registers("leaving"));
   ASSERT_TRUE(a.joins("#bye"));

@@ -11,8 +11,9 @@
 
 namespace testproc {
 
-// The path of one of our programs: $TEST_PROGRAM_DIR/NAME when that is set (these tests then drive
-// another build tree's programs, e.g. the sanitizer builds'), else the one built with the tests.
+// The path of one of our programs: $TEST_PROGRAM_DIR/NAME when that is set and there (these tests
+// then drive another build tree's programs, e.g. the sanitizer builds'), else the one built with the
+// tests.
 std::string program(const char* name, const char* built);
 // True when the programs are another tree's (TEST_PROGRAM_DIR), which dev.sh uses only for the
 // sanitizer builds: memory figures of such programs say nothing.

@@ -89,7 +89,8 @@ class ChatServer:
                      "--threads", str(threads), *flags]
         # The tests flood and open many connections from one address on purpose (to test other
         # things): the limits against that are off unless a test sets them.
-        for flag in ("--message-rate", "--max-connections-per-address", "--connect-rate"):
+        # And SIGTERM without the drain's window unless the test sets one.
+        for flag in ("--message-rate", "--max-connections-per-address", "--connect-rate", "--drain-ms"):
             if flag not in flags:
                 self.args += [flag, "0"]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

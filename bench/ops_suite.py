@@ -1,0 +1,98 @@
+"""The ops section of bench/run.py (issue 13): what the operator's defaults cost. chat-server as it
+starts by default (HTTP on, so /metrics and each reactor's loop-lag probe; every limit on: connections
+and connects per address, messages per connection, the frame timeout, members per room, rooms per
+server) against the same server with all of them off (--no-metrics, each limit 0), under the same
+load: 1,000 native members x 100 msg/s, the members spread over four source addresses (250 each,
+under the 500 per address) and two publishers (50 msg/s each, under the 100 per connection).
+Fresh servers for every run, ABBA order; the ratio is the median of the per-round ratios of adjacent
+runs (target: server CPU per delivery on / off <= 1.03). The counters themselves cannot be turned off:
+they were there before this section, in both. Nothing scrapes /metrics during the runs.
+Quick mode: 100 members x 100 msg/s, each once; the smoke checks.
+"""
+import datetime
+
+import benchlib as bl
+from irc_suite import measure_point, ratio_row
+from systems import label, system
+from ws_suite import summary
+
+CPU_TARGET = 1.03
+KEYS = ["chat-ops-on", "chat-ops-off"]
+
+
+def ops_section(ctx, data):
+    a = ctx.args
+    out = {"command": data.get("command"), "when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+           "commit": data.get("commit"), "points": []}
+    data["ops"] = out
+    if ctx.quick:
+        p = measure_point(ctx, KEYS, 100, 100, 1, 1, tag="ops")
+        out["points"].append(p)
+        for key in KEYS:
+            s = system(key)
+            runs = p["runs"].get(key)
+            if key in p["skipped"] or not runs:
+                ctx.check("ops", s.label, "skipped", p["skipped"].get(key, "not run"))
+                continue
+            r = runs[0]
+            if "failed" in r:
+                ctx.check("ops", s.label, "FAIL", r["failed"])
+            elif r["dps"] <= 0 or r["errors"] or r["loss"] or r["duplicates"] or r["out_of_order"]:
+                ctx.check("ops", s.label, "FAIL", f"{r['dps']:.0f} deliveries/s, {r['errors']} error(s), "
+                          f"loss {r['loss']} {r.get('first_error') or ''}")
+            else:
+                ctx.check("ops", s.label, "ok", f"{r['dps']:,.0f} deliveries/s, loss 0")
+        return
+    # More rounds than the other points: the difference looked for is a few per cent.
+    out["points"].append(measure_point(ctx, KEYS, 1000, 100, a.target_rounds + 2, 2, tag="ops"))
+
+
+def target_rows(ops):
+    rows = []
+    for p in (ops or {}).get("points", []):
+        if p["members"] < 1000:
+            continue
+        at = f"{p['members']:,} x {p['rate']:,}/s"
+        if not all(k in p["runs"] for k in KEYS):
+            rows.append((f"Ops: metrics and limits on / off at {at}", "not measured", None))
+            continue
+        rows.append(ratio_row(p, "chat-ops-on", "chat-ops-off", "cpu_del",
+                              f"Ops: server CPU per delivery, metrics and limits on / off, {at}", CPU_TARGET))
+        rows.append(ratio_row(p, "chat-ops-on", "chat-ops-off", "p99", f"Ops: p99, on / off, {at} (no target)"))
+        lossless = all("failed" not in r and not r["loss"] and not r["errors"] for r in p["runs"]["chat-ops-on"])
+        rows.append((f"Ops: zero loss with the limits on, {at}", "yes" if lossless else "no", lossless))
+    return rows
+
+
+def md_ops(ops):
+    md = [f"Measured by `{ops.get('command')}` on {ops.get('when')}, code at `{ops.get('commit')}`; the machine as in "
+          "the run described at the top. Fresh servers for every run, ABBA order; ratios are the median of the "
+          "per-round ratios of adjacent runs. Both run `chat-server --threads 2 --http-port 0 --no-irc --store off`; "
+          "the second adds `--no-metrics --max-connections-per-address 0 --connect-rate 0 --message-rate 0 "
+          "--frame-timeout-ms 0 --max-room-members 0 --max-server-rooms 0`. loadgen spreads the members over four "
+          "source addresses and publishes from two connections, so that the defaults (500 connections per address, "
+          "100 messages a second per connection) are not met: what is measured is what they cost when nobody "
+          "meets them.", ""]
+    for p in ops["points"]:
+        m, rate = p["members"], p["rate"]
+        md += [f"#### {m:,} members x {rate:,} msg/s", ""]
+        for k, why in p.get("skipped", {}).items():
+            md.append(f"- {label(k)}: skipped: {why}.")
+        if not p["runs"]:
+            continue
+        s = summary(p)
+        md.append("| server | runs (contended) | deliveries/s | loss (all runs) | p50 ms | p99 ms | server CPU µs/delivery "
+                  "| server CPU use | errors |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for key in p["runs"]:
+            x = s[key]
+            md.append(f"| {label(key)} | {x['n']} ({x['contended']}) | {bl.fmt_int(x['dps'])} | {x['loss']:,} "
+                      f"| {bl.fmt_f((x['p50'] or 0) / 1000, 1)} | {bl.fmt_f((x['p99'] or 0) / 1000, 1)} "
+                      f"| {bl.fmt_f(x['cpu_del'], 3)} | {100 * (x['cpu_use'] or 0):.0f}% | {x['errors']} |")
+        md.append("")
+    rows = target_rows(ops)
+    if rows:
+        md += ["| target | measured | met |", "|---|---:|:-:|"]
+        md += [f"| {w} | {v} | {'-' if ok is None else ('yes' if ok else 'NO')} |" for w, v, ok in rows]
+        md.append("")
+    return "\n".join(md)
