@@ -206,6 +206,9 @@ bool Session::frame_timed_out(uint32_t now_ms) {
   if (partial_since_ms_ == 0 || waiting_room_ || lost_ || !transport_.open()) return false;
   // As a signed difference: the clock wraps every 49 days, and `now_ms` may be a little behind.
   if (static_cast<int32_t>(now_ms - partial_since_ms_) <= limits().frame_timeout.count()) return false;
+  // Bytes the server has not read yet: the reactor is behind (a busy loop runs its timers before
+  // its reads), not the peer. Looked at again at the next sweep, after they are read.
+  if (transport_.input_pending()) return false;
   ++stats().frame_timeouts;
   lost_ = true;
   transport_.close_after_flush(reactor::CloseCode::kProtocol,

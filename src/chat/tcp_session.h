@@ -36,6 +36,7 @@ class TcpSession final : public reactor::ConnectionHandler, public Transport, pu
   void close_after_flush(reactor::CloseCode code, std::string_view text) override {
     conn_.close_after_flush(code, text);
   }
+  bool input_pending() const override;
 
  private:
   reactor::TcpConnection& conn_;

@@ -40,6 +40,9 @@ class Transport {
   virtual void close_soon(reactor::CloseCode code, std::string_view text) = 0;
   // Close once what is queued has left (a last reply, a graceful stop).
   virtual void close_after_flush(reactor::CloseCode code, std::string_view text) = 0;
+  // True if the peer has sent bytes not read yet (the server is behind, not the peer). Used
+  // rarely (a frame timeout about to close a connection); false where not known.
+  virtual bool input_pending() const { return false; }
 };
 
 }  // namespace chat
