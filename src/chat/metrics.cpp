@@ -36,6 +36,22 @@ void Exposition::sample(std::string_view name, uint64_t value, std::string_view 
   out_.append(" ").append(std::to_string(value)).append("\n");
 }
 
+void Exposition::counter(std::string_view name, std::string_view help, uint64_t value) {
+  family(name, "counter", help);
+  sample(name, value);
+}
+
+void Exposition::gauge(std::string_view name, std::string_view help, uint64_t value) {
+  family(name, "gauge", help);
+  sample(name, value);
+}
+
+void Exposition::labelled(std::string_view name, std::string_view type, std::string_view help, std::string_view key,
+                          std::initializer_list<std::pair<std::string_view, uint64_t>> samples) {
+  family(name, type, help);
+  for (const auto& [value, n] : samples) sample(name, n, label(key, value));
+}
+
 void Exposition::histogram(std::string_view name, const reactor::LatencyHistogram& h, std::string_view labels) {
   std::string prefix = labels.empty() ? std::string() : std::string(labels) + ",";
   std::string bucket = std::string(name) + "_bucket";
@@ -68,15 +84,6 @@ std::string Exposition::label(std::string_view key, std::string_view value) {
 
 void write_metrics(Exposition& out, const Stats& s, const std::vector<Stats>& shards) {
   using E = Exposition;
-  auto counter = [&](const char* name, const char* help, uint64_t value) {
-    out.family(name, "counter", help);
-    out.sample(name, value);
-  };
-  auto gauge = [&](const char* name, const char* help, uint64_t value) {
-    out.family(name, "gauge", help);
-    out.sample(name, value);
-  };
-
   // Connections open by front end: the sessions by the front end of their wire format, and the
   // HTTP connections that are not (yet) WebSocket members.
   out.family("chat_connections_open", "gauge", "Connections open, by front end (http: not a member)");
@@ -97,51 +104,49 @@ void write_metrics(Exposition& out, const Stats& s, const std::vector<Stats>& sh
   for (size_t l = 0; l < kListeners; ++l) {
     out.sample("chat_connections_accepted_total", s.accepted[l], E::label("listener", kListenerNames[l]));
   }
-  out.family("chat_connections_refused_total", "counter",
-             "Connections closed at once, by the limit they met (other: --max-connections, or not registrable)");
-  out.sample("chat_connections_refused_total", s.refused_per_address, E::label("reason", "per_address"));
-  out.sample("chat_connections_refused_total", s.refused_connect_rate, E::label("reason", "connect_rate"));
-  out.sample("chat_connections_refused_total", s.connections_refused - s.refused_per_address - s.refused_connect_rate,
-             E::label("reason", "other"));
+  out.labelled("chat_connections_refused_total", "counter",
+               "Connections closed at once, by the limit they met (other: --max-connections, or not registrable)",
+               "reason",
+               {{"per_address", s.refused_per_address},
+                {"connect_rate", s.refused_connect_rate},
+                {"other", s.connections_refused - s.refused_per_address - s.refused_connect_rate}});
 
-  counter("chat_messages_in_total", "Chat messages accepted for broadcast", s.messages_in);
-  counter("chat_deliveries_total", "Message copies queued to members", s.deliveries);
-  counter("chat_bytes_in_total", "Bytes read from members", s.bytes_in);
-  counter("chat_bytes_out_total", "Bytes queued to members", s.bytes_out);
+  out.counter("chat_messages_in_total", "Chat messages accepted for broadcast", s.messages_in);
+  out.counter("chat_deliveries_total", "Message copies queued to members", s.deliveries);
+  out.counter("chat_bytes_in_total", "Bytes read from members", s.bytes_in);
+  out.counter("chat_bytes_out_total", "Bytes queued to members", s.bytes_out);
 
-  out.family("chat_errors_total", "counter", "Bad input answered with an error or dropped, by kind");
-  const std::pair<const char*, uint64_t> errors[] = {{"json", s.errors_json},           {"utf8", s.errors_utf8},
-                                                     {"too_long", s.errors_too_long},   {"request", s.errors_request},
-                                                     {"garbage", s.errors_garbage}};
-  for (const auto& [code, n] : errors) out.sample("chat_errors_total", n, E::label("code", code));
-  out.family("chat_closes_total", "counter", "Connections the server closed, by reason");
-  const std::pair<const char*, uint64_t> closes[] = {{"slow_consumer", s.slow_consumer_closes},
-                                                     {"unsynced", s.unsynced_closes},
-                                                     {"http_timeout", s.http_timeouts},
-                                                     {"irc_flood", s.irc_flood_closes},
-                                                     {"irc_timeout", s.irc_timeouts},
-                                                     {"rate_limit", s.rate_limit_closes},
-                                                     {"frame_timeout", s.frame_timeouts}};
-  for (const auto& [reason, n] : closes) out.sample("chat_closes_total", n, E::label("reason", reason));
+  out.labelled("chat_errors_total", "counter", "Bad input answered with an error or dropped, by kind", "code",
+               {{"json", s.errors_json},
+                {"utf8", s.errors_utf8},
+                {"too_long", s.errors_too_long},
+                {"request", s.errors_request},
+                {"garbage", s.errors_garbage}});
+  out.labelled("chat_closes_total", "counter", "Connections the server closed, by reason", "reason",
+               {{"slow_consumer", s.slow_consumer_closes},
+                {"unsynced", s.unsynced_closes},
+                {"http_timeout", s.http_timeouts},
+                {"irc_flood", s.irc_flood_closes},
+                {"irc_timeout", s.irc_timeouts},
+                {"rate_limit", s.rate_limit_closes},
+                {"frame_timeout", s.frame_timeouts}});
 
-  counter("chat_rate_limited_total", "Messages refused over --message-rate", s.rate_limited);
-  out.family("chat_joins_refused_total", "counter", "Joins refused by a server limit, by limit");
-  out.sample("chat_joins_refused_total", s.refused_room_members, E::label("limit", "room_members"));
-  out.sample("chat_joins_refused_total", s.refused_server_rooms, E::label("limit", "server_rooms"));
-  counter("chat_http_requests_total", "HTTP requests answered", s.http_requests);
-  counter("chat_http_errors_total", "HTTP requests answered 4xx or 5xx, unparsable ones included", s.http_errors);
-  counter("chat_websocket_upgrades_total", "WebSocket handshakes accepted", s.ws_upgrades);
+  out.counter("chat_rate_limited_total", "Messages refused over --message-rate", s.rate_limited);
+  out.labelled("chat_joins_refused_total", "counter", "Joins refused by a server limit, by limit", "limit",
+               {{"room_members", s.refused_room_members}, {"server_rooms", s.refused_server_rooms}});
+  out.counter("chat_http_requests_total", "HTTP requests answered", s.http_requests);
+  out.counter("chat_http_errors_total", "HTTP requests answered 4xx or 5xx, unparsable ones included", s.http_errors);
+  out.counter("chat_websocket_upgrades_total", "WebSocket handshakes accepted", s.ws_upgrades);
 
-  counter("chat_acks_total", "Publishes with an id acknowledged (stored, or seen before)", s.acks);
-  counter("chat_not_stored_total", "Publishes with an id the store could not keep", s.not_stored);
-  out.family("chat_recoveries_total", "counter", "Joins with since, by outcome");
-  out.sample("chat_recoveries_total", s.recoveries, E::label("result", "recovered"));
-  out.sample("chat_recoveries_total", s.recoveries_failed, E::label("result", "unrecovered"));
-  counter("chat_replayed_total", "Messages sent by recoveries", s.replayed);
-  counter("chat_history_reads_total", "History requests answered", s.history_reads);
+  out.counter("chat_acks_total", "Publishes with an id acknowledged (stored, or seen before)", s.acks);
+  out.counter("chat_not_stored_total", "Publishes with an id the store could not keep", s.not_stored);
+  out.labelled("chat_recoveries_total", "counter", "Joins with since, by outcome", "result",
+               {{"recovered", s.recoveries}, {"unrecovered", s.recoveries_failed}});
+  out.counter("chat_replayed_total", "Messages sent by recoveries", s.replayed);
+  out.counter("chat_history_reads_total", "History requests answered", s.history_reads);
 
-  gauge("chat_rooms", "Rooms with members", s.rooms);
-  gauge("chat_members", "Memberships (a member in three rooms counts three)", s.members);
+  out.gauge("chat_rooms", "Rooms with members", s.rooms);
+  out.gauge("chat_members", "Memberships (a member in three rooms counts three)", s.members);
 
   out.family("chat_loop_lag_seconds", "histogram",
              "How late each reactor ran a probe timer due every 100 ms (its busy time and the wait's rounding)");

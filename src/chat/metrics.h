@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,12 @@ class Exposition {
   // inside the braces, e.g. front="irc" (values are escaped by label()).
   void sample(std::string_view name, double value, std::string_view labels = {});
   void sample(std::string_view name, uint64_t value, std::string_view labels = {});
+  // A family of one unlabelled sample.
+  void counter(std::string_view name, std::string_view help, uint64_t value);
+  void gauge(std::string_view name, std::string_view help, uint64_t value);
+  // A family of one sample per value of the label `key`: {value of the label, sample}.
+  void labelled(std::string_view name, std::string_view type, std::string_view help, std::string_view key,
+                std::initializer_list<std::pair<std::string_view, uint64_t>> samples);
   // A whole histogram sample set (_bucket with cumulative counts and le, _sum, _count).
   void histogram(std::string_view name, const reactor::LatencyHistogram& h, std::string_view labels = {});
   // key="value", the value escaped as the format wants (\\, \", \n).

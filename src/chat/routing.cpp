@@ -157,23 +157,17 @@ std::string RedisRouter::describe() const {
 
 void RedisRouter::metrics(Exposition& out) const {
   const BackplaneStats& s = backplane_->stats();
-  out.family("chat_backplane_up", "gauge", "1 while the link to Redis is up");
-  out.sample("chat_backplane_up", uint64_t{backplane_->up()});
-  auto counter = [&](const char* name, const char* help, uint64_t value) {
-    out.family(name, "counter", help);
-    out.sample(name, value);
-  };
-  counter("chat_backplane_outages_total", "Times the link to Redis was lost, silent, or could not be made", s.outages);
-  counter("chat_backplane_published_total", "Messages sent to Redis", s.published);
-  counter("chat_backplane_received_total", "Messages that came back from Redis (from every node)", s.received);
-  counter("chat_backplane_local_only_total", "Messages delivered on this node only (Redis away, refusing, or the bound reached)",
+  out.gauge("chat_backplane_up", "1 while the link to Redis is up", uint64_t{backplane_->up()});
+  out.counter("chat_backplane_outages_total", "Times the link to Redis was lost, silent, or could not be made", s.outages);
+  out.counter("chat_backplane_published_total", "Messages sent to Redis", s.published);
+  out.counter("chat_backplane_received_total", "Messages that came back from Redis (from every node)", s.received);
+  out.counter("chat_backplane_local_only_total", "Messages delivered on this node only (Redis away, refusing, or the bound reached)",
           s.local_only);
-  counter("chat_backplane_refused_total", "Publishes Redis answered with an error", s.refused);
-  counter("chat_backplane_overflow_total", "Messages delivered here only because the bound on waiting bytes was reached",
+  out.counter("chat_backplane_refused_total", "Publishes Redis answered with an error", s.refused);
+  out.counter("chat_backplane_overflow_total", "Messages delivered here only because the bound on waiting bytes was reached",
           s.overflow);
-  counter("chat_backplane_duplicates_total", "Publishes whose (room, user, id) Redis had seen", s.duplicates);
-  out.family("chat_backplane_waiting_bytes", "gauge", "Bytes of publishes waiting for Redis");
-  out.sample("chat_backplane_waiting_bytes", uint64_t{backplane_->waiting_bytes()});
+  out.counter("chat_backplane_duplicates_total", "Publishes whose (room, user, id) Redis had seen", s.duplicates);
+  out.gauge("chat_backplane_waiting_bytes", "Bytes of publishes waiting for Redis", uint64_t{backplane_->waiting_bytes()});
 }
 
 }  // namespace chat

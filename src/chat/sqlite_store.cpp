@@ -715,19 +715,14 @@ std::unique_ptr<SqliteStore> open_sqlite_store(const SqliteOptions& options) {
 
 void SqliteStoreImpl::metrics(Exposition& out) const {
   SqliteStats s = stats();
-  out.family("chat_store_queue_depth", "gauge", "Messages waiting for their batch to start (the SQLite store)");
-  out.sample("chat_store_queue_depth", s.pending);
-  out.family("chat_store_jobs_queued", "gauge", "Batches, reads and fences queued for the store's thread");
-  out.sample("chat_store_jobs_queued", s.jobs_queued);
-  out.family("chat_store_batches_total", "counter", "Transactions of the SQLite store, by outcome");
-  out.sample("chat_store_batches_total", s.batches, Exposition::label("result", "committed"));
-  out.sample("chat_store_batches_total", s.failed_batches, Exposition::label("result", "failed"));
-  out.family("chat_store_messages_total", "counter", "Messages written to the SQLite store, by outcome");
-  out.sample("chat_store_messages_total", s.appended, Exposition::label("result", "committed"));
-  out.sample("chat_store_messages_total", s.failed, Exposition::label("result", "failed"));
-  out.family("chat_store_reads_total", "counter", "Reads of the SQLite store, by outcome");
-  out.sample("chat_store_reads_total", s.reads - std::min(s.reads, s.failed_reads), Exposition::label("result", "ok"));
-  out.sample("chat_store_reads_total", s.failed_reads, Exposition::label("result", "failed"));
+  out.gauge("chat_store_queue_depth", "Messages waiting for their batch to start (the SQLite store)", s.pending);
+  out.gauge("chat_store_jobs_queued", "Batches, reads and fences queued for the store's thread", s.jobs_queued);
+  out.labelled("chat_store_batches_total", "counter", "Transactions of the SQLite store, by outcome", "result",
+               {{"committed", s.batches}, {"failed", s.failed_batches}});
+  out.labelled("chat_store_messages_total", "counter", "Messages written to the SQLite store, by outcome", "result",
+               {{"committed", s.appended}, {"failed", s.failed}});
+  out.labelled("chat_store_reads_total", "counter", "Reads of the SQLite store, by outcome", "result",
+               {{"ok", s.reads - std::min(s.reads, s.failed_reads)}, {"failed", s.failed_reads}});
   reactor::LatencyHistogram commits;
   {
     std::lock_guard<std::mutex> lock(latency_mutex_);
