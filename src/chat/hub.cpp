@@ -547,8 +547,11 @@ std::pair<const std::string, Hub::NamedMember>* Hub::find_named(OwnedRoom& r, co
   return nullptr;
 }
 
-void Hub::owner_announce(const std::string& room, const OwnedRoom& r, EventKind kind, const std::string& user,
-                         FormatId format, uint64_t member_id, const std::string& text, const std::string& target) {
+namespace {
+
+// What the owner tells a room about its member `user` (`member_id`, of `format`): `kind` with `text`.
+RoomEvent member_event(EventKind kind, const std::string& room, const std::string& user, const std::string& text,
+                       FormatId format, uint64_t member_id) {
   RoomEvent event;
   event.kind = kind;
   event.room = room;
@@ -556,6 +559,14 @@ void Hub::owner_announce(const std::string& room, const OwnedRoom& r, EventKind 
   event.text = text;
   event.front = Format::by_id(format).front();
   event.member = member_id;
+  return event;
+}
+
+}  // namespace
+
+void Hub::owner_announce(const std::string& room, const OwnedRoom& r, EventKind kind, const std::string& user,
+                         FormatId format, uint64_t member_id, const std::string& text, const std::string& target) {
+  RoomEvent event = member_event(kind, room, user, text, format, member_id);
   event.target = target;
   if (auto delivery = render(r, std::move(event))) owner_broadcast(room, r, delivery, 0);
 }
@@ -719,13 +730,7 @@ void Hub::owner_modes(const std::string& room, OwnedRoom& r, const std::string& 
 void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, EventKind kind, const std::string& user,
                          FormatId format, uint64_t member_id, uint64_t except_id, const std::string& text, bool quit) {
   if (r.count > table_.presence_max_members()) return;
-  RoomEvent event;
-  event.kind = kind;
-  event.room = room_name;
-  event.user = user;
-  event.text = text;
-  event.front = Format::by_id(format).front();
-  event.member = member_id;
+  RoomEvent event = member_event(kind, room_name, user, text, format, member_id);
   event.quit = quit;
   if (auto delivery = render(r, std::move(event))) {
     owner_broadcast(room_name, r, delivery, except_id);
