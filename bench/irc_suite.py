@@ -76,6 +76,24 @@ def measure_point(ctx, keys, members, rate, rounds, attempts, extra=(), connect_
                      lambda key, r: chat_line(key, members, r))
 
 
+def smoke_checks(ctx, section, keys, p):
+    """The quick run's checks of a point measured once per system (`section` names them): each system
+    delivered, with no loss, error, duplicate or reordering; a system not run is skipped."""
+    for key in keys:
+        s = system(key)
+        if key in p["skipped"] or not p["runs"].get(key):
+            ctx.check(section, s.label, "skipped", p["skipped"].get(key, "not run"))
+            continue
+        r = p["runs"][key][0]
+        if "failed" in r:
+            ctx.check(section, s.label, "FAIL", r["failed"])
+        elif r["dps"] <= 0 or r["errors"] or r["loss"] or r["duplicates"] or r["out_of_order"]:
+            ctx.check(section, s.label, "FAIL", f"{r['dps']:.0f} deliveries/s, {r['errors']} error(s), "
+                      f"loss {r['loss']}, duplicates {r['duplicates']} {r.get('first_error') or ''}")
+        else:
+            ctx.check(section, s.label, "ok", f"{r['dps']:,.0f} deliveries/s, loss 0")
+
+
 def irc_section(ctx, data):
     a = ctx.args
     out = {"command": data.get("command"), "when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -84,19 +102,7 @@ def irc_section(ctx, data):
     if ctx.quick:
         p = measure_point(ctx, KEYS, 100, 100, 1, 1)
         out["points"].append(p)
-        for key in KEYS:
-            s = system(key)
-            if key in p["skipped"] or not p["runs"].get(key):
-                ctx.check("irc", s.label, "skipped", p["skipped"].get(key, "not run"))
-                continue
-            r = p["runs"][key][0]
-            if "failed" in r:
-                ctx.check("irc", s.label, "FAIL", r["failed"])
-            elif r["dps"] <= 0 or r["errors"] or r["loss"] or r["duplicates"] or r["out_of_order"]:
-                ctx.check("irc", s.label, "FAIL", f"{r['dps']:.0f} deliveries/s, {r['errors']} error(s), "
-                          f"loss {r['loss']}, duplicates {r['duplicates']} {r.get('first_error') or ''}")
-            else:
-                ctx.check("irc", s.label, "ok", f"{r['dps']:,.0f} deliveries/s, loss 0")
+        smoke_checks(ctx, "irc", KEYS, p)
         return
     rounds, attempts = a.target_rounds, 2
     out["points"].append(measure_point(ctx, KEYS, 1000, 100, rounds, attempts))

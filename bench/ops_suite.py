@@ -12,8 +12,8 @@ Quick mode: 100 members x 100 msg/s, each once; the smoke checks.
 import datetime
 
 import benchlib as bl
-from irc_suite import measure_point, ratio_row
-from systems import label, system
+from irc_suite import measure_point, ratio_row, smoke_checks
+from systems import label
 from ws_suite import summary
 
 CPU_TARGET = 1.03
@@ -28,20 +28,7 @@ def ops_section(ctx, data):
     if ctx.quick:
         p = measure_point(ctx, KEYS, 100, 100, 1, 1, tag="ops")
         out["points"].append(p)
-        for key in KEYS:
-            s = system(key)
-            runs = p["runs"].get(key)
-            if key in p["skipped"] or not runs:
-                ctx.check("ops", s.label, "skipped", p["skipped"].get(key, "not run"))
-                continue
-            r = runs[0]
-            if "failed" in r:
-                ctx.check("ops", s.label, "FAIL", r["failed"])
-            elif r["dps"] <= 0 or r["errors"] or r["loss"] or r["duplicates"] or r["out_of_order"]:
-                ctx.check("ops", s.label, "FAIL", f"{r['dps']:.0f} deliveries/s, {r['errors']} error(s), "
-                          f"loss {r['loss']} {r.get('first_error') or ''}")
-            else:
-                ctx.check("ops", s.label, "ok", f"{r['dps']:,.0f} deliveries/s, loss 0")
+        smoke_checks(ctx, "ops", KEYS, p)
         return
     # More rounds than the other points: the difference looked for is a few per cent.
     out["points"].append(measure_point(ctx, KEYS, 1000, 100, a.target_rounds + 2, 2, tag="ops"))
