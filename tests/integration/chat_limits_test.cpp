@@ -213,10 +213,12 @@ TEST(ChatLimitsSlowConsumer, HardLimitClosesAMemberThatNeverReadsAtOnce) {
 // catches up with every message. The other never reads: it is closed by the soft limit once the
 // grace is over (messages keep arriving for it, which is when the limit is checked), not before,
 // and not long after.
-TEST(ChatLimitsSlowConsumer, SoftLimitSparesAShortExcessAndClosesALongOneAfterTheGrace) {
-  // The burst must take under half the grace: under the sanitizers, with other tests (a browser
-  // among them) sharing the two cores, it has taken over 2 s, so the grace is longer there.
-  const int kSoftMs = testproc::programs_under_sanitizer() ? 8000 : 4000;
+//
+// The burst must take under half the grace for the test to mean anything. A loaded machine (under
+// the sanitizers, with a browser test sharing the two cores) has taken 4.5 s for it, so a burst too
+// slow for the grace is not a failure: the scenario runs again, once, with a grace three times as long.
+static void soft_limit_scenario(const int kSoftMs, bool* burst_too_slow) {
+  *burst_too_slow = false;
   Server server(chat_args({"--threads", "1", "--output-limit", "268435456", "--soft-limit", "262144", "--soft-ms",
                            std::to_string(kSoftMs)}));
   // The survivor has the default receive window: with a tiny one, delayed acknowledgements make
@@ -232,7 +234,11 @@ TEST(ChatLimitsSlowConsumer, SoftLimitSparesAShortExcessAndClosesALongOneAfterTh
   Clock::time_point burst_start = Clock::now();
   ASSERT_EQ(publish(publisher, "r", 1, kBurst, 200), kBurst);
   long long burst_ms = ms_since(burst_start);
-  ASSERT_LT(burst_ms, kSoftMs / 2) << "the burst took too long for this test to mean anything";
+  if (burst_ms >= kSoftMs / 2) {
+    std::cerr << "the burst took " << burst_ms << " ms, too long for a grace of " << kSoftMs << " ms\n";
+    *burst_too_slow = true;
+    return;
+  }
 
   // From here a message every 20 ms or so; the survivor starts reading at 30% of the grace.
   const std::string soft_close = "closed: slow consumer: over the soft output limit";
@@ -278,6 +284,16 @@ TEST(ChatLimitsSlowConsumer, SoftLimitSparesAShortExcessAndClosesALongOneAfterTh
   EXPECT_EQ(expect_type(survivor, "pong")["type"], "pong");
   std::string stats = stats_of(server.process);
   EXPECT_EQ(counter(stats, "slow_consumer"), 1) << stats;
+}
+
+TEST(ChatLimitsSlowConsumer, SoftLimitSparesAShortExcessAndClosesALongOneAfterTheGrace) {
+  const int base_ms = testproc::programs_under_sanitizer() ? 8000 : 4000;
+  bool too_slow = false;
+  for (int soft_ms : {base_ms, base_ms * 3}) {
+    soft_limit_scenario(soft_ms, &too_slow);
+    if (!too_slow) return;
+  }
+  FAIL() << "the burst took more than half the grace twice (the longest grace: " << base_ms * 3 << " ms)";
 }
 
 // "The server's memory for queued output is therefore bounded by the hard limit times the number
