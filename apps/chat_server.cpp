@@ -22,6 +22,7 @@
 #include "chat/sqlite_store.h"
 #include "chat/store.h"
 #include "reactor/log.h"
+#include "reactor/tls.h"
 
 namespace {
 
@@ -59,7 +60,8 @@ std::unique_ptr<chat::Store> open_store(const StoreChoice& choice, bool redis) {
 
 // One node: the chat service on this process's reactors until SIGINT/SIGTERM.
 int run_node(const std::string& host, uint16_t port, const chat::Limits& limits, chat::ServiceOptions options,
-             const StoreChoice& store_choice, size_t grace_ms, size_t drain_ms) {
+             const StoreChoice& store_choice, size_t grace_ms, size_t drain_ms,
+             const std::shared_ptr<reactor::TlsServerContext>& tls) {
   try {
     // Signals are blocked here, before any other thread starts (the shards', the store's), so they
     // inherit the mask and only this thread's signalfd sees them.
@@ -69,6 +71,16 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
     loop.on_signal(SIGTERM, [&](int s) { graceful(s); });
     loop.on_signal(SIGUSR1, [&](int s) { report(s); });
     loop.on_signal(SIGUSR2, [&](int s) { drain(s); });
+    // SIGHUP: the certificate and key are read again; open connections keep theirs.
+    loop.on_signal(SIGHUP, [&](int) {
+      if (!tls) {
+        LOG_INFO("SIGHUP: nothing to reload (no --tls-cert)");
+      } else if (auto error = tls->reload()) {
+        LOG_ERROR("SIGHUP: TLS certificate not reloaded, the one in use stays: %s", error->c_str());
+      } else {
+        LOG_INFO("SIGHUP: TLS certificate reloaded: %s", tls->describe().c_str());
+      }
+    });
     std::unique_ptr<chat::Store> store = open_store(store_choice, !options.redis_host.empty());
     options.store = store.get();
     options.retention = store_choice.retention;
@@ -118,12 +130,24 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
                 // ("connected", or why not and that this node serves its own members meanwhile).
                 options.redis_host.empty() ? ""
                     : (options.redis_host + ":" + std::to_string(options.redis_port) + " connecting").c_str());
-    if (service.serves_irc()) {
-      std::printf("chat-server: irc listening on %s\n", service.irc_address().to_string().c_str());
+    using chat::Listener;
+    if (service.serves(Listener::kIrc)) {
+      std::printf("chat-server: irc listening on %s\n", service.address(Listener::kIrc).to_string().c_str());
     }
-    if (service.serves_http()) {
+    if (service.serves(Listener::kHttp)) {
       std::printf("chat-server: http listening on %s (the chat page: http://%s/)\n",
-                  service.http_address().to_string().c_str(), service.http_address().to_string().c_str());
+                  service.address(Listener::kHttp).to_string().c_str(), service.address(Listener::kHttp).to_string().c_str());
+    }
+    if (service.serves(Listener::kTls)) {
+      std::printf("chat-server: tls listening on %s (%s)\n", service.address(Listener::kTls).to_string().c_str(),
+                  tls->describe().c_str());
+    }
+    if (service.serves(Listener::kHttps)) {
+      std::printf("chat-server: https listening on %s (the chat page: https://%s/)\n",
+                  service.address(Listener::kHttps).to_string().c_str(), service.address(Listener::kHttps).to_string().c_str());
+    }
+    if (service.serves(Listener::kIrcs)) {
+      std::printf("chat-server: ircs listening on %s\n", service.address(Listener::kIrcs).to_string().c_str());
     }
     std::fflush(stdout);
     loop.run();
@@ -306,6 +330,26 @@ int main(int argc, char** argv) {
                  "How long a pinged IRC member has to answer (any line) before it is closed, in milliseconds")
       ->capture_default_str()
       ->check(CLI::Range(size_t{100}, size_t{3600000}));
+  reactor::TlsFiles tls_files;
+  uint16_t tls_port = 1235, https_port = 8443, ircs_port = 6697;
+  size_t tls_handshake_ms = 10000;
+  auto* tls_cert = cli.add_option("--tls-cert", tls_files.cert,
+                                  "PEM certificate (then its chain) of the TLS listeners, which it turns on with "
+                                  "--tls-key (SIGHUP reads both again)");
+  auto* tls_key = cli.add_option("--tls-key", tls_files.key, "PEM private key of --tls-cert");
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
+  cli.add_option("--tls-port", tls_port,
+                 "Port for the TCP dialects (native JSON lines and the article's) over TLS (0: any free port)")
+      ->capture_default_str();
+  cli.add_option("--https-port", https_port,
+                 "Port for HTTPS: the page, /healthz, /metrics, and wss:// members at /ws (0: any free port)")
+      ->capture_default_str();
+  cli.add_option("--ircs-port", ircs_port, "Port for IRC over TLS (0: any free port)")->capture_default_str();
+  cli.add_option("--tls-handshake-timeout-ms", tls_handshake_ms,
+                 "How long a TLS handshake may take before the connection is closed, in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{100}, size_t{3600000}));
   auto* store_option = cli.add_option("--store", store.kind,
                  "Where rooms' history is kept: sqlite (a file in --data-dir), memory (until the process "
                  "exits), off (none: numbering and message ids only). With --redis: Redis Streams (redis) or off")
@@ -409,6 +453,20 @@ int main(int argc, char** argv) {
     }
   }
   options.irc_options = irc;
+  std::shared_ptr<reactor::TlsServerContext> tls;
+  if (!tls_files.cert.empty()) {
+    try {
+      tls = std::make_shared<reactor::TlsServerContext>(tls_files);
+    } catch (const std::exception& e) {
+      std::cerr << "chat-server: --tls-cert/--tls-key: " << e.what() << "\n";
+      return 2;
+    }
+    options.tls = tls;
+    options.tls_port = tls_port;
+    options.https_port = https_port;
+    options.ircs_port = ircs_port;
+    options.tls_handshake_timeout = std::chrono::milliseconds(tls_handshake_ms);
+  }
   if (check_config) {
     std::printf("chat-server: configuration OK%s%s\n", config_file.empty() ? "" : " (", config_file.empty() ? "" : (config_file + ")").c_str());
     return 0;
@@ -426,5 +484,5 @@ int main(int argc, char** argv) {
     }
   }
   store.retention.max_age_ms = store.max_age_s * 1000;
-  return run_node(host, port, limits, options, store, grace_ms, drain_ms);
+  return run_node(host, port, limits, options, store, grace_ms, drain_ms, tls);
 }

@@ -53,8 +53,9 @@ class Supervisor {
     // Watched before the first fork: a worker that dies at once is then reported, not lost.
     loop_.on_signal(SIGINT, [this](int) { stop_all(); });
     loop_.on_signal(SIGTERM, [this](int) { stop_all(); });
-    // SIGUSR1 (the counters) and SIGUSR2 (drain without stopping) are each worker's business.
-    for (int signo : {SIGUSR1, SIGUSR2}) {
+    // SIGUSR1 (the counters), SIGUSR2 (drain without stopping) and SIGHUP (the TLS certificate read
+    // again) are each worker's business.
+    for (int signo : {SIGUSR1, SIGUSR2, SIGHUP}) {
       loop_.on_signal(signo, [this](int s) {
         for (auto& [pid, index] : running_) ::kill(pid, s);
       });

@@ -131,6 +131,11 @@ void write_metrics(Exposition& out, const Stats& s, const std::vector<Stats>& sh
                 {"rate_limit", s.rate_limit_closes},
                 {"frame_timeout", s.frame_timeouts}});
 
+  out.labelled("chat_tls_handshake_failures_total", "counter",
+               "TLS connections closed before their handshake was over, by why", "reason",
+               {{"timeout", s.tls_timeouts}, {"other", s.tls_failures}});
+  out.counter("chat_wrong_protocol_total",
+              "Connections closed for speaking plain text to a TLS port or TLS to a plain one", s.wrong_protocol);
   out.counter("chat_rate_limited_total", "Messages refused over --message-rate", s.rate_limited);
   out.labelled("chat_joins_refused_total", "counter", "Joins refused by a server limit, by limit", "limit",
                {{"room_members", s.refused_room_members}, {"server_rooms", s.refused_server_rooms}});

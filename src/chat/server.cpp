@@ -14,14 +14,11 @@ namespace chat {
 // ---- ChatServer -------------------------------------------------------------------------------
 
 ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits,
-                       std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options, Web web,
-                       ShardIrc irc)
+                       const ShardDoors& doors, ShardWeb web, const IrcOptions* irc)
     : reactor_(reactor),
       limits_(limits),
       hub_(table, shard),
-      sessions_{hub_, stats_, limits_, OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)},
-      // Input goes to each connection's own handler (its TcpSession); the server hears of closes.
-      server_(reactor, close_callbacks()) {
+      sessions_{hub_, stats_, limits_, OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)} {
   // The formats of every front end, registered in a fixed order (their ids order the stats line).
   article_format();
   native_format();
@@ -30,18 +27,28 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
   irc_format(IrcTags::kTime);
   irc_format(IrcTags::kAll);
   table.attach(shard, reactor, hub_);
-  if (listen_on) server_.listen(*listen_on, listen_options);
-  server_.set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_connection(conn); });
-  if (web.options != nullptr) {
+  for (size_t l = 0; l < kListeners; ++l) {
+    if (!doors.open[l]) continue;
+    auto door = static_cast<Listener>(l);
+    reactor::ConnectionOptions options;
+    if (is_tls(door)) {
+      options.filter = doors.tls;
+      options.handshake_timeout = doors.tls_handshake_timeout;
+    } else {
+      options.refuse_tls = true;  // a TLS client on a plain port: a clean close, counted
+    }
+    // Input goes to each connection's own handler (its session); the server hears of closes.
+    doors_[l] = std::make_unique<reactor::TcpServer>(reactor, close_callbacks(), options);
+    if (doors.listen_on[l]) doors_[l]->listen(*doors.listen_on[l], doors.listen_options);
+    doors_[l]->set_on_connection([this, door](const reactor::TcpConnectionPtr& conn) { on_connection(conn, door); });
+  }
+  if (serves(Listener::kHttp) || serves(Listener::kHttps)) {
     web_ = std::make_unique<WebContext>(
         WebContext{sessions_, *web.files, *web.options, draining_, [this](uint64_t id) { http_ids_.erase(id); }, {}});
     if (web.metrics) {
       web_->metrics = [source = web.metrics, shard](std::function<void(std::string)> done) { source(shard, std::move(done)); };
       lag_probe_ = std::make_unique<reactor::LoopLagProbe>(reactor, std::chrono::milliseconds(100));
     }
-    http_server_ = std::make_unique<reactor::TcpServer>(reactor, close_callbacks());
-    if (web.listen_on) http_server_->listen(*web.listen_on, reactor::ListenOptions{.reuse_port = listen_options.reuse_port});
-    http_server_->set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_http_connection(conn); });
     // WebSocket keep-alive: one sweep per shard, not a timer per member (every byte of a member
     // is paid 10,000 times).
     auto interval = web.options->ws_ping_interval;
@@ -67,14 +74,11 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
       for (Session* s : members) s->frame_timed_out(now);  // a close is deferred: the map stays as it is
     });
   }
-  if (irc.options != nullptr) {
-    irc_options_ = irc.options;
-    irc_server_ = std::make_unique<reactor::TcpServer>(reactor, close_callbacks());
-    if (irc.listen_on) irc_server_->listen(*irc.listen_on, reactor::ListenOptions{.reuse_port = listen_options.reuse_port});
-    irc_server_->set_on_connection([this](const reactor::TcpConnectionPtr& conn) { on_irc_connection(conn); });
+  if (irc != nullptr && (serves(Listener::kIrc) || serves(Listener::kIrcs))) {
+    irc_options_ = irc;
     // Registration and ping timeouts: one sweep per shard over its IRC members, often enough for
     // the shortest of them to be kept within a quarter of itself (and at least once a second).
-    const IrcOptions& o = *irc.options;
+    const IrcOptions& o = *irc;
     auto shortest = std::min({o.registration_timeout, o.ping_interval, o.ping_timeout});
     auto every = std::clamp(shortest / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
     irc_timer_ = reactor_.run_every(every, [this] {
@@ -111,9 +115,9 @@ reactor::ConnectionCallbacks ChatServer::close_callbacks() {
 }
 
 void ChatServer::start() {
-  server_.start();
-  if (http_server_) http_server_->start();
-  if (irc_server_) irc_server_->start();
+  for (auto& door : doors_) {
+    if (door) door->start();
+  }
 }
 
 Stats ChatServer::stats() const {
@@ -121,46 +125,40 @@ Stats ChatServer::stats() const {
   s.rooms = hub_.owned_room_count();
   s.members = hub_.local_membership_count();
   if (lag_probe_) s.loop_lag = lag_probe_->histogram();
-  s.connections_refused += server_.stats().rejected;
-  if (http_server_) s.connections_refused += http_server_->stats().rejected;
-  if (irc_server_) s.connections_refused += irc_server_->stats().rejected;
+  for (const auto& door : doors_) {
+    if (door) s.connections_refused += door->stats().rejected;
+  }
   return s;
 }
 
-void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn) {
+void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn, Listener door) {
   AddressKey address;
-  if (!admit(conn, Listener::kTcp, address)) return;
-  auto session = std::make_shared<TcpSession>(sessions_, *conn, std::make_unique<ArticleCodec>(limits_.max_frame));
-  conn->set_handler(session);
-  session->start();
+  if (!admit(conn, door, address)) return;
+  Listener front = plain_twin(door);  // over TLS or not, the same front end
+  bool closing;
+  if (front == Listener::kHttp) {
+    auto session = std::make_shared<HttpSession>(*web_, *conn);
+    conn->set_handler(session);
+    session->start();
+    http_ids_.insert(conn->id());
+    closing = http_closing_;
+  } else {
+    // On the chat port a session starts with the article's codec (a hello hands it to the native one).
+    std::unique_ptr<Codec> codec;
+    if (front == Listener::kIrc) {
+      codec = std::make_unique<IrcCodec>(*irc_options_, reactor::Clock::now());
+    } else {
+      codec = std::make_unique<ArticleCodec>(limits_.max_frame);
+    }
+    auto session = std::make_shared<TcpSession>(sessions_, *conn, std::move(codec));
+    conn->set_handler(session);
+    session->start();
+    if (front == Listener::kIrc) irc_ids_.insert(conn->id());
+    closing = shutdown_done_ || quiesced_;
+  }
   connections_.emplace(conn->id(), Open{conn, address});
   stats_.connections_open = connections_.size();
-  if (shutdown_done_ || quiesced_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
-}
-
-void ChatServer::on_http_connection(const reactor::TcpConnectionPtr& conn) {
-  AddressKey address;
-  if (!admit(conn, Listener::kHttp, address)) return;
-  auto session = std::make_shared<HttpSession>(*web_, *conn);
-  conn->set_handler(session);
-  session->start();
-  connections_.emplace(conn->id(), Open{conn, address});
-  http_ids_.insert(conn->id());
-  stats_.connections_open = connections_.size();
-  if (http_closing_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
-}
-
-void ChatServer::on_irc_connection(const reactor::TcpConnectionPtr& conn) {
-  AddressKey address;
-  if (!admit(conn, Listener::kIrc, address)) return;
-  auto session = std::make_shared<TcpSession>(sessions_, *conn,
-                                              std::make_unique<IrcCodec>(*irc_options_, reactor::Clock::now()));
-  conn->set_handler(session);
-  session->start();
-  connections_.emplace(conn->id(), Open{conn, address});
-  irc_ids_.insert(conn->id());
-  stats_.connections_open = connections_.size();
-  if (shutdown_done_ || quiesced_) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+  if (closing) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
 }
 
 bool ChatServer::admit(const reactor::TcpConnectionPtr& conn, Listener listener, AddressKey& address) {
@@ -217,10 +215,19 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::
   irc_ids_.erase(conn->id());
   if (limits_.max_connections) hub_.table().release_admission();
   stats_.connections_open = connections_.size();
+  switch (conn->handshake()) {
+    case reactor::Handshake::kPending:
+    case reactor::Handshake::kFailed: ++stats_.tls_failures; break;
+    case reactor::Handshake::kTimedOut: ++stats_.tls_timeouts; break;
+    case reactor::Handshake::kWrongProtocol: ++stats_.wrong_protocol; break;
+    case reactor::Handshake::kNone:
+    case reactor::Handshake::kDone: break;
+  }
   if (drain_timer_ && connections_.size() == http_ids_.size()) drain_step();  // the last member went
   // Closes come at the rate clients connect: logged within a budget per reactor.
   static thread_local reactor::LogLimiter closes(20, std::chrono::seconds(1));
-  bool notable = reason.code == reactor::CloseCode::kSlowConsumer || reason.code == reactor::CloseCode::kProtocol;
+  bool notable = reason.code == reactor::CloseCode::kSlowConsumer || reason.code == reactor::CloseCode::kProtocol ||
+                 reason.code == reactor::CloseCode::kTimeout;
   reactor::LogLevel level = notable ? reactor::LogLevel::kInfo : reactor::LogLevel::kDebug;
   uint64_t left_out = 0;
   if (reactor::log_level() <= level && closes.allow(&left_out)) {
@@ -234,8 +241,7 @@ void ChatServer::quiesce() {
   if (quiesced_) return;
   quiesced_ = true;
   draining_ = true;
-  server_.stop_accepting();
-  if (irc_server_) irc_server_->stop_accepting();
+  stop_member_doors(/*close_listeners=*/false);
   hub_.drop_paused();  // sessions waiting for room never resume reading
   // Members stop reading; plain HTTP connections go on, so that /healthz can say 503 meanwhile.
   for (auto& [id, open] : connections_) {
@@ -246,8 +252,7 @@ void ChatServer::quiesce() {
 void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {
   if (shutdown_done_) return;
   shutdown_done_ = std::move(done);
-  server_.stop_accepting();
-  if (irc_server_) irc_server_->stop_accepting();
+  stop_member_doors(/*close_listeners=*/false);
   // Members flush and close (those a drain has closed already are flushing); plain HTTP goes on
   // (every answer closing its connection, /healthz saying 503) until the last member of this shard
   // is gone (maybe_finish_shutdown).
@@ -263,6 +268,17 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
     for (auto& [id, o] : open) o.conn->close(reactor::CloseCode::kShutdown, "server shutting down (grace period over)");
   });
   maybe_finish_shutdown();
+}
+
+void ChatServer::stop_member_doors(bool close_listeners) {
+  for (size_t l = 0; l < kListeners; ++l) {
+    if (!doors_[l] || plain_twin(static_cast<Listener>(l)) == Listener::kHttp) continue;  // HTTP goes on (/healthz)
+    if (close_listeners) {
+      doors_[l]->close_listener();
+    } else {
+      doors_[l]->stop_accepting();
+    }
+  }
 }
 
 void ChatServer::farewell(const reactor::TcpConnectionPtr& conn, bool restart) {
@@ -284,8 +300,7 @@ void ChatServer::drain(std::chrono::milliseconds window, std::function<void()> d
   drain_started_ = true;
   draining_ = true;  // /healthz says 503, /ws is refused
   // Refused, not left waiting in a backlog: a client (or a balancer) tries another node at once.
-  server_.close_listener();
-  if (irc_server_) irc_server_->close_listener();
+  stop_member_doors(/*close_listeners=*/true);
   for (auto& [id, open] : connections_) {
     if (!http_ids_.contains(id)) drain_order_.push_back(id);
   }
@@ -324,7 +339,9 @@ void ChatServer::maybe_finish_shutdown() {
   if (!shutdown_done_ || connections_.size() > http_ids_.size()) return;  // members still flushing
   if (!http_closing_) {
     http_closing_ = true;
-    if (http_server_) http_server_->stop_accepting();
+    for (Listener door : {Listener::kHttp, Listener::kHttps}) {
+      if (serves(door)) doors_[index(door)]->stop_accepting();
+    }
     std::vector<reactor::TcpConnectionPtr> http;
     for (uint64_t id : http_ids_) http.push_back(connections_.at(id).conn);
     for (auto& conn : http) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
@@ -371,24 +388,39 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
   }
   reactors_[0] = &main;
   bool per_shard = options.listener_per_shard && options.threads > 1;
-  reactor::ListenOptions listen_options{.reuse_port = options.reuse_port || per_shard};
-  ChatServer::Web web0;
+  // Shard 0 listens on every door; the others take what it hands them (and, with a listener per
+  // shard, listen on the chat port too).
+  ShardDoors doors;
+  doors.listen_options = {.reuse_port = options.reuse_port || per_shard};
+  doors.tls = options.tls;
+  doors.tls_handshake_timeout = options.tls_handshake_timeout;
+  auto open = [&](Listener door, uint16_t port) {
+    doors.open[static_cast<size_t>(door)] = true;
+    doors.listen_on[static_cast<size_t>(door)] = reactor::InetAddress::resolve(address.host(), port);
+  };
+  open(Listener::kTcp, address.port());
+  if (options.http) open(Listener::kHttp, options.http_port);
+  if (options.irc) open(Listener::kIrc, options.irc_port);
+  if (options.tls) {
+    open(Listener::kTls, options.tls_port);
+    if (options.http) open(Listener::kHttps, options.https_port);
+    if (options.irc) open(Listener::kIrcs, options.ircs_port);
+  }
+  ShardWeb web;
   if (options.http) {
     files_ = std::make_unique<http::StaticFiles>(options.web.web_root.empty()
                                                      ? http::StaticFiles::embedded()
                                                      : http::StaticFiles::directory(options.web.web_root));
     web_options_ = options.web;
-    web0 = {&web_options_, files_.get(), reactor::InetAddress::resolve(address.host(), options.http_port), metrics};
+    web = {&web_options_, files_.get(), metrics};
   }
-  ShardIrc irc0;
-  if (options.irc) {
-    irc_options_ = options.irc_options;
-    irc0 = {&irc_options_, reactor::InetAddress::resolve(address.host(), options.irc_port)};
-  }
-  servers_[0] = std::make_unique<ChatServer>(main, table_, 0, limits_, address, listen_options, web0, irc0);
+  irc_options_ = options.irc_options;
+  const IrcOptions* irc = options.irc ? &irc_options_ : nullptr;
+  servers_[0] = std::make_unique<ChatServer>(main, table_, 0, limits_, doors, web, irc);
+  ShardDoors others = doors;
+  others.listen_on = {};
   // With a listener per shard, the others bind the port shard 0 got (it may have been 0).
-  std::optional<reactor::InetAddress> others_listen;
-  if (per_shard) others_listen = servers_[0]->local_address();
+  if (per_shard) others.listen_on[static_cast<size_t>(Listener::kTcp)] = servers_[0]->address(Listener::kTcp);
   if (!options.redis_host.empty()) {
     router_ = std::make_unique<RedisRouter>(table_, main, options.redis_host, options.redis_port);
     table_.set_router(router_.get());
@@ -397,44 +429,28 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
     // Each shard's server is built on its own thread (the owner rule) and destroyed there.
     pool_ = std::make_unique<reactor::ReactorPool>(
         options.threads - 1, options.backend,
-        [this, others_listen, listen_options, http = options.http, irc_on = options.irc, metrics](reactor::Reactor& r, size_t i) {
+        [this, others, web, irc](reactor::Reactor& r, size_t i) {
           reactors_[i + 1] = &r;
-          ChatServer::Web web;  // HTTP and IRC connections arrive from shard 0's listeners
-          if (http) web = {&web_options_, files_.get(), std::nullopt, metrics};
-          ShardIrc irc;
-          if (irc_on) irc = {&irc_options_, std::nullopt};
-          servers_[i + 1] =
-              std::make_unique<ChatServer>(r, table_, i + 1, limits_, others_listen, listen_options, web, irc);
+          servers_[i + 1] = std::make_unique<ChatServer>(r, table_, i + 1, limits_, others, web, irc);
         },
         [this](reactor::Reactor&, size_t i) {
           final_[i + 1] = servers_[i + 1]->stats();
           servers_[i + 1].reset();
         });
-    // HTTP connections (and the WebSocket members they become) are handed out round-robin.
-    servers_[0]->set_http_accept_hook([this](reactor::Handle& socket, const reactor::InetAddress& peer) {
-      size_t k = next_http_shard_++ % servers_.size();
-      if (k == 0) return false;
-      reactors_[k]->post([server = servers_[k].get(), fd = socket.release(), peer] {
-        server->adopt_http(reactor::Handle(fd), peer);
+    // Each listener's connections (HTTP's: the WebSocket members they become) are handed out
+    // round-robin, each listener in its own turn.
+    for (size_t l = 0; l < kListeners; ++l) {
+      auto door = static_cast<Listener>(l);
+      if (!doors.open[l] || (door == Listener::kTcp && per_shard)) continue;
+      servers_[0]->set_accept_hook(door, [this, door, l](reactor::Handle& socket, const reactor::InetAddress& peer) {
+        size_t k = next_shard_[l]++ % servers_.size();
+        if (k == 0) return false;  // this shard keeps it
+        reactors_[k]->post([server = servers_[k].get(), door, fd = socket.release(), peer] {
+          server->adopt(door, reactor::Handle(fd), peer);
+        });
+        return true;
       });
-      return true;
-    });
-    servers_[0]->set_irc_accept_hook([this](reactor::Handle& socket, const reactor::InetAddress& peer) {
-      size_t k = next_irc_shard_++ % servers_.size();
-      if (k == 0) return false;
-      reactors_[k]->post([server = servers_[k].get(), fd = socket.release(), peer] {
-        server->adopt_irc(reactor::Handle(fd), peer);
-      });
-      return true;
-    });
-    if (!per_shard) servers_[0]->set_accept_hook([this](reactor::Handle& socket, const reactor::InetAddress& peer) {
-      size_t k = next_shard_++ % servers_.size();
-      if (k == 0) return false;  // this shard keeps it
-      reactors_[k]->post([server = servers_[k].get(), fd = socket.release(), peer] {
-        server->adopt(reactor::Handle(fd), peer);
-      });
-      return true;
-    });
+    }
   }
 }
 

@@ -7,6 +7,7 @@
 // there is no pool and nothing is posted: the single-threaded server.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -31,54 +32,45 @@ namespace chat {
 // Where a shard's GET /metrics gets its text: called on shard `shard`, answers there.
 using MetricsSource = std::function<void(size_t shard, std::function<void(std::string)> done)>;
 
-// A shard's HTTP side (ChatServer): none when `options` is null.
+// Where a shard's connections come in, by listener (stats.h): whether it takes that listener's
+// connections at all, and whether it listens itself (on `listen_on`) or they arrive through
+// ChatServer::adopt from the shard that accepted them.
+struct ShardDoors {
+  std::array<bool, kListeners> open{};
+  std::array<std::optional<reactor::InetAddress>, kListeners> listen_on;
+  reactor::ListenOptions listen_options;
+  // The TLS listeners' connections: the certificate, and how long a handshake may take.
+  std::shared_ptr<reactor::FilterFactory> tls = nullptr;
+  std::chrono::milliseconds tls_handshake_timeout{10000};
+};
+
+// A shard's HTTP side (ChatServer), with Listener::kHttp or kHttps open.
 struct ShardWeb {
   const WebOptions* options = nullptr;
   const http::StaticFiles* files = nullptr;
-  std::optional<reactor::InetAddress> listen_on;
   MetricsSource metrics;  // null: no /metrics (and no loop-lag probe)
-};
-
-// A shard's IRC side (ChatServer): none when `options` is null.
-struct ShardIrc {
-  const IrcOptions* options = nullptr;
-  std::optional<reactor::InetAddress> listen_on;
 };
 
 class ChatServer {
  public:
-  using Web = ShardWeb;
-  // With `listen_on`, the shard listens; without, sockets arrive through adopt(). With `web`, the
-  // shard serves HTTP and WebSocket too: listening on `web.listen_on` if given, else adopting; with
-  // `irc`, IRC the same way.
+  using AcceptHook = std::function<bool(reactor::Handle&, const reactor::InetAddress&)>;
+  // `doors` says which listeners' connections the shard takes and which it listens on itself; with
+  // kHttp or kHttps, `web` says how HTTP and WebSocket are served; with kIrc or kIrcs, `irc` IRC.
   ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits,
-             std::optional<reactor::InetAddress> listen_on, reactor::ListenOptions listen_options = {},
-             ShardWeb web = ShardWeb(), ShardIrc irc = ShardIrc());
+             const ShardDoors& doors, ShardWeb web = ShardWeb(), const IrcOptions* irc = nullptr);
   ~ChatServer();
 
   void start();
-  void adopt(reactor::Handle socket, const reactor::InetAddress& peer) { server_.adopt(std::move(socket), peer); }
-  void adopt_http(reactor::Handle socket, const reactor::InetAddress& peer) {
-    if (http_server_) http_server_->adopt(std::move(socket), peer);
+  // A socket another shard accepted on `door` (a listener this shard has open).
+  void adopt(Listener door, reactor::Handle socket, const reactor::InetAddress& peer) {
+    doors_[index(door)]->adopt(std::move(socket), peer);
   }
-  void set_http_accept_hook(std::function<bool(reactor::Handle&, const reactor::InetAddress&)> hook) {
-    if (http_server_) http_server_->set_accept_hook(std::move(hook));
-  }
-  void adopt_irc(reactor::Handle socket, const reactor::InetAddress& peer) {
-    if (irc_server_) irc_server_->adopt(std::move(socket), peer);
-  }
-  void set_irc_accept_hook(std::function<bool(reactor::Handle&, const reactor::InetAddress&)> hook) {
-    if (irc_server_) irc_server_->set_accept_hook(std::move(hook));
-  }
-  bool serves_irc() const { return irc_server_ != nullptr; }
-  // The IRC listener's address (only on a shard that listens for IRC).
-  const reactor::InetAddress& irc_address() const { return irc_server_->local_address(); }
-  // The HTTP listener's address (only on a shard that listens for HTTP).
-  const reactor::InetAddress& http_address() const { return http_server_->local_address(); }
-  bool serves_http() const { return http_server_ != nullptr; }
-  void set_accept_hook(std::function<bool(reactor::Handle&, const reactor::InetAddress&)> hook) {
-    server_.set_accept_hook(std::move(hook));
-  }
+  // Sees each socket accepted on `door` first (see reactor::TcpServer::set_accept_hook).
+  void set_accept_hook(Listener door, AcceptHook hook) { doors_[index(door)]->set_accept_hook(std::move(hook)); }
+  bool serves(Listener door) const { return doors_[index(door)] != nullptr; }
+  bool listens(Listener door) const { return serves(door) && doors_[index(door)]->listening(); }
+  // The address a listener of this shard is bound to (one it listens on).
+  const reactor::InetAddress& address(Listener door) const { return doors_[index(door)]->local_address(); }
   // First step of a graceful stop: accept no more connections and read no more requests. Answers
   // to what was read, and messages other shards are still sending, go on being delivered.
   void quiesce();
@@ -92,16 +84,17 @@ class ChatServer {
   // (at once on a second call).
   void drain(std::chrono::milliseconds window, std::function<void()> done);
 
-  const reactor::InetAddress& local_address() const { return server_.local_address(); }
   // The shard's counters, with the connections its TcpServer could not register (select's
   // FD_SETSIZE) among the refused.
   Stats stats() const;
 
  private:
-  void on_connection(const reactor::TcpConnectionPtr& conn);
-  void on_http_connection(const reactor::TcpConnectionPtr& conn);
-  void on_irc_connection(const reactor::TcpConnectionPtr& conn);
+  static size_t index(Listener door) { return static_cast<size_t>(door); }
+  // A connection accepted on (or handed over from) `door`: a session of its front end.
+  void on_connection(const reactor::TcpConnectionPtr& conn, Listener door);
   reactor::ConnectionCallbacks close_callbacks();
+  // Each listener that stops with the members (all but HTTP's), when asked to.
+  void stop_member_doors(bool close_listeners);
   // Counts the connection in (per listener, per address, per process), or refuses and closes it.
   bool admit(const reactor::TcpConnectionPtr& conn, Listener listener, AddressKey& address);
   void refuse(const reactor::TcpConnectionPtr& conn, const char* why);
@@ -124,9 +117,7 @@ class ChatServer {
   const IrcOptions* irc_options_ = nullptr;
   std::unique_ptr<WebContext> web_;
   std::unique_ptr<reactor::LoopLagProbe> lag_probe_;  // with /metrics
-  reactor::TcpServer server_;
-  std::unique_ptr<reactor::TcpServer> http_server_;
-  std::unique_ptr<reactor::TcpServer> irc_server_;
+  std::array<std::unique_ptr<reactor::TcpServer>, kListeners> doors_;  // by Listener; null: not served
   struct Open {
     reactor::TcpConnectionPtr conn;
     AddressKey address;  // counted in the table of addresses (if limited)
@@ -166,6 +157,13 @@ struct ServiceOptions {
   bool irc = false;         // serve IRC on irc_port (same host)
   uint16_t irc_port = 6667;
   IrcOptions irc_options;
+  // With a certificate: the TLS listeners beside the plain ones (same host): the TCP dialects on
+  // tls_port, HTTPS and wss on https_port (with http), IRC on ircs_port (with irc).
+  std::shared_ptr<reactor::FilterFactory> tls = nullptr;
+  uint16_t tls_port = 1235;
+  uint16_t https_port = 8443;
+  uint16_t ircs_port = 6697;
+  std::chrono::milliseconds tls_handshake_timeout{10000};
 };
 
 class ChatService {
@@ -199,11 +197,10 @@ class ChatService {
   std::string backplane_stats() const { return router_ ? router_->describe() : ""; }
 
   size_t threads() const { return servers_.size(); }
-  const reactor::InetAddress& local_address() const { return servers_[0]->local_address(); }
-  bool serves_http() const { return servers_[0]->serves_http(); }
-  bool serves_irc() const { return servers_[0]->serves_irc(); }
-  const reactor::InetAddress& irc_address() const { return servers_[0]->irc_address(); }
-  const reactor::InetAddress& http_address() const { return servers_[0]->http_address(); }
+  bool serves(Listener door) const { return servers_[0]->serves(door); }
+  // Where `door` listens (one the service serves).
+  const reactor::InetAddress& address(Listener door) const { return servers_[0]->address(door); }
+  const reactor::InetAddress& local_address() const { return address(Listener::kTcp); }
 
  private:
   static constexpr size_t kTrimAbove = 4 << 20;  // free bytes in malloc's arenas worth giving back
@@ -217,9 +214,7 @@ class ChatService {
   std::vector<std::unique_ptr<ChatServer>> servers_;
   std::vector<Stats> final_;
   std::unique_ptr<reactor::ReactorPool> pool_;
-  size_t next_shard_ = 0;
-  size_t next_http_shard_ = 0;
-  size_t next_irc_shard_ = 0;
+  std::array<size_t, kListeners> next_shard_{};  // per listener: where its next connection goes
   IrcOptions irc_options_;
   std::unique_ptr<http::StaticFiles> files_;
   WebOptions web_options_;

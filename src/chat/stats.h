@@ -10,10 +10,14 @@
 
 namespace chat {
 
-// The listening sockets a connection may come in by.
-enum class Listener : uint8_t { kTcp, kHttp, kIrc };
-inline constexpr size_t kListeners = 3;
-inline constexpr const char* kListenerNames[kListeners] = {"tcp", "http", "irc"};
+// The listening sockets a connection may come in by: the three front ends' plain ports, then the
+// same three over TLS (--tls-port, --https-port, --ircs-port), in the same order.
+enum class Listener : uint8_t { kTcp, kHttp, kIrc, kTls, kHttps, kIrcs };
+inline constexpr size_t kListeners = 6;
+inline constexpr const char* kListenerNames[kListeners] = {"tcp", "http", "irc", "tls", "https", "ircs"};
+// The plain listener of the same front end (kTls: kTcp), and whether a listener is TLS.
+constexpr Listener plain_twin(Listener l) { return static_cast<Listener>(static_cast<uint8_t>(l) % 3); }
+constexpr bool is_tls(Listener l) { return static_cast<uint8_t>(l) >= 3; }
 
 struct Stats {
   std::array<uint64_t, kListeners> accepted{};  // connections accepted, by listener (refused ones too)
@@ -51,6 +55,9 @@ struct Stats {
   uint64_t refused_room_members = 0; // joins refused: the room had --max-room-members
   uint64_t refused_server_rooms = 0; // joins refused: the process had --max-server-rooms rooms
   uint64_t frame_timeouts = 0;       // connections closed for a frame begun and not ended in --frame-timeout-ms
+  uint64_t tls_failures = 0;         // TLS connections closed before their handshake was over (refused, broken, the peer left)
+  uint64_t tls_timeouts = 0;         // TLS connections closed for a handshake not over in --tls-handshake-timeout-ms
+  uint64_t wrong_protocol = 0;       // plain text to a TLS port, or a TLS handshake to a plain one: closed
   // Gauges filled in when the figures are collected (ChatServer::stats).
   uint64_t rooms = 0;                // rooms with members (counted at their owners)
   uint64_t members = 0;              // memberships: a member in three rooms counts three

@@ -67,6 +67,18 @@ ssize_t OutputQueue::write_to(int fd, size_t* attempted) {
   return written;
 }
 
+size_t OutputQueue::take(char* dst, size_t max) {
+  size_t n = 0;
+  for (size_t i = head_; i < chunks_.size() && n < max; ++i) {
+    const Chunk& c = chunks_[i];
+    size_t k = std::min(c.data->size() - c.offset, max - n);
+    std::copy_n(c.data->data() + c.offset, k, dst + n);
+    n += k;
+  }
+  if (n > 0) consume(n);
+  return n;
+}
+
 void OutputQueue::consume(size_t n) {
   bytes_ -= n;
   while (n > 0) {

@@ -33,6 +33,9 @@ class OutputQueue {
   // (EAGAIN when the kernel takes nothing, EPIPE/ECONNRESET when the peer is gone).
   // `*attempted` is set to the bytes offered: less written than offered means the kernel is full.
   ssize_t write_to(int fd, size_t* attempted = nullptr);
+  // Copies up to `max` bytes from the front into `dst` and drops them from the queue (a filter
+  // encoding the queue, as TLS records: reactor/tls.h). Returns how many.
+  size_t take(char* dst, size_t max);
 
  private:
   struct Chunk {

@@ -25,6 +25,7 @@ const char* to_string(CloseCode code) {
     case CloseCode::kRefused: return "refused";
     case CloseCode::kShutdown: return "shutdown";
     case CloseCode::kRestart: return "restart";
+    case CloseCode::kTimeout: return "timeout";
     case CloseCode::kLocal: return "closed locally";
   }
   return "?";
@@ -56,6 +57,17 @@ void TcpConnection::start() {
   reactor_.add(socket_.get(), Interest::kRead,
                [self = shared_from_this()](Events events) { self->handle_events(events); });
   open_ = true;
+  if (options_.filter) {
+    filtered_ = std::make_unique<Filtered>(Filtered{options_.filter->make(), {}});
+    handshake_ = Handshake::kPending;
+    // Not cancelled: it finds the handshake over, or the connection gone (as linger's timer does).
+    reactor_.run_after(options_.handshake_timeout, [weak = weak_from_this(), ms = options_.handshake_timeout.count()] {
+      auto self = weak.lock();
+      if (!self || !self->open_ || self->handshake_ != Handshake::kPending) return;
+      self->handshake_ = Handshake::kTimedOut;
+      self->close(CloseCode::kTimeout, "handshake not over within " + std::to_string(ms) + " ms");
+    });
+  }
 }
 
 void TcpConnection::handle_events(Events events) {
@@ -65,8 +77,10 @@ void TcpConnection::handle_events(Events events) {
 }
 
 void TcpConnection::handle_read() {
+  if (filtered_) return handle_filtered_read();
   ssize_t n;
   char spill[Buffer::kSpill];
+  bool first = stats_.bytes_in == 0;
   if (input_.empty()) {
     // Nothing pending: one plain read onto the stack, and the handler sees it in place. Only bytes
     // it leaves (a partial frame) are copied into the connection's buffer.
@@ -78,9 +92,51 @@ void TcpConnection::handle_read() {
   ++stats_.reads;
   if (n > 0) {
     stats_.bytes_in += static_cast<uint64_t>(n);
+    if (first && options_.refuse_tls && opens_with_tls(input_.data(), input_.size())) return;
     deliver_input();
     input_.keep();
-  } else if (n == 0) {
+  } else {
+    read_ended(n);
+  }
+}
+
+// A TLS handshake record (content type 22, version 3.x) as the first bytes of a plain connection:
+// the client meant a TLS port. Nothing it sent can be answered here.
+bool TcpConnection::opens_with_tls(const char* bytes, size_t n) {
+  if (n < 2 || bytes[0] != 0x16 || bytes[1] != 0x03) return false;
+  handshake_ = Handshake::kWrongProtocol;
+  input_.clear();
+  close_after_flush(CloseCode::kProtocol, "a TLS handshake on a plain port");
+  return true;
+}
+
+void TcpConnection::handle_filtered_read() {
+  char spill[Buffer::kSpill];
+  ssize_t n = ::read(socket_.get(), spill, sizeof spill);
+  ++stats_.reads;
+  if (n <= 0) return read_ended(n);
+  stats_.bytes_in += static_cast<uint64_t>(n);
+  Filtered& f = *filtered_;
+  bool was_ready = f.filter->ready();
+  Filter::Status status = f.filter->receive(spill, static_cast<size_t>(n), input_, f.wire);
+  if (!was_ready && f.filter->ready()) handshake_ = Handshake::kDone;
+  if (can_write() && !flush_queued_ && !want_write_) {  // handshake messages, or output that waited for it
+    flush_queued_ = true;
+    reactor_.queue_flush(shared_from_this());
+  }
+  if (!f.filter->ready() && status != Filter::Status::kOk) {
+    // A failed handshake: its alert (if any) goes, then a lingering close.
+    handshake_ = status == Filter::Status::kWrongProtocol ? Handshake::kWrongProtocol : Handshake::kFailed;
+    return close_after_flush(CloseCode::kProtocol, f.filter->error());
+  }
+  if (status == Filter::Status::kError) return close_soon(CloseCode::kProtocol, f.filter->error());
+  if (!input_.empty()) deliver_input();
+  if (status == Filter::Status::kClosed && open()) read_ended(0);
+}
+
+// A read gave 0 (the end of the stream) or failed.
+void TcpConnection::read_ended(ssize_t n) {
+  if (n == 0) {
     // End of stream: the peer will send no more. It still gets what is queued for it.
     peer_eof_ = true;
     update_interest();
@@ -90,7 +146,7 @@ void TcpConnection::handle_read() {
       handler_closes_ = true;
       callbacks_->on_peer_closed(shared_from_this());
     }
-    if (!handler_closes_ && output_.empty()) close(CloseCode::kPeerClosed, "peer closed the connection");
+    if (!handler_closes_ && !output_pending()) close(CloseCode::kPeerClosed, "peer closed the connection");
   } else if (errno != EAGAIN && errno != EINTR) {
     close(code_of_errno(errno), describe_errno("read", errno));
   }
@@ -152,25 +208,47 @@ void TcpConnection::flush_pending() {
   if (open_ && !want_write_) flush_output();
 }
 
-void TcpConnection::flush_output() {
-  bool had_output = !output_.empty();
-  while (!output_.empty()) {
+bool TcpConnection::write_queue(OutputQueue& queue) {
+  while (!queue.empty()) {
     size_t attempted = 0;
-    ssize_t n = output_.write_to(socket_.get(), &attempted);
+    ssize_t n = queue.write_to(socket_.get(), &attempted);
     ++stats_.writes;
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN) break;
+      if (errno == EAGAIN) return true;
       // Never close from inside the write path: the owner may be iterating over connections.
       close_soon(code_of_errno(errno), describe_errno("sendmsg", errno));
-      return;
+      return false;
     }
     stats_.bytes_out += static_cast<uint64_t>(n);
-    if (static_cast<size_t>(n) < attempted) break;  // the kernel is full: wait for writable
+    if (static_cast<size_t>(n) < attempted) return true;  // the kernel is full: wait for writable
     // Everything offered was taken; more remains only when the queue had more than IOV_MAX chunks.
   }
-  want_write_ = !output_.empty();
-  if (!want_write_) {
+  return true;
+}
+
+// Encodes the queue a few records at a time (one write for them), as long as the kernel takes
+// them: what waits unwritten is at most those records; the rest stays plain, shared, in output_.
+bool TcpConnection::flush_filtered() {
+  static constexpr size_t kEncodeAhead = 64 * 1024;
+  Filtered& f = *filtered_;
+  for (;;) {
+    if (!write_queue(f.wire)) return false;
+    if (!f.wire.empty() || output_.empty() || !f.filter->ready()) return true;
+    while (!output_.empty() && f.wire.bytes() < kEncodeAhead) f.filter->encode(output_, f.wire);
+  }
+}
+
+bool TcpConnection::can_write() const {
+  if (!filtered_) return !output_.empty();
+  return !filtered_->wire.empty() || (filtered_->filter->ready() && !output_.empty());
+}
+
+void TcpConnection::flush_output() {
+  bool had_output = output_pending();
+  if (!(filtered_ ? flush_filtered() : write_queue(output_))) return;
+  want_write_ = can_write();
+  if (!output_pending()) {
     // on_drain answers on_high_water: only a queue that crossed the mark reports draining.
     bool was_high = std::exchange(high_water_signalled_, false);
     if (had_output && was_high && callbacks_->on_drain) callbacks_->on_drain(shared_from_this());
@@ -195,7 +273,7 @@ void TcpConnection::flush_output() {
 void TcpConnection::shutdown() {
   if (!open() || shutdown_requested_) return;
   shutdown_requested_ = true;
-  if (output_.empty() && !flush_queued_) {
+  if (!output_pending() && !flush_queued_) {
     write_shut_ = true;
     ::shutdown(socket_.get(), SHUT_WR);
   }
@@ -206,7 +284,9 @@ void TcpConnection::close_after_flush(CloseCode code, std::string_view text) {
   close_when_drained_ = std::make_unique<CloseReason>(CloseReason{code, std::string(text)});
   shutdown_requested_ = true;  // refuse further sends
   pause_reading();
-  if (output_.empty() && !flush_queued_) {
+  // Plain bytes never go before the handshake is over, and with reading paused it will not be.
+  if (filtered_ && !filtered_->filter->ready()) output_.clear();
+  if (!output_pending() && !flush_queued_) {
     reactor_.defer([self = shared_from_this()] {
       if (self->open_ && !self->lingering_) self->linger();
     });
@@ -222,6 +302,10 @@ void TcpConnection::linger() {
   if (peer_eof_) return close(close_when_drained_->code, close_when_drained_->text);
   lingering_ = true;
   closing_ = true;  // open() is false: no more sends, no more input for the owner
+  if (filtered_ && filtered_->filter->ready()) {  // TLS: close_notify, best effort
+    filtered_->filter->finish(filtered_->wire);
+    write_queue(filtered_->wire);
+  }
   ::shutdown(socket_.get(), SHUT_WR);
   reactor_.modify(socket_.get(), Interest::kRead);
   // Not cancelled at an earlier close: it then finds the connection closed (and holds its memory
@@ -245,7 +329,7 @@ void TcpConnection::linger_read() {
 }
 
 void TcpConnection::notify_drain() {
-  if (!output_.empty() || flush_queued_) {
+  if (output_pending() || flush_queued_) {
     drain_wanted_ = true;
     return;
   }
@@ -302,6 +386,7 @@ void TcpConnection::close(CloseCode code, std::string_view text) {
   socket_.reset();
   output_.clear();
   input_.clear();
+  filtered_.reset();  // handshake() still says how far it got
   if (handler_ || callbacks_->on_close) {
     reactor_.defer([self, why = CloseReason{code, std::string(text)}] {
       if (auto handler = std::move(self->handler_)) handler->on_close(*self, why);

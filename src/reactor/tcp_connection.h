@@ -16,6 +16,7 @@
 // and EPIPE close it with the reason; no signal is ever raised.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,6 +47,7 @@ enum class CloseCode : uint8_t {
   kRefused,       // over a limit when it arrived
   kShutdown,      // the server is stopping
   kRestart,       // the server is going away and asks the peer to come back (a drain)
+  kTimeout,       // the peer took too long (a handshake)
   kLocal,         // its owner was done with it (a client exiting, a test)
 };
 const char* to_string(CloseCode code);
@@ -85,12 +87,62 @@ struct ConnectionCallbacks {
   std::function<void(const TcpConnectionPtr&)> on_peer_closed;
 };
 
+// A transformation between the socket's bytes and the handler's: TLS (reactor/tls.h). The
+// connection reads the socket into it and writes what it makes; the handler sees plain bytes only,
+// and what it sends is encoded at flush time, the whole queue at once (ten messages to one peer in
+// one iteration are one TLS record, not ten).
+class Filter {
+ public:
+  enum class Status : uint8_t {
+    kOk,
+    kClosed,         // the peer ended the stream in band (TLS close_notify)
+    kError,          // broken past recovery: error() says why
+    kWrongProtocol,  // the peer speaks something else (plain text to a TLS port)
+  };
+  virtual ~Filter() = default;
+  // Bytes read from the socket. What they carry for the handler is appended to `plain`; what must
+  // go back to the peer (a handshake's messages, an alert) to `out`.
+  virtual Status receive(const char* bytes, size_t n, Buffer& plain, OutputQueue& out) = 0;
+  // The handshake is over: the handler's bytes may be sent.
+  virtual bool ready() const = 0;
+  // Encodes the front of `plain` (up to one record's worth, consumed) into `out`.
+  virtual void encode(OutputQueue& plain, OutputQueue& out) = 0;
+  // Last words before an orderly close (TLS close_notify), into `out`.
+  virtual void finish(OutputQueue& out) = 0;
+  // Why receive() failed, for a log line.
+  virtual const std::string& error() const = 0;
+};
+
+class FilterFactory {
+ public:
+  virtual ~FilterFactory() = default;
+  // One filter for a new connection (called on the connection's reactor).
+  virtual std::unique_ptr<Filter> make() = 0;
+};
+
+// Where a connection's handshake is: what a server counts when it closes.
+enum class Handshake : uint8_t {
+  kNone,           // a plain connection
+  kPending,        // filtered, the handshake not over
+  kDone,           // filtered, the handshake over
+  kFailed,         // filtered, the handshake failed
+  kTimedOut,       // filtered, the handshake took longer than ConnectionOptions::handshake_timeout
+  kWrongProtocol,  // plain text to a filtered port, or a TLS hello to a plain one (refuse_tls)
+};
+
 // Both limits measure the queue's footprint: bytes plus OutputQueue::kChunkOverhead per chunk.
 struct ConnectionOptions {
   size_t high_water_mark = 1 << 20;  // on_high_water when queued output reaches this
   // Hard limit on queued output; 0: none. A backstop for simple servers; the chat front ends leave
   // it off and apply chat::OutputLimit, one policy for every transport.
   size_t output_limit = 0;
+  // With a factory, every connection is filtered (TLS); the handler hears nothing before the
+  // handshake is over, which must be within handshake_timeout (else kTimeout).
+  std::shared_ptr<FilterFactory> filter = nullptr;
+  std::chrono::milliseconds handshake_timeout{10000};
+  // A plain connection whose first bytes are a TLS handshake record is closed at once (kProtocol,
+  // Handshake::kWrongProtocol): a client speaking TLS to a plain port gets a clean close.
+  bool refuse_tls = false;
 };
 
 struct ConnectionStats {
@@ -145,10 +197,13 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   bool accepts_output() const { return open() && !shutdown_requested_; }
   int fd() const { return socket_.get(); }
   uint64_t id() const { return id_; }
-  size_t queued_bytes() const { return output_.bytes(); }
-  size_t queued_chunks() const { return output_.chunks(); }
+  // Filtered, the queue holds the handler's bytes and what is encoded and not yet written.
+  size_t queued_bytes() const { return output_.bytes() + (filtered_ ? filtered_->wire.bytes() : 0); }
+  size_t queued_chunks() const { return output_.chunks() + (filtered_ ? filtered_->wire.chunks() : 0); }
   // Queued bytes plus per-chunk bookkeeping: what the output limit and high-water mark measure.
-  size_t queued_footprint() const { return output_.footprint(); }
+  size_t queued_footprint() const { return output_.footprint() + (filtered_ ? filtered_->wire.footprint() : 0); }
+  Handshake handshake() const { return handshake_; }
+  bool filtered() const { return filtered_ != nullptr; }
   const ConnectionStats& stats() const { return stats_; }
   Reactor& reactor() { return reactor_; }
 
@@ -161,7 +216,14 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   void flush_pending() override;
   void handle_events(Events events);
   void handle_read();
+  void handle_filtered_read();
+  void read_ended(ssize_t n);  // a read gave the end of the stream (0) or failed (-1)
+  bool opens_with_tls(const char* bytes, size_t n);  // refuse_tls: a TLS hello on a plain port
   void flush_output();
+  bool write_queue(OutputQueue& queue);  // false after an error (the connection closes soon)
+  bool flush_filtered();
+  bool output_pending() const { return !output_.empty() || (filtered_ && !filtered_->wire.empty()); }
+  bool can_write() const;  // bytes that may be written now
   bool over_limit(size_t adding);  // true (and closing soon) if `adding` would pass the limit
   void after_queue(size_t before);
   void update_interest();
@@ -175,6 +237,13 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   ConnectionOptions options_;
   Buffer input_;
   OutputQueue output_;
+  // With ConnectionOptions::filter: the filter, and the encoded bytes not yet written (apart, so
+  // that a plain connection pays one pointer for it).
+  struct Filtered {
+    std::unique_ptr<Filter> filter;
+    OutputQueue wire;
+  };
+  std::unique_ptr<Filtered> filtered_;
   ConnectionStats stats_;
   std::shared_ptr<ConnectionHandler> handler_;
   std::unique_ptr<CloseReason> close_when_drained_;  // set by close_after_flush
@@ -191,6 +260,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   bool lingering_ = false;
   bool handler_closes_ = false;  // the handler took charge of closing after the peer's end of stream
   bool drain_wanted_ = false;    // notify_drain(): tell the handler when the queue is empty
+  Handshake handshake_ = Handshake::kNone;
 };
 
 }  // namespace reactor
