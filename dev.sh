@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES=(cmake ninja-build g++ make pkg-config libgtest-dev libcli11-dev nlohmann-json3-dev libhiredis-dev python3 procps
           clang libclang-rt-14-dev iproute2 redis-server nats-server node-llhttp
-          libwslay-dev libssl-dev libsqlite3-dev libtomlplusplus-dev python3-websockets python3-prometheus-client chromium weechat-headless weechat-plugins)
+          libwslay-dev libssl-dev openssl libnss3-tools libsqlite3-dev libtomlplusplus-dev python3-websockets python3-prometheus-client chromium weechat-headless weechat-plugins)
 # Installed only when their command is missing: a machine may have Node.js from elsewhere (with
 # npm inside), and Debian's npm package would conflict with it.
 COMMANDS=(node:nodejs npm:npm)
@@ -135,7 +135,7 @@ case $cmd in
     ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|ChatCoreAnswers|ChatCoreHistory|SqliteStore|BlockingPool'
     TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
       --resource-spec-file "$PWD/tests/resources/gtest-1.json" -E "$timers" \
-      -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.|IrcFrontEnd.*2reactors|irc\.'
+      -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.|IrcFrontEnd.*2reactors|irc\.|tls\.'
     unset TSAN_OPTIONS
     stage "tests (TSan)"
     fuzz_smoke

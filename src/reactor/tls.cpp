@@ -18,7 +18,7 @@ namespace {
 // OpenSSL's last error in this thread, after `what`, as one line; the thread's queue is emptied
 // (another connection on this reactor must not find it).
 std::string openssl_error(const std::string& what) {
-  unsigned long e = ERR_peek_last_error();
+  unsigned long e = ERR_peek_last_error();  // 0 when the queue is empty: `what` says it all
   std::string out = what;
   if (e != 0) {
     const char* reason = ERR_reason_error_string(e);
@@ -198,7 +198,13 @@ SSL_CTX* load_context(const TlsFiles& files) {
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_num_tickets(ctx, 1);  // one ticket to resume with (a reconnect after a drain)
   if (SSL_CTX_use_certificate_chain_file(ctx, files.cert.c_str()) != 1) fail("certificate " + files.cert);
-  if (SSL_CTX_use_PrivateKey_file(ctx, files.key.c_str(), SSL_FILETYPE_PEM) != 1) fail("private key " + files.key);
+  if (SSL_CTX_use_PrivateKey_file(ctx, files.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+      ERR_clear_error();
+      fail("private key " + files.key + " does not match certificate " + files.cert);
+    }
+    fail("private key " + files.key);
+  }
   if (SSL_CTX_check_private_key(ctx) != 1) fail("private key " + files.key + " does not match certificate " + files.cert);
   return ctx;
 }

@@ -93,6 +93,10 @@ class ChatServer:
         for flag in ("--message-rate", "--max-connections-per-address", "--connect-rate", "--drain-ms"):
             if flag not in flags:
                 self.args += [flag, "0"]
+        # With a certificate, the TLS listeners on free ports too.
+        tls = "--tls-cert" in flags
+        if tls:
+            self.args += ["--tls-port", "0", "--https-port", "0", "--ircs-port", "0"]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         self.out = Lines(self.proc.stdout)
@@ -104,6 +108,10 @@ class ChatServer:
             self.irc_port = int(m.group(1))
             m = self.out.wait_for(r"^chat-server: http listening on [\d.]+:(\d+)", 20)
             self.http_port = int(m.group(1))
+            if tls:
+                self.tls_port, self.https_port, self.ircs_port = (
+                    int(self.out.wait_for(r"^chat-server: %s listening on [\d.]+:(\d+)" % name, 20).group(1))
+                    for name in ("tls", "https", "ircs"))
         except AssertionError:
             self.kill()
             raise AssertionError("chat-server did not start: %s\nstderr:\n%s" % (self.args, self.err.text()))
