@@ -18,7 +18,7 @@
 //   CHAT_SERVER_ARGS  extra flags for the server, split on spaces
 'use strict';
 
-const { spawn } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const net = require('node:net');
 const http = require('node:http');
 const os = require('node:os');
@@ -64,13 +64,14 @@ class Server {
     this.httpPort = httpPort;
     this.http = options.http !== false;
     this.extraArgs = options.args || [];
+    this.dataDir = options.dataDir || DATA_DIR;
     this.output = [];
     this.exited = null;
   }
 
   start() {
     if (!fs.existsSync(SERVER_BIN)) throw new Error('no chat-server at ' + SERVER_BIN + ' (set CHAT_SERVER)');
-    const args = ['--port', '0', '--threads', '2', '--store', store, '--data-dir', DATA_DIR,
+    const args = ['--port', '0', '--threads', '2', '--store', store, '--data-dir', this.dataDir,
       '--replay-limit', String(REPLAY_LIMIT),
       '--irc-port', '0', ...(this.http ? ['--http-port', String(this.httpPort)] : ['--no-http']), ...this.extraArgs,
       ...EXTRA_ARGS];
@@ -960,6 +961,43 @@ async function main() {
     await page.clock.resume();
     await waitConn(page, 'online', RECONNECT_MS);
     await waitMembers(page, ['erin']);
+  });
+
+  step('over HTTPS: Chromium trusts a test authority, loads the page and chats over wss', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-page-tls-'));
+    execFileSync(path.join(__dirname, '..', 'tls', 'make_test_ca.sh'), [dir]);
+    // Chromium on Linux trusts what the NSS database in $HOME/.pki/nssdb says: a fresh one, with
+    // the test authority as a trusted issuer of server certificates, and nothing else.
+    const home = path.join(dir, 'home');
+    const db = 'sql:' + path.join(home, '.pki', 'nssdb');
+    fs.mkdirSync(path.join(home, '.pki', 'nssdb'), { recursive: true });
+    execFileSync('certutil', ['-d', db, '-N', '--empty-password']);
+    execFileSync('certutil', ['-d', db, '-A', '-n', 'Reactor Chat test CA', '-t', 'C,,', '-i', path.join(dir, 'ca.pem')]);
+    const httpsPort = await freePort();
+    const secure = new Server(await freePort(), {
+      dataDir: dir,
+      args: ['--tls-cert', path.join(dir, 'server.pem'), '--tls-key', path.join(dir, 'server.key'), '--tls-port', '0',
+        '--ircs-port', '0', '--https-port', String(httpsPort)],
+    });
+    await secure.start();
+    const tlsBrowser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'],
+      env: { ...process.env, HOME: home }, timeout: WAIT_MS });
+    try {
+      // An untrusted certificate would stop page.goto here (net::ERR_CERT_AUTHORITY_INVALID).
+      const page = await openPage(tlsBrowser, { url: (p = '/') => 'https://localhost:' + httpsPort + p },
+        { viewport: { width: 1200, height: 760 } });
+      pages.push(page);
+      if (!page.url().startsWith('https://localhost:')) throw new Error('the page is at ' + page.url());
+      await enterAs(page, 'tess');
+      await say(page, 'sent over wss');
+      await waitState(page, 'sent over wss', 'saved');
+      await waitMessage(page, 'tess', 'sent over wss');
+      await page.screenshot({ path: SCREENSHOT.replace(/(\.png)?$/i, '-https.png') });
+    } finally {
+      await tlsBrowser.close().catch(() => {});
+      await secure.stop().catch(() => {});
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   step('no script errors on any page', async () => {

@@ -2,14 +2,19 @@
 // frames are unmasked, RSV bits, opcodes and UTF-8, and reports any breach as an 'error' event
 // (none may come). Two ws members and one native TCP member talk in one room; a ping's pong carries
 // its payload; the close codes a ws client receives for binary (1003) and oversized (1009)
-// messages, and the echo of its own 1000.
+// messages, and the echo of its own 1000. Over TLS: a wss member (ws checking the certificate against
+// a throw-away authority, tests/tls/make_test_ca.sh) and a native member over node:tls, with a plain
+// ws member, in one room.
 //
 // Run: node tests/web/ws_node_test.mjs build/bin/chat-server (or CHAT_SERVER, or TEST_PROGRAM_DIR),
 // after `npm ci --prefix tests/web` (./dev.sh test does it).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import readline from 'node:readline';
 import { after, before, test } from 'node:test';
 
@@ -73,15 +78,23 @@ function lineWaiter(stream) {
 let server;
 let stderr = '';
 let ports;
+let ca;  // the test authority's certificate (PEM)
 
 before(async () => {
+  const caDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-ws-tls-'));
+  execFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'tls', 'make_test_ca.sh'), [caDir]);
+  ca = fs.readFileSync(path.join(caDir, 'ca.pem'));
   server = spawn(serverPath, ['--host', '127.0.0.1', '--port', '0', '--http-port', '0', '--irc-port', '0', '--store', 'memory', '--threads', '2',
-                              '--max-frame', String(MAX_FRAME)], { stdio: ['ignore', 'pipe', 'pipe'] });
+                              '--max-frame', String(MAX_FRAME), '--tls-cert', path.join(caDir, 'server.pem'),
+                              '--tls-key', path.join(caDir, 'server.key'), '--tls-port', '0', '--https-port', '0',
+                              '--ircs-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   server.stderr.on('data', (d) => { stderr += d; });
   const waitLine = lineWaiter(server.stdout);
   const tcp = await waitLine(/^chat-server: listening on [\d.]+:(\d+)/, 'the chat port');
   const http = await waitLine(/^chat-server: http listening on [\d.]+:(\d+)/, 'the http port');
-  ports = { tcp: Number(tcp[1]), http: Number(http[1]) };
+  const tlsPort = await waitLine(/^chat-server: tls listening on [\d.]+:(\d+)/, 'the tls port');
+  const https = await waitLine(/^chat-server: https listening on [\d.]+:(\d+)/, 'the https port');
+  ports = { tcp: Number(tcp[1]), http: Number(http[1]), tls: Number(tlsPort[1]), https: Number(https[1]) };
 });
 
 after(async () => {
@@ -124,8 +137,10 @@ function mailbox() {
 }
 
 // A ws client whose JSON messages queue up until a test waits for one; an 'error' event fails.
-async function wsClient() {
-  const ws = new WebSocket(`ws://127.0.0.1:${ports.http}/ws`);
+// `secure`: wss:// on the HTTPS port, the certificate checked against the test authority.
+async function wsClient(secure = false) {
+  const ws = secure ? new WebSocket(`wss://localhost:${ports.https}/ws`, { ca })
+                    : new WebSocket(`ws://127.0.0.1:${ports.http}/ws`);
   const box = mailbox();
   ws.errors = [];
   ws.on('error', (e) => ws.errors.push(e));
@@ -140,10 +155,14 @@ async function wsClient() {
   return ws;
 }
 
-// A native member on the chat port: JSON lines.
-async function tcpClient() {
-  const sock = net.connect(ports.tcp, '127.0.0.1');
-  await within(new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); }), 'TCP connect');
+// A native member on the chat port: JSON lines. `secure`: on the TLS port (node:tls, checking the
+// certificate against the test authority).
+async function tcpClient(secure = false) {
+  const sock = secure ? tls.connect({ port: ports.tls, host: '127.0.0.1', servername: 'localhost', ca })
+                      : net.connect(ports.tcp, '127.0.0.1');
+  const ready = secure ? 'secureConnect' : 'connect';
+  await within(new Promise((resolve, reject) => { sock.once(ready, resolve); sock.once('error', reject); }), 'TCP connect');
+  if (secure) assert.equal(sock.authorized, true, String(sock.authorizationError));
   const box = mailbox();
   readline.createInterface({ input: sock }).on('line', (line) => {
     let m;
@@ -227,4 +246,35 @@ test('a fragmented message is delivered whole', async () => {
   ws.close();
   assert.equal((await ws.closed).code, 1005);  // ws's close() without a code sends none
   assert.deepEqual(ws.errors, []);
+});
+
+test('over TLS: a wss member and a native member over node:tls chat with a plain ws member', async () => {
+  const sec = await wsClient(true);
+  const tcp = await tcpClient(true);
+  const pla = await wsClient();
+  sec.sendJson({ type: 'hello', user: 'wss' });
+  await sec.expect({ type: 'welcome', user: 'wss' });
+  tcp.send({ type: 'hello', user: 'tlstcp' });
+  await tcp.expect({ type: 'welcome', user: 'tlstcp' });
+  pla.sendJson({ type: 'hello', user: 'plainws' });
+  await pla.expect({ type: 'welcome', user: 'plainws' });
+  for (const c of [sec, tcp, pla]) {
+    (c.sendJson || c.send)({ type: 'join', room: 'secure' });
+    await c.expect({ type: 'joined', room: 'secure' });
+  }
+  const big = 'z'.repeat(MAX_FRAME - 100);  // near the frame limit: a record of its own
+  sec.sendJson({ type: 'message', room: 'secure', text: big });
+  tcp.send({ type: 'message', room: 'secure', text: 'from node:tls' });
+  pla.sendJson({ type: 'message', room: 'secure', text: 'from plain ws' });
+  for (const c of [sec, tcp, pla]) {
+    assert.equal((await c.expect({ type: 'message', room: 'secure', user: 'wss' })).text, big);
+    await c.expect({ type: 'message', room: 'secure', user: 'tlstcp', text: 'from node:tls' });
+    await c.expect({ type: 'message', room: 'secure', user: 'plainws', text: 'from plain ws' });
+  }
+  sec.close(1000, 'bye');
+  assert.equal((await sec.closed).code, 1000);
+  pla.close();
+  await pla.closed;
+  tcp.close();
+  assert.deepEqual(sec.errors, []);
 });
