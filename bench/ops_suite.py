@@ -60,9 +60,17 @@ def md_ops(ops):
           "source addresses and publishes from two connections, so that the defaults (500 connections per address, "
           "100 messages a second per connection) are not met: what is measured is what they cost when nobody "
           "meets them.", ""]
-    for p in ops["points"]:
-        m, rate = p["members"], p["rate"]
-        md += [f"#### {m:,} members x {rate:,} msg/s", ""]
+    md += point_tables(ops["points"])
+    md += targets_table(target_rows(ops))
+    return "\n".join(md)
+
+
+def point_tables(points):
+    """Markdown lines: for each point, its skipped systems and a table of its systems' runs (the ops
+    and tls sections)."""
+    md = []
+    for p in points:
+        md += [f"#### {p['members']:,} members x {p['rate']:,} msg/s", ""]
         for k, why in p.get("skipped", {}).items():
             md.append(f"- {label(k)}: skipped: {why}.")
         if not p["runs"]:
@@ -77,9 +85,13 @@ def md_ops(ops):
                       f"| {bl.fmt_f((x['p50'] or 0) / 1000, 1)} | {bl.fmt_f((x['p99'] or 0) / 1000, 1)} "
                       f"| {bl.fmt_f(x['cpu_del'], 3)} | {100 * (x['cpu_use'] or 0):.0f}% | {x['errors']} |")
         md.append("")
-    rows = target_rows(ops)
-    if rows:
-        md += ["| target | measured | met |", "|---|---:|:-:|"]
-        md += [f"| {w} | {v} | {'-' if ok is None else ('yes' if ok else 'NO')} |" for w, v, ok in rows]
-        md.append("")
-    return "\n".join(md)
+    return md
+
+
+def targets_table(rows):
+    """Markdown lines: the target rows [(what, measured, met or None)] as a table (none: nothing)."""
+    if not rows:
+        return []
+    md = ["| target | measured | met |", "|---|---:|:-:|"]
+    md += [f"| {w} | {v} | {'-' if ok is None else ('yes' if ok else 'NO')} |" for w, v, ok in rows]
+    return md + [""]

@@ -16,6 +16,7 @@ import benchlib as bl
 import history_suite
 import irc_suite
 import ops_suite
+import tls_suite
 import plots
 import scale_bench as sb
 import ws_suite
@@ -47,7 +48,8 @@ def render(ctx, data, elapsed, plotdir):
     echo_res = saved_echo_targets(data)
     targets = ((echo_res["targets"] if echo_res else []) + chat_target_rows(data.get("chat_targets"))
                + ws_suite.target_rows(data.get("websocket")) + history_suite.target_rows(data.get("history"))
-               + irc_suite.target_rows(data.get("irc")) + ops_suite.target_rows(data.get("ops")))
+               + irc_suite.target_rows(data.get("irc")) + ops_suite.target_rows(data.get("ops"))
+               + tls_suite.target_rows(data.get("tls")))
     blocks["targets"] = md_targets(targets)
     if echo_res:
         blocks["echo-targets"] = echo_res["md"]
@@ -71,6 +73,8 @@ def render(ctx, data, elapsed, plotdir):
         blocks["irc"] = irc_suite.md_irc(data["irc"])
     if "ops" in data:
         blocks["ops"] = ops_suite.md_ops(data["ops"])
+    if "tls" in data:
+        blocks["tls"] = tls_suite.md_tls(data["tls"])
     if "accept" in data:
         blocks["accept"] = sb.md_accept(data["accept"])
     if "scale" in data:
@@ -484,6 +488,11 @@ TEMPLATE = """# Benchmarks
 
 <!-- bench:ops -->
 <!-- /bench:ops -->
+
+## Fan-out over TLS
+
+<!-- bench:tls -->
+<!-- /bench:tls -->
 
 ## Scale out
 

@@ -31,6 +31,8 @@ Sections (all on this machine, client and server sharing its CPUs, loopback only
                 IRC member (bench/irc_suite.py).
   ops           issue 13: chat-server with its defaults (/metrics and its loop-lag probes, every limit on)
                 against the same server with them off, 1,000 x 100 msg/s (bench/ops_suite.py).
+  tls           issue 13: chat-server's members over TLS against its plain ones, and against Redis pub/sub
+                over TLS (--tls-port) and plain, 1,000 x 100 msg/s (bench/tls_suite.py).
   accept        --threads 2: one listener handing connections out against a SO_REUSEPORT listener
                 per reactor (bench/scale_bench.py).
   scale         100,000 members in one room: chat-server --workers 6 joined through Redis, loadgen
@@ -54,6 +56,7 @@ This file is the command line and the table of sections; the code lives beside i
   history_suite.py  the section history
   irc_suite.py    the section irc
   ops_suite.py    the section ops (what the operator's defaults, metrics and limits, cost)
+  tls_suite.py    the section tls (fan-out over TLS)
   scale_bench.py  the sections accept, scale
   report.py       BENCHMARKS.md's generated blocks          plots.py: the PNG plots
   benchlib.py     processes, /proc sampling, ports, loadgen, medians, formatting
@@ -71,6 +74,7 @@ import echo_suite  # noqa: E402
 import history_suite  # noqa: E402
 import irc_suite  # noqa: E402
 import ops_suite  # noqa: E402
+import tls_suite  # noqa: E402
 import report  # noqa: E402
 import scale_bench  # noqa: E402
 import ws_suite  # noqa: E402
@@ -92,6 +96,7 @@ SECTIONS = {
     "history": history_suite.history_section,
     "irc": irc_suite.irc_section,
     "ops": ops_suite.ops_section,
+    "tls": tls_suite.tls_section,
     "accept": scale_bench.accept_section,
     "scale": scale_bench.scale_section,
 }

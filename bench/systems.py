@@ -6,6 +6,7 @@ what --skip takes and what the raw results (bench/results/run.json) are filed un
 what the tables say. Starting and stopping one is Ctx's job (context.py).
 """
 import os
+import subprocess
 import tempfile
 from dataclasses import dataclass
 
@@ -253,7 +254,45 @@ OPS_SYSTEMS = [
            group="ours", loadgen=OPS_LOAD),
 ]
 
-ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS + WS_SYSTEMS + HISTORY_SYSTEMS + IRC_SYSTEMS + OPS_SYSTEMS
+def test_ca(ctx):
+    """A throw-away certificate authority for the TLS section (tests/tls/make_test_ca.sh), made once a run."""
+    d = os.path.join(ctx.procs.logdir, "tls-ca")
+    if not os.path.exists(os.path.join(d, "server.pem")):
+        subprocess.run([str(ROOT / "tests" / "tls" / "make_test_ca.sh"), d], check=True)
+    return d
+
+
+def chat_server_tls(ctx, port):
+    """chat-server --threads 2 with its TLS listener beside the plain one (loadgen picks which)."""
+    d = test_ca(ctx)
+    return [str(ctx.bin / "chat-server"), *bl.CHAT_LIMITS_OFF, "--threads", "2", "--host", "127.0.0.1", "--port", "0",
+            "--no-http", "--no-irc", "--store", "off", "--tls-cert", os.path.join(d, "server.pem"),
+            "--tls-key", os.path.join(d, "server.key"), "--tls-port", "0"]
+
+
+def redis_tls(ctx, port):
+    """redis-server with its TLS port only (Debian's is built with TLS); clients need no certificate."""
+    d = test_ca(ctx)
+    return ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+            "--tls-cert-file", os.path.join(d, "server.pem"), "--tls-key-file", os.path.join(d, "server.key"),
+            "--tls-ca-cert-file", os.path.join(d, "ca.pem"), "--tls-auth-clients", "no", "--save", "",
+            "--appendonly", "no", "--maxclients", "19000"]
+
+
+# The TLS section (bench/tls_suite.py): one chat-server, its TLS port and its plain one; Redis over TLS
+# and plain ("redis" above). loadgen --tls: TLS 1.3, the certificate not checked.
+TLS_SYSTEMS = [
+    System("chat-tls", "chat-server --threads 2, native over TLS", chat_server_tls,
+           ready_line=r"chat-server: tls listening on (\S+):(\d+)", needs=("bin:chat-server", "openssl"),
+           dialect="native", group="ours", loadgen=("--tls",)),
+    System("chat-tls-plain", "chat-server --threads 2, native, plain (the same server's plain port)", chat_server_tls,
+           ready_line=r"chat-server: listening on (\S+):(\d+)", needs=("bin:chat-server", "openssl"),
+           dialect="native", group="ours"),
+    System("redis-tls", "redis-server (pub/sub) over TLS", redis_tls, ready="listen", pick_port=True,
+           needs=("redis-server", "openssl"), dialect="redis", group="reference", loadgen=("--tls",)),
+]
+
+ALL_SYSTEMS = ECHO_SYSTEMS + CHAT_SYSTEMS + WS_SYSTEMS + HISTORY_SYSTEMS + IRC_SYSTEMS + OPS_SYSTEMS + TLS_SYSTEMS
 
 
 def system(key):

@@ -29,6 +29,7 @@ struct Config {
   double drain = 2;        // chat: seconds to wait for deliveries after publishing stops
   int processes = 0;       // 0: automatic
   int source_addresses = 0;  // 0: automatic; 1: no bind
+  bool tls = false;          // speak TLS to the server (its certificate not checked)
   // Most connects in flight, all processes together: below the listen backlog of any server
   // measured (Redis's is 511; past it SYNs are dropped and retried a second later).
   int connect_batch = 256;

@@ -186,6 +186,7 @@ int main(int argc, char** argv) {
                  "Bind client sockets round-robin to 127.0.0.2 .. 127.0.0.(K+1) (more ephemeral ports); "
                  "1: no bind; 0: enough that each address serves at most 40% of the ephemeral ports")
       ->capture_default_str();
+  cli.add_flag("--tls", cfg.tls, "Speak TLS to the server (TLS 1.2 or later; its certificate is not checked)");
   cli.add_option("--connect-batch", cfg.connect_batch,
                  "Most connects in flight, all processes together (keep it below the server's listen backlog)")->capture_default_str();
   auto* until_ready = cli.add_flag("--batch-until-ready", cfg.batch_until_ready,

@@ -11,6 +11,7 @@
 
 #include "loadgen/dialect.h"
 #include "loadgen/histogram.h"
+#include "reactor/tls.h"
 #include "loadgen/message.h"
 #include "loadgen/proc_stats.h"
 #include "loadgen/websocket.h"
@@ -69,6 +70,7 @@ WorkerBase::WorkerBase(const Config& cfg, const Share& share, int cmd_fd, int ev
       callbacks_(std::make_shared<reactor::ConnectionCallbacks>()),
       cmd_fd_(cmd_fd),
       event_fd_(event_fd) {
+  if (cfg_.tls) connection_options_.filter = std::make_shared<reactor::TlsClientContext>();
   if (cfg_.source_addresses > 1) {
     for (int k = 0; k < cfg_.source_addresses; ++k) {
       sources_.push_back(reactor::InetAddress::resolve("127.0.0." + std::to_string(2 + k), 0));
@@ -321,7 +323,7 @@ class EchoWorker final : public WorkerBase {
 
   void on_up(size_t i, reactor::Handle socket) override {
     Client& c = clients_[i];
-    auto conn = reactor::TcpConnection::create(loop_, std::move(socket), callbacks_);
+    auto conn = reactor::TcpConnection::create(loop_, std::move(socket), callbacks_, connection_options_);
     conn->set_handler(std::make_shared<RecordHandler<EchoWorker, Client>>(*this, c));
     conn->start();
     c.conn = std::move(conn);
@@ -552,7 +554,7 @@ class ChatWorker final : public WorkerBase {
 
   void on_up(size_t i, reactor::Handle socket) override {
     Peer& p = peers_[i];
-    auto conn = reactor::TcpConnection::create(loop_, std::move(socket), callbacks_);
+    auto conn = reactor::TcpConnection::create(loop_, std::move(socket), callbacks_, connection_options_);
     conn->set_handler(std::make_shared<RecordHandler<ChatWorker, Peer>>(*this, p));
     conn->start();
     p.conn = std::move(conn);

@@ -97,6 +97,7 @@ class WorkerBase {
   reactor::Reactor loop_;
   reactor::InetAddress address_;
   std::shared_ptr<reactor::ConnectionCallbacks> callbacks_;
+  reactor::ConnectionOptions connection_options_;  // --tls: a TLS client filter
   size_t connected_ = 0;
   size_t connect_errors_ = 0;
   uint64_t closed_errors_ = 0;  // connections lost during the run

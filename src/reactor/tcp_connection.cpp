@@ -60,6 +60,11 @@ void TcpConnection::start() {
   if (options_.filter) {
     filtered_ = std::make_unique<Filtered>(Filtered{options_.filter->make(), {}});
     handshake_ = Handshake::kPending;
+    filtered_->filter->begin(filtered_->wire);
+    if (!filtered_->wire.empty()) {
+      flush_queued_ = true;
+      reactor_.queue_flush(shared_from_this());
+    }
     // Not cancelled: it finds the handshake over, or the connection gone (as linger's timer does).
     reactor_.run_after(options_.handshake_timeout, [weak = weak_from_this(), ms = options_.handshake_timeout.count()] {
       auto self = weak.lock();

@@ -100,6 +100,8 @@ class Filter {
     kWrongProtocol,  // the peer speaks something else (plain text to a TLS port)
   };
   virtual ~Filter() = default;
+  // The connection has started: what the filter says first (a TLS client's hello) into `out`.
+  virtual void begin(OutputQueue& /*out*/) {}
   // Bytes read from the socket. What they carry for the handler is appended to `plain`; what must
   // go back to the peer (a handshake's messages, an alert) to `out`.
   virtual Status receive(const char* bytes, size_t n, Buffer& plain, OutputQueue& out) = 0;

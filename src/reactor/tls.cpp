@@ -83,12 +83,26 @@ BIO_METHOD* pipe_method() {
 
 class TlsFilter final : public Filter {
  public:
-  explicit TlsFilter(SSL_CTX* ctx) : ssl_(SSL_new(ctx)) {
+  TlsFilter(SSL_CTX* ctx, bool client) : ssl_(SSL_new(ctx)) {
     if (ssl_ == nullptr) throw std::runtime_error(openssl_error("SSL_new"));
     BIO* bio = BIO_new(pipe_method());
     BIO_set_data(bio, &pipe_);
     SSL_set_bio(ssl_, bio, bio);  // one BIO both ways: the SSL object takes its one reference
-    SSL_set_accept_state(ssl_);
+    if (client) {
+      SSL_set_connect_state(ssl_);
+    } else {
+      SSL_set_accept_state(ssl_);
+    }
+  }
+
+  void begin(OutputQueue& out) override {
+    if (!SSL_is_server(ssl_)) {  // a client speaks first: its hello
+      pipe_.out = &out;
+      ERR_clear_error();
+      SSL_do_handshake(ssl_);
+      ERR_clear_error();
+      pipe_ = {};
+    }
   }
   ~TlsFilter() override { SSL_free(ssl_); }
   TlsFilter(const TlsFilter&) = delete;
@@ -99,7 +113,7 @@ class TlsFilter final : public Filter {
       seen_ = true;
       // A TLS connection opens with a handshake record (content type 22). Anything else is a
       // client that meant a plain port: say so, rather than "wrong version number".
-      if (bytes[0] != 0x16) {
+      if (SSL_is_server(ssl_) && bytes[0] != 0x16) {
         error_ = "not TLS: plain text on a TLS port";
         return Status::kWrongProtocol;
       }
@@ -246,7 +260,25 @@ std::string TlsServerContext::describe() const {
 
 std::unique_ptr<Filter> TlsServerContext::make() {
   std::lock_guard lock(mutex_);
-  return std::make_unique<TlsFilter>(ctx_);  // SSL_new takes a reference to the context
+  return std::make_unique<TlsFilter>(ctx_, /*client=*/false);  // SSL_new takes a reference to the context
 }
+
+TlsClientContext::TlsClientContext(const std::string& ca_file) : ctx_(SSL_CTX_new(TLS_client_method())) {
+  if (ctx_ == nullptr) throw std::runtime_error(openssl_error("SSL_CTX_new"));
+  SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
+  SSL_CTX_set_mode(ctx_, SSL_MODE_RELEASE_BUFFERS);
+  if (!ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx_, ca_file.c_str(), nullptr) != 1) {
+      std::string error = openssl_error("certificate authority " + ca_file);
+      SSL_CTX_free(ctx_);
+      throw std::runtime_error(error);
+    }
+    SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+  }
+}
+
+TlsClientContext::~TlsClientContext() { SSL_CTX_free(ctx_); }
+
+std::unique_ptr<Filter> TlsClientContext::make() { return std::make_unique<TlsFilter>(ctx_, /*client=*/true); }
 
 }  // namespace reactor

@@ -51,4 +51,20 @@ class TlsServerContext final : public FilterFactory {
   SSL_CTX* ctx_ = nullptr;
 };
 
+// The client side (the load generator, tests): TLS 1.2 and later; the server's certificate is
+// checked against `ca_file`, or not at all when it is empty (a benchmark's own certificate).
+class TlsClientContext final : public FilterFactory {
+ public:
+  // Throws std::runtime_error with one line (an unreadable authority file).
+  explicit TlsClientContext(const std::string& ca_file = {});
+  ~TlsClientContext() override;
+  TlsClientContext(const TlsClientContext&) = delete;
+  TlsClientContext& operator=(const TlsClientContext&) = delete;
+
+  std::unique_ptr<Filter> make() override;
+
+ private:
+  SSL_CTX* ctx_;
+};
+
 }  // namespace reactor
