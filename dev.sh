@@ -132,7 +132,7 @@ case $cmd in
     TARGETS="unit_tests chat-server" configure build-tsan Debug -DREACTOR_TSAN=ON -DREACTOR_WERROR=ON
     stage "build (TSan)"
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
-    ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|ChatCoreAnswers|ChatCoreHistory|SqliteStore|BlockingPool'
+    ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|Tls\.|ChatCoreAnswers|ChatCoreHistory|SqliteStore|BlockingPool'
     TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
       --resource-spec-file "$PWD/tests/resources/gtest-1.json" -E "$timers" \
       -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.|IrcFrontEnd.*2reactors|irc\.|tls\.'
