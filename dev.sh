@@ -124,8 +124,12 @@ case $cmd in
     # Tests whose subject is a timer (Redis reconnection back-off, the unsubscribe delay, a Redis that
     # never answers) run once, in the release stage: under a sanitizer they only wait longer.
     timers='ReconnectionBacksOff|AnEmptyRoomIsUnsubscribedAfterFiveSeconds|ARedisThatDoesNotAnswerAtStartUp'
+    # The slowest scenarios (a shutdown with slow readers, members that never read, a flood) run here
+    # with two reactors only: their one-reactor twins take the same paths, less the hand-offs, and run
+    # in the release stage.
+    twins='Reactors/ChatLimitsShutdown\..*/1_threads|Reactors/ChatLimitsMemory\..*/1_threads|Reactors/ChatFaults\.(AFloodingSender|SigtermDelivers).*/1reactors'
     TEST_PROGRAM_DIR="$PWD/build-asan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
-      --resource-spec-file "$PWD/tests/resources/gtest-1.json" -E "$timers"
+      --resource-spec-file "$PWD/tests/resources/gtest-1.json" -E "$timers|$twins"
     stage "tests (ASan+UBSan)"
     # ThreadSanitizer on everything that runs several threads: the reactor pool, cross-thread
     # tasks, the chat server with two reactors, and the Redis backplane's nodes.
