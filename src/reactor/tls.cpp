@@ -210,7 +210,10 @@ SSL_CTX* load_context(const TlsFiles& files) {
   }
   // An idle connection keeps no record buffers (10,000 members: ~34 KiB each otherwise).
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set_num_tickets(ctx, 1);  // one ticket to resume with (a reconnect after a drain)
+  // Resumption by ticket only (one per handshake: a reconnect after a drain resumes): no session
+  // cache in the server, which would hold every connection's session beyond its close.
+  SSL_CTX_set_num_tickets(ctx, 1);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   if (SSL_CTX_use_certificate_chain_file(ctx, files.cert.c_str()) != 1) fail("certificate " + files.cert);
   if (SSL_CTX_use_PrivateKey_file(ctx, files.key.c_str(), SSL_FILETYPE_PEM) != 1) {
     if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
