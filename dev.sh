@@ -70,7 +70,7 @@ build() { deps; configure build Release -DREACTOR_WERROR=ON; }
 # targets run side by side (each is one process on one core; the wall time is their limit, not the
 # sum of them).
 fuzz_smoke() {
-  local targets="framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz ws_fuzz irc_fuzz"
+  local targets="framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz ws_fuzz irc_fuzz auth_fuzz"
   CC=clang CXX=clang++ TARGETS="$targets" configure build-fuzz Debug -DREACTOR_FUZZ=ON -DBUILD_TESTING=OFF
   local seconds=${FUZZ_SECONDS:-10} t failed=0
   local -A work pid

@@ -166,6 +166,9 @@ struct ServiceOptions {
   bool irc = false;         // serve IRC on irc_port (same host)
   uint16_t irc_port = 6667;
   IrcOptions irc_options;
+  // --auth-secret: hellos (native, WebSocket) and IRC registrations need a token it signed (null:
+  // no authentication). Not owned; outlives the service.
+  const TokenAuthority* authority = nullptr;
 };
 
 class ChatService {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "chat/auth.h"
 #include "chat/codecs/json_object.h"
 #include "chat/event.h"
 #include "chat/names.h"
@@ -127,6 +128,24 @@ bool NativeCodec::greet_as(Session& session, const Json& hello, Carrier carrier)
     s.reply(wrap({{"type", "error"}, {"code", code}, {"message", message}}));
   };
   const std::string* user = string_field(hello, "user");
+  if (const TokenAuthority* authority = session.table().authority()) {
+    // --auth-secret: a token signed with the secret, for this very name, or the door closes.
+    const char* why = nullptr;
+    const std::string* token = string_field(hello, "token");
+    if (token == nullptr) {
+      why = hello.contains("token") ? TokenAuthority::describe(TokenAuthority::Result::kMalformed)
+                                    : "this server needs a token: {\"type\":\"hello\",\"user\":NAME,\"token\":TOKEN}";
+    } else if (TokenAuthority::Verdict v = authority->verify(*token, TokenAuthority::now()); !v.ok()) {
+      why = TokenAuthority::describe(v.result);
+    } else if (user == nullptr || v.user != *user) {
+      why = "the token is for another user";
+    }
+    if (why != nullptr) {
+      session.refuse_unauthenticated(wrap({{"type", "error"}, {"code", "unauthorized"}, {"message", why}}), why);
+      return false;
+    }
+    ++session.stats().auth_accepted;
+  }
   if (user == nullptr || !valid_native_name(*user)) {
     ++session.stats().errors_request;
     send_error(session, "bad_name", "user must be 1 to 32 characters from A-Z a-z 0-9 _ . -");
