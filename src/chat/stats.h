@@ -51,7 +51,7 @@ struct Stats {
   uint64_t refused_room_members = 0; // joins refused: the room had --max-room-members
   uint64_t refused_server_rooms = 0; // joins refused: the process had --max-server-rooms rooms
   uint64_t frame_timeouts = 0;       // connections closed for a frame begun and not ended in --frame-timeout-ms
-  uint64_t auth_accepted = 0;        // --auth-secret: tokens accepted (a hello, IRC's PASS or SASL)
+  uint64_t auth_accepted = 0;        // --auth-secret: members admitted with a token (welcomed, registered)
   uint64_t auth_refused = 0;         // connections closed unauthenticated (no token, or a bad one)
   // Gauges filled in when the figures are collected (ChatServer::stats).
   uint64_t rooms = 0;                // rooms with members (counted at their owners)

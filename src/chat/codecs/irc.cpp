@@ -464,7 +464,6 @@ bool IrcCodec::accept_token(Session& session, std::string_view token, std::strin
     why = "the token is for another user";
     return false;
   }
-  ++session.stats().auth_accepted;
   rare().account = std::move(v.user);
   pass_ok_ = true;
   return true;
@@ -597,6 +596,7 @@ void IrcCodec::try_register(Session& session) {
     return;
   }
   session.set_name(nick);
+  if (session.table().authority() != nullptr) ++session.stats().auth_accepted;
   rare().nick.clear();
   rare().account.clear();
   rare().sasl.clear();

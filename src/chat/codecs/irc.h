@@ -129,7 +129,7 @@ class IrcCodec final : public Codec {
   void sasl_plain(Session& session);
   // 904 (or 905) saying `why`; the third failure closes the connection (unauthorized).
   void sasl_failed(Session& session, const char* code, const std::string& why);
-  // A token checked: true (counted) if it is good and, when `user` is given, for `user`; the name
+  // A token checked: true if it is good and, when `user` is given, for `user`; the name
   // it is for is kept until registration. Else `why` says what was wrong.
   bool accept_token(Session& session, std::string_view token, std::string_view user, std::string& why);
   // 464 and ERROR, then the close (counted: Session::refuse_unauthenticated).

@@ -144,7 +144,6 @@ bool NativeCodec::greet_as(Session& session, const Json& hello, Carrier carrier)
       session.refuse_unauthenticated(wrap({{"type", "error"}, {"code", "unauthorized"}, {"message", why}}), why);
       return false;
     }
-    ++session.stats().auth_accepted;
   }
   if (user == nullptr || !valid_native_name(*user)) {
     ++session.stats().errors_request;
@@ -160,6 +159,7 @@ bool NativeCodec::greet_as(Session& session, const Json& hello, Carrier carrier)
   // Leave the rooms it was in anonymously (the article's lobby), silently, then take the name.
   session.leave_all();
   session.set_name(*user);
+  if (session.table().authority() != nullptr) ++session.stats().auth_accepted;
   session.reply(wrap({{"type", "welcome"}, {"user", *user}}));
   return true;
 }
