@@ -323,6 +323,8 @@ TEST(Auth, IrcSaslPlainCarriesTheToken) {
   ian.say("AUTHENTICATE " + base64(std::string("\0ian\0", 5) + mint(s.secret.path, "ian")));
   EXPECT_NE(ian.expect(" 900 ian ian!ian@irc ian :"), "");
   EXPECT_NE(ian.expect(" 903 ian :"), "");
+  ian.say("AUTHENTICATE PLAIN");  // once is all
+  EXPECT_NE(ian.expect(" 907 ian :"), "");
   ian.say("CAP END");
   EXPECT_NE(ian.expect(" 001 ian "), "");
   EXPECT_TRUE(ian.joins("#r"));

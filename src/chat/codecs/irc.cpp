@@ -485,7 +485,11 @@ void IrcCodec::authenticate(Session& session, const irc::Message& m) {
     return numeric(session, "421", "AUTHENTICATE :Unknown command");
   }
   if (m.params.empty()) return numeric(session, "461", "AUTHENTICATE :Not enough parameters");
-  if (registered_ || pass_ok_) return numeric(session, "907", ":You have already authenticated using SASL");
+  // Once per connection, before registration. A PASS with a token does not count: clients (irc-framework
+  // among them) send their password both ways, and wait for SASL's answer before CAP END.
+  if (registered_ || (rare_ && rare_->sasl_done)) {
+    return numeric(session, "907", ":You have already authenticated using SASL");
+  }
   if (!(caps_ & kSasl)) return numeric(session, "904", ":SASL authentication failed (CAP REQ :sasl first)");
   const std::string& arg = m.params[0];
   Rare& r = rare();
@@ -537,6 +541,7 @@ void IrcCodec::sasl_plain(Session& session) {
   const std::string& nick = asked_nick().empty() ? account : asked_nick();
   numeric(session, "900", nick + "!" + nick + "@irc " + account + " :You are now logged in as " + account);
   numeric(session, "903", ":SASL authentication successful");
+  rare().sasl_done = true;
 }
 
 void IrcCodec::sasl_failed(Session& session, const char* code, const std::string& why) {
@@ -601,6 +606,7 @@ void IrcCodec::try_register(Session& session) {
   rare().account.clear();
   rare().sasl.clear();
   rare().sasl_started = false;
+  rare().sasl_done = false;
   rare().sasl_failures = 0;
   trim_rare();
   registered_ = true;

@@ -187,6 +187,7 @@ class IrcCodec final : public Codec {
     std::string account;
     std::string sasl;          // base64 chunks of AUTHENTICATE so far
     bool sasl_started = false;  // AUTHENTICATE PLAIN said, its message not yet complete
+    bool sasl_done = false;     // SASL succeeded (a second AUTHENTICATE: 907)
     uint8_t sasl_failures = 0;
   };
   Rare& rare() {
@@ -198,7 +199,7 @@ class IrcCodec final : public Codec {
   std::string target(Session& session) const;
   void trim_rare() {
     if (rare_ && rare_->nick.empty() && rare_->quit_reason.empty() && rare_->away.empty() && rare_->account.empty() &&
-        rare_->sasl.empty() && !rare_->sasl_started && rare_->sasl_failures == 0) {
+        rare_->sasl.empty() && !rare_->sasl_started && !rare_->sasl_done && rare_->sasl_failures == 0) {
       rare_.reset();
     }
   }
