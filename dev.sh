@@ -135,7 +135,7 @@ case $cmd in
     ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|ChatCoreAnswers|ChatCoreHistory|SqliteStore|BlockingPool'
     TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
       --resource-spec-file "$PWD/tests/resources/gtest-1.json" -E "$timers" \
-      -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.|IrcFrontEnd.*2reactors|irc\.'
+      -R 'ChatThreads|ChatNative|ChatServer\.|Auth\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.|IrcFrontEnd.*2reactors|irc\.'
     unset TSAN_OPTIONS
     stage "tests (TSan)"
     fuzz_smoke

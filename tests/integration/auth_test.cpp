@@ -16,6 +16,7 @@
 
 #include <gtest/gtest.h>
 
+#include "../temp_file.h"
 #include "chat_helpers.h"
 #include "irc_helpers.h"
 #include "process.h"
@@ -26,23 +27,11 @@ using irctest::IrcServer;
 using testproc::LineClient;
 using testproc::Process;
 using namespace chattest;
+using testfiles::TempFile;
 
 namespace {
 
 const std::string kSecret = "7f3c9a1e5b2d4f6081a3c5e7092b4d6f8a1c3e5f7092b4d6f81a3c5e7092b4d6";
-
-// A file of this test's own, removed when the test ends.
-struct TempFile {
-  explicit TempFile(const std::string& bytes) {
-    char name[] = "/tmp/chat-auth-XXXXXX";
-    int fd = ::mkstemp(name);
-    path = name;
-    ::close(fd);
-    std::ofstream(path, std::ios::binary) << bytes;
-  }
-  ~TempFile() { ::unlink(path.c_str()); }
-  std::string path;
-};
 
 std::string base64url(const std::string& bytes) {
   static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

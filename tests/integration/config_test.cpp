@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "../temp_file.h"
 #include "chat_helpers.h"
 #include "process.h"
 
@@ -20,21 +21,9 @@ using namespace std::chrono_literals;
 using testproc::Process;
 using testproc::Server;
 using namespace chattest;
+using testfiles::TempFile;
 
 namespace {
-
-// A file of this test's own, removed when the test ends.
-struct TempFile {
-  explicit TempFile(const std::string& text) {
-    char name[] = "/tmp/chat-config-XXXXXX.toml";
-    int fd = ::mkstemps(name, 5);
-    path = name;
-    ::close(fd);
-    std::ofstream(path) << text;
-  }
-  ~TempFile() { ::unlink(path.c_str()); }
-  std::string path;
-};
 
 struct Outcome {
   int status = -1;  // exit status, or -1 if it did not exit by itself

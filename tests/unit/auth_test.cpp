@@ -14,10 +14,12 @@
 
 #include <gtest/gtest.h>
 
+#include "../temp_file.h"
 #include "chat/auth.h"
 
 using chat::TokenAuthority;
 using Result = TokenAuthority::Result;
+using testfiles::TempFile;
 
 namespace {
 
@@ -46,19 +48,6 @@ std::string claims(const std::string& sub, int64_t exp) {
 }
 
 Result verdict(const std::string& token, int64_t now = kNow) { return TokenAuthority(kSecret).verify(token, now).result; }
-
-// A file of this test's own, removed when the test ends.
-struct TempFile {
-  explicit TempFile(const std::string& bytes) {
-    char name[] = "/tmp/auth-secret-XXXXXX";
-    int fd = ::mkstemp(name);
-    path = name;
-    ::close(fd);
-    std::ofstream(path, std::ios::binary) << bytes;
-  }
-  ~TempFile() { ::unlink(path.c_str()); }
-  std::string path;
-};
 
 }  // namespace
 
