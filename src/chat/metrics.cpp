@@ -133,7 +133,7 @@ void write_metrics(Exposition& out, const Stats& s, const std::vector<Stats>& sh
                 {"unauthorized", s.auth_refused}});
 
   out.labelled("chat_auth_total", "counter",
-               "With --auth-secret: tokens accepted, and connections closed for a missing or bad one", "result",
+               "With --auth-secret: members admitted with a token, and connections closed for a missing or bad one", "result",
                {{"accepted", s.auth_accepted}, {"refused", s.auth_refused}});
   out.counter("chat_rate_limited_total", "Messages refused over --message-rate", s.rate_limited);
   out.labelled("chat_joins_refused_total", "counter", "Joins refused by a server limit, by limit", "limit",
