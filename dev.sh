@@ -70,7 +70,7 @@ build() { deps; configure build Release -DREACTOR_WERROR=ON; }
 # targets run side by side (each is one process on one core; the wall time is their limit, not the
 # sum of them).
 fuzz_smoke() {
-  local targets="framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz ws_fuzz irc_fuzz tls_fuzz"
+  local targets="framing_fuzz session_fuzz backplane_fuzz http_parser_fuzz ws_fuzz irc_fuzz tls_fuzz auth_fuzz"
   CC=clang CXX=clang++ TARGETS="$targets" configure build-fuzz Debug -DREACTOR_FUZZ=ON -DBUILD_TESTING=OFF
   local seconds=${FUZZ_SECONDS:-10} t failed=0
   local -A work pid
@@ -139,7 +139,7 @@ case $cmd in
     ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit -R 'ReactorPool|Tasks\.|Signals\.|Tls\.|ChatCoreAnswers|ChatCoreHistory|SqliteStore|BlockingPool'
     TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest --no-tests=error --test-dir build --output-on-failure -j "$JOBS" -L integration \
       --resource-spec-file "$PWD/tests/resources/gtest-1.json" -E "$timers" \
-      -R 'ChatThreads|ChatNative|ChatServer\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.|IrcFrontEnd.*2reactors|irc\.|tls\.'
+      -R 'ChatThreads|ChatNative|ChatServer\.|Auth\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.|IrcFrontEnd.*2reactors|irc\.|tls\.'
     unset TSAN_OPTIONS
     stage "tests (TSan)"
     fuzz_smoke

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <set>
 #include <utility>
@@ -40,6 +41,7 @@ using std::chrono::milliseconds;
 
 struct Options {
   std::string user;
+  std::string token;                // sent in the hello when given (a server with --auth-secret needs one)
   std::string room;                 // joined first
   milliseconds ping_interval{15000};  // a quiet connection is pinged after this long
   milliseconds ping_timeout{10000};   // the answer to that ping (or a connect) may take this long
@@ -95,7 +97,9 @@ class Client {
       if (err) return fail("cannot connect to " + where + ": " + std::strerror(err));
       conn_ = reactor::TcpConnection::create(loop_, std::move(s), callbacks);
       conn_->start();
-      send({{"type", "hello"}, {"user", options_.user}});
+      json hello = {{"type", "hello"}, {"user", options_.user}};
+      if (!options_.token.empty()) hello["token"] = options_.token;
+      send(hello);
       last_heard_ = Clock::now();
       check_idle();
     });
@@ -370,6 +374,12 @@ int main(int argc, char** argv) {
   cli.add_option("--port", port, "Server port")->capture_default_str();
   cli.add_option("--user", options.user, "Your name: 1 to 32 of A-Z a-z 0-9 _ . -")->capture_default_str();
   cli.add_option("--room", options.room, "Room to join first")->capture_default_str();
+  std::string token_file;
+  auto* token_option = cli.add_option("--token", options.token,
+                                      "A token for --user, for a server with --auth-secret (or the environment's "
+                                      "CHAT_TOKEN; a command line is visible to every user of the machine)")
+                           ->envname("CHAT_TOKEN");
+  cli.add_option("--token-file", token_file, "Read the token from the first line of this file")->excludes(token_option);
   cli.add_option("--ping-interval-ms", ping_interval_ms, "Ping the server after this long without a word from it")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{86'400'000}));
@@ -385,6 +395,14 @@ int main(int argc, char** argv) {
   if (!chat::valid_room_name(options.room)) {
     std::cerr << "chat-client: --room must be 1 to 64 characters from A-Z a-z 0-9 _ . # -\n";
     return 2;
+  }
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!in || !std::getline(in, options.token) ||
+        (options.token.erase(options.token.find_last_not_of("\r\n \t") + 1), options.token.empty())) {
+      std::cerr << "chat-client: --token-file " << token_file << ": cannot be read, or its first line is empty\n";
+      return 2;
+    }
   }
   options.ping_interval = milliseconds(ping_interval_ms);
   options.ping_timeout = milliseconds(ping_timeout_ms);

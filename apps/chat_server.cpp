@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <iostream>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "app/config.h"
 #include "app/redis_url.h"
 #include "app/workers.h"
+#include "chat/auth.h"
+#include "chat/names.h"
 #include "chat/redis_store.h"
 #include "chat/server.h"
 #include "chat/sqlite_store.h"
@@ -371,6 +374,19 @@ int main(int argc, char** argv) {
                  "Messages one reconnecting member may be replayed (join with since); past it: recovered false")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100'000}));
+  std::string auth_secret_file, mint_user;
+  int64_t token_ttl_s = 3600;
+  cli.add_option("--auth-secret", auth_secret_file,
+                 "A file holding the secret (at least 32 bytes) that signs tokens: with it, every native and "
+                 "WebSocket hello needs a token for its user, IRC a token as PASS or through SASL PLAIN, and the "
+                 "article's dialect is refused (default: no authentication)");
+  cli.add_option("--mint-token", mint_user,
+                 "Print a token for this user, signed with --auth-secret's secret, and exit")
+      ->configurable(false);
+  cli.add_option("--token-ttl", token_ttl_s, "With --mint-token: how long the token is valid, in seconds")
+      ->capture_default_str()
+      ->configurable(false)
+      ->check(CLI::Range(int64_t{1}, int64_t{10LL * 365 * 24 * 3600}));
   cli.add_flag("--verbose", verbose, "Log every connection's close");
   std::string config_file;
   bool check_config = false;
@@ -379,6 +395,33 @@ int main(int argc, char** argv) {
                "Check the flags and the --config file (and the files they name), say so and exit: 0 if all is well")
       ->configurable(false);
   if (auto status = app::parse_with_config(cli, argc, argv)) return *status;
+  // --auth-secret: read once, here (a missing or short secret stops the server, and --check-config).
+  std::optional<chat::TokenAuthority> authority;
+  if (!auth_secret_file.empty()) {
+    try {
+      authority.emplace(chat::TokenAuthority::load(auth_secret_file));
+    } catch (const std::exception& e) {
+      std::cerr << "chat-server: --auth-secret " << e.what() << "\n";
+      return 2;
+    }
+  }
+  if (!mint_user.empty()) {
+    if (!authority) {
+      std::cerr << "chat-server: --mint-token needs --auth-secret FILE (the secret the token is signed with)\n";
+      return 2;
+    }
+    if (!chat::valid_native_name(mint_user)) {
+      std::cerr << "chat-server: --mint-token: a user name is 1 to 32 characters from A-Z a-z 0-9 _ . -\n";
+      return 2;
+    }
+    std::printf("%s\n", authority->mint(mint_user, token_ttl_s, chat::TokenAuthority::now()).c_str());
+    return 0;
+  }
+  if (authority && !irc_password_file.empty()) {
+    std::cerr << "chat-server: --irc-password-file cannot be used with --auth-secret: IRC clients then give "
+                 "their token as the password (PASS) or through SASL PLAIN\n";
+    return 2;
+  }
   if (limits.output_soft > limits.output_hard) {
     std::cerr << "chat-server: --soft-limit must not be above --output-limit\n";
     return 2;
@@ -467,6 +510,7 @@ int main(int argc, char** argv) {
     options.ircs_port = ircs_port;
     options.tls_handshake_timeout = std::chrono::milliseconds(tls_handshake_ms);
   }
+  options.authority = authority ? &*authority : nullptr;
   if (check_config) {
     std::printf("chat-server: configuration OK%s%s\n", config_file.empty() ? "" : " (", config_file.empty() ? "" : (config_file + ")").c_str());
     return 0;

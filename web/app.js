@@ -51,6 +51,7 @@
     countdownTimer: null,
     pingTimer: null,
     pongOwed: false,
+    refused: false,         // the server refused our token: no reconnecting (it would refuse again)
     rooms: new Map(),       // name -> room state, see roomState()
     order: [],              // room names in join order
     current: null,
@@ -69,6 +70,22 @@
   function nextId() {
     idCounter += 1;
     return idPrefix + '-' + idCounter;
+  }
+
+  // A server with --auth-secret wants a token in every hello: the page's address carries it as
+  // #token=... (a fragment never leaves the browser in a request, so no server log holds it). The
+  // name it is for (its "sub") is the name the page signs in with.
+  const token = (() => {
+    const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    return m ? decodeURIComponent(m[1]) : null;
+  })();
+  function tokenUser(t) {
+    try {
+      const sub = JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).sub;
+      return typeof sub === 'string' ? sub : null;
+    } catch (e) {
+      return null;              // not a token the page can read: the server will say so
+    }
   }
 
   function wsUrl() {
@@ -149,7 +166,12 @@
     }
     state.pendingJoins.clear();
     if (state.user) state.helloPending = null;
-    scheduleReconnect();
+    if (state.refused) {
+      setConn('offline', 'Not signed in');
+      ui.retryNow.hidden = true;
+    } else {
+      scheduleReconnect();
+    }
     updateControls();
     renderRooms();
     renderRoom({ keepScroll: true });
@@ -184,7 +206,7 @@
   }
 
   function reconnectNow() {
-    if (state.ws) return;
+    if (state.ws || state.refused) return;
     state.attempt = 0;
     connect();
   }
@@ -218,7 +240,7 @@
 
   function sayHello(name) {
     state.helloPending = name;
-    send({ type: 'hello', user: name });
+    send(token ? { type: 'hello', user: name, token } : { type: 'hello', user: name });
   }
 
   function onWelcome(msg) {
@@ -594,6 +616,17 @@
   function onError(msg) {
     const code = String(msg.code || 'error');
     const text = String(msg.message || code);
+    if (code === 'unauthorized') {
+      // The server closes the connection after this: say why, once, and stay put.
+      state.refused = true;
+      state.user = null;
+      state.helloPending = null;
+      showLogin(token
+        ? 'This link could not sign you in (' + text + '). Ask for a new one.'
+        : 'This server admits only signed-in users (' + text + '). Open the link your site gave you.');
+      updateControls();
+      return;
+    }
     if ((code === 'name_taken' || code === 'bad_name') && state.helloPending) {
       const name = state.helloPending;
       state.helloPending = null;
@@ -947,7 +980,7 @@
       !!(state.rooms.get(state.current) || {}).joined;
     ui.sendButton.disabled = !canTalk;
     ui.messageInput.setAttribute('aria-disabled', String(!canTalk));
-    ui.loginButton.disabled = false;
+    ui.loginButton.disabled = state.refused;
     ui.joinForm.querySelector('button').disabled = !state.online;
     ui.leaveButton.disabled = !state.online;
   }
@@ -1080,6 +1113,12 @@
     const saved = localStorage.getItem('reactor-chat-name');
     if (saved) ui.nameInput.value = saved;
   } catch (e) { /* private mode */ }
+  const signedAs = token && tokenUser(token);
+  if (signedAs) {
+    // Signed in by the link: in as its name as soon as the connection is up.
+    ui.nameInput.value = signedAs;
+    state.helloPending = signedAs;
+  }
   ui.nameInput.focus();
   connect();
 })();

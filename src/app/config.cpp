@@ -85,6 +85,9 @@ void apply_config_file(CLI::App& cli, const std::string& path) {
       }
       throw ConfigError(where() + "unknown key '" + e.key + "'" + hint);
     }
+    if (!op->get_configurable()) {  // an action (--check-config, --mint-token), not a setting
+      throw ConfigError(where() + "'" + e.key + "' is for the command line only");
+    }
     if (auto [it, fresh] = seen.emplace(e.key, e.line); !fresh) {
       throw ConfigError(where() + "'" + e.key + "' is already set on line " + std::to_string(it->second));
     }

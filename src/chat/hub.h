@@ -40,6 +40,7 @@ namespace chat {
 
 // The owner's answer to a join (Member::joined).
 class AddressTable;
+class TokenAuthority;
 
 struct JoinReply {
   size_t count = 0;                                // members now in the room
@@ -252,6 +253,10 @@ class ShardTable {
   // Connections per client address (null: not limited); not owned.
   void set_addresses(AddressTable* addresses) { addresses_ = addresses; }
   AddressTable* addresses() const { return addresses_; }
+  // --auth-secret: who checks the tokens of hellos, IRC's PASS and SASL (null: no authentication);
+  // not owned. Set before the shards start; read-only after, from every reactor.
+  void set_authority(const TokenAuthority* authority) { authority_ = authority; }
+  const TokenAuthority* authority() const { return authority_; }
 
   // Member names are unique across the process, compared without regard to ASCII case (IRC's
   // CASEMAPPING=ascii): nobody can pass for "Bob" as "bob", whatever the front end.
@@ -273,6 +278,7 @@ class ShardTable {
 
   size_t presence_max_members_;
   AddressTable* addresses_ = nullptr;
+  const TokenAuthority* authority_ = nullptr;
   size_t max_room_members_ = 0, max_server_rooms_ = 0;
   std::atomic<size_t> rooms_open_{0};
   LocalRouter local_router_;

@@ -129,13 +129,17 @@ void write_metrics(Exposition& out, const Stats& s, const std::vector<Stats>& sh
                 {"irc_flood", s.irc_flood_closes},
                 {"irc_timeout", s.irc_timeouts},
                 {"rate_limit", s.rate_limit_closes},
-                {"frame_timeout", s.frame_timeouts}});
+                {"frame_timeout", s.frame_timeouts},
+                {"unauthorized", s.auth_refused}});
 
   out.labelled("chat_tls_handshake_failures_total", "counter",
                "TLS connections closed before their handshake was over, by why", "reason",
                {{"timeout", s.tls_timeouts}, {"other", s.tls_failures}});
   out.counter("chat_wrong_protocol_total",
               "Connections closed for speaking plain text to a TLS port or TLS to a plain one", s.wrong_protocol);
+  out.labelled("chat_auth_total", "counter",
+               "With --auth-secret: members admitted with a token, and connections closed for a missing or bad one", "result",
+               {{"accepted", s.auth_accepted}, {"refused", s.auth_refused}});
   out.counter("chat_rate_limited_total", "Messages refused over --message-rate", s.rate_limited);
   out.labelled("chat_joins_refused_total", "counter", "Joins refused by a server limit, by limit", "limit",
                {{"room_members", s.refused_room_members}, {"server_rooms", s.refused_server_rooms}});

@@ -368,6 +368,7 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
   if (options.store) table_.set_store(options.store, options.retention, options.store->load());
   store_ = options.store;
   table_.set_room_limits(limits.max_room_members, limits.max_server_rooms);
+  table_.set_authority(options.authority);
   if (limits.per_address.max_connections > 0 || limits.per_address.connect_rate > 0) {
     addresses_ = std::make_unique<AddressTable>(limits.per_address);
     table_.set_addresses(addresses_.get());

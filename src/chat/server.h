@@ -164,6 +164,9 @@ struct ServiceOptions {
   uint16_t https_port = 8443;
   uint16_t ircs_port = 6697;
   std::chrono::milliseconds tls_handshake_timeout{10000};
+  // --auth-secret: hellos (native, WebSocket) and IRC registrations need a token it signed (null:
+  // no authentication). Not owned; outlives the service.
+  const TokenAuthority* authority = nullptr;
 };
 
 class ChatService {

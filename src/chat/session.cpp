@@ -495,6 +495,14 @@ void Session::close_after_flush(reactor::CloseCode code, std::string_view text) 
   transport_.close_after_flush(code, text);
 }
 
+void Session::refuse_unauthenticated(reactor::SharedBytes last_words, std::string_view why) {
+  if (lost_) return;
+  ++stats().auth_refused;
+  lost_ = true;  // what it pipelined after (a join, a message) is never looked at (nor, closing, read)
+  if (last_words && transport_.open()) send(last_words);  // before anything held: they are the last
+  transport_.close_after_flush(reactor::CloseCode::kProtocol, "unauthorized: " + std::string(why));
+}
+
 void Session::closed() {
   codec_->on_close(*this);
   leave_all(/*quit=*/true);

@@ -130,6 +130,10 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void after_earlier_answers(reactor::SharedBytes bytes);
   // Closes the connection once what is queued has left.
   void close_after_flush(reactor::CloseCode code, std::string_view text);
+  // --auth-secret (ShardTable::authority): the connection gave no valid token. Counted; `last_words`
+  // (the codec's way of saying so) leave, then the connection closes, and nothing more it sent is
+  // read. `why` goes into the close's log line (within the closes' budget): never the token.
+  void refuse_unauthenticated(reactor::SharedBytes last_words, std::string_view why);
 
   // ---- Called by the transport ----
   // The hard output limit, for what a transport sends of its own (a WebSocket pong): false, and

@@ -46,6 +46,8 @@ Stats& Stats::operator+=(const Stats& o) {
   tls_failures += o.tls_failures;
   tls_timeouts += o.tls_timeouts;
   wrong_protocol += o.wrong_protocol;
+  auth_accepted += o.auth_accepted;
+  auth_refused += o.auth_refused;
   refused_room_members += o.refused_room_members;
   refused_server_rooms += o.refused_server_rooms;
   rooms += o.rooms;
@@ -60,7 +62,7 @@ std::string Stats::to_string() const {
   for (size_t f = 0; f < Format::count(); ++f) {
     formats += (f == 0 ? "" : " ") + Format::by_id(static_cast<FormatId>(f)).name() + "=" + std::to_string(sessions[f]);
   }
-  char line[1024];
+  char line[2048];
   std::snprintf(
       line, sizeof line,
       "connections open=%llu accepted=%llu refused=%llu (%s); messages in=%llu "
@@ -69,7 +71,7 @@ std::string Stats::to_string() const {
       "websocket=%llu; history acks=%llu not_stored=%llu recovered=%llu unrecovered=%llu replayed=%llu "
       "reads=%llu; irc flood=%llu timeouts=%llu; rooms count=%llu members=%llu; limits rate_limited=%llu "
       "rate_closes=%llu frame_timeouts=%llu refused_address=%llu refused_rate=%llu room_full=%llu "
-      "server_rooms_full=%llu; tls failed=%llu timeouts=%llu wrong_protocol=%llu",
+      "server_rooms_full=%llu; tls failed=%llu timeouts=%llu wrong_protocol=%llu; auth accepted=%llu refused=%llu",
       (unsigned long long)connections_open, (unsigned long long)connections_accepted(),
       (unsigned long long)connections_refused, formats.c_str(), (unsigned long long)messages_in,
       (unsigned long long)deliveries, (unsigned long long)bytes_in, (unsigned long long)bytes_out,
@@ -84,7 +86,8 @@ std::string Stats::to_string() const {
       (unsigned long long)rate_limited, (unsigned long long)rate_limit_closes, (unsigned long long)frame_timeouts,
       (unsigned long long)refused_per_address, (unsigned long long)refused_connect_rate,
       (unsigned long long)refused_room_members, (unsigned long long)refused_server_rooms,
-      (unsigned long long)tls_failures, (unsigned long long)tls_timeouts, (unsigned long long)wrong_protocol);
+      (unsigned long long)tls_failures, (unsigned long long)tls_timeouts, (unsigned long long)wrong_protocol,
+      (unsigned long long)auth_accepted, (unsigned long long)auth_refused);
   return line;
 }
 

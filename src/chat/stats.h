@@ -58,6 +58,8 @@ struct Stats {
   uint64_t tls_failures = 0;         // TLS connections closed before their handshake was over (refused, broken, the peer left)
   uint64_t tls_timeouts = 0;         // TLS connections closed for a handshake not over in --tls-handshake-timeout-ms
   uint64_t wrong_protocol = 0;       // plain text to a TLS port, or a TLS handshake to a plain one: closed
+  uint64_t auth_accepted = 0;        // --auth-secret: members admitted with a token (welcomed, registered)
+  uint64_t auth_refused = 0;         // connections closed unauthenticated (no token, or a bad one)
   // Gauges filled in when the figures are collected (ChatServer::stats).
   uint64_t rooms = 0;                // rooms with members (counted at their owners)
   uint64_t members = 0;              // memberships: a member in three rooms counts three

@@ -4,7 +4,8 @@
 // unread counts, a taken name, text that looks like HTML, the keyboard path, a phone-size screen,
 // a server restart the pages must live through, and history: ids and acks, recovery of what was
 // missed while offline (and a clear gap when it cannot be), re-sending what was not acknowledged,
-// and scrollback. Every wait is on a condition, with a timeout.
+// and scrollback; and a server with --auth-secret, which the page enters by a link's #token=...
+// Every wait is on a condition, with a timeout.
 //
 // The server keeps its history in SQLite in a temporary directory made here (and removed at the
 // end), so that it survives the restarts; nothing is written beside the sources or the build. A
@@ -19,6 +20,7 @@
 'use strict';
 
 const { execFileSync, spawn } = require('node:child_process');
+const crypto = require('node:crypto');
 const net = require('node:net');
 const http = require('node:http');
 const os = require('node:os');
@@ -320,8 +322,11 @@ class IrcLine {
   close() { this.sock.end(); }
 }
 
+// options: the browser context's, and `hash` (appended to the page's address), `online` (false:
+// do not wait for the page to come online).
 async function openPage(browser, server, options = {}) {
-  const context = await browser.newContext(options);
+  const { hash, online, ...contextOptions } = options;
+  const context = await browser.newContext(contextOptions);
   const page = await context.newPage();
   page.dialogs = [];
   page.errors = [];
@@ -329,11 +334,15 @@ async function openPage(browser, server, options = {}) {
   page.on('pageerror', (e) => page.errors.push(String(e)));
   // What the page sends, to check what goes on the wire (ids).
   page.sent = [];
-  page.on('websocket', (ws) => ws.on('framesent', (f) => {
-    try { page.sent.push(JSON.parse(String(f.payload))); } catch (e) { /* not JSON: not ours */ }
-  }));
-  await page.goto(server.url('/'), { timeout: WAIT_MS });
-  await waitConn(page, 'online');
+  page.sockets = 0;
+  page.on('websocket', (ws) => {
+    page.sockets += 1;
+    ws.on('framesent', (f) => {
+      try { page.sent.push(JSON.parse(String(f.payload))); } catch (e) { /* not JSON: not ours */ }
+    });
+  });
+  await page.goto(server.url('/' + (hash || '')), { timeout: WAIT_MS });
+  if (online !== false) await waitConn(page, 'online');
   return page;
 }
 
@@ -997,6 +1006,43 @@ async function main() {
       await tlsBrowser.close().catch(() => {});
       await secure.stop().catch(() => {});
       fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+  step('with --auth-secret: a link with #token=... signs the page in as its user; a refused token is said plainly, and the page does not knock again', async () => {
+    const dir = fs.mkdtempSync(path.join(DATA_DIR, 'auth-'));
+    const secretFile = path.join(dir, 'secret');
+    const secret = crypto.randomBytes(32).toString('hex');
+    fs.writeFileSync(secretFile, secret + '\n');
+    const authed = new Server(0, { args: ['--auth-secret', secretFile], dataDir: dir });
+    try {
+      await authed.start();
+      const token = execFileSync(SERVER_BIN, ['--auth-secret', secretFile, '--mint-token', 'dana']).toString().trim();
+      const signedIn = await openPage(browser, authed, { hash: '#token=' + token });
+      pages.push(signedIn);
+      await signedIn.waitForFunction(() => !document.getElementById('chat').hidden &&
+        document.getElementById('me-name').textContent === 'dana', null, { timeout: WAIT_MS });
+      if (!signedIn.sent.some((m) => m.type === 'hello' && m.user === 'dana' && m.token === token)) {
+        throw new Error('the hello did not carry the token: ' + JSON.stringify(signedIn.sent.slice(0, 3)));
+      }
+      await say(signedIn, 'signed in by a link');
+      await waitMessage(signedIn, 'dana', 'signed in by a link');
+      // An expired token, made here as a site's backend would (Node's HMAC).
+      const b64url = (x) => Buffer.from(x).toString('base64url');
+      const now = Math.floor(Date.now() / 1000);
+      const input = b64url('{"alg":"HS256","typ":"JWT"}') + '.' + b64url(JSON.stringify({ sub: 'old', exp: now - 3600 }));
+      const expired = input + '.' + crypto.createHmac('sha256', secret).update(input).digest('base64url');
+      const refused = await openPage(browser, authed, { hash: '#token=' + expired, online: false });
+      pages.push(refused);
+      await waitLoginError(refused, 'could not sign you in \\(token expired\\)');
+      await waitConn(refused, 'offline');
+      const sockets = refused.sockets;
+      await refused.waitForTimeout(3000);   // the first reconnect would come within a second
+      if (refused.sockets !== sockets) throw new Error('the page knocked again after its token was refused');
+      const said = await refused.evaluate(() => document.getElementById('conn-text').textContent);
+      if (said !== 'Not signed in') throw new Error('the page says "' + said + '"');
+    } finally {
+      await authed.stop('SIGKILL').catch(() => {});
     }
   });
 

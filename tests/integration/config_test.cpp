@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "../temp_file.h"
 #include "chat_helpers.h"
 #include "process.h"
 
@@ -20,21 +21,9 @@ using namespace std::chrono_literals;
 using testproc::Process;
 using testproc::Server;
 using namespace chattest;
+using testfiles::TempFile;
 
 namespace {
-
-// A file of this test's own, removed when the test ends.
-struct TempFile {
-  explicit TempFile(const std::string& text) {
-    char name[] = "/tmp/chat-config-XXXXXX.toml";
-    int fd = ::mkstemps(name, 5);
-    path = name;
-    ::close(fd);
-    std::ofstream(path) << text;
-  }
-  ~TempFile() { ::unlink(path.c_str()); }
-  std::string path;
-};
 
 struct Outcome {
   int status = -1;  // exit status, or -1 if it did not exit by itself
@@ -101,6 +90,8 @@ TEST(Config, EachMistakeIsOneLineNamingTheFileTheLineAndTheKey) {
       {"irc-port = 1\n\n[irc]\nport = 2\n", ":4: 'irc-port' is already set on line 1"},
       {"history-age-s = 1979-05-27\n", ":1: 'history-age-s': a string, a number or a boolean is expected"},
       {"port = \n", ":1:8: "},
+      {"check-config = true\n", ":1: 'check-config' is for the command line only"},
+      {"mint-token = \"bob\"\n", ":1: 'mint-token' is for the command line only"},
   };
   for (const Case& c : cases) {
     TempFile file(c.text);
@@ -125,6 +116,21 @@ TEST(Config, CheckConfigChecksWhatTheServerWouldAndStartsNothing) {
   Outcome bad_motd = run({"--config", motd.path, "--check-config"});
   EXPECT_EQ(bad_motd.status, 2);
   EXPECT_NE(bad_motd.err.find("--irc-motd /nonexistent/motd.txt: cannot be read"), std::string::npos) << bad_motd.err;
+  // --auth-secret's file: there, and long enough.
+  TempFile missing_secret("[auth]\nsecret = \"/nonexistent/secret\"\n");
+  Outcome no_secret = run({"--config", missing_secret.path, "--check-config"});
+  EXPECT_EQ(no_secret.status, 2);
+  EXPECT_EQ(no_secret.err, "chat-server: --auth-secret /nonexistent/secret: cannot be opened: No such file or directory\n");
+  TempFile short_secret("too short\n");
+  Outcome short_one = run({"--auth-secret", short_secret.path, "--check-config"});
+  EXPECT_EQ(short_one.status, 2);
+  EXPECT_NE(short_one.err.find("the secret is 9 bytes; at least 32 are needed"), std::string::npos) << short_one.err;
+  TempFile secret(std::string(64, 'f') + "\n");
+  Outcome with_password = run({"--auth-secret", secret.path, "--irc-password-file", secret.path, "--check-config"});
+  EXPECT_EQ(with_password.status, 2);
+  EXPECT_NE(with_password.err.find("--irc-password-file cannot be used with --auth-secret"), std::string::npos)
+      << with_password.err;
+  EXPECT_EQ(run({"--auth-secret", secret.path, "--check-config"}).status, 0);
   TempFile redis_store("store = \"redis\"\n");
   Outcome bad_store = run({"--config", redis_store.path, "--check-config"});
   EXPECT_EQ(bad_store.status, 2);
@@ -157,7 +163,8 @@ TEST(Config, TheSampleConfigurationHasEveryFlagAndChecks) {
     std::smatch m;
     if (std::regex_search(line, m, flag_re)) flags.insert(m[1]);
   }
-  for (const char* not_a_key : {"help", "config", "check-config", "version"}) {
+  // Actions of the command line, not settings (the file refuses them).
+  for (const char* not_a_key : {"help", "config", "check-config", "version", "mint-token", "token-ttl"}) {
     ASSERT_EQ(flags.erase(not_a_key), 1u) << not_a_key;
   }
   ASSERT_GT(flags.size(), 40u);

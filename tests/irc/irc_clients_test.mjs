@@ -13,7 +13,7 @@
 // with native and WebSocket members runs only with chat-server. Needs `npm ci --prefix tests/irc`
 // and Debian's weechat-headless and weechat-plugins (the FIFO plugin).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -146,9 +146,9 @@ function tempDir(what) {
 // ---------------------------------------------------------------------------------------------
 // The servers under test. Each start() resolves to { irc: port, tcp?, http?, stop() }.
 
-async function startChatServer() {
+async function startChatServer(extra = []) {
   const args = ['--host', '127.0.0.1', '--port', '0', '--http-port', '0', '--irc-port', '0',
-                '--store', 'memory', '--threads', '2'];
+                '--store', 'memory', '--threads', '2', ...extra];
   const proc = started(spawn(serverPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
@@ -295,11 +295,13 @@ after(async () => {
 // (message-tags, server-time, ...). Its events queue up: c.expect('privmsg', {nick: 'bob'}).
 // auto_reconnect is off: on a closed socket irc-framework would otherwise connect again (up to 3
 // times, with backoff) and a test would see a second registration instead of the close.
-async function frameworkClient(nick) {
+// options: more of irc-framework's connect options (password, account); registered: false to not
+// wait for the welcome.
+async function frameworkClient(nick, options = {}, { at = server, registered = true } = {}) {
   const client = new IRC.Client();
   const box = mailbox((e) => `${e.event} ${JSON.stringify(e.data)}`);
   const events = ['registered', 'join', 'part', 'quit', 'nick', 'nick in use', 'privmsg', 'notice',
-                  'userlist', 'irc error', 'reconnecting', 'close'];
+                  'userlist', 'irc error', 'reconnecting', 'close', 'loggedin', 'sasl failed'];
   for (const event of events) client.on(event, (data) => box.push({ event, data }));
   client.lines = [];  // what the server sent, as sent (tags included)
   client.on('raw', ({ line, from_server }) => { if (from_server) client.lines.push(line.replace(/\r?\n$/, '')); });
@@ -313,10 +315,10 @@ async function frameworkClient(nick) {
   // Every event of a kind seen so far (taken by expect() or not).
   client.seen = (event) => box.seen.filter((e) => e.event === event).map((e) => e.data);
   client.connect({
-    host: '127.0.0.1', port: server.irc, nick, username: nick, gecos: `irc-framework ${nick}`,
-    auto_reconnect: false, enable_echomessage: true,
+    host: '127.0.0.1', port: at.irc, nick, username: nick, gecos: `irc-framework ${nick}`,
+    auto_reconnect: false, enable_echomessage: true, ...options,
   });
-  await client.expect('registered', { nick });
+  if (registered) await client.expect('registered', { nick });
   return client;
 }
 
@@ -722,3 +724,47 @@ test('native, WebSocket, irc-framework and WeeChat members in one room, messages
     fw.quit('done');
   }
 });
+
+// --auth-secret: irc-framework signs in with its SASL PLAIN (account and password) and with a
+// server password (which it sends as PASS and through SASL both); a bad token is refused.
+test('with --auth-secret: irc-framework registers with a token through SASL PLAIN or as its password; a bad one is refused',
+  { skip: !CHAT && 'chat-server only' }, async () => {
+    const dir = tempDir('auth');
+    const secret = path.join(dir, 'secret');
+    fs.writeFileSync(secret, 'a'.repeat(40) + '\n');
+    const mint = (user, ttl = '600') =>
+      execFileSync(serverPath, ['--auth-secret', secret, '--mint-token', user, '--token-ttl', ttl]).toString().trim();
+    const authed = await startChatServer(['--auth-secret', secret]);
+    const clients = [];
+    try {
+      const sasl = await frameworkClient('saslfw', { account: { account: 'saslfw', password: mint('saslfw') } }, { at: authed });
+      clients.push(sasl);
+      assert.equal((await sasl.expect('loggedin')).account, 'saslfw');
+      assert.ok(sasl.network.cap.enabled.includes('sasl'));
+      const pass = await frameworkClient('passfw', { password: mint('passfw') }, { at: authed });
+      clients.push(pass);
+      sasl.join('#authed');
+      await sasl.expect('join', { nick: 'saslfw', channel: '#authed' });
+      pass.join('#authed');
+      await pass.expect('join', { nick: 'passfw', channel: '#authed' });
+      pass.say('#authed', 'signed in');
+      await sasl.expect('privmsg', { nick: 'passfw', target: '#authed', message: 'signed in' });
+
+      // Signed by another secret: SASL fails (904), registration is refused (464), the link closes.
+      const other = path.join(dir, 'other');
+      fs.writeFileSync(other, 'b'.repeat(40) + '\n');
+      const forged = execFileSync(serverPath, ['--auth-secret', other, '--mint-token', 'eve']).toString().trim();
+      const eve = await frameworkClient('eve', { account: { account: 'eve', password: forged } },
+                                        { at: authed, registered: false });
+      clients.push(eve);
+      await eve.expect('sasl failed');
+      await eve.expect('close');
+      assert.ok(eve.lines.some((l) => / 904 /.test(l)), eve.lines.join('\n'));
+      assert.ok(eve.lines.some((l) => / 464 eve :Password incorrect/.test(l)), eve.lines.join('\n'));
+      assert.equal(eve.seen('registered').length, 0);
+    } finally {
+      for (const c of clients) c.quit('done');
+      await authed.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });

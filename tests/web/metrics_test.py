@@ -207,7 +207,10 @@ class Metrics(unittest.TestCase):
             (("history", "acks"), value(s, "chat_acks_total")),
             (("rooms", "count"), value(s, "chat_rooms")),
             (("rooms", "members"), value(s, "chat_members")),
+            (("auth", "accepted"), value(s, "chat_auth_total", result="accepted")),
+            (("auth", "refused"), value(s, "chat_auth_total", result="refused")),
         ]
+        self.assertEqual(value(s, "chat_closes_total", reason="unauthorized"), value(s, "chat_auth_total", result="refused"))
         for (group, name), metric in pairs:
             self.assertEqual(figure(line, group, name), metric, "%s %s in %r" % (group, name, line))
         self.assertGreater(value(s, "chat_bytes_out_total"), 0)

@@ -38,6 +38,12 @@ std::unordered_map<uint64_t, reactor::LogLimiter>& log_budgets_of_this_reactor()
   return budgets;
 }
 
+// The TCP port's rule: a first object that is a hello makes the connection native.
+bool is_hello(const Json& j) {
+  const std::string* type = string_field(j, "type");
+  return type != nullptr && *type == "hello";
+}
+
 std::string preview(std::string_view frame) {
   std::string s(frame.substr(0, 80));
   for (char& c : s) {
@@ -63,13 +69,30 @@ std::string article_message_line(std::string_view user, std::string_view text) {
 }
 
 void ArticleCodec::start(Session& session) {
-  // The article's server broadcasts to every connection, including ones that never speak.
-  session.join(kLobby, /*want_reply=*/false);
+  // The article's server broadcasts to every connection, including ones that never speak. Not
+  // with --auth-secret: a connection hears nothing before its hello's token has been checked.
+  if (session.table().authority() == nullptr) session.join(kLobby, /*want_reply=*/false);
+}
+
+bool ArticleCodec::refuse_unauthenticated(Session& session) {
+  if (decided_ || session.table().authority() == nullptr) return false;
+  // The article's dialect has no hello, so no token: one plain line (its clients print lines as
+  // they come), then the close.
+  static const reactor::SharedBytes line = std::make_shared<const std::string>(
+      "authentication required: this server takes native clients with a token "
+      "({\"type\":\"hello\",\"user\":NAME,\"token\":TOKEN}), not the article's dialect\n");
+  decided_ = true;
+  session.refuse_unauthenticated(line, "the article's dialect carries no token");
+  return true;
 }
 
 std::unique_ptr<Codec> ArticleCodec::on_frame(Session& session, std::string_view frame) {
   Json j;
-  switch (decode_object(frame, j, session.stats())) {
+  ObjectProblem decoded = decode_object(frame, j, session.stats());
+  if (decoded != ObjectProblem::kNone || !is_hello(j)) {
+    if (refuse_unauthenticated(session)) return nullptr;
+  }
+  switch (decoded) {
     case ObjectProblem::kNone: break;
     case ObjectProblem::kBadUtf8: problem(session, "invalid UTF-8", frame); return nullptr;
     case ObjectProblem::kBadJson: problem(session, "malformed JSON", frame); return nullptr;
@@ -78,8 +101,7 @@ std::unique_ptr<Codec> ArticleCodec::on_frame(Session& session, std::string_view
   }
   if (!decided_) {
     // The TCP port's rule: a first object that is a hello makes the connection native.
-    const std::string* type = string_field(j, "type");
-    if (type != nullptr && *type == "hello") {
+    if (is_hello(j)) {
       if (!NativeCodec::greet(session, j)) return nullptr;  // still undecided: the client may try again
       forget_budget(session);
       return std::make_unique<NativeCodec>(session.limits().max_frame);
@@ -109,6 +131,7 @@ std::unique_ptr<Codec> ArticleCodec::on_frame(Session& session, std::string_view
 }
 
 void ArticleCodec::on_bad_frame(Session& session, const FrameResult& r, std::string_view skipped) {
+  if (refuse_unauthenticated(session)) return;
   // kLost: the close says it.
   if (r.status == FrameStatus::kGarbage) problem(session, "bytes outside any JSON object skipped", skipped);
   if (r.status == FrameStatus::kTooLong) problem(session, "object over the size limit discarded", {});

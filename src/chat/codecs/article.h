@@ -33,6 +33,9 @@ class ArticleCodec final : public Codec {
 
  private:
   void problem(Session& session, const char* what, std::string_view frame);
+  // --auth-secret: input before a hello (an object that is not one, bad JSON, garbage) closes the
+  // connection, said in one plain line and counted. True if it did.
+  bool refuse_unauthenticated(Session& session);
   // Drops the connection's log budget, saying how many lines it left out.
   void forget_budget(Session& session);
 

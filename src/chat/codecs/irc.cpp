@@ -1,9 +1,12 @@
 #include "chat/codecs/irc.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
+#include "chat/auth.h"
 #include "chat/event.h"
 #include "chat/names.h"
 #include "chat/session.h"
@@ -332,6 +335,7 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
   if (c == "PONG") return;  // any line is a sign of life (on_frame)
   if (c == "CAP") return cap(session, m);
   if (c == "PASS") return pass(session, m);
+  if (c == "AUTHENTICATE") return authenticate(session, m);
   if (c == "NICK") return nick(session, m);
   if (c == "USER") return user(session, m);
   if (c == "QUIT") return quit(session, m);
@@ -375,7 +379,13 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
   std::string head = ":" + options_.server_name + " CAP " + target(session) + " ";
   if (sub == "LS") {
     if (!registered_) negotiating_ = true;
-    return send_line(session, head + "LS :" + std::string(kOffered) + "\r\n");
+    std::string offered(kOffered);
+    if (session.table().authority() != nullptr) {
+      // CAP LS 302 and later carry values: the mechanisms SASL takes.
+      bool values = m.params.size() > 1 && std::strtol(m.params[1].c_str(), nullptr, 10) >= 302;
+      offered += values ? " sasl=PLAIN" : " sasl";
+    }
+    return send_line(session, head + "LS :" + offered + "\r\n");
   }
   if (sub == "LIST") {
     std::string on;
@@ -384,6 +394,7 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
     if (caps_ & kEchoMessage) on += "echo-message ";
     if (caps_ & kBatch) on += "batch ";
     if (caps_ & kChathistory) on += "draft/chathistory ";
+    if (caps_ & kSasl) on += "sasl ";
     if (!on.empty()) on.pop_back();
     return send_line(session, head + "LIST :" + on + "\r\n");
   }
@@ -405,6 +416,7 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
                     : name == "echo-message" ? kEchoMessage
                     : name == "batch" ? kBatch
                     : name == "draft/chathistory" ? kChathistory
+                    : name == "sasl" && session.table().authority() != nullptr ? kSasl
                                              : 0;
       if (bit == 0) {
         ok = false;
@@ -433,7 +445,109 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
 void IrcCodec::pass(Session& session, const irc::Message& m) {
   if (registered_) return numeric(session, "462", ":You may not reregister");
   if (m.params.empty()) return numeric(session, "461", "PASS :Not enough parameters");
+  if (session.table().authority() != nullptr) {
+    // --auth-secret: the password is a token (its name must be the nick: try_register checks).
+    std::string why;
+    if (!accept_token(session, m.params[0], {}, why)) unauthorized(session, why);
+    return;
+  }
   pass_ok_ = !options_.password.empty() && m.params[0] == options_.password;
+}
+
+bool IrcCodec::accept_token(Session& session, std::string_view token, std::string_view user, std::string& why) {
+  TokenAuthority::Verdict v = session.table().authority()->verify(token, TokenAuthority::now());
+  if (!v.ok()) {
+    why = TokenAuthority::describe(v.result);
+    return false;
+  }
+  if (!user.empty() && v.user != user) {
+    why = "the token is for another user";
+    return false;
+  }
+  rare().account = std::move(v.user);
+  pass_ok_ = true;
+  return true;
+}
+
+void IrcCodec::unauthorized(Session& session, const std::string& why) {
+  std::string lines = numeric_line(session, "464", ":Password incorrect (" + why + ")");
+  lines += "ERROR :Closing Link: " + target(session) + " (Unauthorized: " + why + ")\r\n";
+  pending_.clear();
+  session.refuse_unauthenticated(std::make_shared<const std::string>(std::move(lines)), why);
+}
+
+// IRCv3 SASL 3.1, mechanism PLAIN: AUTHENTICATE PLAIN, "AUTHENTICATE +", then the base64 of
+// authzid NUL authcid NUL password in chunks of 400 ("+" ends a message of a multiple of 400). The
+// password is a token for authcid; authzid is empty or authcid.
+void IrcCodec::authenticate(Session& session, const irc::Message& m) {
+  if (session.table().authority() == nullptr) {
+    ++session.stats().errors_request;
+    return numeric(session, "421", "AUTHENTICATE :Unknown command");
+  }
+  if (m.params.empty()) return numeric(session, "461", "AUTHENTICATE :Not enough parameters");
+  // Once per connection, before registration. A PASS with a token does not count: clients (irc-framework
+  // among them) send their password both ways, and wait for SASL's answer before CAP END.
+  if (registered_ || (rare_ && rare_->sasl_done)) {
+    return numeric(session, "907", ":You have already authenticated using SASL");
+  }
+  if (!(caps_ & kSasl)) return numeric(session, "904", ":SASL authentication failed (CAP REQ :sasl first)");
+  const std::string& arg = m.params[0];
+  Rare& r = rare();
+  if (arg == "*") {
+    r.sasl.clear();
+    r.sasl_started = false;
+    return numeric(session, "906", ":SASL authentication aborted");
+  }
+  if (!r.sasl_started) {
+    std::string mechanism = arg;
+    for (char& ch : mechanism) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    if (mechanism != "PLAIN") {
+      numeric(session, "908", "PLAIN :are available SASL mechanisms");
+      return sasl_failed(session, "904", "unsupported mechanism");
+    }
+    r.sasl_started = true;
+    return send_line(session, "AUTHENTICATE +\r\n");
+  }
+  if (arg != "+") {
+    if (arg.size() > kSaslChunk || r.sasl.size() + arg.size() > kMaxSasl) {
+      r.sasl.clear();
+      r.sasl_started = false;
+      return sasl_failed(session, "905", "SASL message too long");
+    }
+    r.sasl += arg;
+    if (arg.size() == kSaslChunk) return;  // more to come
+  }
+  sasl_plain(session);
+}
+
+void IrcCodec::sasl_plain(Session& session) {
+  std::string message;
+  bool decoded = base64_decode(rare().sasl, message);
+  rare().sasl.clear();
+  rare().sasl_started = false;
+  size_t a = decoded ? message.find('\0') : std::string::npos;
+  size_t b = a == std::string::npos ? a : message.find('\0', a + 1);
+  if (b == std::string::npos || message.find('\0', b + 1) != std::string::npos) {
+    return sasl_failed(session, "904", "malformed PLAIN message");
+  }
+  std::string_view all(message);
+  std::string_view authzid = all.substr(0, a), authcid = all.substr(a + 1, b - a - 1), password = all.substr(b + 1);
+  if (authcid.empty() || (!authzid.empty() && authzid != authcid)) {
+    return sasl_failed(session, "904", "authzid must be empty or the authcid");
+  }
+  std::string why;
+  if (!accept_token(session, password, authcid, why)) return sasl_failed(session, "904", why);
+  const std::string& account = rare().account;
+  const std::string& nick = asked_nick().empty() ? account : asked_nick();
+  numeric(session, "900", nick + "!" + nick + "@irc " + account + " :You are now logged in as " + account);
+  numeric(session, "903", ":SASL authentication successful");
+  rare().sasl_done = true;
+}
+
+void IrcCodec::sasl_failed(Session& session, const char* code, const std::string& why) {
+  numeric(session, code, std::string(std::string_view(code) == "905" ? ":SASL message too long" : ":SASL authentication failed") +
+                             " (" + why + ")");
+  if (++rare().sasl_failures >= kMaxSaslFailures) unauthorized(session, "too many failed SASL attempts");
 }
 
 void IrcCodec::nick(Session& session, const irc::Message& m) {
@@ -450,6 +564,10 @@ void IrcCodec::nick(Session& session, const irc::Message& m) {
   }
   const std::string& current = session.name();
   if (wanted == current) return;
+  // --auth-secret: the name is the token's, for the connection's life (as a native member's is).
+  if (session.table().authority() != nullptr) {
+    return numeric(session, "902", ":You must use a nick assigned to you (the name your token is for)");
+  }
   // The same name in another case is still this member's (names are compared without case).
   bool same = ShardTable::fold_name(wanted) == ShardTable::fold_name(current);
   if (!same && !session.claim_name(wanted, "irc")) {
@@ -470,7 +588,10 @@ void IrcCodec::user(Session& session, const irc::Message& m) {
 void IrcCodec::try_register(Session& session) {
   if (registered_ || negotiating_ || asked_nick().empty() || !user_given_) return;
   std::string nick = rare().nick;
-  if (!options_.password.empty() && !pass_ok_) {
+  if (session.table().authority() != nullptr) {
+    if (!pass_ok_) return unauthorized(session, "authentication required: PASS <token> or SASL PLAIN");
+    if (rare().account != nick) return unauthorized(session, "the token is for another nick");
+  } else if (!options_.password.empty() && !pass_ok_) {
     numeric(session, "464", ":Password incorrect");
     return close_with_error(session, "Bad password", reactor::CloseCode::kProtocol);
   }
@@ -480,7 +601,13 @@ void IrcCodec::try_register(Session& session) {
     return;
   }
   session.set_name(nick);
+  if (session.table().authority() != nullptr) ++session.stats().auth_accepted;
   rare().nick.clear();
+  rare().account.clear();
+  rare().sasl.clear();
+  rare().sasl_started = false;
+  rare().sasl_done = false;
+  rare().sasl_failures = 0;
   trim_rare();
   registered_ = true;
   welcome(session);

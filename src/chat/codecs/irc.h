@@ -98,7 +98,19 @@ class IrcCodec final : public Codec {
   static constexpr size_t kMaxModes = 6;
 
  private:
-  enum Cap : uint8_t { kMessageTags = 1, kServerTime = 2, kEchoMessage = 4, kBatch = 8, kChathistory = 16 };
+  enum Cap : uint8_t {
+    kMessageTags = 1,
+    kServerTime = 2,
+    kEchoMessage = 4,
+    kBatch = 8,
+    kChathistory = 16,
+    kSasl = 32,  // offered with --auth-secret only
+  };
+  // SASL (AUTHENTICATE): base64 bytes of one PLAIN message at most (a token of
+  // TokenAuthority::kMaxToken, two names and two NULs, with room), chunks of 400, failures allowed.
+  static constexpr size_t kMaxSasl = 6000;
+  static constexpr size_t kSaslChunk = 400;
+  static constexpr uint8_t kMaxSaslFailures = 3;
 
   void command(Session& session, const irc::Message& m);
   void numeric(Session& session, std::string_view code, std::string_view rest);
@@ -112,6 +124,16 @@ class IrcCodec final : public Codec {
 
   void cap(Session& session, const irc::Message& m);
   void pass(Session& session, const irc::Message& m);
+  // --auth-secret: AUTHENTICATE PLAIN (IRCv3 SASL), and what PASS and SASL share.
+  void authenticate(Session& session, const irc::Message& m);
+  void sasl_plain(Session& session);
+  // 904 (or 905) saying `why`; the third failure closes the connection (unauthorized).
+  void sasl_failed(Session& session, const char* code, const std::string& why);
+  // A token checked: true if it is good and, when `user` is given, for `user`; the name
+  // it is for is kept until registration. Else `why` says what was wrong.
+  bool accept_token(Session& session, std::string_view token, std::string_view user, std::string& why);
+  // 464 and ERROR, then the close (counted: Session::refuse_unauthenticated).
+  void unauthorized(Session& session, const std::string& why);
   void nick(Session& session, const irc::Message& m);
   void user(Session& session, const irc::Message& m);
   void try_register(Session& session);
@@ -154,13 +176,19 @@ class IrcCodec final : public Codec {
   bool negotiating_ = false;  // CAP LS/REQ seen, no CAP END yet: registration waits
   bool registered_ = false;
   bool user_given_ = false;
-  bool pass_ok_ = false;
+  bool pass_ok_ = false;  // the password given (--irc-password-file), or a token (--auth-secret)
   uint8_t recent_next_ = 0;
   // What few members have for long, apart: every byte here is paid by every idle member.
   struct Rare {
     std::string nick;         // asked for before registration (the session's name after)
     std::string quit_reason;  // why it is going
     std::string away;         // its away message
+    // --auth-secret, until registration: the name a token was accepted for, and SASL's exchange.
+    std::string account;
+    std::string sasl;          // base64 chunks of AUTHENTICATE so far
+    bool sasl_started = false;  // AUTHENTICATE PLAIN said, its message not yet complete
+    bool sasl_done = false;     // SASL succeeded (a second AUTHENTICATE: 907)
+    uint8_t sasl_failures = 0;
   };
   Rare& rare() {
     if (!rare_) rare_ = std::make_unique<Rare>();
@@ -170,7 +198,10 @@ class IrcCodec final : public Codec {
   // The target of the lines sent to this connection: its name, the nick it asked for, or "*".
   std::string target(Session& session) const;
   void trim_rare() {
-    if (rare_ && rare_->nick.empty() && rare_->quit_reason.empty() && rare_->away.empty()) rare_.reset();
+    if (rare_ && rare_->nick.empty() && rare_->quit_reason.empty() && rare_->away.empty() && rare_->account.empty() &&
+        rare_->sasl.empty() && !rare_->sasl_started && !rare_->sasl_done && rare_->sasl_failures == 0) {
+      rare_.reset();
+    }
   }
   std::unique_ptr<Rare> rare_;
   // Channels joined whose owner has not answered yet: their events are not this member's yet.

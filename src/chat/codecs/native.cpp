@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "chat/auth.h"
 #include "chat/codecs/json_object.h"
 #include "chat/event.h"
 #include "chat/names.h"
@@ -127,6 +128,23 @@ bool NativeCodec::greet_as(Session& session, const Json& hello, Carrier carrier)
     s.reply(wrap({{"type", "error"}, {"code", code}, {"message", message}}));
   };
   const std::string* user = string_field(hello, "user");
+  if (const TokenAuthority* authority = session.table().authority()) {
+    // --auth-secret: a token signed with the secret, for this very name, or the door closes.
+    const char* why = nullptr;
+    const std::string* token = string_field(hello, "token");
+    if (token == nullptr) {
+      why = hello.contains("token") ? TokenAuthority::describe(TokenAuthority::Result::kMalformed)
+                                    : "this server needs a token: {\"type\":\"hello\",\"user\":NAME,\"token\":TOKEN}";
+    } else if (TokenAuthority::Verdict v = authority->verify(*token, TokenAuthority::now()); !v.ok()) {
+      why = TokenAuthority::describe(v.result);
+    } else if (user == nullptr || v.user != *user) {
+      why = "the token is for another user";
+    }
+    if (why != nullptr) {
+      session.refuse_unauthenticated(wrap({{"type", "error"}, {"code", "unauthorized"}, {"message", why}}), why);
+      return false;
+    }
+  }
   if (user == nullptr || !valid_native_name(*user)) {
     ++session.stats().errors_request;
     send_error(session, "bad_name", "user must be 1 to 32 characters from A-Z a-z 0-9 _ . -");
@@ -141,6 +159,7 @@ bool NativeCodec::greet_as(Session& session, const Json& hello, Carrier carrier)
   // Leave the rooms it was in anonymously (the article's lobby), silently, then take the name.
   session.leave_all();
   session.set_name(*user);
+  if (session.table().authority() != nullptr) ++session.stats().auth_accepted;
   session.reply(wrap({{"type", "welcome"}, {"user", *user}}));
   return true;
 }
