@@ -343,5 +343,32 @@ class TlsReload(unittest.TestCase):
                 self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
 
 
+class TlsWithAuthentication(unittest.TestCase):
+    def test_a_token_is_checked_inside_tls_as_on_a_plain_port(self):
+        secret = os.path.join(CA, "auth-secret")
+        with open(secret, "w") as f:
+            f.write("s" * 48 + "\n")
+        token = subprocess.run([SERVER, "--auth-secret", secret, "--mint-token", "sealed"], capture_output=True,
+                               text=True, timeout=TIMEOUT * 2, check=True).stdout.strip()
+        server = chatproc.ChatServer(SERVER, "--tls-cert", ca_file("server.pem"), "--tls-key", ca_file("server.key"),
+                                     "--auth-secret", secret)
+        try:
+            sock = tls_socket(server.tls_port)
+            sock.sendall((json.dumps({"type": "hello", "user": "sealed", "token": token}) + "\n").encode())
+            member = Member.__new__(Member)
+            member.sock, member.buf = sock, b""
+            member.expect("welcome", user="sealed")
+            self.assertTrue(member.pings())
+            bare = tls_socket(server.tls_port)
+            bare.sendall(b'{"type":"hello","user":"sealed2"}\n')
+            refusal = Member.__new__(Member)
+            refusal.sock, refusal.buf = bare, b""
+            self.assertEqual(refusal.expect("error")["code"], "unauthorized")
+            self.assertTrue(closed_by_server(bare))
+            member.close()
+        finally:
+            server.stop()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
