@@ -6,25 +6,15 @@ not checked). Fresh servers for every run, ABBA order; ratios are the median of 
 of adjacent runs. The anchor is Redis over TLS: chat-server's CPU per delivery over TLS at most 1.0x
 of it. Quick mode: 100 members x 100 msg/s, each system once; the smoke checks.
 """
-import datetime
-
-from irc_suite import measure_point, ratio_row, smoke_checks
-from ops_suite import point_tables, targets_table
+from irc_suite import ratio_row
+from ops_suite import one_point_section, point_tables, targets_table
 
 KEYS = ["chat-tls", "chat-tls-plain", "redis-tls", "redis"]
 ANCHOR_TARGET = 1.0
 
 
 def tls_section(ctx, data):
-    out = {"command": data.get("command"), "when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-           "commit": data.get("commit"), "points": []}
-    data["tls"] = out
-    if ctx.quick:
-        p = measure_point(ctx, KEYS, 100, 100, 1, 1, tag="tls")
-        out["points"].append(p)
-        smoke_checks(ctx, "tls", KEYS, p)
-        return
-    out["points"].append(measure_point(ctx, KEYS, 1000, 100, ctx.args.target_rounds, 2, tag="tls"))
+    one_point_section(ctx, data, "tls", KEYS, ctx.args.target_rounds)
 
 
 def target_rows(tls):
