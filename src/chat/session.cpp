@@ -21,6 +21,10 @@ Session::~Session() = default;
 void Session::start() {
   ++stats().sessions[format_];
   hub().add_member(this);
+  // With --auth-secret the hello (or IRC's registration) is owed from the start: a connection that
+  // sends nothing is closed by the frame timeout too (without it, a silent connection is an
+  // article client listening, and stays).
+  if (table().authority() != nullptr) partial_since_ms_ = std::max<uint32_t>(clock_ms(), 1);
   codec_->start(*this);
 }
 
@@ -211,9 +215,11 @@ bool Session::frame_timed_out(uint32_t now_ms) {
   if (transport_.input_pending()) return false;
   ++stats().frame_timeouts;
   lost_ = true;
+  std::string ms = std::to_string(limits().frame_timeout.count());
   transport_.close_after_flush(reactor::CloseCode::kProtocol,
-                               "a frame begun " + std::to_string(limits().frame_timeout.count()) +
-                                   " ms ago is not finished (--frame-timeout-ms)");
+                               name_.empty() && table().authority() != nullptr
+                                   ? "no hello within " + ms + " ms of the connection (--frame-timeout-ms, --auth-secret)"
+                                   : "a frame begun " + ms + " ms ago is not finished (--frame-timeout-ms)");
   return true;
 }
 

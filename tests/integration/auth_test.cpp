@@ -269,6 +269,24 @@ TEST(Auth, TheArticleDialectIsToldAndClosed) {
   EXPECT_EQ(auth_counts(s.server.process), std::make_pair(1L, 3L));
 }
 
+// With a secret, the hello is owed from the connect: a connection that sends nothing at all is
+// closed by the frame timeout (without a secret it would be an article client listening, and stay),
+// one that says hello in time is not; counted as frame timeouts.
+TEST(Auth, ASilentConnectionIsClosedAtTheFrameTimeout) {
+  AuthServer s({"--frame-timeout-ms", "400"});
+  auto start = std::chrono::steady_clock::now();
+  auto silent = std::make_unique<LineClient>(s.server.port);
+  Hello member(s.server.port, "member", json(mint(s.secret.path, "member")));
+  ASSERT_EQ(member.answer.value("type", ""), "welcome");
+  EXPECT_TRUE(silent->closed_by_peer(10s)) << "a connection that never said hello was kept";
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 400ms);
+  silent.reset();  // the server's lingering close ends with ours: its close is logged then
+  EXPECT_TRUE(s.server.process.wait_for_err_line("no hello within 400 ms", 5s)) << s.server.process.err();
+  // The member that said hello is past the same 400 ms, and stays.
+  EXPECT_TRUE(pongs(member, 5));
+  EXPECT_EQ(counter(stats_of(s.server.process), "frame_timeouts"), 1);
+}
+
 TEST(Auth, WithoutASecretATokenIsIgnored) {
   IrcServer server;
   Hello ann(server.port, "ann", json("anything at all"));
