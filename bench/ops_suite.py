@@ -52,15 +52,25 @@ def target_rows(ops):
         rows.append(ratio_row(p, "chat-ops-on", "chat-ops-off", "cpu_del",
                               f"Ops: server CPU per delivery, metrics and limits on / off, {at}", CPU_TARGET))
         rows.append(ratio_row(p, "chat-ops-on", "chat-ops-off", "p99", f"Ops: p99, on / off, {at} (no target)"))
-        lossless = all("failed" not in r and not r["loss"] and not r["errors"] for r in p["runs"]["chat-ops-on"])
-        rows.append((f"Ops: zero loss with the limits on, {at}", "yes" if lossless else "no", lossless))
+        rows.append(lossless_row(p, "chat-ops-on", f"Ops: zero loss with the limits on, {at}"))
     return rows
 
 
+def lossless_row(p, key, what):
+    """A target row: every run of `key` at point `p` delivered everything, without an error."""
+    lossless = all("failed" not in r and not r["loss"] and not r["errors"] for r in p["runs"][key])
+    return (what, "yes" if lossless else "no", lossless)
+
+
+def measured_by(section):
+    """The first words of a one-point section's text: the command, when, the code, the method."""
+    return (f"Measured by `{section.get('command')}` on {section.get('when')}, code at `{section.get('commit')}`; the "
+            "machine as in the run described at the top. Fresh servers for every run, ABBA order; ratios are the median "
+            "of the per-round ratios of adjacent runs. ")
+
+
 def md_ops(ops):
-    md = [f"Measured by `{ops.get('command')}` on {ops.get('when')}, code at `{ops.get('commit')}`; the machine as in "
-          "the run described at the top. Fresh servers for every run, ABBA order; ratios are the median of the "
-          "per-round ratios of adjacent runs. Both run `chat-server --threads 2 --http-port 0 --no-irc --store off`; "
+    md = [measured_by(ops) + "Both run `chat-server --threads 2 --http-port 0 --no-irc --store off`; "
           "the second adds `--no-metrics --max-connections-per-address 0 --connect-rate 0 --message-rate 0 "
           "--frame-timeout-ms 0 --max-room-members 0 --max-server-rooms 0`. loadgen spreads the members over four "
           "source addresses and publishes from two connections, so that the defaults (500 connections per address, "

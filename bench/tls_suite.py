@@ -7,7 +7,7 @@ of adjacent runs. The anchor is Redis over TLS: chat-server's CPU per delivery o
 of it. Quick mode: 100 members x 100 msg/s, each system once; the smoke checks.
 """
 from irc_suite import ratio_row
-from ops_suite import one_point_section, point_tables, targets_table
+from ops_suite import lossless_row, measured_by, one_point_section, point_tables, targets_table
 
 KEYS = ["chat-tls", "chat-tls-plain", "redis-tls", "redis"]
 ANCHOR_TARGET = 1.0
@@ -42,15 +42,12 @@ def target_rows(tls):
         if "redis-tls" in runs and "redis" in runs:
             rows.append(ratio_row(p, "redis-tls", "redis", "cpu_del",
                                   f"TLS: Redis's CPU per delivery, TLS / plain, {at} (no target: for comparison)"))
-        lossless = all("failed" not in r and not r["loss"] and not r["errors"] for r in runs["chat-tls"])
-        rows.append((f"TLS: zero loss over TLS, {at}", "yes" if lossless else "no", lossless))
+        rows.append(lossless_row(p, "chat-tls", f"TLS: zero loss over TLS, {at}"))
     return rows
 
 
 def md_tls(tls):
-    md = [f"Measured by `{tls.get('command')}` on {tls.get('when')}, code at `{tls.get('commit')}`; the machine as in "
-          "the run described at the top. Fresh servers for every run, ABBA order; ratios are the median of the "
-          "per-round ratios of adjacent runs. chat-server runs `--threads 2 --no-http --no-irc --store off` with "
+    md = [measured_by(tls) + "chat-server runs `--threads 2 --no-http --no-irc --store off` with "
           "`--tls-cert/--tls-key` (an ECDSA P-256 certificate), the limits off (a load generator is one address); "
           "its TLS and plain rows are the same server, loadgen connecting to one port or the other. Redis is "
           "Debian's redis-server with `--tls-port` (no client certificates) or its plain port. loadgen's members "
