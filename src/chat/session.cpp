@@ -38,6 +38,10 @@ void Session::input(reactor::Buffer& input) {
   bool progressed = input.size() < before;
   if (lost_) input.clear();
   left_in_ = static_cast<uint32_t>(input.size());
+  note_framing(partial, progressed);
+}
+
+void Session::note_framing(bool partial, bool progressed) {
   // The frame left unfinished began in this call if earlier frames ended in it (a client streaming
   // frames ends most reads in the middle of one: that is not one frame taking long), else it is the
   // one left last time. Complete frames held back (flood control, a wait for room) are not one.

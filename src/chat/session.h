@@ -139,6 +139,10 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // The hard output limit, for what a transport sends of its own (a WebSocket pong): false, and
   // the member closed as a slow consumer, if `bytes` more would pass it.
   bool output_fits(size_t bytes);
+  // Where the transport's own framing is (WebSocket: its frames and fragmented messages, which reach
+  // input() whole): `partial` if a frame or message is begun and not ended, `progressed` if one
+  // ended in this read. The frame timeout (frame_timed_out) counts from there.
+  void note_framing(bool partial, bool progressed);
 
  private:
   // Frames and handles what `input` holds; true if it stopped at a frame not yet complete.

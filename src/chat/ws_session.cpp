@@ -84,8 +84,9 @@ void WsSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
   // A frame's payload may be as large as a message (wslay assembles fragments and checks the
   // message's total); what waits here is at most one frame of that size.
   bool too_big = false;
+  bool ended_message = false;
   size_t n = whole_frames(input.view(), limits().max_frame, &too_big);
-  if (n == 0) return;
+  if (n == 0) return note_framing(/*partial=*/true, /*progressed=*/false);  // a frame begun (slowloris counts from here)
   if (too_big) {
     // wslay refuses a frame over the limit (1009) when it sees the frame's first payload byte, not
     // from the header alone: given only the header it would wait mid-frame, and its context would
@@ -95,11 +96,18 @@ void WsSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
     frames.push_back('\0');
     feed(frames);
   } else {
+    size_t before = messages_.size();
     feed(input.view().substr(0, n));
+    ended_message = messages_.size() > before;
   }
   input.consume(n);
   if (too_big || closing_) input.clear();
   if (!messages_.empty()) Session::input(messages_);
+  // After Session::input, which saw whole messages only: a frame begun in the buffer, or a
+  // fragmented message not ended, is what the frame timeout measures (a client trickling a frame,
+  // or a message in fragments, forever).
+  // Its clock starts again only when a message ends (fragments that keep coming are one message).
+  note_framing(!input.empty() || mid_message_, ended_message);
 }
 
 void WsSession::resume_reading() {

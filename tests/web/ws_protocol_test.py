@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -758,6 +759,55 @@ class SlowConsumers(ServerCase):
             if "slow consumer: output limit exceeded" in self.server.err.text()[start:]:
                 break
         self.server.err.wait_for(r"closed: slow consumer: output limit exceeded", TIMEOUT)
+
+
+class FrameTimeout(ServerCase):
+    """--frame-timeout-ms on WebSocket members (slowloris): a frame trickled a byte at a time, or a
+    message sent in fragments that never ends, is closed (1008) once the timeout has passed since it
+    began, not before; a member sending whole messages as slowly is not."""
+    TIMEOUT_MS = 800
+    flags = ("--max-frame", str(MAX_FRAME), "--frame-timeout-ms", str(TIMEOUT_MS))
+
+    def closed_while_sending(self, ws, pieces):
+        """Sends `pieces`, waiting up to 100 ms after each for a server frame; returns the seconds from
+        the first piece to the server's close frame (asserted 1008, naming the frame timeout)."""
+        start = time.monotonic()
+        for piece in pieces:
+            try:
+                ws.send(piece)
+            except OSError:
+                break
+            if select.select([ws.sock], [], [], 0.1)[0] or ws.buf:
+                fin, op, payload = ws.recv_frame()
+                self.assertEqual(op, OP_CLOSE, payload[:200])
+                self.assertEqual(struct.unpack("!H", payload[:2])[0], 1008)
+                self.assertIn(b"--frame-timeout-ms", payload)
+                return time.monotonic() - start
+        self.fail("not closed while the pieces were sent")
+
+    def test_a_frame_trickled_byte_by_byte_is_closed_after_the_timeout(self):
+        ws = self.raw(hello=True)
+        whole = frame(OP_TEXT, json.dumps({"type": "ping", "id": "x" * 180}))
+        took = self.closed_while_sending(ws, [whole[:8]] + [whole[i:i + 1] for i in range(8, len(whole))])
+        self.assertGreaterEqual(took, self.TIMEOUT_MS / 1000 * 0.9)
+        self.assertLess(took, self.TIMEOUT_MS / 1000 + TIMEOUT / 2)
+
+    def test_a_message_in_fragments_that_never_ends_is_closed_after_the_timeout(self):
+        ws = self.raw(hello=True)
+        pieces = [frame(OP_TEXT, '{"type":', fin=False)] + [frame(OP_CONT, " ", fin=False)] * 200
+        took = self.closed_while_sending(ws, pieces)
+        self.assertGreaterEqual(took, self.TIMEOUT_MS / 1000 * 0.9)
+
+    def test_whole_messages_as_slow_keep_the_member(self):
+        ws = self.raw(hello=True)
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < 2.5 * self.TIMEOUT_MS / 1000:
+            n += 1
+            ws.send_text(json.dumps({"type": "ping", "id": n}))
+            ws.recv_json("pong", id=n)
+            select.select([ws.sock], [], [], 0.1)  # paced: at most a message every 100 ms
+        self.assertGreater(n, 5)
 
 
 class KeepAlive(ServerCase):
