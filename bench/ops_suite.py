@@ -62,23 +62,22 @@ def lossless_row(p, key, what):
     return (what, "yes" if lossless else "no", lossless)
 
 
-def measured_by(section):
-    """The first words of a one-point section's text: the command, when, the code, the method."""
-    return (f"Measured by `{section.get('command')}` on {section.get('when')}, code at `{section.get('commit')}`; the "
-            "machine as in the run described at the top. Fresh servers for every run, ABBA order; ratios are the median "
-            "of the per-round ratios of adjacent runs. ")
+def one_point_md(section, setup, rows):
+    """A one-point section's markdown (ops, tls): how it was measured (the command, when, the code,
+    the method, then `setup`), its tables, and its target rows."""
+    md = [f"Measured by `{section.get('command')}` on {section.get('when')}, code at `{section.get('commit')}`; the "
+          "machine as in the run described at the top. Fresh servers for every run, ABBA order; ratios are the median "
+          "of the per-round ratios of adjacent runs. " + setup, ""]
+    return "\n".join(md + point_tables(section["points"]) + targets_table(rows))
 
 
 def md_ops(ops):
-    md = [measured_by(ops) + "Both run `chat-server --threads 2 --http-port 0 --no-irc --store off`; "
+    return one_point_md(ops, "Both run `chat-server --threads 2 --http-port 0 --no-irc --store off`; "
           "the second adds `--no-metrics --max-connections-per-address 0 --connect-rate 0 --message-rate 0 "
           "--frame-timeout-ms 0 --max-room-members 0 --max-server-rooms 0`. loadgen spreads the members over four "
           "source addresses and publishes from two connections, so that the defaults (500 connections per address, "
           "100 messages a second per connection) are not met: what is measured is what they cost when nobody "
-          "meets them.", ""]
-    md += point_tables(ops["points"])
-    md += targets_table(target_rows(ops))
-    return "\n".join(md)
+          "meets them.", target_rows(ops))
 
 
 def point_tables(points):

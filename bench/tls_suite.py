@@ -7,7 +7,7 @@ of adjacent runs. The anchor is Redis over TLS: chat-server's CPU per delivery o
 of it. Quick mode: 100 members x 100 msg/s, each system once; the smoke checks.
 """
 from irc_suite import ratio_row
-from ops_suite import lossless_row, measured_by, one_point_section, point_tables, targets_table
+from ops_suite import lossless_row, one_point_md, one_point_section
 
 KEYS = ["chat-tls", "chat-tls-plain", "redis-tls", "redis"]
 ANCHOR_TARGET = 1.0
@@ -47,12 +47,9 @@ def target_rows(tls):
 
 
 def md_tls(tls):
-    md = [measured_by(tls) + "chat-server runs `--threads 2 --no-http --no-irc --store off` with "
+    return one_point_md(tls, "chat-server runs `--threads 2 --no-http --no-irc --store off` with "
           "`--tls-cert/--tls-key` (an ECDSA P-256 certificate), the limits off (a load generator is one address); "
           "its TLS and plain rows are the same server, loadgen connecting to one port or the other. Redis is "
           "Debian's redis-server with `--tls-port` (no client certificates) or its plain port. loadgen's members "
           "speak TLS 1.3 (TLS_AES_256_GCM_SHA384, OpenSSL's first choice) through the same Filter as the server, "
-          "on its own reactor.", ""]
-    md += point_tables(tls["points"])
-    md += targets_table(target_rows(tls))
-    return "\n".join(md)
+          "on its own reactor.", target_rows(tls))

@@ -61,10 +61,7 @@ void TcpConnection::start() {
     filtered_ = std::make_unique<Filtered>(Filtered{options_.filter->make(), {}});
     handshake_ = Handshake::kPending;
     filtered_->filter->begin(filtered_->wire);
-    if (!filtered_->wire.empty()) {
-      flush_queued_ = true;
-      reactor_.queue_flush(shared_from_this());
-    }
+    if (!filtered_->wire.empty()) queue_flush();
     // Not cancelled: it finds the handshake over, or the connection gone (as linger's timer does).
     reactor_.run_after(options_.handshake_timeout, [weak = weak_from_this(), ms = options_.handshake_timeout.count()] {
       auto self = weak.lock();
@@ -85,7 +82,6 @@ void TcpConnection::handle_read() {
   if (filtered_) return handle_filtered_read();
   ssize_t n;
   char spill[Buffer::kSpill];
-  bool first = stats_.bytes_in == 0;
   if (input_.empty()) {
     // Nothing pending: one plain read onto the stack, and the handler sees it in place. Only bytes
     // it leaves (a partial frame) are copied into the connection's buffer.
@@ -97,6 +93,7 @@ void TcpConnection::handle_read() {
   ++stats_.reads;
   if (n > 0) {
     stats_.bytes_in += static_cast<uint64_t>(n);
+    bool first = stats_.bytes_in == static_cast<uint64_t>(n);
     if (first && options_.refuse_tls && opens_with_tls(input_.data(), input_.size())) return;
     deliver_input();
     input_.keep();
@@ -125,10 +122,7 @@ void TcpConnection::handle_filtered_read() {
   bool was_ready = f.filter->ready();
   Filter::Status status = f.filter->receive(spill, static_cast<size_t>(n), input_, f.wire);
   if (!was_ready && f.filter->ready()) handshake_ = Handshake::kDone;
-  if (can_write() && !flush_queued_ && !want_write_) {  // handshake messages, or output that waited for it
-    flush_queued_ = true;
-    reactor_.queue_flush(shared_from_this());
-  }
+  if (can_write()) queue_flush();  // handshake messages, or output that waited for it
   if (!f.filter->ready() && status != Filter::Status::kOk) {
     // A failed handshake: its alert (if any) goes, then a lingering close.
     handshake_ = status == Filter::Status::kWrongProtocol ? Handshake::kWrongProtocol : Handshake::kFailed;
@@ -194,13 +188,16 @@ bool TcpConnection::over_limit(size_t adding) {
   return true;
 }
 
-void TcpConnection::after_queue(size_t before) {
+void TcpConnection::queue_flush() {
   // While write interest is on, the writable event flushes; otherwise join this iteration's
   // flush list (once).
-  if (!flush_queued_ && !want_write_) {
-    flush_queued_ = true;
-    reactor_.queue_flush(shared_from_this());
-  }
+  if (flush_queued_ || want_write_) return;
+  flush_queued_ = true;
+  reactor_.queue_flush(shared_from_this());
+}
+
+void TcpConnection::after_queue(size_t before) {
+  queue_flush();
   if (!high_water_signalled_ && before < options_.high_water_mark &&
       output_.footprint() >= options_.high_water_mark) {
     high_water_signalled_ = true;

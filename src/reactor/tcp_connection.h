@@ -205,7 +205,6 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   // Queued bytes plus per-chunk bookkeeping: what the output limit and high-water mark measure.
   size_t queued_footprint() const { return output_.footprint() + (filtered_ ? filtered_->wire.footprint() : 0); }
   Handshake handshake() const { return handshake_; }
-  bool filtered() const { return filtered_ != nullptr; }
   const ConnectionStats& stats() const { return stats_; }
   Reactor& reactor() { return reactor_; }
 
@@ -228,6 +227,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   bool can_write() const;  // bytes that may be written now
   bool over_limit(size_t adding);  // true (and closing soon) if `adding` would pass the limit
   void after_queue(size_t before);
+  void queue_flush();  // joins this iteration's flush list, unless it is on it or waits for writable
   void update_interest();
   void linger();
   void linger_read();
