@@ -3,7 +3,9 @@
 #include <wslay/wslay.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "chat/codecs/native.h"
@@ -289,7 +291,16 @@ void WsSession::keep_alive(reactor::Clock::time_point now, reactor::Clock::durat
     return;
   }
   if (pinged_at_ != reactor::Clock::time_point{}) {
-    if (now - pinged_at_ > timeout) close_soon(reactor::CloseCode::kProtocol, "WebSocket: no answer to a ping");
+    auto waited = now - pinged_at_;
+    if (waited > timeout) {
+      // The wait as this side measured it (from the ping's sending), in the close's logged reason:
+      // what a test checks against the timeout, whenever its client happened to read the ping.
+      auto ms = [](reactor::Clock::duration d) {
+        return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+      };
+      close_soon(reactor::CloseCode::kProtocol, "WebSocket: no answer to a ping in " + ms(waited) +
+                                                    " ms (--ws-pong-timeout-ms " + ms(timeout) + ")");
+    }
     return;
   }
   if (now - last_input_ > idle) {

@@ -327,20 +327,36 @@ class TlsReload(unittest.TestCase):
             shutil.rmtree(live, ignore_errors=True)
 
     def test_bad_certificate_files_stop_the_start_with_one_line(self):
+        """A certificate that cannot be read, a key that does not match it, a key given as the
+        certificate, a certificate without its key: with --check-config and on a real start alike,
+        exit status 2 and one line on stderr naming the problem; a real start listens on nothing."""
         cases = [
             (["--tls-cert", os.path.join(CA, "missing.pem"), "--tls-key", ca_file("server.key")], r"missing\.pem: No such file"),
             (["--tls-cert", ca_file("server.pem"), "--tls-key", ca_file("second.key")], r"does not match"),
             (["--tls-cert", ca_file("server.key"), "--tls-key", ca_file("server.key")], r"certificate .*server\.key"),
             (["--tls-cert", ca_file("server.pem")], r"--tls-key"),
         ]
+        # Every port free (0) and history in memory: if a bad case did start, it would take nothing
+        # of anyone's and leave nothing behind.
+        base = [SERVER, "--host", "127.0.0.1", "--port", "0", "--no-http", "--no-irc", "--store", "memory",
+                "--tls-port", "0", "--https-port", "0", "--ircs-port", "0"]
         for flags, expect in cases:
-            run = subprocess.run([SERVER, "--port", "0", "--no-http", "--no-irc", *flags, "--check-config"],
-                                 capture_output=True, text=True, timeout=TIMEOUT * 2)
-            self.assertNotEqual(run.returncode, 0, flags)
-            self.assertRegex(run.stderr, expect)
-            if "--tls-key" in flags:
-                self.assertEqual(run.returncode, 2, run.stderr)
-                self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
+            for real in (False, True):
+                with self.subTest(flags=flags, real_start=real):
+                    proc = subprocess.Popen(base + flags + ([] if real else ["--check-config"]), stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    try:
+                        out, err = proc.communicate(timeout=TIMEOUT * 2)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        out, err = proc.communicate()
+                        self.fail("still running %d s after the start: stdout %r stderr %r" % (TIMEOUT * 2, out, err))
+                    self.assertEqual(proc.returncode, 2, err)
+                    self.assertEqual(len(err.strip().splitlines()), 1, err)
+                    self.assertRegex(err, expect)
+                    self.assertNotIn("listening", out)
+                    if not real:
+                        self.assertNotIn("configuration OK", out)
 
 
 class TlsWithAuthentication(unittest.TestCase):
