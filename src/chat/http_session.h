@@ -2,7 +2,8 @@
 // one at a time (http::RequestParser: keep-alive and pipelining, answered in order), serves the
 // page's files, /healthz, and hands /ws to a WebSocket session once the handshake is done. A
 // request must be complete within the request timeout (slowloris: a client that trickles bytes
-// is closed, with 408 if it had started a request).
+// gets a 408 and is closed; so does a connection idle that long, before its first request or
+// between two).
 #pragma once
 
 #include <chrono>
