@@ -251,16 +251,28 @@ TEST(RedisBackplane, AfterRedisRestartsTheNodesResubscribeAndTrafficResumes) {
   EXPECT_TRUE(nothing_more(bob));
 }
 
+// Garbage that really reaches the node: its channel is subscribed before anything is published,
+// and Redis says each PUBLISH had a subscriber (":1"; ":0" would mean nobody heard it).
 TEST(RedisBackplane, GarbageOnARoomsChannelIsIgnored) {
   RedisServer redis;
   Server a(node(redis, "2"));
+  wait_connected(a);
   Member alice(a.port, "alice", "hall");
+  ASSERT_EQ(alice.joined["type"], "joined");
   LineClient raw(redis.port);
+  const std::string channel = "reactor-chat:room:hall";
+  auto asked = Clock::now();
+  long subscribers = 0;
+  while ((subscribers = numsub(raw, channel)) == 0 && seconds_since(asked) < 10) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(subscribers, 1) << "the node never subscribed to " << channel << "; " << a.process.err();
   for (const char* bad : {"1 {\"user\":\"x\",\"text\":\"y\",\"ts\":\"soon\"}", "not a number", "7 [1,2]",
                           "0 {\"user\":\"x\",\"text\":\"y\"}", "9 {\"user\":1,\"text\":\"y\"}", "12 {broken"}) {
-    raw.send(resp({"PUBLISH", "reactor-chat:room:hall", bad}));
-    ASSERT_TRUE(raw.line(5s).has_value());  // ":1": one subscriber got it
+    raw.send(resp({"PUBLISH", channel, bad}));
+    std::string reply = raw.line(5s).value_or("<nothing>");  // ":N": N subscribers got it
+    ASSERT_TRUE(reply.size() >= 2 && reply[0] == ':') << "PUBLISH answered " << reply;
+    EXPECT_GE(std::stol(reply.substr(1)), 1) << "nobody was subscribed when '" << bad << "' was published";
   }
+  EXPECT_TRUE(a.process.wait_for_err_line("malformed message on " + channel + " ignored", 5s)) << a.process.err();
   alice.send(json{{"type", "message"}, {"room", "hall"}, {"text", "still here"}}.dump() + "\n");
   std::vector<json> got = messages(alice, 1);
   ASSERT_EQ(got.size(), 1u) << a.process.err();
