@@ -519,7 +519,14 @@ TEST(RedisBackplane, ReconnectionBacksOffFrom100MsTo2S) {
   ASSERT_EQ(::listen(fd, 64), 0);
   socklen_t len = sizeof addr;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::vector<Clock::time_point> accepted;
+  // 100 + 200 + 400 + 800 + 1600 + 2000 + 2000 ms between the first eight attempts (7.1 s).
+  const std::vector<int> expected_ms{100, 200, 400, 800, 1600, 2000, 2000};
+  // The acceptor's clock times the attempts: an attempt is two connections (pub and sub) made
+  // together, so a connection more than 50 ms after the attempt's first begins the next one.
+  std::mutex mu;
+  std::condition_variable seen;
+  std::vector<Clock::time_point> attempts;
+  size_t connections = 0;
   std::atomic<bool> stop{false};
   std::thread acceptor([&] {
     timeval tv{0, 100000};
@@ -527,25 +534,25 @@ TEST(RedisBackplane, ReconnectionBacksOffFrom100MsTo2S) {
     while (!stop) {
       int c = ::accept(fd, nullptr, nullptr);
       if (c < 0) continue;
-      accepted.push_back(Clock::now());
+      auto t = Clock::now();
       ::close(c);
+      std::lock_guard lock(mu);
+      ++connections;
+      if (attempts.empty() || t - attempts.back() > 50ms) attempts.push_back(t);
+      seen.notify_all();
     }
   });
   {
     Server a(redistest::node_args({"--redis", "redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "--threads", "1"}));
-    // 100 + 200 + 400 + 800 + 1600 + 2000 + 2000 ms: 7.1 s of attempts, and a margin.
-    std::this_thread::sleep_for(9500ms);
+    // Until the acceptor has seen the attempt that ends the last expected gap (7.1 s after the
+    // first; the deadline is only for a node that stops trying).
+    std::unique_lock lock(mu);
+    seen.wait_for(lock, 30s, [&] { return attempts.size() >= expected_ms.size() + 1; });
   }
   stop = true;
   acceptor.join();
   ::close(fd);
-  // An attempt is two connections (pub and sub) made together.
-  std::vector<Clock::time_point> attempts;
-  for (auto t : accepted) {
-    if (attempts.empty() || t - attempts.back() > 50ms) attempts.push_back(t);
-  }
-  const std::vector<int> expected_ms{100, 200, 400, 800, 1600, 2000, 2000};
-  ASSERT_GE(attempts.size(), expected_ms.size() + 1) << accepted.size() << " connections";
+  ASSERT_GE(attempts.size(), expected_ms.size() + 1) << connections << " connections";
   for (size_t i = 0; i < expected_ms.size(); ++i) {
     auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(attempts[i + 1] - attempts[i]).count();
     EXPECT_GE(gap, expected_ms[i] - 30) << "attempt " << i + 1;
