@@ -277,8 +277,21 @@ TEST(ChatClient, GivesUpOnAServerThatStopsAnswering) {
   Server server(chat_args());
   Process client(client_args(server.port, "stayer", {"--ping-interval-ms", "200", "--ping-timeout-ms", "500"}));
   ASSERT_TRUE(client.wait_for_line("you joined", 10s)) << client.err();
-  // Several ping intervals and timeouts of silence from the room, all pings answered.
-  EXPECT_FALSE(client.wait_for_line("\x01never", 2s));
+  // Several ping intervals and timeouts of silence from the room, all pings answered: the server
+  // reads five keep-alive pings (the client sends the next one only once the last was answered,
+  // 200 ms after the answer, so that is four answered, 0.8 s or more: past the 0.7 s it gives a
+  // ping). Nothing else is sent: the bytes the server read since the join are those pings (36 bytes
+  // each while N < 10; the join's own ping, 30 bytes, may be counted late: it cannot make a sixth).
+  const size_t ping_bytes = json{{"type", "ping"}, {"id", "keep-alive-2"}}.dump().size() + 1;
+  const long base = counter(stats_of(server.process), "bytes in");
+  ASSERT_GT(base, 0);
+  long pinged = 0;
+  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && !client.wait(0ms).has_value();) {
+    pinged = counter(stats_of(server.process), "bytes in") - base;
+    if (pinged >= static_cast<long>(5 * ping_bytes)) break;
+    client.wait_for_line("\x01never", 50ms);  // the interval between two looks at the counters
+  }
+  EXPECT_GE(pinged, static_cast<long>(5 * ping_bytes)) << "the server read " << pinged << " bytes of pings; " << client.err();
   ASSERT_FALSE(client.wait(0ms).has_value()) << "gave up on a server that answers: " << client.err();
 
   // Given up within the ping interval plus the ping timeout (0.7 s), well inside 10 s; the first

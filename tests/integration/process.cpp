@@ -24,10 +24,15 @@ namespace testproc {
 std::string program(const char* name, const char* built) {
   const char* dir = std::getenv("TEST_PROGRAM_DIR");
   if (dir == nullptr || *dir == '\0') return built;
-  // A tree may build only the programs worth sanitizing (dev.sh: not loadgen nor echo-client, which
-  // only drive the server under test): the others are this build's.
+  // A program under test must be the other tree's: falling back to this build's would test the
+  // release program and say the sanitized one passed.
   std::string there = std::string(dir) + "/" + name;
-  return ::access(there.c_str(), X_OK) == 0 ? there : std::string(built);
+  if (::access(there.c_str(), X_OK) != 0) {
+    int error = errno;
+    throw std::runtime_error("TEST_PROGRAM_DIR is set but has no " + std::string(name) + ": " + there + " (" +
+                             std::strerror(error) + "); build it in that tree");
+  }
+  return there;
 }
 
 bool programs_under_sanitizer() {

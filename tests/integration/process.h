@@ -11,18 +11,22 @@
 
 namespace testproc {
 
-// The path of one of our programs: $TEST_PROGRAM_DIR/NAME when that is set and there (these tests
-// then drive another build tree's programs, e.g. the sanitizer builds'), else the one built with the
-// tests.
+// The path of one of the programs under test: $TEST_PROGRAM_DIR/NAME when TEST_PROGRAM_DIR is set
+// (these tests then drive another build tree's programs, e.g. the sanitizer builds'; a program
+// missing there throws, naming the path: never a silent fallback to this build's), else `built`,
+// the one built with the tests.
 std::string program(const char* name, const char* built);
 // True when the programs are another tree's (TEST_PROGRAM_DIR), which dev.sh uses only for the
 // sanitizer builds: memory figures of such programs say nothing.
 bool programs_under_sanitizer();
+// The programs under test: the servers and chat-client.
 #define ECHO_SERVER_BIN ::testproc::program("echo-server", ECHO_SERVER_PATH)
-#define ECHO_CLIENT_BIN ::testproc::program("echo-client", ECHO_CLIENT_PATH)
 #define CHAT_SERVER_BIN ::testproc::program("chat-server", CHAT_SERVER_PATH)
 #define CHAT_CLIENT_BIN ::testproc::program("chat-client", CHAT_CLIENT_PATH)
-#define LOADGEN_BIN ::testproc::program("loadgen", LOADGEN_PATH)
+// The drivers, which only drive the server under test: always this build's, whatever
+// TEST_PROGRAM_DIR says.
+#define ECHO_CLIENT_BIN std::string(ECHO_CLIENT_PATH)
+#define LOADGEN_BIN std::string(LOADGEN_PATH)
 
 class Process {
  public:

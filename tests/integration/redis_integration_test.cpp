@@ -251,16 +251,28 @@ TEST(RedisBackplane, AfterRedisRestartsTheNodesResubscribeAndTrafficResumes) {
   EXPECT_TRUE(nothing_more(bob));
 }
 
+// Garbage that really reaches the node: its channel is subscribed before anything is published,
+// and Redis says each PUBLISH had a subscriber (":1"; ":0" would mean nobody heard it).
 TEST(RedisBackplane, GarbageOnARoomsChannelIsIgnored) {
   RedisServer redis;
   Server a(node(redis, "2"));
+  wait_connected(a);
   Member alice(a.port, "alice", "hall");
+  ASSERT_EQ(alice.joined["type"], "joined");
   LineClient raw(redis.port);
+  const std::string channel = "reactor-chat:room:hall";
+  auto asked = Clock::now();
+  long subscribers = 0;
+  while ((subscribers = numsub(raw, channel)) == 0 && seconds_since(asked) < 10) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(subscribers, 1) << "the node never subscribed to " << channel << "; " << a.process.err();
   for (const char* bad : {"1 {\"user\":\"x\",\"text\":\"y\",\"ts\":\"soon\"}", "not a number", "7 [1,2]",
                           "0 {\"user\":\"x\",\"text\":\"y\"}", "9 {\"user\":1,\"text\":\"y\"}", "12 {broken"}) {
-    raw.send(resp({"PUBLISH", "reactor-chat:room:hall", bad}));
-    ASSERT_TRUE(raw.line(5s).has_value());  // ":1": one subscriber got it
+    raw.send(resp({"PUBLISH", channel, bad}));
+    std::string reply = raw.line(5s).value_or("<nothing>");  // ":N": N subscribers got it
+    ASSERT_TRUE(reply.size() >= 2 && reply[0] == ':') << "PUBLISH answered " << reply;
+    EXPECT_GE(std::stol(reply.substr(1)), 1) << "nobody was subscribed when '" << bad << "' was published";
   }
+  EXPECT_TRUE(a.process.wait_for_err_line("malformed message on " + channel + " ignored", 5s)) << a.process.err();
   alice.send(json{{"type", "message"}, {"room", "hall"}, {"text", "still here"}}.dump() + "\n");
   std::vector<json> got = messages(alice, 1);
   ASSERT_EQ(got.size(), 1u) << a.process.err();
@@ -507,7 +519,14 @@ TEST(RedisBackplane, ReconnectionBacksOffFrom100MsTo2S) {
   ASSERT_EQ(::listen(fd, 64), 0);
   socklen_t len = sizeof addr;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::vector<Clock::time_point> accepted;
+  // 100 + 200 + 400 + 800 + 1600 + 2000 + 2000 ms between the first eight attempts (7.1 s).
+  const std::vector<int> expected_ms{100, 200, 400, 800, 1600, 2000, 2000};
+  // The acceptor's clock times the attempts: an attempt is two connections (pub and sub) made
+  // together, so a connection more than 50 ms after the attempt's first begins the next one.
+  std::mutex mu;
+  std::condition_variable seen;
+  std::vector<Clock::time_point> attempts;
+  size_t connections = 0;
   std::atomic<bool> stop{false};
   std::thread acceptor([&] {
     timeval tv{0, 100000};
@@ -515,25 +534,25 @@ TEST(RedisBackplane, ReconnectionBacksOffFrom100MsTo2S) {
     while (!stop) {
       int c = ::accept(fd, nullptr, nullptr);
       if (c < 0) continue;
-      accepted.push_back(Clock::now());
+      auto t = Clock::now();
       ::close(c);
+      std::lock_guard lock(mu);
+      ++connections;
+      if (attempts.empty() || t - attempts.back() > 50ms) attempts.push_back(t);
+      seen.notify_all();
     }
   });
   {
     Server a(redistest::node_args({"--redis", "redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "--threads", "1"}));
-    // 100 + 200 + 400 + 800 + 1600 + 2000 + 2000 ms: 7.1 s of attempts, and a margin.
-    std::this_thread::sleep_for(9500ms);
+    // Until the acceptor has seen the attempt that ends the last expected gap (7.1 s after the
+    // first; the deadline is only for a node that stops trying).
+    std::unique_lock lock(mu);
+    seen.wait_for(lock, 30s, [&] { return attempts.size() >= expected_ms.size() + 1; });
   }
   stop = true;
   acceptor.join();
   ::close(fd);
-  // An attempt is two connections (pub and sub) made together.
-  std::vector<Clock::time_point> attempts;
-  for (auto t : accepted) {
-    if (attempts.empty() || t - attempts.back() > 50ms) attempts.push_back(t);
-  }
-  const std::vector<int> expected_ms{100, 200, 400, 800, 1600, 2000, 2000};
-  ASSERT_GE(attempts.size(), expected_ms.size() + 1) << accepted.size() << " connections";
+  ASSERT_GE(attempts.size(), expected_ms.size() + 1) << connections << " connections";
   for (size_t i = 0; i < expected_ms.size(); ++i) {
     auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(attempts[i + 1] - attempts[i]).count();
     EXPECT_GE(gap, expected_ms[i] - 30) << "attempt " << i + 1;
