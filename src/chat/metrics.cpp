@@ -112,7 +112,7 @@ void write_metrics(Exposition& out, const Stats& s, const std::vector<Stats>& sh
                 {"other", s.connections_refused - s.refused_per_address - s.refused_connect_rate}});
 
   out.counter("chat_messages_in_total", "Chat messages accepted for broadcast", s.messages_in);
-  out.counter("chat_deliveries_total", "Message copies queued to members", s.deliveries);
+  out.counter("chat_deliveries_total", "Copies of messages and room events queued to members", s.deliveries);
   out.counter("chat_bytes_in_total", "Bytes read from members", s.bytes_in);
   out.counter("chat_bytes_out_total", "Bytes queued to members", s.bytes_out);
 
