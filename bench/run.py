@@ -42,8 +42,9 @@ Outputs: BENCHMARKS.md (only the generated blocks between <!-- bench:NAME --> ma
 the prose around them stays), PNG plots in bench/plots/, every raw result in bench/results/run.json.
 --quick: a smoke run (under 2 minutes): every system once, small and short; checks each starts and
 its numbers are sane (nonzero throughput, no errors, no loss for the lossless servers); writes
-bench/results/quick.md only; exits 1 if a check fails. A system whose program is missing, or whose
-fixed port is taken by another program, is skipped and reported, not failed.
+bench/results/quick.md only; exits 1 if a check fails, and if a system could not run (its program
+missing, its fixed port taken) unless --skip left it out. In a full run such a system is skipped
+and reported, not failed.
 
 Every process started here is stopped by pid in a finally (also on ^C, SIGTERM and the watchdog).
 
