@@ -7,10 +7,13 @@
 // and scrollback; and a server with --auth-secret, which the page enters by a link's #token=...
 // Every wait is on a condition, with a timeout.
 //
-// The server keeps its history in SQLite in a temporary directory made here (and removed at the
-// end), so that it survives the restarts; nothing is written beside the sources or the build. A
-// chat-server built without SQLite runs with --store memory: history then ends with the process,
-// and the restart step checks that the pages say so instead.
+// The server keeps its history in SQLite (--store sqlite, always: a server that cannot is a
+// failure) in a temporary directory made here (and removed at the end), so that it survives the
+// restarts; nothing is written beside the sources or the build.
+//
+// Every server started here is stopped with SIGTERM and must exit with status 0 and no sanitizer
+// report on its stderr (the markers of tests/integration/process.cpp and tests/web/chatproc.py);
+// at the end of the run, and when a step fails, every server still running is stopped that way.
 //
 //   CHAT_SERVER   path to the chat-server binary (default: build/bin/chat-server of this repo)
 //   SCREENSHOT    where to save the page's screenshot (default: tests/browser/chat.png); the
@@ -19,7 +22,7 @@
 //   CHAT_SERVER_ARGS  extra flags for the server, split on spaces
 'use strict';
 
-const { execFileSync, spawn } = require('node:child_process');
+const { execFileSync, spawn, spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const net = require('node:net');
 const http = require('node:http');
@@ -45,6 +48,32 @@ const EXTRA_ARGS = (process.env.CHAT_SERVER_ARGS || '').split(' ').filter(Boolea
 const WAIT_MS = 20000;
 const RECONNECT_MS = 45000;
 
+// What a sanitizer writes on stderr when it finds something (as tests/integration/process.cpp and
+// tests/web/chatproc.py look for it).
+const SANITIZER_MARKS = ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:',
+  'WARNING: ThreadSanitizer', 'ERROR: ThreadSanitizer'];
+
+// The report from the line with the first marker on (up to 6000 characters), or ''.
+function sanitizerReport(text) {
+  for (const mark of SANITIZER_MARKS) {
+    const at = text.indexOf(mark);
+    if (at < 0) continue;
+    const from = text.lastIndexOf('\n', at) + 1;
+    return text.slice(from, from + 6000);
+  }
+  return '';
+}
+
+// A program run here ended: it must have exited with 0 and reported nothing.
+function checkExit(what, code, signal, stderr) {
+  const report = sanitizerReport(stderr);
+  if (report) throw new Error(what + ' wrote a sanitizer report on stderr:\n' + report);
+  if (code !== 0) {
+    throw new Error(what + ' exited with ' + (signal ? 'signal ' + signal : 'status ' + code) + '; stderr:\n' +
+      stderr.slice(-4000));
+  }
+}
+
 // ---- the server ------------------------------------------------------------------------------
 
 // The chat listener prints "chat-server: listening on HOST:PORT (...)"; the HTTP listener a line
@@ -57,7 +86,6 @@ const IRC_LINE = /\birc listening on \S*:(\d+)\b/;
 const DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-page-test-'));
 // A reconnecting page is replayed at most this many messages; past it, it is told of a gap.
 const REPLAY_LIMIT = 30;
-let store = 'sqlite';     // 'memory' when the server has no SQLite store
 
 class Server {
   // options.http: false starts it without HTTP (no page can reach it: the pages stay offline while
@@ -68,17 +96,20 @@ class Server {
     this.extraArgs = options.args || [];
     this.dataDir = options.dataDir || DATA_DIR;
     this.output = [];
+    this.stderr = '';
     this.exited = null;
+    this.stopping = null;
   }
 
   start() {
     if (!fs.existsSync(SERVER_BIN)) throw new Error('no chat-server at ' + SERVER_BIN + ' (set CHAT_SERVER)');
-    const args = ['--port', '0', '--threads', '2', '--store', store, '--data-dir', this.dataDir,
+    const args = ['--port', '0', '--threads', '2', '--store', 'sqlite', '--data-dir', this.dataDir,
       '--replay-limit', String(REPLAY_LIMIT),
       '--irc-port', '0', ...(this.http ? ['--http-port', String(this.httpPort)] : ['--no-http']), ...this.extraArgs,
       ...EXTRA_ARGS];
     // Started away from the repo: the server must find its page wherever it is started from.
     this.proc = spawn(SERVER_BIN, args, { cwd: os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
+    Server.all.push(this);
     this.exitedPromise = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => { this.exited = { code, signal }; resolve(this.exited); });
     });
@@ -89,7 +120,12 @@ class Server {
       let httpPort = null;
       const timer = setTimeout(() => fail(new Error('server did not print both listening lines within ' +
         WAIT_MS + ' ms')), WAIT_MS);
-      const fail = (err) => { clearTimeout(timer); reject(err); };
+      // What it said goes with the error: a server that cannot open its SQLite store says so there.
+      const fail = (err) => {
+        clearTimeout(timer);
+        err.message += '; its output:\n       ' + this.output.slice(-20).join('\n       ');
+        reject(err);
+      };
       const onLine = (line, stream) => {
         this.output.push(stream + ': ' + line);
         let m;
@@ -103,23 +139,67 @@ class Server {
           resolve(this);
         }
       };
-      lines(this.proc.stdout, (l) => onLine(l, 'stdout'));
-      lines(this.proc.stderr, (l) => onLine(l, 'stderr'));
+      lines(this.proc.stdout, (l) => onLine(l, 'stdout'), { tail: true });
+      lines(this.proc.stderr, (l) => { this.stderr += l + '\n'; onLine(l, 'stderr'); }, { tail: true });
       this.proc.on('exit', (code, signal) => fail(new Error('server exited early: ' + (signal || code))));
       this.proc.on('error', fail);
     });
   }
 
-  async stop(signal = 'SIGTERM') {
-    if (!this.proc || this.exited) return this.exited;
-    this.proc.kill(signal);
-    return withTimeout(this.exitedPromise, WAIT_MS, 'server did not exit after ' + signal);
+  // SIGTERM (and SIGCONT, should a step have left it stopped), then: exit status 0, and no sanitizer
+  // report in what it wrote on stderr. Once: later calls get the same result.
+  stop() {
+    if (!this.proc) return Promise.resolve(null);
+    if (!this.stopping) {
+      this.stopping = (async () => {
+        const what = 'chat-server (pid ' + this.proc.pid + ')';
+        if (!this.exited) {
+          this.proc.kill('SIGTERM');
+          this.proc.kill('SIGCONT');
+        }
+        let exit;
+        try {
+          exit = await withTimeout(this.exitedPromise, WAIT_MS, what + ' did not exit within ' + WAIT_MS + ' ms of SIGTERM');
+        } catch (e) {
+          this.proc.kill('SIGKILL');
+          await this.exitedPromise;
+          throw new Error(e.message + '; stderr:\n' + this.stderr.slice(-4000));
+        }
+        // 'close': its output has been read to the end, a sanitizer's report at exit included.
+        await withTimeout(this.closedPromise, WAIT_MS, what + ': its output did not end');
+        checkExit(what + ', stopped with SIGTERM,', exit.code, exit.signal, this.stderr);
+        return exit;
+      })();
+    }
+    return this.stopping;
   }
 
   url(p = '/') { return 'http://127.0.0.1:' + this.httpPort + p; }
 }
+Server.all = [];          // every server started, to stop the ones still running at the end
 
-function lines(stream, onLine) {
+// Stops (SIGTERM, see Server.stop) every server not stopped yet; the errors, as one.
+async function stopAll() {
+  const problems = [];
+  for (const s of Server.all) {
+    if (s.stopping) continue;
+    await s.stop().catch((e) => problems.push(e.message));
+  }
+  if (problems.length) throw new Error(problems.join('\n'));
+}
+
+// Stops a server a step started for itself, at the step's end: when the step failed, its error is
+// the one to see, and a failed stop is told after it.
+async function stopAfterStep(server, failure) {
+  try {
+    await server.stop();
+  } catch (e) {
+    if (!failure) throw e;
+    console.log('     and stopping its server: ' + e.message);
+  }
+}
+
+function lines(stream, onLine, options = {}) {
   let buf = '';
   stream.setEncoding('utf8');
   stream.on('data', (chunk) => {
@@ -130,6 +210,8 @@ function lines(stream, onLine) {
       buf = buf.slice(i + 1);
     }
   });
+  // A server's last words (a sanitizer's report) may end without a newline.
+  if (options.tail) stream.on('end', () => { if (buf) onLine(buf); buf = ''; });
 }
 
 function withTimeout(promise, ms, what) {
@@ -322,28 +404,87 @@ class IrcLine {
   close() { this.sock.end(); }
 }
 
-// options: the browser context's, and `hash` (appended to the page's address), `online` (false:
-// do not wait for the page to come online).
-async function openPage(browser, server, options = {}) {
-  const { hash, online, ...contextOptions } = options;
-  const context = await browser.newContext(contextOptions);
-  const page = await context.newPage();
+// Runs in every page before the page's own script, so that the test can wait on what the page
+// itself did rather than on what Playwright saw on the network (its reports of a frame can come
+// before the page has handled it, or after the page has moved on) or on a clock of its own:
+//   conn     every value body[data-conn] took, in order: a MutationObserver sees each change,
+//            however short (a poll of the attribute can miss an 'offline' that lasts 400 ms);
+//   sockets  how many WebSockets the page made;
+//   pings    how many pings the page sent on them (counted as it calls send);
+//   pongs    how many pongs came to them, counted in the same dispatch as the page's onmessage,
+//            so a test that sees the count change knows the page has handled the pong.
+function pageProbe() {
+  const probe = { conn: [], sockets: 0, pings: 0, pongs: 0 };
+  window.__probe = probe;
+  const note = (kind) => { if (kind && probe.conn[probe.conn.length - 1] !== kind) probe.conn.push(kind); };
+  new MutationObserver((records) => {
+    // records[i]'s new value is records[i + 1]'s old one; the last one's is the current value.
+    records.forEach((r, i) => note(i + 1 < records.length ? records[i + 1].oldValue : r.target.dataset.conn));
+  }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-conn'], attributeOldValue: true });
+  window.WebSocket = new Proxy(window.WebSocket, {
+    construct(target, args, newTarget) {
+      const ws = Reflect.construct(target, args, newTarget);
+      probe.sockets += 1;
+      const send = ws.send;
+      ws.send = function (data) {
+        try { if (JSON.parse(data).type === 'ping') probe.pings += 1; } catch (e) { /* not JSON */ }
+        return send.call(this, data);
+      };
+      ws.addEventListener('message', (ev) => {
+        try { if (JSON.parse(ev.data).type === 'pong') probe.pongs += 1; } catch (e) { /* not JSON */ }
+      });
+      return ws;
+    },
+  });
+}
+
+// A browser context whose pages carry pageProbe.
+async function newContext(browser, options = {}) {
+  const context = await browser.newContext(options);
+  await context.addInitScript(pageProbe);
+  return context;
+}
+
+// A page's errors and dialogs, for the last step.
+function watchPage(page) {
   page.dialogs = [];
   page.errors = [];
   page.on('dialog', (d) => { page.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
   page.on('pageerror', (e) => page.errors.push(String(e)));
+  return page;
+}
+
+// options: the browser context's, and `hash` (appended to the page's address), `online` (false:
+// do not wait for the page to come online), `clock` (true: the page runs on Playwright's clock,
+// installed before it loads).
+async function openPage(browser, server, options = {}) {
+  const { hash, online, clock, ...contextOptions } = options;
+  const context = await newContext(browser, contextOptions);
+  const page = watchPage(await context.newPage());
   // What the page sends, to check what goes on the wire (ids).
   page.sent = [];
-  page.sockets = 0;
+  page.onSent = () => {};
   page.on('websocket', (ws) => {
-    page.sockets += 1;
     ws.on('framesent', (f) => {
-      try { page.sent.push(JSON.parse(String(f.payload))); } catch (e) { /* not JSON: not ours */ }
+      try { page.sent.push(JSON.parse(String(f.payload))); } catch (e) { return; /* not JSON: not ours */ }
+      page.onSent();
     });
   });
+  if (clock) await page.clock.install();
   await page.goto(server.url('/' + (hash || '')), { timeout: WAIT_MS });
   if (online !== false) await waitConn(page, 'online');
   return page;
+}
+
+// The first frame the page sent (as Playwright reports it) that matches: waited for, as the report
+// may come after the page has gone on (after the page shows a message as sending, say).
+function waitSent(page, predicate, what) {
+  const found = () => page.sent.find(predicate);
+  return withTimeout(new Promise((resolve) => {
+    page.onSent = () => { if (found()) resolve(found()); };
+    page.onSent();
+  }), WAIT_MS, 'the page did not send ' + what + ' within ' + WAIT_MS + ' ms; it sent: ' +
+    JSON.stringify(page.sent.slice(-6))).finally(() => { page.onSent = () => {}; });
 }
 
 // The messages the log of the room shown holds, top to bottom.
@@ -400,6 +541,27 @@ function waitConn(page, kind, timeout = WAIT_MS) {
   return page.waitForFunction((k) => document.body.dataset.conn === k, kind, { timeout });
 }
 
+// Where the page's record of its connection states (pageProbe) is now, for waitWent.
+function connMark(page) {
+  return page.evaluate(() => window.__probe.conn.length);
+}
+
+// Waits until the page's connection states since `mark` went through `kinds` in that order (other
+// states between them allowed), however briefly each lasted.
+async function waitWent(page, mark, kinds, timeout = WAIT_MS) {
+  try {
+    await page.waitForFunction(([from, want]) => {
+      let i = 0;
+      for (const kind of window.__probe.conn.slice(from)) if (i < want.length && kind === want[i]) i += 1;
+      return i === want.length;
+    }, [mark, kinds], { timeout });
+  } catch (e) {
+    const seen = await page.evaluate((from) => window.__probe.conn.slice(from), mark);
+    throw new Error('the page did not go ' + kinds.join(', then ') + ' within ' + timeout + ' ms; it went: ' +
+      JSON.stringify(seen) + ' (' + e.message.split('\n')[0] + ')');
+  }
+}
+
 async function enterAs(page, name) {
   await page.fill('#name-input', name);
   await page.press('#name-input', 'Enter');
@@ -446,16 +608,9 @@ async function main() {
   const t = {};
 
   step('the server starts, its HTTP listener answers /healthz and serves the page', async () => {
-    try {
-      await server.start();
-    } catch (e) {
-      await withTimeout(server.closedPromise, WAIT_MS, 'server output did not end');
-      if (!server.output.some((l) => /sqlite is not available/i.test(l))) throw e;
-      console.log('note this chat-server has no SQLite store: --store memory, history ends with the process');
-      store = 'memory';
-      server = new Server(httpPort);
-      await server.start();
-    }
+    // With --store sqlite, always: a server that cannot keep history there fails here (with its
+    // output), it does not get another store.
+    await server.start();
     await link.open();
     const health = await httpGet(server.url('/healthz'));
     if (health.status !== 200) throw new Error('/healthz answered ' + health.status);
@@ -488,6 +643,7 @@ async function main() {
 
   step('a taken name and a bad name are refused with a clear message, and the page can still enter', async () => {
     const other = await openPage(browser, server);
+    pages.push(other);
     await other.fill('#name-input', 'alice');
     await other.press('#name-input', 'Enter');
     await waitLoginError(other, 'taken');
@@ -519,22 +675,31 @@ async function main() {
     const cli = spawn(CLIENT_BIN, ['--port', String(server.chatPort), '--user', 'erin', '--room', 'lobby'],
       { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
-    cli.stdout.on('data', (d) => { out += d.toString(); });
+    let err = '';
+    let onOut = () => {};
+    cli.stdout.setEncoding('utf8');
+    cli.stderr.setEncoding('utf8');
+    cli.stdout.on('data', (d) => { out += d; onOut(); });
+    cli.stderr.on('data', (d) => { err += d; });
+    const closed = new Promise((resolve) => cli.on('close', (code, signal) => resolve({ code, signal })));
+    let exit;
     try {
       await waitMembers(t.alice, ['alice', 'bob', 'carol', 'erin']);
       cli.stdin.write('hello from the terminal\n');
       await waitMessage(t.alice, 'erin', 'hello from the terminal');
       await waitMessage(t.bob, 'erin', 'hello from the terminal');
       await say(t.bob, 'hello erin');
-      const deadline = Date.now() + 10000;
-      while (!out.includes('[lobby] bob: hello erin')) {
-        if (Date.now() > deadline) throw new Error('chat-client printed: ' + JSON.stringify(out));
-        await new Promise((r) => cli.stdout.once('data', r));
-      }
+      await withTimeout(new Promise((resolve) => {
+        onOut = () => { if (out.includes('[lobby] bob: hello erin')) resolve(); };
+        onOut();
+      }), WAIT_MS, 'chat-client did not print bob\'s message within ' + WAIT_MS + ' ms; it printed: ' + JSON.stringify(out));
     } finally {
       cli.stdin.end('/quit\n');
-      await new Promise((r) => { if (cli.exitCode !== null) r(); else cli.once('exit', r); });
+      exit = await withTimeout(closed, WAIT_MS, 'chat-client did not exit within ' + WAIT_MS + ' ms of /quit')
+        .catch((e) => { cli.kill('SIGKILL'); throw e; });
     }
+    // Under TEST_PROGRAM_DIR it is a sanitized build too: it must end cleanly.
+    checkExit('chat-client, after /quit,', exit.code, exit.signal, err);
     await waitMembers(t.alice, ['alice', 'bob', 'carol']);
   });
 
@@ -580,8 +745,8 @@ async function main() {
     } finally {
       server.proc.kill('SIGCONT');
     }
-    const frame = t.alice.sent.find((f) => f.type === 'message' && f.text === text);
-    if (!frame || typeof frame.id !== 'string' || !/^[\x21-\x7e]{1,64}$/.test(frame.id) || frame.id !== held.id) {
+    const frame = await waitSent(t.alice, (f) => f.type === 'message' && f.text === text, 'the held message');
+    if ( typeof frame.id !== 'string' || !/^[\x21-\x7e]{1,64}$/.test(frame.id) || frame.id !== held.id) {
       throw new Error('the page did not send the message with its id: ' + JSON.stringify(frame) + ', shown ' + JSON.stringify(held));
     }
     const got = await carol.waitFor((m) => m.type === 'message' && m.text === text, 'the held message');
@@ -662,7 +827,7 @@ async function main() {
   });
 
   step('keyboard alone: Tab reaches the message box, Enter sends, and focus is visible', async () => {
-    await t.alice.focus('#name-input').catch(() => {});
+    // From nothing focused: the first Tab starts at the top of the page.
     await t.alice.evaluate(() => document.activeElement && document.activeElement.blur());
     let reached = false;
     for (let i = 0; i < 30 && !reached; i++) {
@@ -800,38 +965,30 @@ async function main() {
     await t.alice.screenshot({ path: SCREENSHOT.replace(/(\.png)?$/i, '-recovery.png') });
   });
 
-  step('a server restart: the pages show they are offline, come back by themselves, rejoin, catch up (or say history was lost), and talk', async () => {
+  step('a server restart: the pages show they are offline, come back by themselves, rejoin, catch up on what was said meanwhile, and talk', async () => {
     carol.close();
     await waitMembers(t.alice, ['alice', 'bob']);
-    const exit = await server.stop('SIGTERM');
-    if (exit.code !== 0) throw new Error('server stopped with ' + JSON.stringify(exit));
+    await server.stop();
     await waitConn(t.alice, 'offline');
     await waitConn(t.bob, 'offline');
     const offlineText = await t.alice.textContent('#conn-text');
     if (!/offline/i.test(offlineText)) throw new Error('the page does not say it is offline: ' + offlineText);
 
-    if (store === 'sqlite') {
-      // Meanwhile, on a server the pages cannot reach (no HTTP), a TCP member talks in lobby.
-      server = new Server(httpPort, { http: false });
-      await server.start();
-      const hana = await new NativeClient('hana').enter(server.chatPort, ['lobby']);
-      await hana.publish('lobby', numbered('missed', 1, 20));
-      hana.close();
-      await server.stop('SIGTERM');
-    }
+    // Meanwhile, on a server the pages cannot reach (no HTTP), a TCP member talks in lobby.
+    server = new Server(httpPort, { http: false });
+    await server.start();
+    const hana = await new NativeClient('hana').enter(server.chatPort, ['lobby']);
+    await hana.publish('lobby', numbered('missed', 1, 20));
+    hana.close();
+    await server.stop();
     server = new Server(httpPort);
     await server.start();
     if (server.httpPort !== httpPort) throw new Error('restarted server is on ' + server.httpPort);
     await waitConn(t.alice, 'online', RECONNECT_MS);
     await waitConn(t.bob, 'online', RECONNECT_MS);
     for (const page of [t.alice, t.bob]) {
-      if (store === 'sqlite') {
-        // The history (and its numbering) outlived two restarts.
-        await waitTexts(page, 'missed ', numbered('missed', 1, 20), RECONNECT_MS);
-      } else {
-        await page.waitForFunction(() => Array.from(document.querySelectorAll('#messages li.gap'))
-          .some((li) => /lost this room.s history/.test(li.textContent)), null, { timeout: RECONNECT_MS });
-      }
+      // The history (and its numbering) outlived two restarts.
+      await waitTexts(page, 'missed ', numbered('missed', 1, 20), RECONNECT_MS);
     }
     // Both greeted again with their names and rejoined lobby (bob also side).
     await waitMembers(t.alice, ['alice', 'bob'], RECONNECT_MS);
@@ -845,12 +1002,8 @@ async function main() {
   });
 
   step('re-sending: a message whose ack was lost and one lost on the way go again with their ids after the reconnect and show once; one the server could not store says so and can be sent again', async () => {
-    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
-    const page = await context.newPage();
-    page.errors = [];
-    page.dialogs = [];
-    page.on('pageerror', (e) => page.errors.push(String(e)));
-    page.on('dialog', (d) => { page.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+    const context = await newContext(browser, { viewport: { width: 1000, height: 700 } });
+    const page = watchPage(await context.newPage());
     pages.push(page);
     // Between this page and the server, a link the test cuts at a chosen moment: after the
     // server's copy of a message but before its ack ('ack'), or before the message reaches the
@@ -895,10 +1048,12 @@ async function main() {
     };
 
     // The ack is lost: the server has the message; sent again, it is acknowledged, not repeated.
+    // (The page is offline between the cut and its reconnect, which comes after 0.4 to 0.6 s:
+    // waited for in its own record of its states, which no poll can miss.)
     link.cut = 'ack';
+    let mark = await connMark(page);
     await say(page, 'stored, ack lost');
-    await waitConn(page, 'offline');
-    await waitConn(page, 'online', RECONNECT_MS);
+    await waitWent(page, mark, ['offline', 'online'], RECONNECT_MS);
     await waitState(page, 'stored, ack lost', 'saved', RECONNECT_MS);
     await sentTwice('stored, ack lost');
     await waitMessage(t.alice, 'frank', 'stored, ack lost');
@@ -908,9 +1063,9 @@ async function main() {
 
     // Lost on the way: the server never saw it; sent again with its id, it is delivered once.
     link.cut = 'outgoing';
+    mark = await connMark(page);
     await say(page, 'lost on the way');
-    await waitConn(page, 'offline');
-    await waitConn(page, 'online', RECONNECT_MS);
+    await waitWent(page, mark, ['offline', 'online'], RECONNECT_MS);
     await waitState(page, 'lost on the way', 'saved', RECONNECT_MS);
     await sentTwice('lost on the way');
     await waitMessage(t.alice, 'frank', 'lost on the way');
@@ -935,33 +1090,35 @@ async function main() {
   });
 
   step('keep-alive: a page pings every 20 s and gives up a server that stops answering, then comes back', async () => {
-    // This page's clock is Playwright's: 20 s of pings pass in an instant. The server is stopped
-    // (SIGSTOP), so the connection stays open but nothing answers, as over a dead link.
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    page.errors = [];
-    page.dialogs = [];
-    page.on('pageerror', (e) => page.errors.push(String(e)));
-    page.on('dialog', (d) => { page.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+    // This page runs on Playwright's clock, paused once the page has entered: only the test moves
+    // it on, so each 20 s of it holds exactly one of the page's pings (none comes on its own while
+    // the test waits), and 20 s pass in an instant. What the page sent and handled is counted by
+    // the page itself (pageProbe): Playwright's report of a frame received can come before the
+    // page has run its onmessage, when the page still owes the pong. The server is stopped
+    // (SIGSTOP) for the rest, so the connection stays open but nothing answers, as over a dead link.
+    const page = await openPage(browser, server, { clock: true });
     pages.push(page);
-    let pongs = 0;
-    let onPong = null;
-    page.on('websocket', (ws) => ws.on('framereceived', (f) => {
-      if (/"type"\s*:\s*"pong"/.test(String(f.payload))) { pongs += 1; if (onPong) onPong(); }
-    }));
-    await page.clock.install();
-    await page.goto(server.url('/'), { timeout: WAIT_MS });
-    await waitConn(page, 'online');
     await enterAs(page, 'erin');
-    const pong = new Promise((resolve) => { onPong = resolve; });
-    await page.clock.runFor(21000);
-    await withTimeout(pong, WAIT_MS, 'no pong for the page\'s keep-alive ping');
-    if (pongs < 1) throw new Error('no pong');
+    await page.clock.pauseAt(await page.evaluate(() => Date.now()) + 1000);
+    const counts = () => page.evaluate(() => ({ pings: window.__probe.pings, pongs: window.__probe.pongs }));
+    const answered = (what) => page.waitForFunction(() => window.__probe.pongs === window.__probe.pings, null,
+      { timeout: WAIT_MS }).catch(async () => { throw new Error(what + ': ' + JSON.stringify(await counts())); });
+    await answered('a ping the pause may have fired is not answered');
+    const start = await counts();
+    await page.clock.runFor(20000);       // a ping, answered
+    if ((await counts()).pings !== start.pings + 1) throw new Error('20 s without a ping: ' + JSON.stringify(await counts()));
+    await answered('the page has not had the pong of its ping');
     server.proc.kill('SIGSTOP');
     try {
-      await page.clock.runFor(20000);      // a ping nobody answers
-      await page.clock.runFor(20000);      // the next one finds it unanswered: the page gives up
-      await waitConn(page, 'offline');
+      const mark = await connMark(page);
+      await page.clock.runFor(20000);     // a ping nobody answers; one owed pong is no reason to go
+      const early = await page.evaluate((from) => window.__probe.conn.slice(from), mark);
+      if (early.length) throw new Error('the page did not wait for its ping to go unanswered: it went ' + JSON.stringify(early));
+      const owed = await counts();
+      if (owed.pings !== start.pings + 2) throw new Error('20 s without a ping: ' + JSON.stringify(owed));
+      await page.clock.runFor(20000);     // the next finds it unanswered: the page gives up
+      await waitWent(page, mark, ['offline']);
+      if ((await counts()).pings !== owed.pings) throw new Error('the page pinged again instead of giving up');
     } finally {
       server.proc.kill('SIGCONT');
     }
@@ -988,10 +1145,12 @@ async function main() {
       args: ['--tls-cert', path.join(dir, 'server.pem'), '--tls-key', path.join(dir, 'server.key'), '--tls-port', '0',
         '--ircs-port', '0', '--https-port', String(httpsPort)],
     });
-    await secure.start();
-    const tlsBrowser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'],
-      env: { ...process.env, HOME: home }, timeout: WAIT_MS });
+    let tlsBrowser = null;
+    let failure = null;
     try {
+      await secure.start();
+      tlsBrowser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'],
+        env: { ...process.env, HOME: home }, timeout: WAIT_MS });
       // An untrusted certificate would stop page.goto here (net::ERR_CERT_AUTHORITY_INVALID).
       const page = await openPage(tlsBrowser, { url: (p = '/') => 'https://localhost:' + httpsPort + p },
         { viewport: { width: 1200, height: 760 } });
@@ -1002,12 +1161,15 @@ async function main() {
       await waitState(page, 'sent over wss', 'saved');
       await waitMessage(page, 'tess', 'sent over wss');
       await page.screenshot({ path: SCREENSHOT.replace(/(\.png)?$/i, '-https.png') });
+    } catch (e) {
+      failure = e;
+      throw e;
     } finally {
-      await tlsBrowser.close().catch(() => {});
-      await secure.stop().catch(() => {});
+      if (tlsBrowser) await tlsBrowser.close();
+      await stopAfterStep(secure, failure);
       fs.rmSync(dir, { recursive: true, force: true });
-      }
-    });
+    }
+  });
 
   step('with --auth-secret: a link with #token=... signs the page in as its user; a refused token is said plainly, and the page does not knock again', async () => {
     const dir = fs.mkdtempSync(path.join(DATA_DIR, 'auth-'));
@@ -1015,16 +1177,20 @@ async function main() {
     const secret = crypto.randomBytes(32).toString('hex');
     fs.writeFileSync(secretFile, secret + '\n');
     const authed = new Server(0, { args: ['--auth-secret', secretFile], dataDir: dir });
+    let failure = null;
     try {
       await authed.start();
-      const token = execFileSync(SERVER_BIN, ['--auth-secret', secretFile, '--mint-token', 'dana']).toString().trim();
+      const mint = spawnSync(SERVER_BIN, ['--auth-secret', secretFile, '--mint-token', 'dana'],
+        { encoding: 'utf8', timeout: WAIT_MS });
+      if (mint.error) throw mint.error;
+      checkExit('chat-server --mint-token', mint.status, mint.signal, mint.stderr);
+      const token = mint.stdout.trim();
       const signedIn = await openPage(browser, authed, { hash: '#token=' + token });
       pages.push(signedIn);
       await signedIn.waitForFunction(() => !document.getElementById('chat').hidden &&
         document.getElementById('me-name').textContent === 'dana', null, { timeout: WAIT_MS });
-      if (!signedIn.sent.some((m) => m.type === 'hello' && m.user === 'dana' && m.token === token)) {
-        throw new Error('the hello did not carry the token: ' + JSON.stringify(signedIn.sent.slice(0, 3)));
-      }
+      // The hello carried the token.
+      await waitSent(signedIn, (m) => m.type === 'hello' && m.user === 'dana' && m.token === token, 'a hello with the token');
       await say(signedIn, 'signed in by a link');
       await waitMessage(signedIn, 'dana', 'signed in by a link');
       // An expired token, made here as a site's backend would (Node's HMAC).
@@ -1032,17 +1198,25 @@ async function main() {
       const now = Math.floor(Date.now() / 1000);
       const input = b64url('{"alg":"HS256","typ":"JWT"}') + '.' + b64url(JSON.stringify({ sub: 'old', exp: now - 3600 }));
       const expired = input + '.' + crypto.createHmac('sha256', secret).update(input).digest('base64url');
-      const refused = await openPage(browser, authed, { hash: '#token=' + expired, online: false });
+      // On Playwright's clock: a minute of the page's own time, which would hold several reconnects
+      // (the first comes within a second, the backoff stops at 10 s), passes at once, and the page
+      // counts the WebSockets it makes itself (pageProbe).
+      const refused = await openPage(browser, authed, { hash: '#token=' + expired, online: false, clock: true });
       pages.push(refused);
       await waitLoginError(refused, 'could not sign you in \\(token expired\\)');
       await waitConn(refused, 'offline');
-      const sockets = refused.sockets;
-      await refused.waitForTimeout(3000);   // the first reconnect would come within a second
-      if (refused.sockets !== sockets) throw new Error('the page knocked again after its token was refused');
+      const sockets = await refused.evaluate(() => window.__probe.sockets);
+      if (sockets !== 1) throw new Error('the page made ' + sockets + ' WebSockets before it was refused, not 1');
+      await refused.clock.runFor(60000);
+      const later = await refused.evaluate(() => window.__probe.sockets);
+      if (later !== sockets) throw new Error('the page knocked again (' + (later - sockets) + ' times) after its token was refused');
       const said = await refused.evaluate(() => document.getElementById('conn-text').textContent);
       if (said !== 'Not signed in') throw new Error('the page says "' + said + '"');
+    } catch (e) {
+      failure = e;
+      throw e;
     } finally {
-      await authed.stop('SIGKILL').catch(() => {});
+      await stopAfterStep(authed, failure);
     }
   });
 
@@ -1076,7 +1250,13 @@ async function main() {
     }
     if (carol) carol.close();
     if (browser) await browser.close().catch(() => {});
-    await server.stop('SIGKILL').catch(() => {});
+    // Every server still running (all of them, when a step failed): SIGTERM, status 0, no report.
+    try {
+      await stopAll();
+    } catch (e) {
+      failed = true;
+      console.log('FAIL stopping the servers\n     ' + e.message);
+    }
     fs.rmSync(DATA_DIR, { recursive: true, force: true });
   }
   if (!failed) console.log('screenshots: ' + SCREENSHOT + ' ' + PHONE_SCREENSHOT);
