@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for people and CI: installs what is missing (Debian 12, as root), builds, runs.
 #   ./dev.sh run [server flags]   build and start the main server on 127.0.0.1:1234
-#   ./dev.sh test                 build (release + ASan/UBSan) and run every test
+#   ./dev.sh test                 build (release, ASan+UBSan, TSan, fuzz) and run every test
 #   ./dev.sh build                build the release tree only
 #   ./dev.sh bench [--quick]      run the benchmark suite (see BENCHMARKS.md)
 set -euo pipefail
