@@ -9,6 +9,7 @@
 #include <chrono>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -119,6 +120,7 @@ TEST_P(ChatFaults, AFloodingSenderCannotGrowMemoryOrDelayOtherRooms) {
   long rss_start = testproc::rss_kib(server.process.pid());
   long rss_peak = rss_start;
   std::chrono::milliseconds worst{0};
+  int round_trips = 0;
   {
     // Two flooders: connections are spread over the reactors, so with two reactors one of them is
     // not on the room's owner and its every message crosses between reactors.
@@ -132,18 +134,23 @@ TEST_P(ChatFaults, AFloodingSenderCannotGrowMemoryOrDelayOtherRooms) {
       json other = expect_type(calm_b, "message");
       ASSERT_EQ(other["text"], std::to_string(i));
       worst = std::max(worst, std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sent));
+      ++round_trips;
       rss_peak = std::max(rss_peak, testproc::rss_kib(server.process.pid()));
       std::this_thread::sleep_for(50ms);  // pacing the calm room's talk, not waiting for a result
     }
     flood.stop();
     flood2.stop();
   }
-  // Unbounded, this was 2 to 9 s. Bounded, it is what one inbox takes to drain (milliseconds), plus
-  // what a loaded two-core machine adds to the test's own threads.
-  EXPECT_LT(worst, 2000ms) << "a calm room waited behind the busy one";
   std::string stats = stats_of(server.process);
   EXPECT_GT(counter(stats, "in"), 10000) << "the flood did not flow: " << stats;
   if (!testproc::programs_under_sanitizer()) {
+    // Unbounded, the calm room's wait grows as the inboxes do: 4 or 5 round trips in the 4 s, the
+    // worst 4 s (release, measured with the bound taken out). Bounded, it is what one inbox takes
+    // to drain: tens of milliseconds, about 60 round trips, under 0.1 s beside stress-ng. Under a
+    // sanitizer that drain is ten times slower and says nothing of the bound (TSan beside a busy
+    // core: 3 s): there the calm room is only required to be served, in order, as above.
+    EXPECT_LT(worst, 2000ms) << "a calm room waited behind the busy one";
+    EXPECT_GE(round_trips, 20) << "the calm room was served " << round_trips << " times in 4 s";
     // The member that never reads holds at most the hard limit (8 MiB); everything else is bounded
     // by the cross-reactor limit. Without the bound this grew by 100+ MB.
     EXPECT_LT(rss_peak - rss_start, 48 * 1024) << "server memory grew by " << rss_peak - rss_start << " KiB";
@@ -262,17 +269,41 @@ TEST_P(ChatFaults, BadInputCannotFloodTheLog) {
   Server server(args());
   Native watcher(server.port, "watcher");
   watcher.request({{"type", "join"}, {"room", "lobby"}});
+  auto started = std::chrono::steady_clock::now();
   {
     LineClient bad(server.port);
     std::string junk;
     for (int i = 0; i < 500000; ++i) junk += "{}";
     bad.send(junk + "{\"user\":\"bad\",\"text\":\"done\"}");
-    ASSERT_EQ(expect_type(watcher, "message")["text"], "done");  // every object was handled
+    // Every object was handled. Half a million of them take a sanitized server seconds (TSan: 9 s
+    // alone, more beside other work): a deadline for the work, not a measure of its speed.
+    ASSERT_EQ(expect_type(watcher, "message", nullptr, 60s)["text"], "done");
   }
-  auto summary = server.process.wait_for_err_line("were not logged", 10s);
+  auto summary = server.process.wait_for_err_line("were not logged", 60s);
   ASSERT_TRUE(summary) << server.process.err().substr(0, 2000);
-  EXPECT_NE(summary->find("499995 more problems"), std::string::npos) << *summary;
-  EXPECT_LE(count_of(server.process.err(), "(article dialect)"), 6u) << server.process.err().substr(0, 2000);
+  auto took = std::chrono::steady_clock::now() - started;
+  // A connection's budget is 5 lines per 10 s window (a new window's first line says how many the
+  // last one left out), then one summary at the close: 6 lines when the half million take under
+  // 10 s, as they do in release; a slower server may open another window or two. Whatever the
+  // windows, every problem is accounted for: each line, each "(and N more like it)", the summary.
+  std::string err = server.process.err();
+  size_t lines = count_of(err, "(article dialect)");
+  size_t windows = static_cast<size_t>(took / 10s) + 1;
+  EXPECT_LE(lines, 5 * windows + 1) << "in " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                                    << " ms: " << err.substr(0, 2000);
+  long accounted = static_cast<long>(count_of(err, "(article dialect): unknown type of message"));
+  std::smatch m;
+  for (auto it = err.cbegin(); std::regex_search(it, err.cend(), m, std::regex(R"(\(and (\d+) more like it\))"));
+       it = m.suffix().first) {
+    accounted += std::stol(m[1]);
+  }
+  std::smatch left_out;
+  ASSERT_TRUE(std::regex_search(*summary, left_out, std::regex(R"((\d+) more problems like those)"))) << *summary;
+  accounted += std::stol(left_out[1]);
+  EXPECT_EQ(accounted, 500000) << err.substr(0, 2000);
+  if (took < 10s) {
+    EXPECT_NE(summary->find("499995 more problems"), std::string::npos) << *summary;
+  }
   EXPECT_EQ(counter(stats_of(server.process), "request"), 500000);
   // Many connections, each with one bad object: a budget per reactor holds, whatever the count.
   size_t before = count_of(server.process.err(), "(article dialect)");
@@ -282,7 +313,7 @@ TEST_P(ChatFaults, BadInputCannotFloodTheLog) {
     many.back()->send("{\"nothing\":1}");
   }
   long problems = 0;
-  for (auto until = std::chrono::steady_clock::now() + 10s; problems < 500300 && std::chrono::steady_clock::now() < until;) {
+  for (auto until = std::chrono::steady_clock::now() + 60s; problems < 500300 && std::chrono::steady_clock::now() < until;) {
     problems = counter(stats_of(server.process), "request");  // each stats line is a round trip
   }
   EXPECT_EQ(problems, 500300) << "every bad object was seen";

@@ -47,9 +47,10 @@ inline json next_json(LineClient& c, std::chrono::milliseconds timeout = 10s) {
 }
 
 // Reads until a JSON line of `type` arrives (others are returned in `skipped`).
-inline json expect_type(LineClient& c, const std::string& type, std::vector<json>* skipped = nullptr) {
+inline json expect_type(LineClient& c, const std::string& type, std::vector<json>* skipped = nullptr,
+                        std::chrono::milliseconds timeout = 10s) {
   for (int i = 0; i < 1000; ++i) {
-    json j = next_json(c);
+    json j = next_json(c, timeout);
     if (j.value("type", "") == type) return j;
     if (j.value("type", "") == "<nothing>") return j;
     if (skipped) skipped->push_back(j);
