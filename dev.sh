@@ -224,8 +224,10 @@ test_command() {
   # with two reactors only: their one-reactor twins take the same paths, less the hand-offs, and run
   # in the release stage.
   twins='Reactors/ChatLimitsShutdown\..*/1_threads|Reactors/ChatLimitsMemory\..*/1_threads|Reactors/ChatFaults\.(AFloodingSender|SigtermDelivers|BadInput).*/1reactors'
-  TEST_PROGRAM_DIR="$PWD/build-asan/bin" ctest_stage asan-integration --test-dir build -j "$JOBS" -L integration \
-    --resource-spec-file "$PWD/tests/resources/gtest-1.json" -E "$timers|$twins"
+  # Two at a time (tests/resources/gtest-2.json), beside one node or Python test: the TSan programs,
+  # some ten times slower than release ones, run one at a time below.
+  TEST_PROGRAM_DIR="$PWD/build-asan/bin" ctest_stage asan-integration --test-dir build -j "$((JOBS + 1))" -L integration \
+    --resource-spec-file "$PWD/tests/resources/gtest-2.json" -E "$timers|$twins"
   stage "tests (ASan+UBSan)"
 
   # ThreadSanitizer on everything that runs several threads: the reactor pool, cross-thread
@@ -235,6 +237,8 @@ test_command() {
   export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
   ctest_stage tsan-unit --test-dir build-tsan -j "$JOBS" -L unit \
     -R 'ReactorPool|Tasks\.|Signals\.|Tls\.|ChatCoreAnswers|ChatCoreHistory|SqliteStore|BlockingPool'
+  # One at a time (tests/resources/gtest-1.json), beside one node or Python test: two TSan servers
+  # at once made the flood and bad-input scenarios wait seconds for the CPU.
   TEST_PROGRAM_DIR="$PWD/build-tsan/bin" ctest_stage tsan-integration --test-dir build -j "$JOBS" -L integration \
     --resource-spec-file "$PWD/tests/resources/gtest-1.json" -E "$timers" \
     -R 'ChatThreads|ChatNative|ChatServer\.|Auth\.|RedisBackplane|RedisHistory|ChatHistory|ChatFaults.*2reactors|ChatFaultsLimits|ChatLimits.*/2|ChatServerWorkers|web\.|IrcFrontEnd.*2reactors|irc\.|tls\.'
