@@ -146,16 +146,18 @@ class Server {
     });
   }
 
-  // SIGTERM (and SIGCONT, should a step have left it stopped), then: exit status 0, and no sanitizer
-  // report in what it wrote on stderr. Once: later calls get the same result.
+  // SIGCONT (should a step have left it stopped), then SIGTERM: exit status 0, and no sanitizer
+  // report in what it wrote on stderr. Once: later calls get the same result. Never SIGCONT after
+  // SIGTERM: a process already exiting under LeakSanitizer is being stopped by its checker, and a
+  // SIGCONT then cancels that stop and hangs the checker for good.
   stop() {
     if (!this.proc) return Promise.resolve(null);
     if (!this.stopping) {
       this.stopping = (async () => {
         const what = 'chat-server (pid ' + this.proc.pid + ')';
         if (!this.exited) {
-          this.proc.kill('SIGTERM');
           this.proc.kill('SIGCONT');
+          this.proc.kill('SIGTERM');
         }
         let exit;
         try {

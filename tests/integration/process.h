@@ -32,7 +32,7 @@ class Process {
  public:
   // Starts `argv[0]` with `argv`; stdin, stdout and stderr are pipes to this process.
   explicit Process(std::vector<std::string> argv);
-  // If still running: SIGTERM (and SIGCONT, should a test have stopped it), then it must exit with
+  // If still running: SIGCONT (should a test have stopped it) then SIGTERM, then it must exit with
   // status 0 within 20 s (else SIGKILL and a test failure), unless may_die_by_signal() was called.
   // Whatever ended it, a sanitizer report in its stderr is a test failure: what a program does
   // after a test's last assertion (its shutdown, its close paths, its leaks) is checked too.
