@@ -154,17 +154,23 @@ TEST_P(ChatFaults, AFloodingSenderCannotGrowMemoryOrDelayOtherRooms) {
     // The member that never reads holds at most the hard limit (8 MiB); everything else is bounded
     // by the cross-reactor limit. Without the bound this grew by 100+ MB.
     EXPECT_LT(rss_peak - rss_start, 48 * 1024) << "server memory grew by " << rss_peak - rss_start << " KiB";
-    // Once the flood is over and the connections closed, the memory is given back.
+    // Once the flood is over and the connections closed, most of the memory is given back: the
+    // server trims malloc's arenas once a second while over 4 MiB is free in them, so some MiB stay.
+    // Measured (release, 2026-12-07): growth at the peak 17-21 MiB; kept 4-9 MiB with two reactors
+    // (one arena each), 20 MiB of 21 with the trim taken out (one reactor: glibc's main arena trims
+    // itself, so that mutation shows only with two). Kept: at most 60% of the peak, or 8 MiB.
     never_reads.send("");
     ::shutdown(never_reads.fd(), SHUT_RDWR);
     EXPECT_EQ(calm_a.request({{"type", "ping"}, {"id", 9}})["type"], "pong");
+    const long may_keep = std::max(8L * 1024, (rss_peak - rss_start) * 6 / 10);
     long rss_end = testproc::rss_kib(server.process.pid());
     for (auto until = std::chrono::steady_clock::now() + 5s;
-         rss_end - rss_start >= 8 * 1024 && std::chrono::steady_clock::now() < until;
+         rss_end - rss_start >= may_keep && std::chrono::steady_clock::now() < until;
          rss_end = testproc::rss_kib(server.process.pid())) {
       std::this_thread::sleep_for(100ms);  // polling the server's memory, given back within seconds
     }
-    EXPECT_LT(rss_end - rss_start, 8 * 1024) << "memory kept after the burst: " << rss_end - rss_start << " KiB";
+    EXPECT_LT(rss_end - rss_start, may_keep) << "memory kept after the burst: " << rss_end - rss_start
+                                             << " KiB of a peak " << rss_peak - rss_start << " KiB above the start";
   }
 }
 
