@@ -514,6 +514,7 @@ void Session::refuse_unauthenticated(reactor::SharedBytes last_words, std::strin
 }
 
 void Session::closed() {
+  --stats().sessions[format_];  // counted up in start(): chat_connections_open{front} comes back down
   codec_->on_close(*this);
   leave_all(/*quit=*/true);
   hub().remove_member(this);

@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -663,6 +664,83 @@ class Metrics(unittest.TestCase):
         for name, want in figures.items():
             if want is not None:
                 self.assertEqual(value(s, name), want, name)
+
+    # ---- the connection gauges come back down ---------------------------------------------------------
+
+    def test_connections_open_counts_down_for_every_front_end_and_every_way_of_closing(self):
+        server = chatproc.ChatServer(SERVER, threads=2)
+        try:
+            asyncio.run(self.open_and_close(server))
+        finally:
+            server.stop()
+
+    async def open_and_close(self, server):
+        fronts = ("native", "article", "irc", "web")
+
+        async def members():
+            """One member of each front end, counted by the server: (closers by front end)."""
+            nr, nw = await asyncio.open_connection("127.0.0.1", server.port)
+            await request((nr, nw), {"type": "hello", "user": "nat"}, "welcome")
+            ar, aw = await asyncio.open_connection("127.0.0.1", server.port)
+            aw.write(json.dumps({"user": "art", "text": "hi"}).encode())
+            await read_line_until(ar, r"\[art\] hi")
+            ir, iw = await asyncio.open_connection("127.0.0.1", server.irc_port)
+            iw.write(b"NICK ian\r\nUSER ian 0 * :Ian\r\n")
+            await read_line_until(ir, r" 001 ian ")
+            ws = await websockets.connect("ws://127.0.0.1:%d/ws" % server.http_port)
+            await ws.send(json.dumps({"type": "hello", "user": "wen"}))
+            while json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)).get("type") != "welcome":
+                pass
+            return (nr, nw), (ar, aw), (ir, iw), ws
+
+        scraper = await Scraper(self, server).open()
+
+        async def gauges_reach(want, http=1):
+            # `http`: the scrape's own connection, and any other open on the HTTP port (not upgraded).
+            _, _, s = await scraper.scrape(until=lambda s: value(s, "chat_connections_open", front="http") == http and all(
+                value(s, "chat_connections_open", front=f) == want for f in fronts))
+            for f in fronts:
+                self.assertEqual(value(s, "chat_connections_open", front=f), want, f)
+            self.assertEqual(value(s, "chat_connections_open", front="http"), http)
+
+        # 1. The clients close (FIN).
+        (nr, nw), (ar, aw), (ir, iw), ws = await members()
+        await gauges_reach(1)
+        for w in (nw, aw, iw):
+            w.close()
+        await ws.close()
+        await gauges_reach(0)
+
+        # 2. The server closes: an error that ends the stream (a frame that goes on past what the
+        # server discards, native and article; IRC's QUIT; a WebSocket frame that is not masked).
+        (nr, nw), (ar, aw), (ir, iw), ws = await members()
+        await gauges_reach(1)
+        nw.write(b"x" * (4 << 20))
+        aw.write(b'{"text": "' + b"y" * (4 << 20))
+        iw.write(b"QUIT :bye\r\n")
+        ws.transport.write(b"\x81\x02hi")  # unmasked: a protocol error (RFC 6455 5.1)
+        for front, r in zip(fronts, (nr, ar, ir)):
+            try:
+                while await asyncio.wait_for(r.read(65536), TIMEOUT):
+                    pass
+            except ConnectionResetError:
+                pass
+            except asyncio.TimeoutError:
+                self.fail("the server did not close the %s connection" % front)
+        await gauges_reach(0)
+
+        # 3. The clients reset (RST), and an HTTP connection that goes: http comes back to the scrape's one.
+        (nr, nw), (ar, aw), (ir, iw), ws = await members()
+        hr, hw = await asyncio.open_connection("127.0.0.1", server.http_port)
+        self.assertEqual((await http_request(hr, hw, "/healthz"))[0], 200)
+        await gauges_reach(1, http=2)
+        for w in (nw, aw, iw, ws.transport):
+            sock = w.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w.close()
+        hw.close()
+        await gauges_reach(0)
+        scraper.close()
 
     # ---- --no-metrics ------------------------------------------------------------------------------
 
