@@ -11,6 +11,7 @@
 #include "chat/event.h"
 #include "chat/json.h"
 #include "chat/names.h"
+#include "chat/store.h"
 #include "reactor/log.h"
 
 namespace chat {
@@ -31,18 +32,20 @@ constexpr reactor::Clock::duration kSilenceLimit = 4s;     // nothing back for t
 // One script, so numbering, keeping and publishing are one step (Redis runs scripts one at a time,
 // and a script's writes are all done or, if Redis dies meanwhile, lost together):
 //   the epoch: read, or set (ARGV[11], new) if missing: Redis lost what it had;
-//   the id: if the room has seen (id, user), answer its number and do nothing else;
+//   the id: if the room has seen (id, user), answer its number and do nothing else (and say so if
+//   the text's fingerprint, ARGV[14], is not the one the id was first given with);
 //   INCR the room's counter (never below the publisher's floor), XADD the message to the room's
 //   stream with that number as its ID (fields user, text, ts, and id and front when not empty;
 //   trimmed to ARGV[7] messages and none older than ARGV[8] ms), remember the id (the room's last
 //   ARGV[9] ids, or younger than ARGV[10] ms, whichever keeps it longer), PUBLISH "NUMBER BODY" (the
 //   body carries the same user, text, ts, id and front).
-// Returns {number, 1 if new or 0 if seen before, epoch}. The counter never expires: numbers must not
+// Returns {number, 1 if new, 0 if seen before or 2 if seen before with another text, epoch}. The counter never expires: numbers must not
 // come back within an epoch. The stream and the ids expire once the room has been quiet for as long
 // as they are kept.
 // KEYS: counter, channel, stream, ids hash, ids by time, epoch.
 // ARGV: body, floor, user, text, ts, id, max messages, max age, dedupe ids, dedupe ms, new epoch,
-// dedupe max ids, front (the sender's front end, "" if not known).
+// dedupe max ids, front (the sender's front end, "" if not known), the text's fingerprint (decimal).
+// The ids hash maps "ID USER" to "NUMBER FINGERPRINT" (or "NUMBER" alone, written before fingerprints).
 constexpr const char* kPublishScript = R"lua(
 local epoch = redis.call('GET', KEYS[6])
 if not epoch then epoch = ARGV[11]; redis.call('SET', KEYS[6], epoch) end
@@ -50,7 +53,11 @@ local id = ARGV[6]
 local idkey = id .. ' ' .. ARGV[3]
 if id ~= '' then
   local seen = redis.call('HGET', KEYS[4], idkey)
-  if seen then return {tonumber(seen), 0, epoch} end
+  if seen then
+    local n, fp = string.match(seen, '^(%d+) ?(%d*)$')
+    if fp ~= '' and fp ~= ARGV[14] then return {tonumber(n), 2, epoch} end
+    return {tonumber(n), 0, epoch}
+  end
 end
 local n = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[2])
@@ -88,7 +95,7 @@ if keep > 0 then
 end
 if id ~= '' then
   local window = tonumber(ARGV[10])
-  redis.call('HSET', KEYS[4], idkey, n)
+  redis.call('HSET', KEYS[4], idkey, n .. ' ' .. ARGV[14])
   redis.call('ZADD', KEYS[5], ARGV[5], idkey)
   local count = redis.call('ZCARD', KEYS[5])
   local over_max = count - math.max(tonumber(ARGV[12]), tonumber(ARGV[9]))
@@ -514,7 +521,8 @@ void Backplane::drain() {
            kIdsPrefix + o.room, kIdTimesPrefix + o.room, kEpochKey, body, std::to_string(o.floor), o.user, o.text,
            std::to_string(o.ts_ms), o.msg_id, std::to_string(history_.max_messages),
            std::to_string(std::max<int64_t>(history_.max_age_ms, 1)), std::to_string(history_.dedupe_ids),
-           std::to_string(history_.dedupe_ms), new_epoch(), std::to_string(history_.dedupe_max_ids), o.front},
+           std::to_string(history_.dedupe_ms), new_epoch(), std::to_string(history_.dedupe_max_ids), o.front,
+           std::to_string(text_fingerprint(o.text))},
           [this, id = o.id, link = link_](const redisReply* r) {
             if (r != nullptr && link == link_) on_publish_answer(id, r);
           });
@@ -562,31 +570,32 @@ void Backplane::on_publish_answer(uint64_t id, const redisReply* r) {
   }
   learned_epoch(str_of(r->element[2]));
   o->seq = static_cast<uint64_t>(r->element[0]->integer);
-  if (r->element[1]->integer == 0) {
-    // Seen before: nothing was published; the same answer as the first time.
+  if (r->element[1]->integer == 0 || r->element[1]->integer == 2) {
+    // Seen before: nothing was published; the same answer as the first time (a retry), or a refusal
+    // (another message under the same id).
     ++stats_.duplicates;
     finish(*o);
-    answer(*o, o->seq, true);
+    answer(*o, o->seq, r->element[1]->integer == 0 ? Outcome::kStored : Outcome::kIdReused);
   } else {
     o->answered = true;
     // A later item of ours came back first: this one's room is not subscribed here (it has no
     // members here), so it will not come back.
     if (id < last_back_) {
       finish(*o);
-      answer(*o, o->seq, true);
+      answer(*o, o->seq, Outcome::kStored);
     }
   }
   pop_finished();
 }
 
-void Backplane::answer(Outgoing& o, uint64_t seq, bool stored, PendingAcks* later) {
+void Backplane::answer(Outgoing& o, uint64_t seq, Outcome outcome, PendingAcks* later) {
   if (!o.acked) return;
   Acked acked = std::move(o.acked);
   o.acked = nullptr;
   if (later) {
     later->emplace_back(std::move(acked), seq);
   } else {
-    acked(seq, stored);
+    acked(seq, outcome);
   }
 }
 
@@ -597,7 +606,7 @@ void Backplane::came_back(uint64_t id, PendingAcks& acks) {
     if (!o.done && (o.id == id || o.answered)) {
       finish(o);
       // Its copy (o.id == id) is handed on first; the others are in rooms not subscribed here.
-      if (o.id != id) answer(o, o.seq, true, &acks);
+      if (o.id != id) answer(o, o.seq, Outcome::kStored, &acks);
       std::string().swap(o.text);
     }
   }
@@ -607,7 +616,7 @@ void Backplane::came_back(uint64_t id, PendingAcks& acks) {
 void Backplane::deliver_locally(Outgoing& o) {
   ++stats_.local_only;
   deliver_(Message{std::move(o.room), std::move(o.user), std::move(o.text), o.ts_ms, 0, o.msg_id, o.front});
-  answer(o, 0, false);  // after its copy: Redis may not have it
+  answer(o, 0, Outcome::kNotStored);  // after its copy: Redis may not have it
 }
 
 void Backplane::on_push(const redisReply& reply) {
@@ -656,7 +665,7 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
     if (o == nullptr || o->done || !o->room.empty()) return;
     PendingAcks acks;
     came_back(id, acks);
-    for (auto& [acked, seq] : acks) acked(seq, true);
+    for (auto& [acked, seq] : acks) acked(seq, Outcome::kStored);
     auto it = fences_.find(id);
     if (it == fences_.end()) return;
     auto done = std::move(it->second);
@@ -692,7 +701,7 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
     deliver_(std::move(m));
   }
   // After the copy: the sender sees its message, then the answer (both go through the owner).
-  for (auto& [acked, seq] : acks) acked(seq, true);
+  for (auto& [acked, seq] : acks) acked(seq, Outcome::kStored);
 }
 
 }  // namespace chat

@@ -90,8 +90,10 @@ class Backplane {
     std::string front;  // the sender's front end (Format::front; "" if not known)
   };
   using Deliver = std::function<void(Message)>;
-  // The answer to a publish with an id: `stored` with Redis's number, or not stored (seq 0).
-  using Acked = std::function<void(uint64_t seq, bool stored)>;
+  // The answer to a publish with an id: stored with Redis's number; not stored (seq 0); or refused
+  // because its sender gave that id to another message (the number of that one).
+  enum class Outcome : uint8_t { kStored, kNotStored, kIdReused };
+  using Acked = std::function<void(uint64_t seq, Outcome outcome)>;
   // A query's answer; nullptr when Redis is away (or went away before answering).
   using Reply = std::function<void(const redisReply* reply)>;
   using EpochChanged = std::function<void(const std::string& epoch)>;
@@ -201,7 +203,7 @@ class Backplane {
   // An item of ours with `id` came back on `sub`: it and every older one that Redis has run are
   // done (Redis writes a subscriber's messages in the order it ran the publishes).
   void came_back(uint64_t id, PendingAcks& acks);
-  static void answer(Outgoing& o, uint64_t seq, bool stored, PendingAcks* later = nullptr);
+  static void answer(Outgoing& o, uint64_t seq, Outcome outcome, PendingAcks* later = nullptr);
   void learned_epoch(std::string_view epoch);
   std::string new_epoch();
   void send_queries();

@@ -29,7 +29,7 @@ void ShardTable::set_store(Store* store, const Retention& retention, std::vector
     log.delivered_seq = r.last_seq;
     if (r.ids.empty()) continue;
     log.ids = std::make_unique<IdWindow>();
-    for (StoredId& id : r.ids) log.ids->add(id.user, id.id, {id.seq, id.ts_ms, true}, retention);
+    for (StoredId& id : r.ids) log.ids->add(id.user, id.id, {id.seq, id.ts_ms, true, id.text_fp}, retention);
   }
 }
 
@@ -420,6 +420,13 @@ void Hub::ack(const Publish& p, const std::string& room, uint64_t seq, bool stor
   table_.run_on(p.shard, shard_, [&hub = table_.hub(p.shard), member_id = p.member_id, room, id = p.id, seq, stored] {
     auto it = hub.members_.find(member_id);
     if (it != hub.members_.end()) it->second->acked(room, id, seq, stored);  // else: gone meanwhile
+  });
+}
+
+void Hub::id_reused(const Publish& p, const std::string& room) {
+  table_.run_on(p.shard, shard_, [&hub = table_.hub(p.shard), member_id = p.member_id, room, id = p.id] {
+    auto it = hub.members_.find(member_id);
+    if (it != hub.members_.end()) it->second->publish_refused(room, Refusal::kIdReused, id);  // else: gone meanwhile
   });
 }
 

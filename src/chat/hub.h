@@ -131,6 +131,10 @@ class IdWindow {
     uint64_t seq = 0;
     int64_t ts_ms = 0;
     bool stored = false;
+    uint64_t text_fp = 0;  // text_fingerprint of its message (0: not known: any text is a retry)
+    // True if `text` could be the message this id was given first (a retry), false if it is
+    // another message under the same id.
+    bool same_message(std::string_view text) const { return text_fp == 0 || text_fp == text_fingerprint(text); }
   };
   Entry* find(const std::string& user, const std::string& id);
   void add(const std::string& user, const std::string& id, Entry entry, const Retention& retention);
@@ -362,6 +366,9 @@ class Hub {
   void deliver_message(const std::string& room, StoredMessage message);
   // Answers a publish that had an id, on its sender's shard.
   void ack(const Publish& publish, const std::string& room, uint64_t seq, bool stored);
+  // Refuses a publish whose id its sender gave another message before (Refusal::kIdReused), on its
+  // sender's shard: nothing is numbered, stored or delivered.
+  void id_reused(const Publish& publish, const std::string& room);
   // The room's numbering and dedupe window (created empty if the room is new).
   RoomLog& log(const std::string& room) { return logs_[room]; }
 

@@ -24,6 +24,7 @@ const char* describe(Refusal refusal) {
     case Refusal::kTooManyBans: return "the room's ban list is full";
     case Refusal::kRoomLimit: return "the room has as many members as this server allows";
     case Refusal::kServerRooms: return "this server has as many rooms as it allows: join one that exists";
+    case Refusal::kIdReused: return "this id was given to another message: a retry must repeat the same text, a new message needs a new id";
   }
   return "refused";
 }

@@ -31,6 +31,7 @@ enum class Refusal : uint8_t {
   kTooManyBans,
   kRoomLimit,       // the room has --max-room-members members
   kServerRooms,     // the server has --max-server-rooms rooms (a join that would open another)
+  kIdReused,        // a message under an id its sender gave another message (a retry is the same text)
 };
 const char* describe(Refusal refusal);
 

@@ -24,6 +24,7 @@ void LocalRouter::route(Hub& owner, const std::string& room, Publish p) {
   RoomLog& log = owner.log(room);
   if (!p.id.empty() && log.ids) {
     if (IdWindow::Entry* seen = log.ids->find(p.user, p.id)) {
+      if (!seen->same_message(p.text)) return owner.id_reused(p, room);  // another message: the client is told
       if (seen->stored) return owner.ack(p, room, seen->seq, true);  // a retry: the same answer, no copy
       // The first one is still on its way into the store: decide once it got there.
       table.store().fence(here, [this, &owner, room, p = std::move(p)]() mutable { route(owner, room, std::move(p)); });
@@ -36,7 +37,8 @@ void LocalRouter::route(Hub& owner, const std::string& room, Publish p) {
       .seq = ++log.last_seq, .ts_ms = now_ms(), .user = p.user, .text = p.text, .id = p.id, .front = p.front};
   if (!p.id.empty()) {
     if (!log.ids) log.ids = std::make_unique<IdWindow>();
-    log.ids->add(p.user, p.id, {.seq = m.seq, .ts_ms = m.ts_ms, .stored = false}, table.retention());
+    log.ids->add(p.user, p.id, {.seq = m.seq, .ts_ms = m.ts_ms, .stored = false, .text_fp = text_fingerprint(p.text)},
+                 table.retention());
   }
   table.store().append(here, room, m, [&owner, room, m, p = std::move(p)](bool stored) {
     owner.deliver_message(room, m);  // live chat goes on when the store fails
@@ -122,8 +124,11 @@ void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
   Backplane::Acked acked;
   if (!p.id.empty()) {
     acked = [table = &table_, shard = owner.shard(), room, ack = Publish{.user = {}, .text = {}, .id = p.id, .front = {}, .shard = p.shard, .member_id = p.member_id}](
-                uint64_t seq, bool stored) {
-      table->run_on(shard, 0, [hub = &table->hub(shard), room, ack, seq, stored] { hub->ack(ack, room, seq, stored); });
+                uint64_t seq, Backplane::Outcome outcome) {
+      table->run_on(shard, 0, [hub = &table->hub(shard), room, ack, seq, outcome] {
+        if (outcome == Backplane::Outcome::kIdReused) return hub->id_reused(ack, room);
+        hub->ack(ack, room, seq, outcome == Backplane::Outcome::kStored);
+      });
     };
   }
   uint64_t next_seq = owner.log(room).last_seq + 1;

@@ -121,6 +121,7 @@ class Statement {
       fail(sqlite3_db_handle(stmt_));
     }
     int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+    bool is_null(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
     std::string text(int column) const {
       auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
       return p ? std::string(p, size_t(sqlite3_column_bytes(stmt_, column))) : std::string();
@@ -656,14 +657,18 @@ std::vector<StoredRoom> SqliteStoreImpl::load() {
       }
     }
     {
+      // With the text of its message while the store has it (a retry must repeat it); an id whose
+      // message retention deleted is known by its number only.
       Statement statement(db_.get(),
-                          "SELECT room, user, msg_id, seq, ts FROM ids ORDER BY room, seq");
+                          "SELECT i.room, i.user, i.msg_id, i.seq, i.ts, m.text FROM ids i"
+                          " LEFT JOIN messages m ON m.room = i.room AND m.seq = i.seq ORDER BY i.room, i.seq");
       auto run = statement.run();
       while (run.step()) {
         auto it = index.find(run.text(0));
         if (it == index.end()) continue;  // written with its room's row: cannot happen
+        uint64_t fp = run.is_null(5) ? 0 : text_fingerprint(run.text(5));
         rooms[it->second].ids.push_back(
-            StoredId{run.text(1), run.text(2), uint64_t(run.integer(3)), run.integer(4)});
+            StoredId{run.text(1), run.text(2), uint64_t(run.integer(3)), run.integer(4), fp});
       }
     }
     // The window as the rule says, whether or not a trim has caught up with it.

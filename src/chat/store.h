@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "reactor/reactor.h"
@@ -43,12 +44,22 @@ struct StoredMessage {
   std::string front;
 };
 
-// A message id the store remembers for dedupe: (room, user, id) -> seq.
+// What tells a retry of a message from another message sent under the same id: a 64-bit FNV-1a
+// of its text, never 0 (0: not known, as for an id whose message the store no longer has).
+inline uint64_t text_fingerprint(std::string_view text) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  return h == 0 ? 1 : h;
+}
+
+// A message id the store remembers for dedupe: (room, user, id) -> seq, and the fingerprint of the
+// text it was given with (0 if not known).
 struct StoredId {
   std::string user;
   std::string id;
   uint64_t seq = 0;
   int64_t ts_ms = 0;
+  uint64_t text_fp = 0;
 };
 
 // What a store knows of a room at start-up: its last number and its dedupe window, oldest first.

@@ -141,6 +141,57 @@ TEST_P(ChatHistoryStores, MembersComingAndGoingWhileOthersPublishSeeEveryMessage
   }
 }
 
+// A message id is the sender's promise that a message sent again is the same message: a retry gets
+// the first answer, but another text under a used id is a client bug, refused with an error that
+// names the id (nothing numbered, stored or delivered). The SQLite store remembers it across a restart.
+TEST_P(ChatHistoryStores, AnIdGivenToAnotherMessageIsRefusedNamingTheId) {
+  DataDir dir;
+  auto send = [](Native& m, const std::string& text, const std::string& id) {
+    m.send(json{{"type", "message"}, {"room", "ids"}, {"text", text}, {"id", id}}.dump() + "\n");
+  };
+  auto refused = [&](Native& m, const std::string& text, const std::string& id) {
+    send(m, text, id);
+    std::vector<json> before;
+    json e = expect_type(m, "error", &before);
+    for (const json& j : before) EXPECT_NE(j.value("type", ""), "message") << "delivered: " << j;
+    EXPECT_EQ(e.value("code", ""), "id_reused") << e;
+    EXPECT_EQ(e.value("id", ""), id) << e;
+    EXPECT_EQ(e.value("room", ""), "ids") << e;
+    EXPECT_NE(e.value("message", "").find("'" + id + "'"), std::string::npos) << e;
+  };
+  uint64_t seq = 0;
+  {
+    Server server(store_args(GetParam(), dir));
+    Native ann(server.port, "ann"), bob(server.port, "bob");
+    ASSERT_EQ(ann.request({{"type", "join"}, {"room", "ids"}})["type"], "joined");
+    ASSERT_EQ(bob.request({{"type", "join"}, {"room", "ids"}})["type"], "joined");
+    send(ann, "hello", "k0");
+    json ack = expect_type(ann, "ack");
+    seq = ack.value("seq", uint64_t{0});
+    ASSERT_GT(seq, 0u) << ack;
+    EXPECT_EQ(expect_type(bob, "message")["text"], "hello");
+    send(ann, "hello", "k0");  // a retry: the same answer
+    EXPECT_EQ(expect_type(ann, "ack"), ack);
+    refused(ann, "DIFFERENT", "k0");
+    // Another sender may use the same id: ids are the sender's own.
+    send(bob, "mine", "k0");
+    std::vector<json> before_ack;
+    EXPECT_EQ(expect_type(bob, "ack", &before_ack).value("seq", uint64_t{0}), seq + 1);
+    ASSERT_EQ(before_ack.size(), 1u);
+    EXPECT_EQ(before_ack[0].value("text", ""), "mine") << "bob's own copy, and nothing else: " << before_ack[0];
+    // The next message ann gets is bob's: DIFFERENT was delivered to no one (bob's own copy came
+    // before his ack).
+    EXPECT_EQ(expect_type(ann, "message")["text"], "mine");
+  }
+  if (GetParam() != "sqlite") return;
+  Server again(store_args("sqlite", dir));
+  Native ann(again.port, "ann");
+  ASSERT_EQ(ann.request({{"type", "join"}, {"room", "ids"}})["type"], "joined");
+  refused(ann, "DIFFERENT", "k0");
+  send(ann, "hello", "k0");
+  EXPECT_EQ(expect_type(ann, "ack").value("seq", uint64_t{0}), seq) << "a retry after the restart: the first answer";
+}
+
 // The messages a member recovers from `since` (a fresh connection, everything replayed): seq ->
 // the message.
 std::map<uint64_t, json> recover_all(int port, const std::string& name, const std::string& room, uint64_t since,

@@ -671,7 +671,7 @@ std::vector<uint64_t> range(uint64_t first, uint64_t last) {
 // A message with an id is acknowledged with its number once Redis has it, after the sender's own
 // copy; every copy carries the id. The same (room, user, id) sent again through another node is
 // recognised by Redis: the same ack, and nobody receives it twice.
-TEST(RedisHistory, AnIdIsAckedOnceStoredAndARetryThroughAnotherNodeGetsTheSameAnswerOnly) {
+TEST(RedisHistory, AnIdIsAckedOnceStoredARetryThroughAnotherNodeGetsTheSameAnswerAnotherTextIsRefused) {
   RedisServer redis;
   Server a(node(redis, "2")), b(node(redis, "2"));
   wait_connected(a);
@@ -706,8 +706,16 @@ TEST(RedisHistory, AnIdIsAckedOnceStoredAndARetryThroughAnotherNodeGetsTheSameAn
   EXPECT_EQ(said(next[0]), "alice:next") << "bob got the retry: " << next[0];
   EXPECT_EQ(next[0].value("seq", uint64_t{0}), seq + 1);
   EXPECT_EQ(expect_type(again, "ack").value("seq", uint64_t{0}), seq + 1);
+  // Another text under a used id: refused (by Redis, which remembers the id for every node), naming
+  // the id; no one gets it.
+  say_with_id(again, "DIFFERENT", "m-1");
+  std::vector<json> before;
+  json refused = expect_type(again, "error", &before);
+  EXPECT_EQ(refused.value("code", ""), "id_reused") << refused;
+  EXPECT_EQ(refused.value("id", ""), "m-1") << refused;
+  for (const json& j : before) EXPECT_NE(j.value("type", ""), "message") << "delivered: " << j;
   EXPECT_TRUE(nothing_more(bob));
-  EXPECT_EQ(counter(redis_part(stats_of(b.process)), "duplicates"), 1);
+  EXPECT_EQ(counter(redis_part(stats_of(b.process)), "duplicates"), 2);
 }
 
 // One history for every node: what was said on node A is in `joined.seq` and `history` on node B,

@@ -743,6 +743,7 @@ std::pair<const char*, std::string> refusal_line(Refusal why, const std::string&
     case Refusal::kTooManyBans: return {"478", chan + " :Channel ban list is full"};
     case Refusal::kRoomLimit: return {"471", chan + " :Cannot join channel (channel is full)"};
     case Refusal::kServerRooms: return {"405", chan + " :Cannot join channel (the server has too many channels)"};
+    case Refusal::kIdReused: return {"404", chan + " :Cannot send to channel (a message id used for another message)"};
     case Refusal::kNone: break;
   }
   return {"400", chan + " :" + describe(why)};

@@ -359,9 +359,9 @@ reactor::SharedBytes NativeCodec::join_refused(Session&, const std::string& room
 
 reactor::SharedBytes NativeCodec::publish_refused(Session&, const std::string& room, Refusal why,
                                                   const std::string& id) {
-  Json j = {{"type", "error"}, {"code", "not_allowed"}, {"room", room}};
+  Json j = {{"type", "error"}, {"code", why == Refusal::kIdReused ? "id_reused" : "not_allowed"}, {"room", room}};
   if (!id.empty()) j["id"] = id;
-  j["message"] = describe(why);
+  j["message"] = why == Refusal::kIdReused ? "id '" + id + "': " + describe(why) : std::string(describe(why));
   return wrap(j);
 }
 
