@@ -875,6 +875,84 @@ TEST(RedisHistory, WhileRedisIsAwayAnIdIsNotStoredAndHistoryIsUnavailable) {
       << "only what Redis kept: " << now;
 }
 
+// Through an outage that starts and ends while two nodes' members pipeline messages with ids (Redis
+// killed, then frozen), every id gets exactly one answer, and it is `ack` or `not_stored`: never
+// another error, never none, never two.
+TEST(RedisHistory, ThroughOutagesEveryIdOnEveryNodeIsAnsweredOnceAckOrNotStored) {
+  RedisServer redis;
+  Server a(node(redis, "2")), b(node(redis, "1"));
+  wait_connected(a);
+  wait_connected(b);
+  Member ann(a.port, "ann", "hall"), bob(b.port, "bob", "hall");
+  std::map<std::string, std::vector<std::string>> answers;  // id -> the answers it got ("ack", or the error code)
+  int sent = 0;
+  auto burst = [&](int n) {
+    std::string to_ann, to_bob;
+    for (int i = 0; i < n; ++i, ++sent) {
+      std::string k = std::to_string(sent);
+      to_ann += json{{"type", "message"}, {"room", "hall"}, {"text", "a" + k}, {"id", "a" + k}}.dump() + "\n";
+      to_bob += json{{"type", "message"}, {"room", "hall"}, {"text", "b" + k}, {"id", "b" + k}}.dump() + "\n";
+    }
+    ann.send(to_ann);
+    bob.send(to_bob);
+  };
+  // Reads both members' answers until every id sent so far has one (or nothing comes for 20 s).
+  auto answered = [&] {
+    for (Member* m : {&ann, &bob}) {
+      char side = m == &ann ? 'a' : 'b';
+      auto done = [&] {
+        for (int i = 0; i < sent; ++i) {
+          if (!answers.contains(side + std::to_string(i))) return false;
+        }
+        return true;
+      };
+      while (!done()) {
+        json j = next_json(*m, 20s);
+        std::string type = j.value("type", "");
+        if (type == "<nothing>") return;
+        if (type == "ack") answers[j.value("id", "")].push_back("ack");
+        if (type == "error") answers[j.value("id", "<no id>")].push_back(j.value("code", "") + " " + j.dump());
+      }
+    }
+  };
+  burst(100);
+  answered();
+  // Killed while a burst is on its way.
+  burst(100);
+  redis.kill();
+  for (Server* s : {&a, &b}) ASSERT_TRUE(s->process.wait_for_err_line("serving this node's members only", 10s)) << s->process.err();
+  burst(100);
+  answered();
+  redis.start();
+  for (Server* s : {&a, &b}) ASSERT_TRUE(s->process.wait_for_err_line("connected again", 20s)) << s->process.err();
+  burst(100);
+  // Frozen while a burst is on its way: away once silent for the limit.
+  ASSERT_EQ(::kill(redis.process->pid(), SIGSTOP), 0);
+  burst(100);
+  answered();
+  ASSERT_EQ(::kill(redis.process->pid(), SIGCONT), 0);
+  for (Server* s : {&a, &b}) ASSERT_TRUE(s->process.wait_for_err_line("connected again", 20s)) << s->process.err();
+  burst(50);
+  answered();
+
+  std::map<std::string, int> kinds;
+  for (int i = 0; i < sent; ++i) {
+    for (const char* side : {"a", "b"}) {
+      std::string id = side + std::to_string(i);
+      auto it = answers.find(id);
+      ASSERT_NE(it, answers.end()) << id << " got no answer";
+      ASSERT_EQ(it->second.size(), 1u) << id << " got " << it->second.size() << " answers: " << it->second[0] << ", " << it->second[1];
+      const std::string& got = it->second[0];
+      EXPECT_TRUE(got == "ack" || got.starts_with("not_stored ")) << id << ": " << got;
+      ++kinds[got.substr(0, got.find(' '))];
+    }
+  }
+  EXPECT_EQ(answers.count("<no id>"), 0u) << "an error without an id: " << answers["<no id>"][0];
+  EXPECT_EQ(answers.size(), static_cast<size_t>(2 * sent)) << "answers for ids never sent";
+  EXPECT_GT(kinds["ack"], 0);
+  EXPECT_GT(kinds["not_stored"], 0) << "the outages never took effect";
+}
+
 // --history-messages bounds each room's stream; a member that missed more than was kept is told so.
 TEST(RedisHistory, AStreamKeepsTheNewestMessagesOnly) {
   RedisServer redis;
