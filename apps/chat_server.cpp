@@ -370,6 +370,19 @@ int main(int argc, char** argv) {
   cli.add_option("--history-age-s", store.max_age_s, "Messages older than this are forgotten, in seconds")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{100LL * 365 * 24 * 3600}));
+  cli.add_option("--history-reply-bytes", limits.history_reply_bytes,
+                 "Bytes of messages one history answer carries at most (at least one message): past it, fewer "
+                 "messages and \"more\": true (0: no cap)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{1} << 30));
+  cli.add_option("--history-rate", limits.history_rate,
+                 "Bytes of history (history, CHATHISTORY, replays) one connection may be answered with a second after "
+                 "--history-burst; its address four times as much; past it: rate_limited (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e12));
+  cli.add_option("--history-burst", limits.history_burst, "Bytes of history one connection may be answered with at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e12));
   cli.add_option("--replay-limit", limits.replay_limit,
                  "Messages one reconnecting member may be replayed (join with since); past it: recovered false")
       ->capture_default_str()
@@ -428,6 +441,9 @@ int main(int argc, char** argv) {
   }
   limits.soft_grace = std::chrono::milliseconds(soft_grace_ms);
   limits.frame_timeout = std::chrono::milliseconds(frame_timeout_ms);
+  // An address is budgeted four times what one connection is (a few tabs, a reconnect or two).
+  limits.per_address.history_rate = 4 * limits.history_rate;
+  limits.per_address.history_burst = 4 * limits.history_burst;
   if (verbose) reactor::set_log_level(reactor::LogLevel::kDebug);
   app::tag_logs_if_worker();
 

@@ -32,6 +32,30 @@ void AddressTable::refill(Entry& e, reactor::Clock::time_point now) const {
   e.refilled = now;
 }
 
+void AddressTable::refill_history(Entry& e, reactor::Clock::time_point now) const {
+  double seconds = std::chrono::duration<double>(now - e.history_refilled).count();
+  e.history = std::min(limits_.history_burst, e.history + seconds * limits_.history_rate);
+  e.history_refilled = now;
+}
+
+bool AddressTable::history_in_debt(const AddressKey& key, reactor::Clock::time_point now) {
+  if (limits_.history_rate <= 0) return false;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return false;
+  refill_history(it->second, now);
+  return it->second.history < 0;
+}
+
+void AddressTable::charge_history(const AddressKey& key, reactor::Clock::time_point now, double bytes) {
+  if (limits_.history_rate <= 0) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;
+  refill_history(it->second, now);
+  it->second.history -= bytes;
+}
+
 Admission AddressTable::admit(const AddressKey& key, reactor::Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto [it, fresh] = entries_.try_emplace(key);
@@ -39,6 +63,8 @@ Admission AddressTable::admit(const AddressKey& key, reactor::Clock::time_point 
   if (fresh) {
     e.tokens = limits_.connect_burst;
     e.refilled = now;
+    e.history = limits_.history_burst;
+    e.history_refilled = now;
   }
   if (limits_.max_connections > 0 && e.open >= limits_.max_connections) return Admission::kTooMany;
   if (limits_.connect_rate > 0) {
@@ -61,7 +87,10 @@ size_t AddressTable::sweep(reactor::Clock::time_point now) {
   for (auto it = entries_.begin(); it != entries_.end();) {
     Entry& e = it->second;
     if (limits_.connect_rate > 0) refill(e, now);
-    if (e.open == 0 && (limits_.connect_rate <= 0 || e.tokens >= limits_.connect_burst)) {
+    if (limits_.history_rate > 0) refill_history(e, now);
+    // Forgotten once nothing of it would differ from an address never seen.
+    if (e.open == 0 && (limits_.connect_rate <= 0 || e.tokens >= limits_.connect_burst) &&
+        (limits_.history_rate <= 0 || e.history >= limits_.history_burst)) {
       it = entries_.erase(it);
     } else {
       ++it;

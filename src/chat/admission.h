@@ -17,6 +17,11 @@ struct AddressLimits {
   size_t max_connections = 500;  // open at once from one address (0: no limit)
   double connect_rate = 50;      // new connections a second from one address, after ...
   double connect_burst = 500;    // ... this many at once (rate 0: no limit)
+  // Bytes of history one address's connections may be answered with a second, after a burst
+  // (rate 0: no limit): a reconnect does not start a budget afresh (Limits::history_rate, per
+  // connection, sets these to four times its own).
+  double history_rate = 4.0 * 1024 * 1024;
+  double history_burst = 16.0 * 1024 * 1024;
 };
 
 enum class Admission : uint8_t { kAdmitted, kTooMany, kTooFast };
@@ -39,18 +44,26 @@ class AddressTable {
   // A connection from `key` at `now`: admitted (and counted until release()), or refused.
   Admission admit(const AddressKey& key, reactor::Clock::time_point now);
   void release(const AddressKey& key);
+  // History answered to `key`'s connections: true while its budget is spent (an answer's cost is
+  // known once it is read, so a budget may go into debt by one answer); charge() spends `bytes`.
+  // An address with no connection counted here has no budget (false; nothing charged).
+  bool history_in_debt(const AddressKey& key, reactor::Clock::time_point now);
+  void charge_history(const AddressKey& key, reactor::Clock::time_point now, double bytes);
   // Forgets the addresses with no connection whose connect bucket is full again (they are as if
   // never seen); returns how many are left. Called now and then (ChatService, once a second).
   size_t sweep(reactor::Clock::time_point now);
-  bool enabled() const { return limits_.max_connections > 0 || limits_.connect_rate > 0; }
+  bool enabled() const { return limits_.max_connections > 0 || limits_.connect_rate > 0 || limits_.history_rate > 0; }
 
  private:
   struct Entry {
     size_t open = 0;
     double tokens = 0;
     reactor::Clock::time_point refilled{};
+    double history = 0;  // bytes of history left (negative: in debt)
+    reactor::Clock::time_point history_refilled{};
   };
   void refill(Entry& e, reactor::Clock::time_point now) const;
+  void refill_history(Entry& e, reactor::Clock::time_point now) const;
 
   const AddressLimits limits_;
   std::mutex mutex_;

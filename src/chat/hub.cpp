@@ -737,11 +737,68 @@ void Hub::owner_modes(const std::string& room, OwnedRoom& r, const std::string& 
 void Hub::owner_presence(const std::string& room_name, OwnedRoom& r, EventKind kind, const std::string& user,
                          FormatId format, uint64_t member_id, uint64_t except_id, const std::string& text, bool quit) {
   if (r.count > table_.presence_max_members()) return;
+  if ((kind == EventKind::kJoin || kind == EventKind::kLeave) &&
+      !presence_passes(room_name, r, kind == EventKind::kJoin, user, format, member_id)) {
+    return;
+  }
   RoomEvent event = member_event(kind, room_name, user, text, format, member_id);
   event.quit = quit;
   if (auto delivery = render(r, std::move(event))) {
     owner_broadcast(room_name, r, delivery, except_id);
   }
+}
+
+bool Hub::presence_passes(const std::string& room, OwnedRoom& r, bool in, const std::string& user, FormatId format,
+                          uint64_t member_id) {
+  auto now = reactor::Clock::now();
+  if (!r.churn) r.churn = std::make_unique<std::unordered_map<std::string, PresenceChurn>>();
+  auto& churn = *r.churn;
+  if (churn.size() > 2 * r.names.size() + 16) {  // forget those whose window is over (and not held)
+    std::erase_if(churn, [now](const auto& e) { return !e.second.held && now - e.second.window_start >= kPresenceWindow; });
+  }
+  PresenceChurn& c = churn[user];
+  c.format = format;
+  c.member_id = member_id;
+  if (c.held) {
+    ++presence_held_;
+    return false;
+  }
+  if (now - c.window_start >= kPresenceWindow) {
+    c.window_start = now;
+    c.events = 0;
+  }
+  if (c.events < kPresenceBurst) {
+    ++c.events;
+    c.announced_in = in;
+    return true;
+  }
+  c.held = true;
+  ++presence_held_;
+  table_.reactor(shard_).run_after(c.window_start + kPresenceWindow - now,
+                                   [this, room, user] { flush_presence(room, user); });
+  return false;
+}
+
+void Hub::flush_presence(const std::string& room, const std::string& user) {
+  auto it = owned_.find(room);
+  if (it == owned_.end() || !it->second.churn) return;  // everyone left meanwhile: no one to tell
+  OwnedRoom& r = it->second;
+  auto c = r.churn->find(user);
+  if (c == r.churn->end()) return;
+  PresenceChurn& p = c->second;
+  p.held = false;
+  p.window_start = reactor::Clock::now();
+  p.events = 0;
+  auto named = r.names.find(user);
+  bool in = named != r.names.end();
+  if (in == p.announced_in) return;  // came and went (or went and came): nothing to tell
+  p.announced_in = in;
+  if (r.count > table_.presence_max_members()) return;
+  ++p.events;
+  FormatId format = in ? named->second.format : p.format;
+  uint64_t member_id = in ? named->second.id : p.member_id;
+  RoomEvent event = member_event(in ? EventKind::kJoin : EventKind::kLeave, room, user, {}, format, member_id);
+  if (auto delivery = render(r, std::move(event))) owner_broadcast(room, r, delivery, in ? member_id : 0);
 }
 
 void Hub::owner_publish(const std::string& room_name, Publish publish) {

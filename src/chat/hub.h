@@ -346,6 +346,8 @@ class Hub {
   size_t local_member_count(const std::string& room) const;
   // For the figures: the rooms with members this shard owns, and this shard's memberships.
   size_t owned_room_count() const { return owned_.size(); }
+  // Joins and leaves held back by presence coalescing (PresenceChurn) in the rooms this shard owns.
+  uint64_t presence_held() const { return presence_held_; }
   size_t local_membership_count() const;
   // Runs `done` on this shard once each shard in `shards` has run everything this shard posted to
   // it before (and what those tasks posted back here): a request's answers from a room's owner
@@ -383,12 +385,28 @@ class Hub {
     uint64_t id = 0;
     MemberModes modes;
   };
+  // What a room heard of one member's comings and goings in the current window (presence
+  // coalescing: past kPresenceBurst joins and leaves of one name in kPresenceWindow, the room hears
+  // no more of them until the window ends, and then only where the member is now, if that is not
+  // what it heard last).
+  struct PresenceChurn {
+    reactor::Clock::time_point window_start{};
+    uint32_t events = 0;        // joins and leaves the room heard in this window
+    bool announced_in = false;  // the last the room heard: joined (true) or left
+    bool held = false;          // more came and were held: a flush is due at the window's end
+    FormatId format{};          // of its last connection (for a leave announced at the flush)
+    uint64_t member_id = 0;
+  };
+  static constexpr uint32_t kPresenceBurst = 10;
+  static constexpr reactor::Clock::duration kPresenceWindow = std::chrono::seconds(10);
   struct OwnedRoom {
     size_t count = 0;
     std::array<uint32_t, kMaxFormats> format_count{};  // members per wire format
     std::vector<size_t> shard_count;                     // members per shard
     std::map<std::string, NamedMember> names;            // named members, by name
     std::unique_ptr<RoomPolicy> policy;                  // null: the defaults
+    // By name: exists once the room has announced a join or a leave.
+    std::unique_ptr<std::unordered_map<std::string, PresenceChurn>> churn;
   };
   // What the owner answers a join with (shared by reference until the member's shard has used it).
   struct JoinAnswer {
@@ -423,6 +441,12 @@ class Hub {
   // was renamed to `text` (or left saying `text`).
   void owner_presence(const std::string& room, OwnedRoom& r, EventKind kind, const std::string& user, FormatId format,
                       uint64_t member_id, uint64_t except_id, const std::string& text = {}, bool quit = false);
+  // Presence coalescing (PresenceChurn): true if the room hears this join (`in`) or leave of `user`
+  // now; false if it is held for the window's end (flush_presence).
+  bool presence_passes(const std::string& room, OwnedRoom& r, bool in, const std::string& user, FormatId format,
+                       uint64_t member_id);
+  // At the end of `user`'s window in `room`: the room hears where it is now, if not what it heard last.
+  void flush_presence(const std::string& room, const std::string& user);
   // Renders `event` in every format the room's members speak; null if no format carries it.
   DeliveryPtr render(const OwnedRoom& r, RoomEvent event) const;
   void owner_broadcast(const std::string& room, const OwnedRoom& r, const DeliveryPtr& delivery, uint64_t except_id);
@@ -437,6 +461,7 @@ class Hub {
   ShardTable& table_;
   size_t shard_;
   std::unordered_map<std::string, LocalRoom> local_;
+  uint64_t presence_held_ = 0;
   std::unordered_map<std::string, OwnedRoom> owned_;
   std::unordered_map<std::string, RoomLog> logs_;      // owner: every room numbered here, kept when empty
   std::unordered_map<uint64_t, Member*> members_;      // this shard's members, by id (for acks)

@@ -24,6 +24,13 @@ struct Limits {
   double message_burst = 500;              // ... this many at once (rate 0: no limit); past it:
                                            // rate_limited, and past `burst` refusals in a row, closed
   std::chrono::milliseconds frame_timeout{10000};  // a begun frame (line, object) must end within this
+  // History (history, CHATHISTORY, recovering joins) costs by what it returns: one answer carries
+  // at most `history_reply_bytes` of messages (at least one message; fewer, marked "more", if
+  // cut), and one connection may be answered `history_rate` bytes a second after `history_burst`
+  // (rate 0: no limit; its address four times as much, AddressLimits). Past it: rate_limited.
+  size_t history_reply_bytes = 256 * 1024;
+  double history_rate = 1024.0 * 1024;
+  double history_burst = 4.0 * 1024 * 1024;
 };
 
 }  // namespace chat

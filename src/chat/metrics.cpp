@@ -140,7 +140,10 @@ void write_metrics(Exposition& out, const Stats& s, const std::vector<Stats>& sh
   out.labelled("chat_auth_total", "counter",
                "With --auth-secret: members admitted with a token, and connections closed for a missing or bad one", "result",
                {{"accepted", s.auth_accepted}, {"refused", s.auth_refused}});
-  out.counter("chat_rate_limited_total", "Messages refused over --message-rate", s.rate_limited);
+  out.counter("chat_rate_limited_total", "Requests refused over --message-rate (messages, joins, leaves, history ...)",
+              s.rate_limited);
+  out.counter("chat_presence_held_total", "Joins and leaves a room did not hear at once: one member's churn, coalesced",
+              s.presence_coalesced);
   out.labelled("chat_joins_refused_total", "counter", "Joins refused by a server limit, by limit", "limit",
                {{"room_members", s.refused_room_members}, {"server_rooms", s.refused_server_rooms}});
   out.counter("chat_http_requests_total", "HTTP requests answered", s.http_requests);

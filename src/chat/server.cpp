@@ -124,6 +124,7 @@ Stats ChatServer::stats() const {
   Stats s = stats_;
   s.rooms = hub_.owned_room_count();
   s.members = hub_.local_membership_count();
+  s.presence_coalesced = hub_.presence_held();
   if (lag_probe_) s.loop_lag = lag_probe_->histogram();
   for (const auto& door : doors_) {
     if (door) s.connections_refused += door->stats().rejected;
@@ -369,7 +370,7 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
   store_ = options.store;
   table_.set_room_limits(limits.max_room_members, limits.max_server_rooms);
   table_.set_authority(options.authority);
-  if (limits.per_address.max_connections > 0 || limits.per_address.connect_rate > 0) {
+  if (AddressTable(limits.per_address).enabled()) {
     addresses_ = std::make_unique<AddressTable>(limits.per_address);
     table_.set_addresses(addresses_.get());
     // Addresses with nothing open and a full bucket are forgotten: the table holds the addresses

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cmath>
 #include <utility>
 
 #include "reactor/log.h"
@@ -227,7 +228,7 @@ bool Session::frame_timed_out(uint32_t now_ms) {
   return true;
 }
 
-bool Session::take_message_token() {
+bool Session::take_request_token() {
   const Limits& l = limits();
   if (l.message_rate <= 0) return true;
   uint32_t now = clock_ms();
@@ -251,7 +252,7 @@ bool Session::take_message_token() {
     lost_ = true;
     table().reactor(hub().shard()).defer([self = weak_from_this()] {
       if (auto s = self.lock()) {
-        s->transport_.close_after_flush(reactor::CloseCode::kProtocol, "messages past --message-rate, refusal after refusal");
+        s->transport_.close_after_flush(reactor::CloseCode::kProtocol, "requests past --message-rate, refusal after refusal");
       }
     });
   }
@@ -260,7 +261,7 @@ bool Session::take_message_token() {
 
 HubError Session::publish(const std::string& room, std::string_view user, std::string_view text,
                           std::string_view id) {
-  if (!take_message_token()) return HubError::kRateLimited;
+  if (!take_request_token()) return HubError::kRateLimited;
   HubError e = hub().publish(room, this, user, text, id);
   if (e != HubError::kNone) return e;
   ++stats().messages_in;
@@ -268,17 +269,81 @@ HubError Session::publish(const std::string& room, std::string_view user, std::s
   return e;
 }
 
-void Session::history(const std::string& room, uint64_t after, uint64_t before, size_t limit, bool newest) {
+bool Session::history(const std::string& room, uint64_t after, uint64_t before, size_t limit, bool newest) {
+  if (history_in_debt()) {
+    ++stats().rate_limited;
+    return false;
+  }
   Store& store = table().store();
   if (store.asynchronous()) remote_ |= uint64_t{1} << hub().shard();  // a later pong waits for it
   store.read(table().reactor(hub().shard()), room, after, before, limit, newest,
-             [alive = weak_from_this(), room, &store](ReadResult result) {
+             [alive = weak_from_this(), room, &store, newest](ReadResult result) {
                auto self = alive.lock();
                if (!self || !self->transport_.open()) return;
                ++self->stats().history_reads;
+               self->charge_history(result, newest);
                // Not through reply(): like "joined", an answer from another thread.
                if (auto bytes = self->codec_->history(room, store.epoch(), result)) self->send(bytes);
              });
+  return true;
+}
+
+namespace {
+// What one stored message costs an answer: its fields and the format's framing around them.
+size_t answer_bytes(const StoredMessage& m) { return m.user.size() + m.text.size() + m.id.size() + 96; }
+}  // namespace
+
+AddressKey Session::peer_address() const {
+  int fd = transport_.peer_fd();
+  if (fd < 0) return {};
+  try {
+    return AddressKey::of(reactor::InetAddress::peer_of(fd));
+  } catch (const std::exception&) {
+    return {};  // gone meanwhile: it will close
+  }
+}
+
+bool Session::history_in_debt() {
+  const Limits& l = limits();
+  if (l.history_rate <= 0) return false;
+  uint32_t now = clock_ms();
+  if (std::isnan(history_left_)) {
+    history_left_ = static_cast<float>(l.history_burst);
+  } else {
+    double refill = static_cast<double>(now - history_refilled_ms_) * l.history_rate / 1000.0;
+    history_left_ = static_cast<float>(std::min(l.history_burst, static_cast<double>(history_left_) + refill));
+  }
+  history_refilled_ms_ = now;
+  if (history_left_ < 0) return true;
+  AddressTable* addresses = table().addresses();
+  if (addresses == nullptr) return false;
+  AddressKey key = peer_address();
+  return key.counted() && addresses->history_in_debt(key, reactor::Clock::now());
+}
+
+void Session::charge_history(ReadResult& result, bool newest, bool trim) {
+  auto& m = result.messages;
+  size_t cap = trim ? limits().history_reply_bytes : 0;
+  size_t bytes = 0, kept = 0;
+  // From the end the answer keeps: the newest messages, or the oldest.
+  for (; kept < m.size(); ++kept) {
+    size_t cost = answer_bytes(newest ? m[m.size() - 1 - kept] : m[kept]);
+    if (cap > 0 && kept > 0 && bytes + cost > cap) break;
+    bytes += cost;
+  }
+  if (kept < m.size()) {
+    result.more = true;
+    if (newest) {
+      m.erase(m.begin(), m.begin() + static_cast<std::ptrdiff_t>(m.size() - kept));
+    } else {
+      m.resize(kept);
+    }
+  }
+  if (limits().history_rate <= 0) return;
+  if (!std::isnan(history_left_)) history_left_ -= static_cast<float>(bytes);
+  AddressTable* addresses = table().addresses();
+  if (addresses == nullptr) return;
+  if (AddressKey key = peer_address(); key.counted()) addresses->charge_history(key, reactor::Clock::now(), static_cast<double>(bytes));
 }
 
 void Session::joined(const std::string& room, const JoinReply& reply) {
@@ -327,6 +392,12 @@ void Session::recover(Recovery& r, const JoinReply& reply) {
   }
   if (r.epoch != reply.epoch || r.since > reply.seq) return finish_recovery(r, false, {});
   if (r.since == reply.seq) return finish_recovery(r, true, {});
+  // A replay is history too (--history-rate): with the budget spent, nothing is replayed (the
+  // answer says recovered false, and the client may page with history later).
+  if (history_in_debt()) {
+    ++stats().rate_limited;
+    return finish_recovery(r, false, {});
+  }
   size_t limit = limits().replay_limit;
   table().store().read(table().reactor(hub().shard()), r.room, r.since, 0, limit + 1, /*newest=*/false,
                        [alive = weak_from_this(), room = r.room, serial = r.serial](ReadResult result) {
@@ -345,6 +416,7 @@ void Session::replayed(const std::string& room, uint64_t serial, ReadResult resu
   while (!m.empty() && m.back().seq > r->reply.seq) m.pop_back();
   bool complete = result.ok && !m.empty() && m.size() <= limits().replay_limit && m.front().seq == r->since + 1 &&
                   m.back().seq == r->reply.seq && m.back().seq - m.front().seq + 1 == m.size();
+  if (complete) charge_history(result, /*newest=*/true, /*trim=*/false);
   finish_recovery(*r, complete, complete ? m : std::vector<StoredMessage>{});
 }
 

@@ -7,6 +7,7 @@
 // while the reactors are congested.
 #pragma once
 
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -106,10 +107,12 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Publishes `text` from `user` to `room` (the sender must be a member).
   // With an `id`, the codec's `acked` answers once the message is stored (Hub::publish).
   HubError publish(const std::string& room, std::string_view user, std::string_view text, std::string_view id = {});
-  // `room`'s messages numbered between `after` and `before` (0: no bound), at most `limit`: the
-  // newest of them, or with `newest` false the oldest; answered through Codec::history (oldest first).
-  // The caller checks membership.
-  void history(const std::string& room, uint64_t after, uint64_t before, size_t limit, bool newest = true);
+  // `room`'s messages numbered between `after` and `before` (0: no bound), at most `limit` and at most
+  // --history-reply-bytes of them: the newest of them, or with `newest` false the oldest; answered
+  // through Codec::history (oldest first). The caller checks membership. False (counted in
+  // rate_limited, nothing read) while the connection's or its address's history budget is spent:
+  // the codec answers.
+  bool history(const std::string& room, uint64_t after, uint64_t before, size_t limit, bool newest = true);
   // Joins `room` and, after the owner's answer, sends its last `count` messages (replayed from the
   // store), then the live ones, with no gap and no duplicate (as join_since does); nothing is
   // replayed if they cannot all be.
@@ -130,6 +133,11 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void after_earlier_answers(reactor::SharedBytes bytes);
   // Closes the connection once what is queued has left.
   void close_after_flush(reactor::CloseCode code, std::string_view text);
+  // The connection's request budget (--message-rate a second after a burst of --message-burst):
+  // every request but a ping takes one token (publish() takes its own). True if this one may go;
+  // false (counted in rate_limited) if not, and past --message-burst refusals in a row the
+  // connection is closed once the codec has answered.
+  bool take_request_token();
   // --auth-secret (ShardTable::authority): the connection gave no valid token. Counted; `last_words`
   // (the codec's way of saying so) leave, then the connection closes, and nothing more it sent is
   // read. `why` goes into the close's log line (within the closes' budget): never the token.
@@ -147,9 +155,6 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
  private:
   // Frames and handles what `input` holds; true if it stopped at a frame not yet complete.
   bool frame_input(reactor::Buffer& input);
-  // --message-rate: true if this message may go; false (counted) if not, and past --message-burst
-  // refusals in a row the connection is closed once the codec has answered.
-  bool take_message_token();
   void switch_codec(std::unique_ptr<Codec> next);
   // Sends `bytes` (null: closes the connection after its flush).
   void emit(const reactor::SharedBytes& bytes);
@@ -160,6 +165,12 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Backpressure between reactors: stop reading until the table has room (ShardTable::congested).
   void wait_for_room();
   void resume_input();
+  // History budgets (--history-rate): true while this connection's or its address's is spent.
+  bool history_in_debt();
+  // Spends the bytes of an answer from both; with `trim`, trims `result` to --history-reply-bytes
+  // first (keeping the newest messages, or with `newest` false the oldest; `more` set if cut).
+  void charge_history(ReadResult& result, bool newest, bool trim = true);
+  AddressKey peer_address() const;
   // Recovery (join_since): live deliveries of the room wait in `live` until the replay is sent.
   struct Buffered {
     reactor::SharedBytes bytes;
@@ -204,6 +215,10 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   uint32_t refused_in_row_ = 0;
   // --frame-timeout-ms: when the frame still unfinished in the input buffer began (0: none).
   uint32_t partial_since_ms_ = 0;
+  // --history-rate: bytes of history this connection may still be answered with (negative: in
+  // debt; NaN: full, never used), and its last refill (ms of the steady clock, wrapping).
+  float history_left_ = std::numeric_limits<float>::quiet_NaN();
+  uint32_t history_refilled_ms_ = 0;
   std::string name_;
   std::vector<std::string> rooms_;
   OutputLimit::State output_state_;

@@ -41,6 +41,7 @@ Stats& Stats::operator+=(const Stats& o) {
   irc_flood_closes += o.irc_flood_closes;
   irc_timeouts += o.irc_timeouts;
   rate_limited += o.rate_limited;
+  presence_coalesced += o.presence_coalesced;
   rate_limit_closes += o.rate_limit_closes;
   frame_timeouts += o.frame_timeouts;
   tls_failures += o.tls_failures;
@@ -69,7 +70,7 @@ std::string Stats::to_string() const {
       "delivered=%llu; bytes in=%llu out=%llu; errors json=%llu utf8=%llu too_long=%llu request=%llu "
       "garbage=%llu; closed slow_consumer=%llu unsynced=%llu; http requests=%llu errors=%llu timeouts=%llu "
       "websocket=%llu; history acks=%llu not_stored=%llu recovered=%llu unrecovered=%llu replayed=%llu "
-      "reads=%llu; irc flood=%llu timeouts=%llu; rooms count=%llu members=%llu; limits rate_limited=%llu "
+      "reads=%llu; irc flood=%llu timeouts=%llu; rooms count=%llu members=%llu presence_held=%llu; limits rate_limited=%llu "
       "rate_closes=%llu frame_timeouts=%llu refused_address=%llu refused_rate=%llu room_full=%llu "
       "server_rooms_full=%llu; tls failed=%llu timeouts=%llu wrong_protocol=%llu; auth accepted=%llu refused=%llu",
       (unsigned long long)connections_open, (unsigned long long)connections_accepted(),
@@ -83,6 +84,7 @@ std::string Stats::to_string() const {
       (unsigned long long)not_stored, (unsigned long long)recoveries, (unsigned long long)recoveries_failed,
       (unsigned long long)replayed, (unsigned long long)history_reads, (unsigned long long)irc_flood_closes,
       (unsigned long long)irc_timeouts, (unsigned long long)rooms, (unsigned long long)members,
+      (unsigned long long)presence_coalesced,
       (unsigned long long)rate_limited, (unsigned long long)rate_limit_closes, (unsigned long long)frame_timeouts,
       (unsigned long long)refused_per_address, (unsigned long long)refused_connect_rate,
       (unsigned long long)refused_room_members, (unsigned long long)refused_server_rooms,

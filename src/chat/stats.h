@@ -50,7 +50,8 @@ struct Stats {
   uint64_t history_reads = 0;        // history requests answered
   uint64_t irc_flood_closes = 0;     // IRC connections closed for excess flood
   uint64_t irc_timeouts = 0;         // IRC connections closed unregistered or silent past their ping
-  uint64_t rate_limited = 0;         // messages refused over --message-rate
+  uint64_t rate_limited = 0;         // requests refused over --message-rate
+  uint64_t presence_coalesced = 0;   // joins and leaves a room did not hear at once (one member's churn)
   uint64_t rate_limit_closes = 0;    // connections closed for going on past it (--message-burst refusals in a row)
   uint64_t refused_room_members = 0; // joins refused: the room had --max-room-members
   uint64_t refused_server_rooms = 0; // joins refused: the process had --max-server-rooms rooms

@@ -85,6 +85,7 @@ struct Retention {
 struct ReadResult {
   bool ok = false;  // false: the store could not be read (the messages are then empty)
   std::vector<StoredMessage> messages;  // oldest first
+  bool more = false;  // cut short by a byte cap: more messages of the range asked for exist
 };
 
 class Store {

@@ -37,6 +37,7 @@ class TcpSession final : public reactor::ConnectionHandler, public Transport, pu
     conn_.close_after_flush(code, text);
   }
   bool input_pending() const override;
+  int peer_fd() const override { return conn_.fd(); }
 
  private:
   reactor::TcpConnection& conn_;

@@ -43,6 +43,8 @@ class Transport {
   // True if the peer has sent bytes not read yet (the server is behind, not the peer). Used
   // rarely (a frame timeout about to close a connection); false where not known.
   virtual bool input_pending() const { return false; }
+  // The connection's socket (its peer's address is what per-address budgets count by); -1 if none.
+  virtual int peer_fd() const { return -1; }
 };
 
 }  // namespace chat

@@ -50,6 +50,7 @@ class WsSession final : public reactor::ConnectionHandler, public Transport, pub
   void redeliver_input() override;
   void close_soon(reactor::CloseCode code, std::string_view text) override;
   void close_after_flush(reactor::CloseCode code, std::string_view text) override;
+  int peer_fd() const override { return conn_.fd(); }
 
   // Keep-alive, driven by the server's sweep: pings a member idle for `idle`, closes one that has
   // not answered a ping within `timeout`.

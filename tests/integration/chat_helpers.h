@@ -24,7 +24,7 @@ inline std::vector<std::string> chat_args(std::vector<std::string> extra = {}, s
   std::vector<std::string> args{CHAT_SERVER_BIN, "--port", port, "--http-port", "0", "--irc-port", "0"};
   // The tests flood and open thousands of connections from one address on purpose (to test other
   // things): the limits against that are off here, and on in the tests of them (protection_test).
-  for (const char* flag : {"--message-rate", "--max-connections-per-address", "--connect-rate"}) {
+  for (const char* flag : {"--message-rate", "--max-connections-per-address", "--connect-rate", "--history-rate"}) {
     if (std::find(extra.begin(), extra.end(), flag) == extra.end()) args.insert(args.end(), {flag, "0"});
   }
   // A test's server stops at its end with SIGTERM: without the drain's window (drain_test.cpp and

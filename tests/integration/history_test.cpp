@@ -192,6 +192,60 @@ TEST_P(ChatHistoryStores, AnIdGivenToAnotherMessageIsRefusedNamingTheId) {
   EXPECT_EQ(expect_type(ann, "ack").value("seq", uint64_t{0}), seq) << "a retry after the restart: the first answer";
 }
 
+// History costs by what it returns: one answer carries at most --history-reply-bytes (the newest
+// messages that fit, "more": true), a connection is answered --history-burst bytes and then
+// rate_limited, and its address four times as much: reconnecting does not start afresh.
+TEST(ChatHistory, AnswersAreCappedInBytesAndBudgetedPerConnectionAndPerAddress) {
+  Server server(chat_args({"--history-rate", "1000", "--history-burst", "1000000", "--max-connections-per-address", "100"}));
+  const std::string big(60000, 'x');
+  {
+    Native writer(server.port, "writer");
+    ASSERT_EQ(writer.request({{"type", "join"}, {"room", "hist"}})["type"], "joined");
+    std::string all;
+    for (int i = 1; i <= 100; ++i) {
+      all += json{{"type", "message"}, {"room", "hist"}, {"text", std::to_string(i) + big}, {"id", "h" + std::to_string(i)}}.dump() + "\n";
+    }
+    writer.send(all);
+    for (int acked = 0; acked < 100;) {
+      json j = next_json(writer);
+      ASSERT_NE(j["type"], "<nothing>");
+      if (j["type"] == "ack") ++acked;
+    }
+  }
+  // Each connection asks back to back until refused: how many answers it got.
+  auto answered_until_refused = [&](const std::string& name, json* first) {
+    Native m(server.port, name);
+    EXPECT_EQ(m.request({{"type", "join"}, {"room", "hist"}})["type"], "joined");
+    for (int n = 0; n < 100; ++n) {
+      m.send(json{{"type", "history"}, {"room", "hist"}, {"limit", 100}}.dump() + "\n");
+      json j;
+      do j = next_json(m); while (j["type"] != "history" && j["type"] != "error" && j["type"] != "<nothing>");
+      if (j["type"] != "history") {
+        EXPECT_EQ(j.value("code", ""), "rate_limited") << j;
+        EXPECT_EQ(j.value("room", ""), "hist") << j;
+        return n;
+      }
+      if (n == 0 && first) *first = j;
+    }
+    return 100;
+  };
+  json first;
+  // 1,000,000 bytes for the connection: four answers of about 240 KB, the fifth into debt, then refused.
+  EXPECT_EQ(answered_until_refused("r1", &first), 5);
+  std::vector<json> got = first["messages"].get<std::vector<json>>();
+  ASSERT_EQ(got.size(), 4u) << "four of 60 KB fit in 256 KiB";
+  EXPECT_EQ(got.front().value("seq", 0), 97);
+  EXPECT_EQ(got.back().value("seq", 0), 100) << "the newest";
+  EXPECT_EQ(first.value("more", false), true) << "cut: more exist";
+  // The address has 4,000,000: two more connections each get their five, the fourth two, the fifth none.
+  EXPECT_EQ(answered_until_refused("r2", nullptr), 5);
+  EXPECT_EQ(answered_until_refused("r3", nullptr), 5);
+  EXPECT_EQ(answered_until_refused("r4", nullptr), 2);
+  EXPECT_EQ(answered_until_refused("r5", nullptr), 0) << "a reconnect started a budget afresh";
+  std::string stats = stats_of(server.process);
+  EXPECT_EQ(counter(stats, "rate_limited"), 5) << stats;
+}
+
 // The messages a member recovers from `since` (a fresh connection, everything replayed): seq ->
 // the message.
 std::map<uint64_t, json> recover_all(int port, const std::string& name, const std::string& room, uint64_t since,

@@ -96,7 +96,8 @@ TEST(Protection, MessagesPastTheRateAreRefusedAndRefusalAfterRefusalCloses) {
     }
     return lines;
   };
-  // 30 at once: the burst (20) goes, the other 10 are refused, each saying so.
+  // 30 at once: the burst (20, less the token the join took) goes, the other 11 are refused, each
+  // saying so.
   flooder.send(batch(0, 30));
   int sent = 0, refused = 0;
   while (sent + refused < 30) {
@@ -107,20 +108,97 @@ TEST(Protection, MessagesPastTheRateAreRefusedAndRefusalAfterRefusalCloses) {
     if (type == "error") {
       EXPECT_EQ(j.value("code", ""), "rate_limited") << j;
       EXPECT_EQ(j.value("room", ""), "r") << j;
-      EXPECT_EQ(j.value("id", ""), "m" + std::to_string(20 + refused)) << j;
+      EXPECT_EQ(j.value("id", ""), "m" + std::to_string(19 + refused)) << j;
       ++refused;
     }
   }
-  EXPECT_EQ(sent, 20);
-  EXPECT_EQ(refused, 10);
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(expect_type(calm, "message").value("text", ""), std::to_string(i));
+  EXPECT_EQ(sent, 19);
+  EXPECT_EQ(refused, 11);
+  for (int i = 0; i < 19; ++i) EXPECT_EQ(expect_type(calm, "message").value("text", ""), std::to_string(i));
   // Going on regardless: past 20 refusals in a row, the connection is closed.
   flooder.send(batch(30, 40));
   EXPECT_TRUE(flooder.closed_by_peer(10s));
   EXPECT_TRUE(pongs(calm)) << "the calm member was harmed";
   std::string stats = stats_of(server.process);
-  EXPECT_GE(counter(stats, "rate_limited"), 21) << stats;  // 10, then 11 in a row (more if a token came between)
+  EXPECT_GE(counter(stats, "rate_limited"), 21) << stats;  // 11, then 10 more: 21 in a row (more if a token came between)
   EXPECT_EQ(counter(stats, "rate_closes"), 1) << stats;
+}
+
+// Presence churn: one member pipelining joins and leaves of a busy room. Each costs from its request
+// budget (told rate_limited; refusal after refusal closes it), and the room hears at most 10 of its
+// comings and goings in 10 s: past them it hears, at the window's end, only where the member is then.
+TEST(Protection, JoinsAndLeavesCostFromTheBudgetAndOneMembersChurnIsCoalesced) {
+  Server server(chat_args({"--threads", "2", "--message-rate", "100", "--message-burst", "500"}));
+  std::vector<std::unique_ptr<Native>> calm;
+  for (int i = 0; i < 20; ++i) {
+    calm.push_back(std::make_unique<Native>(server.port, "c" + std::to_string(i)));
+    ASSERT_EQ(calm.back()->request({{"type", "join"}, {"room", "busy"}})["type"], "joined");
+  }
+  // Presence events about `who` that member k has been sent (up to a pong: what came before).
+  auto presence_of = [&](size_t k, const std::string& who) {
+    Native& m = *calm[k];
+    m.send(json{{"type", "ping"}, {"id", 99}}.dump() + "\n");
+    std::vector<json> before;
+    EXPECT_EQ(expect_type(m, "pong", &before).value("id", 0), 99);
+    std::vector<std::string> kinds;
+    for (const json& j : before) {
+      if (j.value("user", "") == who && (j["type"] == "join" || j["type"] == "leave")) kinds.push_back(j["type"]);
+    }
+    return kinds;
+  };
+  for (size_t k = 1; k < calm.size(); ++k) presence_of(0, "c" + std::to_string(k));  // the others' joins, read
+
+  // A churner: 2,000 join/leave pairs at once. The first 500 requests go (then the budget is
+  // spent): 10 of them are heard, the rest held; refusals follow, and refusal after refusal closes it.
+  Native churner(server.port, "churner");
+  std::string burst;
+  for (int i = 0; i < 2000; ++i) {
+    burst += json{{"type", "join"}, {"room", "busy"}}.dump() + "\n" + json{{"type", "leave"}, {"room", "busy"}}.dump() + "\n";
+  }
+  churner.send(burst);
+  int limited = 0;
+  for (;;) {
+    json j = next_json(churner, 10s);
+    if (j["type"] == "<nothing>") break;
+    if (j["type"] == "error" && j["code"] == "rate_limited") ++limited;
+  }
+  EXPECT_TRUE(churner.closed_by_peer(5s)) << "refusal after refusal did not close the churner";
+  EXPECT_GE(limited, 1) << "the churner was never told rate_limited";
+  // Its last request that went was a leave (500 went: 250 pairs): the room heard 10, ending with a leave.
+  std::vector<std::string> heard = presence_of(0, "churner");
+  EXPECT_EQ(heard.size(), 10u);
+  EXPECT_EQ(heard.empty() ? "" : heard.back(), "leave");
+
+  // A flicker that ends inside: 6 pairs and a join. 10 heard; the last three held; at the window's
+  // end the room hears the one thing that changed: it is in.
+  Native flicker(server.port, "flicker");
+  std::string pairs;
+  for (int i = 0; i < 6; ++i) pairs += json{{"type", "join"}, {"room", "busy"}}.dump() + "\n" + json{{"type", "leave"}, {"room", "busy"}}.dump() + "\n";
+  pairs += json{{"type", "join"}, {"room", "busy"}}.dump() + "\n";
+  flicker.send(pairs);
+  json last_joined;
+  for (int joined = 0; joined < 7;) {
+    json j = next_json(flicker, 10s);
+    ASSERT_NE(j["type"], "<nothing>");
+    if (j["type"] == "joined") ++joined, last_joined = j;
+  }
+  heard = presence_of(1, "flicker");
+  EXPECT_EQ(heard.size(), 10u);
+  // The flush comes once the window (10 s from the first) is over.
+  std::vector<json> more;
+  auto deadline = Clock::now() + 20s;
+  while (Clock::now() < deadline) {
+    json j = next_json(*calm[1], 1s);
+    if (j.value("user", "") == "flicker") {
+      more.push_back(j);
+      break;
+    }
+  }
+  ASSERT_EQ(more.size(), 1u) << "the room never heard that flicker stayed";
+  EXPECT_EQ(more[0]["type"], "join") << more[0];
+  EXPECT_TRUE(pongs(flicker));
+  std::string stats = stats_of(server.process);
+  EXPECT_GE(counter(stats, "presence_held"), 490 + 3) << stats;  // 500 - 10 of the churner, 3 of the flicker
 }
 
 // Slowloris: many connections each trickling a frame that never ends. Each is closed once its

@@ -90,7 +90,7 @@ class ChatServer:
         # The tests flood and open many connections from one address on purpose (to test other
         # things): the limits against that are off unless a test sets them.
         # And SIGTERM without the drain's window unless the test sets one.
-        for flag in ("--message-rate", "--max-connections-per-address", "--connect-rate", "--drain-ms"):
+        for flag in ("--message-rate", "--max-connections-per-address", "--connect-rate", "--history-rate", "--drain-ms"):
             if flag not in flags:
                 self.args += [flag, "0"]
         # With a certificate, the TLS listeners on free ports too.

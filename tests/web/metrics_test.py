@@ -236,6 +236,7 @@ SIGUSR1_FIGURES = {
     "chat_tls_handshake_failures_total": {("reason", "timeout"): ("tls", "timeouts"), ("reason", "other"): ("tls", "failed")},
     "chat_wrong_protocol_total": ("tls", "wrong_protocol"),
     "chat_rate_limited_total": ("limits", "rate_limited"),
+    "chat_presence_held_total": ("rooms", "presence_held"),
     "chat_joins_refused_total": {("limit", "room_members"): ("limits", "room_full"),
                                  ("limit", "server_rooms"): ("limits", "server_rooms_full")},
     "chat_messages_in_total": ("messages", "in"),
@@ -502,7 +503,7 @@ class Metrics(unittest.TestCase):
     def test_limits_and_http_errors_counted_exactly(self):
         # A burst of 3 refilled at one message per 100 s: three more at once are refused (not more
         # refusals in a row than the burst: the connection stays).
-        server = chatproc.ChatServer(SERVER, "--message-rate", "0.01", "--message-burst", "3", "--max-room-members", "2",
+        server = chatproc.ChatServer(SERVER, "--message-rate", "0.01", "--message-burst", "4", "--max-room-members", "2",
                                      "--max-server-rooms", "2", threads=2)
         try:
             asyncio.run(self.limits(server))

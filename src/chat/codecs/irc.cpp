@@ -1257,20 +1257,27 @@ void IrcCodec::chathistory(Session& session, const irc::Message& m) {
   limit = std::min(limit, kMaxHistory);
   const std::string& ref = m.params[2];
   uint64_t seq = msgid_seq(ref, room);
-  if (sub == "LATEST" && ref == "*") return session.history(room, 0, 0, limit, /*newest=*/true);
+  // History costs by what it returns (--history-rate): past the budget, refused for now.
+  auto ask = [&](uint64_t after, uint64_t before, size_t n, bool newest) {
+    if (!session.history(room, after, before, n, newest)) {
+      fail(session, "CHATHISTORY", "MESSAGE_ERROR", sub + " " + channel(room),
+           "Too much history asked for in a short time (--history-rate): try again later");
+    }
+  };
+  if (sub == "LATEST" && ref == "*") return ask(0, 0, limit, /*newest=*/true);
   if (seq == 0) {
     return fail(session, "CHATHISTORY", "INVALID_PARAMS", sub + " " + echoed(ref, 80),
                 "Only msgid references of this channel (MSGREFTYPES=msgid), or * with LATEST");
   }
-  if (sub == "LATEST") return session.history(room, seq, 0, limit, true);
-  if (sub == "BEFORE") return session.history(room, 0, seq, limit, true);
-  if (sub == "AFTER") return session.history(room, seq, 0, limit, false);
-  if (sub == "AROUND") return session.history(room, seq > limit / 2 + 1 ? seq - limit / 2 - 1 : 0, 0, limit, false);
+  if (sub == "LATEST") return ask(seq, 0, limit, true);
+  if (sub == "BEFORE") return ask(0, seq, limit, true);
+  if (sub == "AFTER") return ask(seq, 0, limit, false);
+  if (sub == "AROUND") return ask(seq > limit / 2 + 1 ? seq - limit / 2 - 1 : 0, 0, limit, false);
   uint64_t other = msgid_seq(m.params[3], room);
   if (other == 0) return fail(session, "CHATHISTORY", "INVALID_PARAMS", sub, "Only msgid references of this channel");
   // BETWEEN: from the first reference towards the second.
-  if (seq < other) return session.history(room, seq, other, limit, false);
-  session.history(room, other, seq, limit, true);
+  if (seq < other) return ask(seq, other, limit, false);
+  ask(other, seq, limit, true);
 }
 
 reactor::SharedBytes IrcCodec::history(const std::string& room, const std::string&, const ReadResult& result) {

@@ -211,6 +211,16 @@ void NativeCodec::request(Session& session, const Json& j) {
     ++stats.errors_request;
     return error(session, "bad_request", "missing string field 'type'");
   }
+  // Every request but a ping costs from the connection's budget (a message takes its token in
+  // Session::publish): a client pipelining joins and leaves, or history, is refused as one sending
+  // too many messages is.
+  if (*type != "message" && *type != "ping" && !session.take_request_token()) {
+    Json refusal = {{"type", "error"}, {"code", "rate_limited"}};
+    if (const std::string* room = string_field(j, "room")) refusal["room"] = *room;
+    refusal["message"] = "too many requests: at most " + std::to_string(static_cast<long>(session.limits().message_rate)) +
+                         " a second (--message-rate); this one was not done";
+    return session.reply(wrap(refusal));
+  }
   if (*type == "message") {
     publish(session, j);
   } else if (*type == "join" || *type == "leave") {
@@ -337,7 +347,12 @@ void NativeCodec::history(Session& session, const Json& j) {
     return error(session, "not_member", "not in room '" + *room + "'");
   }
   // Nothing is numbered below 1 ("before":0 asks for nothing); absent, there is no bound (0).
-  session.history(*room, 0, has_before ? std::max<uint64_t>(before, 1) : 0, limit);
+  if (!session.history(*room, 0, has_before ? std::max<uint64_t>(before, 1) : 0, limit)) {
+    session.reply(wrap({{"type", "error"},
+                        {"code", "rate_limited"},
+                        {"room", *room},
+                        {"message", "too much history asked for in a short time (--history-rate): try again later"}}));
+  }
 }
 
 reactor::SharedBytes NativeCodec::acked(const std::string& room, const std::string& id, uint64_t seq, bool stored) {
@@ -373,7 +388,9 @@ reactor::SharedBytes NativeCodec::history(const std::string& room, const std::st
   for (const StoredMessage& m : result.messages) {
     messages.push_back(message_json(room, m.user, m.text, m.ts_ms, m.seq, m.id));
   }
-  return wrap({{"type", "history"}, {"room", room}, {"epoch", epoch}, {"messages", std::move(messages)}});
+  Json answer = {{"type", "history"}, {"room", room}, {"epoch", epoch}, {"messages", std::move(messages)}};
+  if (result.more) answer["more"] = true;  // cut at --history-reply-bytes: page on with "before"
+  return wrap(answer);
 }
 
 void NativeCodec::leave(Session& session, const std::string& room) {
