@@ -766,7 +766,7 @@
 
   ui.composer.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const text = ui.messageInput.value;
+    const text = wellFormed(ui.messageInput.value);
     const room = state.current && state.rooms.get(state.current);
     if (!text.trim() || !room || !room.joined) return;
     if (room.epoch === null) {
@@ -788,6 +788,13 @@
     }
     ui.messageInput.focus();
   });
+
+  // Half of a surrogate pair (a broken emoji pasted in) is no character: JSON.stringify writes it
+  // as an escape that is no UTF-8, and the server refuses the whole line as bad JSON without saying
+  // which message it was. It goes as U+FFFD, as a browser shows it.
+  function wellFormed(text) {
+    return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+  }
 
   function retry(entry) {
     if (entry.state !== 'failed' || !state.outbox.has(entry.id)) return;

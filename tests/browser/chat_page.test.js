@@ -1311,6 +1311,14 @@ async function main() {
       await waitState(page, 'back after the long one', 'saved');
       const longSent = page.sent.filter((f) => f.type === 'message' && f.text === long).length;
       if (longSent !== 1) throw new Error('the long message was sent ' + longSent + ' times');
+      // Half an emoji (a lone surrogate, which JSON can escape but UTF-8 cannot carry) goes as
+      // U+FFFD and is saved: the server would refuse the line as bad JSON, naming no message.
+      await page.evaluate(() => {
+        document.getElementById('message-input').value = 'half an emoji: \uD83D!';
+        document.getElementById('composer').requestSubmit();
+      });
+      await waitState(page, 'half an emoji: \uFFFD!', 'saved');
+
       // Right to left (on the new connection, whose rate allows them): Hebrew and Arabic lines read
       // from the right, a Latin one from the left.
       const rtl = 'שלום לכולם, מה נשמע?';
