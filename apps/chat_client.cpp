@@ -2,7 +2,8 @@
 // loop, as the article's client does, and speaks the native JSON-lines protocol (docs/PROTOCOL.md).
 //   text        sends to the current room
 //   /join R     joins R and makes it the current room once the server says `joined`
-//   /leave [R]  leaves R (default: the current room)
+//   /leave [R]  leaves R (default: the current room); leaving the current room makes the room
+//               joined most recently of those still joined the current one (or none, said so)
 //   /rooms      lists the rooms joined
 //   /quit       leaves
 // Prints "[room] user: text", one line per message: whatever the network sends, control characters
@@ -21,6 +22,7 @@
 #include <iostream>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "app/cli.h"
 #include "app/stdin.h"
@@ -157,11 +159,13 @@ class Client {
       std::cout << "[" << room << "] " << field(j, "user") << ": " << field(j, "text") << "\n";
     } else if (type == "join" || type == "leave") {
       std::cout << "[" << room << "] * " << field(j, "user") << (type == "join" ? " joined" : " left") << "\n";
+      // Our own leave: an IRC operator removed us from the room.
+      if (type == "leave" && raw(j, "user") == options_.user) gone_from(raw(j, "room"));
     } else if (type == "joined") {
       on_joined(j);
     } else if (type == "left") {
-      member_of_.erase(raw(j, "room"));
       std::cout << "[" << room << "] * you left\n";
+      gone_from(raw(j, "room"));
     } else if (type == "rooms") {
       std::cout << "* rooms: " << name_list(j, "rooms") << "\n";
     } else if (type == "error") {
@@ -182,6 +186,8 @@ class Client {
   void on_joined(const json& j) {
     std::string room = raw(j, "room");
     member_of_.insert(room);
+    joined_order_.erase(std::remove(joined_order_.begin(), joined_order_.end(), room), joined_order_.end());
+    joined_order_.push_back(room);
     if (!joining_.empty() && room == joining_) {
       room_ = room;
       joining_.clear();
@@ -316,7 +322,11 @@ class Client {
     if (line == "/leave" || line.rfind("/leave ", 0) == 0) {
       std::string room = line.size() > 7 ? line.substr(7) : room_;
       if (room.empty()) return no_room();
-      return send({{"type", "leave"}, {"room", room}});
+      send({{"type", "leave"}, {"room", room}});
+      // The next line must not go to the room left: the current room moves on now, not when
+      // `left` comes (with stdin from a pipe, the next line is read before it).
+      if (room == room_) gone_from(room);
+      return;
     }
     if (line[0] == '/') {
       std::cerr << "chat-client: unknown command " << chat::visible(line) << " (/join R, /leave [R], /rooms, /quit)\n";
@@ -327,6 +337,22 @@ class Client {
   }
 
   void no_room() { std::cerr << "chat-client: no current room; /join R first\n"; }
+
+  // We are no longer in `room` (or are leaving it): when it was the current room, the one joined
+  // most recently of those still joined takes its place, or none, and the person is told which.
+  void gone_from(const std::string& room) {
+    member_of_.erase(room);
+    joined_order_.erase(std::remove(joined_order_.begin(), joined_order_.end(), room), joined_order_.end());
+    if (room != room_) return;
+    if (joined_order_.empty()) {
+      room_.clear();
+      std::cout << "* You are in no room now; /join a room to talk\n";
+    } else {
+      room_ = joined_order_.back();
+      std::cout << "[" << chat::visible(room_) << "] * now the current room\n";
+    }
+    std::cout.flush();
+  }
 
   void quit() {
     if (quitting_) return;
@@ -345,6 +371,7 @@ class Client {
   std::string room_;     // where lines go; empty until the first `joined`
   std::string joining_;  // the room of the join in flight
   std::set<std::string> member_of_;
+  std::vector<std::string> joined_order_;  // member_of_, in the order joined (the latest last)
   std::string pending_;  // bytes read from stdin, not yet run
   std::shared_ptr<reactor::TcpConnector> connector_;
   reactor::TcpConnectionPtr conn_;

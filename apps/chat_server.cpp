@@ -169,7 +169,9 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
 int main(int argc, char** argv) {
   // A store's file past RLIMIT_FSIZE (or a full disk) is an error to report, not a reason to die.
   ::signal(SIGXFSZ, SIG_IGN);
-  CLI::App cli{"Chat server: rooms, broadcast, the article's protocol and native JSON lines.", "chat-server"};
+  CLI::App cli{"Reactor Chat's server: the same chat rooms for native JSON-lines and article clients (TCP),\n"
+               "the chat page and WebSocket clients (HTTP), and IRC clients.",
+               "chat-server"};
   std::string host = "127.0.0.1", backend;
   uint16_t port = 1234;
   chat::Limits limits;
@@ -198,7 +200,7 @@ int main(int argc, char** argv) {
   size_t irc_ping_timeout_ms = static_cast<size_t>(irc.ping_timeout.count());
   cli.add_option("--host", host, "Address to listen on")->capture_default_str();
   cli.add_option("--port", port, "Port to listen on (0: any free port)")->capture_default_str();
-  cli.add_option("--backend", backend, "Event demultiplexer: epoll, poll or select (default: best available)")
+  cli.add_option("--backend", backend, "How the reactors wait for their sockets: epoll, poll or select (default: the best available)")
       ->check(CLI::IsMember({"epoll", "poll", "select"}));
   cli.add_option("--max-frame", limits.max_frame, "Largest JSON object or line accepted, in bytes")
       ->capture_default_str()
@@ -236,37 +238,40 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1.0, 1e6));
   cli.add_option("--message-rate", limits.message_rate,
-                 "Messages a second one connection may publish after its burst; over it: rate_limited, not sent "
-                 "(0: no limit; IRC has its own flood control besides)")
+                 "Requests (messages, joins, leaves, history...: all but pings) a second one connection may make after "
+                 "its burst; over it: rate_limited, not done (0: no limit; IRC has its own flood control besides)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1e7));
   cli.add_option("--message-burst", limits.message_burst,
-                 "Messages one connection may publish at once; as many refusals in a row close it")
+                 "Requests one connection may make at once; as many refusals in a row close it")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 1e7));
   size_t frame_timeout_ms = static_cast<size_t>(limits.frame_timeout.count());
   cli.add_option("--frame-timeout-ms", frame_timeout_ms,
-                 "A line or JSON object once begun must end within this, or the connection is closed "
-                 "(slowloris; 0: no limit)")
+                 "A line or JSON object once begun must end within this many milliseconds, or the connection is "
+                 "closed (a client trickling bytes to hold connections open; 0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{0}, size_t{3600000}));
   cli.add_option("--max-connections", limits.max_connections, "Connections at once in this process, whatever the reactor (0: as descriptors allow)")
       ->capture_default_str();
   cli.add_option("--shutdown-grace-ms", grace_ms,
-                 "On SIGINT/SIGTERM, how long queued output may take to leave before connections are closed")
+                 "On stopping (Ctrl-C, SIGTERM), how long what is queued for members may take to leave before their "
+                 "connections are closed, in milliseconds")
       ->capture_default_str();
   cli.add_option("--drain-ms", drain_ms,
-                 "On SIGTERM (and SIGUSR2, which drains without stopping): stop taking members and close them one "
-                 "by one over this long, each told to reconnect, before the stop (0: close them all at once)")
+                 "On SIGTERM (and SIGUSR2, which does this without stopping): take no new members and close the "
+                 "members one by one over this many milliseconds, each told to reconnect (to another server, or "
+                 "to this one once restarted), then stop (0: close them all at once)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{0}, size_t{3600000}));
   cli.add_option("--threads", threads, "Reactors, one thread each (default: the number of cores)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, chat::ShardTable::kMaxShards));
   cli.add_option("--accept", accept,
-                 "How new connections reach the reactors: handoff (one listener, handed out round-robin) or "
-                 "reuseport (a SO_REUSEPORT listener per reactor; the kernel spreads them, and another process "
-                 "may then share the port)")
+                 "How new connections reach the reactors (the threads that serve them): handoff (one listening "
+                 "socket; each new connection is handed to the next reactor in turn) or reuseport (a listening "
+                 "socket per reactor on the same port, SO_REUSEPORT; the kernel spreads the connections, and "
+                 "another process may share the port)")
       ->capture_default_str()
       ->check(CLI::IsMember({"handoff", "reuseport"}));
   cli.add_option("--redis", redis_url,
@@ -384,7 +389,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1.0, 1e12));
   cli.add_option("--replay-limit", limits.replay_limit,
-                 "Messages one reconnecting member may be replayed (join with since); past it: recovered false")
+                 "Messages one reconnecting member may be replayed (a join with since); past it, it is told it missed "
+                 "some (recovered: false) and reads the history instead")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100'000}));
   std::string auth_secret_file, mint_user;
@@ -407,6 +413,34 @@ int main(int argc, char** argv) {
   cli.add_flag("--check-config", check_config,
                "Check the flags and the --config file (and the files they name), say so and exit: 0 if all is well")
       ->configurable(false);
+  // --help by purpose (a test checks that every flag is in a group, and in docs/OPERATIONS.md).
+  app::group_help(cli, {
+      {"Listeners (where clients connect)",
+       {"--host", "--port", "--http-port", "--no-http", "--web-root", "--allowed-origin", "--irc-port", "--no-irc",
+        "--irc-server-name", "--irc-network", "--irc-motd"}},
+      {"History (what is kept, and replayed to members who come back)",
+       {"--store", "--data-dir", "--store-sync", "--history-messages", "--history-age-s", "--replay-limit",
+        "--irc-playback"}},
+      {"Limits (what one client may send, hold or cost)",
+       {"--max-connections", "--max-connections-per-address", "--connect-rate", "--connect-burst", "--message-rate",
+        "--message-burst", "--history-rate", "--history-burst", "--history-reply-bytes", "--max-frame", "--max-rooms", "--max-room-members", "--max-server-rooms",
+        "--presence-max-members", "--output-limit", "--soft-limit", "--soft-ms", "--frame-timeout-ms",
+        "--http-timeout-ms", "--ws-ping-ms", "--ws-pong-timeout-ms", "--irc-flood-rate", "--irc-flood-burst",
+        "--irc-flood-backlog", "--irc-registration-timeout-ms", "--irc-ping-ms", "--irc-ping-timeout-ms"}},
+      {"Cluster (threads, processes and machines)",
+       {"--threads", "--backend", "--accept", "--workers", "--reuse-port", "--redis"}},
+      {"TLS and authentication",
+       {"--tls-cert", "--tls-key", "--tls-port", "--https-port", "--ircs-port", "--tls-handshake-timeout-ms",
+        "--auth-secret", "--irc-password-file", "--mint-token", "--token-ttl"}},
+      {"Stopping (Ctrl-C or SIGTERM)", {"--drain-ms", "--shutdown-grace-ms"}},
+      {"Configuration and diagnostics",
+       {"--config", "--check-config", "--verbose", "--no-metrics", "--version", "--help"}},
+  });
+  cli.footer(
+      "Stop the server with Ctrl-C (a graceful stop at once) or SIGTERM (members are first told to\n"
+      "reconnect, over --drain-ms). A token for a user: chat-server --auth-secret FILE --mint-token USER.\n"
+      "Every flag in detail, with the signals and metrics: docs/OPERATIONS.md (installed in\n"
+      "share/doc/reactor-chat/).");
   if (auto status = app::parse_with_config(cli, argc, argv)) return *status;
   // --auth-secret: read once, here (a missing or short secret stops the server, and --check-config).
   std::optional<chat::TokenAuthority> authority;

@@ -8,7 +8,9 @@
 // from history. Every message goes out with an id of the page's own; it shows as sending until the
 // server's copy comes back, carries a check once the server acknowledged it as stored, and is sent
 // again with the same id after a reconnect until it is (the server knows the id and answers with
-// the same ack). Scrolling to the top of a room asks for the messages before the oldest shown.
+// the same ack). A message the server refuses (any error naming its id, or a close for a message
+// too long) shows as not sent, with a notice in plain words and a way to send it again. Scrolling
+// to the top of a room asks for the messages before the oldest shown.
 'use strict';
 
 (function () {
@@ -56,7 +58,7 @@
     order: [],              // room names in join order
     current: null,
     pendingJoins: new Set(),
-    outbox: new Map(),      // id -> own message entry not acknowledged yet (or refused: not_stored)
+    outbox: new Map(),      // id -> own message entry not acknowledged yet (or refused, shown as not sent)
   };
 
   // Message ids: a random prefix per page load and a counter, so two tabs of one user (or this
@@ -142,8 +144,9 @@
       }
       if (msg && typeof msg === 'object') handle(msg);
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       clearTimeout(openTimer);
+      if (ev.code === 1009 && state.ws === ws) refuseLargest();
       lost(ws);
     };
     // onerror is always followed by onclose, which does the work.
@@ -175,6 +178,22 @@
     updateControls();
     renderRooms();
     renderRoom({ keepScroll: true });
+  }
+
+  // The server closes the connection (1009) on a message longer than it takes, without an error
+  // naming it. The longest of our messages it has not taken is at least as long as that one, so it
+  // is too long as well: it shows as not sent, and is not sent again by itself after the reconnect
+  // (were there two, the next close would take the next).
+  function refuseLargest() {
+    let largest = null;
+    for (const entry of state.outbox.values()) {
+      if (entry.state === 'sending' && (!largest || byteLength(entry.text) > byteLength(largest.text))) largest = entry;
+    }
+    if (largest) refuseSending(largest.id, 'too_long');
+  }
+
+  function byteLength(text) {
+    return new TextEncoder().encode(text).length;
   }
 
   function keepAlive() {
@@ -658,21 +677,7 @@
       ui.joinError.textContent = 'You cannot join #' + name + ': ' + text + '.';
       return;
     }
-    if ((code === 'not_stored' || code === 'not_allowed') && msg.id !== undefined) {
-      const entry = state.outbox.get(String(msg.id));
-      if (entry) {
-        // Kept in the outbox (a retry's ack must find it) but not sent again by itself.
-        entry.state = 'failed';
-        updateEntry(entry);
-        const room = state.rooms.get(entry.room);
-        if (room) {
-          noticeFor(room, code === 'not_allowed'
-            ? 'The room is moderated: only its operators and voiced members speak.'
-            : 'A message could not be saved on the server. You can send it again.');
-        }
-        return;
-      }
-    }
+    if (msg.id !== undefined && refuseSending(String(msg.id), code)) return;
     const room = msg.room !== undefined && state.rooms.get(String(msg.room));
     if (room && room.history && (code === 'unavailable' || code === 'not_member' || code === 'bad_request')) {
       room.history = null;
@@ -680,7 +685,51 @@
       noticeFor(room, 'Earlier messages cannot be loaded right now.');
       return;
     }
-    showNotice(text + ' (' + code + ')');
+    if (room) noticeFor(room, inPlainWords(code, room, null));
+    else showNotice(inPlainWords(code, null, null));
+  }
+
+  // An error about one of our messages (it names its id): whatever the reason, the message shows
+  // as not sent, with a way to send it again, and the notice says why in plain words. It stays in
+  // the outbox (a retry's ack must find it) but is not sent again by itself. False when the id is
+  // not one of ours waiting.
+  function refuseSending(id, code) {
+    const entry = state.outbox.get(id);
+    if (!entry || entry.state === 'saved') return false;
+    entry.state = 'failed';
+    entry.reason = code;
+    updateEntry(entry);
+    const room = state.rooms.get(entry.room);
+    if (room) noticeFor(room, inPlainWords(code, room, entry));
+    else showNotice(inPlainWords(code, null, entry));
+    return true;
+  }
+
+  // What an error means to the person, in their words: never a code or a server flag (the
+  // server's own message may name its flags).
+  function inPlainWords(code, room, entry) {
+    const where = room ? '#' + room.name : 'that room';
+    const mine = entry ? 'this message was not sent' : 'a message was not sent';
+    switch (code) {
+      case 'rate_limited':
+        return 'You are sending too fast; ' + mine + '. Wait a moment, then send it again.';
+      case 'not_allowed':
+        return 'The room is moderated: only its operators and voiced members speak; ' + mine + '.';
+      case 'not_stored':
+        return 'A message could not be saved on the server. You can send it again.';
+      case 'not_member':
+        return 'You are not in ' + where + ' any more' + (entry ? '; this message was not sent.' : '.');
+      case 'too_long':
+        return (entry ? 'This message is' : 'A message was') + ' too long to send; shorten it and send it again.';
+      case 'unavailable':
+        return 'The server cannot read this room\u2019s history right now.';
+      case 'bad_request': case 'bad_json': case 'bad_utf8': case 'unknown_type':
+        return entry ? 'The server could not read this message; it was not sent.'
+          : 'The server could not understand a request from this page. Reloading the page may help.';
+      default:
+        return entry ? 'The server refused this message; it was not sent. You can send it again.'
+          : 'The server refused a request from this page.';
+    }
   }
 
   // ---- what the person does ----------------------------------------------------------------
@@ -717,7 +766,7 @@
 
   ui.composer.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const text = ui.messageInput.value;
+    const text = wellFormed(ui.messageInput.value);
     const room = state.current && state.rooms.get(state.current);
     if (!text.trim() || !room || !room.joined) return;
     if (room.epoch === null) {
@@ -740,9 +789,17 @@
     ui.messageInput.focus();
   });
 
+  // Half of a surrogate pair (a broken emoji pasted in) is no character: JSON.stringify writes it
+  // as an escape that is no UTF-8, and the server refuses the whole line as bad JSON without saying
+  // which message it was. It goes as U+FFFD, as a browser shows it.
+  function wellFormed(text) {
+    return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+  }
+
   function retry(entry) {
     if (entry.state !== 'failed' || !state.outbox.has(entry.id)) return;
     entry.state = entry.seq === null ? 'sending' : 'sent';
+    entry.reason = null;
     updateEntry(entry);
     // Offline, it goes with the others when the room is joined again.
     const room = state.rooms.get(entry.room);
@@ -1021,13 +1078,14 @@
     if (hadFocus) ui.messageInput.focus();
   }
 
-  const STATE_TEXT = { sending: 'Sending…', failed: 'Not saved' };
+  const STATE_TEXT = { sending: 'Sending…', failed: 'Not sent' };
 
   function buildEntry(entry) {
     const li = document.createElement('li');
     entry.el = li;
     if (entry.kind === 'system') {
       li.className = entry.gap ? 'system gap' : 'system';
+      li.dir = 'auto';
       li.textContent = entry.text;
       return li;
     }
@@ -1049,6 +1107,8 @@
     if (entry.state) meta.append(' ', buildStatus(entry));
     const text = document.createElement('p');
     text.className = 'text';
+    // A right-to-left line (Arabic, Hebrew) reads from the right, a left-to-right one from the left.
+    text.dir = 'auto';
     text.textContent = entry.text;
     li.append(meta, text);
     return li;
@@ -1066,6 +1126,8 @@
       said.className = 'visually-hidden';
       said.textContent = 'saved';
       status.append(check, said);
+    } else if (entry.state === 'failed' && entry.reason === 'not_stored') {
+      status.textContent = 'Not saved';   // it may have been delivered: it was sent
     } else if (STATE_TEXT[entry.state]) {
       status.textContent = STATE_TEXT[entry.state];
     }

@@ -233,6 +233,51 @@ TEST(ChatClient, RefusedJoinKeepsTheCurrentRoom) {
   }
 }
 
+// /leave of the current room: the next line goes to the room joined most recently of those still
+// joined, never to the room left (which the server would refuse: not_member); with none left,
+// the client says so plainly and sends nothing.
+TEST(ChatClient, LeavingTheCurrentRoomMakesTheLatestRoomStillJoinedCurrent) {
+  Server server(chat_args());
+  Native watcher(server.port, "watcher");
+  ASSERT_EQ(watcher.request({{"type", "join"}, {"room", "lobby"}})["type"], "joined");
+  ASSERT_EQ(watcher.request({{"type", "join"}, {"room", "side"}})["type"], "joined");
+  ASSERT_EQ(watcher.request({{"type", "join"}, {"room", "third"}})["type"], "joined");
+  Process client(client_args(server.port, "leaver"));
+  client.write_stdin(
+      "/join side\n/join third\nin third\n/leave\nafter leaving third\n/leave\nafter leaving side\n"
+      "/leave\nafter leaving lobby\n");
+  client.close_stdin();
+  auto status = client.wait(20s);
+  EXPECT_TRUE(no_sanitizer_report(client));
+  EXPECT_TRUE(exited_with(status, 0)) << client.err();
+  EXPECT_EQ(client.err().find("not_member"), std::string::npos) << client.err();
+  const std::string& out = client.out();
+  // (Its own copy of a line sent just before a leave may not come back: the leave can reach the
+  // room first. The watcher, who stays, sees where each line went.)
+  size_t at = 0;
+  for (const char* want : {"[side] * now the current room\n", "[lobby] * now the current room\n",
+                           "* You are in no room now; /join a room to talk\n"}) {
+    size_t found = out.find(want, at);
+    EXPECT_NE(found, std::string::npos) << want << " not in (in this order):\n" << out;
+    if (found != std::string::npos) at = found;
+  }
+  EXPECT_EQ(out.find("after leaving lobby"), std::string::npos) << out;
+  EXPECT_NE(client.err().find("no current room; /join R first"), std::string::npos) << client.err();
+  // What the others saw: each line in the room it was meant for, and nothing after the last leave.
+  json j = expect_type(watcher, "message");
+  EXPECT_EQ(j["room"], "third");
+  EXPECT_EQ(j["text"], "in third");
+  j = expect_type(watcher, "message");
+  EXPECT_EQ(j["room"], "side");
+  EXPECT_EQ(j["text"], "after leaving third");
+  j = expect_type(watcher, "message");
+  EXPECT_EQ(j["room"], "lobby");
+  EXPECT_EQ(j["text"], "after leaving side");
+  watcher.send(json{{"type", "message"}, {"room", "lobby"}, {"text", "the last"}}.dump() + "\n");
+  j = expect_type(watcher, "message");
+  EXPECT_EQ(j["text"], "the last") << "nothing was sent after the client left its last room";
+}
+
 // In a room of more than --presence-max-members the server leaves out `members`: the count shows.
 TEST(ChatClient, JoinedInARoomTooLargeForPresenceShowsTheCount) {
   Server server(chat_args({"--presence-max-members", "1"}));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -157,7 +158,7 @@ TEST(Config, TheSampleConfigurationHasEveryFlagAndChecks) {
   Outcome help = run({"--help"});
   ASSERT_EQ(help.status, 0);
   std::set<std::string> flags;
-  std::regex flag_re("^\\s+(?:-\\w,)?--([a-z0-9-]+)");
+  std::regex flag_re("^  (?:-\\w,)?--([a-z0-9-]+)");  // a flag's line (a description's go on further in)
   std::istringstream help_lines(help.out);
   for (std::string line; std::getline(help_lines, line);) {
     std::smatch m;
@@ -184,6 +185,58 @@ TEST(Config, TheSampleConfigurationHasEveryFlagAndChecks) {
     }
   }
   for (const std::string& flag : flags) EXPECT_TRUE(keys.contains(flag)) << "--" << flag << " is not in the sample";
+}
+
+// Every flag the program defines (add_option/add_flag in apps/chat_server.cpp, and those of
+// src/app/config.cpp) is in --help, under one of its groups by purpose (none left under "Other"),
+// and in the flag reference of docs/OPERATIONS.md; --help speaks plainly.
+TEST(Config, EveryFlagIsInAGroupOfHelpAndInTheOperationsReference) {
+  std::set<std::string> defined{"--help"};
+  std::regex defined_re(R"((?:add_option|add_flag|set_version_flag)\(\s*"(--[a-z0-9-]+)\")");
+  for (const char* file : {"/apps/chat_server.cpp", "/src/app/config.cpp"}) {
+    std::string source = read_file(std::string(SOURCE_DIR) + file);
+    for (std::sregex_iterator it(source.begin(), source.end(), defined_re), end; it != end; ++it) {
+      defined.insert((*it)[1]);
+    }
+  }
+  ASSERT_GT(defined.size(), 60u);
+
+  Outcome help = run({"--help"});
+  ASSERT_EQ(help.status, 0);
+  std::map<std::string, std::string> group_of;  // flag -> the title of its group
+  std::vector<std::string> titles;
+  std::regex title_re("^([A-Z][^:]*):$"), flag_re("^  (?:-\\w,)?(--[a-z0-9-]+)");
+  std::istringstream lines(help.out);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, title_re)) {
+      titles.push_back(m[1]);
+    } else if (std::regex_search(line, m, flag_re)) {
+      ASSERT_FALSE(titles.empty()) << line;
+      group_of[m[1]] = titles.back();
+    }
+    EXPECT_EQ(line.find("lame duck"), std::string::npos) << line;
+    EXPECT_EQ(line.find("slowloris"), std::string::npos) << line;
+  }
+  // The groups, in this order (each title may say more after these words).
+  std::vector<std::string> want = {"Listeners", "History", "Limits", "Cluster", "TLS and authentication", "Stopping",
+                                   "Configuration and diagnostics"};
+  ASSERT_EQ(titles.size(), want.size()) << help.out;
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(titles[i].rfind(want[i], 0), 0u) << titles[i];
+
+  const std::string operations = read_file(std::string(SOURCE_DIR) + "/docs/OPERATIONS.md");
+  size_t reference = operations.find("\n## Flags\n");
+  ASSERT_NE(reference, std::string::npos) << "docs/OPERATIONS.md has no '## Flags'";
+  std::string flags_section = operations.substr(reference, operations.find("\n## ", reference + 1) - reference);
+  for (const std::string& flag : defined) {
+    auto it = group_of.find(flag);
+    ASSERT_NE(it, group_of.end()) << flag << " is not in --help";
+    EXPECT_NE(it->second, "Other") << flag << " is in no group of --help (apps/chat_server.cpp, group_help)";
+    // A row of the reference: "| `--flag" followed by its argument or the cell's end.
+    EXPECT_TRUE(std::regex_search(flags_section, std::regex("\n\\| `" + flag + "[ `]")))
+        << flag << " is not in the flag reference of docs/OPERATIONS.md";
+  }
+  for (const auto& [flag, group] : group_of) EXPECT_TRUE(defined.contains(flag)) << flag << " in --help, not found in the sources";
 }
 
 }  // namespace

@@ -565,6 +565,36 @@ Json message(const std::string& room, const std::string& text, const std::string
   return j;
 }
 
+// A client that sends a message with an id learns what became of it by that id: every refusal of
+// it names its room and its id (a page shows that very message as not sent).
+TEST(ChatCoreErrors, EveryRefusalOfAMessageWithAnIdCarriesItsRoomAndId) {
+  auto store = chat::make_memory_store({});
+  chat::Limits limits;
+  limits.message_rate = 0.001;  // the burst (every request but a ping takes from it), then nothing for long
+  limits.message_burst = 4;     // two refused publishes, a join, one that goes
+  HistoryShard s(*store, limits);
+  auto a = native(s.shard, "a");
+  a->say(request(message("elsewhere", "not in it", "n-1")));
+  Json refused = a->json().back();
+  EXPECT_EQ(refused["code"], "not_member") << refused;
+  EXPECT_EQ(refused["room"], "elsewhere") << refused;
+  EXPECT_EQ(refused["id"], "n-1") << refused;
+  // Without an id, the room alone.
+  a->say(request(message("elsewhere", "no id")));
+  refused = a->json().back();
+  EXPECT_EQ(refused["code"], "not_member") << refused;
+  EXPECT_EQ(refused["room"], "elsewhere") << refused;
+  EXPECT_FALSE(refused.contains("id")) << refused;
+  a->say(request({{"type", "join"}, {"room", "r"}}));
+  a->say(request(message("r", "the burst", "n-2")));
+  EXPECT_EQ(a->of_type("ack").size(), 1u);
+  a->say(request(message("r", "past the rate", "n-3")));
+  refused = a->json().back();
+  EXPECT_EQ(refused["code"], "rate_limited") << refused;
+  EXPECT_EQ(refused["room"], "r") << refused;
+  EXPECT_EQ(refused["id"], "n-3") << refused;
+}
+
 TEST(ChatCoreHistory, APublishWithAnIdIsAckedOnceItsCopyIsOutAndARetryIsOnlyAckedAgain) {
   auto store = chat::make_memory_store({});
   HistoryShard s(*store);

@@ -298,7 +298,11 @@ void NativeCodec::publish(Session& session, const Json& j) {
   }
   if (e != HubError::kNone) {
     ++stats.errors_request;
-    return error(session, "not_member", "not a member of room '" + *room + "'");
+    // Like every refusal of one message: its room, and its id when it had one.
+    Json j = {{"type", "error"}, {"code", "not_member"}, {"room", *room}};
+    if (!id.empty()) j["id"] = id;
+    j["message"] = "not a member of room '" + *room + "'";
+    return session.reply(wrap(j));
   }
 }
 
