@@ -625,9 +625,10 @@
       }
       if (remember(room, entry)) place(room, entry);
     }
-    // Fewer than asked: nothing older is kept. (A request that filled a gap says nothing about
-    // the start: older messages are shown above the gap.)
-    if (asked.kind === 'top' && messages.length < asked.limit) room.reachedStart = true;
+    // Fewer than asked: nothing older is kept, unless the server cut the answer short at its byte
+    // cap ("more"). (A request that filled a gap says nothing about the start: older messages are
+    // shown above the gap.)
+    if (asked.kind === 'top' && messages.length < asked.limit && msg.more !== true) room.reachedStart = true;
     if (oldestSeq(room) === 1) room.reachedStart = true;
     if (room.name === state.current) renderRoom({ keepScroll: true });
   }
@@ -679,10 +680,13 @@
     }
     if (msg.id !== undefined && refuseSending(String(msg.id), code)) return;
     const room = msg.room !== undefined && state.rooms.get(String(msg.room));
-    if (room && room.history && (code === 'unavailable' || code === 'not_member' || code === 'bad_request')) {
+    if (room && room.history && (code === 'unavailable' || code === 'not_member' || code === 'bad_request' ||
+                                 code === 'rate_limited')) {
       room.history = null;
       if (room.name === state.current) renderEdge(room);
-      noticeFor(room, 'Earlier messages cannot be loaded right now.');
+      noticeFor(room, code === 'rate_limited'
+        ? 'Many earlier messages were loaded just now; wait a moment, then scroll up again.'
+        : 'Earlier messages cannot be loaded right now.');
       return;
     }
     if (room) noticeFor(room, inPlainWords(code, room, null));
