@@ -478,6 +478,8 @@ int main(int argc, char** argv) {
   // An address is budgeted four times what one connection is (a few tabs, a reconnect or two).
   limits.per_address.history_rate = 4 * limits.history_rate;
   limits.per_address.history_burst = 4 * limits.history_burst;
+  limits.per_address.request_rate = 4 * limits.message_rate;
+  limits.per_address.request_burst = 4 * limits.message_burst;
   if (verbose) reactor::set_log_level(reactor::LogLevel::kDebug);
   app::tag_logs_if_worker();
 

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace chat {
@@ -56,6 +57,20 @@ void AddressTable::charge_history(const AddressKey& key, reactor::Clock::time_po
   it->second.history -= bytes;
 }
 
+uint32_t AddressTable::borrow_requests(const AddressKey& key, reactor::Clock::time_point now, uint32_t want) {
+  if (limits_.request_rate <= 0) return want;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return want;
+  Entry& e = it->second;
+  double seconds = std::chrono::duration<double>(now - e.requests_refilled).count();
+  e.requests = std::min(limits_.request_burst, e.requests + seconds * limits_.request_rate);
+  e.requests_refilled = now;
+  auto granted = static_cast<uint32_t>(std::min<double>(want, std::floor(e.requests)));
+  e.requests -= granted;
+  return granted;
+}
+
 Admission AddressTable::admit(const AddressKey& key, reactor::Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto [it, fresh] = entries_.try_emplace(key);
@@ -65,6 +80,8 @@ Admission AddressTable::admit(const AddressKey& key, reactor::Clock::time_point 
     e.refilled = now;
     e.history = limits_.history_burst;
     e.history_refilled = now;
+    e.requests = limits_.request_burst;
+    e.requests_refilled = now;
   }
   if (limits_.max_connections > 0 && e.open >= limits_.max_connections) return Admission::kTooMany;
   if (limits_.connect_rate > 0) {
@@ -88,9 +105,15 @@ size_t AddressTable::sweep(reactor::Clock::time_point now) {
     Entry& e = it->second;
     if (limits_.connect_rate > 0) refill(e, now);
     if (limits_.history_rate > 0) refill_history(e, now);
+    if (limits_.request_rate > 0) {
+      e.requests = std::min(limits_.request_burst,
+                            e.requests + std::chrono::duration<double>(now - e.requests_refilled).count() * limits_.request_rate);
+      e.requests_refilled = now;
+    }
     // Forgotten once nothing of it would differ from an address never seen.
     if (e.open == 0 && (limits_.connect_rate <= 0 || e.tokens >= limits_.connect_burst) &&
-        (limits_.history_rate <= 0 || e.history >= limits_.history_burst)) {
+        (limits_.history_rate <= 0 || e.history >= limits_.history_burst) &&
+        (limits_.request_rate <= 0 || e.requests >= limits_.request_burst)) {
       it = entries_.erase(it);
     } else {
       ++it;

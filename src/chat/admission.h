@@ -22,6 +22,10 @@ struct AddressLimits {
   // connection, sets these to four times its own).
   double history_rate = 4.0 * 1024 * 1024;
   double history_burst = 16.0 * 1024 * 1024;
+  // Requests one address's connections may make a second, after a burst (rate 0: no limit; set
+  // from Limits::message_rate, four times it): reconnecting does not refill a connection's budget.
+  double request_rate = 400;
+  double request_burst = 2000;
 };
 
 enum class Admission : uint8_t { kAdmitted, kTooMany, kTooFast };
@@ -49,10 +53,16 @@ class AddressTable {
   // An address with no connection counted here has no budget (false; nothing charged).
   bool history_in_debt(const AddressKey& key, reactor::Clock::time_point now);
   void charge_history(const AddressKey& key, reactor::Clock::time_point now, double bytes);
+  // Up to `want` requests from `key`'s budget (connections borrow a few at a time, so that a
+  // request seldom takes the lock): how many it got. An address with no connection counted here
+  // has no budget (all granted).
+  uint32_t borrow_requests(const AddressKey& key, reactor::Clock::time_point now, uint32_t want);
   // Forgets the addresses with no connection whose connect bucket is full again (they are as if
   // never seen); returns how many are left. Called now and then (ChatService, once a second).
   size_t sweep(reactor::Clock::time_point now);
-  bool enabled() const { return limits_.max_connections > 0 || limits_.connect_rate > 0 || limits_.history_rate > 0; }
+  bool enabled() const {
+    return limits_.max_connections > 0 || limits_.connect_rate > 0 || limits_.history_rate > 0 || limits_.request_rate > 0;
+  }
 
  private:
   struct Entry {
@@ -61,6 +71,8 @@ class AddressTable {
     reactor::Clock::time_point refilled{};
     double history = 0;  // bytes of history left (negative: in debt)
     reactor::Clock::time_point history_refilled{};
+    double requests = 0;
+    reactor::Clock::time_point requests_refilled{};
   };
   void refill(Entry& e, reactor::Clock::time_point now) const;
   void refill_history(Entry& e, reactor::Clock::time_point now) const;

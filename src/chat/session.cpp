@@ -59,6 +59,7 @@ bool Session::frame_input(reactor::Buffer& input) {
   // would fill the inboxes again before the calm member's first request, every time.
   bool fair_turn = std::exchange(resumed_, false);
   while (!input.empty() && !lost_ && transport_.open()) {
+    if (holding_) return false;  // paced (hold_input): resume_reading offers the rest again
     if (!std::exchange(fair_turn, false) && table().congested()) {
       wait_for_room();
       return false;
@@ -132,7 +133,20 @@ void Session::resume_input() {
   waiting_room_ = false;
   resumed_ = true;
   partial_since_ms_ = 0;  // the time the server held it back is not the client's: the clock starts again
-  transport_.resume_reading();  // offers the buffered bytes to input() again
+  if (!holding_) transport_.resume_reading();  // offers the buffered bytes to input() again
+}
+
+void Session::hold_input(uint32_t ms) {
+  if (holding_) return;
+  holding_ = true;
+  transport_.pause_reading();
+  table().reactor(hub().shard()).run_after(std::chrono::milliseconds(ms), [alive = weak_from_this()] {
+    auto self = alive.lock();
+    if (!self) return;
+    self->holding_ = false;
+    self->partial_since_ms_ = 0;  // held by the server: the frame clock starts again
+    if (!self->waiting_room_ && self->transport_.open()) self->transport_.resume_reading();
+  });
 }
 
 void Session::set_name(std::string name) { name_ = std::move(name); }
@@ -211,8 +225,9 @@ uint32_t Session::clock_ms() {
 }
 
 bool Session::frame_timed_out(uint32_t now_ms) {
-  // Not while the server itself holds the connection's input back (a wait for room between reactors).
-  if (partial_since_ms_ == 0 || waiting_room_ || lost_ || !transport_.open()) return false;
+  // Not while the server itself holds the connection's input back (a wait for room between
+  // reactors, a client paced past its budget).
+  if (partial_since_ms_ == 0 || waiting_room_ || holding_ || lost_ || !transport_.open()) return false;
   // As a signed difference: the clock wraps every 49 days, and `now_ms` may be a little behind.
   if (static_cast<int32_t>(now_ms - partial_since_ms_) <= limits().frame_timeout.count()) return false;
   // Bytes the server has not read yet: the reactor is behind (a busy loop runs its timers before
@@ -228,7 +243,24 @@ bool Session::frame_timed_out(uint32_t now_ms) {
   return true;
 }
 
-bool Session::take_request_token() {
+bool Session::address_allows_request() {
+  if (address_credit_ > 0) {
+    --address_credit_;
+    return true;
+  }
+  AddressTable* addresses = table().addresses();
+  if (addresses == nullptr) return true;
+  AddressKey key = peer_address();
+  if (!key.counted()) return true;
+  // A few at a time (the lock is then seldom taken), but a small part of the address's burst.
+  auto want = static_cast<uint32_t>(std::clamp(limits().per_address.request_burst / 64, 1.0, double{kAddressBorrow}));
+  uint32_t got = addresses->borrow_requests(key, reactor::Clock::now(), want);
+  if (got == 0) return false;
+  address_credit_ = static_cast<uint8_t>(got - 1);
+  return true;
+}
+
+bool Session::take_request_token(bool pace) {
   const Limits& l = limits();
   if (l.message_rate <= 0) return true;
   uint32_t now = clock_ms();
@@ -239,12 +271,18 @@ bool Session::take_request_token() {
     tokens_ = static_cast<float>(std::min(l.message_burst, static_cast<double>(tokens_) + refill));
   }
   refilled_ms_ = now;
-  if (tokens_ >= 1) {
+  if (tokens_ >= 1 && address_allows_request()) {
     tokens_ -= 1;
     refused_in_row_ = 0;
     return true;
   }
   ++stats().rate_limited;
+  if (pace) {
+    // What it pipelined after waits (unread, its TCP window pushing back) until a token is due:
+    // refusing each of them would cost as much as doing it.
+    hold_input(static_cast<uint32_t>(std::clamp(1000.0 * (1 - tokens_) / l.message_rate, 10.0, 1000.0)));
+    return false;
+  }
   if (++refused_in_row_ > l.message_burst && !lost_) {
     // Going on regardless: closed once the codec has said why (in the deferred phase, after this
     // dispatch); what else it sent is not read.
@@ -261,7 +299,7 @@ bool Session::take_request_token() {
 
 HubError Session::publish(const std::string& room, std::string_view user, std::string_view text,
                           std::string_view id) {
-  if (!take_request_token()) return HubError::kRateLimited;
+  if (!take_request_token(/*pace=*/false)) return HubError::kRateLimited;
   HubError e = hub().publish(room, this, user, text, id);
   if (e != HubError::kNone) return e;
   ++stats().messages_in;
@@ -272,6 +310,9 @@ HubError Session::publish(const std::string& room, std::string_view user, std::s
 bool Session::history(const std::string& room, uint64_t after, uint64_t before, size_t limit, bool newest) {
   if (history_in_debt()) {
     ++stats().rate_limited;
+    // Until the connection's debt is paid (its address's, if that is what is spent, is checked again then).
+    double ms = std::isnan(history_left_) || history_left_ >= 0 ? 100.0 : -1000.0 * history_left_ / limits().history_rate;
+    hold_input(static_cast<uint32_t>(std::clamp(ms, 10.0, 2000.0)));
     return false;
   }
   Store& store = table().store();

@@ -133,11 +133,14 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void after_earlier_answers(reactor::SharedBytes bytes);
   // Closes the connection once what is queued has left.
   void close_after_flush(reactor::CloseCode code, std::string_view text);
-  // The connection's request budget (--message-rate a second after a burst of --message-burst):
-  // every request but a ping takes one token (publish() takes its own). True if this one may go;
-  // false (counted in rate_limited) if not, and past --message-burst refusals in a row the
-  // connection is closed once the codec has answered.
-  bool take_request_token();
+  // The connection's request budget (--message-rate a second after a burst of --message-burst; its
+  // address's, four times that, AddressLimits::request_rate): every request but a ping takes one
+  // token (publish() takes its own). True if this one may go; false (counted in rate_limited) if
+  // not, and past --message-burst refusals in a row the connection is closed once the codec has
+  // answered. With `pace`, a refusal also holds the connection's input until a token is due
+  // (its later requests wait, unread, instead of each being refused: what a refusal costs is then
+  // paid once per wait, not per request pipelined).
+  bool take_request_token(bool pace = true);
   // --auth-secret (ShardTable::authority): the connection gave no valid token. Counted; `last_words`
   // (the codec's way of saying so) leave, then the connection closes, and nothing more it sent is
   // read. `why` goes into the close's log line (within the closes' budget): never the token.
@@ -167,6 +170,11 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void resume_input();
   // History budgets (--history-rate): true while this connection's or its address's is spent.
   bool history_in_debt();
+  // One request from the address's budget (borrowed kAddressBorrow at a time).
+  bool address_allows_request();
+  static constexpr uint32_t kAddressBorrow = 16;
+  // Stops reading the connection for `ms` (a client past its budget), then reads on.
+  void hold_input(uint32_t ms);
   // Spends the bytes of an answer from both; with `trim`, trims `result` to --history-reply-bytes
   // first (keeping the newest messages, or with `newest` false the oldest; `more` set if cut).
   void charge_history(ReadResult& result, bool newest, bool trim = true);
@@ -207,6 +215,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   bool waiting_room_ = false;
   bool resumed_ = false;  // the first request after a wait for room is not held back again
   bool hooks_ = false;    // the codec's Codec::has_hooks()
+  bool holding_ = false;  // input held back for a while (hold_input): past a budget
+  uint8_t address_credit_ = 0;  // requests borrowed from the address's budget, not yet used
   uint32_t left_in_ = 0;  // bytes left in the input buffer by the last input() (counted in already)
   // --message-rate: the token bucket (tokens_ < 0: full, never used), its last refill (ms of the
   // steady clock, wrapping), refusals since the last message taken.
