@@ -167,6 +167,10 @@ class Auth(unittest.TestCase):
             ("alg none", b64url(b'{"alg":"none"}') + "." + b64url(json.dumps({"sub": "eve", "exp": now + 600}).encode())
              + ".", "not signed with HS256"),
             ("another user's", DOC["mint_token"](self.secret, "wen2", 60), "for another user"),
+            # Correctly signed, but never expiring, or expiring past the documented maximum.
+            ("never expires", hand_made(self.secret, {"sub": "eve", "exp": 1e300}), "more than 366 days ahead"),
+            ("two years", hand_made(self.secret, {"sub": "eve", "exp": now + 2 * 365 * 86400}),
+             "more than 366 days ahead"),
         ]
         for what, token, says in refusals:
             with self.subTest(what):
