@@ -655,6 +655,23 @@ class Handshake(ServerCase):
         head = upgrade_head(upgrade=False, extra=("Upgrade: websocket",))
         self.assertIn(self.status_of(head)[0], (400, 426))
 
+    def test_http10_handshake_is_400(self):
+        """RFC 6455 4.1: the handshake is an HTTP/1.1 request; 1.0 with every Upgrade header is refused."""
+        head = upgrade_head().replace("HTTP/1.1", "HTTP/1.0", 1)
+        status, headers, sock, rest = http_request(self.server.http_port, head)
+        self.assertEqual(status, 400)
+        self.assertNotIn("sec-websocket-accept", headers)
+        sock.close()
+
+    def test_two_keys_or_two_versions_are_400(self):
+        key = base64.b64encode(os.urandom(16)).decode()
+        for extra in (("Sec-WebSocket-Key: " + key,), ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",),
+                      ("Sec-WebSocket-Version: 13",)):
+            with self.subTest(extra=extra):
+                status, headers = self.status_of(upgrade_head(extra=extra))
+                self.assertEqual(status, 400)
+                self.assertNotIn("sec-websocket-accept", headers)
+
     def test_post_ws_is_405(self):
         status, headers = self.status_of("POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
         self.assertEqual(status, 405)
