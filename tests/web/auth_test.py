@@ -136,18 +136,20 @@ class Auth(unittest.TestCase):
         article's words; with --auth-secret `unauthorized` and the close, without it `too_long`
         and the connection kept for a proper hello."""
         for auth in (True, False):
-            for size in (1_000_000, 1_200_000):
-                with self.subTest(auth=auth, size=size):
+            # A client that writes its members sorted puts the token before the type.
+            for size, sort_keys in ((1_000_000, False), (1_200_000, False), (1_000_000, True)):
+                with self.subTest(auth=auth, size=size, sort_keys=sort_keys):
                     flags = ("--auth-secret", self.secret_file) if auth else ()
                     server = chatproc.ChatServer(SERVER, *flags)
                     try:
-                        asyncio.run(self.overlong_hello(server, auth, size))
+                        asyncio.run(self.overlong_hello(server, auth, size, sort_keys))
                     finally:
                         server.stop()
 
-    async def overlong_hello(self, server, auth, size):
+    async def overlong_hello(self, server, auth, size, sort_keys):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write((json.dumps({"type": "hello", "user": "eve", "token": "e" * size}) + "\n").encode())
+        hello = {"type": "hello", "user": "eve", "token": "e" * size}
+        writer.write((json.dumps(hello, sort_keys=sort_keys) + "\n").encode())
         line = await asyncio.wait_for(reader.readline(), TIMEOUT)
         answer = json.loads(line)  # JSON, not the article's "authentication required: ..." line
         self.assertEqual(answer["type"], "error", answer)

@@ -792,8 +792,10 @@ def cpu_seconds(pid):
 class PingFlood(ServerCase):
     """A client that sends pings as fast as it can and never reads costs the server little: closed
     as a ping flood, or (after a protocol error) reset once it has sent more than the lingering
-    close's budget, instead of being read and dropped for the linger's 5 s (GBs on loopback)."""
+    close's budget, instead of being read and dropped for the linger's 5 s (GBs on loopback).
+    At most 1 s of the server's CPU (3 s for a sanitizer's build); before, 2.4 s in Release."""
     flags = ()
+    MAX_CPU = 3.0 if chatproc.sanitized() else 1.0
 
     def flood(self, first):
         ws = self.raw()
@@ -818,14 +820,14 @@ class PingFlood(ServerCase):
         start = len(self.server.err.lines)
         cpu = self.flood(b"")
         self.server.err.wait_for(r"closed: WebSocket: ping flood", TIMEOUT, start=start)
-        self.assertLess(cpu, 1.0)
+        self.assertLess(cpu, self.MAX_CPU)
 
     def test_pings_after_a_protocol_error_reset_past_the_linger_budget(self):
         start = len(self.server.err.lines)
         cpu = self.flood(frame(OP_PING, b"", mask=False))  # 1002, then the lingering close
         self.server.err.wait_for(r"closed: WebSocket protocol error \(close 1002\) \(reset: \d+ bytes more came "
                                  r"after the close, over 262144\)", TIMEOUT, start=start)
-        self.assertLess(cpu, 1.0)
+        self.assertLess(cpu, self.MAX_CPU)
 
 
 class FrameTimeout(ServerCase):

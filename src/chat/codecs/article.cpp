@@ -45,8 +45,9 @@ bool is_hello(const Json& j) {
   return type != nullptr && *type == "hello";
 }
 
-// True if `prefix`, the start of an object, says "type":"hello" among its first members (at the top
-// level): what a native client's hello over the size limit (a huge token) looks like before its end.
+// True if `prefix`, the start of an object, says "type":"hello", or has a "token", among its first
+// members (at the top level): what a native client's hello over the size limit (a huge token) looks
+// like before its end, whatever the order of its members (the article's objects have no token).
 bool begins_like_hello(std::string_view prefix) {
   size_t i = 0;
   auto skip_space = [&] {
@@ -70,6 +71,7 @@ bool begins_like_hello(std::string_view prefix) {
     skip_space();
     if (i >= prefix.size() || prefix[i++] != ':') return false;
     skip_space();
+    if (key == "token") return true;
     if (key == "type") return string_at(value) && value == "hello";
     if (!string_at(value)) return false;  // only string members before "type" (user, token)
     skip_space();
