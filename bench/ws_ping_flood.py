@@ -15,7 +15,7 @@ time (utime + stime from /proc/PID/stat, from the start of the flood) and its cl
                         connections themselves cost (accepted and refused), without the flood
 
 Run: /usr/bin/python3 bench/ws_ping_flood.py [build/bin/chat-server] [--seconds 10]
-Target (issue 21): each of the first two costs the server at most 1 s of CPU in all.
+Target: each of the first two costs the server at most 1 s of CPU in all.
 """
 import argparse
 import base64
