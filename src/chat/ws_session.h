@@ -81,6 +81,8 @@ class WsSession final : public reactor::ConnectionHandler, public Transport, pub
   bool mid_message_ = false;            // a fragmented message has begun and not ended
   // Pong bytes owed and not taken by the peer (at most what is queued for it, here and in the
   // kernel): what pings buy a peer that does not read its answers, up to kMaxUnreadPongBytes.
+  // An upper bound: a member whose output never drains below it and that pings every 20 s would
+  // reach it after a day and a half of pings (about 6,500 of them), a flood in well under a second.
   uint32_t unread_pongs_ = 0;
   static constexpr uint32_t kMaxUnreadPongBytes = 64 * 1024;
 };
