@@ -402,10 +402,11 @@ int main(int argc, char** argv) {
   cli.add_option("--mint-token", mint_user,
                  "Print a token for this user, signed with --auth-secret's secret, and exit")
       ->configurable(false);
-  cli.add_option("--token-ttl", token_ttl_s, "With --mint-token: how long the token is valid, in seconds")
+  cli.add_option("--token-ttl", token_ttl_s,
+                 "With --mint-token: how long the token is valid, in seconds (at most 366 days: 31622400)")
       ->capture_default_str()
       ->configurable(false)
-      ->check(CLI::Range(int64_t{1}, int64_t{10LL * 365 * 24 * 3600}));
+      ->check(CLI::Range(int64_t{1}, chat::TokenAuthority::kMaxLifetime));
   cli.add_flag("--verbose", verbose, "Log every connection's close");
   std::string config_file;
   bool check_config = false;

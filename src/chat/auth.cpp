@@ -208,6 +208,10 @@ TokenAuthority::Verdict TokenAuthority::verify(std::string_view token, int64_t n
     v.result = Result::kExpired;
     return v;
   }
+  if (!(exp <= t + static_cast<double>(kMaxLifetime + kLeeway))) {
+    v.result = Result::kTooLong;
+    return v;
+  }
   if (has_nbf && !(t + static_cast<double>(kLeeway) >= nbf)) {
     v.result = Result::kNotYetValid;
     return v;
@@ -229,6 +233,9 @@ const char* TokenAuthority::describe(Result result) {
     case Result::kAlgorithm: return "token not signed with HS256";
     case Result::kSignature: return "bad token signature";
     case Result::kExpired: return "token expired";
+    case Result::kTooLong:
+      static_assert(kMaxLifetime == 366LL * 24 * 3600, "the text below says it");
+      return "token expires more than 366 days ahead";
     case Result::kNotYetValid: return "token not yet valid";
     case Result::kNoSubject: return "token names no user (sub)";
   }

@@ -6,8 +6,9 @@
 // What verify() takes: header {"alg":"HS256"} exactly (no "none", no other algorithm, no "crit";
 // "typ", if present, "JWT"); the signature, compared in constant time; a payload object with "sub"
 // (the user name, a string) and "exp" (NumericDate: seconds since the Unix epoch), and "nbf" if
-// present; both dates with kLeeway of clock skew. Anything malformed, of the wrong type, or longer
-// than kMaxToken is refused, never a crash (fuzzed: fuzz/auth_fuzz.cpp). Other claims are ignored.
+// present; both dates with kLeeway of clock skew; exp at most kMaxLifetime ahead. Anything
+// malformed, of the wrong type, or longer than kMaxToken is refused, never a crash (fuzzed:
+// fuzz/auth_fuzz.cpp). Other claims are ignored.
 #pragma once
 
 #include <chrono>
@@ -23,6 +24,9 @@ class TokenAuthority {
   static constexpr size_t kMaxSecret = 64 * 1024;  // a secret file is not larger
   static constexpr size_t kMaxToken = 4096;       // characters of a token, at most
   static constexpr int64_t kLeeway = 30;          // seconds of clock skew allowed on exp and nbf
+  // An exp further ahead than this is refused (kTooLong): a token that never expires (exp 1e300)
+  // is a credential nobody can take back short of changing the secret.
+  static constexpr int64_t kMaxLifetime = 366LL * 24 * 3600;
 
   // The secret in the file at `path`: its bytes, without one final newline ("\n" or "\r\n").
   // Throws std::runtime_error with one line naming `path` (missing, unreadable, too short, too long).
@@ -41,6 +45,7 @@ class TokenAuthority {
     kAlgorithm,     // alg is not HS256 (or crit, or a typ other than JWT)
     kSignature,     // signed with another secret, or altered
     kExpired,       // exp is past (beyond the leeway)
+    kTooLong,       // exp is more than kMaxLifetime (and the leeway) ahead
     kNotYetValid,   // nbf is ahead (beyond the leeway)
     kNoSubject,     // no sub, or not a string
   };

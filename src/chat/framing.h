@@ -42,6 +42,8 @@ class ObjectFramer {
   FrameResult next(std::string_view input);
   // Bytes of the current partial frame already scanned (for tests of incremental scanning).
   size_t scanned() const { return pos_; }
+  // Inside an overlong object, dropping its bytes until it ends.
+  bool discarding() const { return discarding_; }
 
  private:
   void reset_object();

@@ -207,6 +207,15 @@ bool HttpSession::upgrade(const http::Request& req, reactor::Buffer& input) {
     respond(http::error_response(status, reason, false, headers), false);
     return false;
   };
+  // RFC 6455 4.1: the handshake is an HTTP/1.1 request (1.0 has no Upgrade).
+  if (req.version_major != 1 || req.version_minor < 1) return refuse(400, "a WebSocket handshake needs HTTP/1.1");
+  // Fields the handshake reads once must be sent once (RFC 6455 11.3.1, 11.3.5): two keys, or two
+  // versions, are two answers to choose from, and a proxy may have chosen the other.
+  for (const char* once : {"sec-websocket-key", "sec-websocket-version"}) {
+    if (std::count_if(req.headers.begin(), req.headers.end(), [&](const auto& h) { return h.first == once; }) > 1) {
+      return refuse(400, "more than one Sec-WebSocket-Key or Sec-WebSocket-Version");
+    }
+  }
   if (!req.upgrade || !has_token(req.header("upgrade"), "websocket")) {
     return refuse(426, "this is a WebSocket endpoint", {{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}});
   }

@@ -125,12 +125,18 @@ void write_metrics(Exposition& out, const Stats& s, const std::vector<Stats>& sh
   out.labelled("chat_closes_total", "counter", "Connections the server closed, by reason", "reason",
                {{"slow_consumer", s.slow_consumer_closes},
                 {"unsynced", s.unsynced_closes},
+                {"ws_protocol", s.ws_protocol_closes},
+                {"ping_flood", s.ping_flood_closes},
                 {"http_timeout", s.http_timeouts},
                 {"irc_flood", s.irc_flood_closes},
                 {"irc_timeout", s.irc_timeouts},
                 {"rate_limit", s.rate_limit_closes},
                 {"frame_timeout", s.frame_timeouts},
                 {"unauthorized", s.auth_refused}});
+
+  out.counter("chat_linger_resets_total",
+              "Closes (for any reason) ended by a reset: the peer went on sending past the lingering close's budget",
+              s.linger_resets);
 
   out.labelled("chat_tls_handshake_failures_total", "counter",
                "TLS connections closed before their handshake was over, by why", "reason",

@@ -216,6 +216,7 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::
   irc_ids_.erase(conn->id());
   if (limits_.max_connections) hub_.table().release_admission();
   stats_.connections_open = connections_.size();
+  if (reason.reset) ++stats_.linger_resets;
   switch (conn->handshake()) {
     case reactor::Handshake::kPending:
     case reactor::Handshake::kFailed: ++stats_.tls_failures; break;

@@ -28,6 +28,9 @@ Stats& Stats::operator+=(const Stats& o) {
   errors_garbage += o.errors_garbage;
   slow_consumer_closes += o.slow_consumer_closes;
   unsynced_closes += o.unsynced_closes;
+  ws_protocol_closes += o.ws_protocol_closes;
+  ping_flood_closes += o.ping_flood_closes;
+  linger_resets += o.linger_resets;
   http_requests += o.http_requests;
   http_errors += o.http_errors;
   http_timeouts += o.http_timeouts;
@@ -68,7 +71,8 @@ std::string Stats::to_string() const {
       line, sizeof line,
       "connections open=%llu accepted=%llu refused=%llu (%s); messages in=%llu "
       "delivered=%llu; bytes in=%llu out=%llu; errors json=%llu utf8=%llu too_long=%llu request=%llu "
-      "garbage=%llu; closed slow_consumer=%llu unsynced=%llu; http requests=%llu errors=%llu timeouts=%llu "
+      "garbage=%llu; closed slow_consumer=%llu unsynced=%llu ws_protocol=%llu ping_flood=%llu linger_resets=%llu; "
+      "http requests=%llu errors=%llu timeouts=%llu "
       "websocket=%llu; history acks=%llu not_stored=%llu recovered=%llu unrecovered=%llu replayed=%llu "
       "reads=%llu; irc flood=%llu timeouts=%llu; rooms count=%llu members=%llu presence_held=%llu; limits rate_limited=%llu "
       "rate_closes=%llu frame_timeouts=%llu refused_address=%llu refused_rate=%llu room_full=%llu "
@@ -79,7 +83,8 @@ std::string Stats::to_string() const {
       (unsigned long long)errors_json, (unsigned long long)errors_utf8,
       (unsigned long long)errors_too_long, (unsigned long long)errors_request,
       (unsigned long long)errors_garbage, (unsigned long long)slow_consumer_closes,
-      (unsigned long long)unsynced_closes, (unsigned long long)http_requests, (unsigned long long)http_errors,
+      (unsigned long long)unsynced_closes, (unsigned long long)ws_protocol_closes,
+      (unsigned long long)ping_flood_closes, (unsigned long long)linger_resets, (unsigned long long)http_requests, (unsigned long long)http_errors,
       (unsigned long long)http_timeouts, (unsigned long long)ws_upgrades, (unsigned long long)acks,
       (unsigned long long)not_stored, (unsigned long long)recoveries, (unsigned long long)recoveries_failed,
       (unsigned long long)replayed, (unsigned long long)history_reads, (unsigned long long)irc_flood_closes,

@@ -38,6 +38,9 @@ struct Stats {
   uint64_t errors_garbage = 0;       // bytes outside any object (article dialect)
   uint64_t slow_consumer_closes = 0;
   uint64_t unsynced_closes = 0;      // streams that could not be resynchronised
+  uint64_t ws_protocol_closes = 0;   // WebSocket members closed for breaking the protocol (1002, 1003, 1007, 1009)
+  uint64_t ping_flood_closes = 0;    // WebSocket members closed for pinging on while their pongs went unread
+  uint64_t linger_resets = 0;        // closes (any reason) reset for going on sending past the lingering close's budget
   uint64_t http_requests = 0;        // HTTP requests answered (--http-port)
   uint64_t http_errors = 0;          // of those, and unparsable ones: answered 4xx/5xx
   uint64_t http_timeouts = 0;        // connections closed for a request not complete in time

@@ -1,5 +1,7 @@
 #include "chat/ws_session.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <wslay/wslay.h>
 
 #include <algorithm>
@@ -46,6 +48,12 @@ std::vector<wslay_event_context_ptr>& pool() {
 }
 constexpr size_t kPoolMax = 16;
 
+// Bytes the kernel holds for the peer, sent and not acknowledged or not sent yet (0 if it cannot say).
+size_t kernel_unacked(int fd) {
+  int n = 0;
+  return fd >= 0 && ::ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0 ? static_cast<size_t>(n) : 0;
+}
+
 // The bytes of the whole frames at the front of `in`; stops at the first incomplete frame. A frame
 // whose payload is over `max_payload` ends the scan at its header (`*too_big`): wslay refuses it
 // from the header alone (1009), and nobody buffers its payload.
@@ -83,6 +91,12 @@ void WsSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
     if (!messages_.empty()) return;
   }
   if (closing_ || !conn_.open()) return input.clear();
+  // Pongs owed are at most what the peer has not taken yet: ours queued, and the kernel's not yet
+  // acknowledged (asked only of a member that pinged since it last took everything).
+  if (unread_pongs_ > 0) {
+    size_t untaken = conn_.queued_bytes() + kernel_unacked(conn_.fd());
+    if (untaken < unread_pongs_) unread_pongs_ = static_cast<uint32_t>(untaken);
+  }
   // A frame's payload may be as large as a message (wslay assembles fragments and checks the
   // message's total); what waits here is at most one frame of that size.
   bool too_big = false;
@@ -103,6 +117,15 @@ void WsSession::on_message(reactor::TcpConnection&, reactor::Buffer& input) {
     ended_message = messages_.size() > before;
   }
   input.consume(n);
+  if (unread_pongs_ > kMaxUnreadPongBytes && !closing_) {
+    // Pings on pings while the pongs wait unread in the queue: a flood that never reads. Closed at
+    // once (a close frame would wait unread too), its input unread: a reset.
+    ++stats().ping_flood_closes;
+    close_soon(reactor::CloseCode::kSlowConsumer,
+               "WebSocket: ping flood: " + std::to_string(unread_pongs_) +
+                   " bytes of pongs owed while the peer does not read (at most " +
+                   std::to_string(kMaxUnreadPongBytes) + ")");
+  }
   if (too_big || closing_) input.clear();
   if (!messages_.empty()) Session::input(messages_);
   // After Session::input, which saw whole messages only: a frame begun in the buffer, or a
@@ -151,6 +174,7 @@ void WsSession::feed(std::string_view frames) {
     // this is 1002, and we send that close ourselves.
     wslay_event_context_free(ctx_);
     ctx_ = nullptr;
+    ++stats().ws_protocol_closes;
     return send_close(WSLAY_CODE_PROTOCOL_ERROR, "WebSocket protocol error", reactor::CloseCode::kProtocol);
   }
   if (rv != 0) {
@@ -164,10 +188,14 @@ void WsSession::feed(std::string_view frames) {
 void WsSession::finish_wslay() {
   if (wslay_event_get_close_sent(ctx_)) {
     // Our close went out (an answer to the peer's, or a protocol error): nothing more to say.
+    // (wslay's received status code is 1006 when no close came: whether one came is asked apart.)
+    bool got = wslay_event_get_close_received(ctx_) != 0;
+    if (!got && !closing_) ++stats().ws_protocol_closes;
     closing_ = true;
-    uint16_t got = wslay_event_get_status_code_received(ctx_);
     conn_.close_after_flush(got ? reactor::CloseCode::kPeerClosed : reactor::CloseCode::kProtocol,
-                            got ? "WebSocket closed by the peer" : "WebSocket protocol error");
+                            got ? "WebSocket closed by the peer"
+                                : "WebSocket protocol error (close " +
+                                      std::to_string(wslay_event_get_status_code_sent(ctx_)) + ")");
   }
   bool idle = wslay_event_get_read_enabled(ctx_) && wslay_event_get_write_enabled(ctx_) &&
               !wslay_event_get_close_received(ctx_) && !wslay_event_get_close_sent(ctx_) &&
@@ -192,6 +220,8 @@ void WsSession::on_wslay_frame_start(bool fin, uint8_t opcode, uint64_t length) 
   // Data frames (continuation, text, binary) say whether a message is still open after them;
   // control frames may come in between and change nothing.
   if (opcode <= WSLAY_BINARY_FRAME) mid_message_ = !fin;
+  // wslay answers a ping with a pong of its payload: 2 bytes of header and the payload (at most 125).
+  if (opcode == WSLAY_PING) unread_pongs_ += static_cast<uint32_t>(2 + std::min<uint64_t>(length, 125));
   // A close's payload is empty or starts with a two-byte code (RFC 6455 5.5.1); wslay would take
   // one byte as "no code" and answer in kind.
   if (opcode == WSLAY_CONNECTION_CLOSE && length == 1) fail(WSLAY_CODE_PROTOCOL_ERROR, "close payload of one byte");

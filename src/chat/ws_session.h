@@ -5,7 +5,8 @@
 // Input: wslay (Debian's libwslay) checks the frames: masking, opcodes, RSV bits, control frames
 // (at most 125 bytes, never fragmented), fragmentation with control frames in between, the
 // message size (--max-frame: 1009), the close handshake (the peer's code echoed), ping answered by
-// pong. We add what wslay leaves to its user: text must be UTF-8, also across fragments (1007);
+// pong (a peer that pings on while its pongs wait unread is closed: a ping flood, kMaxUnreadPongBytes).
+// We add what wslay leaves to its user: text must be UTF-8, also across fragments (1007);
 // binary messages are not this protocol (1003). A wslay context holds about 9 KiB, so members do
 // not keep one: each shard lends one from a small pool while whole frames are parsed, and the
 // member keeps it only while a fragmented message or the close handshake is under way. Only whole
@@ -79,6 +80,12 @@ class WsSession final : public reactor::ConnectionHandler, public Transport, pub
   reactor::Clock::time_point closing_since_{};  // seen closing by the keep-alive sweep
   bool closing_ = false;                // a close frame is queued or sent: nothing more to send
   bool mid_message_ = false;            // a fragmented message has begun and not ended
+  // Pong bytes owed and not taken by the peer (at most what is queued for it, here and in the
+  // kernel): what pings buy a peer that does not read its answers, up to kMaxUnreadPongBytes.
+  // An upper bound: a member whose output never drains below it and that pings every 20 s would
+  // reach it after a day and a half of pings (about 6,500 of them), a flood in well under a second.
+  uint32_t unread_pongs_ = 0;
+  static constexpr uint32_t kMaxUnreadPongBytes = 64 * 1024;
 };
 
 }  // namespace chat

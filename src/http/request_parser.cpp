@@ -23,6 +23,12 @@ struct RequestParser::State {
   bool complete = false;
   int status = 0;  // a limit's HTTP status, set before a callback fails
   std::string reason;
+  // Obsolete line folding (a header line that starts with a space or a tab, RFC 9112 5.2) is
+  // refused: llhttp takes it as more of the value before. A value is folded if what comes before
+  // it, past spaces and tabs, is the end of a line: looked for in the bytes given to this
+  // execute (from `begin`), or, at their start, in the end of the bytes given before (`ended_line`).
+  const char* begin = nullptr;
+  bool ended_line = false;
 
   static State& of(llhttp_t* p) { return *static_cast<State*>(p->data); }
   Request& req() { return owner->request_; }
@@ -40,6 +46,7 @@ struct RequestParser::State {
 
   static int on_message_begin(llhttp_t* p) {
     State& s = of(p);
+    s.ended_line = false;
     s.req() = Request{};
     s.header_bytes = 0;
     s.in_value = false;
@@ -70,10 +77,19 @@ struct RequestParser::State {
   }
   static int on_header_value(llhttp_t* p, const char* at, size_t n) {
     State& s = of(p);
+    // (An empty value is reported where the next line starts: nothing to look before.)
+    if (n > 0 && folded(s, at)) return s.fail(400, "obsolete line folding in a header (RFC 9112 5.2)");
     s.in_value = true;
     s.req().headers.back().second.append(at, n);
     return s.count(n, 431, "header fields too large");
   }
+  // True if the value starting at `at` continues a line folded onto it.
+  static bool folded(const State& s, const char* at) {
+    const char* q = at;
+    while (q > s.begin && (q[-1] == ' ' || q[-1] == '\t')) --q;
+    return q > s.begin ? q[-1] == '\n' : s.ended_line;
+  }
+
   static int on_headers_complete(llhttp_t* p) {
     State& s = of(p);
     Request& r = s.req();
@@ -138,6 +154,7 @@ ParseResult RequestParser::parse(std::string_view input) {
     // upgrade, nothing it may send on this connection): never HTTP again, never a request twice.
     return {ParseStatus::kError, 0, 400, "no HTTP after an Upgrade request"};
   }
+  s.begin = input.data();
   llhttp_errno_t err = llhttp_execute(&s.parser, input.data(), input.size());
   size_t used = input.size();
   if (err != HPE_OK) {
@@ -155,7 +172,13 @@ ParseResult RequestParser::parse(std::string_view input) {
     s.complete = false;
     return {ParseStatus::kRequest, used, 0, {}};
   }
-  if (err == HPE_OK) return {ParseStatus::kNeedMore, used, 0, {}};
+  if (err == HPE_OK) {
+    // Whether these bytes end a line (spaces and tabs after it): a value that starts the next ones
+    // would be folded onto it.
+    size_t end = input.find_last_not_of(" \t");
+    if (end != std::string_view::npos) s.ended_line = input[end] == '\n';
+    return {ParseStatus::kNeedMore, used, 0, {}};
+  }
   if (s.status == 0) {
     s.status = 400;
     s.reason = llhttp_get_error_reason(&s.parser) ? llhttp_get_error_reason(&s.parser) : "malformed request";

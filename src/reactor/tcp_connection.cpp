@@ -283,7 +283,7 @@ void TcpConnection::shutdown() {
 
 void TcpConnection::close_after_flush(CloseCode code, std::string_view text) {
   if (!open() || close_when_drained_) return;
-  close_when_drained_ = std::make_unique<CloseReason>(CloseReason{code, std::string(text)});
+  close_when_drained_ = std::make_unique<Closing>(Closing{CloseReason{code, std::string(text)}});
   shutdown_requested_ = true;  // refuse further sends
   pause_reading();
   // Plain bytes never go before the handshake is over, and with reading paused it will not be.
@@ -301,7 +301,7 @@ void TcpConnection::close_after_flush(CloseCode code, std::string_view text) {
 // nginx's lingering close does: send our FIN, read and drop whatever still comes, and close once
 // the peer closes too, or after kLingerTimeout.
 void TcpConnection::linger() {
-  if (peer_eof_) return close(close_when_drained_->code, close_when_drained_->text);
+  if (peer_eof_) return close(close_when_drained_->reason.code, close_when_drained_->reason.text);
   lingering_ = true;
   closing_ = true;  // open() is false: no more sends, no more input for the owner
   if (filtered_ && filtered_->filter->ready()) {  // TLS: close_notify, best effort
@@ -314,19 +314,45 @@ void TcpConnection::linger() {
   // until it fires, which costs less than a timer id in every connection).
   reactor_.run_after(kLingerTimeout, [weak = weak_from_this()] {
     if (auto self = weak.lock(); self && self->open_) {
-      self->close(self->close_when_drained_->code, self->close_when_drained_->text);
+      self->close(self->close_when_drained_->reason.code, self->close_when_drained_->reason.text);
     }
   });
 }
 
+size_t TcpConnection::linger_budget(CloseCode code) {
+  switch (code) {
+    case CloseCode::kProtocol:
+    case CloseCode::kSlowConsumer:
+    case CloseCode::kOutputLimit:
+    case CloseCode::kTimeout:
+    case CloseCode::kRefused: return kAbuseLingerBytes;
+    default: return kLingerBytes;
+  }
+}
+
 void TcpConnection::linger_read() {
   char drop[16384];
+  const size_t budget = linger_budget(close_when_drained_->reason.code);
   for (int i = 0; i < 16; ++i) {  // bounded: a peer that keeps sending does not hold the loop
     ssize_t n = ::read(socket_.get(), drop, sizeof drop);
-    if (n > 0) continue;
+    if (n > 0) {
+      size_t& lingered = close_when_drained_->lingered;
+      lingered += static_cast<size_t>(n);
+      if (lingered <= budget) continue;
+      // Past its budget: a peer that goes on sending after the close (a flood that never reads)
+      // is not read for kLingerTimeout more; a reset ends it, and whatever of ours it had not
+      // taken is lost, which is its own doing.
+      struct linger l {};
+      l.l_onoff = 1;  // and l_linger 0: close() resets
+      ::setsockopt(socket_.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      return close_with({close_when_drained_->reason.code,
+                         close_when_drained_->reason.text + " (reset: " + std::to_string(lingered) +
+                             " bytes more came after the close, over " + std::to_string(budget) + ")",
+                         /*reset=*/true});
+    }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
-    return close(close_when_drained_->code, close_when_drained_->text);  // the peer closed (or reset): done
+    return close(close_when_drained_->reason.code, close_when_drained_->reason.text);  // the peer closed (or reset): done
   }
 }
 
@@ -380,6 +406,10 @@ void TcpConnection::close_soon(CloseCode code, std::string_view text) {
 }
 
 void TcpConnection::close(CloseCode code, std::string_view text) {
+  close_with({code, std::string(text)});
+}
+
+void TcpConnection::close_with(CloseReason reason) {
   if (!open_) return;
   open_ = false;
   closing_ = true;
@@ -390,7 +420,7 @@ void TcpConnection::close(CloseCode code, std::string_view text) {
   input_.clear();
   filtered_.reset();  // handshake() still says how far it got
   if (handler_ || callbacks_->on_close) {
-    reactor_.defer([self, why = CloseReason{code, std::string(text)}] {
+    reactor_.defer([self, why = std::move(reason)] {
       if (auto handler = std::move(self->handler_)) handler->on_close(*self, why);
       if (self->callbacks_->on_close) self->callbacks_->on_close(self, why);
     });

@@ -55,6 +55,8 @@ const char* to_string(CloseCode code);
 struct CloseReason {
   CloseCode code = CloseCode::kLocal;
   std::string text;
+  // The close was a reset (SO_LINGER 0): the peer went on sending past the lingering close's budget.
+  bool reset = false;
 };
 
 // A connection's own handler, typed, owned by the connection: what the shared ConnectionCallbacks
@@ -177,9 +179,16 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   // Close once the queued output has left (a last error reply, a graceful stop). Reading stops and
   // sends are refused meanwhile; a peer that never reads is the caller's to time out (close()).
   // Then the close lingers (see linger()): our FIN goes out, what the peer still sends is read and
-  // dropped, and the descriptor closes when the peer closes, at most kLingerTimeout later.
+  // dropped, and the descriptor closes when the peer closes, at most kLingerTimeout later. A peer
+  // that sends more than its linger budget meanwhile is reset (SO_LINGER 0): kAbuseLingerBytes
+  // after a close for its own fault (kProtocol, kSlowConsumer, kOutputLimit, kTimeout, kRefused),
+  // kLingerBytes after any other.
   void close_after_flush(CloseCode code, std::string_view text);
   static constexpr std::chrono::seconds kLingerTimeout{5};
+  static constexpr size_t kLingerBytes = 4 << 20;
+  static constexpr size_t kAbuseLingerBytes = 256 * 1024;
+  // The linger budget after a close for `code`.
+  static size_t linger_budget(CloseCode code);
 
   // The handler's on_drain runs once the output queue is empty (at once, from the deferred phase,
   // if it is empty now): a handler that paused reading while its answers piled up resumes there.
@@ -231,6 +240,7 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   void update_interest();
   void linger();
   void linger_read();
+  void close_with(CloseReason reason);
   void deliver_input();
 
   Reactor& reactor_;
@@ -248,7 +258,12 @@ class TcpConnection final : public std::enable_shared_from_this<TcpConnection>, 
   std::unique_ptr<Filtered> filtered_;
   ConnectionStats stats_;
   std::shared_ptr<ConnectionHandler> handler_;
-  std::unique_ptr<CloseReason> close_when_drained_;  // set by close_after_flush
+  // Set by close_after_flush: why, and the bytes read and dropped since, lingering.
+  struct Closing {
+    CloseReason reason;
+    size_t lingered = 0;
+  };
+  std::unique_ptr<Closing> close_when_drained_;
   uint64_t id_;
   bool open_ = false;
   bool closing_ = false;

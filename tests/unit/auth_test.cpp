@@ -86,6 +86,20 @@ TEST(Auth, ExpIsRequiredAndNbfHonouredWithTheLeeway) {
   EXPECT_EQ(verdict(craft(kHs256, R"({"sub":"bob","exp":1700000100,"iss":"site","aud":["x"],"iat":1})")), Result::kOk);
 }
 
+TEST(Auth, ExpFurtherThanTheMaximumLifetimeIsRefused) {
+  // A token that never expires is no bearer credential one can take back: exp at most
+  // kMaxLifetime (366 days) ahead, with the leeway.
+  int64_t last = kNow + TokenAuthority::kMaxLifetime + TokenAuthority::kLeeway;
+  EXPECT_EQ(verdict(craft(kHs256, claims("bob", last))), Result::kOk);
+  EXPECT_EQ(verdict(craft(kHs256, claims("bob", last + 1))), Result::kTooLong);
+  EXPECT_EQ(verdict(craft(kHs256, R"({"sub":"bob","exp":1e300})")), Result::kTooLong);
+  EXPECT_EQ(verdict(craft(kHs256, R"({"sub":"bob","exp":9007199254740993})")), Result::kTooLong);
+  EXPECT_STREQ(TokenAuthority::describe(Result::kTooLong), "token expires more than 366 days ahead");
+  // The longest --mint-token gives is accepted.
+  TokenAuthority authority(kSecret);
+  EXPECT_TRUE(authority.verify(authority.mint("bob", TokenAuthority::kMaxLifetime, kNow), kNow).ok());
+}
+
 TEST(Auth, ForgedOrOtherSecretsTokensAreRefused) {
   TokenAuthority authority(kSecret);
   std::string token = authority.mint("bob", 3600, kNow);

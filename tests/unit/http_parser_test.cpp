@@ -91,6 +91,39 @@ TEST(HttpParser, MalformedRequestsAre400) {
   }
 }
 
+// RFC 9112 5.2: a header line that starts with a space or a tab (obsolete line folding) is
+// refused with 400, however the bytes are split; a value's own spaces and tabs are not folding.
+TEST(HttpParser, ObsoleteLineFoldingIs400HoweverTheBytesAreSplit) {
+  for (const char* folded : {"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n",
+                             "GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n\ttwo\r\n\r\n",
+                             "GET / HTTP/1.1\r\nHost: a\r\nX-A:\r\n two\r\n\r\n",
+                             "GET / HTTP/1.1\r\nX-A: one\r\n  \t two\r\nHost: a\r\n\r\n"}) {
+    std::string raw = folded;
+    for (size_t split = 0; split <= raw.size(); ++split) {  // in two pieces, split anywhere
+      Feed f;
+      f.add(raw.substr(0, split));
+      if (f.last.status != ParseStatus::kError) f.add(raw.substr(split));
+      EXPECT_EQ(f.last.status, ParseStatus::kError) << raw << " split at " << split;
+      EXPECT_EQ(f.last.http_status, 400) << raw << " split at " << split;
+      EXPECT_TRUE(f.requests.empty());
+    }
+    Feed bytes;  // a byte at a time
+    for (char c : raw) {
+      if (bytes.last.status != ParseStatus::kError) bytes.add(std::string_view(&c, 1));
+    }
+    EXPECT_EQ(bytes.last.status, ParseStatus::kError) << raw;
+  }
+  // Not folding: spaces and tabs inside and around a value, a value that ends a read.
+  std::string fine = "GET / HTTP/1.1\r\nHost: a\r\nX-A: \t one  two\t \r\nX-B:\r\n\r\n";
+  for (size_t split = 0; split <= fine.size(); ++split) {
+    Feed f;
+    f.add(fine.substr(0, split));
+    f.add(fine.substr(split));
+    ASSERT_EQ(f.requests.size(), 1u) << "split at " << split << ": " << f.last.reason;
+    EXPECT_EQ(*f.requests[0].header("x-a"), "one  two");
+  }
+}
+
 TEST(HttpParser, LimitsHaveTheirOwnStatus) {
   http::ParserLimits limits{.max_header_bytes = 256, .max_headers = 4, .max_body = 16};
   {

@@ -190,6 +190,48 @@ TEST(TcpConnection, AConnectionClosingAfterItsFlushTakesNoMoreOutputButSendsWhat
   EXPECT_EQ(read_available(peer.get()), "goodbye");
 }
 
+// The lingering close reads and drops what the peer still sends, but not without end: past its
+// budget (kAbuseLingerBytes after a close for the peer's own fault, kLingerBytes after another) the
+// peer is reset, and the close says so. A peer flooding a closed connection costs a bounded read.
+TEST(TcpConnection, ALingeringCloseResetsAPeerThatSendsPastItsBudget) {
+  for (CloseCode code : {CloseCode::kProtocol, CloseCode::kShutdown}) {
+    SCOPED_TRACE(reactor::to_string(code));
+    Reactor loop;
+    auto [ours, peer] = testutil::make_socketpair();
+    auto callbacks = std::make_shared<reactor::ConnectionCallbacks>();
+    std::optional<CloseReason> closed;
+    callbacks->on_close = [&](const TcpConnectionPtr&, const CloseReason& why) { closed = why; };
+    auto conn = TcpConnection::create(loop, std::move(ours), callbacks);
+    conn->start();
+    conn->close_after_flush(code, "bye");
+    const std::string chunk(16 * 1024, 'x');
+    const size_t budget = TcpConnection::kAbuseLingerBytes;
+    size_t sent = 0;
+    while (!closed && sent < 2 * budget && sent < (8u << 20)) {
+      ssize_t n = ::send(peer.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);
+      if (n > 0) sent += static_cast<size_t>(n);
+      loop.run_once(10);
+    }
+    for (int i = 0; i < 10 && !closed && code == CloseCode::kProtocol; ++i) loop.run_once(10);
+    if (code == CloseCode::kProtocol) {
+      ASSERT_TRUE(closed) << sent << " bytes sent";
+      EXPECT_TRUE(closed->reset);
+      EXPECT_EQ(closed->code, CloseCode::kProtocol);
+      EXPECT_NE(closed->text.find("bye (reset: "), std::string::npos) << closed->text;
+      EXPECT_LE(sent, budget + 2 * chunk.size() + 256 * 1024) << "read on past the budget";  // + the socket's buffer
+    } else {
+      // Twice the abuse budget is well within a graceful close's: still lingering, until the peer closes.
+      EXPECT_FALSE(closed) << closed->text;
+      ::shutdown(peer.get(), SHUT_WR);
+      for (int i = 0; i < 50 && !closed; ++i) loop.run_once(10);
+      ASSERT_TRUE(closed);
+      EXPECT_FALSE(closed->reset);
+      EXPECT_EQ(closed->text, "bye");
+    }
+  }
+  static_assert(TcpConnection::kAbuseLingerBytes < TcpConnection::kLingerBytes);
+}
+
 TEST(TcpConnection, CloseFromInsideOnMessageIsSafeAndOnCloseRunsLater) {
   Reactor loop;
   auto [ours, peer] = testutil::make_socketpair();

@@ -130,6 +130,39 @@ class Auth(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_native_hello_over_the_frame_limit_is_answered_in_native_json(self):
+        """A hello whose token makes it longer than --max-frame (1 MB, and 1.2 MB: past what the
+        framer discards) is a native client's: answered with the native error line, not in the
+        article's words; with --auth-secret `unauthorized` and the close, without it `too_long`
+        and the connection kept for a proper hello."""
+        for auth in (True, False):
+            # A client that writes its members sorted puts the token before the type.
+            for size, sort_keys in ((1_000_000, False), (1_200_000, False), (1_000_000, True)):
+                with self.subTest(auth=auth, size=size, sort_keys=sort_keys):
+                    flags = ("--auth-secret", self.secret_file) if auth else ()
+                    server = chatproc.ChatServer(SERVER, *flags)
+                    try:
+                        asyncio.run(self.overlong_hello(server, auth, size, sort_keys))
+                    finally:
+                        server.stop()
+
+    async def overlong_hello(self, server, auth, size, sort_keys):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        hello = {"type": "hello", "user": "eve", "token": "e" * size}
+        writer.write((json.dumps(hello, sort_keys=sort_keys) + "\n").encode())
+        line = await asyncio.wait_for(reader.readline(), TIMEOUT)
+        answer = json.loads(line)  # JSON, not the article's "authentication required: ..." line
+        self.assertEqual(answer["type"], "error", answer)
+        self.assertEqual(answer["code"], "unauthorized" if auth else "too_long", answer)
+        self.assertIn("hello", answer["message"])
+        if auth:
+            self.assertEqual(await asyncio.wait_for(reader.read(), TIMEOUT), b"")  # closed after it
+        elif size < 1_048_576:  # within what is discarded: the stream goes on, a proper hello is taken
+            writer.write(b'{"type":"hello","user":"eve"}\n')
+            self.assertEqual(json.loads(await asyncio.wait_for(reader.readline(), TIMEOUT)),
+                             {"type": "welcome", "user": "eve"})
+        writer.close()
+
     async def scenario(self, server):
         url = "ws://127.0.0.1:%d/ws" % server.http_port
 
@@ -167,6 +200,10 @@ class Auth(unittest.TestCase):
             ("alg none", b64url(b'{"alg":"none"}') + "." + b64url(json.dumps({"sub": "eve", "exp": now + 600}).encode())
              + ".", "not signed with HS256"),
             ("another user's", DOC["mint_token"](self.secret, "wen2", 60), "for another user"),
+            # Correctly signed, but never expiring, or expiring past the documented maximum.
+            ("never expires", hand_made(self.secret, {"sub": "eve", "exp": 1e300}), "more than 366 days ahead"),
+            ("two years", hand_made(self.secret, {"sub": "eve", "exp": now + 2 * 365 * 86400}),
+             "more than 366 days ahead"),
         ]
         for what, token, says in refusals:
             with self.subTest(what):

@@ -267,6 +267,26 @@ class Errors(WebRootCase):
                 self.assertEqual(r.header("connection"), "close")
                 self.assertTrue(c.closed())
 
+    def test_obsolete_line_folding_400(self):
+        """RFC 9112 5.2: a header line starting with a space or a tab (obs-fold) is refused, not
+        taken as more of the value before it; also when the fold arrives in a later read."""
+        for folded in (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n",
+                       b"GET /index.html HTTP/1.1\r\nX-A: one\r\n\ttwo\r\nHost: a\r\n\r\n",
+                       b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection:\r\n Upgrade\r\n"
+                       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"):
+            for split in (None, folded.index(b"\r\n ") + 2 if b"\r\n " in folded else folded.index(b"\r\n\t") + 2):
+                with self.subTest(request=folded, split=split):
+                    c = self.conn()
+                    if split is None:
+                        c.send(folded)
+                    else:
+                        c.send(folded[:split])
+                        c.send(folded[split:])  # the server has read the first part or not: either way
+                    r = c.response()
+                    self.assertEqual(r.status, 400)
+                    self.assertIn(b"folding", r.body)
+                    self.assertTrue(c.closed())
+
     def test_unsupported_version_505(self):
         c = self.conn()
         c.send(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n")

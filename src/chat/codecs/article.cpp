@@ -1,6 +1,7 @@
 #include "chat/codecs/article.h"
 
 #include <unordered_map>
+#include <utility>
 
 #include "chat/codecs/json_object.h"
 #include "chat/codecs/native.h"
@@ -44,6 +45,41 @@ bool is_hello(const Json& j) {
   return type != nullptr && *type == "hello";
 }
 
+// True if `prefix`, the start of an object, says "type":"hello", or has a "token", among its first
+// members (at the top level): what a native client's hello over the size limit (a huge token) looks
+// like before its end, whatever the order of its members (the article's objects have no token).
+bool begins_like_hello(std::string_view prefix) {
+  size_t i = 0;
+  auto skip_space = [&] {
+    while (i < prefix.size() && (prefix[i] == ' ' || prefix[i] == '\t' || prefix[i] == '\n' || prefix[i] == '\r')) ++i;
+  };
+  // A JSON string at i (no unescaping: "type" and "hello" have nothing to escape); false if none.
+  auto string_at = [&](std::string_view& out) {
+    if (i >= prefix.size() || prefix[i] != '"') return false;
+    size_t start = ++i;
+    while (i < prefix.size() && prefix[i] != '"') i += prefix[i] == '\\' ? 2 : 1;
+    if (i >= prefix.size()) return false;
+    out = prefix.substr(start, i++ - start);
+    return true;
+  };
+  skip_space();
+  if (i >= prefix.size() || prefix[i++] != '{') return false;
+  for (int member = 0; member < 8; ++member) {  // "type" among the first few members
+    std::string_view key, value;
+    skip_space();
+    if (!string_at(key)) return false;
+    skip_space();
+    if (i >= prefix.size() || prefix[i++] != ':') return false;
+    skip_space();
+    if (key == "token") return true;
+    if (key == "type") return string_at(value) && value == "hello";
+    if (!string_at(value)) return false;  // only string members before "type" (user, token)
+    skip_space();
+    if (i >= prefix.size() || prefix[i++] != ',') return false;
+  }
+  return false;
+}
+
 std::string preview(std::string_view frame) {
   std::string s(frame.substr(0, 80));
   for (char& c : s) {
@@ -72,6 +108,17 @@ void ArticleCodec::start(Session& session) {
   // The article's server broadcasts to every connection, including ones that never speak. Not
   // with --auth-secret: a connection hears nothing before its hello's token has been checked.
   if (session.table().authority() == nullptr) session.join(kLobby, /*want_reply=*/false);
+}
+
+FrameResult ArticleCodec::next_frame(std::string_view input) {
+  bool was_discarding = framer_.discarding();
+  FrameResult r = framer_.next(input);
+  // An object over the limit begins: if it is a native client's hello (a huge token), the client
+  // speaks the native dialect and is answered in it (on_bad_frame), not as the article's client.
+  if (!was_discarding && framer_.discarding() && !decided_) {
+    overlong_hello_ = begins_like_hello(input.substr(0, r.consumed));
+  }
+  return r;
 }
 
 bool ArticleCodec::refuse_unauthenticated(Session& session) {
@@ -131,6 +178,24 @@ std::unique_ptr<Codec> ArticleCodec::on_frame(Session& session, std::string_view
 }
 
 void ArticleCodec::on_bad_frame(Session& session, const FrameResult& r, std::string_view skipped) {
+  if (std::exchange(overlong_hello_, false) && r.status != FrameStatus::kGarbage) {
+    // A native hello over the limit: the native dialect's answer. With --auth-secret it carried no
+    // token that could be checked, and the connection is refused as for a bad token.
+    std::string why = r.status == FrameStatus::kLost
+                          ? "hello never ended: closing the connection"
+                          : "hello of " + std::to_string(r.frame_size) + " bytes is over the limit of " +
+                                std::to_string(session.limits().max_frame);
+    const char* code = session.table().authority() != nullptr ? "unauthorized" : "too_long";
+    if (r.status == FrameStatus::kLost) {
+      session.reply(NativeCodec::error_line(code, why));  // the stream is given up: the session closes it
+    } else if (session.table().authority() != nullptr) {
+      decided_ = true;
+      session.refuse_unauthenticated(NativeCodec::error_line(code, why), why);
+    } else {
+      session.reply(NativeCodec::error_line(code, why));
+    }
+    return;
+  }
   if (refuse_unauthenticated(session)) return;
   // kLost: the close says it.
   if (r.status == FrameStatus::kGarbage) problem(session, "bytes outside any JSON object skipped", skipped);

@@ -23,7 +23,7 @@ class ArticleCodec final : public Codec {
 
   const Format& format() const override { return article_format(); }
   void start(Session& session) override;
-  FrameResult next_frame(std::string_view input) override { return framer_.next(input); }
+  FrameResult next_frame(std::string_view input) override;
   std::unique_ptr<Codec> on_frame(Session& session, std::string_view frame) override;
   void on_bad_frame(Session& session, const FrameResult& result, std::string_view skipped) override;
   reactor::SharedBytes joined(Session&, const std::string&, const JoinReply&, std::optional<bool>) override {
@@ -41,6 +41,8 @@ class ArticleCodec final : public Codec {
 
   ObjectFramer framer_;
   bool decided_ = false;  // a first object that was not a hello confirmed the dialect
+  // The overlong object being discarded began like a native hello: it is answered in native JSON.
+  bool overlong_hello_ = false;
 };
 
 }  // namespace chat
