@@ -60,6 +60,14 @@ bool Session::frame_input(reactor::Buffer& input) {
   bool fair_turn = std::exchange(resumed_, false);
   while (!input.empty() && !lost_ && transport_.open()) {
     if (holding_) return false;  // paced (hold_input): resume_reading offers the rest again
+    if (paced_) {
+      // Past its budget with more pipelined: each next request waits, unread, for its token
+      // (refusing each would cost as much as doing it, and tell the client nothing new).
+      if (uint32_t wait = request_wait_ms()) {
+        hold_input(wait);
+        return false;
+      }
+    }
     if (!std::exchange(fair_turn, false) && table().congested()) {
       wait_for_room();
       return false;
@@ -92,6 +100,7 @@ bool Session::frame_input(reactor::Buffer& input) {
     }
     input.consume(r.consumed);
   }
+  if (input.empty()) paced_ = false;  // caught up: the next burst is answered as it comes
   return false;
 }
 
@@ -249,7 +258,7 @@ bool Session::address_allows_request() {
     return true;
   }
   AddressTable* addresses = table().addresses();
-  if (addresses == nullptr) return true;
+  if (addresses == nullptr || limits().per_address.request_rate <= 0) return true;
   AddressKey key = peer_address();
   if (!key.counted()) return true;
   // A few at a time (the lock is then seldom taken), but a small part of the address's burst.
@@ -258,6 +267,29 @@ bool Session::address_allows_request() {
   if (got == 0) return false;
   address_credit_ = static_cast<uint8_t>(got - 1);
   return true;
+}
+
+uint32_t Session::request_wait_ms() {
+  const Limits& l = limits();
+  if (l.message_rate <= 0) return 0;
+  uint32_t now = clock_ms();
+  double tokens = tokens_ < 0 ? l.message_burst
+                              : std::min(l.message_burst, static_cast<double>(tokens_) +
+                                                              static_cast<double>(now - refilled_ms_) * l.message_rate / 1000.0);
+  if (tokens < 1) return static_cast<uint32_t>(std::clamp(1000.0 * (1 - tokens) / l.message_rate, 1.0, 1000.0));
+  if (address_credit_ > 0) return 0;
+  AddressTable* addresses = table().addresses();
+  if (addresses == nullptr || l.per_address.request_rate <= 0) return 0;
+  AddressKey key = peer_address();
+  if (!key.counted()) return 0;
+  auto want = static_cast<uint32_t>(std::clamp(l.per_address.request_burst / 64, 1.0, double{kAddressBorrow}));
+  uint32_t got = addresses->borrow_requests(key, reactor::Clock::now(), want);
+  if (got > 0) {
+    address_credit_ = static_cast<uint8_t>(got);  // taken by the request's own take_request_token
+    return 0;
+  }
+  // The address's budget is spent (other connections of it share it): look again once `want` are due.
+  return static_cast<uint32_t>(std::clamp(1000.0 * want / l.per_address.request_rate, 10.0, 1000.0));
 }
 
 bool Session::take_request_token(bool pace) {
@@ -278,9 +310,8 @@ bool Session::take_request_token(bool pace) {
   }
   ++stats().rate_limited;
   if (pace) {
-    // What it pipelined after waits (unread, its TCP window pushing back) until a token is due:
-    // refusing each of them would cost as much as doing it.
-    hold_input(static_cast<uint32_t>(std::clamp(1000.0 * (1 - tokens_) / l.message_rate, 10.0, 1000.0)));
+    // What it pipelined after waits (unread, its TCP window pushing back) until its token is due.
+    paced_ = true;
     return false;
   }
   if (++refused_in_row_ > l.message_burst && !lost_) {

@@ -175,6 +175,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   static constexpr uint32_t kAddressBorrow = 16;
   // Stops reading the connection for `ms` (a client past its budget), then reads on.
   void hold_input(uint32_t ms);
+  // 0 if a request could take its token (and its address's) now, else how long until it could.
+  uint32_t request_wait_ms();
   // Spends the bytes of an answer from both; with `trim`, trims `result` to --history-reply-bytes
   // first (keeping the newest messages, or with `newest` false the oldest; `more` set if cut).
   void charge_history(ReadResult& result, bool newest, bool trim = true);
@@ -216,6 +218,7 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   bool resumed_ = false;  // the first request after a wait for room is not held back again
   bool hooks_ = false;    // the codec's Codec::has_hooks()
   bool holding_ = false;  // input held back for a while (hold_input): past a budget
+  bool paced_ = false;    // refused past its budget with more pipelined: each request waits for its token
   uint8_t address_credit_ = 0;  // requests borrowed from the address's budget, not yet used
   uint32_t left_in_ = 0;  // bytes left in the input buffer by the last input() (counted in already)
   // --message-rate: the token bucket (tokens_ < 0: full, never used), its last refill (ms of the
