@@ -33,7 +33,8 @@ void LocalRouter::route(Hub& owner, const std::string& room, Publish p) {
   // Numbered here, delivered once kept: every number a member sees is in the store (unless the
   // store failed), so a restart never reuses one.
   StoredMessage m{
-      .seq = ++log.last_seq, .ts_ms = now_ms(), .user = p.user, .text = p.text, .id = p.id, .front = p.front};
+      .seq = ++log.last_seq, .ts_ms = now_ms(), .user = p.user, .text = p.text, .id = p.id, .front = p.front,
+      .notice = p.notice};
   if (!p.id.empty()) {
     if (!log.ids) log.ids = std::make_unique<IdWindow>();
     log.ids->add(p.user, p.id, {.seq = m.seq, .ts_ms = m.ts_ms, .stored = false}, table.retention());
@@ -121,7 +122,7 @@ void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
   // with an id is answered from there (after its copy, through this owner, as the copy goes).
   Backplane::Acked acked;
   if (!p.id.empty()) {
-    acked = [table = &table_, shard = owner.shard(), room, ack = Publish{.user = {}, .text = {}, .id = p.id, .front = {}, .shard = p.shard, .member_id = p.member_id}](
+    acked = [table = &table_, shard = owner.shard(), room, ack = Publish{.user = {}, .text = {}, .id = p.id, .front = {}, .shard = p.shard, .member_id = p.member_id, .external = false, .notice = false}](
                 uint64_t seq, bool stored) {
       table->run_on(shard, 0, [hub = &table->hub(shard), room, ack, seq, stored] { hub->ack(ack, room, seq, stored); });
     };

@@ -136,8 +136,9 @@ void Session::resume_input() {
 
 void Session::set_name(std::string name) { name_ = std::move(name); }
 
-bool Session::claim_name(const std::string& name, const std::string& front) {
-  return table().claim_name(name, ShardTable::NameHolder{id(), hub().shard(), front});
+bool Session::claim_name(const std::string& name, const std::string& front, const std::string& user,
+                         const std::string& realname) {
+  return table().claim_name(name, ShardTable::NameHolder{id(), hub().shard(), front, user, realname});
 }
 
 void Session::rename(std::string name) {
@@ -259,9 +260,9 @@ bool Session::take_message_token() {
 }
 
 HubError Session::publish(const std::string& room, std::string_view user, std::string_view text,
-                          std::string_view id) {
+                          std::string_view id, bool external, bool notice) {
   if (!take_message_token()) return HubError::kRateLimited;
-  HubError e = hub().publish(room, this, user, text, id);
+  HubError e = hub().publish(room, this, user, text, id, external, notice);
   if (e != HubError::kNone) return e;
   ++stats().messages_in;
   touched(room);
@@ -379,7 +380,8 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
                                          .front = m.front,
                                          .member = 0,
                                          .quit = false,
-                                         .target = {}});
+                                         .target = {},
+                                         .notice = m.notice});
     if (!bytes) continue;
     ++stats().replayed;
     send(bytes);

@@ -73,8 +73,10 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Names the member (claimed by the codec through ShardTable::claim_name; given back at close).
   // Only while in no room: the owners know a member by the name it joined with.
   void set_name(std::string name);
-  // Claims `name` for this member (ShardTable::claim_name), as a member of front end `front`.
-  bool claim_name(const std::string& name, const std::string& front);
+  // Claims `name` for this member (ShardTable::claim_name), as a member of front end `front` (with
+  // the user name and real name IRC shows, if its front end has them).
+  bool claim_name(const std::string& name, const std::string& front, const std::string& user = {},
+                  const std::string& realname = {});
   // Renames the member in its rooms (a name already claimed by the codec; the old one is given back).
   void rename(std::string name);
   // The codec's format changed (IRC capabilities before registration). Only while in no room.
@@ -105,7 +107,9 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void going_away(bool restart);
   // Publishes `text` from `user` to `room` (the sender must be a member).
   // With an `id`, the codec's `acked` answers once the message is stored (Hub::publish).
-  HubError publish(const std::string& room, std::string_view user, std::string_view text, std::string_view id = {});
+  // With `external`, also to a room the member is not in, if the room allows it (Hub::publish).
+  HubError publish(const std::string& room, std::string_view user, std::string_view text, std::string_view id = {},
+                   bool external = false, bool notice = false);
   // `room`'s messages numbered between `after` and `before` (0: no bound), at most `limit`: the
   // newest of them, or with `newest` false the oldest; answered through Codec::history (oldest first).
   // The caller checks membership.

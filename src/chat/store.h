@@ -41,6 +41,9 @@ struct StoredMessage {
   std::string text;
   std::string id;
   std::string front;
+  // IRC's NOTICE: a message no client answers automatically. Kept by the memory store; the SQLite
+  // and Redis stores keep it as a plain message, and Redis carries it as one.
+  bool notice = false;
 };
 
 // A message id the store remembers for dedupe: (room, user, id) -> seq.

@@ -93,6 +93,9 @@ class IrcCodec final : public Codec {
   static constexpr size_t kAwayLength = 200;
   // Messages one CHATHISTORY answers with at most (ISUPPORT CHATHISTORY).
   static constexpr size_t kMaxHistory = 100;
+  // Bytes of USER's user name kept, its '~' included (ISUPPORT USERLEN), and of its real name.
+  static constexpr size_t kUserLength = 16;
+  static constexpr size_t kRealnameLength = 200;
   // Bytes of a topic kept (ISUPPORT TOPICLEN), and mode changes one MODE may make (MODES).
   static constexpr size_t kTopicLength = 390;
   static constexpr size_t kMaxModes = 6;
@@ -105,7 +108,10 @@ class IrcCodec final : public Codec {
     kBatch = 8,
     kChathistory = 16,
     kSasl = 32,  // offered with --auth-secret only
+    // Not a capability: a server operator (OPER, user mode +o), kept in a free bit of caps_.
+    kOper = 64,
   };
+  bool oper() const { return (caps_ & kOper) != 0; }
   // SASL (AUTHENTICATE): base64 bytes of one PLAIN message at most (a token of
   // TokenAuthority::kMaxToken, two names and two NULs, with room), chunks of 400, failures allowed.
   static constexpr size_t kMaxSasl = 6000;
@@ -149,6 +155,9 @@ class IrcCodec final : public Codec {
   void away(Session& session, const irc::Message& m);
   void ison(Session& session, const irc::Message& m);
   void userhost(Session& session, const irc::Message& m);
+  void whowas(Session& session, const irc::Message& m);
+  // The member's away and operator flags, as the names registry keeps them for others to see.
+  void publish_flags(Session& session);
   // PRIVMSG or NOTICE to a nick: through the names registry to its member (Hub::direct).
   void send_direct(Session& session, std::string target, const std::string& text, bool notice);
   void list(Session& session, const irc::Message& m);
@@ -183,6 +192,9 @@ class IrcCodec final : public Codec {
     std::string nick;         // asked for before registration (the session's name after)
     std::string quit_reason;  // why it is going
     std::string away;         // its away message
+    // USER's user name ('~' first: no ident server confirmed it) and real name, until registration
+    // (the names registry keeps them after: ShardTable::NameHolder).
+    std::string user, realname;
     // --auth-secret, until registration: the name a token was accepted for, and SASL's exchange.
     std::string account;
     std::string sasl;          // base64 chunks of AUTHENTICATE so far
@@ -199,6 +211,7 @@ class IrcCodec final : public Codec {
   std::string target(Session& session) const;
   void trim_rare() {
     if (rare_ && rare_->nick.empty() && rare_->quit_reason.empty() && rare_->away.empty() && rare_->account.empty() &&
+        rare_->user.empty() && rare_->realname.empty() &&
         rare_->sasl.empty() && !rare_->sasl_started && !rare_->sasl_done && rare_->sasl_failures == 0) {
       rare_.reset();
     }
