@@ -60,6 +60,11 @@ class Codec {
   virtual DirectResult direct(Session& /*session*/, const DirectMessage& /*message*/) {
     return {DirectResult::kNotTaken, {}, {}, {}};
   }
+  // A server operator `by` closes this member's connection, saying `reason`: the codec's last words
+  // (null: none); the session then departs and closes.
+  virtual reactor::SharedBytes killed(Session& /*session*/, const std::string& /*by*/, const std::string& /*reason*/) {
+    return nullptr;
+  }
   // The member's away message ("" if not away).
   virtual std::string away() const { return {}; }
   // The room's owner refused a join of this member (it is not in the room), or a message of it

@@ -343,6 +343,22 @@ std::optional<size_t> Hub::whois(const std::string& name, std::function<void(con
   return to;
 }
 
+void Hub::everyone(const DirectMessage& message) {
+  for (size_t k = 0; k < table_.shards(); ++k) {
+    table_.run_on(
+        k, shard_,
+        [&hub = table_.hub(k), message] {
+          std::vector<Member*> members;
+          members.reserve(hub.members_.size());
+          for (const auto& [id, m] : hub.members_) members.push_back(m);
+          for (Member* m : members) {
+            if (hub.members_.contains(m->id())) m->direct(message);
+          }
+        },
+        ShardTable::message_cost(message.from, message.to, message.text));
+  }
+}
+
 void Hub::prefixes(const std::string& name, const std::vector<std::string>& rooms, std::function<void(std::string)> done) {
   struct Gather {
     std::string prefixes;

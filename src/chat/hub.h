@@ -62,6 +62,10 @@ struct DirectMessage {
   bool notice = false;
   bool invite = false;  // an invitation to the room `text`
   int64_t ts_ms = 0;
+  // A server operator's: `kill` closes the member's connection (`text`: why); `wallops` is a
+  // message to every member that takes them (Hub::everyone).
+  bool kill = false;
+  bool wallops = false;
 };
 
 // What became of a DirectMessage.
@@ -360,6 +364,8 @@ class Hub {
   // The member named `name` as it describes itself (null: nobody holds the name); `done` runs on
   // this shard. Returns the shard that answers, as direct() does.
   std::optional<size_t> whois(const std::string& name, std::function<void(const std::optional<MemberInfo>&)> done);
+  // Gives `message` to every member of every shard (their Member::direct), as IRC's WALLOPS.
+  void everyone(const DirectMessage& message);
   // The prefix (MemberModes::prefix) of the member named `name` in each of `rooms`, in order, from
   // each room's owner; `done` runs on this shard.
   void prefixes(const std::string& name, const std::vector<std::string>& rooms, std::function<void(std::string)> done);

@@ -447,6 +447,14 @@ void Session::emit(const reactor::SharedBytes& bytes) {
 
 DirectResult Session::direct(const DirectMessage& message) {
   if (!transport_.open()) return {};
+  if (message.kill) {
+    // Whatever the front end: its last words, if it has any, then it goes as a QUIT would.
+    if (auto bytes = codec_->killed(*this, message.from, message.text)) send(bytes);
+    DirectResult r{DirectResult::kDelivered, name_, codec_->format().front(), {}};
+    depart();
+    close_after_flush(reactor::CloseCode::kProtocol, "killed by a server operator");
+    return r;
+  }
   DirectResult r = codec_->direct(*this, message);
   r.name = name_;
   r.front = codec_->format().front();

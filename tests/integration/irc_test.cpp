@@ -864,6 +864,105 @@ TEST_P(IrcFrontEnd, AChannelNoticeStaysANotice) {
   EXPECT_NE(a.expect("^:bob!bob@irc PRIVMSG #n :plain$"), "");
 }
 
+// An operators file (--irc-operators-file) with one operator, "boss", whose password is "open sesame"
+// (the hash made with: openssl passwd -6 -salt reactorchat 'open sesame').
+std::string operators_file(const std::string& contents) {
+  char dir[] = "/tmp/irc-oper-XXXXXX";
+  if (::mkdtemp(dir) == nullptr) return {};
+  std::string file = std::string(dir) + "/operators";
+  FILE* f = std::fopen(file.c_str(), "w");
+  if (f == nullptr) return {};
+  std::fputs(contents.c_str(), f);
+  std::fclose(f);
+  return file;
+}
+const char* kBoss =
+    "# name hash\n"
+    "boss $6$reactorchat$FcM.ArSXmCe2uLGRk.RNPXD4wKcA1wMzkE9eD8z2Gtw1Ikby6BpcI3EI6vHHJo/CJpKea5d2yBrn0iW0MEBbz1\n";
+
+TEST_P(IrcFrontEnd, ServerOperatorsFromTheConfigurationKillAndWallops) {
+  std::string file = operators_file(kBoss);
+  ASSERT_NE(file, "");
+  IrcServer server({"--threads", std::to_string(GetParam()), "--irc-operators-file", file});
+  Irc a(server.irc), b(server.irc), w(server.irc);
+  ASSERT_TRUE(a.registers("admin"));
+  ASSERT_TRUE(b.registers("victim"));
+  ASSERT_TRUE(w.registers("watcher"));
+  ASSERT_TRUE(a.joins("#ops"));
+  ASSERT_TRUE(b.joins("#ops"));
+  ASSERT_TRUE(w.joins("#ops"));
+  // Not yet an operator: KILL and WALLOPS are refused.
+  a.say("KILL victim :out");
+  EXPECT_NE(a.expect(" 481 admin :Permission Denied"), "");
+  a.say("WALLOPS :hear me");
+  EXPECT_NE(a.expect(" 481 admin "), "");
+  a.say("OPER boss wrong");
+  EXPECT_NE(a.expect("^:reactor.chat 464 admin :Password incorrect$"), "");
+  a.say("OPER nobody open sesame");
+  EXPECT_NE(a.expect(" 464 admin "), "");
+  a.say("OPER boss");
+  EXPECT_NE(a.expect(" 461 admin OPER "), "");
+  a.say("OPER boss :open sesame");
+  EXPECT_NE(a.expect("^:reactor.chat 381 admin :You are now an IRC operator$"), "");
+  EXPECT_NE(a.expect("^:admin!admin@irc MODE admin :\\+o$"), "");
+  a.say("MODE admin");
+  EXPECT_NE(a.expect(" 221 admin \\+o$"), "");
+  // Shown as one: WHO's '*', WHOIS's 313, USERHOST's '*'.
+  w.say("WHO #ops");
+  EXPECT_NE(w.expect(" 352 watcher #ops ~admin irc reactor.chat admin H\\*@ :0 admin$"), "");
+  w.say("WHOIS admin");
+  EXPECT_NE(w.expect(" 313 watcher admin :is an IRC operator$"), "");
+  w.say("USERHOST admin");
+  EXPECT_NE(w.expect(" 302 watcher :admin\\*=\\+~admin@irc$"), "");
+  // WALLOPS reach operators and members with +w.
+  w.say("MODE watcher +w");
+  EXPECT_NE(w.expect("^:watcher!watcher@irc MODE watcher :\\+w$"), "");
+  a.say("WALLOPS :the server restarts at noon");
+  EXPECT_NE(w.expect("^:admin!admin@irc WALLOPS :the server restarts at noon$"), "");
+  EXPECT_NE(a.expect("^:admin!admin@irc WALLOPS :the server restarts at noon$"), "");
+  std::vector<std::string> seen_by_b = b.until_pong("wallops");
+  EXPECT_FALSE(contains(seen_by_b, "WALLOPS")) << "a WALLOPS to a member without +w";
+  // KILL: the member is told and closed; its channels hear a QUIT.
+  a.say("KILL nobody :x");
+  EXPECT_NE(a.expect(" 401 admin nobody "), "");
+  a.say("KILL victim :spamming");
+  EXPECT_NE(b.expect("^ERROR :Closing Link: victim \\(Killed \\(admin \\(spamming\\)\\)\\)$"), "");
+  EXPECT_TRUE(b.closed_by_peer(10s));
+  EXPECT_NE(w.expect("^:victim!victim@irc QUIT :Killed \\(admin \\(spamming\\)\\)$"), "");
+  // A native member can be killed too.
+  Native nat(server.port, "nat");
+  ASSERT_EQ(nat.welcome.value("type", ""), "welcome");
+  a.say("KILL nat :bye");
+  EXPECT_TRUE(nat.closed_by_peer(10s));
+  // -o gives it up.
+  a.say("MODE admin -o");
+  EXPECT_NE(a.expect("^:admin!admin@irc MODE admin :-o$"), "");
+  a.say("KILL watcher :x");
+  EXPECT_NE(a.expect(" 481 admin "), "");
+}
+
+TEST(IrcOperators, WithoutOperatorsOperAnswers491AndAPlainPasswordIsRefused) {
+  IrcServer server;
+  Irc a(server.irc);
+  ASSERT_TRUE(a.registers("someone"));
+  a.say("OPER boss :open sesame");
+  EXPECT_NE(a.expect("^:reactor.chat 491 someone :No O-lines for your host$"), "");
+  // Three failures close the connection.
+  std::string file = operators_file(kBoss);
+  IrcServer with({"--irc-operators-file", file});
+  Irc b(with.irc);
+  ASSERT_TRUE(b.registers("guesser"));
+  for (int i = 0; i < 3; ++i) b.say("OPER boss guess" + std::to_string(i));
+  EXPECT_NE(b.expect("^ERROR :Closing Link: guesser \\(Too many failed OPER attempts\\)$"), "");
+  EXPECT_TRUE(b.closed_by_peer(10s));
+  // A file with a password in plain text is refused at start.
+  Process bad(chattest::chat_args({"--irc-operators-file", operators_file("boss opensesame\n")}));
+  auto status = bad.wait(20s);
+  ASSERT_TRUE(status && WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+  EXPECT_NE(bad.err().find("crypt(3) hash"), std::string::npos) << bad.err();
+}
+
 TEST(IrcPassword, AServerPasswordIsNeededToRegister) {
   char dir[] = "/tmp/irc-pass-XXXXXX";
   ASSERT_NE(::mkdtemp(dir), nullptr);

@@ -5,6 +5,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <memory>
+
+#include <crypt.h>
+#include <openssl/crypto.h>
 
 #include "chat/auth.h"
 #include "chat/event.h"
@@ -270,6 +274,22 @@ std::string irc_display_nick(std::string_view name) {
   return nick;
 }
 
+bool irc_hash_usable(const std::string& hash) {
+  if (hash.size() < 4 || hash[0] != '$') return false;
+  auto data = std::make_unique<crypt_data>();
+  const char* out = crypt_r("probe", hash.c_str(), data.get());
+  return out != nullptr && out[0] == '$';
+}
+
+bool irc_password_matches(const std::string& password, const std::string& hash) {
+  if (!irc_hash_usable(hash)) return false;
+  auto data = std::make_unique<crypt_data>();
+  const char* out = crypt_r(password.c_str(), hash.c_str(), data.get());
+  if (out == nullptr) return false;
+  std::string_view got(out);
+  return got.size() == hash.size() && CRYPTO_memcmp(got.data(), hash.data(), hash.size()) == 0;
+}
+
 const std::string& IrcCodec::asked_nick() const {
   static const std::string none;
   return rare_ ? rare_->nick : none;
@@ -404,6 +424,9 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
   if (c == "ISON") return ison(session, m);
   if (c == "USERHOST") return userhost(session, m);
   if (c == "WHOWAS") return whowas(session, m);
+  if (c == "OPER") return oper(session, m);
+  if (c == "KILL") return kill(session, m);
+  if (c == "WALLOPS") return wallops(session, m);
   if (c == "LIST") return list(session, m);
   if (c == "MODE") return mode(session, m);
   if (c == "TOPIC") return topic(session, m);
@@ -686,7 +709,7 @@ void IrcCodec::welcome(Session& session) {
   numeric(session, "001", ":Welcome to the " + options_.network + " IRC network " + n + "!" + n + "@irc");
   numeric(session, "002", ":Your host is " + server + ", running chat-server");
   numeric(session, "003", ":This server speaks IRC beside native JSON lines, WebSocket and the article's dialect");
-  numeric(session, "004", server + " chat-server io bklimnostv");
+  numeric(session, "004", server + " chat-server iow bklimnostv");
   numeric(session, "005",
           "AWAYLEN=200 USERLEN=" + std::to_string(kUserLength) + " CASEMAPPING=ascii CHANLEN=65 CHANMODES=b,k,l,imnst CHANTYPES=# KICKLEN=300 MAXTARGETS=" +
               std::to_string(kMaxTargets) + " NETWORK=" + options_.network + " NICKLEN=32 PREFIX=(ov)@+ TARGMAX=PRIVMSG:" +
@@ -942,6 +965,18 @@ void IrcCodec::send_direct(Session& session, std::string target, const std::stri
 
 DirectResult IrcCodec::direct(Session& session, const DirectMessage& m) {
   std::string target = session.name();
+  if (m.wallops) {
+    if (registered_ && (oper() || (caps_ & kWallops))) {
+      std::string lines;
+      std::string scratch;
+      std::string source = source_of(m.from, m.front);
+      for (std::string_view piece : pieces(m.text, kMaxLine - 2 - source.size() - 10, scratch)) {
+        lines += source + " WALLOPS :" + std::string(piece) + "\r\n";
+      }
+      session.push(std::make_shared<const std::string>(std::move(lines)));
+    }
+    return {DirectResult::kDelivered, {}, {}, {}};
+  }
   if (m.invite) {
     session.push(std::make_shared<const std::string>(tag_prefix(tags_, m.ts_ms, {}, 0, 0) + source_of(m.from, m.front) +
                                                      " INVITE " + target + " " + channel(m.text) + "\r\n"));
@@ -1007,6 +1042,93 @@ void IrcCodec::away(Session& session, const irc::Message& m) {
   rare().away = utf8_prefix(m.params[0], kAwayLength);
   publish_flags(session);
   numeric(session, "306", ":You have been marked as being away");
+}
+
+void IrcCodec::user_mode(Session& session, const irc::Message& m) {
+  if (ShardTable::fold_name(m.params[0]) != ShardTable::fold_name(session.name())) {
+    return numeric(session, "502", ":Can't change mode for other users");
+  }
+  auto modes = [this] { return std::string("+") + (oper() ? "o" : "") + ((caps_ & kWallops) ? "w" : ""); };
+  if (m.params.size() < 2) return numeric(session, "221", modes());
+  // +o only through OPER; -o gives it up; +w/-w: WALLOPS or not. Others: 501.
+  bool add = true;
+  std::string changed;
+  char sign = 0;
+  for (char c : m.params[1]) {
+    if (c == '+' || c == '-') {
+      add = c == '+';
+      continue;
+    }
+    if (c == 'o' && !add && oper()) {
+      caps_ = static_cast<uint8_t>(caps_ & ~kOper);
+    } else if (c == 'w' && add != ((caps_ & kWallops) != 0)) {
+      caps_ = add ? static_cast<uint8_t>(caps_ | kWallops) : static_cast<uint8_t>(caps_ & ~kWallops);
+    } else if (c == 'o' || c == 'w' || c == 'i') {
+      continue;  // nothing to change (+o: OPER gives it; +i: every member is invisible enough)
+    } else {
+      numeric(session, "501", ":Unknown MODE flag");
+      continue;
+    }
+    if (sign != (add ? '+' : '-')) changed += (sign = add ? '+' : '-');
+    changed += c;
+  }
+  if (changed.empty()) return;
+  publish_flags(session);
+  send_line(session, self_source(session) + " MODE " + session.name() + " :" + changed + "\r\n");
+}
+
+void IrcCodec::oper(Session& session, const irc::Message& m) {
+  if (m.params.size() < 2) return numeric(session, "461", "OPER :Not enough parameters");
+  if (options_.operators.empty()) return numeric(session, "491", ":No O-lines for your host");
+  const IrcOperator* found = nullptr;
+  for (const IrcOperator& o : options_.operators) {
+    if (o.name == m.params[0]) found = &o;
+  }
+  // The hash is checked even for a name that is not an operator's: the answer takes as long.
+  const std::string& hash = found ? found->hash : options_.operators.front().hash;
+  bool ok = irc_password_matches(m.params[1], hash) && found != nullptr;
+  if (!ok) {
+    ++session.stats().errors_request;
+    numeric(session, "464", ":Password incorrect");
+    if (++rare().oper_failures >= kMaxOperFailures) close_with_error(session, "Too many failed OPER attempts", reactor::CloseCode::kProtocol);
+    return;
+  }
+  if (rare_) rare_->oper_failures = 0;
+  trim_rare();
+  bool was = oper();
+  caps_ = static_cast<uint8_t>(caps_ | kOper);
+  publish_flags(session);
+  numeric(session, "381", ":You are now an IRC operator");
+  if (!was) send_line(session, self_source(session) + " MODE " + session.name() + " :+o\r\n");
+}
+
+void IrcCodec::kill(Session& session, const irc::Message& m) {
+  if (m.params.size() < 2) return numeric(session, "461", "KILL :Not enough parameters");
+  if (!oper()) return numeric(session, "481", ":Permission Denied- You're not an IRC operator");
+  std::string target = m.params[0];
+  DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = m.params[1].substr(0, 300), .notice = false,
+                   .invite = false, .ts_ms = now_ms(), .kill = true, .wallops = false};
+  auto shard = session.hub().direct(std::move(dm), [alive = session.weak_from_this(), this, target](const DirectResult& r) {
+    auto self = alive.lock();
+    if (!self || !self->open() || r.status != DirectResult::kNoSuchName) return;
+    self->send_answer(std::make_shared<const std::string>(numeric_line(*self, "401", echoed(target, 32) + " :No such nick/channel")));
+  });
+  if (shard) session.awaiting_shard(*shard);
+}
+
+void IrcCodec::wallops(Session& session, const irc::Message& m) {
+  if (m.params.empty() || m.params[0].empty()) return numeric(session, "461", "WALLOPS :Not enough parameters");
+  if (!oper()) return numeric(session, "481", ":Permission Denied- You're not an IRC operator");
+  DirectMessage dm{.from = session.name(), .front = "irc", .to = {}, .text = m.params[0], .notice = false, .invite = false,
+                   .ts_ms = now_ms(), .kill = false, .wallops = true};
+  session.hub().everyone(dm);
+}
+
+reactor::SharedBytes IrcCodec::killed(Session& session, const std::string& by, const std::string& reason) {
+  rare().quit_reason = "Killed (" + by + " (" + reason + "))";
+  pending_.clear();
+  return std::make_shared<const std::string>(
+      within_limit("ERROR :Closing Link: " + target(session) + " (" + rare().quit_reason + ")\r\n"));
 }
 
 void IrcCodec::publish_flags(Session& session) {
@@ -1188,12 +1310,7 @@ void IrcCodec::mode(Session& session, const irc::Message& m) {
   if (m.params.empty()) return numeric(session, "461", "MODE :Not enough parameters");
   const std::string& target = m.params[0];
   std::string room;
-  if (target[0] != '#') {
-    if (ShardTable::fold_name(target) != ShardTable::fold_name(session.name())) {
-      return numeric(session, "502", ":Can't change mode for other users");
-    }
-    return numeric(session, "221", "+");
-  }
+  if (target[0] != '#') return user_mode(session, m);
   if (!room_of(target, room)) return numeric(session, "403", echoed(target, 65) + " :No such channel");
   bool ban_list = m.params.size() == 2 && (m.params[1] == "b" || m.params[1] == "+b");
   if (m.params.size() == 1 || ban_list) {  // a query: what the owner has now
