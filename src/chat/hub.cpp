@@ -584,6 +584,12 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, uint64_t membe
     // Not counted (its join was refused), or removed already (kicked): nothing to undo.
     auto named = r.names.find(name);
     if (named == r.names.end() || named->second.id != member_id) return;
+    // An IRC member with timestamps is played the room's history when it joins (IrcOptions::
+    // playback): from next time on, only what comes after what it was sent until now.
+    const Format& f = Format::by_id(format);
+    if (f.front() == "irc" && f.name() != "irc") {
+      table_.store().set_mark(table_.reactor(shard_), ShardTable::fold_name(name), room_name, logs_[room_name].delivered_seq);
+    }
   }
   --r.count;
   --r.format_count[format];

@@ -117,7 +117,9 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Joins `room` and, after the owner's answer, sends its last `count` messages (replayed from the
   // store), then the live ones, with no gap and no duplicate (as join_since does); nothing is
   // replayed if they cannot all be.
-  HubError join_recent(const std::string& room, size_t count, const std::string& key = {});
+  // With a `reader` (a folded IRC nick): only what is numbered past the reader's read mark in the
+  // store (Store::get_mark), if it has one: history is played back once.
+  HubError join_recent(const std::string& room, size_t count, const std::string& key = {}, const std::string& reader = {});
   // The answer to a request, in request order: held back while an earlier pong waits.
   void reply(reactor::SharedBytes bytes);
   // An answer that comes from another shard (Hub::inspect, Hub::list_rooms): sent as it comes, like
@@ -175,6 +177,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
     std::string epoch;
     uint64_t serial = 0;  // tells this recovery from a later one of the same room
     size_t recent = 0;    // join_recent: replay the last `recent` messages (since and epoch from the answer)
+    std::string reader;   // join_recent: whose read mark bounds the replay from below
+    bool mark_asked = false;
     // Replayed and answered: live copies numbered up to `floor` may still be on their way (kept
     // before the replay read them, delivered after): they are dropped until one past it arrives.
     bool done = false;
@@ -187,6 +191,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   };
   Recovery* recovery(std::string_view room);
   void recover(Recovery& r, const JoinReply& reply);
+  // After the owner's answer (and the reader's mark, if any): reads what is to be replayed.
+  void read_replay(Recovery& r, uint64_t mark);
   void replayed(const std::string& room, uint64_t serial, ReadResult result);
   void finish_recovery(Recovery& r, bool recovered, const std::vector<StoredMessage>& messages);
   void end_recovery(std::string_view room);

@@ -998,6 +998,68 @@ TEST(IrcPassword, AServerPasswordIsNeededToRegister) {
   EXPECT_NE(bad.err().find("--irc-password-file"), std::string::npos) << bad.err();
 }
 
+// Playback is once per thing not seen: the store keeps, per nick and channel, the last number the
+// nick was sent (also across a restart, with the sqlite store), and it says it is history: a
+// NOTICE, then a chathistory batch where batch is negotiated, each line with its time.
+TEST_P(IrcFrontEnd, PlaybackComesOnceAndSaysItIsHistory) {
+  char dir[] = "/tmp/irc-once-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::vector<std::string> args = {"--threads", std::to_string(GetParam()), "--store", "sqlite", "--data-dir", dir,
+                                    "--irc-playback", "5"};
+  auto say = [](Native& nat, const std::string& text) {
+    nat.send(json{{"type", "message"}, {"room", "p"}, {"text", text}}.dump() + "\n");
+    return expect_type(nat, "message").value("text", "") == text;
+  };
+  {
+    IrcServer server(args);
+    Native nat(server.port, "nat");
+    ASSERT_EQ(nat.request({{"type", "join"}, {"room", "p"}}).value("type", ""), "joined");
+    for (const char* text : {"m1", "m2", "m3"}) ASSERT_TRUE(say(nat, text));
+    Irc irssi(server.irc);
+    ASSERT_TRUE(irssi.registers("irssi", "server-time batch"));
+    irssi.say("JOIN #p");
+    EXPECT_NE(irssi.expect(" 366 irssi #p "), "");
+    EXPECT_NE(irssi.expect("^:reactor.chat NOTICE #p :Playback: the last 3 messages said here before you joined "
+                           "\\(history, not live\\)$"),
+              "");
+    std::string open = irssi.expect("^:reactor.chat BATCH \\+(\\S+) chathistory #p$");
+    ASSERT_NE(open, "");
+    std::string id = open.substr(open.find('+') + 1, open.find(' ', open.find('+')) - open.find('+') - 1);
+    EXPECT_NE(irssi.expect("^@batch=" + id + ";time=\\S+ :nat!nat@native PRIVMSG #p :m1$"), "");
+    EXPECT_NE(irssi.expect("^@batch=" + id + ";time=\\S+ :nat!nat@native PRIVMSG #p :m3$"), "");
+    EXPECT_NE(irssi.expect("^:reactor.chat BATCH -" + id + "$"), "");
+    // Seen: leaving and coming back plays nothing again.
+    irssi.say("PART #p");
+    EXPECT_NE(irssi.expect(" PART #p"), "");
+    ASSERT_TRUE(irssi.joins("#p"));
+    std::vector<std::string> again = irssi.until_pong("again");
+    EXPECT_FALSE(contains(again, "PRIVMSG|Playback")) << "played back twice";
+    irssi.say("QUIT");
+    EXPECT_TRUE(irssi.closed_by_peer(10s));
+    ASSERT_TRUE(say(nat, "m4"));
+    auto status = server.process.signal_and_wait(SIGTERM, 20s);
+    ASSERT_TRUE(status) << server.process.err();
+  }
+  // After a restart: only what came after.
+  IrcServer server(args);
+  Irc irssi(server.irc);
+  ASSERT_TRUE(irssi.registers("irssi", "server-time"));
+  irssi.say("JOIN #p");
+  EXPECT_NE(irssi.expect("^:reactor.chat NOTICE #p :Playback: the last 1 message said"), "");
+  EXPECT_NE(irssi.expect("^@time=\\S+ :nat!nat@native PRIVMSG #p :m4$"), "");
+  std::vector<std::string> rest = irssi.until_pong("restart");
+  EXPECT_FALSE(contains(irssi.seen, "PRIVMSG #p :m[123]$")) << "played back again after a restart";
+  EXPECT_FALSE(contains(rest, "BATCH")) << "a batch without batch negotiated";
+  // Another nick has seen nothing: it gets the last ones.
+  Irc other(server.irc);
+  ASSERT_TRUE(other.registers("other", "server-time"));
+  other.say("JOIN #p");
+  EXPECT_NE(other.expect("^:reactor.chat NOTICE #p :Playback: the last 4 messages"), "");
+  EXPECT_NE(other.expect("^@time=\\S+ :nat!nat@native PRIVMSG #p :m1$"), "");
+  EXPECT_NE(other.expect("^@time=\\S+ :nat!nat@native PRIVMSG #p :m4$"), "");
+  std::filesystem::remove_all(dir);
+}
+
 TEST_P(IrcFrontEnd, PlaybackMeetsTheLiveMessagesWithoutGapOrDuplicate) {
   // With the sqlite store the playback is read on the store's thread: live messages keep coming
   // meanwhile, and must wait for it.

@@ -788,7 +788,10 @@ void IrcCodec::join(Session& session, const irc::Message& m) {
     // A client that shows when a message was said is given the room's last messages first (one
     // that asks for history itself is not).
     bool playback = options_.playback > 0 && (caps_ & (kServerTime | kMessageTags)) && !(caps_ & kChathistory);
-    HubError e = playback ? session.join_recent(room, options_.playback, key) : session.join(room, true, key);
+    // Once: the store keeps, per nick and channel, the last number this nick was sent (Store's read
+    // marks), and only what is newer is played back.
+    HubError e = playback ? session.join_recent(room, options_.playback, key, ShardTable::fold_name(session.name()))
+                          : session.join(room, true, key);
     if (e != HubError::kNone) std::erase(pending_, room);
   }
 }
@@ -1556,6 +1559,27 @@ void IrcCodec::chathistory(Session& session, const irc::Message& m) {
   // BETWEEN: from the first reference towards the second.
   if (seq < other) return session.history(room, seq, other, limit, false);
   session.history(room, other, seq, limit, true);
+}
+
+reactor::SharedBytes IrcCodec::replay(Session& session, const std::string& room, const std::vector<StoredMessage>& messages) {
+  // A notice that what follows is history (each line with its own time: server-time), then the
+  // messages in a chathistory batch where batch is negotiated.
+  std::string out = ":" + options_.server_name + " NOTICE " + channel(room) + " :Playback: the last " +
+                    std::to_string(messages.size()) + (messages.size() == 1 ? " message" : " messages") +
+                    " said here before you joined (history, not live)\r\n";
+  if (!registered_) return nullptr;
+  (void)session;
+  std::string id;
+  if (caps_ & kBatch) {
+    id = std::to_string(++batches_);
+    out += ":" + options_.server_name + " BATCH +" + id + " chathistory " + channel(room) + "\r\n";
+  }
+  for (const StoredMessage& msg : messages) {
+    out += message_lines(tags_, source_of(msg.user, msg.front), msg.notice ? "NOTICE" : "PRIVMSG", channel(room),
+                         msg.text, msg.ts_ms, room, msg.seq, id);
+  }
+  if (!id.empty()) out += ":" + options_.server_name + " BATCH -" + id + "\r\n";
+  return std::make_shared<const std::string>(std::move(out));
 }
 
 reactor::SharedBytes IrcCodec::history(const std::string& room, const std::string&, const ReadResult& result) {

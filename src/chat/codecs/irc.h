@@ -90,6 +90,7 @@ class IrcCodec final : public Codec {
   void removed(Session& session, const std::string& room) override;
   reactor::SharedBytes going_away(Session& session, bool restart) override;
   reactor::SharedBytes killed(Session& session, const std::string& by, const std::string& reason) override;
+  reactor::SharedBytes replay(Session& session, const std::string& room, const std::vector<StoredMessage>& messages) override;
   bool has_hooks() const override { return true; }
   bool accept(Session& session, const RoomEvent& event) override;
   bool hold_input(Session& session, size_t buffered) override;
