@@ -1561,14 +1561,12 @@ void IrcCodec::chathistory(Session& session, const irc::Message& m) {
   session.history(room, other, seq, limit, true);
 }
 
-reactor::SharedBytes IrcCodec::replay(Session& session, const std::string& room, const std::vector<StoredMessage>& messages) {
+reactor::SharedBytes IrcCodec::replay(Session&, const std::string& room, const std::vector<StoredMessage>& messages) {
   // A notice that what follows is history (each line with its own time: server-time), then the
   // messages in a chathistory batch where batch is negotiated.
   std::string out = ":" + options_.server_name + " NOTICE " + channel(room) + " :Playback: the last " +
                     std::to_string(messages.size()) + (messages.size() == 1 ? " message" : " messages") +
                     " said here before you joined (history, not live)\r\n";
-  if (!registered_) return nullptr;
-  (void)session;
   std::string id;
   if (caps_ & kBatch) {
     id = std::to_string(++batches_);
