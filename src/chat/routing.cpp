@@ -68,7 +68,7 @@ RedisRouter::RedisRouter(ShardTable& table, reactor::Reactor& main, std::string 
         table_.run_on(
             owner, 0,
             [hub = &table_.hub(owner), m = std::move(m)] {
-              hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = m.id, .front = m.front});
+              hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = m.id, .front = m.front, .notice = m.notice});
             },
             cost);
       },
@@ -132,7 +132,7 @@ void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
   table_.run_on(
       0, owner.shard(),
       [bp = backplane_.get(), room, p = std::move(p), next_seq, acked = std::move(acked)]() mutable {
-        bp->publish(room, p.user, p.text, p.id, p.front, next_seq, std::move(acked));
+        bp->publish(room, p.user, p.text, p.id, p.front, next_seq, std::move(acked), p.notice);
       },
       cost);
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "irc_helpers.h"
+#include "redis_helpers.h"
 
 namespace {
 
@@ -961,6 +962,21 @@ TEST(IrcOperators, WithoutOperatorsOperAnswers491AndAPlainPasswordIsRefused) {
   ASSERT_TRUE(status && WIFEXITED(*status));
   EXPECT_EQ(WEXITSTATUS(*status), 2);
   EXPECT_NE(bad.err().find("crypt(3) hash"), std::string::npos) << bad.err();
+}
+
+// A NOTICE travels through Redis as a NOTICE: members on another node see one too.
+TEST(IrcRedis, AChannelNoticeStaysANoticeAcrossNodes) {
+  redistest::RedisServer redis;
+  IrcServer one({"--redis", redis.url()}), two({"--redis", redis.url()});
+  Irc a(one.irc), b(two.irc);
+  ASSERT_TRUE(a.registers("ann"));
+  ASSERT_TRUE(b.registers("bob"));
+  ASSERT_TRUE(a.joins("#n"));
+  ASSERT_TRUE(b.joins("#n"));
+  b.say("NOTICE #n :across nodes");
+  EXPECT_NE(a.expect("^:bob!bob@irc NOTICE #n :across nodes$"), "");
+  b.say("PRIVMSG #n :and a message");
+  EXPECT_NE(a.expect("^:bob!bob@irc PRIVMSG #n :and a message$"), "");
 }
 
 TEST(IrcPassword, AServerPasswordIsNeededToRegister) {
