@@ -51,7 +51,7 @@ struct RoomPolicy {
   bool moderated = false;     // +m
   bool invite_only = false;   // +i
   bool topic_locked = true;   // +t: only operators set the topic
-  bool no_external = true;    // +n: only members send (-n: anyone named may, as on IRC)
+  bool no_external = true;    // +n: only members send (-n: IRC members outside it may too)
   bool secret = false;        // +s: not listed to those outside it
   std::string key;            // +k ("" none)
   size_t limit = 0;           // +l (0 none): named members at most
