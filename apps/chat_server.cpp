@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -193,7 +194,7 @@ int main(int argc, char** argv) {
   StoreChoice store;
   uint16_t irc_port = 6667;
   bool no_irc = false;
-  std::string motd_file, irc_password_file;
+  std::string motd_file, irc_password_file, irc_operators_file;
   chat::IrcOptions irc;
   size_t irc_registration_ms = static_cast<size_t>(irc.registration_timeout.count());
   size_t irc_ping_ms = static_cast<size_t>(irc.ping_interval.count());
@@ -311,6 +312,9 @@ int main(int argc, char** argv) {
   cli.add_option("--irc-motd", motd_file, "A file whose lines are the IRC message of the day (default: none)");
   cli.add_option("--irc-password-file", irc_password_file,
                  "A file whose first line is the password IRC clients must give (PASS) before registering");
+  cli.add_option("--irc-operators-file", irc_operators_file,
+                 "A file of IRC server operators (OPER), one a line: NAME HASH, HASH a crypt(3) hash of the "
+                 "password (openssl passwd -6); without one OPER answers 491");
   cli.add_option("--irc-playback", irc.playback,
                  "Messages of a room's history sent to an IRC client that joins it (one with server-time and "
                  "without draft/chathistory; 0: none)")
@@ -432,7 +436,7 @@ int main(int argc, char** argv) {
        {"--threads", "--backend", "--accept", "--workers", "--reuse-port", "--redis"}},
       {"TLS and authentication",
        {"--tls-cert", "--tls-key", "--tls-port", "--https-port", "--ircs-port", "--tls-handshake-timeout-ms",
-        "--auth-secret", "--irc-password-file", "--mint-token", "--token-ttl"}},
+        "--auth-secret", "--irc-password-file", "--irc-operators-file", "--mint-token", "--token-ttl"}},
       {"Stopping (Ctrl-C or SIGTERM)", {"--drain-ms", "--shutdown-grace-ms"}},
       {"Configuration and diagnostics",
        {"--config", "--check-config", "--verbose", "--no-metrics", "--version", "--help"}},
@@ -546,6 +550,27 @@ int main(int argc, char** argv) {
     if (!in || !std::getline(in, irc.password) || (irc.password.erase(irc.password.find_last_not_of("\r\n ") + 1), irc.password.empty())) {
       std::cerr << "chat-server: --irc-password-file " << irc_password_file << ": cannot be read, or its first line is empty\n";
       return 2;
+    }
+  }
+  if (!irc_operators_file.empty()) {
+    std::ifstream in(irc_operators_file);
+    if (!in) {
+      std::cerr << "chat-server: --irc-operators-file " << irc_operators_file << ": cannot be read\n";
+      return 2;
+    }
+    size_t number = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++number;
+      std::istringstream words(line);
+      chat::IrcOperator op;
+      std::string extra;
+      if (!(words >> op.name) || op.name[0] == '#') continue;  // blank lines and comments
+      if (!(words >> op.hash) || (words >> extra) || !chat::irc_hash_usable(op.hash)) {
+        std::cerr << "chat-server: --irc-operators-file " << irc_operators_file << ":" << number
+                  << ": want NAME HASH, HASH a crypt(3) hash of the password (make one with: openssl passwd -6)\n";
+        return 2;
+      }
+      irc.operators.push_back(std::move(op));
     }
   }
   options.irc_options = irc;

@@ -146,8 +146,9 @@ long long seconds(reactor::Clock::duration d) {
 }  // namespace
 
 std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms, std::string_view node,
-                                  uint64_t n, std::string_view id, std::string_view front) {
+                                  uint64_t n, std::string_view id, std::string_view front, bool notice) {
   json body = {{"user", user}, {"text", text}, {"ts", ts_ms}};
+  if (notice) body["notice"] = true;
   if (!id.empty()) body["id"] = id;
   if (!front.empty()) body["front"] = front;
   if (!node.empty()) {
@@ -190,6 +191,9 @@ bool parse_published(std::string_view payload, Published& out) {
   } else {
     out.front.clear();
   }
+  auto notice = body.find("notice");
+  if (notice != body.end() && !notice->is_boolean()) return false;
+  out.notice = notice != body.end() && notice->get<bool>();
   out.user = user->get<std::string>();
   out.text = text->get<std::string>();
   out.ts_ms = ts == body.end() ? 0 : ts->get<int64_t>();
@@ -466,8 +470,8 @@ void Backplane::when_subscribed(const std::string& room, std::function<void()> r
 }
 
 void Backplane::publish(const std::string& room, const std::string& user, const std::string& text,
-                        const std::string& id, const std::string& front, uint64_t floor, Acked acked) {
-  Outgoing o{.room = room, .user = user, .text = text, .msg_id = id, .front = front, .acked = std::move(acked),
+                        const std::string& id, const std::string& front, uint64_t floor, Acked acked, bool notice) {
+  Outgoing o{.room = room, .user = user, .text = text, .msg_id = id, .front = front, .notice = notice, .acked = std::move(acked),
              .ts_ms = now_ms(), .floor = floor};
   if (!(up_ || first_attempt())) return deliver_locally(o);
   if (waiting_bytes_ + o.bytes() > kMaxWaitingBytes) {
@@ -513,7 +517,7 @@ void Backplane::drain() {
     } else {
       auto it = channels_.find(o.room);
       if (it != channels_.end() && it->second.wanted && it->second.state != State::kOn) return;
-      std::string body = encode_published_body(o.user, o.text, o.ts_ms, node_id_, o.id, o.msg_id, o.front);
+      std::string body = encode_published_body(o.user, o.text, o.ts_ms, node_id_, o.id, o.msg_id, o.front, o.notice);
       // EVALSHA once Redis has the script (loaded at connection); EVAL if it could not be loaded.
       bool by_sha = !publish_sha_.empty();
       bool sent = pub_->command(
@@ -615,7 +619,7 @@ void Backplane::came_back(uint64_t id, PendingAcks& acks) {
 
 void Backplane::deliver_locally(Outgoing& o) {
   ++stats_.local_only;
-  deliver_(Message{std::move(o.room), std::move(o.user), std::move(o.text), o.ts_ms, 0, o.msg_id, o.front});
+  deliver_(Message{std::move(o.room), std::move(o.user), std::move(o.text), o.ts_ms, 0, o.msg_id, o.front, o.notice});
   answer(o, 0, Outcome::kNotStored);  // after its copy: Redis may not have it
 }
 
@@ -696,7 +700,7 @@ void Backplane::on_message(const std::string& channel, std::string_view payload)
   auto it = channels_.find(room);
   if (it != channels_.end() && it->second.wanted) {  // else being unsubscribed: nobody here
     Message m{std::move(room), std::move(p.user), std::move(p.text), p.ts_ms, p.seq, std::move(p.id),
-              std::move(p.front)};
+              std::move(p.front), p.notice};
     ++stats_.received;
     deliver_(std::move(m));
   }

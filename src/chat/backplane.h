@@ -62,10 +62,11 @@ struct BackplaneStats {
 // the number in front of the body a node sends). `node` and `n` name the sending node and its
 // counter, so a node knows its own messages when they come back; `id` is the sender's message id,
 // absent if none; `front` is the sender's front end (Format::front: "native", "irc", ...), absent if
-// not known (and in what nodes from before front ends travelled send).
+// not known (and in what nodes from before front ends travelled send); `notice` is true for IRC's
+// NOTICE, absent otherwise.
 std::string encode_published_body(std::string_view user, std::string_view text, int64_t ts_ms,
                                   std::string_view node = {}, uint64_t n = 0, std::string_view id = {},
-                                  std::string_view front = {});
+                                  std::string_view front = {}, bool notice = false);
 // Parses what arrived on a channel; false for anything malformed (never throws). `node`, `n`, `id`
 // and `front` are optional (empty and 0 when absent); an `id` that is not 1 to 64 printable ASCII,
 // or a `front` that is not valid_front, is malformed.
@@ -77,6 +78,7 @@ struct Published {
   uint64_t n = 0;
   std::string id;
   std::string front;
+  bool notice = false;  // "notice": true (IRC's NOTICE); absent: a plain message
 };
 bool parse_published(std::string_view payload, Published& out);
 
@@ -88,6 +90,7 @@ class Backplane {
     uint64_t seq = 0;  // 0: not numbered by Redis (delivered locally: Redis away, refused, or the bound reached)
     std::string id;    // the sender's message id ("" if none)
     std::string front;  // the sender's front end (Format::front; "" if not known)
+    bool notice = false;  // IRC's NOTICE (StoredMessage::notice); not kept in the stream
   };
   using Deliver = std::function<void(Message)>;
   // The answer to a publish with an id: stored with Redis's number; not stored (seq 0); or refused
@@ -123,7 +126,7 @@ class Backplane {
   // `acked` runs here once (see above). `front` (the sender's front end, "" if not known) travels
   // with the message and is kept in the stream.
   void publish(const std::string& room, const std::string& user, const std::string& text, const std::string& id,
-               const std::string& front, uint64_t floor, Acked acked = {});
+               const std::string& front, uint64_t floor, Acked acked = {}, bool notice = false);
   // Runs a command on `pub` (after everything sent there before: a read after a publish sees it).
   // `done` runs here with the reply, or with nullptr if Redis is away or goes away first; answers
   // come in the order asked. During the first attempt it waits for the link, as messages do.
@@ -164,6 +167,7 @@ class Backplane {
     std::string user, text;
     std::string msg_id;  // the sender's id ("" if none)
     std::string front;   // the sender's front end ("" if not known)
+    bool notice = false;
     Acked acked;         // with an id: run once
     uint64_t seq = 0;    // Redis's number, once the script answered
     int64_t ts_ms = 0;

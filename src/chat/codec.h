@@ -60,6 +60,17 @@ class Codec {
   virtual DirectResult direct(Session& /*session*/, const DirectMessage& /*message*/) {
     return {DirectResult::kNotTaken, {}, {}, {}};
   }
+  // A server operator `by` closes this member's connection, saying `reason`: the codec's last words
+  // (null: none); the session then departs and closes.
+  virtual reactor::SharedBytes killed(Session& /*session*/, const std::string& /*by*/, const std::string& /*reason*/) {
+    return nullptr;
+  }
+  // The messages replayed to the member when it joined `room` (Session::join_recent), rendered as
+  // the codec shows history; null: each as if it came live.
+  virtual reactor::SharedBytes replay(Session& /*session*/, const std::string& /*room*/,
+                                      const std::vector<StoredMessage>& /*messages*/) {
+    return nullptr;
+  }
   // The member's away message ("" if not away).
   virtual std::string away() const { return {}; }
   // The room's owner refused a join of this member (it is not in the room), or a message of it

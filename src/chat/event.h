@@ -36,6 +36,7 @@ struct RoomEvent {
   uint64_t member = 0;  // presence: the member's id (0 for messages)
   bool quit = false;    // kLeave
   std::string target;   // kKick: the member removed
+  bool notice = false;  // kMessage: IRC's NOTICE (StoredMessage::notice)
 };
 
 // An event on its way to the members: the event, and its bytes in each wire format present among

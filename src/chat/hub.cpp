@@ -134,7 +134,34 @@ std::string ShardTable::fold_name(std::string_view name) {
 bool ShardTable::claim_name(const std::string& name, NameHolder holder) {
   std::string key = fold_name(name);
   std::lock_guard<std::mutex> lock(names_mutex_);
-  return names_.emplace(std::move(key), std::move(holder)).second;
+  bool claimed = names_.emplace(std::move(key), std::move(holder)).second;
+  names_peak_ = std::max(names_peak_, names_.size());
+  return claimed;
+}
+
+void ShardTable::set_name_flags(const std::string& name, uint64_t member_id, bool away, bool oper) {
+  std::string key = fold_name(name);
+  std::lock_guard<std::mutex> lock(names_mutex_);
+  auto it = names_.find(key);
+  if (it == names_.end() || it->second.member_id != member_id) return;
+  it->second.away = away;
+  it->second.oper = oper;
+}
+
+size_t ShardTable::name_peak() {
+  std::lock_guard<std::mutex> lock(names_mutex_);
+  return names_peak_;
+}
+
+std::vector<ShardTable::PastName> ShardTable::past_names(const std::string& name, size_t max) {
+  std::string key = fold_name(name);
+  std::vector<PastName> found;
+  std::lock_guard<std::mutex> lock(names_mutex_);
+  for (const PastName& p : past_names_) {
+    if (found.size() >= max) break;
+    if (fold_name(p.name) == key) found.push_back(p);
+  }
+  return found;
 }
 
 std::optional<ShardTable::NameHolder> ShardTable::find_name(const std::string& name) {
@@ -160,7 +187,11 @@ void ShardTable::release_name(const std::string& name, uint64_t member_id) {
   std::string key = fold_name(name);
   std::lock_guard<std::mutex> lock(names_mutex_);
   auto it = names_.find(key);
-  if (it != names_.end() && it->second.member_id == member_id) names_.erase(it);
+  if (it == names_.end() || it->second.member_id != member_id) return;
+  const NameHolder& h = it->second;
+  past_names_.push_front(PastName{name, h.user, h.realname, h.front, now_ms()});
+  if (past_names_.size() > kWhowas) past_names_.pop_back();
+  names_.erase(it);
 }
 
 // ---- Hub: the member's side -------------------------------------------------------------------
@@ -240,6 +271,7 @@ void Hub::inspect(const std::string& room, std::function<void(const RoomSnapshot
       }
       if (r.policy) snap.policy = *r.policy;
       snap.policy.invited.clear();  // who was invited is the operators' business
+      snap.created_ms = r.created_ms;
     }
     if (auto log = hub.logs_.find(room); log != hub.logs_.end()) {
       snap.topic = log->second.topic;
@@ -263,7 +295,7 @@ void Hub::list_rooms(size_t limit, std::function<void(std::vector<RoomCount>)> d
       std::vector<RoomCount> part;
       for (const auto& [room, r] : table->hub(k).owned_) {
         if (part.size() == limit) break;
-        part.push_back({room, r.count});
+        part.push_back({room, r.count, r.policy && r.policy->secret});
       }
       table->run_on(home, k, [g, limit, part = std::move(part)]() mutable {
         for (RoomCount& c : part) {
@@ -311,6 +343,46 @@ std::optional<size_t> Hub::whois(const std::string& name, std::function<void(con
   return to;
 }
 
+void Hub::everyone(const DirectMessage& message) {
+  for (size_t k = 0; k < table_.shards(); ++k) {
+    table_.run_on(
+        k, shard_,
+        [&hub = table_.hub(k), message] {
+          std::vector<Member*> members;
+          members.reserve(hub.members_.size());
+          for (const auto& [id, m] : hub.members_) members.push_back(m);
+          for (Member* m : members) {
+            if (hub.members_.contains(m->id())) m->direct(message);
+          }
+        },
+        ShardTable::message_cost(message.from, message.to, message.text));
+  }
+}
+
+void Hub::prefixes(const std::string& name, const std::vector<std::string>& rooms, std::function<void(std::string)> done) {
+  struct Gather {
+    std::string prefixes;
+    size_t remaining;
+    std::function<void(std::string)> done;
+  };
+  auto g = std::make_shared<Gather>(Gather{std::string(rooms.size(), ' '), rooms.size(), std::move(done)});
+  if (rooms.empty()) return g->done({});
+  for (size_t i = 0; i < rooms.size(); ++i) {
+    size_t owner = table_.owner_of(rooms[i]);
+    table_.run_on(owner, shard_, [table = &table_, owner, home = shard_, room = rooms[i], name, i, g] {
+      char prefix = ' ';
+      Hub& hub = table->hub(owner);
+      if (auto it = hub.owned_.find(room); it != hub.owned_.end()) {
+        if (auto named = it->second.names.find(name); named != it->second.names.end()) prefix = named->second.modes.prefix();
+      }
+      table->run_on(home, owner, [g, i, prefix] {
+        g->prefixes[i] = prefix;
+        if (--g->remaining == 0) g->done(std::move(g->prefixes));
+      });
+    });
+  }
+}
+
 void Hub::policy(const std::string& room, const Member* member, PolicyRequest request,
                  std::function<void(const PolicyAnswer&)> done) {
   size_t owner = table_.owner_of(room);
@@ -334,15 +406,18 @@ size_t Hub::local_membership_count() const {
 }
 
 HubError Hub::publish(const std::string& room, Member* from, std::string_view user, std::string_view text,
-                      std::string_view id) {
-  if (!is_member(room, from)) return HubError::kNotMember;
+                      std::string_view id, bool external, bool notice) {
+  bool member = is_member(room, from);
+  if (!member && !external) return HubError::kNotMember;
   size_t owner = table_.owner_of(room);
   Publish p{.user = std::string(user),
             .text = std::string(text),
             .id = std::string(id),
             .front = Format::by_id(from->format()).front(),
             .shard = shard_,
-            .member_id = from->id()};
+            .member_id = from->id(),
+            .external = !member,
+            .notice = notice};
   if (owner == shard_) {
     owner_publish(room, std::move(p));
   } else {
@@ -469,6 +544,7 @@ void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member
   }
   OwnedRoom& r = owned_[room_name];
   if (r.shard_count.empty()) r.shard_count.assign(table_.shards(), 0);
+  if (r.created_ms == 0) r.created_ms = now_ms();
   ++r.count;
   ++r.format_count[format];
   ++r.shard_count[shard];
@@ -515,6 +591,12 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, uint64_t membe
     // Not counted (its join was refused), or removed already (kicked): nothing to undo.
     auto named = r.names.find(name);
     if (named == r.names.end() || named->second.id != member_id) return;
+    // An IRC member with timestamps is played the room's history when it joins (IrcOptions::
+    // playback): from next time on, only what comes after what it was sent until now.
+    const Format& f = Format::by_id(format);
+    if (f.front() == "irc" && f.name() != "irc") {
+      table_.store().set_mark(table_.reactor(shard_), ShardTable::fold_name(name), room_name, logs_[room_name].delivered_seq);
+    }
   }
   --r.count;
   --r.format_count[format];
@@ -586,7 +668,7 @@ PolicyAnswer Hub::owner_policy(const std::string& room, const std::string& name,
     return answer;
   };
   auto it = owned_.find(room);
-  if (it == owned_.end()) return refuse(Refusal::kNotInRoom, room);
+  if (it == owned_.end()) return refuse(Refusal::kNoSuchRoom, room);
   OwnedRoom& r = it->second;
   auto me = r.names.find(name);
   if (me == r.names.end() || me->second.id != member_id) return refuse(Refusal::kNotInRoom, room);
@@ -682,10 +764,17 @@ void Hub::owner_modes(const std::string& room, OwnedRoom& r, const std::string& 
         applied(c.add, c.mode, {});
         break;
       }
-      case 'n': break;  // always on: only members send
+      case 'n':
+      case 's': {
+        bool& flag = c.mode == 'n' ? p.no_external : p.secret;
+        if (flag == c.add) break;
+        flag = c.add;
+        applied(c.add, c.mode, {});
+        break;
+      }
       case 'k':
-        if (c.add && c.param.empty()) {
-          answer.refusals.emplace_back(Refusal::kNeedsParameter, "k");
+        if (c.add && (c.param.empty() || c.param.find_first_of(" ,") != std::string::npos)) {
+          answer.refusals.emplace_back(c.param.empty() ? Refusal::kNeedsParameter : Refusal::kBadParameter, "k");
         } else if (c.add) {
           p.key = c.param;
           applied(true, 'k', p.key);
@@ -699,7 +788,8 @@ void Hub::owner_modes(const std::string& room, OwnedRoom& r, const std::string& 
           size_t limit = 0;
           for (char ch : c.param) limit = (ch >= '0' && ch <= '9' && limit < 1000000) ? limit * 10 + (ch - '0') : 0;
           if (limit == 0) {
-            answer.refusals.emplace_back(Refusal::kNeedsParameter, "l");
+            answer.refusals.emplace_back(c.param.empty() ? Refusal::kNeedsParameter : Refusal::kBadParameter,
+                                         "l " + c.param);
             break;
           }
           p.limit = limit;
@@ -802,17 +892,24 @@ void Hub::flush_presence(const std::string& room, const std::string& user) {
 }
 
 void Hub::owner_publish(const std::string& room_name, Publish publish) {
-  if (auto it = owned_.find(room_name); it != owned_.end() && it->second.policy && it->second.policy->moderated) {
+  auto refuse = [&](Refusal why) {
+    if (publish.notice) return;  // a NOTICE is never answered, not even with a refusal
+    table_.run_on(publish.shard, shard_,
+                  [&hub = table_.hub(publish.shard), room_name, id = publish.member_id, msg_id = publish.id, why] {
+                    auto m = hub.members_.find(id);
+                    if (m != hub.members_.end()) m->second->publish_refused(room_name, why, msg_id);
+                  });
+  };
+  auto it = owned_.find(room_name);
+  if (publish.external) {
+    // From outside the room: only to a room that exists and allows it (-n).
+    if (it == owned_.end()) return refuse(Refusal::kNoSuchRoom);
+    if (!it->second.policy || it->second.policy->no_external) return refuse(Refusal::kNoExternal);
+  }
+  if (it != owned_.end() && it->second.policy && it->second.policy->moderated) {
     auto named = it->second.names.find(publish.user);
     bool may = named != it->second.names.end() && (named->second.modes.op || named->second.modes.voice);
-    if (!may) {
-      table_.run_on(publish.shard, shard_,
-                    [&hub = table_.hub(publish.shard), room_name, id = publish.member_id, msg_id = publish.id] {
-                      auto m = hub.members_.find(id);
-                      if (m != hub.members_.end()) m->second->publish_refused(room_name, Refusal::kModerated, msg_id);
-                    });
-      return;
-    }
+    if (!may) return refuse(Refusal::kModerated);
   }
   // Also when everyone left meanwhile: the message was accepted, it is kept (and acknowledged).
   table_.router().route(*this, room_name, std::move(publish));
@@ -839,7 +936,8 @@ void Hub::deliver_message(const std::string& room_name, StoredMessage m) {
                                       .front = m.front,
                                       .member = 0,
                                       .quit = false,
-                                      .target = {}});
+                                      .target = {},
+                                      .notice = m.notice});
   if (delivery) owner_broadcast(room_name, r, delivery, 0);
 }
 

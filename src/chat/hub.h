@@ -62,6 +62,10 @@ struct DirectMessage {
   bool notice = false;
   bool invite = false;  // an invitation to the room `text`
   int64_t ts_ms = 0;
+  // A server operator's: `kill` closes the member's connection (`text`: why); `wallops` is a
+  // message to every member that takes them (Hub::everyone).
+  bool kill = false;
+  bool wallops = false;
 };
 
 // What became of a DirectMessage.
@@ -120,6 +124,8 @@ struct Publish {
   std::string front;      // the sender's front end (Format::front)
   size_t shard = 0;       // the sender's shard and member id: where its ack goes
   uint64_t member_id = 0;
+  bool external = false;  // from outside the room: sent only if the room allows it (RoomPolicy::no_external)
+  bool notice = false;    // IRC's NOTICE: relayed as one, and never answered with a refusal
 };
 
 // The ids a room's owner remembers for dedupe: (user, id) -> seq, within the store's retention rule
@@ -179,12 +185,14 @@ struct RoomSnapshot {
   RoomPolicy policy;                    // its modes (the defaults when it has none)
   std::string topic, topic_by;
   int64_t topic_at = 0;
+  int64_t created_ms = 0;  // when its first member came (0: it has none)
 };
 
 // A room and how many members it has (Hub::list_rooms).
 struct RoomCount {
   std::string room;
   size_t count = 0;
+  bool secret = false;  // +s: listed only to its members
 };
 
 class Hub;
@@ -270,9 +278,26 @@ class ShardTable {
     uint64_t member_id = 0;
     size_t shard = 0;
     std::string front;
+    // What IRC shows of the member (WHO, WHOIS, USERHOST, WHOWAS): the user name and real name its
+    // USER gave ("" for other front ends: the name stands for both), whether it is away, and
+    // whether it is a server operator.
+    std::string user, realname;
+    bool away = false;
+    bool oper = false;
   };
   bool claim_name(const std::string& name, NameHolder holder);
   void release_name(const std::string& name, uint64_t member_id);
+  // Changes what is kept with a name its member holds (NameHolder's away and oper).
+  void set_name_flags(const std::string& name, uint64_t member_id, bool away, bool oper);
+  // The most names held at once since the start (IRC's LUSERS).
+  size_t name_peak();
+  // Names given back lately, newest first (IRC's WHOWAS): at most kWhowas in the process.
+  struct PastName {
+    std::string name, user, realname, front;
+    int64_t gone_ms = 0;
+  };
+  static constexpr size_t kWhowas = 1000;
+  std::vector<PastName> past_names(const std::string& name, size_t max);
   bool name_held(const std::string& name);
   std::optional<NameHolder> find_name(const std::string& name);
   size_t name_count();
@@ -298,6 +323,8 @@ class ShardTable {
   std::vector<reactor::Reactor*> reactors_;
   std::mutex names_mutex_;
   std::unordered_map<std::string, NameHolder> names_;  // folded name -> holder; guarded by names_mutex_
+  size_t names_peak_ = 0;                               // guarded by names_mutex_
+  std::deque<PastName> past_names_;                     // newest first; guarded by names_mutex_
 };
 
 class Hub {
@@ -320,8 +347,10 @@ class Hub {
   // Sends `text` from `user` to every member of `room`, the sender included. With an `id`, the
   // sender gets Member::acked once the message is stored (or could not be), and a repeated
   // (room, user, id) is not sent again.
+  // With `external`, a sender outside the room may publish too: the owner sends the message if
+  // the room allows it (-n) and refuses it otherwise (Member::publish_refused).
   HubError publish(const std::string& room, Member* from, std::string_view user, std::string_view text,
-                   std::string_view id = {});
+                   std::string_view id = {}, bool external = false, bool notice = false);
   // A member of this shard that may receive acks (registered from its start to its close).
   void add_member(Member* member) { members_.emplace(member->id(), member); }
   void remove_member(const Member* member) { members_.erase(member->id()); }
@@ -339,6 +368,11 @@ class Hub {
   // The member named `name` as it describes itself (null: nobody holds the name); `done` runs on
   // this shard. Returns the shard that answers, as direct() does.
   std::optional<size_t> whois(const std::string& name, std::function<void(const std::optional<MemberInfo>&)> done);
+  // Gives `message` to every member of every shard (their Member::direct), as IRC's WALLOPS.
+  void everyone(const DirectMessage& message);
+  // The prefix (MemberModes::prefix) of the member named `name` in each of `rooms`, in order, from
+  // each room's owner; `done` runs on this shard.
+  void prefixes(const std::string& name, const std::vector<std::string>& rooms, std::function<void(std::string)> done);
   // A request about `room`'s policy (topic, modes, kick, invitation) from `member`, done or refused by
   // the room's owner; `done` runs on this shard with the answer.
   void policy(const std::string& room, const Member* member, PolicyRequest request,
@@ -407,6 +441,7 @@ class Hub {
     std::unique_ptr<RoomPolicy> policy;                  // null: the defaults
     // By name: exists once the room has announced a join or a leave.
     std::unique_ptr<std::unordered_map<std::string, PresenceChurn>> churn;
+    int64_t created_ms = 0;                              // when its first member came
   };
   // What the owner answers a join with (shared by reference until the member's shard has used it).
   struct JoinAnswer {

@@ -79,6 +79,23 @@ class MemoryStore final : public Store {
 
 }  // namespace
 
+void Store::set_mark(reactor::Reactor&, const std::string& reader, const std::string& room, uint64_t seq) {
+  std::lock_guard<std::mutex> lock(marks_mutex_);
+  std::string key = reader + '\0' + room;
+  if (marks_.size() >= kMaxMarks && !marks_.contains(key)) marks_.erase(marks_.begin());
+  marks_[key] = seq;
+}
+
+void Store::get_mark(reactor::Reactor&, const std::string& reader, const std::string& room,
+                     std::function<void(uint64_t)> done) {
+  uint64_t seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(marks_mutex_);
+    if (auto it = marks_.find(reader + '\0' + room); it != marks_.end()) seq = it->second;
+  }
+  done(seq);
+}
+
 std::unique_ptr<Store> make_memory_store(const Retention& retention) { return std::make_unique<MemoryStore>(retention); }
 
 }  // namespace chat

@@ -25,6 +25,9 @@ const char* describe(Refusal refusal) {
     case Refusal::kRoomLimit: return "the room has as many members as this server allows";
     case Refusal::kServerRooms: return "this server has as many rooms as it allows: join one that exists";
     case Refusal::kIdReused: return "this id was given to another message: a retry must repeat the same text, a new message needs a new id";
+    case Refusal::kNoSuchRoom: return "no such room";
+    case Refusal::kNoExternal: return "only the room's members send to it";
+    case Refusal::kBadParameter: return "the mode's parameter is not valid";
   }
   return "refused";
 }
@@ -41,7 +44,8 @@ std::string RoomPolicy::modes() const {
     params += " " + std::to_string(limit);
   }
   if (moderated) flags += 'm';
-  flags += 'n';
+  if (no_external) flags += 'n';
+  if (secret) flags += 's';
   if (topic_locked) flags += 't';
   return flags + params;
 }

@@ -32,6 +32,9 @@ enum class Refusal : uint8_t {
   kRoomLimit,       // the room has --max-room-members members
   kServerRooms,     // the server has --max-server-rooms rooms (a join that would open another)
   kIdReused,        // a message under an id its sender gave another message (a retry is the same text)
+  kNoSuchRoom,      // the room has no members (it does not exist)
+  kNoExternal,      // only members send to the room (+n)
+  kBadParameter,    // a mode's parameter is not one it takes (+l 0, +k with a space)
 };
 const char* describe(Refusal refusal);
 
@@ -49,12 +52,14 @@ struct RoomPolicy {
   bool moderated = false;     // +m
   bool invite_only = false;   // +i
   bool topic_locked = true;   // +t: only operators set the topic
+  bool no_external = true;    // +n: only members send (-n: IRC members outside it may too)
+  bool secret = false;        // +s: not listed to those outside it
   std::string key;            // +k ("" none)
   size_t limit = 0;           // +l (0 none): named members at most
   std::vector<std::string> bans;  // +b masks (nick!user@host with * and ?)
   std::set<std::string> invited;  // folded names invited, until they join
 
-  // "+imntl 10 key" style: the flags set, then the parameters (n is always set: only members send).
+  // "+iklmnst key 10" style: the flags set, then the parameters.
   std::string modes() const;
   // Whether `who` (nick!user@host) matches a ban; compared without regard to ASCII case.
   bool banned(std::string_view who) const;

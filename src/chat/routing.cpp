@@ -34,7 +34,8 @@ void LocalRouter::route(Hub& owner, const std::string& room, Publish p) {
   // Numbered here, delivered once kept: every number a member sees is in the store (unless the
   // store failed), so a restart never reuses one.
   StoredMessage m{
-      .seq = ++log.last_seq, .ts_ms = now_ms(), .user = p.user, .text = p.text, .id = p.id, .front = p.front};
+      .seq = ++log.last_seq, .ts_ms = now_ms(), .user = p.user, .text = p.text, .id = p.id, .front = p.front,
+      .notice = p.notice};
   if (!p.id.empty()) {
     if (!log.ids) log.ids = std::make_unique<IdWindow>();
     log.ids->add(p.user, p.id, {.seq = m.seq, .ts_ms = m.ts_ms, .stored = false, .text_fp = text_fingerprint(p.text)},
@@ -69,7 +70,7 @@ RedisRouter::RedisRouter(ShardTable& table, reactor::Reactor& main, std::string 
         table_.run_on(
             owner, 0,
             [hub = &table_.hub(owner), m = std::move(m)] {
-              hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = m.id, .front = m.front});
+              hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = m.id, .front = m.front, .notice = m.notice});
             },
             cost);
       },
@@ -123,7 +124,7 @@ void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
   // with an id is answered from there (after its copy, through this owner, as the copy goes).
   Backplane::Acked acked;
   if (!p.id.empty()) {
-    acked = [table = &table_, shard = owner.shard(), room, ack = Publish{.user = {}, .text = {}, .id = p.id, .front = {}, .shard = p.shard, .member_id = p.member_id}](
+    acked = [table = &table_, shard = owner.shard(), room, ack = Publish{.user = {}, .text = {}, .id = p.id, .front = {}, .shard = p.shard, .member_id = p.member_id, .external = false, .notice = false}](
                 uint64_t seq, Backplane::Outcome outcome) {
       table->run_on(shard, 0, [hub = &table->hub(shard), room, ack, seq, outcome] {
         if (outcome == Backplane::Outcome::kIdReused) return hub->id_reused(ack, room);
@@ -136,7 +137,7 @@ void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
   table_.run_on(
       0, owner.shard(),
       [bp = backplane_.get(), room, p = std::move(p), next_seq, acked = std::move(acked)]() mutable {
-        bp->publish(room, p.user, p.text, p.id, p.front, next_seq, std::move(acked));
+        bp->publish(room, p.user, p.text, p.id, p.front, next_seq, std::move(acked), p.notice);
       },
       cost);
 }

@@ -160,8 +160,9 @@ void Session::hold_input(uint32_t ms) {
 
 void Session::set_name(std::string name) { name_ = std::move(name); }
 
-bool Session::claim_name(const std::string& name, const std::string& front) {
-  return table().claim_name(name, ShardTable::NameHolder{id(), hub().shard(), front});
+bool Session::claim_name(const std::string& name, const std::string& front, const std::string& user,
+                         const std::string& realname) {
+  return table().claim_name(name, ShardTable::NameHolder{id(), hub().shard(), front, user, realname});
 }
 
 void Session::rename(std::string name) {
@@ -191,12 +192,13 @@ HubError Session::join_since(const std::string& room, uint64_t since, std::strin
   return join(room, /*want_reply=*/true);
 }
 
-HubError Session::join_recent(const std::string& room, size_t count, const std::string& key) {
+HubError Session::join_recent(const std::string& room, size_t count, const std::string& key, const std::string& reader) {
   if (in_room(room)) return HubError::kAlreadyMember;
   if (!recovering_) recovering_ = std::make_unique<std::vector<Recovery>>();
   Recovery& r = recovering_->emplace_back();
   r.room = room;
   r.recent = std::max<size_t>(count, 1);
+  r.reader = reader;
   r.serial = ++recovery_serial_;
   HubError e = join(room, /*want_reply=*/true, key);
   if (e != HubError::kNone) end_recovery(room);
@@ -329,9 +331,9 @@ bool Session::take_request_token(bool pace) {
 }
 
 HubError Session::publish(const std::string& room, std::string_view user, std::string_view text,
-                          std::string_view id) {
+                          std::string_view id, bool external, bool notice) {
   if (!take_request_token(/*pace=*/false)) return HubError::kRateLimited;
-  HubError e = hub().publish(room, this, user, text, id);
+  HubError e = hub().publish(room, this, user, text, id, external, notice);
   if (e != HubError::kNone) return e;
   ++stats().messages_in;
   touched(room);
@@ -458,8 +460,31 @@ void Session::recover(Recovery& r, const JoinReply& reply) {
   if (reply.topic_by) r.topic_by = *reply.topic_by;
   r.reply.names = nullptr;
   r.reply.prefixes = r.reply.topic = r.reply.topic_by = nullptr;
+  if (!r.reader.empty() && !r.mark_asked) {
+    // Live messages are buffered meanwhile (r.live), as during the read.
+    r.mark_asked = true;
+    Store& store = table().store();
+    if (store.asynchronous()) remote_ |= uint64_t{1} << hub().shard();
+    store.get_mark(table().reactor(hub().shard()), r.reader, r.room,
+                   [alive = weak_from_this(), room = r.room, serial = r.serial](uint64_t mark) {
+                     auto self = alive.lock();
+                     if (!self || !self->transport_.open()) return;
+                     Recovery* rr = self->recovery(room);
+                     if (rr == nullptr || rr->serial != serial || rr->done) return;  // left meanwhile
+                     self->read_replay(*rr, mark);
+                   });
+    return;
+  }
+  read_replay(r, 0);
+}
+
+void Session::read_replay(Recovery& r, uint64_t mark) {
+  const JoinReply& reply = r.reply;
   if (r.recent > 0) {
     r.since = reply.seq > r.recent ? reply.seq - r.recent : 0;
+    // What the reader was sent before is not sent again (a mark past the room's number is stale:
+    // the room's history was lost since).
+    if (mark <= reply.seq) r.since = std::max(r.since, mark);
     r.epoch = reply.epoch;
   }
   if (r.epoch != reply.epoch || r.since > reply.seq) return finish_recovery(r, false, {});
@@ -512,7 +537,14 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
   reply.seq = recovery.floor;
   if (auto bytes = codec_->joined(*this, r.room, reply, recovered)) send(bytes);
   const Format& format = codec_->format();
+  // As the codec shows history (IRC: in a batch, after a notice), or each as if live.
+  reactor::SharedBytes rendered = messages.empty() ? nullptr : codec_->replay(*this, r.room, messages);
+  if (rendered) {
+    stats().replayed += messages.size();
+    send(rendered);
+  }
   for (const StoredMessage& m : messages) {
+    if (rendered) break;
     auto bytes = format.encode(RoomEvent{.kind = EventKind::kMessage,
                                          .room = r.room,
                                          .user = m.user,
@@ -523,7 +555,8 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
                                          .front = m.front,
                                          .member = 0,
                                          .quit = false,
-                                         .target = {}});
+                                         .target = {},
+                                         .notice = m.notice});
     if (!bytes) continue;
     ++stats().replayed;
     send(bytes);
@@ -589,6 +622,14 @@ void Session::emit(const reactor::SharedBytes& bytes) {
 
 DirectResult Session::direct(const DirectMessage& message) {
   if (!transport_.open()) return {};
+  if (message.kill) {
+    // Whatever the front end: its last words, if it has any, then it goes as a QUIT would.
+    if (auto bytes = codec_->killed(*this, message.from, message.text)) send(bytes);
+    DirectResult r{DirectResult::kDelivered, name_, codec_->format().front(), {}};
+    depart();
+    close_after_flush(reactor::CloseCode::kProtocol, "killed by a server operator");
+    return r;
+  }
   DirectResult r = codec_->direct(*this, message);
   r.name = name_;
   r.front = codec_->format().front();

@@ -74,8 +74,10 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Names the member (claimed by the codec through ShardTable::claim_name; given back at close).
   // Only while in no room: the owners know a member by the name it joined with.
   void set_name(std::string name);
-  // Claims `name` for this member (ShardTable::claim_name), as a member of front end `front`.
-  bool claim_name(const std::string& name, const std::string& front);
+  // Claims `name` for this member (ShardTable::claim_name), as a member of front end `front` (with
+  // the user name and real name IRC shows, if its front end has them).
+  bool claim_name(const std::string& name, const std::string& front, const std::string& user = {},
+                  const std::string& realname = {});
   // Renames the member in its rooms (a name already claimed by the codec; the old one is given back).
   void rename(std::string name);
   // The codec's format changed (IRC capabilities before registration). Only while in no room.
@@ -106,7 +108,9 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void going_away(bool restart);
   // Publishes `text` from `user` to `room` (the sender must be a member).
   // With an `id`, the codec's `acked` answers once the message is stored (Hub::publish).
-  HubError publish(const std::string& room, std::string_view user, std::string_view text, std::string_view id = {});
+  // With `external`, also to a room the member is not in, if the room allows it (Hub::publish).
+  HubError publish(const std::string& room, std::string_view user, std::string_view text, std::string_view id = {},
+                   bool external = false, bool notice = false);
   // `room`'s messages numbered between `after` and `before` (0: no bound), at most `limit` and at most
   // --history-reply-bytes of them: the newest of them, or with `newest` false the oldest; answered
   // through Codec::history (oldest first). The caller checks membership. False (counted in
@@ -116,7 +120,9 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // Joins `room` and, after the owner's answer, sends its last `count` messages (replayed from the
   // store), then the live ones, with no gap and no duplicate (as join_since does); nothing is
   // replayed if they cannot all be.
-  HubError join_recent(const std::string& room, size_t count, const std::string& key = {});
+  // With a `reader` (a folded IRC nick): only what is numbered past the reader's read mark in the
+  // store (Store::get_mark), if it has one: history is played back once.
+  HubError join_recent(const std::string& room, size_t count, const std::string& key = {}, const std::string& reader = {});
   // The answer to a request, in request order: held back while an earlier pong waits.
   void reply(reactor::SharedBytes bytes);
   // An answer that comes from another shard (Hub::inspect, Hub::list_rooms): sent as it comes, like
@@ -192,6 +198,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
     std::string epoch;
     uint64_t serial = 0;  // tells this recovery from a later one of the same room
     size_t recent = 0;    // join_recent: replay the last `recent` messages (since and epoch from the answer)
+    std::string reader;   // join_recent: whose read mark bounds the replay from below
+    bool mark_asked = false;
     // Replayed and answered: live copies numbered up to `floor` may still be on their way (kept
     // before the replay read them, delivered after): they are dropped until one past it arrives.
     bool done = false;
@@ -204,6 +212,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   };
   Recovery* recovery(std::string_view room);
   void recover(Recovery& r, const JoinReply& reply);
+  // After the owner's answer (and the reader's mark, if any): reads what is to be replayed.
+  void read_replay(Recovery& r, uint64_t mark);
   void replayed(const std::string& room, uint64_t serial, ReadResult result);
   void finish_recovery(Recovery& r, bool recovered, const std::vector<StoredMessage>& messages);
   void end_recovery(std::string_view room);

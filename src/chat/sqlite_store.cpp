@@ -197,6 +197,14 @@ void migrate_2_to_3(Database& db) {
       "PRAGMA user_version=3;");
 }
 
+// Read marks (Store::set_mark): per reader and room, the last number it was sent.
+void migrate_3_to_4(Database& db) {
+  db.exec(
+      "CREATE TABLE marks(reader TEXT, room TEXT, seq INTEGER, ts INTEGER,"
+      "                   PRIMARY KEY(reader, room)) WITHOUT ROWID;"
+      "PRAGMA user_version=4;");
+}
+
 // Checks that the file is ours, creates or migrates its schema, sets the connection up, and returns
 // the epoch. Throws SqliteFailure for SQLite's errors, StoreError for the rest.
 std::string set_up(Database& db, const SqliteOptions& options, const std::string& where) {
@@ -225,6 +233,7 @@ std::string set_up(Database& db, const SqliteOptions& options, const std::string
       throw StoreError(where + "no schema version (user_version 0): not a complete store");
     if (version < 2) migrate_1_to_2(db);
     if (version < 3) migrate_2_to_3(db);
+    if (version < 4) migrate_3_to_4(db);
     db.exec("COMMIT");
   } catch (...) {
     db.rollback();
@@ -286,6 +295,11 @@ class SqliteStoreImpl final : public SqliteStore {
             db_.get(),
             "SELECT seq, ts, user, text, msg_id, front FROM messages"
             " WHERE room=?1 AND seq > ?2 AND seq < ?3 AND +ts >= ?4 ORDER BY seq DESC LIMIT ?5"),
+        upsert_mark_(db_.get(),
+                     "INSERT INTO marks(reader, room, seq, ts) VALUES(?1, ?2, ?3, ?4)"
+                     " ON CONFLICT(reader, room) DO UPDATE SET seq=excluded.seq, ts=excluded.ts"),
+        read_mark_(db_.get(), "SELECT seq FROM marks WHERE reader=?1 AND room=?2"),
+        trim_marks_(db_.get(), "DELETE FROM marks WHERE ts < ?1"),
         pool_(1, "chat-store") {}
 
   // The pool goes first (it is the last member): the work queued runs to its end, with everything
@@ -313,6 +327,31 @@ class SqliteStoreImpl final : public SqliteStore {
     submit_in_order([this, &reactor, room, after, before, limit, newest, done = std::move(done)] {
       ReadResult result = read_now(room, after, before, limit, newest);
       reactor.post([done, result = std::move(result)]() mutable { done(std::move(result)); });
+    });
+  }
+
+  void set_mark(reactor::Reactor&, const std::string& reader, const std::string& room, uint64_t seq) override {
+    submit_in_order([this, reader, room, seq] {
+      try {
+        upsert_mark_.run().bind(1, reader).bind(2, room).bind(3, to_int64(seq)).bind(4, now_ms()).step();
+      } catch (const std::exception& e) {
+        note_failure(std::string("a read mark was not kept: ") + e.what());
+      }
+    });
+  }
+
+  void get_mark(reactor::Reactor& reactor, const std::string& reader, const std::string& room,
+                std::function<void(uint64_t)> done) override {
+    submit_in_order([this, &reactor, reader, room, done = std::move(done)] {
+      uint64_t seq = 0;
+      try {
+        auto run = read_mark_.run();
+        run.bind(1, reader).bind(2, room);
+        if (run.step()) seq = uint64_t(run.integer(0));
+      } catch (const std::exception& e) {
+        note_failure(std::string("a read mark could not be read: ") + e.what());
+      }
+      reactor.post([done, seq] { done(seq); });
     });
   }
 
@@ -374,7 +413,8 @@ class SqliteStoreImpl final : public SqliteStore {
 
   // Used on the store's thread only.
   Statement insert_message_, insert_id_, update_id_, upsert_room_, trim_by_count_, trim_by_age_,
-      count_ids_, oldest_ids_, delete_ids_, all_rooms_, read_oldest_, read_newest_;
+      count_ids_, oldest_ids_, delete_ids_, all_rooms_, read_oldest_, read_newest_, upsert_mark_,
+      read_mark_, trim_marks_;
   std::unordered_map<std::string, int64_t> id_counts_;  // rows in ids per room, once counted
   bool swept_ = false;
   int64_t last_sweep_ms_ = 0;
@@ -554,6 +594,8 @@ void SqliteStoreImpl::sweep(int64_t now) {
     }
     db_.exec("BEGIN IMMEDIATE");
     for (const std::string& room : rooms) trim_room(room, now);
+    // Marks older than the oldest message kept mark nothing left.
+    trim_marks_.run().bind(1, cutoff(now, options_.retention.max_age_ms)).step();
     db_.exec("COMMIT");
   } catch (const std::exception& e) {
     db_.rollback();

@@ -8,6 +8,7 @@
 //   2  messages gains msg_id; ids(room, user, msg_id, seq, ts): the dedupe window; rooms(room,
 //      last_seq): the numbering, kept when retention has deleted every message of a room
 //   3  messages gains front: the sender's front end (NULL in rows kept before: not known)
+//   4  marks(reader, room, seq, ts): read marks (Store::set_mark), kept as long as messages are
 // An older version is migrated at open, in one transaction.
 #pragma once
 
@@ -64,7 +65,7 @@ class SqliteStore : public Store {
  public:
   // "RCHT" (Reactor CHaT) as a big-endian 32-bit number, in the header of every file of ours.
   static constexpr int32_t kApplicationId = 0x52434854;
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   virtual SqliteStats stats() const = 0;
   const std::string& path() const { return path_; }

@@ -23,8 +23,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "reactor/reactor.h"
@@ -42,6 +44,9 @@ struct StoredMessage {
   std::string text;
   std::string id;
   std::string front;
+  // IRC's NOTICE: a message no client answers automatically. Kept by the memory store; the SQLite
+  // and Redis stores keep it as a plain message, and Redis carries it as one.
+  bool notice = false;
 };
 
 // What tells a retry of a message from another message sent under the same id: a 64-bit FNV-1a
@@ -113,10 +118,24 @@ class Store {
   // True if completions may arrive after the call returns (then answers from the store are answers
   // from another thread, and a pong waits for them).
   virtual bool asynchronous() const = 0;
+  // Read marks: per reader (a folded IRC nick) and room, the last number delivered to the reader
+  // before it left the room, so that a client that asks for no history of its own is played back
+  // only what it has not seen (IRC playback). By default kept in the process (bounded, not across
+  // restarts); the SQLite store keeps them in its file. `get_mark`'s `done` gets 0 for none, on
+  // `reactor`; a mark above the room's last number (its history lost since) is no mark.
+  virtual void set_mark(reactor::Reactor& reactor, const std::string& reader, const std::string& room, uint64_t seq);
+  virtual void get_mark(reactor::Reactor& reactor, const std::string& reader, const std::string& room,
+                        std::function<void(uint64_t)> done);
+  // Marks kept in the process at most (the default's bound: one more forgets an arbitrary one).
+  static constexpr size_t kMaxMarks = 100'000;
   // A log line of the store's state and counters ("" if it has none).
   virtual std::string describe() const { return ""; }
   // The same figures for GET /metrics (none by default). Any thread.
   virtual void metrics(Exposition&) const {}
+
+ private:
+  std::mutex marks_mutex_;
+  std::unordered_map<std::string, uint64_t> marks_;  // reader NUL room -> seq; guarded by marks_mutex_
 };
 
 // The store for --store memory, and with `retention.max_messages` 0 for --store off.

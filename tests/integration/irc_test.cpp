@@ -11,11 +11,13 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "irc_helpers.h"
+#include "redis_helpers.h"
 
 namespace {
 
@@ -200,7 +202,7 @@ TEST_P(IrcFrontEnd, PresenceNamesWhoListAsIrcClientsExpect) {
   EXPECT_NE(n.find("ben"), std::string::npos) << n;
   EXPECT_NE(a.expect(" 366 anna #one "), "");
   a.say("WHO #two");
-  EXPECT_NE(a.expect(" 352 anna #two ben irc reactor.chat ben H :0 ben"), "");
+  EXPECT_NE(a.expect(" 352 anna #two ~ben irc reactor.chat ben H :0 ben"), "");
   EXPECT_NE(a.expect(" 315 anna #two "), "");
   a.say("LIST");
   EXPECT_NE(a.expect(" 322 anna #one 2 :"), "");
@@ -241,7 +243,7 @@ TEST_P(IrcFrontEnd, EveryChannelErrorHasItsNumeric) {
   a.say("JOIN");
   EXPECT_NE(a.expect(" 461 ada JOIN :Not enough parameters"), "");
   a.say("PRIVMSG #elsewhere :hi");
-  EXPECT_NE(a.expect(" 404 ada #elsewhere :Cannot send to channel"), "");
+  EXPECT_NE(a.expect(" 403 ada #elsewhere :No such channel"), "");
   a.say("PRIVMSG");
   EXPECT_NE(a.expect(" 411 ada :No recipient given \\(PRIVMSG\\)"), "");
   a.say("PRIVMSG #elsewhere");
@@ -251,7 +253,7 @@ TEST_P(IrcFrontEnd, EveryChannelErrorHasItsNumeric) {
   a.say("PART #elsewhere");
   EXPECT_NE(a.expect(" 442 ada #elsewhere :You're not on that channel"), "");
   a.say("TOPIC #elsewhere");
-  EXPECT_NE(a.expect(" 442 ada #elsewhere "), "");
+  EXPECT_NE(a.expect(" 403 ada #elsewhere "), "");
   a.say("JOIN #a,#b,#c");
   EXPECT_NE(a.expect(" 405 ada #c :You have joined too many channels"), "");
   a.until_pong("joined");  // the answers of #a and #b (from their rooms' owners)
@@ -390,13 +392,13 @@ TEST_P(IrcFrontEnd, PrivateMessagesWhoisAwayIsonUserhost) {
   std::vector<std::string> as = a.until_pong("notice");
   EXPECT_FALSE(contains(as, " 301 ")) << "an away reply to a NOTICE";
   a.say("WHOIS bo");
-  EXPECT_NE(a.expect(" 311 amy bo bo irc \\* :bo$"), "");
-  EXPECT_NE(a.expect(" 319 amy bo :#pm$"), "");
+  EXPECT_NE(a.expect(" 311 amy bo ~bo irc \\* :bo$"), "");
+  EXPECT_NE(a.expect(" 319 amy bo :@#pm$"), "");
   EXPECT_NE(a.expect(" 312 amy bo reactor.chat "), "");
   EXPECT_NE(a.expect(" 301 amy bo :at lunch$"), "");
   EXPECT_NE(a.expect(" 318 amy bo :End of /WHOIS list.$"), "");
   a.say("WHO bo");
-  EXPECT_NE(a.expect(" 352 amy \\* bo irc reactor.chat bo G :0 bo$"), "");
+  EXPECT_NE(a.expect(" 352 amy \\* ~bo irc reactor.chat bo G :0 bo$"), "");
   EXPECT_NE(a.expect(" 315 amy bo "), "");
   b.say("AWAY");
   EXPECT_NE(b.expect(" 305 bo :You are no longer marked as being away"), "");
@@ -415,7 +417,7 @@ TEST_P(IrcFrontEnd, PrivateMessagesWhoisAwayIsonUserhost) {
   a.say("ISON bo nat nobody");
   EXPECT_NE(a.expect(" 303 amy :bo nat$"), "");
   a.say("USERHOST nat bo");
-  EXPECT_NE(a.expect(" 302 amy :nat=\\+nat@native bo=\\+bo@irc$"), "");
+  EXPECT_NE(a.expect(" 302 amy :nat=\\+nat@native bo=\\+~bo@irc$"), "");
 }
 
 TEST_P(IrcFrontEnd, OperatorsTopicsModesKicksAndInvitations) {
@@ -608,6 +610,375 @@ TEST_P(IrcFrontEnd, ChathistoryInABatchAndPlaybackOnJoin) {
   EXPECT_NE(hist.expect("FAIL CHATHISTORY NEED_MORE_PARAMS "), "");
 }
 
+TEST_P(IrcFrontEnd, UserNameAndRealNameAreKeptAndShownByWhoAndWhois) {
+  IrcServer server(threads());
+  Irc a(server.irc), b(server.irc), c(server.irc), d(server.irc);
+  a.say("NICK alice");
+  a.say("USER al 0 * :Alice Liddell");
+  EXPECT_NE(a.expect(" 001 alice "), "");
+  std::string isupport = a.expect(" 005 alice .*USERLEN=16");
+  EXPECT_NE(isupport, "");
+  ASSERT_TRUE(a.joins("#tea"));
+  ASSERT_TRUE(b.registers("bea"));
+  // A real name that is empty is no real name; a user name and real name in Latin-1 are kept,
+  // as UTF-8, as the rest of a line in Latin-1 is.
+  c.say("NICK cat");
+  c.say("USER cat 0 * :");
+  EXPECT_NE(c.expect(" 461 cat USER :Not enough parameters"), "");
+  c.say("USER cat 0 *");
+  EXPECT_NE(c.expect(" 461 cat USER "), "");
+  d.say("NICK dee");
+  d.send("USER d\xe9 0 * :R\xe9" "al Name\r\n");
+  EXPECT_NE(d.expect(" 001 dee "), "");
+  b.say("WHOIS alice");
+  EXPECT_NE(b.expect("^:reactor.chat 311 bea alice ~al irc \\* :Alice Liddell$"), "");
+  EXPECT_NE(b.expect(" 318 bea alice "), "");
+  b.say("WHOIS dee");
+  EXPECT_NE(b.expect("^:reactor.chat 311 bea dee ~d\xc3\xa9 irc \\* :R\xc3\xa9" "al Name$"), "");
+  b.say("WHO alice");
+  EXPECT_NE(b.expect("^:reactor.chat 352 bea \\* ~al irc reactor.chat alice H :0 Alice Liddell$"), "");
+  b.say("WHO #tea");
+  EXPECT_NE(b.expect("^:reactor.chat 352 bea #tea ~al irc reactor.chat alice H@ :0 Alice Liddell$"), "");
+  EXPECT_NE(b.expect(" 315 bea #tea "), "");
+  // A nick change keeps them; members of other front ends are shown by their name.
+  a.say("NICK alicia");
+  EXPECT_NE(a.expect(" NICK :alicia$"), "");
+  b.say("WHOIS alicia");
+  EXPECT_NE(b.expect(" 311 bea alicia ~al irc \\* :Alice Liddell$"), "");
+  Native nat(server.port, "nat");
+  ASSERT_EQ(nat.welcome.value("type", ""), "welcome");
+  b.say("WHO nat");
+  EXPECT_NE(b.expect(" 352 bea \\* nat native reactor.chat nat H :0 nat$"), "");
+}
+
+TEST_P(IrcFrontEnd, AnAwayMemberIsGoneInWhoAndMinusInUserhost) {
+  IrcServer server(threads());
+  Irc a(server.irc), b(server.irc);
+  ASSERT_TRUE(a.registers("ann"));
+  ASSERT_TRUE(b.registers("bob"));
+  ASSERT_TRUE(a.joins("#desk"));
+  ASSERT_TRUE(b.joins("#desk"));
+  b.say("AWAY :out");
+  EXPECT_NE(b.expect(" 306 bob "), "");
+  a.say("WHO #desk");
+  EXPECT_NE(a.expect(" 352 ann #desk ~ann irc reactor.chat ann H@ :0 ann$"), "");
+  EXPECT_NE(a.expect(" 352 ann #desk ~bob irc reactor.chat bob G :0 bob$"), "");
+  a.say("USERHOST bob ann");
+  EXPECT_NE(a.expect(" 302 ann :bob=-~bob@irc ann=\\+~ann@irc$"), "");
+  b.say("AWAY");
+  EXPECT_NE(b.expect(" 305 bob "), "");
+  a.say("WHO #desk");
+  EXPECT_NE(a.expect(" 352 ann #desk ~bob irc reactor.chat bob H :0 bob$"), "");
+  a.say("USERHOST bob");
+  EXPECT_NE(a.expect(" 302 ann :bob=\\+~bob@irc$"), "");
+}
+
+TEST_P(IrcFrontEnd, WhowasRemembersRecentNicksWithItsCount) {
+  IrcServer server(threads());
+  Irc a(server.irc);
+  ASSERT_TRUE(a.registers("asker"));
+  for (const char* realname : {"First Gone", "Second Gone"}) {
+    Irc g(server.irc);
+    g.say("NICK gone");
+    g.say(std::string("USER g 0 * :") + realname);
+    ASSERT_NE(g.expect(" 001 gone "), "");
+    g.say("QUIT");
+    ASSERT_TRUE(g.closed_by_peer(10s));
+  }
+  // Newest first, each with when it went (312).
+  a.say("WHOWAS gone");
+  EXPECT_NE(a.expect("^:reactor.chat 314 asker gone ~g irc \\* :Second Gone$"), "");
+  EXPECT_NE(a.expect("^:reactor.chat 312 asker gone reactor.chat :"), "");
+  EXPECT_NE(a.expect("^:reactor.chat 314 asker gone ~g irc \\* :First Gone$"), "");
+  EXPECT_NE(a.expect(" 369 asker gone :End of WHOWAS$"), "");
+  // The count: at most that many; zero, negative or none: all.
+  auto entries = [&a](const std::string& line) {
+    size_t from = a.seen.size();
+    a.say(line);
+    EXPECT_NE(a.expect(" 369 asker "), "") << line;
+    size_t n = 0;
+    for (size_t i = from; i < a.seen.size(); ++i) n += a.seen[i].find(" 314 asker ") != std::string::npos;
+    return n;
+  };
+  EXPECT_EQ(entries("WHOWAS gone 1"), 1u);
+  EXPECT_EQ(entries("WHOWAS gone 0"), 2u);
+  EXPECT_EQ(entries("WHOWAS gone -1"), 2u);
+  EXPECT_EQ(entries("WHOWAS GONE"), 2u);
+  a.say("WHOWAS never");
+  EXPECT_NE(a.expect(" 406 asker never :There was no such nickname$"), "");
+  EXPECT_NE(a.expect(" 369 asker never "), "");
+  a.say("WHOWAS");
+  EXPECT_NE(a.expect(" 431 asker :No nickname given$"), "");
+}
+
+TEST_P(IrcFrontEnd, LusersModeQueryWhoisChannelsAndMissingChannels) {
+  IrcServer server(threads());
+  Irc a(server.irc), b(server.irc);
+  ASSERT_TRUE(a.registers("ops"));
+  EXPECT_NE(a.seen.size(), 0u);
+  EXPECT_TRUE(contains(a.seen, " 265 ops 1 1 :Current local users 1, max 1$"));
+  EXPECT_TRUE(contains(a.seen, " 266 ops 1 1 :Current global users 1, max 1$"));
+  ASSERT_TRUE(b.registers("guest"));
+  ASSERT_TRUE(a.joins("#room"));
+  ASSERT_TRUE(b.joins("#room"));
+  int64_t before = std::time(nullptr);
+  a.say("MODE #room");
+  EXPECT_NE(a.expect(" 324 ops #room \\+nt$"), "");
+  std::string created = a.expect(" 329 ops #room \\d+$");
+  ASSERT_NE(created, "");
+  int64_t at = std::stoll(created.substr(created.rfind(' ') + 1));
+  EXPECT_LE(at, before);
+  EXPECT_GT(at, before - 60);
+  a.say("LUSERS");
+  EXPECT_NE(a.expect(" 265 ops 2 2 :"), "");
+  EXPECT_NE(a.expect(" 266 ops 2 2 :"), "");
+  b.say("WHOIS ops");
+  EXPECT_NE(b.expect(" 319 guest ops :@#room$"), "");
+  a.say("WHOIS guest");
+  EXPECT_NE(a.expect(" 319 ops guest :#room$"), "");
+  // A channel that does not exist: 403; one that does but the asker is not on: 442.
+  a.say("KICK #nowhere guest");
+  EXPECT_NE(a.expect(" 403 ops #nowhere :No such channel$"), "");
+  a.say("TOPIC #nowhere");
+  EXPECT_NE(a.expect(" 403 ops #nowhere :No such channel$"), "");
+  a.say("TOPIC #nowhere :hello");
+  EXPECT_NE(a.expect(" 403 ops #nowhere :No such channel$"), "");
+  a.say("MODE #nowhere");
+  EXPECT_NE(a.expect(" 403 ops #nowhere :No such channel$"), "");
+  Irc c(server.irc);
+  ASSERT_TRUE(c.registers("out"));
+  c.say("TOPIC #room");
+  EXPECT_NE(c.expect(" 442 out #room :You're not on that channel$"), "");
+  c.say("KICK #room guest");
+  EXPECT_NE(c.expect(" 442 out #room "), "");
+}
+
+TEST_P(IrcFrontEnd, InvalidModeParametersGetTheirOwnNumerics) {
+  IrcServer server(threads());
+  Irc a(server.irc);
+  ASSERT_TRUE(a.registers("ops"));
+  ASSERT_TRUE(a.joins("#m"));
+  a.say("MODE #m +k :");
+  EXPECT_NE(a.expect("^:reactor.chat 525 ops #m :Key is not well-formed$"), "");
+  a.say("MODE #m +k :two words");
+  EXPECT_NE(a.expect(" 525 ops #m :"), "");
+  for (const char* bad : {"0", "-3", "many"}) {
+    a.say(std::string("MODE #m +l ") + bad);
+    EXPECT_NE(a.expect(std::string("^:reactor.chat 696 ops #m l ") + bad + " :"), "") << bad;
+  }
+  a.say("MODE #m +l :");
+  EXPECT_NE(a.expect(" 696 ops #m l \\* :"), "");
+  std::vector<std::string> rest = a.until_pong("modes");
+  EXPECT_FALSE(contains(rest, " 461 ")) << "461 for a parameter that was given";
+  EXPECT_FALSE(contains(rest, " MODE #m ")) << "a bad parameter applied";
+  a.say("MODE #m");
+  EXPECT_NE(a.expect(" 324 ops #m \\+nt$"), "");
+  a.say("MODE #m +l 5");
+  EXPECT_NE(a.expect("MODE #m \\+l 5$"), "");
+}
+
+TEST_P(IrcFrontEnd, MinusNLetsOutsidersSpeakAndSecretChannelsAreNotListed) {
+  IrcServer server(threads());
+  Irc a(server.irc), o(server.irc);
+  ASSERT_TRUE(a.registers("ops"));
+  ASSERT_TRUE(o.registers("outsider"));
+  ASSERT_TRUE(a.joins("#open"));
+  o.say("PRIVMSG #open :may I?");
+  EXPECT_NE(o.expect(" 404 outsider #open :Cannot send to channel$"), "");
+  a.say("MODE #open -n");
+  EXPECT_NE(a.expect("^:ops!ops@irc MODE #open -n$"), "");
+  a.say("MODE #open");
+  EXPECT_NE(a.expect(" 324 ops #open \\+t$"), "");
+  o.say("PRIVMSG #open :from outside");
+  EXPECT_NE(a.expect("^:outsider!outsider@irc PRIVMSG #open :from outside$"), "");
+  o.say("NOTICE #open :a notice from outside");
+  EXPECT_NE(a.expect("^:outsider!outsider@irc NOTICE #open :a notice from outside$"), "");
+  a.say("MODE #open +n");
+  EXPECT_NE(a.expect("MODE #open \\+n$"), "");
+  o.say("PRIVMSG #open :again?");
+  EXPECT_NE(o.expect(" 404 outsider #open "), "");
+  o.say("NOTICE #open :quietly");  // a NOTICE is never answered
+  std::vector<std::string> quiet = o.until_pong("notice");
+  EXPECT_FALSE(contains(quiet, " 404 ")) << "a NOTICE answered";
+  // +s: listed to members only.
+  a.say("MODE #open +s");
+  EXPECT_NE(a.expect("MODE #open \\+s$"), "");
+  o.say("LIST");
+  std::string end = o.expect(" 323 outsider ");
+  EXPECT_NE(end, "");
+  EXPECT_FALSE(contains(o.seen, " 322 outsider #open ")) << "a secret channel listed to an outsider";
+  a.say("LIST");
+  EXPECT_NE(a.expect(" 322 ops #open 1 :"), "");
+  a.say("MODE #open");
+  EXPECT_NE(a.expect(" 324 ops #open \\+nst$"), "");
+}
+
+TEST_P(IrcFrontEnd, NoRelayedLinePassesFiveHundredTwelveBytes) {
+  IrcServer server({"--threads", std::to_string(GetParam()), "--irc-flood-rate", "0"});
+  std::string n1(32, 'a'), n2(32, 'b'), room = "#" + std::string(64, 'r');
+  Irc a(server.irc), b(server.irc), c(server.irc);
+  ASSERT_TRUE(a.registers(n1, "echo-message"));
+  ASSERT_TRUE(b.registers(n2));
+  ASSERT_TRUE(c.registers("cee", "message-tags"));
+  ASSERT_TRUE(a.joins(room));
+  ASSERT_TRUE(b.joins(room));
+  ASSERT_TRUE(c.joins(room));
+  auto fill = [](const std::string& head, const std::string& unit) {
+    std::string line = head;
+    while (line.size() + unit.size() + 2 <= 512) line += unit;
+    return line;
+  };
+  for (const std::string& target : {room, n2}) {
+    a.say(fill("PRIVMSG " + target + " :", "x"));
+    a.say(fill("NOTICE " + target + " :", "y"));
+    a.send(fill("PRIVMSG " + target + " :", "\xe9") + "\r\n");  // Latin-1: twice as long as UTF-8
+  }
+  a.say(fill("TOPIC " + room + " :", "t"));
+  a.say(fill("PART " + room + " :", "p"));
+  for (Irc* x : {&a, &b, &c}) {
+    std::vector<std::string> lines = x->until_pong("len");
+    size_t long_ones = 0;
+    for (const std::string& l : lines) {
+      size_t body = l[0] == '@' ? l.size() - l.find(' ') - 1 : l.size();
+      EXPECT_LE(body + 2, 512u) << l.substr(0, 80);
+      if (body + 2 > 400) ++long_ones;
+    }
+    EXPECT_GE(long_ones, 3u);
+  }
+}
+
+TEST_P(IrcFrontEnd, AChannelNoticeStaysANotice) {
+  IrcServer server(threads());
+  Irc a(server.irc), b(server.irc);
+  ASSERT_TRUE(a.registers("ann"));
+  ASSERT_TRUE(b.registers("bob", "echo-message"));
+  ASSERT_TRUE(a.joins("#n"));
+  ASSERT_TRUE(b.joins("#n"));
+  Native nat(server.port, "nat");
+  ASSERT_EQ(nat.request({{"type", "join"}, {"room", "n"}}).value("type", ""), "joined");
+  b.say("NOTICE #n :heads up");
+  EXPECT_NE(a.expect("^:bob!bob@irc NOTICE #n :heads up$"), "");
+  EXPECT_NE(b.expect("^:bob!bob@irc NOTICE #n :heads up$"), "");
+  json m = expect_type(nat, "message");
+  EXPECT_EQ(m.value("text", ""), "heads up") << m.dump();
+  b.say("PRIVMSG #n :plain");
+  EXPECT_NE(a.expect("^:bob!bob@irc PRIVMSG #n :plain$"), "");
+}
+
+// An operators file (--irc-operators-file) with one operator, "boss", whose password is "open sesame"
+// (the hash made with: openssl passwd -6 -salt reactorchat 'open sesame').
+std::string operators_file(const std::string& contents) {
+  char dir[] = "/tmp/irc-oper-XXXXXX";
+  if (::mkdtemp(dir) == nullptr) return {};
+  std::string file = std::string(dir) + "/operators";
+  FILE* f = std::fopen(file.c_str(), "w");
+  if (f == nullptr) return {};
+  std::fputs(contents.c_str(), f);
+  std::fclose(f);
+  return file;
+}
+const char* kBoss =
+    "# name hash\n"
+    "boss $6$reactorchat$FcM.ArSXmCe2uLGRk.RNPXD4wKcA1wMzkE9eD8z2Gtw1Ikby6BpcI3EI6vHHJo/CJpKea5d2yBrn0iW0MEBbz1\n";
+
+TEST_P(IrcFrontEnd, ServerOperatorsFromTheConfigurationKillAndWallops) {
+  std::string file = operators_file(kBoss);
+  ASSERT_NE(file, "");
+  IrcServer server({"--threads", std::to_string(GetParam()), "--irc-operators-file", file});
+  Irc a(server.irc), b(server.irc), w(server.irc);
+  ASSERT_TRUE(a.registers("admin"));
+  ASSERT_TRUE(b.registers("victim"));
+  ASSERT_TRUE(w.registers("watcher"));
+  ASSERT_TRUE(a.joins("#ops"));
+  ASSERT_TRUE(b.joins("#ops"));
+  ASSERT_TRUE(w.joins("#ops"));
+  // Not yet an operator: KILL and WALLOPS are refused.
+  a.say("KILL victim :out");
+  EXPECT_NE(a.expect(" 481 admin :Permission Denied"), "");
+  a.say("WALLOPS :hear me");
+  EXPECT_NE(a.expect(" 481 admin "), "");
+  a.say("OPER boss wrong");
+  EXPECT_NE(a.expect("^:reactor.chat 464 admin :Password incorrect$"), "");
+  a.say("OPER nobody open sesame");
+  EXPECT_NE(a.expect(" 464 admin "), "");
+  a.say("OPER boss");
+  EXPECT_NE(a.expect(" 461 admin OPER "), "");
+  a.say("OPER boss :open sesame");
+  EXPECT_NE(a.expect("^:reactor.chat 381 admin :You are now an IRC operator$"), "");
+  EXPECT_NE(a.expect("^:admin!admin@irc MODE admin :\\+o$"), "");
+  a.say("MODE admin");
+  EXPECT_NE(a.expect(" 221 admin \\+o$"), "");
+  // Shown as one: WHO's '*', WHOIS's 313, USERHOST's '*'.
+  w.say("WHO #ops");
+  EXPECT_NE(w.expect(" 352 watcher #ops ~admin irc reactor.chat admin H\\*@ :0 admin$"), "");
+  w.say("WHOIS admin");
+  EXPECT_NE(w.expect(" 313 watcher admin :is an IRC operator$"), "");
+  w.say("USERHOST admin");
+  EXPECT_NE(w.expect(" 302 watcher :admin\\*=\\+~admin@irc$"), "");
+  // WALLOPS reach operators and members with +w.
+  w.say("MODE watcher +w");
+  EXPECT_NE(w.expect("^:watcher!watcher@irc MODE watcher :\\+w$"), "");
+  a.say("WALLOPS :the server restarts at noon");
+  EXPECT_NE(w.expect("^:admin!admin@irc WALLOPS :the server restarts at noon$"), "");
+  EXPECT_NE(a.expect("^:admin!admin@irc WALLOPS :the server restarts at noon$"), "");
+  std::vector<std::string> seen_by_b = b.until_pong("wallops");
+  EXPECT_FALSE(contains(seen_by_b, "WALLOPS")) << "a WALLOPS to a member without +w";
+  // KILL: the member is told and closed; its channels hear a QUIT.
+  a.say("KILL nobody :x");
+  EXPECT_NE(a.expect(" 401 admin nobody "), "");
+  a.say("KILL victim :spamming");
+  EXPECT_NE(b.expect("^ERROR :Closing Link: victim \\(Killed \\(admin \\(spamming\\)\\)\\)$"), "");
+  EXPECT_TRUE(b.closed_by_peer(10s));
+  EXPECT_NE(w.expect("^:victim!victim@irc QUIT :Killed \\(admin \\(spamming\\)\\)$"), "");
+  // A native member can be killed too.
+  Native nat(server.port, "nat");
+  ASSERT_EQ(nat.welcome.value("type", ""), "welcome");
+  a.say("KILL nat :bye");
+  EXPECT_TRUE(nat.closed_by_peer(10s));
+  // -o gives it up.
+  a.say("MODE admin -o");
+  EXPECT_NE(a.expect("^:admin!admin@irc MODE admin :-o$"), "");
+  a.say("KILL watcher :x");
+  EXPECT_NE(a.expect(" 481 admin "), "");
+}
+
+TEST(IrcOperators, WithoutOperatorsOperAnswers491AndAPlainPasswordIsRefused) {
+  IrcServer server;
+  Irc a(server.irc);
+  ASSERT_TRUE(a.registers("someone"));
+  a.say("OPER boss :open sesame");
+  EXPECT_NE(a.expect("^:reactor.chat 491 someone :No O-lines for your host$"), "");
+  // Three failures close the connection.
+  std::string file = operators_file(kBoss);
+  IrcServer with({"--irc-operators-file", file});
+  Irc b(with.irc);
+  ASSERT_TRUE(b.registers("guesser"));
+  for (int i = 0; i < 3; ++i) b.say("OPER boss guess" + std::to_string(i));
+  EXPECT_NE(b.expect("^ERROR :Closing Link: guesser \\(Too many failed OPER attempts\\)$"), "");
+  EXPECT_TRUE(b.closed_by_peer(10s));
+  // A file with a password in plain text is refused at start.
+  Process bad(chattest::chat_args({"--irc-operators-file", operators_file("boss opensesame\n")}));
+  auto status = bad.wait(20s);
+  ASSERT_TRUE(status && WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+  EXPECT_NE(bad.err().find("crypt(3) hash"), std::string::npos) << bad.err();
+}
+
+// A NOTICE travels through Redis as a NOTICE: members on another node see one too.
+TEST(IrcRedis, AChannelNoticeStaysANoticeAcrossNodes) {
+  redistest::RedisServer redis;
+  IrcServer one({"--redis", redis.url()}), two({"--redis", redis.url()});
+  Irc a(one.irc), b(two.irc);
+  ASSERT_TRUE(a.registers("ann"));
+  ASSERT_TRUE(b.registers("bob"));
+  ASSERT_TRUE(a.joins("#n"));
+  ASSERT_TRUE(b.joins("#n"));
+  b.say("NOTICE #n :across nodes");
+  EXPECT_NE(a.expect("^:bob!bob@irc NOTICE #n :across nodes$"), "");
+  b.say("PRIVMSG #n :and a message");
+  EXPECT_NE(a.expect("^:bob!bob@irc PRIVMSG #n :and a message$"), "");
+}
+
 TEST(IrcPassword, AServerPasswordIsNeededToRegister) {
   char dir[] = "/tmp/irc-pass-XXXXXX";
   ASSERT_NE(::mkdtemp(dir), nullptr);
@@ -641,6 +1012,68 @@ TEST(IrcPassword, AServerPasswordIsNeededToRegister) {
   ASSERT_TRUE(status && WIFEXITED(*status));
   EXPECT_EQ(WEXITSTATUS(*status), 2);
   EXPECT_NE(bad.err().find("--irc-password-file"), std::string::npos) << bad.err();
+}
+
+// Playback is once per thing not seen: the store keeps, per nick and channel, the last number the
+// nick was sent (also across a restart, with the sqlite store), and it says it is history: a
+// NOTICE, then a chathistory batch where batch is negotiated, each line with its time.
+TEST_P(IrcFrontEnd, PlaybackComesOnceAndSaysItIsHistory) {
+  char dir[] = "/tmp/irc-once-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::vector<std::string> args = {"--threads", std::to_string(GetParam()), "--store", "sqlite", "--data-dir", dir,
+                                    "--irc-playback", "5"};
+  auto say = [](Native& nat, const std::string& text) {
+    nat.send(json{{"type", "message"}, {"room", "p"}, {"text", text}}.dump() + "\n");
+    return expect_type(nat, "message").value("text", "") == text;
+  };
+  {
+    IrcServer server(args);
+    Native nat(server.port, "nat");
+    ASSERT_EQ(nat.request({{"type", "join"}, {"room", "p"}}).value("type", ""), "joined");
+    for (const char* text : {"m1", "m2", "m3"}) ASSERT_TRUE(say(nat, text));
+    Irc irssi(server.irc);
+    ASSERT_TRUE(irssi.registers("irssi", "server-time batch"));
+    irssi.say("JOIN #p");
+    EXPECT_NE(irssi.expect(" 366 irssi #p "), "");
+    EXPECT_NE(irssi.expect("^:reactor.chat NOTICE #p :Playback: the last 3 messages said here before you joined "
+                           "\\(history, not live\\)$"),
+              "");
+    std::string open = irssi.expect("^:reactor.chat BATCH \\+(\\S+) chathistory #p$");
+    ASSERT_NE(open, "");
+    std::string id = open.substr(open.find('+') + 1, open.find(' ', open.find('+')) - open.find('+') - 1);
+    EXPECT_NE(irssi.expect("^@batch=" + id + ";time=\\S+ :nat!nat@native PRIVMSG #p :m1$"), "");
+    EXPECT_NE(irssi.expect("^@batch=" + id + ";time=\\S+ :nat!nat@native PRIVMSG #p :m3$"), "");
+    EXPECT_NE(irssi.expect("^:reactor.chat BATCH -" + id + "$"), "");
+    // Seen: leaving and coming back plays nothing again.
+    irssi.say("PART #p");
+    EXPECT_NE(irssi.expect(" PART #p"), "");
+    ASSERT_TRUE(irssi.joins("#p"));
+    std::vector<std::string> again = irssi.until_pong("again");
+    EXPECT_FALSE(contains(again, "PRIVMSG|Playback")) << "played back twice";
+    irssi.say("QUIT");
+    EXPECT_TRUE(irssi.closed_by_peer(10s));
+    ASSERT_TRUE(say(nat, "m4"));
+    auto status = server.process.signal_and_wait(SIGTERM, 20s);
+    ASSERT_TRUE(status) << server.process.err();
+  }
+  // After a restart: only what came after.
+  IrcServer server(args);
+  Irc irssi(server.irc);
+  ASSERT_TRUE(irssi.registers("irssi", "server-time"));
+  irssi.say("JOIN #p");
+  EXPECT_NE(irssi.expect("^:reactor.chat NOTICE #p :Playback: the last 1 message said"), "");
+  EXPECT_NE(irssi.expect("^@time=\\S+ :nat!nat@native PRIVMSG #p :m4$"), "");
+  std::vector<std::string> rest = irssi.until_pong("restart");
+  EXPECT_FALSE(contains(irssi.seen, "PRIVMSG #p :m[123]$")) << "played back again after a restart";
+  EXPECT_FALSE(contains(rest, "BATCH")) << "a batch without batch negotiated";
+  // Another nick has seen nothing: it gets the last ones.
+  Irc other(server.irc);
+  ASSERT_TRUE(other.registers("other", "server-time"));
+  other.say("JOIN #p");
+  EXPECT_NE(other.expect("^:reactor.chat NOTICE #p :Playback: the last 4 messages"), "");
+  EXPECT_NE(other.expect("^@time=\\S+ :nat!nat@native PRIVMSG #p :m1$"), "");
+  EXPECT_NE(other.expect("^@time=\\S+ :nat!nat@native PRIVMSG #p :m4$"), "");
+  std::filesystem::remove_all(dir);
 }
 
 TEST_P(IrcFrontEnd, PlaybackMeetsTheLiveMessagesWithoutGapOrDuplicate) {

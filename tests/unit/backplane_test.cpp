@@ -44,6 +44,15 @@ TEST(BackplanePayload, TheEncodedBodyIsExactlyThis) {
   EXPECT_EQ(chat::encode_published_body("a", "b", 0), R"({"text":"b","ts":0,"user":"a"})");
   // Invalid UTF-8 is replaced, never sent as is.
   EXPECT_EQ(chat::encode_published_body("a", "\xff", 1), "{\"text\":\"\xef\xbf\xbd\",\"ts\":1,\"user\":\"a\"}");
+  // An IRC NOTICE says so, and parses back as one; a body without it is a plain message.
+  std::string notice = chat::encode_published_body("a", "b", 0, {}, 0, {}, "irc", true);
+  EXPECT_EQ(notice, R"({"front":"irc","notice":true,"text":"b","ts":0,"user":"a"})");
+  chat::Published p;
+  ASSERT_TRUE(chat::parse_published("5 " + notice, p));
+  EXPECT_TRUE(p.notice);
+  ASSERT_TRUE(chat::parse_published("5 " + chat::encode_published_body("a", "b", 0), p));
+  EXPECT_FALSE(p.notice);
+  EXPECT_FALSE(chat::parse_published(R"(5 {"notice":1,"text":"b","ts":0,"user":"a"})", p));
 }
 
 TEST(BackplanePayload, ALiteralPayloadParsesToItsFields) {

@@ -328,7 +328,33 @@ TEST_F(SqliteStoreTest, ReopeningKeepsTheEpochTheNumberingAndTheIds) {
   RawDb raw(path_);
   EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.integer("PRAGMA application_id"), chat::SqliteStore::kApplicationId);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 3);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), 4);
+}
+
+// Read marks (IRC playback once): kept per reader and room, across a reopen.
+TEST_F(SqliteStoreTest, ReadMarksAreKeptPerReaderAndRoomAcrossAReopen) {
+  auto mark = [this](chat::Store& store, const std::string& reader, const std::string& room) {
+    bool finished = false;
+    uint64_t seq = 99;
+    store.get_mark(loop_, reader, room, [&](uint64_t s) {
+      finished = true;
+      seq = s;
+    });
+    EXPECT_TRUE(run_until(loop_, [&] { return finished; }));
+    return seq;
+  };
+  {
+    auto store = chat::open_sqlite_store(options());
+    EXPECT_EQ(mark(*store, "alice", "a"), 0u);
+    store->set_mark(loop_, "alice", "a", 5);
+    store->set_mark(loop_, "alice", "b", 2);
+    store->set_mark(loop_, "alice", "a", 7);
+    EXPECT_EQ(mark(*store, "alice", "a"), 7u);
+  }
+  auto store = chat::open_sqlite_store(options());
+  EXPECT_EQ(mark(*store, "alice", "a"), 7u);
+  EXPECT_EQ(mark(*store, "alice", "b"), 2u);
+  EXPECT_EQ(mark(*store, "bob", "a"), 0u);
 }
 
 // The sender's front end is kept with its message: IRC shows it as the sender's host, also in what a
@@ -522,8 +548,8 @@ TEST_F(SqliteStoreTest, AnotherProgramsDatabaseIsRefusedAndLeftAsItWas) {
 
 TEST_F(SqliteStoreTest, ANewerSchemaIsRefused) {
   chat::open_sqlite_store(options()).reset();
-  RawDb(path_).exec("PRAGMA user_version=4");
-  expect_open_fails("schema version 4 is newer than this program knows (3)");
+  RawDb(path_).exec("PRAGMA user_version=5");
+  expect_open_fails("schema version 5 is newer than this program knows (4)");
 }
 
 TEST_F(SqliteStoreTest, AFileThatCannotBeCreatedIsRefused) {
@@ -567,7 +593,7 @@ TEST_F(SqliteStoreTest, AVersion1StoreIsMigrated) {
 
   // Through version 2 to the current one.
   RawDb raw(path_);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 3);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), 4);
   EXPECT_EQ(raw.integer("SELECT last_seq FROM rooms WHERE room='lobby'"), 3);
   EXPECT_EQ(raw.text("SELECT msg_id FROM ids WHERE room='lobby'"), "m3");
   EXPECT_EQ(raw.integer("SELECT count(*) FROM pragma_table_info('messages') WHERE name='front'"), 1);
@@ -622,7 +648,7 @@ TEST_F(SqliteStoreTest, AVersion2StoreIsMigratedAndItsMessagesHaveNoFrontEnd) {
   store.reset();
 
   RawDb raw(path_);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 3);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), 4);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM messages"), 3);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM messages WHERE front IS NULL"), 2);
   EXPECT_EQ(raw.integer("SELECT last_seq FROM rooms WHERE room='lobby'"), 10);

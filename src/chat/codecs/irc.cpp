@@ -5,6 +5,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <memory>
+
+#include <crypt.h>
+#include <openssl/crypto.h>
 
 #include "chat/auth.h"
 #include "chat/event.h"
@@ -85,6 +89,55 @@ std::vector<std::string_view> pieces(std::string_view text, size_t max, std::str
   return out;
 }
 
+// A UTF-8 `text` cut to at most `max` bytes, on a character boundary.
+std::string utf8_prefix(std::string_view text, size_t max) {
+  if (text.size() <= max) return std::string(text);
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(text.substr(0, cut));
+}
+
+// What WHO, WHOIS and USERHOST show of a member named `nick`: its user name, real name, whether
+// away and whether a server operator (from the names registry: USER's for IRC members, the name
+// for the others).
+struct Shown {
+  std::string user, realname;
+  bool away = false, oper = false;
+};
+Shown shown(ShardTable& table, const std::string& name) {
+  Shown s;
+  std::string nick = irc_display_nick(name);
+  if (auto h = table.find_name(name)) {
+    s.user = h->user;
+    s.realname = h->realname;
+    s.away = h->away;
+    s.oper = h->oper;
+  }
+  if (s.user.empty()) s.user = nick;
+  if (s.realname.empty()) s.realname = nick;
+  return s;
+}
+
+// `lines` (each ending in CRLF) with every line over IRC's 512 bytes (its tags aside) cut to fit, on
+// a UTF-8 character boundary: a long topic, kick or part reason loses its end, never runs over.
+std::string within_limit(std::string lines) {
+  size_t start = 0;
+  while (start < lines.size()) {
+    size_t end = lines.find("\r\n", start);
+    if (end == std::string::npos) break;
+    size_t body = start;
+    if (lines[start] == '@') body = lines.find(' ', start) + 1;
+    if (end - body + 2 > IrcCodec::kMaxLine) {
+      size_t cut = body + IrcCodec::kMaxLine - 2;
+      while (cut > body && (static_cast<unsigned char>(lines[cut]) & 0xC0) == 0x80) --cut;
+      lines.erase(cut, end - cut);
+      end = cut;
+    }
+    start = end + 2;
+  }
+  return lines;
+}
+
 // ":nick!nick@FRONT": how a member of front end `front` appears on IRC.
 std::string source_of(std::string_view name, const std::string& front) {
   std::string nick = irc_display_nick(name);
@@ -146,8 +199,10 @@ class IrcFormat final : public Format {
     std::string out;
     switch (e.kind) {
       case EventKind::kMessage:
-        out = message_lines(tags_, source, "PRIVMSG", "#" + e.room, e.text, e.ts_ms, e.room, e.seq);
-        break;
+        // Cut into lines of at most 512 bytes each (message_lines); the other kinds are one line,
+        // cut to fit below.
+        out = message_lines(tags_, source, e.notice ? "NOTICE" : "PRIVMSG", "#" + e.room, e.text, e.ts_ms, e.room, e.seq);
+        return std::make_shared<const std::string>(std::move(out));
       case EventKind::kJoin: out = tags(now_ms(), {}, 0, 0) + source + " JOIN #" + e.room + "\r\n"; break;
       case EventKind::kLeave:
         if (e.quit) {
@@ -164,7 +219,7 @@ class IrcFormat final : public Format {
               (e.text.empty() ? e.user : e.text) + "\r\n";
         break;
     }
-    return std::make_shared<const std::string>(std::move(out));
+    return std::make_shared<const std::string>(within_limit(std::move(out)));
   }
 
  private:
@@ -219,6 +274,22 @@ std::string irc_display_nick(std::string_view name) {
   return nick;
 }
 
+bool irc_hash_usable(const std::string& hash) {
+  if (hash.size() < 4 || hash[0] != '$') return false;
+  auto data = std::make_unique<crypt_data>();
+  const char* out = crypt_r("probe", hash.c_str(), data.get());
+  return out != nullptr && out[0] == '$';
+}
+
+bool irc_password_matches(const std::string& password, const std::string& hash) {
+  if (!irc_hash_usable(hash)) return false;
+  auto data = std::make_unique<crypt_data>();
+  const char* out = crypt_r(password.c_str(), hash.c_str(), data.get());
+  if (out == nullptr) return false;
+  std::string_view got(out);
+  return got.size() == hash.size() && CRYPTO_memcmp(got.data(), hash.data(), hash.size()) == 0;
+}
+
 const std::string& IrcCodec::asked_nick() const {
   static const std::string none;
   return rare_ ? rare_->nick : none;
@@ -262,7 +333,7 @@ std::string IrcCodec::numeric_line(Session& session, std::string_view code, std:
   line += ' ';
   line += rest;
   line += "\r\n";
-  return line;
+  return within_limit(std::move(line));
 }
 
 void IrcCodec::numeric(Session& session, std::string_view code, std::string_view rest) {
@@ -270,7 +341,7 @@ void IrcCodec::numeric(Session& session, std::string_view code, std::string_view
 }
 
 void IrcCodec::send_line(Session& session, std::string line) {
-  session.reply(std::make_shared<const std::string>(std::move(line)));
+  session.reply(std::make_shared<const std::string>(within_limit(std::move(line))));
 }
 
 std::string IrcCodec::self_source(Session& session) const {
@@ -352,6 +423,10 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
   if (c == "AWAY") return away(session, m);
   if (c == "ISON") return ison(session, m);
   if (c == "USERHOST") return userhost(session, m);
+  if (c == "WHOWAS") return whowas(session, m);
+  if (c == "OPER") return oper(session, m);
+  if (c == "KILL") return kill(session, m);
+  if (c == "WALLOPS") return wallops(session, m);
   if (c == "LIST") return list(session, m);
   if (c == "MODE") return mode(session, m);
   if (c == "TOPIC") return topic(session, m);
@@ -570,17 +645,30 @@ void IrcCodec::nick(Session& session, const irc::Message& m) {
   }
   // The same name in another case is still this member's (names are compared without case).
   bool same = ShardTable::fold_name(wanted) == ShardTable::fold_name(current);
-  if (!same && !session.claim_name(wanted, "irc")) {
-    return numeric(session, "433", wanted + " :Nickname is already in use");
+  if (!same) {
+    auto held = session.table().find_name(current);
+    if (!session.claim_name(wanted, "irc", held ? held->user : std::string(), held ? held->realname : std::string())) {
+      return numeric(session, "433", wanted + " :Nickname is already in use");
+    }
   }
   send_line(session, self_source(session) + " NICK :" + wanted + "\r\n");
   session.rename(wanted);
+  publish_flags(session);
 }
 
 void IrcCodec::user(Session& session, const irc::Message& m) {
   if (registered_) return numeric(session, "462", ":You may not reregister");
-  if (m.params.size() < 4 || m.params[0].empty()) return numeric(session, "461", "USER :Not enough parameters");
-  // The user name and real name are not kept: every member is shown as nick!nick@FRONT-END.
+  if (m.params.size() < 4 || m.params[0].empty() || m.params[3].empty()) {
+    return numeric(session, "461", "USER :Not enough parameters");
+  }
+  // Kept (converted to UTF-8 with the rest of the line, on_frame) and shown by WHO and WHOIS; the
+  // '~' says no ident server confirmed the user name, as IRC servers write it.
+  std::string user = "~" + utf8_prefix(m.params[0], kUserLength - 1);
+  for (char& ch : user) {
+    if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f || ch == '@' || ch == '!' || ch == '*' || ch == '?') ch = '_';
+  }
+  rare().user = std::move(user);
+  rare().realname = utf8_prefix(m.params[3], kRealnameLength);
   user_given_ = true;
   try_register(session);
 }
@@ -595,7 +683,7 @@ void IrcCodec::try_register(Session& session) {
     numeric(session, "464", ":Password incorrect");
     return close_with_error(session, "Bad password", reactor::CloseCode::kProtocol);
   }
-  if (!session.claim_name(nick, "irc")) {
+  if (!session.claim_name(nick, "irc", rare().user, rare().realname)) {
     numeric(session, "433", nick + " :Nickname is already in use");
     rare().nick.clear();
     return;
@@ -604,6 +692,8 @@ void IrcCodec::try_register(Session& session) {
   if (session.table().authority() != nullptr) ++session.stats().auth_accepted;
   rare().nick.clear();
   rare().account.clear();
+  rare().user.clear();
+  rare().realname.clear();
   rare().sasl.clear();
   rare().sasl_started = false;
   rare().sasl_done = false;
@@ -619,9 +709,9 @@ void IrcCodec::welcome(Session& session) {
   numeric(session, "001", ":Welcome to the " + options_.network + " IRC network " + n + "!" + n + "@irc");
   numeric(session, "002", ":Your host is " + server + ", running chat-server");
   numeric(session, "003", ":This server speaks IRC beside native JSON lines, WebSocket and the article's dialect");
-  numeric(session, "004", server + " chat-server i bklimnotv");
+  numeric(session, "004", server + " chat-server iow bklimnostv");
   numeric(session, "005",
-          "AWAYLEN=200 CASEMAPPING=ascii CHANLEN=65 CHANMODES=b,k,l,imnt CHANTYPES=# KICKLEN=300 MAXTARGETS=" +
+          "AWAYLEN=200 USERLEN=" + std::to_string(kUserLength) + " CASEMAPPING=ascii CHANLEN=65 CHANMODES=b,k,l,imnst CHANTYPES=# KICKLEN=300 MAXTARGETS=" +
               std::to_string(kMaxTargets) + " NETWORK=" + options_.network + " NICKLEN=32 PREFIX=(ov)@+ TARGMAX=PRIVMSG:" +
               std::to_string(kMaxTargets) + ",NOTICE:" + std::to_string(kMaxTargets) + " TOPICLEN=390 " +
               "CHANLIMIT=#:" + std::to_string(session.limits().max_rooms) + " MODES=" + std::to_string(kMaxModes) +
@@ -633,8 +723,12 @@ void IrcCodec::welcome(Session& session) {
 
 void IrcCodec::lusers(Session& session) {
   size_t users = session.table().name_count();
-  numeric(session, "251", ":There are " + std::to_string(users) + " users and 0 invisible on 1 servers");
-  numeric(session, "255", ":I have " + std::to_string(users) + " clients and 0 servers");
+  std::string peak = std::to_string(std::max(users, session.table().name_peak()));
+  std::string now = std::to_string(users);
+  numeric(session, "251", ":There are " + now + " users and 0 invisible on 1 servers");
+  numeric(session, "255", ":I have " + now + " clients and 0 servers");
+  numeric(session, "265", now + " " + peak + " :Current local users " + now + ", max " + peak);
+  numeric(session, "266", now + " " + peak + " :Current global users " + now + ", max " + peak);
 }
 
 void IrcCodec::motd(Session& session) {
@@ -694,7 +788,10 @@ void IrcCodec::join(Session& session, const irc::Message& m) {
     // A client that shows when a message was said is given the room's last messages first (one
     // that asks for history itself is not).
     bool playback = options_.playback > 0 && (caps_ & (kServerTime | kMessageTags)) && !(caps_ & kChathistory);
-    HubError e = playback ? session.join_recent(room, options_.playback, key) : session.join(room, true, key);
+    // Once: the store keeps, per nick and channel, the last number this nick was sent (Store's read
+    // marks), and only what is newer is played back.
+    HubError e = playback ? session.join_recent(room, options_.playback, key, ShardTable::fold_name(session.name()))
+                          : session.join(room, true, key);
     if (e != HubError::kNone) std::erase(pending_, room);
   }
 }
@@ -744,6 +841,12 @@ std::pair<const char*, std::string> refusal_line(Refusal why, const std::string&
     case Refusal::kRoomLimit: return {"471", chan + " :Cannot join channel (channel is full)"};
     case Refusal::kServerRooms: return {"405", chan + " :Cannot join channel (the server has too many channels)"};
     case Refusal::kIdReused: return {"404", chan + " :Cannot send to channel (a message id used for another message)"};
+    case Refusal::kNoSuchRoom: return {"403", chan + " :No such channel"};
+    case Refusal::kNoExternal: return {"404", chan + " :Cannot send to channel"};
+    case Refusal::kBadParameter:
+      if (about == "k") return {"525", chan + " :Key is not well-formed"};
+      return {"696", chan + " " + echoed(about.substr(0, 1), 1) + " " + echoed(about.size() > 2 ? about.substr(2) : "*", 32) +
+                         " :Invalid mode parameter"};
     case Refusal::kNone: break;
   }
   return {"400", chan + " :" + describe(why)};
@@ -818,7 +921,9 @@ void IrcCodec::message(Session& session, const irc::Message& m, bool notice) {
         if (!notice) numeric(session, "403", echoed(target, 65) + " :No such channel");
         continue;
       }
-      HubError e = session.publish(room, session.name(), text);
+      // From outside the channel too: its owner sends it if the channel allows it (-n), else
+      // refuses (404, or 403 if there is no such channel: IrcCodec::publish_refused).
+      HubError e = session.publish(room, session.name(), text, {}, /*external=*/true, notice);
       if (e == HubError::kRateLimited) {
         if (!notice) numeric(session, "404", channel(room) + " :Cannot send to channel (too many messages)");
       } else if (e != HubError::kNone && !notice) {
@@ -864,6 +969,18 @@ void IrcCodec::send_direct(Session& session, std::string target, const std::stri
 
 DirectResult IrcCodec::direct(Session& session, const DirectMessage& m) {
   std::string target = session.name();
+  if (m.wallops) {
+    if (registered_ && (oper() || (caps_ & kWallops))) {
+      std::string lines;
+      std::string scratch;
+      std::string source = source_of(m.from, m.front);
+      for (std::string_view piece : pieces(m.text, kMaxLine - 2 - source.size() - 10, scratch)) {
+        lines += source + " WALLOPS :" + std::string(piece) + "\r\n";
+      }
+      session.push(std::make_shared<const std::string>(std::move(lines)));
+    }
+    return {DirectResult::kDelivered, {}, {}, {}};
+  }
   if (m.invite) {
     session.push(std::make_shared<const std::string>(tag_prefix(tags_, m.ts_ms, {}, 0, 0) + source_of(m.from, m.front) +
                                                      " INVITE " + target + " " + channel(m.text) + "\r\n"));
@@ -886,14 +1003,32 @@ void IrcCodec::whois(Session& session, const irc::Message& m) {
     if (!info) {
       out = numeric_line(s, "401", nick + " :No such nick/channel");
     } else {
-      out = numeric_line(s, "311", nick + " " + nick + " " + host_of(info->front) + " * :" + nick);
-      if (!info->rooms.empty()) {
+      Shown who = shown(s.table(), info->name);
+      out = numeric_line(s, "311", nick + " " + who.user + " " + host_of(info->front) + " * :" + who.realname);
+      std::string rest = numeric_line(s, "312", nick + " " + options_.server_name + " :" + host_of(info->front) + " front end");
+      if (who.oper) rest += numeric_line(s, "313", nick + " :is an IRC operator");
+      if (!info->away.empty()) rest += numeric_line(s, "301", nick + " :" + info->away);
+      rest += numeric_line(s, "318", nick + " :End of /WHOIS list.");
+      // The channels with the member's prefix in each (@#chan), from their owners.
+      std::vector<std::string> rooms = info->rooms;
+      s.hub().prefixes(info->name, rooms, [alive, this, nick, rooms, out, rest](std::string prefixes) mutable {
+        auto self = alive.lock();
+        if (!self || !self->open()) return;
         std::string chans;
-        for (const std::string& r : info->rooms) chans += (chans.empty() ? "" : " ") + channel(r);
-        out += numeric_line(s, "319", nick + " :" + chans);
-      }
-      out += numeric_line(s, "312", nick + " " + options_.server_name + " :" + host_of(info->front) + " front end");
-      if (!info->away.empty()) out += numeric_line(s, "301", nick + " :" + info->away);
+        for (size_t i = 0; i < rooms.size(); ++i) {
+          std::string p = prefixes[i] == ' ' ? "" : std::string(1, prefixes[i]);
+          std::string c = p + channel(rooms[i]);
+          if (!chans.empty() && numeric_line(*self, "319", nick + " :" + chans + " " + c).size() > kMaxLine) {
+            out += numeric_line(*self, "319", nick + " :" + chans);
+            chans.clear();
+          }
+          chans += (chans.empty() ? "" : " ") + c;
+        }
+        if (!chans.empty()) out += numeric_line(*self, "319", nick + " :" + chans);
+        self->send_answer(std::make_shared<const std::string>(out + rest));
+      });
+      s.awaiting_all();
+      return;
     }
     out += numeric_line(s, "318", nick + " :End of /WHOIS list.");
     s.send_answer(std::make_shared<const std::string>(std::move(out)));
@@ -905,10 +1040,131 @@ void IrcCodec::away(Session& session, const irc::Message& m) {
   if (m.params.empty() || m.params[0].empty()) {
     if (rare_) rare_->away.clear();
     trim_rare();
+    publish_flags(session);
     return numeric(session, "305", ":You are no longer marked as being away");
   }
-  rare().away = m.params[0].substr(0, kAwayLength);
+  rare().away = utf8_prefix(m.params[0], kAwayLength);
+  publish_flags(session);
   numeric(session, "306", ":You have been marked as being away");
+}
+
+void IrcCodec::user_mode(Session& session, const irc::Message& m) {
+  if (ShardTable::fold_name(m.params[0]) != ShardTable::fold_name(session.name())) {
+    return numeric(session, "502", ":Can't change mode for other users");
+  }
+  auto modes = [this] { return std::string("+") + (oper() ? "o" : "") + ((caps_ & kWallops) ? "w" : ""); };
+  if (m.params.size() < 2) return numeric(session, "221", modes());
+  // +o only through OPER; -o gives it up; +w/-w: WALLOPS or not. Others: 501.
+  bool add = true;
+  std::string changed;
+  char sign = 0;
+  for (char c : m.params[1]) {
+    if (c == '+' || c == '-') {
+      add = c == '+';
+      continue;
+    }
+    if (c == 'o' && !add && oper()) {
+      caps_ = static_cast<uint8_t>(caps_ & ~kOper);
+    } else if (c == 'w' && add != ((caps_ & kWallops) != 0)) {
+      caps_ = add ? static_cast<uint8_t>(caps_ | kWallops) : static_cast<uint8_t>(caps_ & ~kWallops);
+    } else if (c == 'o' || c == 'w' || c == 'i') {
+      continue;  // nothing to change (+o: OPER gives it; +i: every member is invisible enough)
+    } else {
+      numeric(session, "501", ":Unknown MODE flag");
+      continue;
+    }
+    if (sign != (add ? '+' : '-')) changed += (sign = add ? '+' : '-');
+    changed += c;
+  }
+  if (changed.empty()) return;
+  publish_flags(session);
+  send_line(session, self_source(session) + " MODE " + session.name() + " :" + changed + "\r\n");
+}
+
+void IrcCodec::oper(Session& session, const irc::Message& m) {
+  if (m.params.size() < 2) return numeric(session, "461", "OPER :Not enough parameters");
+  if (options_.operators.empty()) return numeric(session, "491", ":No O-lines for your host");
+  const IrcOperator* found = nullptr;
+  for (const IrcOperator& o : options_.operators) {
+    if (o.name == m.params[0]) found = &o;
+  }
+  // The hash is checked even for a name that is not an operator's: the answer takes as long.
+  const std::string& hash = found ? found->hash : options_.operators.front().hash;
+  bool ok = irc_password_matches(m.params[1], hash) && found != nullptr;
+  if (!ok) {
+    ++session.stats().errors_request;
+    numeric(session, "464", ":Password incorrect");
+    if (++rare().oper_failures >= kMaxOperFailures) close_with_error(session, "Too many failed OPER attempts", reactor::CloseCode::kProtocol);
+    return;
+  }
+  if (rare_) rare_->oper_failures = 0;
+  trim_rare();
+  bool was = oper();
+  caps_ = static_cast<uint8_t>(caps_ | kOper);
+  publish_flags(session);
+  numeric(session, "381", ":You are now an IRC operator");
+  if (!was) send_line(session, self_source(session) + " MODE " + session.name() + " :+o\r\n");
+}
+
+void IrcCodec::kill(Session& session, const irc::Message& m) {
+  if (m.params.size() < 2) return numeric(session, "461", "KILL :Not enough parameters");
+  if (!oper()) return numeric(session, "481", ":Permission Denied- You're not an IRC operator");
+  std::string target = m.params[0];
+  DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = m.params[1].substr(0, 300), .notice = false,
+                   .invite = false, .ts_ms = now_ms(), .kill = true, .wallops = false};
+  auto shard = session.hub().direct(std::move(dm), [alive = session.weak_from_this(), this, target](const DirectResult& r) {
+    auto self = alive.lock();
+    if (!self || !self->open() || r.status != DirectResult::kNoSuchName) return;
+    self->send_answer(std::make_shared<const std::string>(numeric_line(*self, "401", echoed(target, 32) + " :No such nick/channel")));
+  });
+  if (shard) session.awaiting_shard(*shard);
+}
+
+void IrcCodec::wallops(Session& session, const irc::Message& m) {
+  if (m.params.empty() || m.params[0].empty()) return numeric(session, "461", "WALLOPS :Not enough parameters");
+  if (!oper()) return numeric(session, "481", ":Permission Denied- You're not an IRC operator");
+  DirectMessage dm{.from = session.name(), .front = "irc", .to = {}, .text = m.params[0], .notice = false, .invite = false,
+                   .ts_ms = now_ms(), .kill = false, .wallops = true};
+  session.hub().everyone(dm);
+}
+
+reactor::SharedBytes IrcCodec::killed(Session& session, const std::string& by, const std::string& reason) {
+  rare().quit_reason = "Killed (" + by + " (" + reason + "))";
+  pending_.clear();
+  return std::make_shared<const std::string>(
+      within_limit("ERROR :Closing Link: " + target(session) + " (" + rare().quit_reason + ")\r\n"));
+}
+
+void IrcCodec::publish_flags(Session& session) {
+  session.table().set_name_flags(session.name(), session.id(), !away().empty(), oper());
+}
+
+void IrcCodec::whowas(Session& session, const irc::Message& m) {
+  if (m.params.empty() || m.params[0].empty()) return numeric(session, "431", ":No nickname given");
+  std::string nick = echoed(m.params[0], 32);
+  // A count of zero, a negative one or none: every entry kept.
+  size_t max = ShardTable::kWhowas;
+  if (m.params.size() > 1) {
+    long count = std::strtol(m.params[1].c_str(), nullptr, 10);
+    if (count > 0) max = std::min<size_t>(static_cast<size_t>(count), ShardTable::kWhowas);
+  }
+  std::string out;
+  std::vector<ShardTable::PastName> past = session.table().past_names(m.params[0], max);
+  for (const ShardTable::PastName& p : past) {
+    std::string n = irc_display_nick(p.name);
+    std::string user = p.user.empty() ? n : p.user;
+    std::string realname = p.realname.empty() ? n : p.realname;
+    out += numeric_line(session, "314", n + " " + user + " " + host_of(p.front) + " * :" + realname);
+    time_t secs = static_cast<time_t>(p.gone_ms / 1000);
+    struct tm t;
+    gmtime_r(&secs, &t);
+    char when[64];
+    std::strftime(when, sizeof when, "%a %b %d %H:%M:%S %Y UTC", &t);
+    out += numeric_line(session, "312", n + " " + options_.server_name + " :" + when);
+  }
+  if (past.empty()) out += numeric_line(session, "406", nick + " :There was no such nickname");
+  out += numeric_line(session, "369", nick + " :End of WHOWAS");
+  send_line(session, std::move(out));
 }
 
 void IrcCodec::ison(Session& session, const irc::Message& m) {
@@ -934,7 +1190,9 @@ void IrcCodec::userhost(Session& session, const irc::Message& m) {
     const std::string& nick = m.params[i];
     if (!valid_irc_nick(nick)) continue;
     if (auto h = session.table().find_name(nick)) {
-      reply += (reply.empty() ? "" : " ") + nick + "=+" + nick + "@" + host_of(h->front);
+      std::string user = h->user.empty() ? nick : h->user;
+      reply += (reply.empty() ? "" : " ") + nick + (h->oper ? "*" : "") + "=" + (h->away ? "-" : "+") + user + "@" +
+               host_of(h->front);
     }
   }
   numeric(session, "302", ":" + reply);
@@ -994,8 +1252,10 @@ void IrcCodec::who(Session& session, const irc::Message& m) {
       std::string out;
       std::string nick = irc_display_nick(info ? info->name : mask.substr(0, 65));
       if (info) {
-        out = numeric_line(*self, "352", "* " + nick + " " + host_of(info->front) + " " + options_.server_name + " " + nick +
-                                             (info->away.empty() ? " H" : " G") + " :0 " + nick);
+        Shown who = shown(self->table(), info->name);
+        out = numeric_line(*self, "352", "* " + who.user + " " + host_of(info->front) + " " + options_.server_name + " " +
+                                             nick + (info->away.empty() ? " H" : " G") + (who.oper ? "*" : "") + " :0 " +
+                                             who.realname);
       }
       out += numeric_line(*self, "315", nick + " :End of /WHO list.");
       self->send_answer(std::make_shared<const std::string>(std::move(out)));
@@ -1010,8 +1270,11 @@ void IrcCodec::who(Session& session, const irc::Message& m) {
     for (const RoomMemberInfo& mi : snap.members) {
       std::string nick = irc_display_nick(mi.name);
       char prefix = mi.modes.prefix();
-      out += numeric_line(*self, "352", channel(room) + " " + nick + " " + host_of(mi.front) + " " + options_.server_name +
-                                            " " + nick + " H" + (prefix == ' ' ? "" : std::string(1, prefix)) + " :0 " + nick);
+      Shown who = shown(self->table(), mi.name);
+      out += numeric_line(*self, "352", channel(room) + " " + who.user + " " + host_of(mi.front) + " " +
+                                            options_.server_name + " " + nick + (who.away ? " G" : " H") +
+                                            (who.oper ? "*" : "") + (prefix == ' ' ? "" : std::string(1, prefix)) +
+                                            " :0 " + who.realname);
     }
     out += numeric_line(*self, "315", channel(room) + " :End of /WHO list.");
     self->send_answer(std::make_shared<const std::string>(std::move(out)));
@@ -1033,6 +1296,8 @@ void IrcCodec::list(Session& session, const irc::Message& m) {
   session.hub().list_rooms(kMaxListed, [alive = session.weak_from_this(), only, this](std::vector<RoomCount> rooms) {
     auto self = alive.lock();
     if (!self) return;
+    // A secret channel (+s) is listed to its members only.
+    std::erase_if(rooms, [&](const RoomCount& r) { return r.secret && !self->in_room(r.room); });
     std::sort(rooms.begin(), rooms.end(), [](const RoomCount& a, const RoomCount& b) { return a.room < b.room; });
     std::string out = numeric_line(*self, "321", "Channel :Users  Name");
     for (const RoomCount& r : rooms) {
@@ -1049,12 +1314,7 @@ void IrcCodec::mode(Session& session, const irc::Message& m) {
   if (m.params.empty()) return numeric(session, "461", "MODE :Not enough parameters");
   const std::string& target = m.params[0];
   std::string room;
-  if (target[0] != '#') {
-    if (ShardTable::fold_name(target) != ShardTable::fold_name(session.name())) {
-      return numeric(session, "502", ":Can't change mode for other users");
-    }
-    return numeric(session, "221", "+");
-  }
+  if (target[0] != '#') return user_mode(session, m);
   if (!room_of(target, room)) return numeric(session, "403", echoed(target, 65) + " :No such channel");
   bool ban_list = m.params.size() == 2 && (m.params[1] == "b" || m.params[1] == "+b");
   if (m.params.size() == 1 || ban_list) {  // a query: what the owner has now
@@ -1070,6 +1330,11 @@ void IrcCodec::mode(Session& session, const irc::Message& m) {
         // The key is shown to members only.
         if (!snap.policy.key.empty() && !self->in_room(room)) modes.replace(modes.find(snap.policy.key), snap.policy.key.size(), "*");
         out = numeric_line(*self, "324", channel(room) + " " + modes);
+        if (snap.count == 0) {
+          out = numeric_line(*self, "403", channel(room) + " :No such channel");
+        } else {
+          out += numeric_line(*self, "329", channel(room) + " " + std::to_string(snap.created_ms / 1000));
+        }
       }
       self->send_answer(std::make_shared<const std::string>(std::move(out)));
     });
@@ -1097,6 +1362,19 @@ void IrcCodec::mode(Session& session, const irc::Message& m) {
           continue;
         }
         change.param = m.params[next_param++];
+        // A key is one word; a limit a positive number (Modern IRC: ERR_INVALIDKEY, ERR_INVALIDMODEPARAM).
+        if (c == 'k' && add && (change.param.empty() || change.param.find_first_of(" ,") != std::string::npos)) {
+          numeric(session, "525", channel(room) + " :Key is not well-formed");
+          continue;
+        }
+        if (c == 'l' && add) {
+          bool digits = !change.param.empty() && change.param.size() <= 9 &&
+                        change.param.find_first_not_of("0123456789") == std::string::npos;
+          if (!digits || std::strtoul(change.param.c_str(), nullptr, 10) == 0) {
+            numeric(session, "696", channel(room) + " l " + echoed(change.param, 32) + " :Invalid limit (a positive number)");
+            continue;
+          }
+        }
       } else if (c == 'k' && !add && next_param < m.params.size()) {
         ++next_param;  // -k may name the key
       }
@@ -1120,7 +1398,18 @@ void IrcCodec::topic(Session& session, const irc::Message& m) {
   if (!room_of(m.params[0], room)) {
     return numeric(session, "403", echoed(m.params[0], 65) + " :No such channel");
   }
-  if (!session.in_room(room)) return numeric(session, "442", channel(room) + " :You're not on that channel");
+  if (!session.in_room(room)) {
+    // 403 if the channel does not exist, 442 if it does.
+    session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
+      auto self = alive.lock();
+      if (!self || !self->open()) return;
+      self->send_answer(std::make_shared<const std::string>(
+          snap.count == 0 ? numeric_line(*self, "403", channel(room) + " :No such channel")
+                          : numeric_line(*self, "442", channel(room) + " :You're not on that channel")));
+    });
+    session.awaiting(room);
+    return;
+  }
   if (m.params.size() == 1) {
     session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
       auto self = alive.lock();
@@ -1280,6 +1569,25 @@ void IrcCodec::chathistory(Session& session, const irc::Message& m) {
   ask(other, seq, limit, true);
 }
 
+reactor::SharedBytes IrcCodec::replay(Session&, const std::string& room, const std::vector<StoredMessage>& messages) {
+  // A notice that what follows is history (each line with its own time: server-time), then the
+  // messages in a chathistory batch where batch is negotiated.
+  std::string out = ":" + options_.server_name + " NOTICE " + channel(room) + " :Playback: the last " +
+                    std::to_string(messages.size()) + (messages.size() == 1 ? " message" : " messages") +
+                    " said here before you joined (history, not live)\r\n";
+  std::string id;
+  if (caps_ & kBatch) {
+    id = std::to_string(++batches_);
+    out += ":" + options_.server_name + " BATCH +" + id + " chathistory " + channel(room) + "\r\n";
+  }
+  for (const StoredMessage& msg : messages) {
+    out += message_lines(tags_, source_of(msg.user, msg.front), msg.notice ? "NOTICE" : "PRIVMSG", channel(room),
+                         msg.text, msg.ts_ms, room, msg.seq, id);
+  }
+  if (!id.empty()) out += ":" + options_.server_name + " BATCH -" + id + "\r\n";
+  return std::make_shared<const std::string>(std::move(out));
+}
+
 reactor::SharedBytes IrcCodec::history(const std::string& room, const std::string&, const ReadResult& result) {
   std::string out;
   if (!result.ok) {
@@ -1292,8 +1600,8 @@ reactor::SharedBytes IrcCodec::history(const std::string& room, const std::strin
     out = ":" + options_.server_name + " BATCH +" + id + " chathistory " + channel(room) + "\r\n";
   }
   for (const StoredMessage& msg : result.messages) {
-    out += message_lines(tags_, source_of(msg.user, msg.front), "PRIVMSG", channel(room), msg.text, msg.ts_ms, room,
-                         msg.seq, id);
+    out += message_lines(tags_, source_of(msg.user, msg.front), msg.notice ? "NOTICE" : "PRIVMSG", channel(room),
+                         msg.text, msg.ts_ms, room, msg.seq, id);
   }
   if (!id.empty()) out += ":" + options_.server_name + " BATCH -" + id + "\r\n";
   if (out.empty()) return nullptr;

@@ -22,11 +22,23 @@
 
 namespace chat {
 
+// A server operator (OPER name password): its name and a crypt(3) hash of its password
+// (docs/OPERATIONS.md, --irc-operators-file); never the password itself.
+struct IrcOperator {
+  std::string name;
+  std::string hash;
+};
+// True if `password` is the one `hash` (a crypt(3) hash: $6$..., $y$..., $5$...) was made from.
+bool irc_password_matches(const std::string& password, const std::string& hash);
+// True if `hash` is a crypt(3) hash this system can check passwords against.
+bool irc_hash_usable(const std::string& hash);
+
 struct IrcOptions {
   std::string server_name = "reactor.chat";  // the source of the server's own lines
   std::string network = "ReactorChat";       // ISUPPORT NETWORK
   std::string password;                      // "": no PASS needed
   std::vector<std::string> motd;             // lines of the message of the day (none: 422)
+  std::vector<IrcOperator> operators;        // OPER's (none: OPER answers 491)
   std::chrono::milliseconds registration_timeout{30000};
   std::chrono::milliseconds ping_interval{90000};  // a member silent this long is sent a PING ...
   std::chrono::milliseconds ping_timeout{60000};   // ... and closed if nothing comes back in time
@@ -77,6 +89,8 @@ class IrcCodec final : public Codec {
                                        const std::string& id) override;
   void removed(Session& session, const std::string& room) override;
   reactor::SharedBytes going_away(Session& session, bool restart) override;
+  reactor::SharedBytes killed(Session& session, const std::string& by, const std::string& reason) override;
+  reactor::SharedBytes replay(Session& session, const std::string& room, const std::vector<StoredMessage>& messages) override;
   bool has_hooks() const override { return true; }
   bool accept(Session& session, const RoomEvent& event) override;
   bool hold_input(Session& session, size_t buffered) override;
@@ -93,6 +107,9 @@ class IrcCodec final : public Codec {
   static constexpr size_t kAwayLength = 200;
   // Messages one CHATHISTORY answers with at most (ISUPPORT CHATHISTORY).
   static constexpr size_t kMaxHistory = 100;
+  // Bytes of USER's user name kept, its '~' included (ISUPPORT USERLEN), and of its real name.
+  static constexpr size_t kUserLength = 16;
+  static constexpr size_t kRealnameLength = 200;
   // Bytes of a topic kept (ISUPPORT TOPICLEN), and mode changes one MODE may make (MODES).
   static constexpr size_t kTopicLength = 390;
   static constexpr size_t kMaxModes = 6;
@@ -105,7 +122,11 @@ class IrcCodec final : public Codec {
     kBatch = 8,
     kChathistory = 16,
     kSasl = 32,  // offered with --auth-secret only
+    // Not a capability: a server operator (OPER, user mode +o), kept in a free bit of caps_.
+    kOper = 64,
+    kWallops = 128,  // user mode +w: WALLOPS reach it (operators get them anyway)
   };
+  bool oper() const { return (caps_ & kOper) != 0; }
   // SASL (AUTHENTICATE): base64 bytes of one PLAIN message at most (a token of
   // TokenAuthority::kMaxToken, two names and two NULs, with room), chunks of 400, failures allowed.
   static constexpr size_t kMaxSasl = 6000;
@@ -149,6 +170,16 @@ class IrcCodec final : public Codec {
   void away(Session& session, const irc::Message& m);
   void ison(Session& session, const irc::Message& m);
   void userhost(Session& session, const irc::Message& m);
+  void whowas(Session& session, const irc::Message& m);
+  // Server operators: OPER, KILL, WALLOPS, and the user modes +o and +w (MODE nick).
+  void oper(Session& session, const irc::Message& m);
+  void kill(Session& session, const irc::Message& m);
+  void wallops(Session& session, const irc::Message& m);
+  void user_mode(Session& session, const irc::Message& m);
+  // Failed OPERs a connection may make before it is closed.
+  static constexpr uint8_t kMaxOperFailures = 3;
+  // The member's away and operator flags, as the names registry keeps them for others to see.
+  void publish_flags(Session& session);
   // PRIVMSG or NOTICE to a nick: through the names registry to its member (Hub::direct).
   void send_direct(Session& session, std::string target, const std::string& text, bool notice);
   void list(Session& session, const irc::Message& m);
@@ -183,12 +214,16 @@ class IrcCodec final : public Codec {
     std::string nick;         // asked for before registration (the session's name after)
     std::string quit_reason;  // why it is going
     std::string away;         // its away message
+    // USER's user name ('~' first: no ident server confirmed it) and real name, until registration
+    // (the names registry keeps them after: ShardTable::NameHolder).
+    std::string user, realname;
     // --auth-secret, until registration: the name a token was accepted for, and SASL's exchange.
     std::string account;
     std::string sasl;          // base64 chunks of AUTHENTICATE so far
     bool sasl_started = false;  // AUTHENTICATE PLAIN said, its message not yet complete
     bool sasl_done = false;     // SASL succeeded (a second AUTHENTICATE: 907)
     uint8_t sasl_failures = 0;
+    uint8_t oper_failures = 0;
   };
   Rare& rare() {
     if (!rare_) rare_ = std::make_unique<Rare>();
@@ -199,7 +234,9 @@ class IrcCodec final : public Codec {
   std::string target(Session& session) const;
   void trim_rare() {
     if (rare_ && rare_->nick.empty() && rare_->quit_reason.empty() && rare_->away.empty() && rare_->account.empty() &&
-        rare_->sasl.empty() && !rare_->sasl_started && !rare_->sasl_done && rare_->sasl_failures == 0) {
+        rare_->user.empty() && rare_->realname.empty() &&
+        rare_->sasl.empty() && !rare_->sasl_started && !rare_->sasl_done && rare_->sasl_failures == 0 &&
+        rare_->oper_failures == 0) {
       rare_.reset();
     }
   }
