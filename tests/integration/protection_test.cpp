@@ -175,10 +175,13 @@ TEST(Protection, JoinsAndLeavesCostFromTheBudgetAndOneMembersChurnIsCoalesced) {
     if (j["type"] == "error" && j["code"] == "rate_limited") break;
     if (j["type"] == "left") ++left;
   }
-  EXPECT_EQ(left, 250) << "the burst: 250 pairs";
-  churner.reset();  // gone: it was out (its last request that went was a leave)
-  // 500 went (250 pairs): the room heard 10, ending with a leave; its close tells it nothing new
-  // (nothing more about it comes: looked at again at the end, after the window).
+  // The burst, 250 pairs (more on a slow machine, where tokens come while the burst is read).
+  EXPECT_GE(left, 250);
+  EXPECT_LT(left, 400);
+  churner.reset();  // gone
+  // The room heard 10, ending with a leave (the 10th); what came after, and its close (out either
+  // way), tell it nothing new: nothing more about it comes (looked at again at the end, after the
+  // window).
   std::vector<std::string> heard = next_presence_of(0, "churner", 10);
   EXPECT_EQ(heard.size(), 10u);
   EXPECT_EQ(heard.empty() ? "" : heard.back(), "leave");
