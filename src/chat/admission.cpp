@@ -39,6 +39,12 @@ void AddressTable::refill_history(Entry& e, reactor::Clock::time_point now) cons
   e.history_refilled = now;
 }
 
+void AddressTable::refill_requests(Entry& e, reactor::Clock::time_point now) const {
+  double seconds = std::chrono::duration<double>(now - e.requests_refilled).count();
+  e.requests = std::min(limits_.request_burst, e.requests + seconds * limits_.request_rate);
+  e.requests_refilled = now;
+}
+
 bool AddressTable::history_in_debt(const AddressKey& key, reactor::Clock::time_point now) {
   if (limits_.history_rate <= 0) return false;
   std::lock_guard<std::mutex> lock(mutex_);
@@ -63,9 +69,7 @@ uint32_t AddressTable::borrow_requests(const AddressKey& key, reactor::Clock::ti
   auto it = entries_.find(key);
   if (it == entries_.end()) return want;
   Entry& e = it->second;
-  double seconds = std::chrono::duration<double>(now - e.requests_refilled).count();
-  e.requests = std::min(limits_.request_burst, e.requests + seconds * limits_.request_rate);
-  e.requests_refilled = now;
+  refill_requests(e, now);
   auto granted = static_cast<uint32_t>(std::min<double>(want, std::floor(e.requests)));
   e.requests -= granted;
   return granted;
@@ -105,11 +109,7 @@ size_t AddressTable::sweep(reactor::Clock::time_point now) {
     Entry& e = it->second;
     if (limits_.connect_rate > 0) refill(e, now);
     if (limits_.history_rate > 0) refill_history(e, now);
-    if (limits_.request_rate > 0) {
-      e.requests = std::min(limits_.request_burst,
-                            e.requests + std::chrono::duration<double>(now - e.requests_refilled).count() * limits_.request_rate);
-      e.requests_refilled = now;
-    }
+    if (limits_.request_rate > 0) refill_requests(e, now);
     // Forgotten once nothing of it would differ from an address never seen.
     if (e.open == 0 && (limits_.connect_rate <= 0 || e.tokens >= limits_.connect_burst) &&
         (limits_.history_rate <= 0 || e.history >= limits_.history_burst) &&

@@ -76,6 +76,7 @@ class AddressTable {
   };
   void refill(Entry& e, reactor::Clock::time_point now) const;
   void refill_history(Entry& e, reactor::Clock::time_point now) const;
+  void refill_requests(Entry& e, reactor::Clock::time_point now) const;
 
   const AddressLimits limits_;
   std::mutex mutex_;

@@ -254,49 +254,24 @@ bool Session::frame_timed_out(uint32_t now_ms) {
   return true;
 }
 
-bool Session::address_allows_request() {
-  if (address_credit_ > 0) {
-    --address_credit_;
-    return true;
-  }
+uint32_t Session::address_borrow_size() const {
+  // A few at a time (the lock is then seldom taken), but a small part of the address's burst.
+  return static_cast<uint32_t>(std::clamp(limits().per_address.request_burst / 64, 1.0, double{kAddressBorrow}));
+}
+
+bool Session::address_credit_ready() {
+  if (address_credit_ > 0) return true;
   AddressTable* addresses = table().addresses();
-  if (addresses == nullptr || limits().per_address.request_rate <= 0) return true;
+  if (addresses == nullptr || limits().per_address.request_rate <= 0) return true;  // no address budget
   AddressKey key = peer_address();
   if (!key.counted()) return true;
-  // A few at a time (the lock is then seldom taken), but a small part of the address's burst.
-  auto want = static_cast<uint32_t>(std::clamp(limits().per_address.request_burst / 64, 1.0, double{kAddressBorrow}));
-  uint32_t got = addresses->borrow_requests(key, reactor::Clock::now(), want);
-  if (got == 0) return false;
-  address_credit_ = static_cast<uint8_t>(got - 1);
-  return true;
+  uint32_t got = addresses->borrow_requests(key, reactor::Clock::now(), address_borrow_size());
+  address_credit_ = static_cast<uint8_t>(got);
+  return got > 0;
 }
 
-uint32_t Session::request_wait_ms() {
+void Session::refill_request_tokens() {
   const Limits& l = limits();
-  if (l.message_rate <= 0) return 0;
-  uint32_t now = clock_ms();
-  double tokens = tokens_ < 0 ? l.message_burst
-                              : std::min(l.message_burst, static_cast<double>(tokens_) +
-                                                              static_cast<double>(now - refilled_ms_) * l.message_rate / 1000.0);
-  if (tokens < 1) return static_cast<uint32_t>(std::clamp(1000.0 * (1 - tokens) / l.message_rate, 1.0, 1000.0));
-  if (address_credit_ > 0) return 0;
-  AddressTable* addresses = table().addresses();
-  if (addresses == nullptr || l.per_address.request_rate <= 0) return 0;
-  AddressKey key = peer_address();
-  if (!key.counted()) return 0;
-  auto want = static_cast<uint32_t>(std::clamp(l.per_address.request_burst / 64, 1.0, double{kAddressBorrow}));
-  uint32_t got = addresses->borrow_requests(key, reactor::Clock::now(), want);
-  if (got > 0) {
-    address_credit_ = static_cast<uint8_t>(got);  // taken by the request's own take_request_token
-    return 0;
-  }
-  // The address's budget is spent (other connections of it share it): look again once `want` are due.
-  return static_cast<uint32_t>(std::clamp(1000.0 * want / l.per_address.request_rate, 10.0, 1000.0));
-}
-
-bool Session::take_request_token(bool pace) {
-  const Limits& l = limits();
-  if (l.message_rate <= 0) return true;
   uint32_t now = clock_ms();
   if (tokens_ < 0) {
     tokens_ = static_cast<float>(l.message_burst);
@@ -305,7 +280,24 @@ bool Session::take_request_token(bool pace) {
     tokens_ = static_cast<float>(std::min(l.message_burst, static_cast<double>(tokens_) + refill));
   }
   refilled_ms_ = now;
-  if (tokens_ >= 1 && address_allows_request()) {
+}
+
+uint32_t Session::request_wait_ms() {
+  const Limits& l = limits();
+  if (l.message_rate <= 0) return 0;
+  refill_request_tokens();
+  if (tokens_ < 1) return static_cast<uint32_t>(std::clamp(1000.0 * (1 - tokens_) / l.message_rate, 1.0, 1000.0));
+  if (address_credit_ready()) return 0;  // the request's own take_request_token takes it
+  // The address's budget is spent (other connections of it share it): look again once a borrow's worth is due.
+  return static_cast<uint32_t>(std::clamp(1000.0 * address_borrow_size() / l.per_address.request_rate, 10.0, 1000.0));
+}
+
+bool Session::take_request_token(bool pace) {
+  const Limits& l = limits();
+  if (l.message_rate <= 0) return true;
+  refill_request_tokens();
+  if (tokens_ >= 1 && address_credit_ready()) {
+    if (address_credit_ > 0) --address_credit_;
     tokens_ -= 1;
     refused_in_row_ = 0;
     return true;

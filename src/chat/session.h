@@ -176,8 +176,12 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void resume_input();
   // History budgets (--history-rate): true while this connection's or its address's is spent.
   bool history_in_debt();
-  // One request from the address's budget (borrowed kAddressBorrow at a time).
-  bool address_allows_request();
+  // The --message-rate bucket, refilled for the time since its last refill.
+  void refill_request_tokens();
+  // True if a request may take one from the address's budget: credit borrowed earlier, a borrow of
+  // address_borrow_size() now (into address_credit_), or no address budget at all.
+  bool address_credit_ready();
+  uint32_t address_borrow_size() const;
   static constexpr uint32_t kAddressBorrow = 16;
   // Stops reading the connection for `ms` (a client past its budget), then reads on.
   void hold_input(uint32_t ms);
