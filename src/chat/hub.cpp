@@ -359,25 +359,26 @@ void Hub::everyone(const DirectMessage& message) {
   }
 }
 
-void Hub::prefixes(const std::string& name, const std::vector<std::string>& rooms, std::function<void(std::string)> done) {
+void Hub::member_modes(const std::string& name, const std::vector<std::string>& rooms,
+                       std::function<void(std::vector<MemberModes>)> done) {
   struct Gather {
-    std::string prefixes;
+    std::vector<MemberModes> modes;
     size_t remaining;
-    std::function<void(std::string)> done;
+    std::function<void(std::vector<MemberModes>)> done;
   };
-  auto g = std::make_shared<Gather>(Gather{std::string(rooms.size(), ' '), rooms.size(), std::move(done)});
+  auto g = std::make_shared<Gather>(Gather{std::vector<MemberModes>(rooms.size()), rooms.size(), std::move(done)});
   if (rooms.empty()) return g->done({});
   for (size_t i = 0; i < rooms.size(); ++i) {
     size_t owner = table_.owner_of(rooms[i]);
     table_.run_on(owner, shard_, [table = &table_, owner, home = shard_, room = rooms[i], name, i, g] {
-      char prefix = ' ';
+      MemberModes modes;
       Hub& hub = table->hub(owner);
       if (auto it = hub.owned_.find(room); it != hub.owned_.end()) {
-        if (auto named = it->second.names.find(name); named != it->second.names.end()) prefix = named->second.modes.prefix();
+        if (auto named = it->second.names.find(name); named != it->second.names.end()) modes = named->second.modes;
       }
-      table->run_on(home, owner, [g, i, prefix] {
-        g->prefixes[i] = prefix;
-        if (--g->remaining == 0) g->done(std::move(g->prefixes));
+      table->run_on(home, owner, [g, i, modes] {
+        g->modes[i] = modes;
+        if (--g->remaining == 0) g->done(std::move(g->modes));
       });
     });
   }
@@ -484,7 +485,7 @@ void Hub::reply_joined(const std::string& room, uint64_t member_id, const std::s
                   .names = a->listed ? &a->names : nullptr,
                   .epoch = table_.store().epoch(),
                   .seq = seq,
-                  .prefixes = a->listed ? &a->prefixes : nullptr,
+                  .modes = a->listed ? &a->modes : nullptr,
                   .topic = &a->topic,
                   .topic_by = &a->topic_by,
                   .topic_at = a->topic_at};
@@ -516,7 +517,8 @@ Refusal Hub::join_refusal(const OwnedRoom& r, const std::string& name, FormatId 
   }
   if (p->invite_only && !p->invited.contains(folded)) return Refusal::kInviteOnly;
   if (!p->key.empty() && key != p->key) return Refusal::kBadKey;
-  if (p->limit > 0 && r.names.size() >= p->limit) return Refusal::kFull;
+  // An invitation lets a member past the limit too.
+  if (p->limit > 0 && r.names.size() >= p->limit && !p->invited.contains(folded)) return Refusal::kFull;
   return Refusal::kNone;
 }
 
@@ -564,7 +566,7 @@ void Hub::owner_join(const std::string& room_name, size_t shard, uint64_t member
     answer->names.reserve(r.names.size());
     for (const auto& [n, m] : r.names) {
       answer->names.push_back(n);
-      answer->prefixes += m.modes.prefix();
+      answer->modes.push_back(m.modes);
     }
   }
   const RoomLog& log = logs_[room_name];

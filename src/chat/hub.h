@@ -47,7 +47,7 @@ struct JoinReply {
   const std::vector<std::string>* names = nullptr;  // the named members, if the room is small enough
   std::string epoch;                               // the store's epoch
   uint64_t seq = 0;                                // the room's last message number (0: none)
-  const std::string* prefixes = nullptr;  // with names: each one's MemberModes::prefix, in order
+  const std::vector<MemberModes>* modes = nullptr;  // with names: each one's modes in the room, in order
   const std::string* topic = nullptr;     // the room's topic (null or empty: none) ...
   const std::string* topic_by = nullptr;  // ... who set it ...
   int64_t topic_at = 0;                   // ... and when (ms since the epoch)
@@ -370,9 +370,10 @@ class Hub {
   std::optional<size_t> whois(const std::string& name, std::function<void(const std::optional<MemberInfo>&)> done);
   // Gives `message` to every member of every shard (their Member::direct), as IRC's WALLOPS.
   void everyone(const DirectMessage& message);
-  // The prefix (MemberModes::prefix) of the member named `name` in each of `rooms`, in order, from
-  // each room's owner; `done` runs on this shard.
-  void prefixes(const std::string& name, const std::vector<std::string>& rooms, std::function<void(std::string)> done);
+  // The modes of the member named `name` in each of `rooms`, in order (none where it is not a
+  // member), from each room's owner; `done` runs on this shard.
+  void member_modes(const std::string& name, const std::vector<std::string>& rooms,
+                    std::function<void(std::vector<MemberModes>)> done);
   // A request about `room`'s policy (topic, modes, kick, invitation) from `member`, done or refused by
   // the room's owner; `done` runs on this shard with the answer.
   void policy(const std::string& room, const Member* member, PolicyRequest request,
@@ -448,7 +449,7 @@ class Hub {
     size_t count = 0;
     bool listed = false;
     std::vector<std::string> names;
-    std::string prefixes;
+    std::vector<MemberModes> modes;
     std::string topic, topic_by;
     int64_t topic_at = 0;
   };

@@ -43,7 +43,6 @@ const char* describe(Refusal refusal);
 struct MemberModes {
   bool op = false;
   bool voice = false;
-  char prefix() const { return op ? '@' : voice ? '+' : ' '; }
 };
 
 struct RoomPolicy {

@@ -447,11 +447,12 @@ void Session::recover(Recovery& r, const JoinReply& reply) {
   r.reply = reply;
   // What the reply points to is the owner's, valid during this call only: kept here.
   if (reply.names) r.names = *reply.names;
-  if (reply.prefixes) r.prefixes = *reply.prefixes;
+  if (reply.modes) r.modes = *reply.modes;
   if (reply.topic) r.topic = *reply.topic;
   if (reply.topic_by) r.topic_by = *reply.topic_by;
   r.reply.names = nullptr;
-  r.reply.prefixes = r.reply.topic = r.reply.topic_by = nullptr;
+  r.reply.modes = nullptr;
+  r.reply.topic = r.reply.topic_by = nullptr;
   if (!r.reader.empty() && !r.mark_asked) {
     // Live messages are buffered meanwhile (r.live), as during the read.
     r.mark_asked = true;
@@ -522,7 +523,7 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
   if (r.recent == 0) ++(recovered ? stats().recoveries : stats().recoveries_failed);
   JoinReply reply = r.reply;
   reply.names = r.names ? &*r.names : nullptr;
-  reply.prefixes = r.names ? &r.prefixes : nullptr;
+  reply.modes = r.names ? &r.modes : nullptr;
   reply.topic = &r.topic;
   reply.topic_by = &r.topic_by;
   reply.epoch = table().store().epoch();

@@ -210,7 +210,8 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
     uint64_t floor = 0;
     JoinReply reply;  // the owner's answer (its names copied into `names`)
     std::optional<std::vector<std::string>> names;
-    std::string prefixes, topic, topic_by;
+    std::vector<MemberModes> modes;
+    std::string topic, topic_by;
     std::vector<Buffered> live;
     size_t live_bytes = 0;
   };

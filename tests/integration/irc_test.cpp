@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -59,6 +60,7 @@ TEST_P(IrcFrontEnd, RegistrationWithCapabilitiesAnswersTheWelcomeNumerics) {
   EXPECT_NE(a.expect(" 003 alice "), "");
   EXPECT_NE(a.expect(" 004 alice "), "");
   std::string isupport = a.expect(" 005 alice ");
+  isupport += a.expect(" 005 alice ");
   for (const char* token : {"CASEMAPPING=ascii", "CHANTYPES=#", "CHANLEN=65", "NICKLEN=32", "TOPICLEN=", "PREFIX=(ov)@+",
                             "CHANMODES=", "NETWORK=ReactorChat"}) {
     EXPECT_NE(isupport.find(token), std::string::npos) << token << " in " << isupport;
@@ -464,7 +466,7 @@ TEST_P(IrcFrontEnd, OperatorsTopicsModesKicksAndInvitations) {
   op.say("MODE #club +z");
   EXPECT_NE(op.expect(" 472 op z :is unknown mode char to me"), "");
   op.say("MODE #club +o nobody");
-  EXPECT_NE(op.expect(" 441 op nobody #club :They aren't on that channel"), "");
+  EXPECT_NE(op.expect(" 401 op nobody :No such nick/channel$"), "");
   op.say("MODE #club +k");
   EXPECT_NE(op.expect(" 461 op MODE "), "");
   // +m: the voiced and the operators speak; others get 404, native members not_allowed.
@@ -500,7 +502,7 @@ TEST_P(IrcFrontEnd, OperatorsTopicsModesKicksAndInvitations) {
   EXPECT_EQ(gone.value("user", ""), "nat") << gone.dump();
   EXPECT_EQ(gone.value("by", ""), "op");
   op.say("KICK #club nobody");
-  EXPECT_NE(op.expect(" 441 op nobody #club "), "");
+  EXPECT_NE(op.expect(" 401 op nobody "), "");
   // +i: joining needs an invitation; INVITE tells the member invited.
   op.say("MODE #club +i");
   EXPECT_NE(op.expect("MODE #club \\+i$"), "");
@@ -775,6 +777,64 @@ TEST_P(IrcFrontEnd, InvalidModeParametersGetTheirOwnNumerics) {
   EXPECT_NE(a.expect(" 324 ops #m \\+nt$"), "");
   a.say("MODE #m +l 5");
   EXPECT_NE(a.expect("MODE #m \\+l 5$"), "");
+}
+
+TEST_P(IrcFrontEnd, MultiPrefixUserhostInNamesInfoIsupportAndInvitationsPastTheLimit) {
+  IrcServer server(threads());
+  Irc ops(server.irc), full(server.irc), plain(server.irc), late(server.irc);
+  ASSERT_TRUE(ops.registers("ops"));
+  // ISUPPORT: at most 12 tokens a line (15 parameters with the nick and the trailing text).
+  size_t isupport_lines = 0;
+  for (const std::string& line : ops.seen) {
+    if (line.find(" 005 ops ") == std::string::npos) continue;
+    ++isupport_lines;
+    std::string tokens = line.substr(line.find(" 005 ops ") + 9);
+    tokens = tokens.substr(0, tokens.find(" :"));
+    EXPECT_LE(std::count(tokens.begin(), tokens.end(), ' ') + 1, 12) << line;
+  }
+  EXPECT_GE(isupport_lines, 2u);
+  ASSERT_TRUE(full.registers("full", "multi-prefix userhost-in-names"));
+  full.say("CAP LIST");
+  EXPECT_NE(full.expect(" CAP full LIST :multi-prefix userhost-in-names$"), "");
+  ASSERT_TRUE(plain.registers("plain"));
+  ASSERT_TRUE(late.registers("late"));
+  ASSERT_TRUE(ops.joins("#p"));
+  ops.say("MODE #p +v ops");
+  EXPECT_NE(ops.expect("MODE #p \\+v ops$"), "");
+  // A JOIN's names with userhost-in-names and multi-prefix; NAMES and WHO the same.
+  full.say("JOIN #p");
+  EXPECT_NE(full.expect(" 353 full = #p :(@\\+ops!~ops@irc full!~full@irc|full!~full@irc @\\+ops!~ops@irc)$"), "");
+  full.say("NAMES #p");
+  EXPECT_NE(full.expect(" 353 full = #p :.*@\\+ops!~ops@irc"), "");
+  full.say("WHO #p");
+  EXPECT_NE(full.expect(" 352 full #p ~ops irc reactor.chat ops H@\\+ :0 ops$"), "");
+  full.say("WHOIS ops");
+  EXPECT_NE(full.expect(" 319 full ops :@\\+#p$"), "");
+  // Without them: the highest prefix and the nick alone.
+  plain.say("NAMES #p");
+  std::string names = plain.expect(" 353 plain = #p :");
+  EXPECT_NE(names.find("@ops"), std::string::npos) << names;
+  EXPECT_EQ(names.find("@+"), std::string::npos) << names;
+  EXPECT_EQ(names.find("!"), std::string::npos) << names;
+  plain.say("WHO #p");
+  EXPECT_NE(plain.expect(" 352 plain #p ~ops irc reactor.chat ops H@ :0 ops$"), "");
+  // +o for a nick nobody holds: 401; for one not in the room: 441.
+  ops.say("MODE #p +o nobody");
+  EXPECT_NE(ops.expect("^:reactor.chat 401 ops nobody :No such nick/channel$"), "");
+  ops.say("MODE #p +o plain");
+  EXPECT_NE(ops.expect("^:reactor.chat 441 ops plain #p :"), "");
+  // An invitation lets a member past +l.
+  ops.say("MODE #p +l 2");
+  EXPECT_NE(ops.expect("MODE #p \\+l 2$"), "");
+  late.say("JOIN #p");
+  EXPECT_NE(late.expect(" 471 late #p :"), "");
+  ops.say("INVITE late #p");
+  EXPECT_NE(ops.expect(" 341 ops late #p$"), "");
+  late.say("JOIN #p");
+  EXPECT_NE(late.expect(" 366 late #p "), "");
+  late.say("INFO");
+  EXPECT_NE(late.expect(" 371 late :"), "");
+  EXPECT_NE(late.expect("^:reactor.chat 374 late :End of INFO list$"), "");
 }
 
 TEST_P(IrcFrontEnd, MinusNLetsOutsidersSpeakAndSecretChannelsAreNotListed) {

@@ -101,7 +101,7 @@ std::string utf8_prefix(std::string_view text, size_t max) {
 // away and whether a server operator (from the names registry: USER's for IRC members, the name
 // for the others).
 struct Shown {
-  std::string user, realname;
+  std::string user, realname, front;
   bool away = false, oper = false;
 };
 Shown shown(ShardTable& table, const std::string& name) {
@@ -112,6 +112,7 @@ Shown shown(ShardTable& table, const std::string& name) {
     s.realname = h->realname;
     s.away = h->away;
     s.oper = h->oper;
+    s.front = h->front;
   }
   if (s.user.empty()) s.user = nick;
   if (s.realname.empty()) s.realname = nick;
@@ -440,6 +441,11 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
     return;
   }
   if (c == "TIME") return numeric(session, "391", options_.server_name + " :" + iso_time(now_ms()));
+  if (c == "INFO") {
+    numeric(session, "371", ":chat-server, Reactor Chat: one reactor per core, rooms over IRC, native JSON");
+    numeric(session, "371", ":lines, WebSocket and the article's dialect");
+    return numeric(session, "374", ":End of INFO list");
+  }
   ++session.stats().errors_request;
   numeric(session, "421", c.substr(0, 32) + " :Unknown command");
 }
@@ -447,7 +453,8 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
 // ---- Registration -------------------------------------------------------------------------------
 
 void IrcCodec::cap(Session& session, const irc::Message& m) {
-  static constexpr std::string_view kOffered = "message-tags server-time echo-message batch draft/chathistory";
+  static constexpr std::string_view kOffered =
+      "message-tags server-time echo-message batch draft/chathistory multi-prefix userhost-in-names";
   if (m.params.empty()) return numeric(session, "461", "CAP :Not enough parameters");
   std::string sub = m.params[0];
   for (char& ch : sub) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
@@ -470,13 +477,15 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
     if (caps_ & kBatch) on += "batch ";
     if (caps_ & kChathistory) on += "draft/chathistory ";
     if (caps_ & kSasl) on += "sasl ";
+    if (caps_ & kMultiPrefix) on += "multi-prefix ";
+    if (caps_ & kUserhostInNames) on += "userhost-in-names ";
     if (!on.empty()) on.pop_back();
     return send_line(session, head + "LIST :" + on + "\r\n");
   }
   if (sub == "REQ") {
     if (!registered_) negotiating_ = true;
     std::string asked = m.params.size() > 1 ? m.params[1] : "";
-    uint8_t caps = caps_;
+    uint16_t caps = caps_;
     bool ok = true;
     size_t pos = 0;
     while (pos < asked.size()) {
@@ -486,18 +495,20 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
       if (name.empty()) continue;
       bool off = name[0] == '-';
       if (off) name.remove_prefix(1);
-      uint8_t bit = name == "message-tags" ? kMessageTags
+      uint16_t bit = name == "message-tags" ? kMessageTags
                     : name == "server-time" ? kServerTime
                     : name == "echo-message" ? kEchoMessage
                     : name == "batch" ? kBatch
                     : name == "draft/chathistory" ? kChathistory
                     : name == "sasl" && session.table().authority() != nullptr ? kSasl
+                    : name == "multi-prefix" ? kMultiPrefix
+                    : name == "userhost-in-names" ? kUserhostInNames
                                              : 0;
       if (bit == 0) {
         ok = false;
         break;
       }
-      caps = off ? static_cast<uint8_t>(caps & ~bit) : static_cast<uint8_t>(caps | bit);
+      caps = off ? static_cast<uint16_t>(caps & ~bit) : static_cast<uint16_t>(caps | bit);
     }
     IrcTags tags = (caps & kMessageTags) ? IrcTags::kAll : (caps & kServerTime) ? IrcTags::kTime : IrcTags::kNone;
     // A member's format is fixed while it is in a room (the owners count members per format).
@@ -710,13 +721,33 @@ void IrcCodec::welcome(Session& session) {
   numeric(session, "002", ":Your host is " + server + ", running chat-server");
   numeric(session, "003", ":This server speaks IRC beside native JSON lines, WebSocket and the article's dialect");
   numeric(session, "004", server + " chat-server iow bklimnostv");
-  numeric(session, "005",
-          "AWAYLEN=200 USERLEN=" + std::to_string(kUserLength) + " CASEMAPPING=ascii CHANLEN=65 CHANMODES=b,k,l,imnst CHANTYPES=# KICKLEN=300 MAXTARGETS=" +
-              std::to_string(kMaxTargets) + " NETWORK=" + options_.network + " NICKLEN=32 PREFIX=(ov)@+ TARGMAX=PRIVMSG:" +
-              std::to_string(kMaxTargets) + ",NOTICE:" + std::to_string(kMaxTargets) + " TOPICLEN=390 " +
-              "CHANLIMIT=#:" + std::to_string(session.limits().max_rooms) + " MODES=" + std::to_string(kMaxModes) +
-              " :are supported by this server");
-  numeric(session, "005", "CHATHISTORY=" + std::to_string(kMaxHistory) + " MSGREFTYPES=msgid :are supported by this server");
+  // ISUPPORT, at most 12 tokens a line (a line has 15 parameters at most: the nick, the tokens and
+  // the trailing text).
+  const std::vector<std::string> tokens = {
+      "AWAYLEN=200",
+      "CASEMAPPING=ascii",
+      "CHANLEN=65",
+      "CHANLIMIT=#:" + std::to_string(session.limits().max_rooms),
+      "CHANMODES=b,k,l,imnst",
+      "CHANTYPES=#",
+      "CHATHISTORY=" + std::to_string(kMaxHistory),
+      "KICKLEN=300",
+      "MAXTARGETS=" + std::to_string(kMaxTargets),
+      "MODES=" + std::to_string(kMaxModes),
+      "MSGREFTYPES=msgid",
+      "NETWORK=" + options_.network,
+      "NICKLEN=32",
+      "PREFIX=(ov)@+",
+      "TARGMAX=PRIVMSG:" + std::to_string(kMaxTargets) + ",NOTICE:" + std::to_string(kMaxTargets),
+      "TOPICLEN=" + std::to_string(kTopicLength),
+      "USERLEN=" + std::to_string(kUserLength),
+  };
+  constexpr size_t kTokensPerLine = 12;
+  for (size_t i = 0; i < tokens.size(); i += kTokensPerLine) {
+    std::string line;
+    for (size_t k = i; k < std::min(tokens.size(), i + kTokensPerLine); ++k) line += tokens[k] + " ";
+    numeric(session, "005", line + ":are supported by this server");
+  }
   lusers(session);
   motd(session);
 }
@@ -803,12 +834,12 @@ reactor::SharedBytes IrcCodec::joined(Session& session, const std::string& room,
   if (tags_ != IrcTags::kNone) out = "@time=" + iso_time(now_ms()) + " ";
   out += self_source(session) + " JOIN " + channel(room) + "\r\n";
   if (reply.topic && !reply.topic->empty()) topic_reply(session, room, *reply.topic, *reply.topic_by, reply.topic_at, out);
-  std::vector<std::string> names{session.name()};
+  std::vector<std::string> names{names_entry(session, {}, session.name())};
   if (reply.names) {
     names.clear();
     for (size_t i = 0; i < reply.names->size(); ++i) {
-      char prefix = reply.prefixes && i < reply.prefixes->size() ? (*reply.prefixes)[i] : ' ';
-      names.push_back((prefix == ' ' ? "" : std::string(1, prefix)) + irc_display_nick((*reply.names)[i]));
+      MemberModes modes = reply.modes && i < reply.modes->size() ? (*reply.modes)[i] : MemberModes{};
+      names.push_back(names_entry(session, modes, (*reply.names)[i]));
     }
   }
   names_reply(session, room, names, reply.names != nullptr, reply.count, out);
@@ -854,6 +885,10 @@ std::pair<const char*, std::string> refusal_line(Refusal why, const std::string&
 }  // namespace
 
 std::string IrcCodec::refusal(Session& session, Refusal why, const std::string& about, const std::string& room) const {
+  // Nobody in the room by that name: 401 if nobody holds the name at all.
+  if (why == Refusal::kNoSuchMember && !session.table().find_name(about)) {
+    return numeric_line(session, "401", echoed(about, 32) + " :No such nick/channel");
+  }
   auto [code, rest] = refusal_line(why, about, channel(room));
   return numeric_line(session, code, rest);
 }
@@ -1011,13 +1046,12 @@ void IrcCodec::whois(Session& session, const irc::Message& m) {
       rest += numeric_line(s, "318", nick + " :End of /WHOIS list.");
       // The channels with the member's prefix in each (@#chan), from their owners.
       std::vector<std::string> rooms = info->rooms;
-      s.hub().prefixes(info->name, rooms, [alive, this, nick, rooms, out, rest](std::string prefixes) mutable {
+      s.hub().member_modes(info->name, rooms, [alive, this, nick, rooms, out, rest](std::vector<MemberModes> modes) mutable {
         auto self = alive.lock();
         if (!self || !self->open()) return;
         std::string chans;
         for (size_t i = 0; i < rooms.size(); ++i) {
-          std::string p = prefixes[i] == ' ' ? "" : std::string(1, prefixes[i]);
-          std::string c = p + channel(rooms[i]);
+          std::string c = prefix(modes[i]) + channel(rooms[i]);
           if (!chans.empty() && numeric_line(*self, "319", nick + " :" + chans + " " + c).size() > kMaxLine) {
             out += numeric_line(*self, "319", nick + " :" + chans);
             chans.clear();
@@ -1064,9 +1098,9 @@ void IrcCodec::user_mode(Session& session, const irc::Message& m) {
       continue;
     }
     if (c == 'o' && !add && oper()) {
-      caps_ = static_cast<uint8_t>(caps_ & ~kOper);
+      caps_ = static_cast<uint16_t>(caps_ & ~kOper);
     } else if (c == 'w' && add != ((caps_ & kWallops) != 0)) {
-      caps_ = add ? static_cast<uint8_t>(caps_ | kWallops) : static_cast<uint8_t>(caps_ & ~kWallops);
+      caps_ = add ? static_cast<uint16_t>(caps_ | kWallops) : static_cast<uint16_t>(caps_ & ~kWallops);
     } else if (c == 'o' || c == 'w' || c == 'i') {
       continue;  // nothing to change (+o: OPER gives it; +i: every member is invisible enough)
     } else {
@@ -1100,7 +1134,7 @@ void IrcCodec::oper(Session& session, const irc::Message& m) {
   if (rare_) rare_->oper_failures = 0;
   trim_rare();
   bool was = oper();
-  caps_ = static_cast<uint8_t>(caps_ | kOper);
+  caps_ = static_cast<uint16_t>(caps_ | kOper);
   publish_flags(session);
   numeric(session, "381", ":You are now an IRC operator");
   if (!was) send_line(session, self_source(session) + " MODE " + session.name() + " :+o\r\n");
@@ -1198,6 +1232,22 @@ void IrcCodec::userhost(Session& session, const irc::Message& m) {
   numeric(session, "302", ":" + reply);
 }
 
+std::string IrcCodec::prefix(const MemberModes& modes) const {
+  std::string p;
+  if (modes.op) p += '@';
+  if (modes.voice && (p.empty() || (caps_ & kMultiPrefix))) p += '+';
+  return p;
+}
+
+std::string IrcCodec::names_entry(Session& session, const MemberModes& modes, const std::string& name) const {
+  std::string entry = prefix(modes) + irc_display_nick(name);
+  if (caps_ & kUserhostInNames) {
+    Shown who = shown(session.table(), name);
+    entry += "!" + who.user + "@" + host_of(who.front);
+  }
+  return entry;
+}
+
 void IrcCodec::names_reply(Session& session, const std::string& room, const std::vector<std::string>& names,
                            bool listed, size_t count, std::string& out) const {
   std::string head = "= " + channel(room) + " :";
@@ -1230,10 +1280,7 @@ void IrcCodec::names(Session& session, const irc::Message& m) {
     auto self = alive.lock();
     if (!self) return;
     std::vector<std::string> names;
-    for (const RoomMemberInfo& mi : snap.members) {
-      char prefix = mi.modes.prefix();
-      names.push_back((prefix == ' ' ? "" : std::string(1, prefix)) + irc_display_nick(mi.name));
-    }
+    for (const RoomMemberInfo& mi : snap.members) names.push_back(names_entry(*self, mi.modes, mi.name));
     std::string out;
     names_reply(*self, room, names, snap.listed || snap.count == 0, snap.count, out);
     self->send_answer(std::make_shared<const std::string>(std::move(out)));
@@ -1269,11 +1316,10 @@ void IrcCodec::who(Session& session, const irc::Message& m) {
     std::string out;
     for (const RoomMemberInfo& mi : snap.members) {
       std::string nick = irc_display_nick(mi.name);
-      char prefix = mi.modes.prefix();
       Shown who = shown(self->table(), mi.name);
       out += numeric_line(*self, "352", channel(room) + " " + who.user + " " + host_of(mi.front) + " " +
                                             options_.server_name + " " + nick + (who.away ? " G" : " H") +
-                                            (who.oper ? "*" : "") + (prefix == ' ' ? "" : std::string(1, prefix)) +
+                                            (who.oper ? "*" : "") + prefix(mi.modes) +
                                             " :0 " + who.realname);
     }
     out += numeric_line(*self, "315", channel(room) + " :End of /WHO list.");

@@ -115,7 +115,7 @@ class IrcCodec final : public Codec {
   static constexpr size_t kMaxModes = 6;
 
  private:
-  enum Cap : uint8_t {
+  enum Cap : uint16_t {
     kMessageTags = 1,
     kServerTime = 2,
     kEchoMessage = 4,
@@ -125,6 +125,8 @@ class IrcCodec final : public Codec {
     // Not a capability: a server operator (OPER, user mode +o), kept in a free bit of caps_.
     kOper = 64,
     kWallops = 128,  // user mode +w: WALLOPS reach it (operators get them anyway)
+    kMultiPrefix = 256,      // NAMES, WHO and WHOIS show every prefix of a member (@+), not the highest
+    kUserhostInNames = 512,  // NAMES shows nick!user@host
   };
   bool oper() const { return (caps_ & kOper) != 0; }
   // SASL (AUTHENTICATE): base64 bytes of one PLAIN message at most (a token of
@@ -196,18 +198,23 @@ class IrcCodec final : public Codec {
   void topic_reply(Session& session, const std::string& room, const std::string& topic, const std::string& by,
                    int64_t at, std::string& out) const;
   void quit(Session& session, const irc::Message& m);
+  // A member's prefixes in a channel: '@' for an operator, '+' for voice; the highest only unless
+  // the client asked for multi-prefix.
+  std::string prefix(const MemberModes& modes) const;
+  // A member as NAMES lists it: its prefixes and nick, and with userhost-in-names its user and host.
+  std::string names_entry(Session& session, const MemberModes& modes, const std::string& name) const;
   void names_reply(Session& session, const std::string& room, const std::vector<std::string>& names, bool listed,
                    size_t count, std::string& out) const;
   bool pending(const std::string& room) const;
 
   const IrcOptions& options_;
+  uint16_t caps_ = 0;
   irc::LineState line_state_;
   IrcTags tags_ = IrcTags::kNone;
-  uint8_t caps_ = 0;
-  bool negotiating_ = false;  // CAP LS/REQ seen, no CAP END yet: registration waits
-  bool registered_ = false;
-  bool user_given_ = false;
-  bool pass_ok_ = false;  // the password given (--irc-password-file), or a token (--auth-secret)
+  bool negotiating_ : 1 = false;  // CAP LS/REQ seen, no CAP END yet: registration waits
+  bool registered_ : 1 = false;
+  bool user_given_ : 1 = false;
+  bool pass_ok_ : 1 = false;  // the password given (--irc-password-file), or a token (--auth-secret)
   uint8_t recent_next_ = 0;
   // What few members have for long, apart: every byte here is paid by every idle member.
   struct Rare {
