@@ -307,6 +307,31 @@ void Hub::list_rooms(size_t limit, std::function<void(std::vector<RoomCount>)> d
   }
 }
 
+void Hub::find_members(const std::string& pattern, size_t limit, std::function<void(std::vector<MemberInfo>)> done) {
+  struct Gather {
+    std::vector<MemberInfo> found;
+    size_t remaining;
+    std::function<void(std::vector<MemberInfo>)> done;
+  };
+  size_t n = table_.shards();
+  auto g = std::make_shared<Gather>(Gather{{}, n, std::move(done)});
+  for (size_t k = 0; k < n; ++k) {
+    table_.run_on(k, shard_, [table = &table_, k, home = shard_, pattern, limit, g] {
+      std::vector<MemberInfo> part;
+      for (const auto& [id, m] : table->hub(k).members_) {
+        if (part.size() == limit) break;
+        if (!m->name().empty() && glob_match(pattern, m->name())) part.push_back(m->describe());
+      }
+      table->run_on(home, k, [g, limit, part = std::move(part)]() mutable {
+        for (MemberInfo& info : part) {
+          if (g->found.size() < limit) g->found.push_back(std::move(info));
+        }
+        if (--g->remaining == 0) g->done(std::move(g->found));
+      });
+    });
+  }
+}
+
 std::optional<size_t> Hub::direct(DirectMessage m, std::function<void(const DirectResult&)> done) {
   auto holder = table_.find_name(m.to);
   if (!holder) {

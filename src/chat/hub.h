@@ -368,6 +368,9 @@ class Hub {
   // The member named `name` as it describes itself (null: nobody holds the name); `done` runs on
   // this shard. Returns the shard that answers, as direct() does.
   std::optional<size_t> whois(const std::string& name, std::function<void(const std::optional<MemberInfo>&)> done);
+  // The named members whose names match `pattern` (glob_match: `*`, `?`, without regard to case), as
+  // each describes itself, at most `limit` (from every shard, in no order); `done` runs on this shard.
+  void find_members(const std::string& pattern, size_t limit, std::function<void(std::vector<MemberInfo>)> done);
   // Gives `message` to every member of every shard (their Member::direct), as IRC's WALLOPS.
   void everyone(const DirectMessage& message);
   // The modes of the member named `name` in each of `rooms`, in order (none where it is not a

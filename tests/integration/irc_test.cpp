@@ -818,6 +818,17 @@ TEST_P(IrcFrontEnd, MultiPrefixUserhostInNamesInfoIsupportAndInvitationsPastTheL
   EXPECT_EQ(names.find("!"), std::string::npos) << names;
   plain.say("WHO #p");
   EXPECT_NE(plain.expect(" 352 plain #p ~ops irc reactor.chat ops H@ :0 ops$"), "");
+  // WHO with a mask: every member whose nick matches, whatever its case.
+  plain.say("WHO O*");
+  EXPECT_NE(plain.expect("^:reactor.chat 352 plain \\* ~ops irc reactor.chat ops H :0 ops$"), "");
+  EXPECT_NE(plain.expect("^:reactor.chat 315 plain O\\* :End of /WHO list.$"), "");
+  size_t from = plain.seen.size();
+  plain.say("WHO *");
+  EXPECT_NE(plain.expect(" 315 plain \\* :"), "");
+  std::vector<std::string> all(plain.seen.begin() + static_cast<std::ptrdiff_t>(from), plain.seen.end());
+  for (const char* nick : {"ops", "full", "plain", "late"}) {
+    EXPECT_TRUE(contains(all, std::string(" 352 plain \\* ~") + nick + " irc reactor.chat " + nick + " H ")) << nick;
+  }
   // +o for a nick nobody holds: 401; for one not in the room: 441.
   ops.say("MODE #p +o nobody");
   EXPECT_NE(ops.expect("^:reactor.chat 401 ops nobody :No such nick/channel$"), "");

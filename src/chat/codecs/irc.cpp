@@ -1288,23 +1288,39 @@ void IrcCodec::names(Session& session, const irc::Message& m) {
   session.awaiting(room);
 }
 
+std::string IrcCodec::who_line(Session& session, const std::string& chan, const std::string& name,
+                               const std::string& front, const std::string& prefixes) const {
+  Shown who = shown(session.table(), name);
+  return numeric_line(session, "352", chan + " " + who.user + " " + host_of(front) + " " + options_.server_name + " " +
+                                          irc_display_nick(name) + (who.away ? " G" : " H") + (who.oper ? "*" : "") +
+                                          prefixes + " :0 " + who.realname);
+}
+
 void IrcCodec::who(Session& session, const irc::Message& m) {
   std::string mask = m.params.empty() ? "*" : m.params[0];
   std::string room;
+  if (!room_of(mask, room) && mask.find_first_of("*?") != std::string::npos) {
+    // WHO mask: the members whose nicks match it, from every reactor.
+    session.hub().find_members(mask, kMaxWho, [alive = session.weak_from_this(), mask, this](std::vector<MemberInfo> found) {
+      auto self = alive.lock();
+      if (!self || !self->open()) return;
+      std::sort(found.begin(), found.end(), [](const MemberInfo& a, const MemberInfo& b) { return a.name < b.name; });
+      std::string out;
+      for (const MemberInfo& info : found) out += who_line(*self, "*", info.name, info.front, "");
+      out += numeric_line(*self, "315", echoed(mask, 65) + " :End of /WHO list.");
+      self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    });
+    session.awaiting_all();
+    return;
+  }
   if (!room_of(mask, room)) {
     // WHO nick: that member, if a name.
     auto shard = session.hub().whois(mask, [alive = session.weak_from_this(), this, mask](const std::optional<MemberInfo>& info) {
       auto self = alive.lock();
       if (!self || !self->open()) return;
       std::string out;
-      std::string nick = irc_display_nick(info ? info->name : mask.substr(0, 65));
-      if (info) {
-        Shown who = shown(self->table(), info->name);
-        out = numeric_line(*self, "352", "* " + who.user + " " + host_of(info->front) + " " + options_.server_name + " " +
-                                             nick + (info->away.empty() ? " H" : " G") + (who.oper ? "*" : "") + " :0 " +
-                                             who.realname);
-      }
-      out += numeric_line(*self, "315", nick + " :End of /WHO list.");
+      if (info) out = who_line(*self, "*", info->name, info->front, "");
+      out += numeric_line(*self, "315", irc_display_nick(info ? info->name : mask.substr(0, 65)) + " :End of /WHO list.");
       self->send_answer(std::make_shared<const std::string>(std::move(out)));
     });
     if (shard) session.awaiting_shard(*shard);
@@ -1314,14 +1330,7 @@ void IrcCodec::who(Session& session, const irc::Message& m) {
     auto self = alive.lock();
     if (!self) return;
     std::string out;
-    for (const RoomMemberInfo& mi : snap.members) {
-      std::string nick = irc_display_nick(mi.name);
-      Shown who = shown(self->table(), mi.name);
-      out += numeric_line(*self, "352", channel(room) + " " + who.user + " " + host_of(mi.front) + " " +
-                                            options_.server_name + " " + nick + (who.away ? " G" : " H") +
-                                            (who.oper ? "*" : "") + prefix(mi.modes) +
-                                            " :0 " + who.realname);
-    }
+    for (const RoomMemberInfo& mi : snap.members) out += who_line(*self, channel(room), mi.name, mi.front, prefix(mi.modes));
     out += numeric_line(*self, "315", channel(room) + " :End of /WHO list.");
     self->send_answer(std::make_shared<const std::string>(std::move(out)));
   });

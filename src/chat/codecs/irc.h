@@ -103,6 +103,8 @@ class IrcCodec final : public Codec {
   static constexpr size_t kMaxTargets = 4;
   // Rooms one LIST answers with.
   static constexpr size_t kMaxListed = 10000;
+  // Members WHO lists for a mask (`WHO a*`) at most.
+  static constexpr size_t kMaxWho = 200;
   // Bytes of an away message kept (ISUPPORT AWAYLEN).
   static constexpr size_t kAwayLength = 200;
   // Messages one CHATHISTORY answers with at most (ISUPPORT CHATHISTORY).
@@ -203,6 +205,9 @@ class IrcCodec final : public Codec {
   std::string prefix(const MemberModes& modes) const;
   // A member as NAMES lists it: its prefixes and nick, and with userhost-in-names its user and host.
   std::string names_entry(Session& session, const MemberModes& modes, const std::string& name) const;
+  // A member as WHO shows it (352) in channel `chan` ("*": none), its prefixes there after its flags.
+  std::string who_line(Session& session, const std::string& chan, const std::string& name, const std::string& front,
+                       const std::string& prefixes) const;
   void names_reply(Session& session, const std::string& room, const std::vector<std::string>& names, bool listed,
                    size_t count, std::string& out) const;
   bool pending(const std::string& room) const;
