@@ -7,7 +7,7 @@
 //   /rooms      lists the rooms joined
 //   /quit       leaves
 // Prints "[room] user: text", one line per message: whatever the network sends, control characters
-// are shown as symbols (src/chat/visible_text.h), never obeyed by the terminal. With stdin from a
+// are shown as symbols (src/chat/session/visible_text.h), never obeyed by the terminal. With stdin from a
 // pipe it sends every line, waits until the server has answered all of them, and exits 0. It exits
 // non-zero when the server closes the connection first, or stops answering (keep-alive pings).
 #include <poll.h>
@@ -26,10 +26,10 @@
 
 #include "app/cli.h"
 #include "app/stdin.h"
-#include "chat/visible_text.h"
-#include "chat/framing.h"
-#include "chat/json.h"
-#include "chat/names.h"
+#include "chat/core/names.h"
+#include "chat/ops/json.h"
+#include "chat/session/framing.h"
+#include "chat/session/visible_text.h"
 #include "reactor/error.h"
 #include "reactor/tcp_connection.h"
 #include "reactor/tcp_connector.h"

@@ -1,4 +1,4 @@
-// Fuzz target for --auth-secret's tokens (chat/auth.h). Properties checked on every input:
+// Fuzz target for --auth-secret's tokens (chat/ops/auth.h). Properties checked on every input:
 //   - verify never crashes or throws on any input as a token (also past TokenAuthority::kMaxToken),
 //     and accepts only with a non-empty user;
 //   - only what the secret signed verifies: a token minted here, with the input written over it at
@@ -12,8 +12,8 @@
 #include <string>
 #include <string_view>
 
-#include "chat/auth.h"
-#include "chat/framing.h"
+#include "chat/ops/auth.h"
+#include "chat/session/framing.h"
 
 namespace {
 

@@ -10,9 +10,9 @@
 #include <string>
 #include <string_view>
 
-#include "chat/backplane.h"
-#include "chat/names.h"
-#include "chat/framing.h"
+#include "chat/cluster/backplane.h"
+#include "chat/core/names.h"
+#include "chat/session/framing.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);

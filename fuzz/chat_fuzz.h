@@ -11,12 +11,12 @@
 #include <string>
 #include <string_view>
 
-#include "chat/codecs/article.h"
-#include "chat/hub.h"
-#include "chat/limits.h"
-#include "chat/session.h"
-#include "chat/stats.h"
-#include "chat/tcp_session.h"
+#include "chat/core/hub.h"
+#include "chat/frontends/tcp/article.h"
+#include "chat/frontends/tcp/tcp_session.h"
+#include "chat/ops/limits.h"
+#include "chat/ops/stats.h"
+#include "chat/session/session.h"
 #include "reactor/buffer.h"
 #include "reactor/reactor.h"
 #include "reactor/tcp_connection.h"

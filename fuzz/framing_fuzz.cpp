@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "chat/framing.h"
+#include "chat/session/framing.h"
 #include "reads.h"
 
 namespace {

@@ -15,9 +15,9 @@
 #include <string_view>
 #include <vector>
 
-#include "chat/framing.h"
-#include "reads.h"
+#include "chat/session/framing.h"
 #include "irc/message.h"
+#include "reads.h"
 
 namespace {
 

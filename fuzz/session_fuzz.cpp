@@ -10,8 +10,8 @@
 #include <memory>
 #include <string_view>
 
-#include "chat/codecs/article.h"
-#include "chat/codecs/irc.h"
+#include "chat/frontends/irc/irc.h"
+#include "chat/frontends/tcp/article.h"
 #include "chat_fuzz.h"
 #include "reactor/log.h"
 

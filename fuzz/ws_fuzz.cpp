@@ -16,7 +16,7 @@
 #include <string>
 #include <string_view>
 
-#include "chat/ws_session.h"
+#include "chat/frontends/web/ws_session.h"
 #include "chat_fuzz.h"
 #include "reactor/log.h"
 

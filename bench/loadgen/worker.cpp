@@ -11,10 +11,10 @@
 
 #include "loadgen/dialect.h"
 #include "loadgen/histogram.h"
-#include "reactor/tls.h"
 #include "loadgen/message.h"
 #include "loadgen/proc_stats.h"
 #include "loadgen/websocket.h"
+#include "reactor/tls.h"
 
 namespace loadgen {
 

@@ -1,4 +1,4 @@
-// Tokens for --auth-secret (chat/auth.h): what is minted verifies, and everything a verifier must
+// Tokens for --auth-secret (chat/ops/auth.h): what is minted verifies, and everything a verifier must
 // refuse is refused: expired, not yet valid, forged, signed with another secret, alg none or
 // another algorithm, garbled segments, claims of the wrong type, too long. Tokens are also made
 // here by hand, signed with OpenSSL directly, and checked against RFC 7515's HS256 example.
@@ -15,7 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "../temp_file.h"
-#include "chat/auth.h"
+#include "chat/ops/auth.h"
 
 using chat::TokenAuthority;
 using Result = TokenAuthority::Result;

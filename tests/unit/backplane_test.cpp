@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "chat/backplane.h"
-#include "chat/names.h"
-#include "chat/redis_store.h"
+#include "chat/cluster/backplane.h"
+#include "chat/cluster/redis_store.h"
+#include "chat/core/names.h"
 
 TEST(BackplanePayload, WhatANodeEncodesParsesBackWithItsNumber) {
   std::string payload = "42 " + chat::encode_published_body("kim", "h\u00e9llo \"q\" \\ \n", 1795689184469);

@@ -11,13 +11,13 @@
 #include <thread>
 #include <vector>
 
-#include "chat/codecs/article.h"
-#include "chat/codecs/native.h"
-#include "chat/event.h"
-#include "chat/hub.h"
-#include "chat/json.h"
-#include "chat/session.h"
-#include "chat/store.h"
+#include "chat/core/event.h"
+#include "chat/core/hub.h"
+#include "chat/core/store.h"
+#include "chat/frontends/tcp/article.h"
+#include "chat/frontends/tcp/native.h"
+#include "chat/ops/json.h"
+#include "chat/session/session.h"
 #include "reactor/blocking_pool.h"
 #include "reactor/reactor.h"
 #include "reactor/reactor_pool.h"

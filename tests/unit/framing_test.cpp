@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "chat/framing.h"
+#include "chat/session/framing.h"
 
 using chat::FrameStatus;
 using chat::LineFramer;

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "chat/framing.h"  // chat::valid_utf8: an independent check of what irc produces
+#include "chat/session/framing.h"  // chat::valid_utf8: an independent check of what irc produces
 #include "irc/message.h"
 
 using irc::LineResult;

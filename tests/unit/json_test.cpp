@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "chat/json.h"
+#include "chat/ops/json.h"
 
 using chat::Json;
 using chat::JsonStatus;

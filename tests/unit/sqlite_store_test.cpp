@@ -2,7 +2,7 @@
 // group commit, the epoch and numbering across reopening, the sender's front end, retention, the
 // dedupe window, refusing a file that is not ours, migration, and failure as a state the store
 // comes back from.
-#include "chat/sqlite_store.h"
+#include "chat/history/sqlite_store.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>

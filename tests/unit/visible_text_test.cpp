@@ -1,5 +1,5 @@
 // chat::visible: what chat-client does to text from the network before printing it.
-#include "chat/visible_text.h"
+#include "chat/session/visible_text.h"
 
 #include <gtest/gtest.h>
 
