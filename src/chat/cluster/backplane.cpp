@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <charconv>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "chat/core/event.h"
 #include "chat/core/names.h"
+#include "chat/core/random_id.h"
 #include "chat/core/store.h"
 #include "chat/ops/json.h"
 #include "reactor/log.h"
@@ -127,14 +127,6 @@ constexpr const char* kEpochScript =
     "if not e then e = ARGV[1]; redis.call('SET', KEYS[1], e) end\n"
     "return e\n";
 
-std::string random_node_id() {
-  std::random_device rd;
-  uint64_t v = (uint64_t{rd()} << 32) ^ rd() ^ static_cast<uint64_t>(::getpid());
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 std::string_view str_of(const redisReply* r) {
   return r && r->type == REDIS_REPLY_STRING ? std::string_view(r->str, r->len) : std::string_view();
 }
@@ -210,8 +202,7 @@ Backplane::Backplane(reactor::Reactor& loop, std::string host, uint16_t port, co
       history_(history),
       deliver_(std::move(deliver)),
       epoch_changed_(std::move(epoch_changed)),
-      random_(std::random_device{}()),
-      node_id_(random_node_id()),
+      node_id_(random_hex(16)),
       fence_channel_("reactor-chat:fence:" + node_id_),
       backoff_(kFirstRetry) {
   auto closed = [this](const std::string& reason) { down(reason); };
@@ -268,19 +259,12 @@ void Backplane::on_connected() {
     if (r != nullptr && link == link_ && r->type == REDIS_REPLY_STRING) publish_sha_ = str_of(r);
   });
   // Redis's answer on `pub`, and the epoch: known before anything is delivered from this link.
-  pub_->command({"EVAL", kEpochScript, "1", kEpochKey, new_epoch()}, [this, link = link_](const redisReply* r) {
+  pub_->command({"EVAL", kEpochScript, "1", kEpochKey, random_hex(32)}, [this, link = link_](const redisReply* r) {
     if (r == nullptr || link != link_) return;
     if (r->type == REDIS_REPLY_STRING) learned_epoch(str_of(r));
     ping_answered_ = true;
     answered_handshake();
   });
-}
-
-std::string Backplane::new_epoch() {
-  char buf[33];
-  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(random_()),
-                static_cast<unsigned long long>(random_()));
-  return buf;
 }
 
 void Backplane::learned_epoch(std::string_view epoch) {
@@ -525,7 +509,7 @@ void Backplane::drain() {
            kIdsPrefix + o.room, kIdTimesPrefix + o.room, kEpochKey, body, std::to_string(o.floor), o.user, o.text,
            std::to_string(o.ts_ms), o.msg_id, std::to_string(history_.max_messages),
            std::to_string(std::max<int64_t>(history_.max_age_ms, 1)), std::to_string(history_.dedupe_ids),
-           std::to_string(history_.dedupe_ms), new_epoch(), std::to_string(history_.dedupe_max_ids), o.front,
+           std::to_string(history_.dedupe_ms), random_hex(32), std::to_string(history_.dedupe_max_ids), o.front,
            std::to_string(text_fingerprint(o.text))},
           [this, id = o.id, link = link_](const redisReply* r) {
             if (r != nullptr && link == link_) on_publish_answer(id, r);

@@ -33,7 +33,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <random>
 #include <set>
 #include <string>
 #include <string_view>
@@ -209,7 +208,6 @@ class Backplane {
   void came_back(uint64_t id, PendingAcks& acks);
   static void answer(Outgoing& o, uint64_t seq, Outcome outcome, PendingAcks* later = nullptr);
   void learned_epoch(std::string_view epoch);
-  std::string new_epoch();
   void send_queries();
   void fail_queries();
   Outgoing* in_flight(uint64_t id);
@@ -230,7 +228,6 @@ class Backplane {
   EpochChanged epoch_changed_;
   std::string epoch_;  // as last learned from Redis ("" before)
   std::string publish_sha_;  // the publish script's SHA1 once loaded on this link ("": EVAL it)
-  std::mt19937_64 random_;
   std::unique_ptr<redis::Connection> pub_, sub_;
   std::deque<Query> queries_;  // asked and not answered, in order (the unsent ones last)
   int connections_up_ = 0;

@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <charconv>
-#include <random>
 
 #include "chat/cluster/backplane.h"
 #include "chat/core/event.h"
 #include "chat/core/names.h"
+#include "chat/core/random_id.h"
 
 namespace chat {
 namespace {
@@ -51,20 +51,7 @@ bool parse_stream_entry(const redisReply* e, StoredMessage& m) {
   return user && text;
 }
 
-namespace {
-
-std::string random_epoch() {
-  std::random_device random;
-  std::uniform_int_distribution<uint64_t> any;
-  char buf[33];
-  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(any(random)),
-                static_cast<unsigned long long>(any(random)));
-  return buf;
-}
-
-}  // namespace
-
-RedisStore::RedisStore(const Retention& retention) : retention_(retention), epoch_(random_epoch()) {}
+RedisStore::RedisStore(const Retention& retention) : retention_(retention), epoch_(random_hex(32)) {}
 
 void RedisStore::attach(reactor::Reactor& main, Backplane* backplane) {
   main_ = &main;

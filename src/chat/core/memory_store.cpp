@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <deque>
 #include <mutex>
-#include <random>
 #include <unordered_map>
 
 #include "chat/core/event.h"
+#include "chat/core/random_id.h"
 #include "chat/core/store.h"
 
 namespace chat {
@@ -14,7 +14,7 @@ namespace {
 
 class MemoryStore final : public Store {
  public:
-  explicit MemoryStore(const Retention& retention) : retention_(retention), epoch_(new_epoch()) {}
+  explicit MemoryStore(const Retention& retention) : retention_(retention), epoch_(random_hex(16)) {}
 
   std::string epoch() const override { return epoch_; }
   std::vector<StoredRoom> load() override { return {}; }
@@ -63,14 +63,6 @@ class MemoryStore final : public Store {
   std::string describe() const override { return retention_.max_messages > 0 ? "store=memory" : "store=off"; }
 
  private:
-  static std::string new_epoch() {
-    std::random_device random;
-    std::uniform_int_distribution<uint64_t> any;
-    char buf[17];
-    snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(any(random)));
-    return buf;
-  }
-
   Retention retention_;
   std::string epoch_;
   std::mutex mutex_;

@@ -8,12 +8,12 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
-#include <random>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "chat/core/random_id.h"
 #include "chat/ops/metrics.h"
 #include "reactor/blocking_pool.h"
 #include "reactor/log.h"
@@ -148,14 +148,6 @@ int64_t query_int(Database& db, const char* sql) {
   return run.step() ? run.integer(0) : 0;
 }
 
-std::string new_epoch() {
-  std::random_device random;
-  uint64_t bits = (uint64_t(random()) << 32) ^ uint64_t(random());
-  char text[17];
-  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(bits));
-  return text;
-}
-
 // ---- Schema -----------------------------------------------------------------------------------
 // A new database is made as version 1 and migrated like an old one: one way to reach the current
 // schema, so a migrated file and a new one are the same.
@@ -168,7 +160,7 @@ void create_version_1(Database& db) {
       "PRAGMA user_version=1;");
   db.exec(("PRAGMA application_id=" + std::to_string(SqliteStore::kApplicationId)).c_str());
   Statement put_epoch(db.get(), "INSERT INTO meta(key, value) VALUES('epoch', ?1)");
-  std::string epoch = new_epoch();
+  std::string epoch = random_hex(16);
   put_epoch.run().bind(1, epoch).step();
 }
 
