@@ -45,76 +45,65 @@ TEST(Loadgen, EchoRoundTripsAgainstTheReactorServer) {
   EXPECT_GT(r["server_cpu_us_per_op"].get<double>(), 0.0);
 }
 
-TEST(Loadgen, ChatFanOutIsLosslessInBothDialects) {
-  for (std::string dialect : {"native", "article"}) {
-    Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--no-http", "--no-irc", "--store", "memory"});
-    int status;
-    json r = run_loadgen({"--mode", "chat", "--dialect", dialect, "--port", std::to_string(server.port),
-                          "--connections", "200", "--rate", "200", "--publishers", "2", "--duration", "1",
-                          "--warmup", "0.2", "--drain", "5"},
-                         &status);
-    ASSERT_EQ(status, 0) << dialect << ": " << r.dump();
-    EXPECT_EQ(r["errors"], 0) << r.dump();
-    EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
-    EXPECT_EQ(r["received"], r["expected_deliveries"]) << dialect << ": " << r.dump();
-    EXPECT_EQ(r["loss"], 0) << r.dump();
-    EXPECT_EQ(r["duplicates"], 0) << r.dump();
-    EXPECT_EQ(r["out_of_order"], 0) << r.dump();
+// Lossless fan-out in every dialect loadgen speaks to chat-server: 200 members, members and
+// publishers all of the dialect, each on the server's port for it (the chat port for the native and
+// article dialects, GET /ws on the HTTP port as a browser speaks it (the upgrade, masked frames), the
+// IRC port as an IRC client speaks it (NICK/USER, JOIN at 001, ready at 366, PRIVMSG, no
+// capabilities; checked by hand against ngircd too: BENCHMARKS.md, "IRC fan-out")).
+namespace {
+
+struct FanOutDialect {
+  std::string name;
+  std::vector<std::string> server_flags;  // beside the limits that are off
+  std::string port_line;                  // the line that gives its port ("": the chat port's)
+  bool server_pid = false;                // loadgen measures the server's CPU too
+};
+
+// Its name in the test's name (ctest's "# GetParam() = ...").
+void PrintTo(const FanOutDialect& d, std::ostream* os) { *os << '"' << d.name << '"'; }
+
+class LoadgenChat : public ::testing::TestWithParam<FanOutDialect> {};
+
+}  // namespace
+
+TEST_P(LoadgenChat, FanOutIsLossless) {
+  const FanOutDialect& d = GetParam();
+  std::vector<std::string> argv{CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0",
+                                "--connect-rate", "0", "--store", "memory"};
+  argv.insert(argv.end(), d.server_flags.begin(), d.server_flags.end());
+  Server server(argv);
+  int port = server.port;
+  if (!d.port_line.empty()) {
+    auto line = server.process.wait_for_line(d.port_line, 20s);
+    ASSERT_TRUE(line.has_value()) << server.process.out() << server.process.err();
+    size_t colon = line->find(':', line->find("listening on"));
+    ASSERT_NE(colon, std::string::npos) << *line;
+    port = std::stoi(line->substr(colon + 1));
   }
-}
-
-// The ws dialect as a browser speaks it (the upgrade, masked frames) to chat-server's GET /ws: the
-// same lossless fan-out, members and publishers all WebSocket, --port being the HTTP port.
-TEST(Loadgen, ChatFanOutIsLosslessOverWebSocket) {
-  Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--http-port", "0", "--irc-port", "0", "--store", "memory"});
-  auto line = server.process.wait_for_line("http listening on", 10s);
-  ASSERT_TRUE(line.has_value()) << server.process.out();
-  size_t colon = line->find(':', line->find("listening on"));
-  ASSERT_NE(colon, std::string::npos) << *line;
-  int http_port = std::stoi(line->substr(colon + 1));
+  std::vector<std::string> args{"--mode", "chat", "--dialect", d.name, "--port", std::to_string(port), "--connections",
+                                "200", "--rate", "200", "--publishers", "2", "--duration", "1", "--warmup", "0.2",
+                                "--drain", "5"};
+  if (d.server_pid) args.insert(args.end(), {"--server-pid", std::to_string(server.process.pid())});
   int status;
-  json r = run_loadgen({"--mode", "chat", "--dialect", "ws", "--port", std::to_string(http_port), "--connections",
-                        "200", "--rate", "200", "--publishers", "2", "--duration", "1", "--warmup", "0.2", "--drain",
-                        "5"},
-                       &status);
-  ASSERT_EQ(status, 0) << r.dump();
-  EXPECT_EQ(r["dialect"], "ws") << r.dump();
+  json r = run_loadgen(args, &status);
+  ASSERT_EQ(status, 0) << d.name << ": " << r.dump();
+  EXPECT_EQ(r["dialect"], d.name) << r.dump();
   EXPECT_EQ(r["errors"], 0) << r.dump();
   EXPECT_EQ(r["members_subscribed"], 200) << r.dump();
   EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
-  EXPECT_EQ(r["received"], r["expected_deliveries"]) << r.dump();
+  EXPECT_EQ(r["received"], r["expected_deliveries"]) << d.name << ": " << r.dump();
   EXPECT_EQ(r["loss"], 0) << r.dump();
   EXPECT_EQ(r["duplicates"], 0) << r.dump();
   EXPECT_EQ(r["out_of_order"], 0) << r.dump();
 }
 
-// chat-server's --help names its flags: whether this build has the IRC front end.
-// The irc dialect as an IRC client speaks it (NICK/USER, JOIN at 001, ready at 366, PRIVMSG, no
-// capabilities) to chat-server's IRC port: the same lossless fan-out, members and publishers all
-// IRC. (Checked by hand against ngircd too: BENCHMARKS.md, "IRC fan-out".)
-TEST(Loadgen, ChatFanOutIsLosslessOverIrc) {
-  Process server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--no-http", "--irc-port", "0", "--irc-flood-rate", "0",
-                  "--store", "memory"});
-  auto line = server.wait_for_line("irc listening on", 20s);
-  ASSERT_TRUE(line.has_value()) << server.out() << server.err();
-  size_t colon = line->rfind(':');
-  ASSERT_NE(colon, std::string::npos) << *line;
-  int irc_port = std::stoi(line->substr(colon + 1));
-  int status;
-  json r = run_loadgen({"--mode", "chat", "--dialect", "irc", "--port", std::to_string(irc_port), "--connections",
-                        "200", "--rate", "200", "--publishers", "2", "--duration", "1", "--warmup", "0.2", "--drain",
-                        "5", "--server-pid", std::to_string(server.pid())},
-                       &status);
-  ASSERT_EQ(status, 0) << r.dump();
-  EXPECT_EQ(r["dialect"], "irc") << r.dump();
-  EXPECT_EQ(r["errors"], 0) << r.dump();
-  EXPECT_EQ(r["members_subscribed"], 200) << r.dump();
-  EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
-  EXPECT_EQ(r["received"], r["expected_deliveries"]) << r.dump();
-  EXPECT_EQ(r["loss"], 0) << r.dump();
-  EXPECT_EQ(r["duplicates"], 0) << r.dump();
-  EXPECT_EQ(r["out_of_order"], 0) << r.dump();
-}
+INSTANTIATE_TEST_SUITE_P(
+    Dialects, LoadgenChat,
+    ::testing::Values(FanOutDialect{"native", {"--no-http", "--no-irc"}, "", false},
+                      FanOutDialect{"article", {"--no-http", "--no-irc"}, "", false},
+                      FanOutDialect{"ws", {"--http-port", "0", "--irc-port", "0"}, "http listening on", false},
+                      FanOutDialect{"irc", {"--no-http", "--irc-port", "0", "--irc-flood-rate", "0"}, "irc listening on", true}),
+    [](const ::testing::TestParamInfo<FanOutDialect>& info) { return info.param.name; });
 
 // --ids: every publish carries an id and the server acks each once stored; loadgen counts the acks
 // of the measured messages (none missing, none refused) and times them from the publish.
