@@ -12,8 +12,8 @@
 // restarts; nothing is written beside the sources or the build.
 //
 // Every server started here is stopped with SIGTERM and must exit with status 0 and no sanitizer
-// report on its stderr (the markers of tests/integration/process.cpp and tests/web/chatproc.py);
-// at the end of the run, and when a step fails, every server still running is stopped that way.
+// report on its stderr (tests/harness/chatproc.cjs, shared with the other Node tests); at the end of
+// the run, and when a step fails, every server still running is stopped that way.
 //
 //   CHAT_SERVER   path to the chat-server binary (default: build/bin/chat-server of this repo)
 //   SCREENSHOT    where to save the page's screenshot (default: tests/browser/chat.png); the
@@ -30,15 +30,12 @@ const os = require('node:os');
 const path = require('node:path');
 const fs = require('node:fs');
 const { chromium } = require('playwright-core');
+const { ChatServer, checkExit, freePort, lines, programPath, stopAll, withTimeout } = require('../harness/chatproc.cjs');
 
 const REPO = path.resolve(__dirname, '..', '..');
 // TEST_PROGRAM_DIR (set by dev.sh for the sanitizer runs) wins, as for the C++ integration tests.
-const CLIENT_BIN = process.env.TEST_PROGRAM_DIR
-  ? path.join(process.env.TEST_PROGRAM_DIR, 'chat-client')
-  : process.env.CHAT_CLIENT || path.join(REPO, 'build', 'bin', 'chat-client');
-const SERVER_BIN = process.env.TEST_PROGRAM_DIR
-  ? path.join(process.env.TEST_PROGRAM_DIR, 'chat-server')
-  : process.env.CHAT_SERVER || path.join(REPO, 'build', 'bin', 'chat-server');
+const CLIENT_BIN = programPath('chat-client', process.env.CHAT_CLIENT, path.join(REPO, 'build', 'bin', 'chat-client'));
+const SERVER_BIN = programPath('chat-server', process.env.CHAT_SERVER, path.join(REPO, 'build', 'bin', 'chat-server'));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOT = path.resolve(process.env.SCREENSHOT || path.join(__dirname, 'chat.png'));
 const PHONE_SCREENSHOT = SCREENSHOT.replace(/(\.png)?$/i, '-phone.png');
@@ -48,146 +45,40 @@ const EXTRA_ARGS = (process.env.CHAT_SERVER_ARGS || '').split(' ').filter(Boolea
 const WAIT_MS = 20000;
 const RECONNECT_MS = 45000;
 
-// What a sanitizer writes on stderr when it finds something (as tests/integration/process.cpp and
-// tests/web/chatproc.py look for it).
-const SANITIZER_MARKS = ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:',
-  'WARNING: ThreadSanitizer', 'ERROR: ThreadSanitizer'];
-
-// The report from the line with the first marker on (up to 6000 characters), or ''.
-function sanitizerReport(text) {
-  for (const mark of SANITIZER_MARKS) {
-    const at = text.indexOf(mark);
-    if (at < 0) continue;
-    const from = text.lastIndexOf('\n', at) + 1;
-    return text.slice(from, from + 6000);
-  }
-  return '';
-}
-
-// A program run here ended: it must have exited with 0 and reported nothing.
-function checkExit(what, code, signal, stderr) {
-  const report = sanitizerReport(stderr);
-  if (report) throw new Error(what + ' wrote a sanitizer report on stderr:\n' + report);
-  if (code !== 0) {
-    throw new Error(what + ' exited with ' + (signal ? 'signal ' + signal : 'status ' + code) + '; stderr:\n' +
-      stderr.slice(-4000));
-  }
-}
-
 // ---- the server ------------------------------------------------------------------------------
-
-// The chat listener prints "chat-server: listening on HOST:PORT (...)"; the HTTP listener a line
-// with "http" before "listening on HOST:PORT". HOST may be an IPv6 address in brackets.
-const CHAT_LINE = /^(?:chat-server:\s*)?listening on \S*:(\d+)\b/;
-const HTTP_LINE = /\bhttp\b.*\blistening on \S*:(\d+)\b/i;
-const IRC_LINE = /\birc listening on \S*:(\d+)\b/;
 
 // One data directory for every server of the run: history written by one is read by the next.
 const DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-page-test-'));
 // A reconnecting page is replayed at most this many messages; past it, it is told of a gap.
 const REPLAY_LIMIT = 30;
 
-class Server {
+// A chat-server of this run (tests/harness/chatproc.cjs starts it, reads its ports and stops it with
+// SIGTERM, requiring status 0 and no sanitizer report), keeping its history in DATA_DIR.
+class Server extends ChatServer {
   // options.http: false starts it without HTTP (no page can reach it: the pages stay offline while
   // a TCP client talks); options.args: more flags.
   constructor(httpPort, options = {}) {
-    this.httpPort = httpPort;
-    this.http = options.http !== false;
-    this.extraArgs = options.args || [];
-    this.dataDir = options.dataDir || DATA_DIR;
-    this.output = [];
-    this.stderr = '';
-    this.exited = null;
-    this.stopping = null;
-  }
-
-  start() {
-    if (!fs.existsSync(SERVER_BIN)) throw new Error('no chat-server at ' + SERVER_BIN + ' (set CHAT_SERVER)');
-    const args = ['--port', '0', '--threads', '2', '--store', 'sqlite', '--data-dir', this.dataDir,
-      '--replay-limit', String(REPLAY_LIMIT),
-      '--irc-port', '0', ...(this.http ? ['--http-port', String(this.httpPort)] : ['--no-http']), ...this.extraArgs,
-      ...EXTRA_ARGS];
+    const withHttp = options.http !== false;
     // Started away from the repo: the server must find its page wherever it is started from.
-    this.proc = spawn(SERVER_BIN, args, { cwd: os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
-    Server.all.push(this);
-    this.exitedPromise = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => { this.exited = { code, signal }; resolve(this.exited); });
-    });
-    // 'close' comes once its output has been read to the end, unlike 'exit'.
-    this.closedPromise = new Promise((resolve) => this.proc.on('close', resolve));
-    return new Promise((resolve, reject) => {
-      let chatPort = null;
-      let httpPort = null;
-      const timer = setTimeout(() => fail(new Error('server did not print both listening lines within ' +
-        WAIT_MS + ' ms')), WAIT_MS);
-      // What it said goes with the error: a server that cannot open its SQLite store says so there.
-      const fail = (err) => {
-        clearTimeout(timer);
-        err.message += '; its output:\n       ' + this.output.slice(-20).join('\n       ');
-        reject(err);
-      };
-      const onLine = (line, stream) => {
-        this.output.push(stream + ': ' + line);
-        let m;
-        if ((m = IRC_LINE.exec(line))) this.ircPort = Number(m[1]);
-        else if ((m = HTTP_LINE.exec(line))) httpPort = Number(m[1]);
-        else if ((m = CHAT_LINE.exec(line))) chatPort = Number(m[1]);
-        if (chatPort !== null && (httpPort !== null || !this.http)) {
-          clearTimeout(timer);
-          this.chatPort = chatPort;
-          if (this.http) this.httpPort = httpPort;
-          resolve(this);
-        }
-      };
-      lines(this.proc.stdout, (l) => onLine(l, 'stdout'), { tail: true });
-      lines(this.proc.stderr, (l) => { this.stderr += l + '\n'; onLine(l, 'stderr'); }, { tail: true });
-      this.proc.on('exit', (code, signal) => fail(new Error('server exited early: ' + (signal || code))));
-      this.proc.on('error', fail);
-    });
+    super(SERVER_BIN, ['--port', '0', '--threads', '2', '--store', 'sqlite', '--data-dir', options.dataDir || DATA_DIR,
+      '--replay-limit', String(REPLAY_LIMIT),
+      '--irc-port', '0', ...(withHttp ? ['--http-port', String(httpPort)] : ['--no-http']), ...(options.args || []),
+      ...EXTRA_ARGS], { cwd: os.tmpdir(), waitMs: WAIT_MS });
+    this.http = withHttp;
+    this.httpPort = httpPort;
   }
 
-  // SIGCONT (should a step have left it stopped), then SIGTERM: exit status 0, and no sanitizer
-  // report in what it wrote on stderr. Once: later calls get the same result. Never SIGCONT after
-  // SIGTERM: a process already exiting under LeakSanitizer is being stopped by its checker, and a
-  // SIGCONT then cancels that stop and hangs the checker for good.
-  stop() {
-    if (!this.proc) return Promise.resolve(null);
-    if (!this.stopping) {
-      this.stopping = (async () => {
-        const what = 'chat-server (pid ' + this.proc.pid + ')';
-        if (!this.exited) {
-          this.proc.kill('SIGCONT');
-          this.proc.kill('SIGTERM');
-        }
-        let exit;
-        try {
-          exit = await withTimeout(this.exitedPromise, WAIT_MS, what + ' did not exit within ' + WAIT_MS + ' ms of SIGTERM');
-        } catch (e) {
-          this.proc.kill('SIGKILL');
-          await this.exitedPromise;
-          throw new Error(e.message + '; stderr:\n' + this.stderr.slice(-4000));
-        }
-        // 'close': its output has been read to the end, a sanitizer's report at exit included.
-        await withTimeout(this.closedPromise, WAIT_MS, what + ': its output did not end');
-        checkExit(what + ', stopped with SIGTERM,', exit.code, exit.signal, this.stderr);
-        return exit;
-      })();
-    }
-    return this.stopping;
+  // Resolves once it has said its chat port (and its HTTP port, with HTTP); a server that cannot
+  // open its SQLite store says so in the output the error carries.
+  async start() {
+    await super.start(this.http ? ['tcp', 'http'] : ['tcp']);
+    this.chatPort = this.ports.tcp;
+    this.ircPort = this.ports.irc;
+    if (this.http) this.httpPort = this.ports.http;
+    return this;
   }
 
   url(p = '/') { return 'http://127.0.0.1:' + this.httpPort + p; }
-}
-Server.all = [];          // every server started, to stop the ones still running at the end
-
-// Stops (SIGTERM, see Server.stop) every server not stopped yet; the errors, as one.
-async function stopAll() {
-  const problems = [];
-  for (const s of Server.all) {
-    if (s.stopping) continue;
-    await s.stop().catch((e) => problems.push(e.message));
-  }
-  if (problems.length) throw new Error(problems.join('\n'));
 }
 
 // Stops a server a step started for itself, at the step's end: when the step failed, its error is
@@ -199,42 +90,6 @@ async function stopAfterStep(server, failure) {
     if (!failure) throw e;
     console.log('     and stopping its server: ' + e.message);
   }
-}
-
-function lines(stream, onLine, options = {}) {
-  let buf = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk) => {
-    buf += chunk;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      onLine(buf.slice(0, i).replace(/\r$/, ''));
-      buf = buf.slice(i + 1);
-    }
-  });
-  // A server's last words (a sanitizer's report) may end without a newline.
-  if (options.tail) stream.on('end', () => { if (buf) onLine(buf); buf = ''; });
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(what)), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-// A port nobody holds now, so that a restarted server can take the same one again (the page
-// reconnects to the address it was loaded from).
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 // A network path the test can cut: a TCP relay between a page and the server's HTTP port. Cut,

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -45,106 +46,102 @@ TEST(Loadgen, EchoRoundTripsAgainstTheReactorServer) {
   EXPECT_GT(r["server_cpu_us_per_op"].get<double>(), 0.0);
 }
 
-TEST(Loadgen, ChatFanOutIsLosslessInBothDialects) {
-  for (std::string dialect : {"native", "article"}) {
-    Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--no-http", "--no-irc", "--store", "memory"});
-    int status;
-    json r = run_loadgen({"--mode", "chat", "--dialect", dialect, "--port", std::to_string(server.port),
-                          "--connections", "200", "--rate", "200", "--publishers", "2", "--duration", "1",
-                          "--warmup", "0.2", "--drain", "5"},
-                         &status);
-    ASSERT_EQ(status, 0) << dialect << ": " << r.dump();
-    EXPECT_EQ(r["errors"], 0) << r.dump();
-    EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
-    EXPECT_EQ(r["received"], r["expected_deliveries"]) << dialect << ": " << r.dump();
-    EXPECT_EQ(r["loss"], 0) << r.dump();
-    EXPECT_EQ(r["duplicates"], 0) << r.dump();
-    EXPECT_EQ(r["out_of_order"], 0) << r.dump();
-  }
+// The dialects loadgen speaks to chat-server, each on the server's port for it: the chat port for
+// the native and article dialects, GET /ws on the HTTP port as a browser speaks it (the upgrade,
+// masked frames), the IRC port as an IRC client speaks it (NICK/USER, JOIN at 001, ready at 366,
+// PRIVMSG, no capabilities; checked by hand against ngircd too: BENCHMARKS.md, "IRC fan-out").
+namespace {
+
+struct Dialect {
+  std::string name;
+  std::vector<std::string> server_flags;  // beside the limits that are off
+  std::string port_line;                  // the line that gives its port ("": the chat port's)
+  bool server_pid = false;                // loadgen measures the server's CPU too
+};
+
+// Its name in the test's name (ctest's "# GetParam() = ...").
+void PrintTo(const Dialect& d, std::ostream* os) { *os << '"' << d.name << '"'; }
+std::string name_of(const ::testing::TestParamInfo<Dialect>& info) { return info.param.name; }
+
+const Dialect kNative{"native", {"--no-http", "--no-irc"}, "", false};
+const Dialect kArticle{"article", {"--no-http", "--no-irc"}, "", false};
+const Dialect kWs{"ws", {"--http-port", "0", "--irc-port", "0"}, "http listening on", false};
+const Dialect kIrc{"irc", {"--no-http", "--irc-port", "0", "--irc-flood-rate", "0"}, "irc listening on", true};
+
+// chat-server for a dialect's clients, with the limits that would get in a load's way off.
+std::vector<std::string> server_argv(const Dialect& d) {
+  std::vector<std::string> argv{CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0",
+                                "--connect-rate", "0", "--store", "memory"};
+  argv.insert(argv.end(), d.server_flags.begin(), d.server_flags.end());
+  return argv;
 }
 
-// The ws dialect as a browser speaks it (the upgrade, masked frames) to chat-server's GET /ws: the
-// same lossless fan-out, members and publishers all WebSocket, --port being the HTTP port.
-TEST(Loadgen, ChatFanOutIsLosslessOverWebSocket) {
-  Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--http-port", "0", "--irc-port", "0", "--store", "memory"});
-  auto line = server.process.wait_for_line("http listening on", 10s);
-  ASSERT_TRUE(line.has_value()) << server.process.out();
+// The port the dialect's clients go to, or -1 if the server did not say it.
+int port_for(Server& server, const Dialect& d) {
+  if (d.port_line.empty()) return server.port;
+  auto line = server.process.wait_for_line(d.port_line, 20s);
+  if (!line) return -1;
   size_t colon = line->find(':', line->find("listening on"));
-  ASSERT_NE(colon, std::string::npos) << *line;
-  int http_port = std::stoi(line->substr(colon + 1));
+  return colon == std::string::npos ? -1 : std::stoi(line->substr(colon + 1));
+}
+
+class LoadgenChat : public ::testing::TestWithParam<Dialect> {};
+class LoadgenAcks : public ::testing::TestWithParam<Dialect> {};
+
+}  // namespace
+
+// Lossless fan-out: 200 members, members and publishers all of the dialect.
+TEST_P(LoadgenChat, FanOutIsLossless) {
+  const Dialect& d = GetParam();
+  Server server(server_argv(d));
+  int port = port_for(server, d);
+  ASSERT_GT(port, 0) << server.process.out() << server.process.err();
+  std::vector<std::string> args{"--mode", "chat", "--dialect", d.name, "--port", std::to_string(port), "--connections",
+                                "200", "--rate", "200", "--publishers", "2", "--duration", "1", "--warmup", "0.2",
+                                "--drain", "5"};
+  if (d.server_pid) args.insert(args.end(), {"--server-pid", std::to_string(server.process.pid())});
   int status;
-  json r = run_loadgen({"--mode", "chat", "--dialect", "ws", "--port", std::to_string(http_port), "--connections",
-                        "200", "--rate", "200", "--publishers", "2", "--duration", "1", "--warmup", "0.2", "--drain",
-                        "5"},
-                       &status);
-  ASSERT_EQ(status, 0) << r.dump();
-  EXPECT_EQ(r["dialect"], "ws") << r.dump();
+  json r = run_loadgen(args, &status);
+  ASSERT_EQ(status, 0) << d.name << ": " << r.dump();
+  EXPECT_EQ(r["dialect"], d.name) << r.dump();
   EXPECT_EQ(r["errors"], 0) << r.dump();
   EXPECT_EQ(r["members_subscribed"], 200) << r.dump();
   EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
-  EXPECT_EQ(r["received"], r["expected_deliveries"]) << r.dump();
+  EXPECT_EQ(r["received"], r["expected_deliveries"]) << d.name << ": " << r.dump();
   EXPECT_EQ(r["loss"], 0) << r.dump();
   EXPECT_EQ(r["duplicates"], 0) << r.dump();
   EXPECT_EQ(r["out_of_order"], 0) << r.dump();
 }
 
-// chat-server's --help names its flags: whether this build has the IRC front end.
-// The irc dialect as an IRC client speaks it (NICK/USER, JOIN at 001, ready at 366, PRIVMSG, no
-// capabilities) to chat-server's IRC port: the same lossless fan-out, members and publishers all
-// IRC. (Checked by hand against ngircd too: BENCHMARKS.md, "IRC fan-out".)
-TEST(Loadgen, ChatFanOutIsLosslessOverIrc) {
-  Process server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--no-http", "--irc-port", "0", "--irc-flood-rate", "0",
-                  "--store", "memory"});
-  auto line = server.wait_for_line("irc listening on", 20s);
-  ASSERT_TRUE(line.has_value()) << server.out() << server.err();
-  size_t colon = line->rfind(':');
-  ASSERT_NE(colon, std::string::npos) << *line;
-  int irc_port = std::stoi(line->substr(colon + 1));
-  int status;
-  json r = run_loadgen({"--mode", "chat", "--dialect", "irc", "--port", std::to_string(irc_port), "--connections",
-                        "200", "--rate", "200", "--publishers", "2", "--duration", "1", "--warmup", "0.2", "--drain",
-                        "5", "--server-pid", std::to_string(server.pid())},
-                       &status);
-  ASSERT_EQ(status, 0) << r.dump();
-  EXPECT_EQ(r["dialect"], "irc") << r.dump();
-  EXPECT_EQ(r["errors"], 0) << r.dump();
-  EXPECT_EQ(r["members_subscribed"], 200) << r.dump();
-  EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
-  EXPECT_EQ(r["received"], r["expected_deliveries"]) << r.dump();
-  EXPECT_EQ(r["loss"], 0) << r.dump();
-  EXPECT_EQ(r["duplicates"], 0) << r.dump();
-  EXPECT_EQ(r["out_of_order"], 0) << r.dump();
-}
+INSTANTIATE_TEST_SUITE_P(Dialects, LoadgenChat, ::testing::Values(kNative, kArticle, kWs, kIrc), name_of);
 
 // --ids: every publish carries an id and the server acks each once stored; loadgen counts the acks
-// of the measured messages (none missing, none refused) and times them from the publish.
-TEST(Loadgen, ChatWithIdsCountsAndTimesEveryAck) {
-  for (std::string dialect : {"native", "ws"}) {
-    Server server({CHAT_SERVER_BIN, "--port", "0", "--message-rate", "0", "--max-connections-per-address", "0", "--connect-rate", "0", "--http-port", "0", "--irc-port", "0", "--store", "memory"});
-    int port = server.port;
-    if (dialect == "ws") {
-      auto line = server.process.wait_for_line("http listening on", 10s);
-      ASSERT_TRUE(line.has_value()) << server.process.out();
-      port = std::stoi(line->substr(line->find(':', line->find("listening on")) + 1));
-    }
-    int status;
-    json r = run_loadgen({"--mode", "chat", "--dialect", dialect, "--port", std::to_string(port), "--connections",
-                          "50", "--rate", "200", "--publishers", "2", "--duration", "1", "--warmup", "0.2",
-                          "--drain", "5", "--ids"},
-                         &status);
-    ASSERT_EQ(status, 0) << dialect << ": " << r.dump();
-    EXPECT_EQ(r["ids"], true) << r.dump();
-    EXPECT_EQ(r["errors"], 0) << r.dump();
-    EXPECT_EQ(r["loss"], 0) << r.dump();
-    EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
-    // Warm-up messages are acked too: at least one ack per measured message.
-    EXPECT_GE(r["acks"].get<uint64_t>(), r["messages_sent"].get<uint64_t>()) << r.dump();
-    EXPECT_EQ(r["acks_missing"], 0) << r.dump();
-    EXPECT_EQ(r["not_stored"], 0) << r.dump();
-    EXPECT_EQ(r["ack_latency_us"]["samples"], r["messages_sent"]) << r.dump();
-    EXPECT_GT(r["ack_latency_us"]["p99"].get<double>(), 0.0) << r.dump();
-  }
+// of the measured messages (none missing, none refused) and times them from the publish. (The
+// article and IRC dialects have no ids: loadgen refuses --ids with them.)
+TEST_P(LoadgenAcks, ChatWithIdsCountsAndTimesEveryAck) {
+  const Dialect& d = GetParam();
+  Server server(server_argv(d));
+  int port = port_for(server, d);
+  ASSERT_GT(port, 0) << server.process.out() << server.process.err();
+  int status;
+  json r = run_loadgen({"--mode", "chat", "--dialect", d.name, "--port", std::to_string(port), "--connections",
+                        "50", "--rate", "200", "--publishers", "2", "--duration", "1", "--warmup", "0.2",
+                        "--drain", "5", "--ids"},
+                       &status);
+  ASSERT_EQ(status, 0) << d.name << ": " << r.dump();
+  EXPECT_EQ(r["ids"], true) << r.dump();
+  EXPECT_EQ(r["errors"], 0) << r.dump();
+  EXPECT_EQ(r["loss"], 0) << r.dump();
+  EXPECT_GT(r["messages_sent"].get<uint64_t>(), 100u) << r.dump();
+  // Warm-up messages are acked too: at least one ack per measured message.
+  EXPECT_GE(r["acks"].get<uint64_t>(), r["messages_sent"].get<uint64_t>()) << r.dump();
+  EXPECT_EQ(r["acks_missing"], 0) << r.dump();
+  EXPECT_EQ(r["not_stored"], 0) << r.dump();
+  EXPECT_EQ(r["ack_latency_us"]["samples"], r["messages_sent"]) << r.dump();
+  EXPECT_GT(r["ack_latency_us"]["p99"].get<double>(), 0.0) << r.dump();
 }
+
+INSTANTIATE_TEST_SUITE_P(Dialects, LoadgenAcks, ::testing::Values(kNative, kWs), name_of);
 
 // --window: closed-loop publishing, each publisher keeping N messages unacknowledged; the figure is
 // acknowledged messages per second, and nothing is lost or left unacknowledged.

@@ -21,6 +21,8 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { after, before, test } from 'node:test';
 
+import harness from '../harness/chatproc.cjs';
+
 let IRC;
 let WebSocket;
 try {
@@ -31,9 +33,7 @@ try {
   process.exit(1);
 }
 
-const serverPath = process.env.TEST_PROGRAM_DIR
-  ? path.join(process.env.TEST_PROGRAM_DIR, 'chat-server')
-  : process.argv[2] || process.env.CHAT_SERVER;
+const serverPath = harness.programPath('chat-server', process.argv[2] || process.env.CHAT_SERVER);
 if (!serverPath) {
   console.error('usage: node irc_clients_test.mjs PATH-TO-chat-server|PATH-TO-ngircd|PATH-TO-inspircd');
   process.exit(2);
@@ -41,20 +41,14 @@ if (!serverPath) {
 const KIND = ['ngircd', 'inspircd'].find((k) => path.basename(serverPath).startsWith(k)) || 'chat-server';
 const CHAT = KIND === 'chat-server';
 // A sanitizer build's programs are slower; the machine is shared with other builds.
-const TIMEOUT = process.env.TEST_PROGRAM_DIR ? 40000 : 15000;
+const TIMEOUT = harness.sanitized() ? 40000 : 15000;
 const WEECHAT = process.env.WEECHAT || '/usr/bin/weechat-headless';
 // What every IRC client of chat-server must be able to negotiate (the IRC front end's promise);
 // another server is only held to what it offers.
 const REQUIRED_CAPS = CHAT ? ['message-tags', 'server-time', 'echo-message'] : [];
 
 function within(promise, what, ms = TIMEOUT) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
+  return harness.withTimeout(promise, ms, `timed out after ${ms} ms waiting for ${what}`);
 }
 
 // Things that arrive queue up until a test waits for one: push() them, expect(match) takes the
@@ -146,51 +140,12 @@ function tempDir(what) {
 // ---------------------------------------------------------------------------------------------
 // The servers under test. Each start() resolves to { irc: port, tcp?, http?, stop() }.
 
+// chat-server on free ports (tests/harness/chatproc.cjs); stop() is SIGTERM, then status 0 and no
+// sanitizer report.
 async function startChatServer(extra = []) {
-  const args = ['--host', '127.0.0.1', '--port', '0', '--http-port', '0', '--irc-port', '0',
-                '--store', 'memory', '--threads', '2', ...extra];
-  const proc = started(spawn(serverPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let stderr = '';
-  proc.stderr.on('data', (d) => { stderr += d; });
-  const out = processLines(proc);
-  let ports;
-  try {
-    const tcp = await out.expect(/^chat-server: listening on [\d.]+:(\d+)/, 'the chat port');
-    const http = await out.expect(/^chat-server: http listening on [\d.]+:(\d+)/, 'the http port');
-    const irc = await out.expect(/^chat-server: irc listening on [\d.]+:(\d+)/, 'the irc port');
-    ports = { tcp: portOf(tcp), http: portOf(http), irc: portOf(irc) };
-  } catch (e) {
-    proc.kill('SIGKILL');
-    throw new Error(`chat-server did not start (${serverPath} ${args.join(' ')}): ${e.message}\nstderr:\n${stderr}`);
-  }
-  return {
-    ...ports,
-    async stop() {
-      const exited = exitOf(proc);
-      proc.kill('SIGTERM');
-      const { code, signal } = await within(exited, 'chat-server to stop', 20000);
-      for (const mark of ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:', 'ThreadSanitizer']) {
-        assert.ok(!stderr.includes(mark), `sanitizer report from chat-server:\n${stderr}`);
-      }
-      assert.equal(signal, null, stderr);
-      assert.equal(code, 0, stderr);
-    },
-  };
-}
-
-function portOf(match) {
-  return Number(match.match(/:(\d+)/)[1]);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
+  const chat = new harness.ChatServer(serverPath, [...harness.FREE_PORTS, '--threads', '2', ...extra]);
+  await chat.start(['tcp', 'irc', 'http']);
+  return { tcp: chat.ports.tcp, http: chat.ports.http, irc: chat.ports.irc, stop: () => chat.stop() };
 }
 
 // A Debian IRC server in a directory of its own, on a loopback port that was free a moment ago:
@@ -201,7 +156,7 @@ async function startDebianIrcd() {
   // Started as root, ngircd drops to "nobody": it must be able to write its pid file here.
   fs.chmodSync(dir, 0o777);
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = await harness.freePort();
     const conf = path.join(dir, `${KIND}.conf`);
     const log = path.join(dir, `${KIND}.log`);
     let args;

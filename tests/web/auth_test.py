@@ -22,7 +22,7 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 import chatproc  # noqa: E402
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402

@@ -24,7 +24,8 @@ import unittest
 
 from prometheus_client.parser import text_string_to_metric_families
 
-import chatproc
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+import chatproc  # noqa: E402
 
 SERVER = chatproc.server_path(sys.argv)
 TIMEOUT = 30 if chatproc.sanitized() else 10

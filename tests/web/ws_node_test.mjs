@@ -9,7 +9,7 @@
 // Run: node tests/web/ws_node_test.mjs build/bin/chat-server (or CHAT_SERVER, or TEST_PROGRAM_DIR),
 // after `npm ci --prefix tests/web` (./dev.sh test does it).
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -17,6 +17,8 @@ import path from 'node:path';
 import tls from 'node:tls';
 import readline from 'node:readline';
 import { after, before, test } from 'node:test';
+
+import harness from '../harness/chatproc.cjs';
 
 let WebSocket;
 try {
@@ -26,57 +28,19 @@ try {
   process.exit(1);
 }
 
-const serverPath = process.env.TEST_PROGRAM_DIR
-  ? path.join(process.env.TEST_PROGRAM_DIR, 'chat-server')
-  : process.argv[2] || process.env.CHAT_SERVER;
+const serverPath = harness.programPath('chat-server', process.argv[2] || process.env.CHAT_SERVER);
 if (!serverPath) {
   console.error('usage: node ws_node_test.mjs PATH-TO-chat-server');
   process.exit(2);
 }
-const TIMEOUT = process.env.TEST_PROGRAM_DIR ? 30000 : 10000;
+const TIMEOUT = harness.sanitized() ? 30000 : 10000;
 const MAX_FRAME = 1024;
 
 function within(promise, what, ms = TIMEOUT) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-// A process's lines, waited on with a deadline.
-function lineWaiter(stream) {
-  const lines = [];
-  const waiters = [];
-  readline.createInterface({ input: stream }).on('line', (line) => {
-    lines.push(line);
-    for (const w of [...waiters]) w();
-  });
-  return (regex, what) =>
-    within(
-      new Promise((resolve) => {
-        const check = () => {
-          for (const l of lines) {
-            const m = l.match(regex);
-            if (m) {
-              waiters.splice(waiters.indexOf(check), 1);
-              resolve(m);
-              return true;
-            }
-          }
-          return false;
-        };
-        waiters.push(check);
-        check();
-      }),
-      what,
-    );
+  return harness.withTimeout(promise, ms, `timed out after ${ms} ms waiting for ${what}`);
 }
 
 let server;
-let stderr = '';
 let ports;
 let ca;  // the test authority's certificate (PEM)
 
@@ -84,29 +48,17 @@ before(async () => {
   const caDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-ws-tls-'));
   execFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'tls', 'make_test_ca.sh'), [caDir]);
   ca = fs.readFileSync(path.join(caDir, 'ca.pem'));
-  server = spawn(serverPath, ['--host', '127.0.0.1', '--port', '0', '--http-port', '0', '--irc-port', '0', '--store', 'memory', '--threads', '2',
-                              '--max-frame', String(MAX_FRAME), '--tls-cert', path.join(caDir, 'server.pem'),
-                              '--tls-key', path.join(caDir, 'server.key'), '--tls-port', '0', '--https-port', '0',
-                              '--ircs-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stderr.on('data', (d) => { stderr += d; });
-  const waitLine = lineWaiter(server.stdout);
-  const tcp = await waitLine(/^chat-server: listening on [\d.]+:(\d+)/, 'the chat port');
-  const http = await waitLine(/^chat-server: http listening on [\d.]+:(\d+)/, 'the http port');
-  const tlsPort = await waitLine(/^chat-server: tls listening on [\d.]+:(\d+)/, 'the tls port');
-  const https = await waitLine(/^chat-server: https listening on [\d.]+:(\d+)/, 'the https port');
-  ports = { tcp: Number(tcp[1]), http: Number(http[1]), tls: Number(tlsPort[1]), https: Number(https[1]) };
+  server = new harness.ChatServer(serverPath, [...harness.FREE_PORTS, '--threads', '2',
+                                               '--max-frame', String(MAX_FRAME), '--tls-cert', path.join(caDir, 'server.pem'),
+                                               '--tls-key', path.join(caDir, 'server.key'), '--tls-port', '0', '--https-port', '0',
+                                               '--ircs-port', '0']);
+  await server.start(['tcp', 'http', 'tls', 'https']);
+  ports = { tcp: server.ports.tcp, http: server.ports.http, tls: server.ports.tls, https: server.ports.https };
 });
 
+// SIGTERM: status 0 and no sanitizer report (tests/harness/chatproc.cjs).
 after(async () => {
-  if (!server) return;
-  const exited = new Promise((resolve) => server.once('exit', (code, signal) => resolve({ code, signal })));
-  server.kill('SIGTERM');
-  const { code, signal } = await within(exited, 'chat-server to stop', 20000);
-  for (const mark of ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:', 'ThreadSanitizer']) {
-    assert.ok(!stderr.includes(mark), `sanitizer report:\n${stderr}`);
-  }
-  assert.equal(signal, null, stderr);
-  assert.equal(code, 0, stderr);
+  if (server) await server.stop();
 });
 
 // Messages queue up until a test waits for one: push() what arrives, expect(fields) the first

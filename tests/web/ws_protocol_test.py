@@ -21,7 +21,7 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 import chatproc  # noqa: E402
 
 import websockets  # noqa: E402  (Debian's python3-websockets)

@@ -14,7 +14,7 @@
 
 #include <gtest/gtest.h>
 
-#include "../temp_file.h"
+#include "../../../temp_file.h"
 #include "chat/ops/auth.h"
 
 using chat::TokenAuthority;

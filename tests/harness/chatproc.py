@@ -1,6 +1,7 @@
-"""A chat-server process for the web protocol tests: started on free ports (--port 0 --http-port 0),
-its ports read from what it prints, its stderr kept, stopped with SIGTERM, and checked for
-sanitizer reports. Every wait has a deadline; nothing sleeps.
+"""A chat-server process for the Python tests (tests/web/*.py, bench/ws_ping_flood.py): started on
+free ports (--port 0 --http-port 0), its ports read from what it prints, its stderr kept, stopped
+with SIGTERM, and checked for sanitizer reports. Every wait has a deadline; nothing sleeps. The Node
+tests have the same in tests/harness/chatproc.cjs.
 
 The server's path: $TEST_PROGRAM_DIR/chat-server when TEST_PROGRAM_DIR is set (dev.sh runs the
 integration tests against the ASan and TSan programs that way), else the first argument the test was
