@@ -572,7 +572,8 @@ int main(int argc, char** argv) {
       irc.operators.push_back(std::move(op));
     }
   }
-  // The front ends, in the order of their startup lines' ports: the chat port's first.
+  // The front ends served, each with its flags: the chat port's first (the service's address, and
+  // the port every reactor listens on with --accept reuseport).
   options.fronts.push_back(chat::serve_tcp(port, tls_port));
   if (!no_http) options.fronts.push_back(chat::serve_web(http_port, https_port, web));
   if (!no_irc) options.fronts.push_back(chat::serve_irc(irc_port, ircs_port, irc));

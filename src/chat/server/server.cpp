@@ -18,40 +18,25 @@ std::span<const FrontEnd* const> front_ends() {
   return fronts;
 }
 
-namespace {
-
-struct ListenerTable {
-  std::vector<ListenerInfo> listeners;
-  std::vector<std::string_view> names;
-};
-
-const ListenerTable& listener_table() {
-  static const ListenerTable table = [] {
-    ListenerTable t;
-    auto fronts = front_ends();
-    for (bool tls : {false, true}) {
-      for (size_t f = 0; f < fronts.size(); ++f) {
-        t.listeners.push_back({f, tls, tls ? fronts[f]->tls_name : fronts[f]->name});
-        t.names.push_back(t.listeners.back().name);
-      }
+FrontEnds::FrontEnds(std::span<const FrontEnd* const> fronts) : fronts_(fronts.begin(), fronts.end()) {
+  for (bool tls : {false, true}) {
+    for (size_t f = 0; f < fronts_.size(); ++f) {
+      listeners_.push_back({f, tls, tls ? fronts_[f]->tls_name : fronts_[f]->name});
+      names_.push_back(listeners_.back().name);
     }
-    if (t.listeners.size() > kMaxListeners) throw std::length_error("too many listeners (kMaxListeners)");
-    return t;
-  }();
-  return table;
+  }
+  if (listeners_.size() > kMaxListeners) throw std::length_error("too many listeners (at most kMaxListeners)");
 }
 
-}  // namespace
-
-std::span<const ListenerInfo> listeners() { return listener_table().listeners; }
-std::span<const std::string_view> listener_names() { return listener_table().names; }
-
-size_t listener_named(std::string_view name) {
-  auto all = listeners();
-  for (size_t l = 0; l < all.size(); ++l) {
-    if (all[l].name == name) return l;
+size_t FrontEnds::listener(std::string_view name) const {
+  for (size_t l = 0; l < listeners_.size(); ++l) {
+    if (listeners_[l].name == name) return l;
   }
-  return all.size();
+  return listeners_.size();
+}
+
+size_t FrontEnds::index(const FrontEnd* front) const {
+  return static_cast<size_t>(std::find(fronts_.begin(), fronts_.end(), front) - fronts_.begin());
 }
 
 // ---- ChatServer -------------------------------------------------------------------------------
@@ -61,16 +46,17 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
     : reactor_(reactor),
       limits_(limits),
       hub_(table, shard),
-      sessions_{hub_, stats_, limits_, OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)} {
+      sessions_{hub_, stats_, limits_, OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)},
+      fronts_(*doors.fronts) {
   // The formats of every front end, registered in a fixed order (their ids order the stats line).
-  auto fronts = front_ends();
+  auto fronts = fronts_.fronts();
   for (const FrontEnd* front : fronts) front->register_formats();
   table.attach(shard, reactor, hub_);
   shared_ = doors.shared;
   shared_.resize(fronts.size());
   parts_.resize(fronts.size());
   sweep_timers_.resize(fronts.size(), 0);
-  auto all = listeners();
+  auto all = fronts_.listeners();
   for (size_t l = 0; l < all.size(); ++l) {
     if (!doors.open[l]) continue;
     reactor::ConnectionOptions options;
@@ -156,8 +142,8 @@ Stats ChatServer::stats() const {
 void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn, size_t door) {
   AddressKey address;
   if (!admit(conn, door, address)) return;
-  const ListenerInfo& listener = listeners()[door];  // over TLS or not, the same front end
-  bool member = parts_[listener.front]->connect(*conn);
+  // Over TLS or not, the same front end.
+  bool member = parts_[fronts_.listeners()[door].front]->connect(*conn);
   connections_.emplace(conn->id(), Open{conn, address, static_cast<uint8_t>(door), member});
   if (!member) ++visitors_;
   stats_.connections_open = connections_.size();
@@ -174,7 +160,7 @@ void ChatServer::became_member(uint64_t id) {
 
 void ChatServer::sweep(size_t front) {
   auto now = reactor::Clock::now();
-  auto all = listeners();
+  auto all = fronts_.listeners();
   std::vector<reactor::TcpConnectionPtr> swept;  // a sweep may close (deferred) its connection
   for (auto& [id, open] : connections_) {
     if (all[open.door].front == front && open.conn->handler() != nullptr) swept.push_back(open.conn);
@@ -294,9 +280,8 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
 }
 
 void ChatServer::stop_member_doors(bool close_listeners) {
-  auto all = listeners();
-  for (size_t l = 0; l < all.size(); ++l) {
-    if (!doors_[l] || front_ends()[all[l].front]->outlives_members) continue;  // HTTP goes on (/healthz)
+  for (size_t l = 0; l < fronts_.listeners().size(); ++l) {
+    if (!doors_[l] || fronts_.front_of(l).outlives_members) continue;  // HTTP goes on (/healthz)
     if (close_listeners) {
       doors_[l]->close_listener();
     } else {
@@ -308,7 +293,7 @@ void ChatServer::stop_member_doors(bool close_listeners) {
 void ChatServer::farewell(const reactor::TcpConnectionPtr& conn, bool restart) {
   auto it = connections_.find(conn->id());
   if (it == connections_.end()) return;
-  parts_[listeners()[it->second.door].front]->farewell(*conn, restart);
+  parts_[fronts_.listeners()[it->second.door].front]->farewell(*conn, restart);
 }
 
 void ChatServer::drain(std::chrono::milliseconds window, std::function<void()> done) {
@@ -358,9 +343,8 @@ void ChatServer::maybe_finish_shutdown() {
   if (!shutdown_done_ || connections_.size() > visitors_) return;  // members still flushing
   if (!visitors_closing_) {
     visitors_closing_ = true;
-    auto all = listeners();
-    for (size_t l = 0; l < all.size(); ++l) {
-      if (doors_[l] && front_ends()[all[l].front]->outlives_members) doors_[l]->stop_accepting();
+    for (size_t l = 0; l < fronts_.listeners().size(); ++l) {
+      if (doors_[l] && fronts_.front_of(l).outlives_members) doors_[l]->stop_accepting();
     }
     std::vector<reactor::TcpConnectionPtr> visitors;
     for (auto& [id, open] : connections_) {
@@ -382,6 +366,7 @@ ChatService::ChatService(reactor::Reactor& main, const std::string& host, const 
                          const ServiceOptions& options)
     : main_(main),
       limits_(limits),
+      fronts_(options.known.empty() ? front_ends() : std::span<const FrontEnd* const>(options.known)),
       table_(options.threads, limits.presence_max_members),
       reactors_(options.threads, nullptr),
       servers_(options.threads),
@@ -418,30 +403,25 @@ ChatService::ChatService(reactor::Reactor& main, const std::string& host, const 
   doors.tls = options.tls;
   doors.tls_handshake_timeout = options.tls_handshake_timeout;
   doors.metrics = metrics;
+  doors.fronts = &fronts_;
   // Each front end served opens its listener, and its TLS twin with a certificate.
-  auto all = listeners();
-  for (bool tls : {false, true}) {
-    if (tls && !options.tls) break;
-    for (size_t l = 0; l < all.size(); ++l) {
-      if (all[l].tls != tls) continue;
-      for (const ServedFrontEnd& served : options.fronts) {
-        if (served.front != front_ends()[all[l].front]) continue;
-        doors.open[l] = true;
-        doors.listen_on[l] = reactor::InetAddress::resolve(host, tls ? served.tls_port : served.port);
-      }
+  auto all = fronts_.listeners();
+  for (size_t l = 0; l < all.size(); ++l) {
+    if (all[l].tls && !options.tls) continue;
+    for (const ServedFrontEnd& served : options.fronts) {
+      if (fronts_.index(served.front) != all[l].front) continue;
+      doors.open[l] = true;
+      doors.listen_on[l] = reactor::InetAddress::resolve(host, all[l].tls ? served.tls_port : served.port);
     }
   }
   // What each front end's shards share, made once.
-  doors.shared.resize(front_ends().size());
+  doors.shared.resize(fronts_.fronts().size());
   for (const ServedFrontEnd& served : options.fronts) {
-    for (size_t f = 0; f < front_ends().size(); ++f) {
-      if (served.front != front_ends()[f]) continue;
-      doors.shared[f] = served.front->prepare ? served.front->prepare(served.options) : served.options;
-    }
+    size_t f = fronts_.index(served.front);
+    if (f == fronts_.fronts().size()) throw std::invalid_argument("a front end served but not known");
+    doors.shared[f] = served.front->prepare ? served.front->prepare(served.options) : served.options;
   }
-  if (!options.fronts.empty()) {
-    first_door_ = listener_named(options.fronts.front().front->name);
-  }
+  if (!options.fronts.empty()) first_door_ = fronts_.listener(options.fronts.front().front->name);
   servers_[0] = std::make_unique<ChatServer>(main, table_, 0, limits_, doors);
   ShardDoors others = doors;
   others.listen_on = {};
@@ -582,7 +562,7 @@ void ChatService::collect_stats(std::function<void(const Stats&, const std::vect
 void ChatService::metrics_text(std::function<void(std::string)> done) {
   collect_stats([this, done = std::move(done)](const Stats& sum, const std::vector<Stats>& shards) {
     Exposition out;
-    write_metrics(out, sum, shards, listener_names());
+    write_metrics(out, sum, shards, fronts_.names());
     if (router_) router_->metrics(out);
     if (store_) store_->metrics(out);
     done(out.text());

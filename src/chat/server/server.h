@@ -29,36 +29,51 @@
 
 namespace chat {
 
-// Every front end the server knows, in a fixed order: their formats are registered in it, and
-// their listeners are numbered by it (listeners()).
+// Every front end chat-server knows, in a fixed order (TCP, web, IRC): a service's default.
 std::span<const FrontEnd* const> front_ends();
-// A listener: a front end's plain one, or its TLS twin. Numbered every front end's plain one in
-// the order of front_ends(), then their TLS twins in the same order: Stats::accepted's order.
-struct ListenerInfo {
-  size_t front;  // in front_ends()
-  bool tls;
-  std::string_view name;
+
+// The front ends a service knows and their listeners. Their formats are registered in the
+// order of the list, and their listeners are numbered every front end's plain one in that order,
+// then their TLS twins in the same order (Stats::accepted's order), whether served or not: the
+// stats line and /metrics show the same figures whatever is served.
+class FrontEnds {
+ public:
+  struct Listener {
+    size_t front;  // in fronts()
+    bool tls;      // the TLS twin
+    std::string_view name;
+  };
+  explicit FrontEnds(std::span<const FrontEnd* const> fronts);
+  std::span<const FrontEnd* const> fronts() const { return fronts_; }
+  const FrontEnd& front_of(size_t listener) const { return *fronts_[listeners_[listener].front]; }
+  std::span<const Listener> listeners() const { return listeners_; }
+  std::span<const std::string_view> names() const { return names_; }
+  // The listener called `name` ("tcp", "ircs"), or listeners().size(); the index of `front`, or fronts().size().
+  size_t listener(std::string_view name) const;
+  size_t index(const FrontEnd* front) const;
+
+ private:
+  std::vector<const FrontEnd*> fronts_;
+  std::vector<Listener> listeners_;
+  std::vector<std::string_view> names_;
 };
-std::span<const ListenerInfo> listeners();
-std::span<const std::string_view> listener_names();
-// The listener called `name` ("tcp", "ircs"), or listeners().size().
-size_t listener_named(std::string_view name);
 
 // Where a shard's GET /metrics gets its text: called on shard `shard`, answers there.
 using MetricsSource = std::function<void(size_t shard, std::function<void(std::string)> done)>;
 
-// Where a shard's connections come in, by listener (listeners()): whether it takes that
+// Where a shard's connections come in, by listener (FrontEnds::listeners): whether it takes that
 // listener's connections at all, and whether it listens itself (on `listen_on`) or they arrive
 // through ChatServer::adopt from the shard that accepted them; and what each front end it serves
 // shares across shards (FrontEnd::prepare, by front end).
 struct ShardDoors {
+  const FrontEnds* fronts = nullptr;  // outlives the shard's server
   std::array<bool, kMaxListeners> open{};
   std::array<std::optional<reactor::InetAddress>, kMaxListeners> listen_on;
   reactor::ListenOptions listen_options;
   // The TLS listeners' connections: the certificate, and how long a handshake may take.
   std::shared_ptr<reactor::FilterFactory> tls = nullptr;
   std::chrono::milliseconds tls_handshake_timeout{10000};
-  std::vector<std::shared_ptr<const void>> shared;  // by front end (front_ends())
+  std::vector<std::shared_ptr<const void>> shared;  // by front end (FrontEnds::fronts)
   MetricsSource metrics;  // null: no /metrics (and no loop-lag probe)
 };
 
@@ -127,7 +142,8 @@ class ChatServer {
   bool draining_ = false;  // quiesced: /healthz says 503
   bool visitors_closing_ = false;  // shutting down, and the members are gone: the others stop too
   std::unique_ptr<reactor::LoopLagProbe> lag_probe_;  // with /metrics
-  // By front end (front_ends()): what its shards share (kept while its part uses it), its part on
+  const FrontEnds& fronts_;
+  // By front end (FrontEnds::fronts): what its shards share (kept while its part uses it), its part on
   // this shard (null: not served), and its sweep's timer.
   std::vector<std::shared_ptr<const void>> shared_;
   std::vector<std::unique_ptr<FrontEndPart>> parts_;
@@ -166,8 +182,10 @@ struct ServiceOptions {
   uint16_t redis_port = 6379;
   Store* store = nullptr;   // where rooms' history is kept (null: none); not owned
   Retention retention;      // and for how long (the dedupe window of ids included)
-  // The front ends served (on the service's host), each on its port: the first one's listener
+  // Every front end the service knows, in order (empty: front_ends()), and those it serves (on
+  // the service's host), each on its port: the first one's listener
   // is the service's local_address(), and with listener_per_shard every shard listens on it.
+  std::vector<const FrontEnd*> known;
   std::vector<ServedFrontEnd> fronts;
   bool metrics = true;      // GET /metrics (on a front end that serves it), and each reactor's loop-lag probe
   // With a certificate: each front end's TLS twin beside its plain listener, on its tls_port.
@@ -209,10 +227,10 @@ class ChatService {
 
   size_t threads() const { return servers_.size(); }
   // Whether the listener called `name` ("tcp", "https": FrontEnd::name, tls_name) is served.
-  bool serves(std::string_view name) const { return servers_[0]->serves(listener_named(name)); }
+  bool serves(std::string_view name) const { return servers_[0]->serves(fronts_.listener(name)); }
   // Where listener `name` listens (one the service serves).
   const reactor::InetAddress& address(std::string_view name) const {
-    return servers_[0]->address(listener_named(name));
+    return servers_[0]->address(fronts_.listener(name));
   }
   // Where the first front end served listens.
   const reactor::InetAddress& local_address() const { return servers_[0]->address(first_door_); }
@@ -222,6 +240,7 @@ class ChatService {
 
   reactor::Reactor& main_;
   Limits limits_;
+  FrontEnds fronts_;
   ShardTable table_;
   std::unique_ptr<AddressTable> addresses_;  // with per-address limits; outlives the shards
   reactor::TimerId address_sweep_timer_ = 0;
