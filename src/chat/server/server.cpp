@@ -56,6 +56,7 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
   shared_.resize(fronts.size());
   parts_.resize(fronts.size());
   sweep_timers_.resize(fronts.size(), 0);
+  open_by_front_.resize(fronts.size(), 0);
   auto all = fronts_.listeners();
   for (size_t l = 0; l < all.size(); ++l) {
     if (!doors.open[l]) continue;
@@ -142,9 +143,10 @@ Stats ChatServer::stats() const {
 void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn, size_t door) {
   AddressKey address;
   if (!admit(conn, door, address)) return;
-  // Over TLS or not, the same front end.
-  bool member = parts_[fronts_.listeners()[door].front]->connect(*conn);
+  size_t front = fronts_.listeners()[door].front;  // over TLS or not, the same front end
+  bool member = parts_[front]->connect(*conn);
   connections_.emplace(conn->id(), Open{conn, address, static_cast<uint8_t>(door), member});
+  ++open_by_front_[front];
   if (!member) ++visitors_;
   stats_.connections_open = connections_.size();
   bool closing = member ? shutdown_done_ || quiesced_ : visitors_closing_;
@@ -159,9 +161,11 @@ void ChatServer::became_member(uint64_t id) {
 }
 
 void ChatServer::sweep(size_t front) {
+  if (open_by_front_[front] == 0) return;
   auto now = reactor::Clock::now();
   auto all = fronts_.listeners();
   std::vector<reactor::TcpConnectionPtr> swept;  // a sweep may close (deferred) its connection
+  swept.reserve(open_by_front_[front]);
   for (auto& [id, open] : connections_) {
     if (all[open.door].front == front && open.conn->handler() != nullptr) swept.push_back(open.conn);
   }
@@ -220,6 +224,7 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::
   if (it == connections_.end()) return;  // refused before it had a session
   if (it->second.address.counted()) hub_.table().addresses()->release(it->second.address);
   if (!it->second.member) --visitors_;
+  --open_by_front_[fronts_.listeners()[it->second.door].front];
   connections_.erase(it);
   if (limits_.max_connections) hub_.table().release_admission();
   stats_.connections_open = connections_.size();

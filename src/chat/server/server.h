@@ -148,6 +148,7 @@ class ChatServer {
   std::vector<std::shared_ptr<const void>> shared_;
   std::vector<std::unique_ptr<FrontEndPart>> parts_;
   std::vector<reactor::TimerId> sweep_timers_;
+  std::vector<size_t> open_by_front_;  // its connections open (a sweep of none looks at nothing)
   std::array<std::unique_ptr<reactor::TcpServer>, kMaxListeners> doors_;  // by listener; null: not served
   struct Open {
     reactor::TcpConnectionPtr conn;
