@@ -2,6 +2,9 @@
 
 #include <malloc.h>
 
+#include <algorithm>
+#include <stdexcept>
+
 #include "chat/cluster/redis_router.h"
 #include "chat/frontends/irc/registration.h"
 #include "chat/frontends/tcp/registration.h"
