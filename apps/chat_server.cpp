@@ -22,6 +22,9 @@
 #include "chat/cluster/redis_store.h"
 #include "chat/core/names.h"
 #include "chat/core/store.h"
+#include "chat/frontends/irc/registration.h"
+#include "chat/frontends/tcp/registration.h"
+#include "chat/frontends/web/registration.h"
 #include "chat/history/sqlite_store.h"
 #include "chat/ops/auth.h"
 #include "chat/server/server.h"
@@ -63,7 +66,7 @@ std::unique_ptr<chat::Store> open_store(const StoreChoice& choice, bool redis) {
 }
 
 // One node: the chat service on this process's reactors until SIGINT/SIGTERM.
-int run_node(const std::string& host, uint16_t port, const chat::Limits& limits, chat::ServiceOptions options,
+int run_node(const std::string& host, const chat::Limits& limits, chat::ServiceOptions options,
              const StoreChoice& store_choice, size_t grace_ms, size_t drain_ms,
              const std::shared_ptr<reactor::TlsServerContext>& tls) {
   try {
@@ -88,7 +91,7 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
     std::unique_ptr<chat::Store> store = open_store(store_choice, !options.redis_host.empty());
     options.store = store.get();
     options.retention = store_choice.retention;
-    chat::ChatService service(loop, reactor::InetAddress::resolve(host, port), limits, options);
+    chat::ChatService service(loop, host, limits, options);
     bool stopping = false, draining = false;
     auto stop = [&] { service.shutdown(std::chrono::milliseconds(grace_ms), [&] { loop.stop(); }); };
     // SIGTERM: a lame duck first (members closed one by one over --drain-ms, each told to
@@ -134,24 +137,23 @@ int run_node(const std::string& host, uint16_t port, const chat::Limits& limits,
                 // ("connected", or why not and that this node serves its own members meanwhile).
                 options.redis_host.empty() ? ""
                     : (options.redis_host + ":" + std::to_string(options.redis_port) + " connecting").c_str());
-    using chat::Listener;
-    if (service.serves(Listener::kIrc)) {
-      std::printf("chat-server: irc listening on %s\n", service.address(Listener::kIrc).to_string().c_str());
+    if (service.serves("irc")) {
+      std::printf("chat-server: irc listening on %s\n", service.address("irc").to_string().c_str());
     }
-    if (service.serves(Listener::kHttp)) {
+    if (service.serves("http")) {
       std::printf("chat-server: http listening on %s (the chat page: http://%s/)\n",
-                  service.address(Listener::kHttp).to_string().c_str(), service.address(Listener::kHttp).to_string().c_str());
+                  service.address("http").to_string().c_str(), service.address("http").to_string().c_str());
     }
-    if (service.serves(Listener::kTls)) {
-      std::printf("chat-server: tls listening on %s (%s)\n", service.address(Listener::kTls).to_string().c_str(),
+    if (service.serves("tls")) {
+      std::printf("chat-server: tls listening on %s (%s)\n", service.address("tls").to_string().c_str(),
                   tls->describe().c_str());
     }
-    if (service.serves(Listener::kHttps)) {
+    if (service.serves("https")) {
       std::printf("chat-server: https listening on %s (the chat page: https://%s/)\n",
-                  service.address(Listener::kHttps).to_string().c_str(), service.address(Listener::kHttps).to_string().c_str());
+                  service.address("https").to_string().c_str(), service.address("https").to_string().c_str());
     }
-    if (service.serves(Listener::kIrcs)) {
-      std::printf("chat-server: ircs listening on %s\n", service.address(Listener::kIrcs).to_string().c_str());
+    if (service.serves("ircs")) {
+      std::printf("chat-server: ircs listening on %s\n", service.address("ircs").to_string().c_str());
     }
     std::fflush(stdout);
     loop.run();
@@ -519,17 +521,14 @@ int main(int argc, char** argv) {
     }
   }
   options.reuse_port = reuse_port;
-  options.http = !no_http;
   options.metrics = !no_metrics;
-  options.http_port = http_port;
-  options.web.web_root = web_root;
-  options.web.allowed_origins = allowed_origins;
-  options.web.request_timeout = std::chrono::milliseconds(http_timeout_ms);
-  options.web.ws_ping_interval = std::chrono::milliseconds(ws_ping_ms);
-  options.web.ws_pong_timeout = std::chrono::milliseconds(ws_pong_timeout_ms);
+  chat::WebOptions web;
+  web.web_root = web_root;
+  web.allowed_origins = allowed_origins;
+  web.request_timeout = std::chrono::milliseconds(http_timeout_ms);
+  web.ws_ping_interval = std::chrono::milliseconds(ws_ping_ms);
+  web.ws_pong_timeout = std::chrono::milliseconds(ws_pong_timeout_ms);
   options.listener_per_shard = accept == "reuseport";
-  options.irc = !no_irc;
-  options.irc_port = irc_port;
   irc.registration_timeout = std::chrono::milliseconds(irc_registration_ms);
   irc.ping_interval = std::chrono::milliseconds(irc_ping_ms);
   irc.ping_timeout = std::chrono::milliseconds(irc_ping_timeout_ms);
@@ -573,7 +572,11 @@ int main(int argc, char** argv) {
       irc.operators.push_back(std::move(op));
     }
   }
-  options.irc_options = irc;
+  // The front ends served, each with its flags: the chat port's first (the service's address, and
+  // the port every reactor listens on with --accept reuseport).
+  options.fronts.push_back(chat::serve_tcp(port, tls_port));
+  if (!no_http) options.fronts.push_back(chat::serve_web(http_port, https_port, web));
+  if (!no_irc) options.fronts.push_back(chat::serve_irc(irc_port, ircs_port, irc));
   std::shared_ptr<reactor::TlsServerContext> tls;
   if (!tls_files.cert.empty()) {
     try {
@@ -583,9 +586,6 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.tls = tls;
-    options.tls_port = tls_port;
-    options.https_port = https_port;
-    options.ircs_port = ircs_port;
     options.tls_handshake_timeout = std::chrono::milliseconds(tls_handshake_ms);
   }
   options.authority = authority ? &*authority : nullptr;
@@ -606,5 +606,5 @@ int main(int argc, char** argv) {
     }
   }
   store.retention.max_age_ms = store.max_age_s * 1000;
-  return run_node(host, port, limits, options, store, grace_ms, drain_ms, tls);
+  return run_node(host, limits, options, store, grace_ms, drain_ms, tls);
 }

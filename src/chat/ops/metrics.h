@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,9 +45,11 @@ class Exposition {
   std::string out_;
 };
 
-// Every figure of the chat service: `sum` of the shards' counters, `shards` for what is per reactor
-// (the loop lag). The router's and the store's figures are added by them (Router::metrics,
-// Store::metrics).
-void write_metrics(Exposition& out, const Stats& sum, const std::vector<Stats>& shards);
+// Every figure of the chat service: `sum` of the shards' counters (the families and rows of
+// stats.h, in their order), `shards` for what is per reactor (the loop lag), `listeners` the names
+// of Stats::accepted's listeners. The router's and the store's figures are added by them
+// (Router::metrics, Store::metrics).
+void write_metrics(Exposition& out, const Stats& sum, const std::vector<Stats>& shards,
+                   std::span<const std::string_view> listeners);
 
 }  // namespace chat

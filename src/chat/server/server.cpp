@@ -2,37 +2,69 @@
 
 #include <malloc.h>
 
+#include <algorithm>
+#include <stdexcept>
+
 #include "chat/cluster/redis_router.h"
-#include "chat/frontends/tcp/article.h"
-#include "chat/frontends/tcp/native.h"
-#include "chat/frontends/tcp/tcp_session.h"
-#include "chat/frontends/web/ws_session.h"
+#include "chat/frontends/irc/registration.h"
+#include "chat/frontends/tcp/registration.h"
+#include "chat/frontends/web/registration.h"
 #include "chat/ops/metrics.h"
 #include "reactor/log.h"
 
 namespace chat {
 
+// ---- The front ends --------------------------------------------------------------------------
+
+std::span<const FrontEnd* const> front_ends() {
+  static const FrontEnd* const fronts[] = {&tcp_front_end(), &web_front_end(), &irc_front_end()};
+  return fronts;
+}
+
+FrontEnds::FrontEnds(std::span<const FrontEnd* const> fronts) : fronts_(fronts.begin(), fronts.end()) {
+  for (bool tls : {false, true}) {
+    for (size_t f = 0; f < fronts_.size(); ++f) {
+      listeners_.push_back({f, tls, tls ? fronts_[f]->tls_name : fronts_[f]->name});
+      names_.push_back(listeners_.back().name);
+    }
+  }
+  if (listeners_.size() > kMaxListeners) throw std::length_error("too many listeners (at most kMaxListeners)");
+}
+
+size_t FrontEnds::listener(std::string_view name) const {
+  for (size_t l = 0; l < listeners_.size(); ++l) {
+    if (listeners_[l].name == name) return l;
+  }
+  return listeners_.size();
+}
+
+size_t FrontEnds::index(const FrontEnd* front) const {
+  return static_cast<size_t>(std::find(fronts_.begin(), fronts_.end(), front) - fronts_.begin());
+}
+
 // ---- ChatServer -------------------------------------------------------------------------------
 
 ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits,
-                       const ShardDoors& doors, ShardWeb web, const IrcOptions* irc)
+                       const ShardDoors& doors)
     : reactor_(reactor),
       limits_(limits),
       hub_(table, shard),
-      sessions_{hub_, stats_, limits_, OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)} {
+      sessions_{hub_, stats_, limits_, OutputLimit(limits.output_hard, limits.output_soft, limits.soft_grace)},
+      fronts_(*doors.fronts) {
   // The formats of every front end, registered in a fixed order (their ids order the stats line).
-  article_format();
-  native_format();
-  native_ws_format();
-  irc_format(IrcTags::kNone);
-  irc_format(IrcTags::kTime);
-  irc_format(IrcTags::kAll);
+  auto fronts = fronts_.fronts();
+  for (const FrontEnd* front : fronts) front->register_formats();
   table.attach(shard, reactor, hub_);
-  for (size_t l = 0; l < kListeners; ++l) {
+  shared_ = doors.shared;
+  shared_.resize(fronts.size());
+  parts_.resize(fronts.size());
+  sweep_timers_.resize(fronts.size(), 0);
+  open_by_front_.resize(fronts.size(), 0);
+  auto all = fronts_.listeners();
+  for (size_t l = 0; l < all.size(); ++l) {
     if (!doors.open[l]) continue;
-    auto door = static_cast<Listener>(l);
     reactor::ConnectionOptions options;
-    if (is_tls(door)) {
+    if (all[l].tls) {
       options.filter = doors.tls;
       options.handshake_timeout = doors.tls_handshake_timeout;
     } else {
@@ -41,25 +73,18 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
     // Input goes to each connection's own handler (its session); the server hears of closes.
     doors_[l] = std::make_unique<reactor::TcpServer>(reactor, close_callbacks(), options);
     if (doors.listen_on[l]) doors_[l]->listen(*doors.listen_on[l], doors.listen_options);
-    doors_[l]->set_on_connection([this, door](const reactor::TcpConnectionPtr& conn) { on_connection(conn, door); });
-  }
-  if (serves(Listener::kHttp) || serves(Listener::kHttps)) {
-    web_ = std::make_unique<WebContext>(
-        WebContext{sessions_, *web.files, *web.options, draining_, [this](uint64_t id) { http_ids_.erase(id); }, {}});
-    if (web.metrics) {
-      web_->metrics = [source = web.metrics, shard](std::function<void(std::string)> done) { source(shard, std::move(done)); };
-      lag_probe_ = std::make_unique<reactor::LoopLagProbe>(reactor, std::chrono::milliseconds(100));
+    doors_[l]->set_on_connection([this, l](const reactor::TcpConnectionPtr& conn) { on_connection(conn, l); });
+    // Its front end's part on this shard, once for both its listeners.
+    size_t f = all[l].front;
+    if (parts_[f]) continue;
+    FrontEndShard lent{reactor_, shard, sessions_, draining_, [this](uint64_t id) { became_member(id); }, {}};
+    if (doors.metrics && fronts[f]->serves_metrics) {
+      lent.metrics = [source = doors.metrics, shard](std::function<void(std::string)> done) { source(shard, std::move(done)); };
+      if (!lag_probe_) lag_probe_ = std::make_unique<reactor::LoopLagProbe>(reactor, std::chrono::milliseconds(100));
     }
-    // WebSocket keep-alive: one sweep per shard, not a timer per member (every byte of a member
-    // is paid 10,000 times).
-    auto interval = web.options->ws_ping_interval;
-    auto timeout = web.options->ws_pong_timeout;
-    keepalive_timer_ = reactor_.run_every(std::max(interval / 4, std::chrono::milliseconds(100)), [this, interval, timeout] {
-      auto now = reactor::Clock::now();
-      for (auto& [id, open] : connections_) {
-        if (auto* ws = dynamic_cast<WsSession*>(open.conn->handler())) ws->keep_alive(now, interval, timeout);
-      }
-    });
+    parts_[f] = fronts[f]->make(lent, shared_[f].get());
+    auto every = parts_[f]->sweep_every();
+    if (every.count() > 0) sweep_timers_[f] = reactor_.run_every(every, [this, f] { sweep(f); });
   }
   if (limits.frame_timeout.count() > 0) {
     // Frames left unfinished (slowloris): one sweep per shard over its members, often enough to
@@ -69,35 +94,20 @@ ChatServer::ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shar
       uint32_t now = Session::clock_ms();
       std::vector<Session*> members;
       for (auto& [id, open] : connections_) {
-        if (http_ids_.contains(id)) continue;  // HTTP has its own request timeout
+        if (!open.member) continue;  // HTTP has its own request timeout
         if (auto* s = dynamic_cast<Session*>(open.conn->handler())) members.push_back(s);
       }
       for (Session* s : members) s->frame_timed_out(now);  // a close is deferred: the map stays as it is
     });
   }
-  if (irc != nullptr && (serves(Listener::kIrc) || serves(Listener::kIrcs))) {
-    irc_options_ = irc;
-    // Registration and ping timeouts: one sweep per shard over its IRC members, often enough for
-    // the shortest of them to be kept within a quarter of itself (and at least once a second).
-    const IrcOptions& o = *irc;
-    auto shortest = std::min({o.registration_timeout, o.ping_interval, o.ping_timeout});
-    auto every = std::clamp(shortest / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
-    irc_timer_ = reactor_.run_every(every, [this] {
-      auto now = reactor::Clock::now();
-      std::vector<uint64_t> ids(irc_ids_.begin(), irc_ids_.end());  // a tick may close (deferred) its connection
-      for (uint64_t id : ids) {
-        auto it = connections_.find(id);
-        if (it != connections_.end()) static_cast<TcpSession*>(it->second.conn->handler())->tick(now);
-      }
-    });
-  }
 }
 
 ChatServer::~ChatServer() {
-  if (keepalive_timer_) reactor_.cancel(keepalive_timer_);
+  for (reactor::TimerId timer : sweep_timers_) {
+    if (timer) reactor_.cancel(timer);
+  }
   if (drain_timer_) reactor_.cancel(drain_timer_);
   if (frame_timer_) reactor_.cancel(frame_timer_);
-  if (irc_timer_) reactor_.cancel(irc_timer_);
   // Close what is still open. The loops have stopped: nothing is told to the other shards.
   auto open = std::move(connections_);
   for (auto& [id, o] : open) {
@@ -133,38 +143,42 @@ Stats ChatServer::stats() const {
   return s;
 }
 
-void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn, Listener door) {
+void ChatServer::on_connection(const reactor::TcpConnectionPtr& conn, size_t door) {
   AddressKey address;
   if (!admit(conn, door, address)) return;
-  Listener front = plain_twin(door);  // over TLS or not, the same front end
-  bool closing;
-  if (front == Listener::kHttp) {
-    auto session = std::make_shared<HttpSession>(*web_, *conn);
-    conn->set_handler(session);
-    session->start();
-    http_ids_.insert(conn->id());
-    closing = http_closing_;
-  } else {
-    // On the chat port a session starts with the article's codec (a hello hands it to the native one).
-    std::unique_ptr<Codec> codec;
-    if (front == Listener::kIrc) {
-      codec = std::make_unique<IrcCodec>(*irc_options_, reactor::Clock::now());
-    } else {
-      codec = std::make_unique<ArticleCodec>(limits_.max_frame);
-    }
-    auto session = std::make_shared<TcpSession>(sessions_, *conn, std::move(codec));
-    conn->set_handler(session);
-    session->start();
-    if (front == Listener::kIrc) irc_ids_.insert(conn->id());
-    closing = shutdown_done_ || quiesced_;
-  }
-  connections_.emplace(conn->id(), Open{conn, address});
+  size_t front = fronts_.listeners()[door].front;  // over TLS or not, the same front end
+  bool member = parts_[front]->connect(*conn);
+  connections_.emplace(conn->id(), Open{conn, address, static_cast<uint8_t>(door), member});
+  ++open_by_front_[front];
+  if (!member) ++visitors_;
   stats_.connections_open = connections_.size();
+  bool closing = member ? shutdown_done_ || quiesced_ : visitors_closing_;
   if (closing) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
 }
 
-bool ChatServer::admit(const reactor::TcpConnectionPtr& conn, Listener listener, AddressKey& address) {
-  ++stats_.accepted[static_cast<size_t>(listener)];
+void ChatServer::became_member(uint64_t id) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.member) return;
+  it->second.member = true;
+  --visitors_;
+}
+
+void ChatServer::sweep(size_t front) {
+  if (open_by_front_[front] == 0) return;
+  auto now = reactor::Clock::now();
+  auto all = fronts_.listeners();
+  std::vector<reactor::TcpConnectionPtr> swept;  // a sweep may close (deferred) its connection
+  swept.reserve(open_by_front_[front]);
+  for (auto& [id, open] : connections_) {
+    if (all[open.door].front == front && open.conn->handler() != nullptr) swept.push_back(open.conn);
+  }
+  for (auto& conn : swept) {
+    if (auto* handler = conn->handler()) parts_[front]->sweep(*handler, now);
+  }
+}
+
+bool ChatServer::admit(const reactor::TcpConnectionPtr& conn, size_t listener, AddressKey& address) {
+  ++stats_.accepted[listener];
   AddressTable* addresses = hub_.table().addresses();
   if (addresses != nullptr) {
     AddressKey key;
@@ -212,9 +226,9 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::
   auto it = connections_.find(conn->id());
   if (it == connections_.end()) return;  // refused before it had a session
   if (it->second.address.counted()) hub_.table().addresses()->release(it->second.address);
+  if (!it->second.member) --visitors_;
+  --open_by_front_[fronts_.listeners()[it->second.door].front];
   connections_.erase(it);
-  http_ids_.erase(conn->id());
-  irc_ids_.erase(conn->id());
   if (limits_.max_connections) hub_.table().release_admission();
   stats_.connections_open = connections_.size();
   if (reason.reset) ++stats_.linger_resets;
@@ -226,7 +240,7 @@ void ChatServer::on_close(const reactor::TcpConnectionPtr& conn, const reactor::
     case reactor::Handshake::kNone:
     case reactor::Handshake::kDone: break;
   }
-  if (drain_timer_ && connections_.size() == http_ids_.size()) drain_step();  // the last member went
+  if (drain_timer_ && connections_.size() == visitors_) drain_step();  // the last member went
   // Closes come at the rate clients connect: logged within a budget per reactor.
   static thread_local reactor::LogLimiter closes(20, std::chrono::seconds(1));
   bool notable = reason.code == reactor::CloseCode::kSlowConsumer || reason.code == reactor::CloseCode::kProtocol ||
@@ -248,7 +262,7 @@ void ChatServer::quiesce() {
   hub_.drop_paused();  // sessions waiting for room never resume reading
   // Members stop reading; plain HTTP connections go on, so that /healthz can say 503 meanwhile.
   for (auto& [id, open] : connections_) {
-    if (dynamic_cast<HttpSession*>(open.conn->handler()) == nullptr) open.conn->pause_reading();
+    if (open.member) open.conn->pause_reading();
   }
 }
 
@@ -260,7 +274,7 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
   // (every answer closing its connection, /healthz saying 503) until the last member of this shard
   // is gone (maybe_finish_shutdown).
   for (auto& [id, open] : connections_) {
-    if (!http_ids_.contains(id) && open.conn->accepts_output()) farewell(open.conn, /*restart=*/false);
+    if (open.member && open.conn->accepts_output()) farewell(open.conn, /*restart=*/false);
   }
   shutdown_timer_ = reactor_.run_after(grace, [this] {
     shutdown_timer_ = 0;
@@ -274,8 +288,8 @@ void ChatServer::shutdown(std::chrono::milliseconds grace, std::function<void()>
 }
 
 void ChatServer::stop_member_doors(bool close_listeners) {
-  for (size_t l = 0; l < kListeners; ++l) {
-    if (!doors_[l] || plain_twin(static_cast<Listener>(l)) == Listener::kHttp) continue;  // HTTP goes on (/healthz)
+  for (size_t l = 0; l < fronts_.listeners().size(); ++l) {
+    if (!doors_[l] || fronts_.front_of(l).outlives_members) continue;  // HTTP goes on (/healthz)
     if (close_listeners) {
       doors_[l]->close_listener();
     } else {
@@ -285,14 +299,9 @@ void ChatServer::stop_member_doors(bool close_listeners) {
 }
 
 void ChatServer::farewell(const reactor::TcpConnectionPtr& conn, bool restart) {
-  const char* why = restart ? "server draining" : "server shutting down";
-  reactor::CloseCode code = restart ? reactor::CloseCode::kRestart : reactor::CloseCode::kShutdown;
-  if (auto* session = dynamic_cast<Session*>(conn->handler())) session->going_away(restart);
-  if (auto* ws = dynamic_cast<WsSession*>(conn->handler())) {
-    ws->close_after_flush(code, why);  // with a close frame: 1012 or 1001
-  } else {
-    conn->close_after_flush(code, why);
-  }
+  auto it = connections_.find(conn->id());
+  if (it == connections_.end()) return;
+  parts_[fronts_.listeners()[it->second.door].front]->farewell(*conn, restart);
 }
 
 void ChatServer::drain(std::chrono::milliseconds window, std::function<void()> done) {
@@ -305,7 +314,7 @@ void ChatServer::drain(std::chrono::milliseconds window, std::function<void()> d
   // Refused, not left waiting in a backlog: a client (or a balancer) tries another node at once.
   stop_member_doors(/*close_listeners=*/true);
   for (auto& [id, open] : connections_) {
-    if (!http_ids_.contains(id)) drain_order_.push_back(id);
+    if (open.member) drain_order_.push_back(id);
   }
   drain_start_ = reactor::Clock::now();
   drain_window_ = window;
@@ -329,7 +338,7 @@ void ChatServer::drain_step() {
     if (it != connections_.end() && it->second.conn->accepts_output()) farewell(it->second.conn, /*restart=*/true);
   }
   // Done at the end of the window, or sooner once every member has gone by itself.
-  if (drain_next_ < n && connections_.size() > http_ids_.size()) return;
+  if (drain_next_ < n && connections_.size() > visitors_) return;
   drain_next_ = n;
   if (drain_timer_) reactor_.cancel(drain_timer_);
   drain_timer_ = 0;
@@ -339,15 +348,17 @@ void ChatServer::drain_step() {
 }
 
 void ChatServer::maybe_finish_shutdown() {
-  if (!shutdown_done_ || connections_.size() > http_ids_.size()) return;  // members still flushing
-  if (!http_closing_) {
-    http_closing_ = true;
-    for (Listener door : {Listener::kHttp, Listener::kHttps}) {
-      if (serves(door)) doors_[index(door)]->stop_accepting();
+  if (!shutdown_done_ || connections_.size() > visitors_) return;  // members still flushing
+  if (!visitors_closing_) {
+    visitors_closing_ = true;
+    for (size_t l = 0; l < fronts_.listeners().size(); ++l) {
+      if (doors_[l] && fronts_.front_of(l).outlives_members) doors_[l]->stop_accepting();
     }
-    std::vector<reactor::TcpConnectionPtr> http;
-    for (uint64_t id : http_ids_) http.push_back(connections_.at(id).conn);
-    for (auto& conn : http) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
+    std::vector<reactor::TcpConnectionPtr> visitors;
+    for (auto& [id, open] : connections_) {
+      if (!open.member) visitors.push_back(open.conn);
+    }
+    for (auto& conn : visitors) conn->close_after_flush(reactor::CloseCode::kShutdown, "server shutting down");
   }
   if (!connections_.empty()) return;
   if (shutdown_timer_) reactor_.cancel(shutdown_timer_);
@@ -359,10 +370,11 @@ void ChatServer::maybe_finish_shutdown() {
 
 // ---- ChatService ------------------------------------------------------------------------------
 
-ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& address, const Limits& limits,
+ChatService::ChatService(reactor::Reactor& main, const std::string& host, const Limits& limits,
                          const ServiceOptions& options)
     : main_(main),
       limits_(limits),
+      fronts_(options.known.empty() ? front_ends() : std::span<const FrontEnd* const>(options.known)),
       table_(options.threads, limits.presence_max_members),
       reactors_(options.threads, nullptr),
       servers_(options.threads),
@@ -398,33 +410,31 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
   doors.listen_options = {.reuse_port = options.reuse_port || per_shard};
   doors.tls = options.tls;
   doors.tls_handshake_timeout = options.tls_handshake_timeout;
-  auto open = [&](Listener door, uint16_t port) {
-    doors.open[static_cast<size_t>(door)] = true;
-    doors.listen_on[static_cast<size_t>(door)] = reactor::InetAddress::resolve(address.host(), port);
-  };
-  open(Listener::kTcp, address.port());
-  if (options.http) open(Listener::kHttp, options.http_port);
-  if (options.irc) open(Listener::kIrc, options.irc_port);
-  if (options.tls) {
-    open(Listener::kTls, options.tls_port);
-    if (options.http) open(Listener::kHttps, options.https_port);
-    if (options.irc) open(Listener::kIrcs, options.ircs_port);
+  doors.metrics = metrics;
+  doors.fronts = &fronts_;
+  // Each front end served opens its listener, and its TLS twin with a certificate.
+  auto all = fronts_.listeners();
+  for (size_t l = 0; l < all.size(); ++l) {
+    if (all[l].tls && !options.tls) continue;
+    for (const ServedFrontEnd& served : options.fronts) {
+      if (fronts_.index(served.front) != all[l].front) continue;
+      doors.open[l] = true;
+      doors.listen_on[l] = reactor::InetAddress::resolve(host, all[l].tls ? served.tls_port : served.port);
+    }
   }
-  ShardWeb web;
-  if (options.http) {
-    files_ = std::make_unique<http::StaticFiles>(options.web.web_root.empty()
-                                                     ? http::StaticFiles::embedded()
-                                                     : http::StaticFiles::directory(options.web.web_root));
-    web_options_ = options.web;
-    web = {&web_options_, files_.get(), metrics};
+  // What each front end's shards share, made once.
+  doors.shared.resize(fronts_.fronts().size());
+  for (const ServedFrontEnd& served : options.fronts) {
+    size_t f = fronts_.index(served.front);
+    if (f == fronts_.fronts().size()) throw std::invalid_argument("a front end served but not known");
+    doors.shared[f] = served.front->prepare ? served.front->prepare(served.options) : served.options;
   }
-  irc_options_ = options.irc_options;
-  const IrcOptions* irc = options.irc ? &irc_options_ : nullptr;
-  servers_[0] = std::make_unique<ChatServer>(main, table_, 0, limits_, doors, web, irc);
+  if (!options.fronts.empty()) first_door_ = fronts_.listener(options.fronts.front().front->name);
+  servers_[0] = std::make_unique<ChatServer>(main, table_, 0, limits_, doors);
   ShardDoors others = doors;
   others.listen_on = {};
   // With a listener per shard, the others bind the port shard 0 got (it may have been 0).
-  if (per_shard) others.listen_on[static_cast<size_t>(Listener::kTcp)] = servers_[0]->address(Listener::kTcp);
+  if (per_shard) others.listen_on[first_door_] = servers_[0]->address(first_door_);
   if (!options.redis_host.empty()) {
     router_ = std::make_unique<RedisRouter>(table_, main, options.redis_host, options.redis_port);
     table_.set_router(router_.get());
@@ -433,9 +443,9 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
     // Each shard's server is built on its own thread (the owner rule) and destroyed there.
     pool_ = std::make_unique<reactor::ReactorPool>(
         options.threads - 1, options.backend,
-        [this, others, web, irc](reactor::Reactor& r, size_t i) {
+        [this, others](reactor::Reactor& r, size_t i) {
           reactors_[i + 1] = &r;
-          servers_[i + 1] = std::make_unique<ChatServer>(r, table_, i + 1, limits_, others, web, irc);
+          servers_[i + 1] = std::make_unique<ChatServer>(r, table_, i + 1, limits_, others);
         },
         [this](reactor::Reactor&, size_t i) {
           final_[i + 1] = servers_[i + 1]->stats();
@@ -443,10 +453,9 @@ ChatService::ChatService(reactor::Reactor& main, const reactor::InetAddress& add
         });
     // Each listener's connections (HTTP's: the WebSocket members they become) are handed out
     // round-robin, each listener in its own turn.
-    for (size_t l = 0; l < kListeners; ++l) {
-      auto door = static_cast<Listener>(l);
-      if (!doors.open[l] || (door == Listener::kTcp && per_shard)) continue;
-      servers_[0]->set_accept_hook(door, [this, door, l](reactor::Handle& socket, const reactor::InetAddress& peer) {
+    for (size_t l = 0; l < all.size(); ++l) {
+      if (!doors.open[l] || (l == first_door_ && per_shard)) continue;
+      servers_[0]->set_accept_hook(l, [this, door = l, l](reactor::Handle& socket, const reactor::InetAddress& peer) {
         size_t k = next_shard_[l]++ % servers_.size();
         if (k == 0) return false;  // this shard keeps it
         reactors_[k]->post([server = servers_[k].get(), door, fd = socket.release(), peer] {
@@ -561,7 +570,7 @@ void ChatService::collect_stats(std::function<void(const Stats&, const std::vect
 void ChatService::metrics_text(std::function<void(std::string)> done) {
   collect_stats([this, done = std::move(done)](const Stats& sum, const std::vector<Stats>& shards) {
     Exposition out;
-    write_metrics(out, sum, shards);
+    write_metrics(out, sum, shards, fronts_.names());
     if (router_) router_->metrics(out);
     if (store_) store_->metrics(out);
     done(out.text());

@@ -12,14 +12,14 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
+#include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "chat/core/hub.h"
 #include "chat/core/router.h"
-#include "chat/frontends/irc/irc.h"
-#include "chat/frontends/web/http_session.h"
+#include "chat/frontends/frontend.h"
 #include "chat/ops/limits.h"
 #include "chat/ops/stats.h"
 #include "chat/session/session.h"
@@ -29,48 +29,73 @@
 
 namespace chat {
 
+// Every front end chat-server knows, in a fixed order (TCP, web, IRC): a service's default.
+std::span<const FrontEnd* const> front_ends();
+
+// The front ends a service knows and their listeners. Their formats are registered in the
+// order of the list, and their listeners are numbered every front end's plain one in that order,
+// then their TLS twins in the same order (Stats::accepted's order), whether served or not: the
+// stats line and /metrics show the same figures whatever is served.
+class FrontEnds {
+ public:
+  struct Listener {
+    size_t front;  // in fronts()
+    bool tls;      // the TLS twin
+    std::string_view name;
+  };
+  explicit FrontEnds(std::span<const FrontEnd* const> fronts);
+  std::span<const FrontEnd* const> fronts() const { return fronts_; }
+  const FrontEnd& front_of(size_t listener) const { return *fronts_[listeners_[listener].front]; }
+  std::span<const Listener> listeners() const { return listeners_; }
+  std::span<const std::string_view> names() const { return names_; }
+  // The listener called `name` ("tcp", "ircs"), or listeners().size(); the index of `front`, or fronts().size().
+  size_t listener(std::string_view name) const;
+  size_t index(const FrontEnd* front) const;
+
+ private:
+  std::vector<const FrontEnd*> fronts_;
+  std::vector<Listener> listeners_;
+  std::vector<std::string_view> names_;
+};
+
 // Where a shard's GET /metrics gets its text: called on shard `shard`, answers there.
 using MetricsSource = std::function<void(size_t shard, std::function<void(std::string)> done)>;
 
-// Where a shard's connections come in, by listener (stats.h): whether it takes that listener's
-// connections at all, and whether it listens itself (on `listen_on`) or they arrive through
-// ChatServer::adopt from the shard that accepted them.
+// Where a shard's connections come in, by listener (FrontEnds::listeners): whether it takes that
+// listener's connections at all, and whether it listens itself (on `listen_on`) or they arrive
+// through ChatServer::adopt from the shard that accepted them; and what each front end it serves
+// shares across shards (FrontEnd::prepare, by front end).
 struct ShardDoors {
-  std::array<bool, kListeners> open{};
-  std::array<std::optional<reactor::InetAddress>, kListeners> listen_on;
+  const FrontEnds* fronts = nullptr;  // outlives the shard's server
+  std::array<bool, kMaxListeners> open{};
+  std::array<std::optional<reactor::InetAddress>, kMaxListeners> listen_on;
   reactor::ListenOptions listen_options;
   // The TLS listeners' connections: the certificate, and how long a handshake may take.
   std::shared_ptr<reactor::FilterFactory> tls = nullptr;
   std::chrono::milliseconds tls_handshake_timeout{10000};
-};
-
-// A shard's HTTP side (ChatServer), with Listener::kHttp or kHttps open.
-struct ShardWeb {
-  const WebOptions* options = nullptr;
-  const http::StaticFiles* files = nullptr;
+  std::vector<std::shared_ptr<const void>> shared;  // by front end (FrontEnds::fronts)
   MetricsSource metrics;  // null: no /metrics (and no loop-lag probe)
 };
 
 class ChatServer {
  public:
   using AcceptHook = std::function<bool(reactor::Handle&, const reactor::InetAddress&)>;
-  // `doors` says which listeners' connections the shard takes and which it listens on itself; with
-  // kHttp or kHttps, `web` says how HTTP and WebSocket are served; with kIrc or kIrcs, `irc` IRC.
-  ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits,
-             const ShardDoors& doors, ShardWeb web = ShardWeb(), const IrcOptions* irc = nullptr);
+  // `doors` says which listeners' connections the shard takes, which it listens on itself, and
+  // what the front ends of those listeners are given.
+  ChatServer(reactor::Reactor& reactor, ShardTable& table, size_t shard, const Limits& limits, const ShardDoors& doors);
   ~ChatServer();
 
   void start();
-  // A socket another shard accepted on `door` (a listener this shard has open).
-  void adopt(Listener door, reactor::Handle socket, const reactor::InetAddress& peer) {
-    doors_[index(door)]->adopt(std::move(socket), peer);
+  // A socket another shard accepted on listener `door` (one this shard has open).
+  void adopt(size_t door, reactor::Handle socket, const reactor::InetAddress& peer) {
+    doors_[door]->adopt(std::move(socket), peer);
   }
   // Sees each socket accepted on `door` first (see reactor::TcpServer::set_accept_hook).
-  void set_accept_hook(Listener door, AcceptHook hook) { doors_[index(door)]->set_accept_hook(std::move(hook)); }
-  bool serves(Listener door) const { return doors_[index(door)] != nullptr; }
-  bool listens(Listener door) const { return serves(door) && doors_[index(door)]->listening(); }
+  void set_accept_hook(size_t door, AcceptHook hook) { doors_[door]->set_accept_hook(std::move(hook)); }
+  bool serves(size_t door) const { return door < doors_.size() && doors_[door] != nullptr; }
+  bool listens(size_t door) const { return serves(door) && doors_[door]->listening(); }
   // The address a listener of this shard is bound to (one it listens on).
-  const reactor::InetAddress& address(Listener door) const { return doors_[index(door)]->local_address(); }
+  const reactor::InetAddress& address(size_t door) const { return doors_[door]->local_address(); }
   // First step of a graceful stop: accept no more connections and read no more requests. Answers
   // to what was read, and messages other shards are still sending, go on being delivered.
   void quiesce();
@@ -79,7 +104,7 @@ class ChatServer {
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
   // Lame duck: accept no more members (HTTP goes on: /healthz says 503, /ws is refused) and close
   // the members one by one over `window`, the i-th of n at window * (i + 1) / n, each told first
-  // (Codec::going_away: native and WebSocket `reconnect`, then WebSocket's close 1012; IRC's
+  // (FrontEndPart::farewell: native and WebSocket `reconnect`, then WebSocket's close 1012; IRC's
   // ERROR). Members chat as usual until their turn. `done` once every member's close has begun
   // (at once on a second call).
   void drain(std::chrono::milliseconds window, std::function<void()> done);
@@ -89,20 +114,24 @@ class ChatServer {
   Stats stats() const;
 
  private:
-  static size_t index(Listener door) { return static_cast<size_t>(door); }
   // A connection accepted on (or handed over from) `door`: a session of its front end.
-  void on_connection(const reactor::TcpConnectionPtr& conn, Listener door);
+  void on_connection(const reactor::TcpConnectionPtr& conn, size_t door);
   reactor::ConnectionCallbacks close_callbacks();
-  // Each listener that stops with the members (all but HTTP's), when asked to.
+  // Each listener that stops with the members (all but those of front ends that outlive them:
+  // HTTP's), when asked to.
   void stop_member_doors(bool close_listeners);
   // Counts the connection in (per listener, per address, per process), or refuses and closes it.
-  bool admit(const reactor::TcpConnectionPtr& conn, Listener listener, AddressKey& address);
+  bool admit(const reactor::TcpConnectionPtr& conn, size_t listener, AddressKey& address);
   void refuse(const reactor::TcpConnectionPtr& conn, const char* why);
   void on_close(const reactor::TcpConnectionPtr& conn, const reactor::CloseReason& reason);
   void maybe_finish_shutdown();
   void drain_step();
-  // Its last words (Session::going_away), then a close after the flush (WebSocket: a close frame).
+  // A connection that was not a member has become one (HTTP's upgrade to WebSocket).
+  void became_member(uint64_t id);
+  // Its front end's last words to the member, and the close after them.
   void farewell(const reactor::TcpConnectionPtr& conn, bool restart);
+  // Every open connection of front end `front`, through its part's sweep.
+  void sweep(size_t front);
 
   reactor::Reactor& reactor_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // close callbacks run later: check first
@@ -111,23 +140,27 @@ class ChatServer {
   Hub hub_;
   SessionContext sessions_;
   bool draining_ = false;  // quiesced: /healthz says 503
-  bool http_closing_ = false;  // shutting down, and the members are gone: HTTP stops too
-  std::unordered_set<uint64_t> http_ids_;  // connections still speaking HTTP (not members)
-  std::unordered_set<uint64_t> irc_ids_;   // IRC members (swept once a second for their timeouts)
-  const IrcOptions* irc_options_ = nullptr;
-  std::unique_ptr<WebContext> web_;
+  bool visitors_closing_ = false;  // shutting down, and the members are gone: the others stop too
   std::unique_ptr<reactor::LoopLagProbe> lag_probe_;  // with /metrics
-  std::array<std::unique_ptr<reactor::TcpServer>, kListeners> doors_;  // by Listener; null: not served
+  const FrontEnds& fronts_;
+  // By front end (FrontEnds::fronts): what its shards share (kept while its part uses it), its part on
+  // this shard (null: not served), and its sweep's timer.
+  std::vector<std::shared_ptr<const void>> shared_;
+  std::vector<std::unique_ptr<FrontEndPart>> parts_;
+  std::vector<reactor::TimerId> sweep_timers_;
+  std::vector<size_t> open_by_front_;  // its connections open (a sweep of none looks at nothing)
+  std::array<std::unique_ptr<reactor::TcpServer>, kMaxListeners> doors_;  // by listener; null: not served
   struct Open {
     reactor::TcpConnectionPtr conn;
     AddressKey address;  // counted in the table of addresses (if limited)
+    uint8_t door;        // the listener it came in by
+    bool member;         // a member (a Session), not a connection that serves requests (HTTP)
   };
   std::unordered_map<uint64_t, Open> connections_;
+  size_t visitors_ = 0;  // connections open that are not members
   bool quiesced_ = false;
   std::function<void()> shutdown_done_;
   reactor::TimerId shutdown_timer_ = 0;
-  reactor::TimerId keepalive_timer_ = 0;
-  reactor::TimerId irc_timer_ = 0;
   reactor::TimerId frame_timer_ = 0;  // --frame-timeout-ms: the sweep over the members
   // drain(): the members to close, in order, how far, and over what time.
   bool drain_started_ = false;
@@ -150,19 +183,14 @@ struct ServiceOptions {
   uint16_t redis_port = 6379;
   Store* store = nullptr;   // where rooms' history is kept (null: none); not owned
   Retention retention;      // and for how long (the dedupe window of ids included)
-  bool http = false;        // serve HTTP and WebSocket on http_port (same host)
-  uint16_t http_port = 8080;
-  WebOptions web;
-  bool metrics = true;      // GET /metrics on the HTTP port, and each reactor's loop-lag probe
-  bool irc = false;         // serve IRC on irc_port (same host)
-  uint16_t irc_port = 6667;
-  IrcOptions irc_options;
-  // With a certificate: the TLS listeners beside the plain ones (same host): the TCP dialects on
-  // tls_port, HTTPS and wss on https_port (with http), IRC on ircs_port (with irc).
+  // Every front end the service knows, in order (empty: front_ends()), and those it serves (on
+  // the service's host), each on its port: the first one's listener
+  // is the service's local_address(), and with listener_per_shard every shard listens on it.
+  std::vector<const FrontEnd*> known;
+  std::vector<ServedFrontEnd> fronts;
+  bool metrics = true;      // GET /metrics (on a front end that serves it), and each reactor's loop-lag probe
+  // With a certificate: each front end's TLS twin beside its plain listener, on its tls_port.
   std::shared_ptr<reactor::FilterFactory> tls = nullptr;
-  uint16_t tls_port = 1235;
-  uint16_t https_port = 8443;
-  uint16_t ircs_port = 6697;
   std::chrono::milliseconds tls_handshake_timeout{10000};
   // --auth-secret: hellos (native, WebSocket) and IRC registrations need a token it signed (null:
   // no authentication). Not owned; outlives the service.
@@ -172,8 +200,7 @@ struct ServiceOptions {
 class ChatService {
  public:
   // `main` is shard 0 and must be the calling thread's reactor.
-  ChatService(reactor::Reactor& main, const reactor::InetAddress& address, const Limits& limits,
-              const ServiceOptions& options);
+  ChatService(reactor::Reactor& main, const std::string& host, const Limits& limits, const ServiceOptions& options);
   ~ChatService();
 
   void start();
@@ -200,16 +227,21 @@ class ChatService {
   std::string backplane_stats() const { return router_ ? router_->describe() : ""; }
 
   size_t threads() const { return servers_.size(); }
-  bool serves(Listener door) const { return servers_[0]->serves(door); }
-  // Where `door` listens (one the service serves).
-  const reactor::InetAddress& address(Listener door) const { return servers_[0]->address(door); }
-  const reactor::InetAddress& local_address() const { return address(Listener::kTcp); }
+  // Whether the listener called `name` ("tcp", "https": FrontEnd::name, tls_name) is served.
+  bool serves(std::string_view name) const { return servers_[0]->serves(fronts_.listener(name)); }
+  // Where listener `name` listens (one the service serves).
+  const reactor::InetAddress& address(std::string_view name) const {
+    return servers_[0]->address(fronts_.listener(name));
+  }
+  // Where the first front end served listens.
+  const reactor::InetAddress& local_address() const { return servers_[0]->address(first_door_); }
 
  private:
   static constexpr size_t kTrimAbove = 4 << 20;  // free bytes in malloc's arenas worth giving back
 
   reactor::Reactor& main_;
   Limits limits_;
+  FrontEnds fronts_;
   ShardTable table_;
   std::unique_ptr<AddressTable> addresses_;  // with per-address limits; outlives the shards
   reactor::TimerId address_sweep_timer_ = 0;
@@ -217,10 +249,8 @@ class ChatService {
   std::vector<std::unique_ptr<ChatServer>> servers_;
   std::vector<Stats> final_;
   std::unique_ptr<reactor::ReactorPool> pool_;
-  std::array<size_t, kListeners> next_shard_{};  // per listener: where its next connection goes
-  IrcOptions irc_options_;
-  std::unique_ptr<http::StaticFiles> files_;
-  WebOptions web_options_;
+  std::array<size_t, kMaxListeners> next_shard_{};  // per listener: where its next connection goes
+  size_t first_door_ = 0;  // the first front end's plain listener
   Store* store_ = nullptr;
   std::unique_ptr<Router> router_;  // with --redis (on `main`); destroyed first
   reactor::TimerId trim_timer_ = 0;
