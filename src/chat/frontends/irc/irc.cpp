@@ -12,6 +12,7 @@
 
 #include "chat/core/event.h"
 #include "chat/core/names.h"
+#include "chat/frontends/irc/modes.h"
 #include "chat/ops/auth.h"
 #include "chat/session/session.h"
 
@@ -195,6 +196,9 @@ class IrcFormat final : public Format {
  public:
   IrcFormat(const char* name, IrcTags tags) : Format(name, "irc"), tags_(tags) {}
 
+  // With timestamps a member is played a room's history when it joins (IrcOptions::playback).
+  bool plays_back() const override { return tags_ != IrcTags::kNone; }
+
   reactor::SharedBytes encode(const RoomEvent& e) const override {
     std::string source = source_of(e.user, e.front);
     std::string out;
@@ -202,7 +206,7 @@ class IrcFormat final : public Format {
       case EventKind::kMessage:
         // Cut into lines of at most 512 bytes each (message_lines); the other kinds are one line,
         // cut to fit below.
-        out = message_lines(tags_, source, e.notice ? "NOTICE" : "PRIVMSG", "#" + e.room, e.text, e.ts_ms, e.room, e.seq);
+        out = message_lines(tags_, source, e.automatic ? "NOTICE" : "PRIVMSG", "#" + e.room, e.text, e.ts_ms, e.room, e.seq);
         return std::make_shared<const std::string>(std::move(out));
       case EventKind::kJoin: out = tags(now_ms(), {}, 0, 0) + source + " JOIN #" + e.room + "\r\n"; break;
       case EventKind::kLeave:
@@ -212,9 +216,11 @@ class IrcFormat final : public Format {
           out = tags(now_ms(), {}, 0, 0) + source + " PART #" + e.room + (e.text.empty() ? "" : " :" + e.text) + "\r\n";
         }
         break;
-      case EventKind::kNick: out = tags(now_ms(), {}, 0, 0) + source + " NICK :" + irc_display_nick(e.text) + "\r\n"; break;
+      case EventKind::kRename: out = tags(now_ms(), {}, 0, 0) + source + " NICK :" + irc_display_nick(e.text) + "\r\n"; break;
       case EventKind::kTopic: out = tags(now_ms(), {}, 0, 0) + source + " TOPIC #" + e.room + " :" + e.text + "\r\n"; break;
-      case EventKind::kMode: out = tags(now_ms(), {}, 0, 0) + source + " MODE #" + e.room + " " + e.text + "\r\n"; break;
+      case EventKind::kMode:
+        out = tags(now_ms(), {}, 0, 0) + source + " MODE #" + e.room + " " + irc_mode_changes(e.modes) + "\r\n";
+        break;
       case EventKind::kKick:
         out = tags(now_ms(), {}, 0, 0) + source + " KICK #" + e.room + " " + irc_display_nick(e.target) + " :" +
               (e.text.empty() ? e.user : e.text) + "\r\n";
@@ -853,9 +859,10 @@ void IrcCodec::topic_reply(Session& session, const std::string& room, const std:
 }
 
 namespace {
-// The numeric and the rest of its line for a refusal about `about` (a nick, a mode letter) in
-// channel `chan`.
-std::pair<const char*, std::string> refusal_line(Refusal why, const std::string& about, const std::string& chan) {
+// The numeric and the rest of its line for a refusal about `about` (a nick, a mode's parameter or
+// unknown letter; `mode`: the mode refused) in channel `chan`.
+std::pair<const char*, std::string> refusal_line(Refusal why, const std::string& about, RoomMode mode,
+                                                 const std::string& chan) {
   switch (why) {
     case Refusal::kNotInRoom: return {"442", chan + " :You're not on that channel"};
     case Refusal::kNotOperator: return {"482", chan + " :You're not channel operator"};
@@ -867,7 +874,7 @@ std::pair<const char*, std::string> refusal_line(Refusal why, const std::string&
     case Refusal::kBanned: return {"474", chan + " :Cannot join channel (+b)"};
     case Refusal::kModerated: return {"404", chan + " :Cannot send to channel (+m)"};
     case Refusal::kUnknownMode: return {"472", about + " :is unknown mode char to me"};
-    case Refusal::kNeedsParameter: return {"461", "MODE :Not enough parameters (+" + about + ")"};
+    case Refusal::kNeedsParameter: return {"461", std::string("MODE :Not enough parameters (+") + irc_mode_letter(mode) + ")"};
     case Refusal::kTooManyBans: return {"478", chan + " :Channel ban list is full"};
     case Refusal::kRoomLimit: return {"471", chan + " :Cannot join channel (channel is full)"};
     case Refusal::kServerRooms: return {"405", chan + " :Cannot join channel (the server has too many channels)"};
@@ -875,32 +882,31 @@ std::pair<const char*, std::string> refusal_line(Refusal why, const std::string&
     case Refusal::kNoSuchRoom: return {"403", chan + " :No such channel"};
     case Refusal::kNoExternal: return {"404", chan + " :Cannot send to channel"};
     case Refusal::kBadParameter:
-      if (about == "k") return {"525", chan + " :Key is not well-formed"};
-      return {"696", chan + " " + echoed(about.substr(0, 1), 1) + " " + echoed(about.size() > 2 ? about.substr(2) : "*", 32) +
-                         " :Invalid mode parameter"};
+      if (mode == RoomMode::kKey) return {"525", chan + " :Key is not well-formed"};
+      return {"696", chan + " " + std::string(1, irc_mode_letter(mode)) + " " + echoed(about, 32) + " :Invalid mode parameter"};
     case Refusal::kNone: break;
   }
   return {"400", chan + " :" + describe(why)};
 }
 }  // namespace
 
-std::string IrcCodec::refusal(Session& session, Refusal why, const std::string& about, const std::string& room) const {
+std::string IrcCodec::refusal(Session& session, const PolicyAnswer::Refused& r, const std::string& room) const {
   // Nobody in the room by that name: 401 if nobody holds the name at all.
-  if (why == Refusal::kNoSuchMember && !session.table().find_name(about)) {
-    return numeric_line(session, "401", echoed(about, 32) + " :No such nick/channel");
+  if (r.why == Refusal::kNoSuchMember && !session.table().find_name(r.about)) {
+    return numeric_line(session, "401", echoed(r.about, 32) + " :No such nick/channel");
   }
-  auto [code, rest] = refusal_line(why, about, channel(room));
+  auto [code, rest] = refusal_line(r.why, r.about, r.mode, channel(room));
   return numeric_line(session, code, rest);
 }
 
 reactor::SharedBytes IrcCodec::join_refused(Session& session, const std::string& room, Refusal why) {
   std::erase(pending_, room);
-  return std::make_shared<const std::string>(refusal(session, why, room, room));
+  return std::make_shared<const std::string>(refusal(session, {why, room}, room));
 }
 
 reactor::SharedBytes IrcCodec::publish_refused(Session& session, const std::string& room, Refusal why,
                                               const std::string&) {
-  return std::make_shared<const std::string>(refusal(session, why, room, room));
+  return std::make_shared<const std::string>(refusal(session, {why, room}, room));
 }
 
 void IrcCodec::removed(Session&, const std::string& room) { std::erase(pending_, room); }
@@ -972,7 +978,7 @@ void IrcCodec::message(Session& session, const irc::Message& m, bool notice) {
 }
 
 void IrcCodec::send_direct(Session& session, std::string target, const std::string& text, bool notice) {
-  DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = text, .notice = notice, .ts_ms = now_ms()};
+  DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = text, .automatic = notice, .ts_ms = now_ms()};
   auto shard = session.hub().direct(std::move(dm), [alive = session.weak_from_this(), this, target, text, notice,
                                                    ts = now_ms()](const DirectResult& r) {
     auto self = alive.lock();
@@ -1004,7 +1010,7 @@ void IrcCodec::send_direct(Session& session, std::string target, const std::stri
 
 DirectResult IrcCodec::direct(Session& session, const DirectMessage& m) {
   std::string target = session.name();
-  if (m.wallops) {
+  if (m.bulletin) {
     if (registered_ && (oper() || (caps_ & kWallops))) {
       std::string lines;
       std::string scratch;
@@ -1022,7 +1028,7 @@ DirectResult IrcCodec::direct(Session& session, const DirectMessage& m) {
     return {DirectResult::kDelivered, {}, {}, away()};
   }
   session.push(std::make_shared<const std::string>(message_lines(
-      tags_, source_of(m.from, m.front), m.notice ? "NOTICE" : "PRIVMSG", target, m.text, m.ts_ms, {}, 0)));
+      tags_, source_of(m.from, m.front), m.automatic ? "NOTICE" : "PRIVMSG", target, m.text, m.ts_ms, {}, 0)));
   return {DirectResult::kDelivered, {}, {}, away()};
 }
 
@@ -1051,7 +1057,7 @@ void IrcCodec::whois(Session& session, const irc::Message& m) {
         if (!self || !self->open()) return;
         std::string chans;
         for (size_t i = 0; i < rooms.size(); ++i) {
-          std::string c = prefix(modes[i]) + channel(rooms[i]);
+          std::string c = irc_prefix(modes[i], caps_ & kMultiPrefix) + channel(rooms[i]);
           if (!chans.empty() && numeric_line(*self, "319", nick + " :" + chans + " " + c).size() > kMaxLine) {
             out += numeric_line(*self, "319", nick + " :" + chans);
             chans.clear();
@@ -1144,8 +1150,8 @@ void IrcCodec::kill(Session& session, const irc::Message& m) {
   if (m.params.size() < 2) return numeric(session, "461", "KILL :Not enough parameters");
   if (!oper()) return numeric(session, "481", ":Permission Denied- You're not an IRC operator");
   std::string target = m.params[0];
-  DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = m.params[1].substr(0, 300), .notice = false,
-                   .invite = false, .ts_ms = now_ms(), .kill = true, .wallops = false};
+  DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = m.params[1].substr(0, 300), .automatic = false,
+                   .invite = false, .ts_ms = now_ms(), .kill = true, .bulletin = false};
   auto shard = session.hub().direct(std::move(dm), [alive = session.weak_from_this(), this, target](const DirectResult& r) {
     auto self = alive.lock();
     if (!self || !self->open() || r.status != DirectResult::kNoSuchName) return;
@@ -1157,8 +1163,8 @@ void IrcCodec::kill(Session& session, const irc::Message& m) {
 void IrcCodec::wallops(Session& session, const irc::Message& m) {
   if (m.params.empty() || m.params[0].empty()) return numeric(session, "461", "WALLOPS :Not enough parameters");
   if (!oper()) return numeric(session, "481", ":Permission Denied- You're not an IRC operator");
-  DirectMessage dm{.from = session.name(), .front = "irc", .to = {}, .text = m.params[0], .notice = false, .invite = false,
-                   .ts_ms = now_ms(), .kill = false, .wallops = true};
+  DirectMessage dm{.from = session.name(), .front = "irc", .to = {}, .text = m.params[0], .automatic = false, .invite = false,
+                   .ts_ms = now_ms(), .kill = false, .bulletin = true};
   session.hub().everyone(dm);
 }
 
@@ -1232,15 +1238,8 @@ void IrcCodec::userhost(Session& session, const irc::Message& m) {
   numeric(session, "302", ":" + reply);
 }
 
-std::string IrcCodec::prefix(const MemberModes& modes) const {
-  std::string p;
-  if (modes.op) p += '@';
-  if (modes.voice && (p.empty() || (caps_ & kMultiPrefix))) p += '+';
-  return p;
-}
-
 std::string IrcCodec::names_entry(Session& session, const MemberModes& modes, const std::string& name) const {
-  std::string entry = prefix(modes) + irc_display_nick(name);
+  std::string entry = irc_prefix(modes, caps_ & kMultiPrefix) + irc_display_nick(name);
   if (caps_ & kUserhostInNames) {
     Shown who = shown(session.table(), name);
     entry += "!" + who.user + "@" + host_of(who.front);
@@ -1330,7 +1329,7 @@ void IrcCodec::who(Session& session, const irc::Message& m) {
     auto self = alive.lock();
     if (!self) return;
     std::string out;
-    for (const RoomMemberInfo& mi : snap.members) out += who_line(*self, channel(room), mi.name, mi.front, prefix(mi.modes));
+    for (const RoomMemberInfo& mi : snap.members) out += who_line(*self, channel(room), mi.name, mi.front, irc_prefix(mi.modes, caps_ & kMultiPrefix));
     out += numeric_line(*self, "315", channel(room) + " :End of /WHO list.");
     self->send_answer(std::make_shared<const std::string>(std::move(out)));
   });
@@ -1378,12 +1377,13 @@ void IrcCodec::mode(Session& session, const irc::Message& m) {
       if (!self || !self->open()) return;
       std::string out;
       if (ban_list) {
-        for (const std::string& mask : snap.policy.bans) out += numeric_line(*self, "367", channel(room) + " " + mask);
+        for (const BanMask& ban : snap.policy.bans) {
+          out += numeric_line(*self, "367", channel(room) + " " + irc_ban_mask(ban));
+        }
         out += numeric_line(*self, "368", channel(room) + " :End of channel ban list");
       } else {
-        std::string modes = snap.policy.modes();
         // The key is shown to members only.
-        if (!snap.policy.key.empty() && !self->in_room(room)) modes.replace(modes.find(snap.policy.key), snap.policy.key.size(), "*");
+        std::string modes = irc_channel_modes(snap.policy, self->in_room(room));
         out = numeric_line(*self, "324", channel(room) + " " + modes);
         if (snap.count == 0) {
           out = numeric_line(*self, "403", channel(room) + " :No such channel");
@@ -1396,52 +1396,18 @@ void IrcCodec::mode(Session& session, const irc::Message& m) {
     session.awaiting(room);
     return;
   }
-  // Changes: "+o-v+k bob kim secret": each letter in turn takes a parameter if it needs one.
+  // Changes: "+o-v+k bob kim secret".
+  IrcModeParse parsed = irc_parse_mode_changes(m.params, channel(room), kMaxModes);
+  for (const auto& [code, rest] : parsed.errors) numeric(session, code, rest);
   PolicyRequest req;
   req.kind = PolicyRequest::kModes;
-  bool add = true;
-  size_t next_param = 2;
-  std::string unknown;
-  for (size_t i = 1; i < m.params.size() && i < 2; ++i) {
-    for (char c : m.params[i]) {
-      if (c == '+' || c == '-') {
-        add = c == '+';
-        continue;
-      }
-      bool takes = c == 'o' || c == 'v' || c == 'b' || (add && (c == 'k' || c == 'l'));
-      ModeChange change{c, add, {}};
-      if (takes) {
-        if (next_param >= m.params.size()) {
-          if (c == 'b') continue;  // a ban list query inside changes: nothing to change
-          numeric(session, "461", "MODE :Not enough parameters (" + std::string(add ? "+" : "-") + c + ")");
-          continue;
-        }
-        change.param = m.params[next_param++];
-        // A key is one word; a limit a positive number (Modern IRC: ERR_INVALIDKEY, ERR_INVALIDMODEPARAM).
-        if (c == 'k' && add && (change.param.empty() || change.param.find_first_of(" ,") != std::string::npos)) {
-          numeric(session, "525", channel(room) + " :Key is not well-formed");
-          continue;
-        }
-        if (c == 'l' && add) {
-          bool digits = !change.param.empty() && change.param.size() <= 9 &&
-                        change.param.find_first_not_of("0123456789") == std::string::npos;
-          if (!digits || std::strtoul(change.param.c_str(), nullptr, 10) == 0) {
-            numeric(session, "696", channel(room) + " l " + echoed(change.param, 32) + " :Invalid limit (a positive number)");
-            continue;
-          }
-        }
-      } else if (c == 'k' && !add && next_param < m.params.size()) {
-        ++next_param;  // -k may name the key
-      }
-      if (req.modes.size() < kMaxModes) req.modes.push_back(std::move(change));
-    }
-  }
+  req.modes = std::move(parsed.changes);
   if (req.modes.empty()) return;
   session.hub().policy(room, &session, std::move(req), [alive = session.weak_from_this(), room, this](const PolicyAnswer& a) {
     auto self = alive.lock();
     if (!self || !self->open()) return;
     std::string out;
-    for (const auto& [why, about] : a.refusals) out += refusal(*self, why, about, room);
+    for (const PolicyAnswer::Refused& r : a.refusals) out += refusal(*self, r, room);
     if (!out.empty()) self->send_answer(std::make_shared<const std::string>(std::move(out)));
   });
   session.awaiting(room);
@@ -1491,7 +1457,7 @@ void IrcCodec::ask_owner(Session& session, const std::string& room, PolicyReques
     auto self = alive.lock();
     if (!self || !self->open() || a.refusals.empty()) return;
     std::string out;
-    for (const auto& [why, about] : a.refusals) out += refusal(*self, why, about, room);
+    for (const PolicyAnswer::Refused& r : a.refusals) out += refusal(*self, r, room);
     self->send_answer(std::make_shared<const std::string>(std::move(out)));
   });
   session.awaiting(room);
@@ -1534,11 +1500,11 @@ void IrcCodec::invite(Session& session, const irc::Message& m) {
     auto self = alive.lock();
     if (!self || !self->open()) return;
     std::string out;
-    for (const auto& [why, about] : a.refusals) out += refusal(*self, why, about, room);
+    for (const PolicyAnswer::Refused& r : a.refusals) out += refusal(*self, r, room);
     if (!out.empty()) return self->send_answer(std::make_shared<const std::string>(std::move(out)));
     self->send_answer(std::make_shared<const std::string>(numeric_line(*self, "341", irc_display_nick(target) + " " + channel(room))));
     // The invitation itself, to the member invited (if it is on IRC).
-    DirectMessage dm{.from = self->name(), .front = "irc", .to = target, .text = room, .notice = false, .invite = true,
+    DirectMessage dm{.from = self->name(), .front = "irc", .to = target, .text = room, .automatic = false, .invite = true,
                      .ts_ms = now_ms()};
     self->hub().direct(std::move(dm), [](const DirectResult&) {});
   });
@@ -1636,7 +1602,7 @@ reactor::SharedBytes IrcCodec::replay(Session&, const std::string& room, const s
     out += ":" + options_.server_name + " BATCH +" + id + " chathistory " + channel(room) + "\r\n";
   }
   for (const StoredMessage& msg : messages) {
-    out += message_lines(tags_, source_of(msg.user, msg.front), msg.notice ? "NOTICE" : "PRIVMSG", channel(room),
+    out += message_lines(tags_, source_of(msg.user, msg.front), msg.automatic ? "NOTICE" : "PRIVMSG", channel(room),
                          msg.text, msg.ts_ms, room, msg.seq, id);
   }
   if (!id.empty()) out += ":" + options_.server_name + " BATCH -" + id + "\r\n";
@@ -1655,7 +1621,7 @@ reactor::SharedBytes IrcCodec::history(const std::string& room, const std::strin
     out = ":" + options_.server_name + " BATCH +" + id + " chathistory " + channel(room) + "\r\n";
   }
   for (const StoredMessage& msg : result.messages) {
-    out += message_lines(tags_, source_of(msg.user, msg.front), msg.notice ? "NOTICE" : "PRIVMSG", channel(room),
+    out += message_lines(tags_, source_of(msg.user, msg.front), msg.automatic ? "NOTICE" : "PRIVMSG", channel(room),
                          msg.text, msg.ts_ms, room, msg.seq, id);
   }
   if (!id.empty()) out += ":" + options_.server_name + " BATCH -" + id + "\r\n";
@@ -1676,11 +1642,11 @@ bool IrcCodec::accept(Session& session, const RoomEvent& e) {
     case EventKind::kMode:
     case EventKind::kKick: return true;
     case EventKind::kLeave:
-    case EventKind::kNick: {
+    case EventKind::kRename: {
       if (e.kind == EventKind::kLeave && !e.quit) return true;
       // One QUIT or NICK line per member, however many rooms it shares with this one.
-      uint64_t key = e.member * 2 + (e.kind == EventKind::kNick ? 1 : 0);
-      if (e.kind == EventKind::kNick) key ^= std::hash<std::string>{}(e.text) << 1;
+      uint64_t key = e.member * 2 + (e.kind == EventKind::kRename ? 1 : 0);
+      if (e.kind == EventKind::kRename) key ^= std::hash<std::string>{}(e.text) << 1;
       if (std::find(recent_.begin(), recent_.end(), key) != recent_.end()) return false;
       recent_[recent_next_++ % recent_.size()] = key;
       return true;

@@ -196,13 +196,10 @@ class IrcCodec final : public Codec {
   void invite(Session& session, const irc::Message& m);
   // A request to the room's owner (Hub::policy) whose refusals are answered as numerics.
   void ask_owner(Session& session, const std::string& room, PolicyRequest request);
-  std::string refusal(Session& session, Refusal why, const std::string& about, const std::string& room) const;
+  std::string refusal(Session& session, const PolicyAnswer::Refused& refused, const std::string& room) const;
   void topic_reply(Session& session, const std::string& room, const std::string& topic, const std::string& by,
                    int64_t at, std::string& out) const;
   void quit(Session& session, const irc::Message& m);
-  // A member's prefixes in a channel: '@' for an operator, '+' for voice; the highest only unless
-  // the client asked for multi-prefix.
-  std::string prefix(const MemberModes& modes) const;
   // A member as NAMES lists it: its prefixes and nick, and with userhost-in-names its user and host.
   std::string names_entry(Session& session, const MemberModes& modes, const std::string& name) const;
   // A member as WHO shows it (352) in channel `chan` ("*": none), its prefixes there after its flags.
