@@ -3,6 +3,8 @@
 #include <cstdlib>
 
 #include "chat/frontends/irc/irc.h"
+#include "chat/frontends/irc/lines.h"
+#include "chat/session/session.h"
 
 namespace chat {
 namespace {
@@ -133,6 +135,90 @@ IrcModeParse irc_parse_mode_changes(const std::vector<std::string>& params, cons
     if (out.changes.size() < max) out.changes.push_back(std::move(change));
   }
   return out;
+}
+
+// ---- MODE: a channel's modes and its members' roles, and a member's own user modes ----------------
+
+void IrcCodec::user_mode(Session& session, const irc::Message& m) {
+  if (ShardTable::fold_name(m.params[0]) != ShardTable::fold_name(session.name())) {
+    return numeric(session, "502", ":Can't change mode for other users");
+  }
+  auto modes = [this] { return std::string("+") + (oper() ? "o" : "") + ((caps_ & kWallops) ? "w" : ""); };
+  if (m.params.size() < 2) return numeric(session, "221", modes());
+  // +o only through OPER; -o gives it up; +w/-w: WALLOPS or not. Others: 501.
+  bool add = true;
+  std::string changed;
+  char sign = 0;
+  for (char c : m.params[1]) {
+    if (c == '+' || c == '-') {
+      add = c == '+';
+      continue;
+    }
+    if (c == 'o' && !add && oper()) {
+      caps_ = static_cast<uint16_t>(caps_ & ~kOper);
+    } else if (c == 'w' && add != ((caps_ & kWallops) != 0)) {
+      caps_ = add ? static_cast<uint16_t>(caps_ | kWallops) : static_cast<uint16_t>(caps_ & ~kWallops);
+    } else if (c == 'o' || c == 'w' || c == 'i') {
+      continue;  // nothing to change (+o: OPER gives it; +i: every member is invisible enough)
+    } else {
+      numeric(session, "501", ":Unknown MODE flag");
+      continue;
+    }
+    if (sign != (add ? '+' : '-')) changed += (sign = add ? '+' : '-');
+    changed += c;
+  }
+  if (changed.empty()) return;
+  publish_flags(session);
+  send_line(session, self_source(session) + " MODE " + session.name() + " :" + changed + "\r\n");
+}
+
+void IrcCodec::mode(Session& session, const irc::Message& m) {
+  if (m.params.empty()) return numeric(session, "461", "MODE :Not enough parameters");
+  const std::string& target = m.params[0];
+  std::string room;
+  if (target[0] != '#') return user_mode(session, m);
+  if (!room_of(target, room)) return numeric(session, "403", echoed(target, 65) + " :No such channel");
+  bool ban_list = m.params.size() == 2 && (m.params[1] == "b" || m.params[1] == "+b");
+  if (m.params.size() == 1 || ban_list) {  // a query: what the owner has now
+    session.hub().inspect(room, [alive = session.weak_from_this(), room, ban_list, this](const RoomSnapshot& snap) {
+      auto self = alive.lock();
+      if (!self || !self->open()) return;
+      std::string out;
+      if (ban_list) {
+        for (const BanMask& ban : snap.policy.bans) {
+          out += numeric_line(*self, "367", channel(room) + " " + irc_ban_mask(ban));
+        }
+        out += numeric_line(*self, "368", channel(room) + " :End of channel ban list");
+      } else {
+        // The key is shown to members only.
+        std::string modes = irc_channel_modes(snap.policy, self->in_room(room));
+        out = numeric_line(*self, "324", channel(room) + " " + modes);
+        if (snap.count == 0) {
+          out = numeric_line(*self, "403", channel(room) + " :No such channel");
+        } else {
+          out += numeric_line(*self, "329", channel(room) + " " + std::to_string(snap.created_ms / 1000));
+        }
+      }
+      self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    });
+    session.awaiting(room);
+    return;
+  }
+  // Changes: "+o-v+k bob kim secret".
+  IrcModeParse parsed = irc_parse_mode_changes(m.params, channel(room), kMaxModes);
+  for (const auto& [code, rest] : parsed.errors) numeric(session, code, rest);
+  PolicyRequest req;
+  req.kind = PolicyRequest::kModes;
+  req.modes = std::move(parsed.changes);
+  if (req.modes.empty()) return;
+  session.hub().policy(room, &session, std::move(req), [alive = session.weak_from_this(), room, this](const PolicyAnswer& a) {
+    auto self = alive.lock();
+    if (!self || !self->open()) return;
+    std::string out;
+    for (const PolicyAnswer::Refused& r : a.refusals) out += refusal(*self, r, room);
+    if (!out.empty()) self->send_answer(std::make_shared<const std::string>(std::move(out)));
+  });
+  session.awaiting(room);
 }
 
 }  // namespace chat
