@@ -18,7 +18,6 @@ bool IrcCodec::pending(const std::string& room) const {
 }
 
 void IrcCodec::join(Session& session, const irc::Message& m) {
-  if (m.params.empty()) return numeric(session, "461", "JOIN :Not enough parameters");
   if (m.params[0] == "0") {  // leave every channel
     std::vector<std::string> rooms = session.rooms();
     for (const std::string& room : rooms) {
@@ -142,7 +141,6 @@ reactor::SharedBytes IrcCodec::publish_refused(Session& session, const std::stri
 void IrcCodec::removed(Session&, const std::string& room) { std::erase(pending_, room); }
 
 void IrcCodec::part(Session& session, const irc::Message& m) {
-  if (m.params.empty()) return numeric(session, "461", "PART :Not enough parameters");
   std::string reason = m.params.size() > 1 ? m.params[1].substr(0, 300) : std::string();
   std::string_view list = m.params[0];
   std::string room;
@@ -263,7 +261,6 @@ DirectResult IrcCodec::direct(Session& session, const DirectMessage& m) {
 }
 
 void IrcCodec::topic(Session& session, const irc::Message& m) {
-  if (m.params.empty()) return numeric(session, "461", "TOPIC :Not enough parameters");
   std::string room;
   if (!room_of(m.params[0], room)) {
     return numeric(session, "403", echoed(m.params[0], 65) + " :No such channel");
@@ -313,7 +310,6 @@ void IrcCodec::ask_owner(Session& session, const std::string& room, PolicyReques
 }
 
 void IrcCodec::kick(Session& session, const irc::Message& m) {
-  if (m.params.size() < 2) return numeric(session, "461", "KICK :Not enough parameters");
   std::string room;
   if (!room_of(m.params[0], room)) {
     return numeric(session, "403", echoed(m.params[0], 65) + " :No such channel");
@@ -335,7 +331,6 @@ void IrcCodec::kick(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::invite(Session& session, const irc::Message& m) {
-  if (m.params.size() < 2) return numeric(session, "461", "INVITE :Not enough parameters");
   std::string target = m.params[0];
   std::string room;
   if (!room_of(m.params[1], room)) {

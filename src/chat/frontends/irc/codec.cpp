@@ -2,6 +2,7 @@
 #include "chat/frontends/irc/irc.h"
 
 #include <algorithm>
+#include <span>
 
 #include "chat/frontends/irc/lines.h"
 #include "chat/session/session.h"
@@ -116,59 +117,106 @@ std::unique_ptr<Codec> IrcCodec::on_frame(Session& session, std::string_view fra
   return nullptr;
 }
 
-void IrcCodec::command(Session& session, const irc::Message& m) {
-  const std::string& c = m.command;
-  if (c == "PING") {
-    if (m.params.empty()) return numeric(session, "461", "PING :Not enough parameters");
-    // After every earlier answer, also those from rooms' owners on other shards (JOIN's, NAMES'):
-    // a client may PING to know it has them all.
-    return session.after_earlier_answers(std::make_shared<const std::string>(
-        ":" + options_.server_name + " PONG " + options_.server_name + " :" + m.params[0] + "\r\n"));
+namespace {
+
+// A handler of the table: a member function of the codec that takes the command's message.
+template <void (IrcCodec::*F)(Session&, const irc::Message&)>
+void call(IrcCodec& codec, Session& session, const irc::Message& m) {
+  (codec.*F)(session, m);
+}
+
+}  // namespace
+
+std::span<const IrcCodec::Command> IrcCodec::commands() {
+  using C = Command;
+  static const Command table[] = {
+      // Registration, and what may come before it.
+      {"CAP", 1, C::kAny, 0, &call<&IrcCodec::cap>},
+      {"PASS", 1, C::kOnce, 0, &call<&IrcCodec::pass>},
+      {"AUTHENTICATE", 1, C::kAny, C::kNeedsAuthority, &call<&IrcCodec::authenticate>},
+      {"NICK", 0, C::kAny, 0, &call<&IrcCodec::nick>},  // none: 431
+      {"USER", 4, C::kOnce, C::kNonEmpty, &call<&IrcCodec::user>},
+      {"QUIT", 0, C::kAny, 0, &call<&IrcCodec::quit>},
+      {"PING", 1, C::kAny, 0, &call<&IrcCodec::ping>},
+      {"PONG", 0, C::kAny, 0, [](IrcCodec&, Session&, const irc::Message&) {}},  // a sign of life (on_frame)
+      // Channels and messages.
+      {"PRIVMSG", 0, C::kRegistered, 0, [](IrcCodec& c, Session& s, const irc::Message& m) { c.message(s, m, false); }},
+      {"NOTICE", 0, C::kRegistered, 0, [](IrcCodec& c, Session& s, const irc::Message& m) { c.message(s, m, true); }},
+      {"JOIN", 1, C::kRegistered, 0, &call<&IrcCodec::join>},
+      {"PART", 1, C::kRegistered, 0, &call<&IrcCodec::part>},
+      {"TOPIC", 1, C::kRegistered, 0, &call<&IrcCodec::topic>},
+      {"KICK", 2, C::kRegistered, 0, &call<&IrcCodec::kick>},
+      {"INVITE", 2, C::kRegistered, 0, &call<&IrcCodec::invite>},
+      {"MODE", 1, C::kRegistered, 0, &call<&IrcCodec::mode>},
+      // Queries.
+      {"NAMES", 0, C::kRegistered, 0, &call<&IrcCodec::names>},
+      {"WHO", 0, C::kRegistered, 0, &call<&IrcCodec::who>},
+      {"WHOIS", 0, C::kRegistered, 0, &call<&IrcCodec::whois>},  // none: 431
+      {"WHOWAS", 0, C::kRegistered, 0, &call<&IrcCodec::whowas>},  // none: 431
+      {"AWAY", 0, C::kRegistered, 0, &call<&IrcCodec::away>},
+      {"ISON", 1, C::kRegistered, 0, &call<&IrcCodec::ison>},
+      {"USERHOST", 1, C::kRegistered, 0, &call<&IrcCodec::userhost>},
+      {"LIST", 0, C::kRegistered, 0, &call<&IrcCodec::list>},
+      {"LUSERS", 0, C::kRegistered, 0, [](IrcCodec& c, Session& s, const irc::Message&) { c.lusers(s); }},
+      {"MOTD", 0, C::kRegistered, 0, [](IrcCodec& c, Session& s, const irc::Message&) { c.motd(s); }},
+      {"VERSION", 0, C::kRegistered, 0, &call<&IrcCodec::version>},
+      {"TIME", 0, C::kRegistered, 0, &call<&IrcCodec::time>},
+      {"INFO", 0, C::kRegistered, 0, &call<&IrcCodec::info>},
+      // Server operators.
+      {"OPER", 2, C::kRegistered, 0, &call<&IrcCodec::oper>},
+      {"KILL", 2, C::kRegistered, 0, &call<&IrcCodec::kill>},
+      {"WALLOPS", 1, C::kRegistered, C::kNonEmpty, &call<&IrcCodec::wallops>},
+      // History.
+      {"CHATHISTORY", 0, C::kRegistered, 0, &call<&IrcCodec::chathistory>},  // too few: FAIL NEED_MORE_PARAMS
+  };
+  return table;
+}
+
+const IrcCodec::Command* IrcCodec::find_command(std::string_view name) {
+  for (const Command& c : commands()) {
+    if (c.name == name) return &c;
   }
-  if (c == "PONG") return;  // any line is a sign of life (on_frame)
-  if (c == "CAP") return cap(session, m);
-  if (c == "PASS") return pass(session, m);
-  if (c == "AUTHENTICATE") return authenticate(session, m);
-  if (c == "NICK") return nick(session, m);
-  if (c == "USER") return user(session, m);
-  if (c == "QUIT") return quit(session, m);
-  if (!registered_) {
+  return nullptr;
+}
+
+void IrcCodec::command(Session& session, const irc::Message& m) {
+  const Command* c = find_command(m.command);
+  if (!registered_ && (c == nullptr || c->when == Command::kRegistered)) {
     ++session.stats().errors_request;
     return numeric(session, "451", ":You have not registered");
   }
-  if (c == "PRIVMSG" || c == "NOTICE") return message(session, m, c == "NOTICE");
-  if (c == "JOIN") return join(session, m);
-  if (c == "PART") return part(session, m);
-  if (c == "NAMES") return names(session, m);
-  if (c == "WHO") return who(session, m);
-  if (c == "WHOIS") return whois(session, m);
-  if (c == "AWAY") return away(session, m);
-  if (c == "ISON") return ison(session, m);
-  if (c == "USERHOST") return userhost(session, m);
-  if (c == "WHOWAS") return whowas(session, m);
-  if (c == "OPER") return oper(session, m);
-  if (c == "KILL") return kill(session, m);
-  if (c == "WALLOPS") return wallops(session, m);
-  if (c == "LIST") return list(session, m);
-  if (c == "MODE") return mode(session, m);
-  if (c == "TOPIC") return topic(session, m);
-  if (c == "KICK") return kick(session, m);
-  if (c == "CHATHISTORY") return chathistory(session, m);
-  if (c == "INVITE") return invite(session, m);
-  if (c == "LUSERS") return lusers(session);
-  if (c == "MOTD") return motd(session);
-  if (c == "VERSION") {
-    numeric(session, "351", "chat-server " + options_.server_name + " :Reactor Chat");
-    return;
+  if (c == nullptr || ((c->flags & Command::kNeedsAuthority) && session.table().authority() == nullptr)) {
+    ++session.stats().errors_request;
+    return numeric(session, "421", m.command.substr(0, 32) + " :Unknown command");
   }
-  if (c == "TIME") return numeric(session, "391", options_.server_name + " :" + iso_time(now_ms()));
-  if (c == "INFO") {
-    numeric(session, "371", ":chat-server, Reactor Chat: one reactor per core, rooms over IRC, native JSON");
-    numeric(session, "371", ":lines, WebSocket and the article's dialect");
-    return numeric(session, "374", ":End of INFO list");
+  if (c->when == Command::kOnce && registered_) return numeric(session, "462", ":You may not reregister");
+  bool enough = m.params.size() >= c->min_params;
+  if (enough && (c->flags & Command::kNonEmpty) && c->min_params > 0) {
+    enough = !m.params.front().empty() && !m.params[c->min_params - 1].empty();
   }
-  ++session.stats().errors_request;
-  numeric(session, "421", c.substr(0, 32) + " :Unknown command");
+  if (!enough) return numeric(session, "461", std::string(c->name) + " :Not enough parameters");
+  c->handler(*this, session, m);
+}
+
+void IrcCodec::ping(Session& session, const irc::Message& m) {
+  // After every earlier answer, also those from rooms' owners on other shards (JOIN's, NAMES'):
+  // a client may PING to know it has them all.
+  session.after_earlier_answers(std::make_shared<const std::string>(
+      ":" + options_.server_name + " PONG " + options_.server_name + " :" + m.params[0] + "\r\n"));
+}
+
+void IrcCodec::version(Session& session, const irc::Message&) {
+  numeric(session, "351", "chat-server " + options_.server_name + " :Reactor Chat");
+}
+
+void IrcCodec::time(Session& session, const irc::Message&) {
+  numeric(session, "391", options_.server_name + " :" + iso_time(now_ms()));
+}
+
+void IrcCodec::info(Session& session, const irc::Message&) {
+  numeric(session, "371", ":chat-server, Reactor Chat: one reactor per core, rooms over IRC, native JSON");
+  numeric(session, "371", ":lines, WebSocket and the article's dialect");
+  numeric(session, "374", ":End of INFO list");
 }
 
 }  // namespace chat

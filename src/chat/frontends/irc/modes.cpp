@@ -173,7 +173,6 @@ void IrcCodec::user_mode(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::mode(Session& session, const irc::Message& m) {
-  if (m.params.empty()) return numeric(session, "461", "MODE :Not enough parameters");
   const std::string& target = m.params[0];
   std::string room;
   if (target[0] != '#') return user_mode(session, m);

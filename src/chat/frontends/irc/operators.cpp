@@ -28,7 +28,6 @@ bool irc_password_matches(const std::string& password, const std::string& hash) 
 }
 
 void IrcCodec::oper(Session& session, const irc::Message& m) {
-  if (m.params.size() < 2) return numeric(session, "461", "OPER :Not enough parameters");
   if (options_.operators.empty()) return numeric(session, "491", ":No O-lines for your host");
   const IrcOperator* found = nullptr;
   for (const IrcOperator& o : options_.operators) {
@@ -53,7 +52,6 @@ void IrcCodec::oper(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::kill(Session& session, const irc::Message& m) {
-  if (m.params.size() < 2) return numeric(session, "461", "KILL :Not enough parameters");
   if (!oper()) return numeric(session, "481", ":Permission Denied- You're not an IRC operator");
   std::string target = m.params[0];
   DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = m.params[1].substr(0, 300), .automatic = false,
@@ -67,7 +65,6 @@ void IrcCodec::kill(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::wallops(Session& session, const irc::Message& m) {
-  if (m.params.empty() || m.params[0].empty()) return numeric(session, "461", "WALLOPS :Not enough parameters");
   if (!oper()) return numeric(session, "481", ":Permission Denied- You're not an IRC operator");
   DirectMessage dm{.from = session.name(), .front = "irc", .to = {}, .text = m.params[0], .automatic = false, .invite = false,
                    .ts_ms = now_ms(), .kill = false, .bulletin = true};

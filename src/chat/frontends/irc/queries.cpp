@@ -94,7 +94,6 @@ void IrcCodec::whowas(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::ison(Session& session, const irc::Message& m) {
-  if (m.params.empty()) return numeric(session, "461", "ISON :Not enough parameters");
   std::string online;
   for (const std::string& p : m.params) {
     size_t pos = 0;
@@ -110,7 +109,6 @@ void IrcCodec::ison(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::userhost(Session& session, const irc::Message& m) {
-  if (m.params.empty()) return numeric(session, "461", "USERHOST :Not enough parameters");
   std::string reply;
   for (size_t i = 0; i < m.params.size() && i < 5; ++i) {
     const std::string& nick = m.params[i];

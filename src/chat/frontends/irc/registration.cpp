@@ -15,7 +15,6 @@ namespace chat {
 void IrcCodec::cap(Session& session, const irc::Message& m) {
   static constexpr std::string_view kOffered =
       "message-tags server-time echo-message batch draft/chathistory multi-prefix userhost-in-names";
-  if (m.params.empty()) return numeric(session, "461", "CAP :Not enough parameters");
   std::string sub = m.params[0];
   for (char& ch : sub) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   std::string head = ":" + options_.server_name + " CAP " + target(session) + " ";
@@ -89,8 +88,6 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::pass(Session& session, const irc::Message& m) {
-  if (registered_) return numeric(session, "462", ":You may not reregister");
-  if (m.params.empty()) return numeric(session, "461", "PASS :Not enough parameters");
   if (session.table().authority() != nullptr) {
     // --auth-secret: the password is a token (its name must be the nick: try_register checks).
     std::string why;
@@ -126,11 +123,6 @@ void IrcCodec::unauthorized(Session& session, const std::string& why) {
 // authzid NUL authcid NUL password in chunks of 400 ("+" ends a message of a multiple of 400). The
 // password is a token for authcid; authzid is empty or authcid.
 void IrcCodec::authenticate(Session& session, const irc::Message& m) {
-  if (session.table().authority() == nullptr) {
-    ++session.stats().errors_request;
-    return numeric(session, "421", "AUTHENTICATE :Unknown command");
-  }
-  if (m.params.empty()) return numeric(session, "461", "AUTHENTICATE :Not enough parameters");
   // Once per connection, before registration. A PASS with a token does not count: clients (irc-framework
   // among them) send their password both ways, and wait for SASL's answer before CAP END.
   if (registered_ || (rare_ && rare_->sasl_done)) {
@@ -228,10 +220,6 @@ void IrcCodec::nick(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::user(Session& session, const irc::Message& m) {
-  if (registered_) return numeric(session, "462", ":You may not reregister");
-  if (m.params.size() < 4 || m.params[0].empty() || m.params[3].empty()) {
-    return numeric(session, "461", "USER :Not enough parameters");
-  }
   // Kept (converted to UTF-8 with the rest of the line, on_frame) and shown by WHO and WHOIS; the
   // '~' says no ident server confirmed the user name, as IRC servers write it.
   std::string user = "~" + utf8_prefix(m.params[0], kUserLength - 1);
