@@ -470,10 +470,9 @@ class Hub {
                    const std::vector<ModeChange>& changes, PolicyAnswer& answer);
   // The named member of `r` called `name` (ASCII case aside), or null.
   std::pair<const std::string, NamedMember>* find_named(OwnedRoom& r, const std::string& name);
-  // Tells every member of the room (whatever its size: these are rare and matter) that `user` (of
-  // `format`, member `member_id`) did `kind`: set the topic or the modes to `text`, removed `target`.
-  void owner_announce(const std::string& room, const OwnedRoom& r, EventKind kind, const std::string& user,
-                      FormatId format, uint64_t member_id, const std::string& text, const std::string& target = {});
+  // Tells every member of the room (whatever its size: these are rare and matter) what an operator
+  // did: set the topic (kTopic), changed modes or roles (kMode), removed a member (kKick).
+  void owner_announce(const std::string& room, const OwnedRoom& r, RoomEvent event);
   void owner_leave(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
                    FormatId format, bool quit, const std::string& reason);
   void owner_rename(const std::string& room, uint64_t member_id, const std::string& old_name,

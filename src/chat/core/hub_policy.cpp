@@ -6,10 +6,7 @@ namespace chat {
 
 // ---- Hub: the owner's side of a room's policy (topic, modes and roles, kicks, invitations) --------
 
-void Hub::owner_announce(const std::string& room, const OwnedRoom& r, EventKind kind, const std::string& user,
-                         FormatId format, uint64_t member_id, const std::string& text, const std::string& target) {
-  RoomEvent event = member_event(kind, room, user, text, format, member_id);
-  event.target = target;
+void Hub::owner_announce(const std::string& room, const OwnedRoom& r, RoomEvent event) {
   if (auto delivery = render(r, std::move(event))) owner_broadcast(room, r, delivery, 0);
 }
 
@@ -35,7 +32,7 @@ PolicyAnswer Hub::owner_policy(const std::string& room, const std::string& name,
       log.topic = req.text;
       log.topic_by = name;
       log.topic_at = now_ms();
-      owner_announce(room, r, EventKind::kTopic, name, format, member_id, req.text);
+      owner_announce(room, r, member_event(EventKind::kTopic, room, name, req.text, format, member_id));
       return answer;
     }
     case PolicyRequest::kModes:
@@ -49,7 +46,9 @@ PolicyAnswer Hub::owner_policy(const std::string& room, const std::string& name,
       NamedMember t = target->second;
       answer.target = target_name;
       // The member removed hears it too, then goes.
-      owner_announce(room, r, EventKind::kKick, name, format, member_id, req.text, target_name);
+      RoomEvent kick = member_event(EventKind::kKick, room, name, req.text, format, member_id);
+      kick.target = target_name;
+      owner_announce(room, r, std::move(kick));
       r.names.erase(target_name);
       --r.count;
       --r.format_count[t.format];
@@ -159,7 +158,7 @@ void Hub::owner_modes(const std::string& room, OwnedRoom& r, const std::string& 
   if (applied.empty()) return;
   RoomEvent event = member_event(EventKind::kMode, room, setter, {}, format, 0);
   event.modes = std::move(applied);
-  if (auto delivery = render(r, std::move(event))) owner_broadcast(room, r, delivery, 0);
+  owner_announce(room, r, std::move(event));
 }
 
 }  // namespace chat

@@ -160,7 +160,7 @@ std::span<const IrcCodec::Command> IrcCodec::commands() {
       {"LUSERS", 0, C::kRegistered, 0, [](IrcCodec& c, Session& s, const irc::Message&) { c.lusers(s); }},
       {"MOTD", 0, C::kRegistered, 0, [](IrcCodec& c, Session& s, const irc::Message&) { c.motd(s); }},
       {"VERSION", 0, C::kRegistered, 0, &call<&IrcCodec::version>},
-      {"TIME", 0, C::kRegistered, 0, &call<&IrcCodec::time>},
+      {"TIME", 0, C::kRegistered, 0, &call<&IrcCodec::time_now>},
       {"INFO", 0, C::kRegistered, 0, &call<&IrcCodec::info>},
       // Server operators.
       {"OPER", 2, C::kRegistered, 0, &call<&IrcCodec::oper>},
@@ -209,7 +209,7 @@ void IrcCodec::version(Session& session, const irc::Message&) {
   numeric(session, "351", "chat-server " + options_.server_name + " :Reactor Chat");
 }
 
-void IrcCodec::time(Session& session, const irc::Message&) {
+void IrcCodec::time_now(Session& session, const irc::Message&) {
   numeric(session, "391", options_.server_name + " :" + iso_time(now_ms()));
 }
 

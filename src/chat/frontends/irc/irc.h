@@ -167,7 +167,7 @@ class IrcCodec final : public Codec {
   void command(Session& session, const irc::Message& m);
   void ping(Session& session, const irc::Message& m);
   void version(Session& session, const irc::Message& m);
-  void time(Session& session, const irc::Message& m);
+  void time_now(Session& session, const irc::Message& m);
   void info(Session& session, const irc::Message& m);
   void numeric(Session& session, std::string_view code, std::string_view rest);
   // ":server CODE target rest" with the target this connection is known by.
