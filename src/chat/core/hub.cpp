@@ -162,7 +162,8 @@ std::optional<size_t> Hub::direct(DirectMessage m, std::function<void(const Dire
   return to;
 }
 
-std::optional<size_t> Hub::whois(const std::string& name, std::function<void(const std::optional<MemberInfo>&)> done) {
+std::optional<size_t> Hub::describe_member(const std::string& name,
+                                           std::function<void(const std::optional<MemberInfo>&)> done) {
   auto holder = table_.find_name(name);
   if (!holder) {
     done(std::nullopt);

@@ -291,12 +291,12 @@ class ShardTable {
   void set_name_flags(const std::string& name, uint64_t member_id, bool away, bool oper);
   // The most names held at once since the start (IRC's LUSERS).
   size_t name_peak();
-  // Names given back lately, newest first (IRC's WHOWAS): at most kWhowas in the process.
+  // Names given back lately, newest first (IRC's WHOWAS): at most kPastNames in the process.
   struct PastName {
     std::string name, user, realname, front;
     int64_t gone_ms = 0;
   };
-  static constexpr size_t kWhowas = 1000;
+  static constexpr size_t kPastNames = 1000;
   std::vector<PastName> past_names(const std::string& name, size_t max);
   bool name_held(const std::string& name);
   std::optional<NameHolder> find_name(const std::string& name);
@@ -367,7 +367,8 @@ class Hub {
   std::optional<size_t> direct(DirectMessage message, std::function<void(const DirectResult&)> done);
   // The member named `name` as it describes itself (null: nobody holds the name); `done` runs on
   // this shard. Returns the shard that answers, as direct() does.
-  std::optional<size_t> whois(const std::string& name, std::function<void(const std::optional<MemberInfo>&)> done);
+  std::optional<size_t> describe_member(const std::string& name,
+                                        std::function<void(const std::optional<MemberInfo>&)> done);
   // The named members whose names match `pattern` (glob_match: `*`, `?`, without regard to case), as
   // each describes itself, at most `limit` (from every shard, in no order); `done` runs on this shard.
   void find_members(const std::string& pattern, size_t limit, std::function<void(std::vector<MemberInfo>)> done);

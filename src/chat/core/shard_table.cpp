@@ -190,7 +190,7 @@ void ShardTable::release_name(const std::string& name, uint64_t member_id) {
   if (it == names_.end() || it->second.member_id != member_id) return;
   const NameHolder& h = it->second;
   past_names_.push_front(PastName{name, h.user, h.realname, h.front, now_ms()});
-  if (past_names_.size() > kWhowas) past_names_.pop_back();
+  if (past_names_.size() > kPastNames) past_names_.pop_back();
   names_.erase(it);
 }
 

@@ -12,7 +12,7 @@ namespace chat {
 void IrcCodec::whois(Session& session, const irc::Message& m) {
   if (m.params.empty()) return numeric(session, "431", ":No nickname given");
   std::string target = m.params.back();  // WHOIS [server] nick
-  auto shard = session.hub().whois(target, [alive = session.weak_from_this(), this, target](const std::optional<MemberInfo>& info) {
+  auto shard = session.hub().describe_member(target, [alive = session.weak_from_this(), this, target](const std::optional<MemberInfo>& info) {
     auto self = alive.lock();
     if (!self || !self->open()) return;
     Session& s = *self;
@@ -69,10 +69,10 @@ void IrcCodec::whowas(Session& session, const irc::Message& m) {
   if (m.params.empty() || m.params[0].empty()) return numeric(session, "431", ":No nickname given");
   std::string nick = echoed(m.params[0], 32);
   // A count of zero, a negative one or none: every entry kept.
-  size_t max = ShardTable::kWhowas;
+  size_t max = ShardTable::kPastNames;
   if (m.params.size() > 1) {
     long count = std::strtol(m.params[1].c_str(), nullptr, 10);
-    if (count > 0) max = std::min<size_t>(static_cast<size_t>(count), ShardTable::kWhowas);
+    if (count > 0) max = std::min<size_t>(static_cast<size_t>(count), ShardTable::kPastNames);
   }
   std::string out;
   std::vector<ShardTable::PastName> past = session.table().past_names(m.params[0], max);
@@ -198,7 +198,7 @@ void IrcCodec::who(Session& session, const irc::Message& m) {
   }
   if (!room_of(mask, room)) {
     // WHO nick: that member, if a name.
-    auto shard = session.hub().whois(mask, [alive = session.weak_from_this(), this, mask](const std::optional<MemberInfo>& info) {
+    auto shard = session.hub().describe_member(mask, [alive = session.weak_from_this(), this, mask](const std::optional<MemberInfo>& info) {
       auto self = alive.lock();
       if (!self || !self->open()) return;
       std::string out;
