@@ -75,6 +75,8 @@ struct Room {
   ~Room() {
     hub.leave("r", &amy);
     hub.leave("r", &bob);
+    hub.remove_member(&amy);
+    hub.remove_member(&bob);
   }
   PolicyAnswer modes(chat::Member& who, std::vector<ModeChange> changes) {
     chat::PolicyRequest req;
