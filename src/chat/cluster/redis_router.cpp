@@ -28,7 +28,7 @@ RedisRouter::RedisRouter(ShardTable& table, reactor::Reactor& main, std::string 
         table_.run_on(
             owner, 0,
             [hub = &table_.hub(owner), m = std::move(m)] {
-              hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = m.id, .front = m.front, .notice = m.notice});
+              hub->deliver_message(m.room, StoredMessage{.seq = m.seq, .ts_ms = m.ts_ms, .user = m.user, .text = m.text, .id = m.id, .front = m.front, .automatic = m.notice});
             },
             cost);
       },
@@ -82,7 +82,7 @@ void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
   // with an id is answered from there (after its copy, through this owner, as the copy goes).
   Backplane::Acked acked;
   if (!p.id.empty()) {
-    acked = [table = &table_, shard = owner.shard(), room, ack = Publish{.user = {}, .text = {}, .id = p.id, .front = {}, .shard = p.shard, .member_id = p.member_id, .external = false, .notice = false}](
+    acked = [table = &table_, shard = owner.shard(), room, ack = Publish{.user = {}, .text = {}, .id = p.id, .front = {}, .shard = p.shard, .member_id = p.member_id, .external = false, .automatic = false}](
                 uint64_t seq, Backplane::Outcome outcome) {
       table->run_on(shard, 0, [hub = &table->hub(shard), room, ack, seq, outcome] {
         if (outcome == Backplane::Outcome::kIdReused) return hub->id_reused(ack, room);
@@ -95,7 +95,7 @@ void RedisRouter::route(Hub& owner, const std::string& room, Publish p) {
   table_.run_on(
       0, owner.shard(),
       [bp = backplane_.get(), room, p = std::move(p), next_seq, acked = std::move(acked)]() mutable {
-        bp->publish(room, p.user, p.text, p.id, p.front, next_seq, std::move(acked), p.notice);
+        bp->publish(room, p.user, p.text, p.id, p.front, next_seq, std::move(acked), p.automatic);
       },
       cost);
 }

@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "chat/core/format.h"
+#include "chat/core/policy.h"
 #include "reactor/output_queue.h"
 
 namespace chat {
@@ -16,9 +18,9 @@ enum class EventKind : uint8_t {
   kMessage,  // `user` said `text` in `room`, numbered `seq`, at `ts_ms`
   kJoin,     // `user` (a named member) joined `room`
   kLeave,    // `user` left `room` (`quit`: because its connection closed; `text`: why, if it said)
-  kNick,     // `user` (a member of `room`) is now called `text`
+  kRename,   // `user` (a member of `room`) is now called `text`
   kTopic,    // `user` set `room`'s topic to `text`
-  kMode,     // `user` changed `room`'s modes: `text` ("+o-v bob kim", RoomPolicy's letters)
+  kMode,     // `user` changed `room`'s modes or its members' roles: `modes`, in order
   kKick,     // `user` (an operator) removed `target` from `room`, saying `text`
 };
 
@@ -36,7 +38,8 @@ struct RoomEvent {
   uint64_t member = 0;  // presence: the member's id (0 for messages)
   bool quit = false;    // kLeave
   std::string target;   // kKick: the member removed
-  bool notice = false;  // kMessage: IRC's NOTICE (StoredMessage::notice)
+  bool automatic = false;  // kMessage: an automatic message (StoredMessage::automatic)
+  std::vector<ModeChange> modes;  // kMode: the changes made
 };
 
 // An event on its way to the members: the event, and its bytes in each wire format present among

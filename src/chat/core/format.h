@@ -36,6 +36,9 @@ class Format {
 
   // `event` in this format, or null if the format does not carry events of its kind.
   virtual reactor::SharedBytes encode(const RoomEvent& event) const = 0;
+  // Whether a member of this format is played a room's recent history when it joins, from where it
+  // left off: the room's owner then keeps a mark of what it was sent when it leaves (Store::set_mark).
+  virtual bool plays_back() const { return false; }
 
   // The registered formats, by id (ids are 0 .. count() - 1, in registration order).
   static size_t count();

@@ -59,13 +59,13 @@ struct DirectMessage {
   std::string front;  // the sender's front end (Format::front)
   std::string to;     // the name it was sent to, as the sender wrote it
   std::string text;  // an invitation: the room
-  bool notice = false;
+  bool automatic = false;  // an automatic message (StoredMessage::automatic)
   bool invite = false;  // an invitation to the room `text`
   int64_t ts_ms = 0;
-  // A server operator's: `kill` closes the member's connection (`text`: why); `wallops` is a
-  // message to every member that takes them (Hub::everyone).
+  // A server operator's: `kill` closes the member's connection (`text`: why); `bulletin` is a
+  // message to every member that takes them (Hub::everyone; IRC's WALLOPS).
   bool kill = false;
-  bool wallops = false;
+  bool bulletin = false;
 };
 
 // What became of a DirectMessage.
@@ -125,7 +125,7 @@ struct Publish {
   size_t shard = 0;       // the sender's shard and member id: where its ack goes
   uint64_t member_id = 0;
   bool external = false;  // from outside the room: sent only if the room allows it (RoomPolicy::no_external)
-  bool notice = false;    // IRC's NOTICE: relayed as one, and never answered with a refusal
+  bool automatic = false;  // an automatic message (StoredMessage::automatic): never answered with a refusal
 };
 
 // The ids a room's owner remembers for dedupe: (user, id) -> seq, within the store's retention rule
@@ -291,12 +291,12 @@ class ShardTable {
   void set_name_flags(const std::string& name, uint64_t member_id, bool away, bool oper);
   // The most names held at once since the start (IRC's LUSERS).
   size_t name_peak();
-  // Names given back lately, newest first (IRC's WHOWAS): at most kWhowas in the process.
+  // Names given back lately, newest first (IRC's WHOWAS): at most kPastNames in the process.
   struct PastName {
     std::string name, user, realname, front;
     int64_t gone_ms = 0;
   };
-  static constexpr size_t kWhowas = 1000;
+  static constexpr size_t kPastNames = 1000;
   std::vector<PastName> past_names(const std::string& name, size_t max);
   bool name_held(const std::string& name);
   std::optional<NameHolder> find_name(const std::string& name);
@@ -342,7 +342,7 @@ class Hub {
   void leave_all(Member* member, const std::vector<std::string>& rooms, bool quit = false,
                  const std::string& reason = {});
   // The member, a member of `rooms`, was called `old_name` and is now called member->name(): each
-  // room's owner renames it and tells the other members (EventKind::kNick).
+  // room's owner renames it and tells the other members (EventKind::kRename).
   void rename(Member* member, const std::string& old_name, const std::vector<std::string>& rooms);
   // Sends `text` from `user` to every member of `room`, the sender included. With an `id`, the
   // sender gets Member::acked once the message is stored (or could not be), and a repeated
@@ -350,7 +350,7 @@ class Hub {
   // With `external`, a sender outside the room may publish too: the owner sends the message if
   // the room allows it (-n) and refuses it otherwise (Member::publish_refused).
   HubError publish(const std::string& room, Member* from, std::string_view user, std::string_view text,
-                   std::string_view id = {}, bool external = false, bool notice = false);
+                   std::string_view id = {}, bool external = false, bool automatic = false);
   // A member of this shard that may receive acks (registered from its start to its close).
   void add_member(Member* member) { members_.emplace(member->id(), member); }
   void remove_member(const Member* member) { members_.erase(member->id()); }
@@ -367,7 +367,8 @@ class Hub {
   std::optional<size_t> direct(DirectMessage message, std::function<void(const DirectResult&)> done);
   // The member named `name` as it describes itself (null: nobody holds the name); `done` runs on
   // this shard. Returns the shard that answers, as direct() does.
-  std::optional<size_t> whois(const std::string& name, std::function<void(const std::optional<MemberInfo>&)> done);
+  std::optional<size_t> describe_member(const std::string& name,
+                                        std::function<void(const std::optional<MemberInfo>&)> done);
   // The named members whose names match `pattern` (glob_match: `*`, `?`, without regard to case), as
   // each describes itself, at most `limit` (from every shard, in no order); `done` runs on this shard.
   void find_members(const std::string& pattern, size_t limit, std::function<void(std::vector<MemberInfo>)> done);
@@ -457,7 +458,10 @@ class Hub {
     int64_t topic_at = 0;
   };
 
-  // On the owner's thread.
+  // What the owner tells a room about its member `user` (`member_id`, of `format`): `kind` with `text`.
+  static RoomEvent member_event(EventKind kind, const std::string& room, const std::string& user,
+                                const std::string& text, FormatId format, uint64_t member_id);
+  // On the owner's thread (hub_owner.cpp; a room's policy: hub_policy.cpp).
   void owner_join(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
                   FormatId format, bool want_reply, const std::string& key);
   Refusal join_refusal(const OwnedRoom& r, const std::string& name, FormatId format, const std::string& key) const;
@@ -467,10 +471,9 @@ class Hub {
                    const std::vector<ModeChange>& changes, PolicyAnswer& answer);
   // The named member of `r` called `name` (ASCII case aside), or null.
   std::pair<const std::string, NamedMember>* find_named(OwnedRoom& r, const std::string& name);
-  // Tells every member of the room (whatever its size: these are rare and matter) that `user` (of
-  // `format`, member `member_id`) did `kind`: set the topic or the modes to `text`, removed `target`.
-  void owner_announce(const std::string& room, const OwnedRoom& r, EventKind kind, const std::string& user,
-                      FormatId format, uint64_t member_id, const std::string& text, const std::string& target = {});
+  // Tells every member of the room (whatever its size: these are rare and matter) what an operator
+  // did: set the topic (kTopic), changed modes or roles (kMode), removed a member (kKick).
+  void owner_announce(const std::string& room, const OwnedRoom& r, RoomEvent event);
   void owner_leave(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
                    FormatId format, bool quit, const std::string& reason);
   void owner_rename(const std::string& room, uint64_t member_id, const std::string& old_name,

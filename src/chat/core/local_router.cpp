@@ -27,7 +27,7 @@ void LocalRouter::route(Hub& owner, const std::string& room, Publish p) {
   // store failed), so a restart never reuses one.
   StoredMessage m{
       .seq = ++log.last_seq, .ts_ms = now_ms(), .user = p.user, .text = p.text, .id = p.id, .front = p.front,
-      .notice = p.notice};
+      .automatic = p.automatic};
   if (!p.id.empty()) {
     if (!log.ids) log.ids = std::make_unique<IdWindow>();
     log.ids->add(p.user, p.id, {.seq = m.seq, .ts_ms = m.ts_ms, .stored = false, .text_fp = text_fingerprint(p.text)},

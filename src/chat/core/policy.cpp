@@ -32,27 +32,24 @@ const char* describe(Refusal refusal) {
   return "refused";
 }
 
-std::string RoomPolicy::modes() const {
-  std::string flags = "+", params;
-  if (invite_only) flags += 'i';
-  if (!key.empty()) {
-    flags += 'k';
-    params += " " + key;
-  }
-  if (limit > 0) {
-    flags += 'l';
-    params += " " + std::to_string(limit);
-  }
-  if (moderated) flags += 'm';
-  if (no_external) flags += 'n';
-  if (secret) flags += 's';
-  if (topic_locked) flags += 't';
-  return flags + params;
+bool BanMask::matches(std::string_view n, std::string_view u, std::string_view h) const {
+  return glob_match(name, n) && glob_match(user, u) && glob_match(host, h);
 }
 
-bool RoomPolicy::banned(std::string_view who) const {
-  for (const std::string& mask : bans) {
-    if (glob_match(mask, who)) return true;
+bool BanMask::same(const BanMask& o) const {
+  auto equal = [](std::string_view x, std::string_view y) {
+    if (x.size() != y.size()) return false;
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (fold(x[i]) != fold(y[i])) return false;
+    }
+    return true;
+  };
+  return equal(name, o.name) && equal(user, o.user) && equal(host, o.host);
+}
+
+bool RoomPolicy::banned(std::string_view name, std::string_view front) const {
+  for (const BanMask& mask : bans) {
+    if (mask.matches(name, name, front)) return true;
   }
   return false;
 }
@@ -76,15 +73,6 @@ bool glob_match(std::string_view p, std::string_view t) {
   }
   while (pi < p.size() && p[pi] == '*') ++pi;
   return pi == p.size();
-}
-
-std::string normal_mask(std::string_view mask) {
-  std::string m(mask);
-  size_t bang = m.find('!'), at = m.find('@');
-  if (bang == std::string::npos && at == std::string::npos) return m + "!*@*";
-  if (at == std::string::npos) return m + "@*";
-  if (bang == std::string::npos) return m.substr(0, at) + "!*" + m.substr(at);
-  return m;
 }
 
 }  // namespace chat

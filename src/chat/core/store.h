@@ -44,9 +44,10 @@ struct StoredMessage {
   std::string text;
   std::string id;
   std::string front;
-  // IRC's NOTICE: a message no client answers automatically. Kept by the memory store; the SQLite
-  // and Redis stores keep it as a plain message, and Redis carries it as one.
-  bool notice = false;
+  // An automatic message (IRC's NOTICE): one that no client answers automatically, so that two
+  // automatons never answer each other forever. Kept by the memory store; the SQLite and Redis
+  // stores keep it as a plain message, and Redis carries it as one.
+  bool automatic = false;
 };
 
 // What tells a retry of a message from another message sent under the same id: a 64-bit FNV-1a

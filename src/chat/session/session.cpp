@@ -549,7 +549,8 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
                                          .member = 0,
                                          .quit = false,
                                          .target = {},
-                                         .notice = m.notice});
+                                         .automatic = m.automatic,
+                                         .modes = {}});
     if (!bytes) continue;
     ++stats().replayed;
     send(bytes);

@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -97,6 +99,30 @@ class IrcCodec final : public Codec {
   void counted(Session&, const std::string& room) override { std::erase(pending_, room); }
   void tick(Session& session, reactor::Clock::time_point now) override;
 
+  // One command of the dispatch table: its name (as irc::parse uppercases it), the parameters it
+  // needs (fewer: 461, written once, in command()), when it may come, and its handler.
+  struct Command {
+    enum When : uint8_t {
+      kAny,         // before and after registration
+      kRegistered,  // after registration only (before: 451)
+      kOnce,        // before registration only (after: 462)
+    };
+    enum Flags : uint8_t {
+      // The first and the last of the needed parameters may not be empty either (USER's user name
+      // and real name, WALLOPS' text).
+      kNonEmpty = 1,
+      kNeedsAuthority = 2,  // offered with --auth-secret only (else an unknown command: 421)
+    };
+    std::string_view name;
+    uint8_t min_params = 0;
+    When when = kRegistered;
+    uint8_t flags = 0;
+    void (*handler)(IrcCodec& codec, Session& session, const irc::Message& m) = nullptr;
+  };
+  // The commands this codec knows; any other is answered 421 (451 before registration).
+  static std::span<const Command> commands();
+  static const Command* find_command(std::string_view name);
+
   // Lines longer than this the server never sends (tags aside): IRC's 512 with its CRLF.
   static constexpr size_t kMaxLine = irc::kMaxBody;
   // Targets one PRIVMSG or NOTICE may name (ISUPPORT TARGMAX).
@@ -137,7 +163,12 @@ class IrcCodec final : public Codec {
   static constexpr size_t kSaslChunk = 400;
   static constexpr uint8_t kMaxSaslFailures = 3;
 
+  // Dispatches `m` through the command table (commands()).
   void command(Session& session, const irc::Message& m);
+  void ping(Session& session, const irc::Message& m);
+  void version(Session& session, const irc::Message& m);
+  void time_now(Session& session, const irc::Message& m);
+  void info(Session& session, const irc::Message& m);
   void numeric(Session& session, std::string_view code, std::string_view rest);
   // ":server CODE target rest" with the target this connection is known by.
   std::string numeric_line(Session& session, std::string_view code, std::string_view rest) const;
@@ -196,13 +227,10 @@ class IrcCodec final : public Codec {
   void invite(Session& session, const irc::Message& m);
   // A request to the room's owner (Hub::policy) whose refusals are answered as numerics.
   void ask_owner(Session& session, const std::string& room, PolicyRequest request);
-  std::string refusal(Session& session, Refusal why, const std::string& about, const std::string& room) const;
+  std::string refusal(Session& session, const PolicyAnswer::Refused& refused, const std::string& room) const;
   void topic_reply(Session& session, const std::string& room, const std::string& topic, const std::string& by,
                    int64_t at, std::string& out) const;
   void quit(Session& session, const irc::Message& m);
-  // A member's prefixes in a channel: '@' for an operator, '+' for voice; the highest only unless
-  // the client asked for multi-prefix.
-  std::string prefix(const MemberModes& modes) const;
   // A member as NAMES lists it: its prefixes and nick, and with userhost-in-names its user and host.
   std::string names_entry(Session& session, const MemberModes& modes, const std::string& name) const;
   // A member as WHO shows it (352) in channel `chan` ("*": none), its prefixes there after its flags.

@@ -28,7 +28,7 @@ Json event_json(const RoomEvent& e) {
     case EventKind::kTopic: return {{"type", "topic"}, {"room", e.room}, {"user", e.user}, {"topic", e.text}};
     case EventKind::kKick:  // the member removed leaves (and hears it itself: by whom, why)
       return {{"type", "leave"}, {"room", e.room}, {"user", e.target}, {"by", e.user}, {"reason", e.text}};
-    case EventKind::kNick: break;  // two objects (events_json)
+    case EventKind::kRename: break;  // two objects (events_json)
     case EventKind::kMode: break;  // not shown in this dialect
   }
   return nullptr;
@@ -38,7 +38,7 @@ Json event_json(const RoomEvent& e) {
 // the new one joining (the dialect has no renames; names are fixed for a connection's life).
 std::vector<Json> events_json(const RoomEvent& e) {
   if (e.kind == EventKind::kMode) return {};
-  if (e.kind != EventKind::kNick) return {event_json(e)};
+  if (e.kind != EventKind::kRename) return {event_json(e)};
   return {{{"type", "leave"}, {"room", e.room}, {"user", e.user}}, {{"type", "join"}, {"room", e.room}, {"user", e.text}}};
 }
 
