@@ -18,12 +18,17 @@ import statistics
 import subprocess
 import time
 
+from benchlib import CHAT_LIMITS_OFF
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POINTS = [(1000, 100), (10000, 10)]
 
 
 def run(binary, loadgen, members, rate):
-    server = subprocess.Popen([binary, "--threads", "2", "--host", "127.0.0.1", "--port", "0"],
+    # The limits against abuse off (the load comes from one address, faster than one client may
+    # send), the other front ends on free ports, history in memory (no file left behind).
+    server = subprocess.Popen([binary, *CHAT_LIMITS_OFF, "--threads", "2", "--host", "127.0.0.1", "--port", "0",
+                               "--http-port", "0", "--irc-port", "0", "--store", "memory"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = re.search(r":(\d+) ", server.stdout.readline()).group(1)
