@@ -110,7 +110,7 @@ bool NativeCodec::greet_as(Session& session, const Json& hello, Carrier carrier)
     s.reply(wrap({{"type", "error"}, {"code", code}, {"message", message}}));
   };
   const std::string* user = string_field(hello, "user");
-  if (const TokenAuthority* authority = session.table().authority()) {
+  if (const TokenAuthority* authority = session.authority()) {
     // --auth-secret: a token signed with the secret, for this very name, or the door closes.
     const char* why = nullptr;
     const std::string* token = string_field(hello, "token");
@@ -141,7 +141,7 @@ bool NativeCodec::greet_as(Session& session, const Json& hello, Carrier carrier)
   // Leave the rooms it was in anonymously (the article's lobby), silently, then take the name.
   session.leave_all();
   session.set_name(*user);
-  if (session.table().authority() != nullptr) ++session.stats().auth_accepted;
+  if (session.authority() != nullptr) ++session.stats().auth_accepted;
   session.reply(wrap({{"type", "welcome"}, {"user", *user}}));
   return true;
 }
