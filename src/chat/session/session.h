@@ -121,6 +121,7 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // With a `reader` (a folded IRC nick): only what is numbered past the reader's read mark in the
   // store (Store::get_mark), if it has one: history is played back once.
   HubError join_recent(const std::string& room, size_t count, const std::string& key = {}, const std::string& reader = {});
+
   // ---- Sending: four ways, one for each kind of bytes a codec sends ----
   // The session answers in request order: a pong (after_earlier_answers) leaves only once every
   // answer to the requests before it has, including answers that come from other shards (a room's
@@ -134,7 +135,7 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   //    a half-close.
   void after_earlier_answers(reactor::SharedBytes bytes);
   // 3. push: bytes for this member that answer nothing of its own (a message to it alone, a
-  //    bulletin): counted as a delivery, never held back.
+  //    bulletin: what Codec::direct renders): counted as a delivery, never held back.
   void push(const reactor::SharedBytes& bytes);
   // 4. ask_*: an answer that will come from another shard. The session asks the hub, notes which
   //    shard (or every shard) answers, so that a later pong waits for it, and runs

@@ -207,8 +207,7 @@ void IrcCodec::message(Session& session, const irc::Message& m, bool notice) {
 
 void IrcCodec::send_direct(Session& session, std::string target, const std::string& text, bool notice) {
   DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = text, .automatic = notice, .ts_ms = now_ms()};
-  session.ask_direct(std::move(dm), [this, target, text, notice,
-                                                   ts = now_ms()](Session& s, const DirectResult& r) {
+  session.ask_direct(std::move(dm), [this, target, text, notice, ts = now_ms()](Session& s, const DirectResult& r) {
     std::string out;
     switch (r.status) {
       case DirectResult::kNoSuchName:

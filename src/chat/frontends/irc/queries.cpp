@@ -26,7 +26,8 @@ void IrcCodec::whois(Session& session, const irc::Message& m) {
       rest += numeric_line(s, "318", nick + " :End of /WHOIS list.");
       // The channels with the member's prefix in each (@#chan), from their owners.
       std::vector<std::string> rooms = info->rooms;
-      s.ask_member_modes(info->name, rooms, [this, nick, rooms, out, rest](Session& later, const std::vector<MemberModes>& modes) mutable {
+      s.ask_member_modes(info->name, rooms, [this, nick, rooms, out, rest](Session& later,
+                                                                          const std::vector<MemberModes>& modes) mutable {
         std::string chans;
         for (size_t i = 0; i < rooms.size(); ++i) {
           std::string c = irc_prefix(modes[i], caps_ & kMultiPrefix) + channel(rooms[i]);
