@@ -40,4 +40,23 @@ std::optional<FrameHeader> frame_header(std::string_view in) {
   return h;
 }
 
+std::string websocket_frame(uint8_t opcode, std::string_view payload) {
+  std::string f;
+  f.reserve(payload.size() + 10);
+  f += static_cast<char>(0x80 | opcode);
+  size_t n = payload.size();
+  if (n < 126) {
+    f += static_cast<char>(n);
+  } else if (n <= 0xffff) {
+    f += static_cast<char>(126);
+    f += static_cast<char>(n >> 8);
+    f += static_cast<char>(n & 0xff);
+  } else {
+    f += static_cast<char>(127);
+    for (int shift = 56; shift >= 0; shift -= 8) f += static_cast<char>((static_cast<uint64_t>(n) >> shift) & 0xff);
+  }
+  f.append(payload);
+  return f;
+}
+
 }  // namespace http

@@ -1,5 +1,5 @@
-// The parts of RFC 6455 that both ends of a WebSocket need: the handshake's accept value and the
-// reading of a frame's header. (Frame checking beyond the header is wslay's, on the server.)
+// The parts of RFC 6455 that both ends of a WebSocket need: the handshake's accept value, the
+// reading of a frame's header and the writing of a server's frame. (Frame checking beyond the header is wslay's, on the server.)
 #pragma once
 
 #include <cstddef>
@@ -27,5 +27,9 @@ struct FrameHeader {
 
 // The header of the frame at the front of `in`, or nothing while it has not all arrived.
 std::optional<FrameHeader> frame_header(std::string_view in);
+
+// A whole frame as a server sends it (RFC 6455 5.2: FIN set, no RSV bits, unmasked) of `opcode`
+// carrying `payload`, with the shortest length encoding (7 bits, 16 or 64).
+std::string websocket_frame(uint8_t opcode, std::string_view payload);
 
 }  // namespace http

@@ -9,6 +9,9 @@
 
 namespace chat {
 
+// Every byte of a session is paid per connection.
+static_assert(sizeof(Session) <= 192);
+
 Session::Session(SessionContext& shard, Transport& transport, uint64_t id, std::unique_ptr<Codec> codec)
     : shard_(shard),
       transport_(transport),
@@ -663,13 +666,12 @@ void Session::send_answer(const reactor::SharedBytes& bytes) {
   if (transport_.open()) send(bytes);
 }
 
-void Session::awaiting(const std::string& room) { touched(room); }
-
 void Session::awaiting_all() {
   for (size_t k = 0; k < table().shards(); ++k) remote_ |= uint64_t{1} << k;
 }
 
 void Session::reply(reactor::SharedBytes bytes) {
+  if (answering_) return send_answer(bytes);  // an answer from another shard: a waiting pong waits for it
   if (!held_) return emit(bytes);
   if (held_->replies.size() > kMaxHeld) {
     ++stats().errors_request;

@@ -65,8 +65,6 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void removed(const std::string& room) override;
 
   // ---- Called by the codec ----
-  Hub& hub() { return shard_.hub; }
-  ShardTable& table() { return shard_.hub.table(); }
   Stats& stats() { return shard_.stats; }
   const Limits& limits() const { return shard_.limits; }
   const std::vector<std::string>& rooms() const { return rooms_; }
@@ -123,20 +121,89 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   // With a `reader` (a folded IRC nick): only what is numbered past the reader's read mark in the
   // store (Store::get_mark), if it has one: history is played back once.
   HubError join_recent(const std::string& room, size_t count, const std::string& key = {}, const std::string& reader = {});
-  // The answer to a request, in request order: held back while an earlier pong waits.
+
+  // ---- Sending: four ways, one for each kind of bytes a codec sends ----
+  // The session answers in request order: a pong (after_earlier_answers) leaves only once every
+  // answer to the requests before it has, including answers that come from other shards (a room's
+  // owner, a name's holder), and the answers to later requests wait behind a waiting pong.
+  //
+  // 1. reply: an answer to the request being handled, ready now (an error, a welcome, a numeric).
+  //    Called from an ask_*'s `answer` (4.), it is that answer: sent as it comes.
   void reply(reactor::SharedBytes bytes);
-  // An answer that comes from another shard (Hub::inspect, Hub::list_rooms): sent as it comes, like
-  // a join's. The codec says so when it asks (awaiting, awaiting_all), so that a later pong waits.
-  void send_answer(const reactor::SharedBytes& bytes);
-  void awaiting(const std::string& room);
-  void awaiting_all();
-  void awaiting_shard(size_t shard) { remote_ |= uint64_t{1} << shard; }
-  // Bytes for this member that are not an answer (a message to it alone): counted as a delivery.
-  void push(const reactor::SharedBytes& bytes);
-  bool open() const { return transport_.open(); }
-  // Sends `bytes` once every earlier request has been answered, including answers from other
-  // shards (a pong); replies after it wait behind it.
+  // 2. after_earlier_answers: an answer that must follow every earlier answer, also those still
+  //    coming from other shards (a pong); later replies wait behind it. Null: the close that follows
+  //    a half-close.
   void after_earlier_answers(reactor::SharedBytes bytes);
+  // 3. push: bytes for this member that answer nothing of its own (a message to it alone, a
+  //    bulletin: what Codec::direct renders): counted as a delivery, never held back.
+  void push(const reactor::SharedBytes& bytes);
+  // 4. ask_*: an answer that will come from another shard. The session asks the hub, notes which
+  //    shard (or every shard) answers, so that a later pong waits for it, and runs
+  //    `answer(Session&, result)` on this shard when the result comes, if the connection is still
+  //    open; what `answer` replies (1.) is sent then. Say what is asked, not where: the session
+  //    knows who answers.
+  //    `room`'s owner: the room as it is now (Hub::inspect).
+  template <class Answer>
+  void ask_room(const std::string& room, Answer answer) {
+    shard_.hub.inspect(room, answering(std::move(answer)));
+    touched(room);
+  }
+  //    `room`'s owner: a request about its policy (Hub::policy: topic, modes, kick, invitation).
+  template <class Answer>
+  void ask_policy(const std::string& room, PolicyRequest request, Answer answer) {
+    shard_.hub.policy(room, this, std::move(request), answering(std::move(answer)));
+    touched(room);
+  }
+  //    The holder of `message.to`: the message given (Hub::direct), and what became of it.
+  template <class Answer>
+  void ask_direct(DirectMessage message, Answer answer) {
+    auto shard = shard_.hub.direct(std::move(message), answering(std::move(answer)));
+    if (shard) remote_ |= uint64_t{1} << *shard;
+  }
+  //    The holder of `name`: the member as it describes itself (Hub::describe_member).
+  template <class Answer>
+  void ask_member(const std::string& name, Answer answer) {
+    auto shard = shard_.hub.describe_member(name, answering(std::move(answer)));
+    if (shard) remote_ |= uint64_t{1} << *shard;
+  }
+  //    Every shard: the members whose names match `pattern` (Hub::find_members).
+  template <class Answer>
+  void ask_members(const std::string& pattern, size_t limit, Answer answer) {
+    shard_.hub.find_members(pattern, limit, answering(std::move(answer)));
+    awaiting_all();
+  }
+  //    Every shard: the rooms and their counts (Hub::list_rooms).
+  template <class Answer>
+  void ask_rooms(size_t limit, Answer answer) {
+    shard_.hub.list_rooms(limit, answering(std::move(answer)));
+    awaiting_all();
+  }
+  //    The owners of `rooms`: the modes in each of the member named `name` (Hub::member_modes).
+  template <class Answer>
+  void ask_member_modes(const std::string& name, const std::vector<std::string>& rooms, Answer answer) {
+    shard_.hub.member_modes(name, rooms, answering(std::move(answer)));
+    awaiting_all();
+  }
+  // Not a send: `message` for the member it names (an invitation) or for every member (a bulletin),
+  // with no answer to wait for.
+  void tell(DirectMessage message) { shard_.hub.direct(std::move(message), [](const DirectResult&) {}); }
+  void tell_everyone(const DirectMessage& message) { shard_.hub.everyone(message); }
+
+  // ---- What codecs read of the process (ShardTable): names and the token authority ----
+  // --auth-secret: who checks tokens (null: no authentication).
+  const TokenAuthority* authority() const { return shard_.hub.table().authority(); }
+  // Who holds `name`, if anyone (names compared without regard to ASCII case).
+  std::optional<ShardTable::NameHolder> find_name(const std::string& name) { return table().find_name(name); }
+  bool name_held(const std::string& name) { return table().name_held(name); }
+  // Names given back lately (WHOWAS), newest first; names held now and the most held at once.
+  std::vector<ShardTable::PastName> past_names(const std::string& name, size_t max) {
+    return table().past_names(name, max);
+  }
+  size_t names_held() { return table().name_count(); }
+  size_t names_peak() { return table().name_peak(); }
+  // What is kept with this member's name besides it (NameHolder's away and oper).
+  void set_name_flags(bool away, bool oper) { table().set_name_flags(name_, id_, away, oper); }
+  bool open() const { return transport_.open(); }
   // Closes the connection once what is queued has left.
   void close_after_flush(reactor::CloseCode code, std::string_view text);
   // The connection's request budget (--message-rate a second after a burst of --message-burst; its
@@ -162,6 +229,23 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   void note_framing(bool partial, bool progressed);
 
  private:
+  Hub& hub() { return shard_.hub; }
+  ShardTable& table() { return shard_.hub.table(); }
+  // ask_*'s callback: runs `answer` if the session is alive and open, its replies sent as they come.
+  template <class Answer>
+  auto answering(Answer answer) {
+    return [alive = weak_from_this(), answer = std::move(answer)](auto&& result) mutable {
+      auto self = alive.lock();
+      if (!self || !self->open()) return;
+      bool was = self->answering_;
+      self->answering_ = true;
+      answer(*self, result);
+      self->answering_ = was;
+    };
+  }
+  // An answer that came from another shard: sent as it comes (a later pong waits for it).
+  void send_answer(const reactor::SharedBytes& bytes);
+  void awaiting_all();
   // Frames and handles what `input` holds; true if it stopped at a frame not yet complete.
   bool frame_input(reactor::Buffer& input);
   void switch_codec(std::unique_ptr<Codec> next);
@@ -234,6 +318,7 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   bool hooks_ = false;    // the codec's Codec::has_hooks()
   bool holding_ = false;  // input held back for a while (hold_input): past a budget
   bool paced_ = false;    // refused past its budget with more pipelined: each request waits for its token
+  bool answering_ = false;  // in an ask_*'s answer: its replies go as they come
   uint8_t address_credit_ = 0;  // requests borrowed from the address's budget, not yet used
   uint32_t left_in_ = 0;  // bytes left in the input buffer by the last input() (counted in already)
   // --message-rate: the token bucket (tokens_ < 0: full, never used), its last refill (ms of the

@@ -121,7 +121,7 @@ std::pair<const char*, std::string> refusal_line(Refusal why, const std::string&
 
 std::string IrcCodec::refusal(Session& session, const PolicyAnswer::Refused& r, const std::string& room) const {
   // Nobody in the room by that name: 401 if nobody holds the name at all.
-  if (r.why == Refusal::kNoSuchMember && !session.table().find_name(r.about)) {
+  if (r.why == Refusal::kNoSuchMember && !session.find_name(r.about)) {
     return numeric_line(session, "401", echoed(r.about, 32) + " :No such nick/channel");
   }
   auto [code, rest] = refusal_line(r.why, r.about, r.mode, channel(room));
@@ -207,11 +207,7 @@ void IrcCodec::message(Session& session, const irc::Message& m, bool notice) {
 
 void IrcCodec::send_direct(Session& session, std::string target, const std::string& text, bool notice) {
   DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = text, .automatic = notice, .ts_ms = now_ms()};
-  auto shard = session.hub().direct(std::move(dm), [alive = session.weak_from_this(), this, target, text, notice,
-                                                   ts = now_ms()](const DirectResult& r) {
-    auto self = alive.lock();
-    if (!self || !self->open()) return;
-    Session& s = *self;
+  session.ask_direct(std::move(dm), [this, target, text, notice, ts = now_ms()](Session& s, const DirectResult& r) {
     std::string out;
     switch (r.status) {
       case DirectResult::kNoSuchName:
@@ -231,9 +227,8 @@ void IrcCodec::send_direct(Session& session, std::string target, const std::stri
         if (!notice && !r.away.empty()) out += numeric_line(s, "301", irc_display_nick(r.name) + " :" + r.away);
         break;
     }
-    if (!out.empty()) s.send_answer(std::make_shared<const std::string>(std::move(out)));
+    if (!out.empty()) s.reply(std::make_shared<const std::string>(std::move(out)));
   });
-  if (shard) session.awaiting_shard(*shard);
 }
 
 DirectResult IrcCodec::direct(Session& session, const DirectMessage& m) {
@@ -267,29 +262,23 @@ void IrcCodec::topic(Session& session, const irc::Message& m) {
   }
   if (!session.in_room(room)) {
     // 403 if the channel does not exist, 442 if it does.
-    session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
-      auto self = alive.lock();
-      if (!self || !self->open()) return;
-      self->send_answer(std::make_shared<const std::string>(
-          snap.count == 0 ? numeric_line(*self, "403", channel(room) + " :No such channel")
-                          : numeric_line(*self, "442", channel(room) + " :You're not on that channel")));
+    session.ask_room(room, [room, this](Session& s, const RoomSnapshot& snap) {
+      s.reply(std::make_shared<const std::string>(
+          snap.count == 0 ? numeric_line(s, "403", channel(room) + " :No such channel")
+                          : numeric_line(s, "442", channel(room) + " :You're not on that channel")));
     });
-    session.awaiting(room);
     return;
   }
   if (m.params.size() == 1) {
-    session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
-      auto self = alive.lock();
-      if (!self || !self->open()) return;
+    session.ask_room(room, [room, this](Session& s, const RoomSnapshot& snap) {
       std::string out;
       if (snap.topic.empty()) {
-        out = numeric_line(*self, "331", channel(room) + " :No topic is set");
+        out = numeric_line(s, "331", channel(room) + " :No topic is set");
       } else {
-        topic_reply(*self, room, snap.topic, snap.topic_by, snap.topic_at, out);
+        topic_reply(s, room, snap.topic, snap.topic_by, snap.topic_at, out);
       }
-      self->send_answer(std::make_shared<const std::string>(std::move(out)));
+      s.reply(std::make_shared<const std::string>(std::move(out)));
     });
-    session.awaiting(room);
     return;
   }
   PolicyRequest req;
@@ -299,14 +288,12 @@ void IrcCodec::topic(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::ask_owner(Session& session, const std::string& room, PolicyRequest req) {
-  session.hub().policy(room, &session, std::move(req), [alive = session.weak_from_this(), room, this](const PolicyAnswer& a) {
-    auto self = alive.lock();
-    if (!self || !self->open() || a.refusals.empty()) return;
+  session.ask_policy(room, std::move(req), [room, this](Session& s, const PolicyAnswer& a) {
+    if (a.refusals.empty()) return;
     std::string out;
-    for (const PolicyAnswer::Refused& r : a.refusals) out += refusal(*self, r, room);
-    self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    for (const PolicyAnswer::Refused& r : a.refusals) out += refusal(s, r, room);
+    s.reply(std::make_shared<const std::string>(std::move(out)));
   });
-  session.awaiting(room);
 }
 
 void IrcCodec::kick(Session& session, const irc::Message& m) {
@@ -336,23 +323,20 @@ void IrcCodec::invite(Session& session, const irc::Message& m) {
   if (!room_of(m.params[1], room)) {
     return numeric(session, "403", echoed(m.params[1], 65) + " :No such channel");
   }
-  if (!session.table().find_name(target)) return numeric(session, "401", echoed(target, 32) + " :No such nick/channel");
+  if (!session.find_name(target)) return numeric(session, "401", echoed(target, 32) + " :No such nick/channel");
   PolicyRequest req;
   req.kind = PolicyRequest::kInvite;
   req.target = target;
-  session.hub().policy(room, &session, std::move(req), [alive = session.weak_from_this(), room, target, this](const PolicyAnswer& a) {
-    auto self = alive.lock();
-    if (!self || !self->open()) return;
+  session.ask_policy(room, std::move(req), [room, target, this](Session& s, const PolicyAnswer& a) {
     std::string out;
-    for (const PolicyAnswer::Refused& r : a.refusals) out += refusal(*self, r, room);
-    if (!out.empty()) return self->send_answer(std::make_shared<const std::string>(std::move(out)));
-    self->send_answer(std::make_shared<const std::string>(numeric_line(*self, "341", irc_display_nick(target) + " " + channel(room))));
+    for (const PolicyAnswer::Refused& r : a.refusals) out += refusal(s, r, room);
+    if (!out.empty()) return s.reply(std::make_shared<const std::string>(std::move(out)));
+    s.reply(std::make_shared<const std::string>(numeric_line(s, "341", irc_display_nick(target) + " " + channel(room))));
     // The invitation itself, to the member invited (if it is on IRC).
-    DirectMessage dm{.from = self->name(), .front = "irc", .to = target, .text = room, .automatic = false, .invite = true,
+    DirectMessage dm{.from = s.name(), .front = "irc", .to = target, .text = room, .automatic = false, .invite = true,
                      .ts_ms = now_ms()};
-    self->hub().direct(std::move(dm), [](const DirectResult&) {});
+    s.tell(std::move(dm));
   });
-  session.awaiting(room);
 }
 
 bool IrcCodec::accept(Session& session, const RoomEvent& e) {

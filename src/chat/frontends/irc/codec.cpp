@@ -185,7 +185,7 @@ void IrcCodec::command(Session& session, const irc::Message& m) {
     ++session.stats().errors_request;
     return numeric(session, "451", ":You have not registered");
   }
-  if (c == nullptr || ((c->flags & Command::kNeedsAuthority) && session.table().authority() == nullptr)) {
+  if (c == nullptr || ((c->flags & Command::kNeedsAuthority) && session.authority() == nullptr)) {
     ++session.stats().errors_request;
     return numeric(session, "421", m.command.substr(0, 32) + " :Unknown command");
   }

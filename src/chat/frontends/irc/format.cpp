@@ -8,6 +8,7 @@
 #include "chat/core/names.h"
 #include "chat/frontends/irc/lines.h"
 #include "chat/frontends/irc/modes.h"
+#include "chat/session/session.h"
 
 namespace chat {
 
@@ -134,10 +135,10 @@ std::string utf8_prefix(std::string_view text, size_t max) {
   return std::string(text.substr(0, cut));
 }
 
-Shown shown(ShardTable& table, const std::string& name) {
+Shown shown(Session& session, const std::string& name) {
   Shown s;
   std::string nick = irc_display_nick(name);
-  if (auto h = table.find_name(name)) {
+  if (auto h = session.find_name(name)) {
     s.user = h->user;
     s.realname = h->realname;
     s.away = h->away;

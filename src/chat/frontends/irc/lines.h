@@ -34,7 +34,7 @@ struct Shown {
   std::string user, realname, front;
   bool away = false, oper = false;
 };
-Shown shown(ShardTable& table, const std::string& name);
+Shown shown(Session& session, const std::string& name);
 
 // `lines` (each ending in CRLF) with every line over IRC's 512 bytes (its tags aside) cut to fit, on
 // a UTF-8 character boundary: a long topic, kick or part reason loses its end, never runs over.

@@ -179,28 +179,25 @@ void IrcCodec::mode(Session& session, const irc::Message& m) {
   if (!room_of(target, room)) return numeric(session, "403", echoed(target, 65) + " :No such channel");
   bool ban_list = m.params.size() == 2 && (m.params[1] == "b" || m.params[1] == "+b");
   if (m.params.size() == 1 || ban_list) {  // a query: what the owner has now
-    session.hub().inspect(room, [alive = session.weak_from_this(), room, ban_list, this](const RoomSnapshot& snap) {
-      auto self = alive.lock();
-      if (!self || !self->open()) return;
+    session.ask_room(room, [room, ban_list, this](Session& s, const RoomSnapshot& snap) {
       std::string out;
       if (ban_list) {
         for (const BanMask& ban : snap.policy.bans) {
-          out += numeric_line(*self, "367", channel(room) + " " + irc_ban_mask(ban));
+          out += numeric_line(s, "367", channel(room) + " " + irc_ban_mask(ban));
         }
-        out += numeric_line(*self, "368", channel(room) + " :End of channel ban list");
+        out += numeric_line(s, "368", channel(room) + " :End of channel ban list");
       } else {
         // The key is shown to members only.
-        std::string modes = irc_channel_modes(snap.policy, self->in_room(room));
-        out = numeric_line(*self, "324", channel(room) + " " + modes);
+        std::string modes = irc_channel_modes(snap.policy, s.in_room(room));
+        out = numeric_line(s, "324", channel(room) + " " + modes);
         if (snap.count == 0) {
-          out = numeric_line(*self, "403", channel(room) + " :No such channel");
+          out = numeric_line(s, "403", channel(room) + " :No such channel");
         } else {
-          out += numeric_line(*self, "329", channel(room) + " " + std::to_string(snap.created_ms / 1000));
+          out += numeric_line(s, "329", channel(room) + " " + std::to_string(snap.created_ms / 1000));
         }
       }
-      self->send_answer(std::make_shared<const std::string>(std::move(out)));
+      s.reply(std::make_shared<const std::string>(std::move(out)));
     });
-    session.awaiting(room);
     return;
   }
   // Changes: "+o-v+k bob kim secret".
@@ -210,14 +207,11 @@ void IrcCodec::mode(Session& session, const irc::Message& m) {
   req.kind = PolicyRequest::kModes;
   req.modes = std::move(parsed.changes);
   if (req.modes.empty()) return;
-  session.hub().policy(room, &session, std::move(req), [alive = session.weak_from_this(), room, this](const PolicyAnswer& a) {
-    auto self = alive.lock();
-    if (!self || !self->open()) return;
+  session.ask_policy(room, std::move(req), [room, this](Session& s, const PolicyAnswer& a) {
     std::string out;
-    for (const PolicyAnswer::Refused& r : a.refusals) out += refusal(*self, r, room);
-    if (!out.empty()) self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    for (const PolicyAnswer::Refused& r : a.refusals) out += refusal(s, r, room);
+    if (!out.empty()) s.reply(std::make_shared<const std::string>(std::move(out)));
   });
-  session.awaiting(room);
 }
 
 }  // namespace chat

@@ -56,19 +56,17 @@ void IrcCodec::kill(Session& session, const irc::Message& m) {
   std::string target = m.params[0];
   DirectMessage dm{.from = session.name(), .front = "irc", .to = target, .text = m.params[1].substr(0, 300), .automatic = false,
                    .invite = false, .ts_ms = now_ms(), .kill = true, .bulletin = false};
-  auto shard = session.hub().direct(std::move(dm), [alive = session.weak_from_this(), this, target](const DirectResult& r) {
-    auto self = alive.lock();
-    if (!self || !self->open() || r.status != DirectResult::kNoSuchName) return;
-    self->send_answer(std::make_shared<const std::string>(numeric_line(*self, "401", echoed(target, 32) + " :No such nick/channel")));
+  session.ask_direct(std::move(dm), [this, target](Session& s, const DirectResult& r) {
+    if (r.status != DirectResult::kNoSuchName) return;
+    s.reply(std::make_shared<const std::string>(numeric_line(s, "401", echoed(target, 32) + " :No such nick/channel")));
   });
-  if (shard) session.awaiting_shard(*shard);
 }
 
 void IrcCodec::wallops(Session& session, const irc::Message& m) {
   if (!oper()) return numeric(session, "481", ":Permission Denied- You're not an IRC operator");
   DirectMessage dm{.from = session.name(), .front = "irc", .to = {}, .text = m.params[0], .automatic = false, .invite = false,
                    .ts_ms = now_ms(), .kill = false, .bulletin = true};
-  session.hub().everyone(dm);
+  session.tell_everyone(dm);
 }
 
 reactor::SharedBytes IrcCodec::killed(Session& session, const std::string& by, const std::string& reason) {
@@ -79,7 +77,7 @@ reactor::SharedBytes IrcCodec::killed(Session& session, const std::string& by, c
 }
 
 void IrcCodec::publish_flags(Session& session) {
-  session.table().set_name_flags(session.name(), session.id(), !away().empty(), oper());
+  session.set_name_flags(!away().empty(), oper());
 }
 
 }  // namespace chat

@@ -12,16 +12,13 @@ namespace chat {
 void IrcCodec::whois(Session& session, const irc::Message& m) {
   if (m.params.empty()) return numeric(session, "431", ":No nickname given");
   std::string target = m.params.back();  // WHOIS [server] nick
-  auto shard = session.hub().describe_member(target, [alive = session.weak_from_this(), this, target](const std::optional<MemberInfo>& info) {
-    auto self = alive.lock();
-    if (!self || !self->open()) return;
-    Session& s = *self;
+  session.ask_member(target, [this, target](Session& s, const std::optional<MemberInfo>& info) {
     std::string out;
     std::string nick = irc_display_nick(info ? info->name : target.substr(0, 32));
     if (!info) {
       out = numeric_line(s, "401", nick + " :No such nick/channel");
     } else {
-      Shown who = shown(s.table(), info->name);
+      Shown who = shown(s, info->name);
       out = numeric_line(s, "311", nick + " " + who.user + " " + host_of(info->front) + " * :" + who.realname);
       std::string rest = numeric_line(s, "312", nick + " " + options_.server_name + " :" + host_of(info->front) + " front end");
       if (who.oper) rest += numeric_line(s, "313", nick + " :is an IRC operator");
@@ -29,28 +26,25 @@ void IrcCodec::whois(Session& session, const irc::Message& m) {
       rest += numeric_line(s, "318", nick + " :End of /WHOIS list.");
       // The channels with the member's prefix in each (@#chan), from their owners.
       std::vector<std::string> rooms = info->rooms;
-      s.hub().member_modes(info->name, rooms, [alive, this, nick, rooms, out, rest](std::vector<MemberModes> modes) mutable {
-        auto self = alive.lock();
-        if (!self || !self->open()) return;
+      s.ask_member_modes(info->name, rooms, [this, nick, rooms, out, rest](Session& later,
+                                                                          const std::vector<MemberModes>& modes) mutable {
         std::string chans;
         for (size_t i = 0; i < rooms.size(); ++i) {
           std::string c = irc_prefix(modes[i], caps_ & kMultiPrefix) + channel(rooms[i]);
-          if (!chans.empty() && numeric_line(*self, "319", nick + " :" + chans + " " + c).size() > kMaxLine) {
-            out += numeric_line(*self, "319", nick + " :" + chans);
+          if (!chans.empty() && numeric_line(later, "319", nick + " :" + chans + " " + c).size() > kMaxLine) {
+            out += numeric_line(later, "319", nick + " :" + chans);
             chans.clear();
           }
           chans += (chans.empty() ? "" : " ") + c;
         }
-        if (!chans.empty()) out += numeric_line(*self, "319", nick + " :" + chans);
-        self->send_answer(std::make_shared<const std::string>(out + rest));
+        if (!chans.empty()) out += numeric_line(later, "319", nick + " :" + chans);
+        later.reply(std::make_shared<const std::string>(out + rest));
       });
-      s.awaiting_all();
       return;
     }
     out += numeric_line(s, "318", nick + " :End of /WHOIS list.");
-    s.send_answer(std::make_shared<const std::string>(std::move(out)));
+    s.reply(std::make_shared<const std::string>(std::move(out)));
   });
-  if (shard) session.awaiting_shard(*shard);
 }
 
 void IrcCodec::away(Session& session, const irc::Message& m) {
@@ -75,7 +69,7 @@ void IrcCodec::whowas(Session& session, const irc::Message& m) {
     if (count > 0) max = std::min<size_t>(static_cast<size_t>(count), ShardTable::kPastNames);
   }
   std::string out;
-  std::vector<ShardTable::PastName> past = session.table().past_names(m.params[0], max);
+  std::vector<ShardTable::PastName> past = session.past_names(m.params[0], max);
   for (const ShardTable::PastName& p : past) {
     std::string n = irc_display_nick(p.name);
     std::string user = p.user.empty() ? n : p.user;
@@ -102,7 +96,7 @@ void IrcCodec::ison(Session& session, const irc::Message& m) {
       std::string nick = p.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
       pos = end == std::string::npos ? p.size() : end + 1;
       if (nick.empty() || !valid_irc_nick(nick)) continue;
-      if (auto h = session.table().find_name(nick)) online += (online.empty() ? "" : " ") + nick;
+      if (auto h = session.find_name(nick)) online += (online.empty() ? "" : " ") + nick;
     }
   }
   numeric(session, "303", ":" + online);
@@ -113,7 +107,7 @@ void IrcCodec::userhost(Session& session, const irc::Message& m) {
   for (size_t i = 0; i < m.params.size() && i < 5; ++i) {
     const std::string& nick = m.params[i];
     if (!valid_irc_nick(nick)) continue;
-    if (auto h = session.table().find_name(nick)) {
+    if (auto h = session.find_name(nick)) {
       std::string user = h->user.empty() ? nick : h->user;
       reply += (reply.empty() ? "" : " ") + nick + (h->oper ? "*" : "") + "=" + (h->away ? "-" : "+") + user + "@" +
                host_of(h->front);
@@ -125,7 +119,7 @@ void IrcCodec::userhost(Session& session, const irc::Message& m) {
 std::string IrcCodec::names_entry(Session& session, const MemberModes& modes, const std::string& name) const {
   std::string entry = irc_prefix(modes, caps_ & kMultiPrefix) + irc_display_nick(name);
   if (caps_ & kUserhostInNames) {
-    Shown who = shown(session.table(), name);
+    Shown who = shown(session, name);
     entry += "!" + who.user + "@" + host_of(who.front);
   }
   return entry;
@@ -159,21 +153,18 @@ void IrcCodec::names(Session& session, const irc::Message& m) {
     std::string chan = m.params.empty() ? "*" : echoed(m.params[0], 65);
     return numeric(session, "366", chan + " :End of /NAMES list.");
   }
-  session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
-    auto self = alive.lock();
-    if (!self) return;
+  session.ask_room(room, [room, this](Session& s, const RoomSnapshot& snap) {
     std::vector<std::string> names;
-    for (const RoomMemberInfo& mi : snap.members) names.push_back(names_entry(*self, mi.modes, mi.name));
+    for (const RoomMemberInfo& mi : snap.members) names.push_back(names_entry(s, mi.modes, mi.name));
     std::string out;
-    names_reply(*self, room, names, snap.listed || snap.count == 0, snap.count, out);
-    self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    names_reply(s, room, names, snap.listed || snap.count == 0, snap.count, out);
+    s.reply(std::make_shared<const std::string>(std::move(out)));
   });
-  session.awaiting(room);
 }
 
 std::string IrcCodec::who_line(Session& session, const std::string& chan, const std::string& name,
                                const std::string& front, const std::string& prefixes) const {
-  Shown who = shown(session.table(), name);
+  Shown who = shown(session, name);
   return numeric_line(session, "352", chan + " " + who.user + " " + host_of(front) + " " + options_.server_name + " " +
                                           irc_display_nick(name) + (who.away ? " G" : " H") + (who.oper ? "*" : "") +
                                           prefixes + " :0 " + who.realname);
@@ -184,40 +175,31 @@ void IrcCodec::who(Session& session, const irc::Message& m) {
   std::string room;
   if (!room_of(mask, room) && mask.find_first_of("*?") != std::string::npos) {
     // WHO mask: the members whose nicks match it, from every reactor.
-    session.hub().find_members(mask, kMaxWho, [alive = session.weak_from_this(), mask, this](std::vector<MemberInfo> found) {
-      auto self = alive.lock();
-      if (!self || !self->open()) return;
+    session.ask_members(mask, kMaxWho, [mask, this](Session& s, std::vector<MemberInfo> found) {
       std::sort(found.begin(), found.end(), [](const MemberInfo& a, const MemberInfo& b) { return a.name < b.name; });
       std::string out;
-      for (const MemberInfo& info : found) out += who_line(*self, "*", info.name, info.front, "");
-      out += numeric_line(*self, "315", echoed(mask, 65) + " :End of /WHO list.");
-      self->send_answer(std::make_shared<const std::string>(std::move(out)));
+      for (const MemberInfo& info : found) out += who_line(s, "*", info.name, info.front, "");
+      out += numeric_line(s, "315", echoed(mask, 65) + " :End of /WHO list.");
+      s.reply(std::make_shared<const std::string>(std::move(out)));
     });
-    session.awaiting_all();
     return;
   }
   if (!room_of(mask, room)) {
     // WHO nick: that member, if a name.
-    auto shard = session.hub().describe_member(mask, [alive = session.weak_from_this(), this, mask](const std::optional<MemberInfo>& info) {
-      auto self = alive.lock();
-      if (!self || !self->open()) return;
+    session.ask_member(mask, [this, mask](Session& s, const std::optional<MemberInfo>& info) {
       std::string out;
-      if (info) out = who_line(*self, "*", info->name, info->front, "");
-      out += numeric_line(*self, "315", irc_display_nick(info ? info->name : mask.substr(0, 65)) + " :End of /WHO list.");
-      self->send_answer(std::make_shared<const std::string>(std::move(out)));
+      if (info) out = who_line(s, "*", info->name, info->front, "");
+      out += numeric_line(s, "315", irc_display_nick(info ? info->name : mask.substr(0, 65)) + " :End of /WHO list.");
+      s.reply(std::make_shared<const std::string>(std::move(out)));
     });
-    if (shard) session.awaiting_shard(*shard);
     return;
   }
-  session.hub().inspect(room, [alive = session.weak_from_this(), room, this](const RoomSnapshot& snap) {
-    auto self = alive.lock();
-    if (!self) return;
+  session.ask_room(room, [room, this](Session& s, const RoomSnapshot& snap) {
     std::string out;
-    for (const RoomMemberInfo& mi : snap.members) out += who_line(*self, channel(room), mi.name, mi.front, irc_prefix(mi.modes, caps_ & kMultiPrefix));
-    out += numeric_line(*self, "315", channel(room) + " :End of /WHO list.");
-    self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    for (const RoomMemberInfo& mi : snap.members) out += who_line(s, channel(room), mi.name, mi.front, irc_prefix(mi.modes, caps_ & kMultiPrefix));
+    out += numeric_line(s, "315", channel(room) + " :End of /WHO list.");
+    s.reply(std::make_shared<const std::string>(std::move(out)));
   });
-  session.awaiting(room);
 }
 
 void IrcCodec::list(Session& session, const irc::Message& m) {
@@ -231,26 +213,23 @@ void IrcCodec::list(Session& session, const irc::Message& m) {
       l = comma == std::string_view::npos ? std::string_view() : l.substr(comma + 1);
     }
   }
-  session.hub().list_rooms(kMaxListed, [alive = session.weak_from_this(), only, this](std::vector<RoomCount> rooms) {
-    auto self = alive.lock();
-    if (!self) return;
+  session.ask_rooms(kMaxListed, [only, this](Session& s, std::vector<RoomCount> rooms) {
     // A secret channel (+s) is listed to its members only.
-    std::erase_if(rooms, [&](const RoomCount& r) { return r.secret && !self->in_room(r.room); });
+    std::erase_if(rooms, [&](const RoomCount& r) { return r.secret && !s.in_room(r.room); });
     std::sort(rooms.begin(), rooms.end(), [](const RoomCount& a, const RoomCount& b) { return a.room < b.room; });
-    std::string out = numeric_line(*self, "321", "Channel :Users  Name");
+    std::string out = numeric_line(s, "321", "Channel :Users  Name");
     for (const RoomCount& r : rooms) {
       if (!only.empty() && std::find(only.begin(), only.end(), r.room) == only.end()) continue;
-      out += numeric_line(*self, "322", channel(r.room) + " " + std::to_string(r.count) + " :");
+      out += numeric_line(s, "322", channel(r.room) + " " + std::to_string(r.count) + " :");
     }
-    out += numeric_line(*self, "323", ":End of /LIST");
-    self->send_answer(std::make_shared<const std::string>(std::move(out)));
+    out += numeric_line(s, "323", ":End of /LIST");
+    s.reply(std::make_shared<const std::string>(std::move(out)));
   });
-  session.awaiting_all();
 }
 
 void IrcCodec::lusers(Session& session) {
-  size_t users = session.table().name_count();
-  std::string peak = std::to_string(std::max(users, session.table().name_peak()));
+  size_t users = session.names_held();
+  std::string peak = std::to_string(std::max(users, session.names_peak()));
   std::string now = std::to_string(users);
   numeric(session, "251", ":There are " + now + " users and 0 invisible on 1 servers");
   numeric(session, "255", ":I have " + now + " clients and 0 servers");

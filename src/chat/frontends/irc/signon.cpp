@@ -22,7 +22,7 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
   if (sub == "LS") {
     if (!registered_) negotiating_ = true;
     std::string offered(kOffered);
-    if (session.table().authority() != nullptr) {
+    if (session.authority() != nullptr) {
       // CAP LS 302 and later carry values: the mechanisms SASL takes.
       bool values = m.params.size() > 1 && std::strtol(m.params[1].c_str(), nullptr, 10) >= 302;
       offered += values ? " sasl=PLAIN" : " sasl";
@@ -60,7 +60,7 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
                     : name == "echo-message" ? kEchoMessage
                     : name == "batch" ? kBatch
                     : name == "draft/chathistory" ? kChathistory
-                    : name == "sasl" && session.table().authority() != nullptr ? kSasl
+                    : name == "sasl" && session.authority() != nullptr ? kSasl
                     : name == "multi-prefix" ? kMultiPrefix
                     : name == "userhost-in-names" ? kUserhostInNames
                                              : 0;
@@ -89,7 +89,7 @@ void IrcCodec::cap(Session& session, const irc::Message& m) {
 }
 
 void IrcCodec::pass(Session& session, const irc::Message& m) {
-  if (session.table().authority() != nullptr) {
+  if (session.authority() != nullptr) {
     // --auth-secret: the password is a token (its name must be the nick: try_register checks).
     std::string why;
     if (!accept_token(session, m.params[0], {}, why)) unauthorized(session, why);
@@ -99,7 +99,7 @@ void IrcCodec::pass(Session& session, const irc::Message& m) {
 }
 
 bool IrcCodec::accept_token(Session& session, std::string_view token, std::string_view user, std::string& why) {
-  TokenAuthority::Verdict v = session.table().authority()->verify(token, TokenAuthority::now());
+  TokenAuthority::Verdict v = session.authority()->verify(token, TokenAuthority::now());
   if (!v.ok()) {
     why = TokenAuthority::describe(v.result);
     return false;
@@ -197,20 +197,20 @@ void IrcCodec::nick(Session& session, const irc::Message& m) {
     return numeric(session, "432", echoed(wanted, 32) + " :Erroneous nickname");
   }
   if (!registered_) {
-    if (session.table().name_held(wanted)) return numeric(session, "433", wanted + " :Nickname is already in use");
+    if (session.name_held(wanted)) return numeric(session, "433", wanted + " :Nickname is already in use");
     rare().nick = wanted;
     return try_register(session);
   }
   const std::string& current = session.name();
   if (wanted == current) return;
   // --auth-secret: the name is the token's, for the connection's life (as a native member's is).
-  if (session.table().authority() != nullptr) {
+  if (session.authority() != nullptr) {
     return numeric(session, "902", ":You must use a nick assigned to you (the name your token is for)");
   }
   // The same name in another case is still this member's (names are compared without case).
   bool same = ShardTable::fold_name(wanted) == ShardTable::fold_name(current);
   if (!same) {
-    auto held = session.table().find_name(current);
+    auto held = session.find_name(current);
     if (!session.claim_name(wanted, "irc", held ? held->user : std::string(), held ? held->realname : std::string())) {
       return numeric(session, "433", wanted + " :Nickname is already in use");
     }
@@ -236,7 +236,7 @@ void IrcCodec::user(Session& session, const irc::Message& m) {
 void IrcCodec::try_register(Session& session) {
   if (registered_ || negotiating_ || asked_nick().empty() || !user_given_) return;
   std::string nick = rare().nick;
-  if (session.table().authority() != nullptr) {
+  if (session.authority() != nullptr) {
     if (!pass_ok_) return unauthorized(session, "authentication required: PASS <token> or SASL PLAIN");
     if (rare().account != nick) return unauthorized(session, "the token is for another nick");
   } else if (!options_.password.empty() && !pass_ok_) {
@@ -249,7 +249,7 @@ void IrcCodec::try_register(Session& session) {
     return;
   }
   session.set_name(nick);
-  if (session.table().authority() != nullptr) ++session.stats().auth_accepted;
+  if (session.authority() != nullptr) ++session.stats().auth_accepted;
   rare().nick.clear();
   rare().account.clear();
   rare().user.clear();

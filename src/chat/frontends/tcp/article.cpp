@@ -107,7 +107,7 @@ std::string article_message_line(std::string_view user, std::string_view text) {
 void ArticleCodec::start(Session& session) {
   // The article's server broadcasts to every connection, including ones that never speak. Not
   // with --auth-secret: a connection hears nothing before its hello's token has been checked.
-  if (session.table().authority() == nullptr) session.join(kLobby, /*want_reply=*/false);
+  if (session.authority() == nullptr) session.join(kLobby, /*want_reply=*/false);
 }
 
 FrameResult ArticleCodec::next_frame(std::string_view input) {
@@ -122,7 +122,7 @@ FrameResult ArticleCodec::next_frame(std::string_view input) {
 }
 
 bool ArticleCodec::refuse_unauthenticated(Session& session) {
-  if (decided_ || session.table().authority() == nullptr) return false;
+  if (decided_ || session.authority() == nullptr) return false;
   // The article's dialect has no hello, so no token: one plain line (its clients print lines as
   // they come), then the close.
   static const reactor::SharedBytes line = std::make_shared<const std::string>(
@@ -169,7 +169,7 @@ std::unique_ptr<Codec> ArticleCodec::on_frame(Session& session, std::string_view
   }
   // Names in this dialect are whatever each message says. One that a named member holds is shown
   // marked, so nobody can speak as that member to the others.
-  if (session.table().name_held(*user)) {
+  if (session.name_held(*user)) {
     session.publish(kLobby, *user + kArticleNameMark, *text);
   } else {
     session.publish(kLobby, *user, *text);  // always a member of the lobby here
@@ -185,10 +185,10 @@ void ArticleCodec::on_bad_frame(Session& session, const FrameResult& r, std::str
                           ? "hello never ended: closing the connection"
                           : "hello of " + std::to_string(r.frame_size) + " bytes is over the limit of " +
                                 std::to_string(session.limits().max_frame);
-    const char* code = session.table().authority() != nullptr ? "unauthorized" : "too_long";
+    const char* code = session.authority() != nullptr ? "unauthorized" : "too_long";
     if (r.status == FrameStatus::kLost) {
       session.reply(NativeCodec::error_line(code, why));  // the stream is given up: the session closes it
-    } else if (session.table().authority() != nullptr) {
+    } else if (session.authority() != nullptr) {
       decided_ = true;
       session.refuse_unauthenticated(NativeCodec::error_line(code, why), why);
     } else {

@@ -7,6 +7,7 @@
 #include "chat/frontends/tcp/json_object.h"
 #include "chat/ops/auth.h"
 #include "chat/session/session.h"
+#include "http/websocket.h"
 
 namespace chat {
 namespace {
@@ -47,7 +48,7 @@ class NativeWsFormat final : public Format {
   NativeWsFormat() : Format("websocket", "web") {}
   reactor::SharedBytes encode(const RoomEvent& e) const override {
     std::string frames;
-    for (const Json& j : events_json(e)) frames += websocket_frame(0x1, dump_json(j));
+    for (const Json& j : events_json(e)) frames += http::websocket_frame(0x1, dump_json(j));
     if (frames.empty()) return nullptr;
     return std::make_shared<const std::string>(std::move(frames));
   }
@@ -67,25 +68,6 @@ class NativeFormat final : public Format {
 
 }  // namespace
 
-std::string websocket_frame(uint8_t opcode, std::string_view payload) {
-  std::string f;
-  f.reserve(payload.size() + 10);
-  f += static_cast<char>(0x80 | opcode);
-  size_t n = payload.size();
-  if (n < 126) {
-    f += static_cast<char>(n);
-  } else if (n <= 0xffff) {
-    f += static_cast<char>(126);
-    f += static_cast<char>(n >> 8);
-    f += static_cast<char>(n & 0xff);
-  } else {
-    f += static_cast<char>(127);
-    for (int shift = 56; shift >= 0; shift -= 8) f += static_cast<char>((static_cast<uint64_t>(n) >> shift) & 0xff);
-  }
-  f.append(payload);
-  return f;
-}
-
 const Format& native_ws_format() {
   static const NativeWsFormat format;
   return format;
@@ -93,7 +75,7 @@ const Format& native_ws_format() {
 
 reactor::SharedBytes NativeCodec::wrap(const Json& j) const {
   if (carrier_ == Carrier::kLines) return json_line(j);
-  return std::make_shared<const std::string>(websocket_frame(0x1, dump_json(j)));
+  return std::make_shared<const std::string>(http::websocket_frame(0x1, dump_json(j)));
 }
 
 void NativeCodec::error(Session& session, const char* code, const std::string& message) const {
@@ -122,13 +104,13 @@ bool NativeCodec::greet(Session& session, const Json& hello) { return greet_as(s
 bool NativeCodec::greet_as(Session& session, const Json& hello, Carrier carrier) {
   auto wrap = [carrier](const Json& j) {
     return carrier == Carrier::kLines ? json_line(j)
-                                      : std::make_shared<const std::string>(websocket_frame(0x1, dump_json(j)));
+                                      : std::make_shared<const std::string>(http::websocket_frame(0x1, dump_json(j)));
   };
   auto send_error = [&](Session& s, const char* code, const std::string& message) {
     s.reply(wrap({{"type", "error"}, {"code", code}, {"message", message}}));
   };
   const std::string* user = string_field(hello, "user");
-  if (const TokenAuthority* authority = session.table().authority()) {
+  if (const TokenAuthority* authority = session.authority()) {
     // --auth-secret: a token signed with the secret, for this very name, or the door closes.
     const char* why = nullptr;
     const std::string* token = string_field(hello, "token");
@@ -159,7 +141,7 @@ bool NativeCodec::greet_as(Session& session, const Json& hello, Carrier carrier)
   // Leave the rooms it was in anonymously (the article's lobby), silently, then take the name.
   session.leave_all();
   session.set_name(*user);
-  if (session.table().authority() != nullptr) ++session.stats().auth_accepted;
+  if (session.authority() != nullptr) ++session.stats().auth_accepted;
   session.reply(wrap({{"type", "welcome"}, {"user", *user}}));
   return true;
 }

@@ -18,9 +18,6 @@ const Format& native_format();
 // The same JSON, each as one WebSocket text frame (server to client: unmasked).
 const Format& native_ws_format();
 
-// A WebSocket frame (FIN set, unmasked) of `opcode` carrying `payload`.
-std::string websocket_frame(uint8_t opcode, std::string_view payload);
-
 class NativeCodec final : public Codec {
  public:
   enum class Carrier : uint8_t {

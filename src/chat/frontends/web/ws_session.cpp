@@ -298,7 +298,7 @@ void WsSession::send_close(uint16_t ws_code, std::string_view text, reactor::Clo
   closing_ = true;
   std::string payload{static_cast<char>(ws_code >> 8), static_cast<char>(ws_code & 0xff)};
   payload.append(text.substr(0, 120));
-  conn_.send(websocket_frame(0x8, payload));
+  conn_.send(http::websocket_frame(0x8, payload));
   conn_.close_after_flush(code, text);
 }
 
@@ -335,7 +335,7 @@ void WsSession::keep_alive(reactor::Clock::time_point now, reactor::Clock::durat
   }
   if (now - last_input_ > idle) {
     pinged_at_ = now;
-    conn_.send(websocket_frame(0x9, ""));
+    conn_.send(http::websocket_frame(0x9, ""));
   }
 }
 

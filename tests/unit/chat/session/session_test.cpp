@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../chat_test_util.h"
+#include "chat/session/framing.h"
 
 namespace {
 
@@ -92,6 +93,50 @@ TEST(ChatCoreAnswers, AHalfClosedPeerGetsEveryAnswerFromAnotherShardBeforeTheClo
   ASSERT_TRUE(s.run_until([&] { return c->transport.closed.has_value(); }));
   EXPECT_EQ(c->transport.closed->code, reactor::CloseCode::kPeerClosed);
   EXPECT_EQ(c->of_type("joined").size(), 1u);
+}
+
+// Lines "ask ROOM" (the room's owner is asked how many members it has), "ping" (a pong after every
+// earlier answer) and anything else (answered at once), in the native format.
+class AskCodec final : public chat::Codec {
+ public:
+  AskCodec() : framer_(1024) {}
+  const chat::Format& format() const override { return chat::native_format(); }
+  void start(chat::Session&) override {}
+  chat::FrameResult next_frame(std::string_view input) override { return framer_.next(input); }
+  std::unique_ptr<Codec> on_frame(chat::Session& s, std::string_view frame) override {
+    if (frame.starts_with("ask ")) {
+      s.ask_room(std::string(frame.substr(4)), [](chat::Session& again, const chat::RoomSnapshot& snap) {
+        again.reply(std::make_shared<const std::string>("members " + std::to_string(snap.count) + "\n"));
+      });
+    } else if (frame == "ping") {
+      s.after_earlier_answers(std::make_shared<const std::string>("pong\n"));
+    } else {
+      s.reply(std::make_shared<const std::string>("now " + std::string(frame) + "\n"));
+    }
+    return nullptr;
+  }
+  void on_bad_frame(chat::Session&, const chat::FrameResult&, std::string_view) override {}
+  reactor::SharedBytes joined(chat::Session&, const std::string&, const chat::JoinReply&, std::optional<bool>) override {
+    return nullptr;
+  }
+
+ private:
+  chat::LineFramer framer_;
+};
+
+// Session::ask_room: the answer comes from the room's owner on another shard, is sent as it comes,
+// and a later pong waits for it (the session noted who answers); a reply after the pong waits
+// behind the pong.
+TEST(ChatCoreAnswers, AnAskedAnswerFromAnotherShardComesBeforeALaterPong) {
+  TwoShards s;
+  std::string room = s.remote_room();
+  Client c(s.shard, std::make_unique<AskCodec>());
+  c.say("ask " + room + "\nping\nafter\n");
+  EXPECT_TRUE(c.transport.sent.empty()) << c.last();  // nothing can have come back from shard 1 yet
+  ASSERT_TRUE(s.run_until([&] { return c.transport.sent.size() == 3; }));
+  EXPECT_EQ(c.text(0), "members 0\n");
+  EXPECT_EQ(c.text(1), "pong\n");
+  EXPECT_EQ(c.text(2), "now after\n");
 }
 
 }  // namespace
