@@ -228,6 +228,50 @@ class ShardTable {
   // `cost` bytes in `to`'s inbox until it has run.
   void run_on(size_t to, size_t from, reactor::Reactor::Task task, size_t cost = kTaskCost);
   Hub& hub(size_t index) { return *hubs_[index]; }
+  // Asks shard `owner` and comes back: `on_owner(Hub&)` runs on `owner` (posted from `home` with
+  // `cost`), and `done(answer)` with what it returned runs on `home`, posted back from `owner`, so
+  // after every task `owner` posted to `home` before it (at once where the shard is the caller's).
+  template <typename OnOwner, typename Done>
+  void ask(size_t owner, size_t home, OnOwner on_owner, Done done, size_t cost = kTaskCost) {
+    run_on(
+        owner, home,
+        [this, owner, home, on_owner = std::move(on_owner), done = std::move(done)]() mutable {
+          auto answer = on_owner(hub(owner));
+          run_on(home, owner, [answer = std::move(answer), done = std::move(done)]() mutable { done(answer); });
+        },
+        cost);
+  }
+  // Asks `n` questions at once and gathers the answers on `home`: question i is asked of shard
+  // `owner_of(i)` as ask() does, `on_owner(i, Hub&)` answering it; each answer is added as it
+  // comes back, `add(result, i, answer)` on `home` (in no order between shards), and `done(result)`
+  // runs on `home` after the last (at once, inside this call, when `n` is 0). `on_owner` is shared by
+  // the shards answering at once: it may only read what it captured.
+  template <typename Result, typename OwnerOf, typename OnOwner, typename Add, typename Done>
+  void gather(size_t home, size_t n, OwnerOf owner_of, OnOwner on_owner, Result initial, Add add, Done done) {
+    if (n == 0) return done(std::move(initial));
+    struct Gathered {
+      Result result;
+      size_t remaining;
+      Add add;
+      Done done;
+    };
+    auto g = std::make_shared<Gathered>(Gathered{std::move(initial), n, std::move(add), std::move(done)});
+    // One copy of the question for every shard (it only reads what it holds).
+    auto question = std::make_shared<const OnOwner>(std::move(on_owner));
+    for (size_t i = 0; i < n; ++i) {
+      ask(owner_of(i), home, [question, i](Hub& hub) { return (*question)(i, hub); },
+          [g, i](auto& answer) {
+            g->add(g->result, i, answer);
+            if (--g->remaining == 0) g->done(std::move(g->result));
+          });
+    }
+  }
+  // gather() with one question for each shard (shard i answers question i).
+  template <typename Result, typename OnShard, typename Add, typename Done>
+  void gather_shards(size_t home, OnShard on_shard, Result initial, Add add, Done done) {
+    gather(home, shards(), [](size_t k) { return k; }, std::move(on_shard), std::move(initial), std::move(add),
+           std::move(done));
+  }
 
   // True while some shard's inbox is over kInboxHigh: read no more requests.
   bool congested() const;
