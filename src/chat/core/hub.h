@@ -520,6 +520,9 @@ class Hub {
   void owner_announce(const std::string& room, const OwnedRoom& r, RoomEvent event);
   void owner_leave(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
                    FormatId format, bool quit, const std::string& reason);
+  // A member of `it`'s room (of shard `shard`, format `format`) is no longer counted there: true if
+  // that was the last (the room is closed and erased; `it` is no longer valid).
+  bool owner_uncount(std::unordered_map<std::string, OwnedRoom>::iterator it, size_t shard, FormatId format);
   void owner_rename(const std::string& room, uint64_t member_id, const std::string& old_name,
                     const std::string& new_name, FormatId format);
   void owner_publish(const std::string& room, Publish publish);

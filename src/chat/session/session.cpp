@@ -526,19 +526,7 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
   }
   for (const StoredMessage& m : messages) {
     if (rendered) break;
-    auto bytes = format.encode(RoomEvent{.kind = EventKind::kMessage,
-                                         .room = r.room,
-                                         .user = m.user,
-                                         .text = m.text,
-                                         .ts_ms = m.ts_ms,
-                                         .seq = m.seq,
-                                         .id = m.id,
-                                         .front = m.front,
-                                         .member = 0,
-                                         .quit = false,
-                                         .target = {},
-                                         .automatic = m.automatic,
-                                         .modes = {}});
+    auto bytes = format.encode(message_event(r.room, m));
     if (!bytes) continue;
     ++stats().replayed;
     send(bytes);
