@@ -167,19 +167,17 @@ std::optional<size_t> Hub::describe_member(const std::string& name,
 }
 
 void Hub::everyone(const DirectMessage& message) {
-  for (size_t k = 0; k < table_.shards(); ++k) {
-    table_.run_on(
-        k, shard_,
-        [&hub = table_.hub(k), message] {
-          std::vector<Member*> members;
-          members.reserve(hub.members_.size());
-          for (const auto& [id, m] : hub.members_) members.push_back(m);
-          for (Member* m : members) {
-            if (hub.members_.contains(m->id())) m->direct(message);
-          }
-        },
-        ShardTable::message_cost(message.from, message.to, message.text));
-  }
+  table_.each_shard(
+      shard_,
+      [message](Hub& hub) {
+        std::vector<Member*> members;
+        members.reserve(hub.members_.size());
+        for (const auto& [id, m] : hub.members_) members.push_back(m);
+        for (Member* m : members) {
+          if (hub.members_.contains(m->id())) m->direct(message);
+        }
+      },
+      ShardTable::message_cost(message.from, message.to, message.text));
 }
 
 void Hub::member_modes(const std::string& name, const std::vector<std::string>& rooms,
@@ -242,28 +240,22 @@ HubError Hub::publish(const std::string& room, Member* from, std::string_view us
 }
 
 void Hub::barrier(const std::vector<size_t>& shards, std::function<void()> done) {
-  auto remaining = std::make_shared<size_t>(shards.size());
-  auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
-  if (shards.empty()) return (*shared_done)();
+  if (shards.empty()) return done();
   // Only the table and shard numbers travel: a shard's hub may be gone by the time an
   // acknowledgement runs elsewhere at shutdown.
   ShardTable* table = &table_;
   size_t home = shard_;
-  // Back home, what this shard asked of the store itself (a replay or history read) has to be
-  // answered too.
-  auto finish = [table, home, shared_done] { table->store().fence(table->reactor(home), *shared_done); };
-  for (size_t k : shards) {
-    table->run_on(k, home, [table, home, k, remaining, finish] {
-      // What shard k handed to the store, and on to the router (Redis), has to come back too.
-      table->store().fence(table->reactor(k), [table, home, k, remaining, finish] {
-        table->router().pass(k, [table, home, k, remaining, finish] {
-          table->run_on(home, k, [remaining, finish] {
-            if (--*remaining == 0) finish();
-          });
-        });
-      });
-    });
-  }
+  struct None {};
+  table->gather_async(
+      home, shards.size(), [&shards](size_t i) { return shards[i]; },
+      [table](size_t, size_t k, auto reply) {
+        // What shard k handed to the store, and on to the router (Redis), has to come back too.
+        table->store().fence(table->reactor(k), [table, k, reply] { table->router().pass(k, [reply] { reply(None{}); }); });
+      },
+      None{}, [](None&, size_t, None&) {},
+      // Back home, what this shard asked of the store itself (a replay or history read) has to be
+      // answered too.
+      [table, home, done = std::move(done)](None) { table->store().fence(table->reactor(home), done); });
 }
 
 void Hub::wait_for_room(std::function<void()> resume) {

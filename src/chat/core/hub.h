@@ -242,12 +242,14 @@ class ShardTable {
         cost);
   }
   // Asks `n` questions at once and gathers the answers on `home`: question i is asked of shard
-  // `owner_of(i)` as ask() does, `on_owner(i, Hub&)` answering it; each answer is added as it
-  // comes back, `add(result, i, answer)` on `home` (in no order between shards), and `done(result)`
-  // runs on `home` after the last (at once, inside this call, when `n` is 0). `on_owner` is shared by
-  // the shards answering at once: it may only read what it captured.
+  // `owner_of(i)`, where `on_owner(i, owner, reply)` runs (posted from `home`) and answers it by calling
+  // `reply(answer)` on that shard, at once or later (after asynchronous work of its own); each
+  // answer is posted back to `home` (after what that shard posted there before) and added there,
+  // `add(result, i, answer)`, in no order between shards; `done(result)` runs on `home` after the
+  // last (at once, inside this call, when `n` is 0). `on_owner` is shared by the shards answering
+  // at once: it may only read what it captured.
   template <typename Result, typename OwnerOf, typename OnOwner, typename Add, typename Done>
-  void gather(size_t home, size_t n, OwnerOf owner_of, OnOwner on_owner, Result initial, Add add, Done done) {
+  void gather_async(size_t home, size_t n, OwnerOf owner_of, OnOwner on_owner, Result initial, Add add, Done done) {
     if (n == 0) return done(std::move(initial));
     struct Gathered {
       Result result;
@@ -256,14 +258,33 @@ class ShardTable {
       Done done;
     };
     auto g = std::make_shared<Gathered>(Gathered{std::move(initial), n, std::move(add), std::move(done)});
-    // One copy of the question for every shard (it only reads what it holds).
     auto question = std::make_shared<const OnOwner>(std::move(on_owner));
     for (size_t i = 0; i < n; ++i) {
-      ask(owner_of(i), home, [question, i](Hub& hub) { return (*question)(i, hub); },
-          [g, i](auto& answer) {
+      size_t owner = owner_of(i);
+      run_on(owner, home, [this, question, g, i, owner, home] {
+        (*question)(i, owner, [this, g, i, owner, home](auto answer) {
+          run_on(home, owner, [g, i, answer = std::move(answer)]() mutable {
             g->add(g->result, i, answer);
             if (--g->remaining == 0) g->done(std::move(g->result));
           });
+        });
+      });
+    }
+  }
+  // gather_async() where `on_owner(i, Hub&)` answers at once, returning the answer: as ask() for
+  // each question.
+  template <typename Result, typename OwnerOf, typename OnOwner, typename Add, typename Done>
+  void gather(size_t home, size_t n, OwnerOf owner_of, OnOwner on_owner, Result initial, Add add, Done done) {
+    gather_async(
+        home, n, owner_of,
+        [this, on_owner = std::move(on_owner)](size_t i, size_t owner, auto reply) { reply(on_owner(i, hub(owner))); },
+        std::move(initial), std::move(add), std::move(done));
+  }
+  // Runs `task(Hub&)` on every shard, posted from `from` with `cost` (at once on `from` itself).
+  template <typename Task>
+  void each_shard(size_t from, const Task& task, size_t cost = kTaskCost) {
+    for (size_t k = 0; k < shards(); ++k) {
+      run_on(k, from, [this, k, task] { task(hub(k)); }, cost);
     }
   }
   // gather() with one question for each shard (shard i answers question i).
