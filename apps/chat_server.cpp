@@ -42,16 +42,18 @@ struct StoreChoice {
   chat::Retention retention;
 };
 
-// The store a node keeps history in (main() has checked the choice against --redis). Throws with
-// one line.
-std::unique_ptr<chat::Store> open_store(const StoreChoice& choice, bool redis) {
+// The store a node keeps history in (main() has checked the choice against --redis), and in
+// `redis_store` the same when it is Redis's (else null). Throws with one line.
+std::unique_ptr<chat::Store> open_store(const StoreChoice& choice, bool redis, chat::RedisStore*& redis_store) {
+  redis_store = nullptr;
   // With --redis, Redis Streams: every node reads the one history (the router's script writes it);
   // off keeps no stream, but Redis still numbers the messages and remembers their ids.
-  if (redis && choice.kind == "redis") return std::make_unique<chat::RedisStore>(choice.retention);
-  if (redis && choice.kind == "off") {
-    chat::Retention none = choice.retention;
-    none.max_messages = 0;
-    return std::make_unique<chat::RedisStore>(none);
+  if (redis && (choice.kind == "redis" || choice.kind == "off")) {
+    chat::Retention kept = choice.retention;
+    if (choice.kind == "off") kept.max_messages = 0;
+    auto store = std::make_unique<chat::RedisStore>(kept);
+    redis_store = store.get();
+    return store;
   }
   if (choice.kind == "memory") return chat::make_memory_store(choice.retention);
   if (choice.kind == "off") return chat::make_memory_store(chat::Retention{.max_messages = 0});
@@ -88,7 +90,7 @@ int run_node(const std::string& host, const chat::Limits& limits, chat::ServiceO
         LOG_INFO("SIGHUP: TLS certificate reloaded: %s", tls->describe().c_str());
       }
     });
-    std::unique_ptr<chat::Store> store = open_store(store_choice, !options.redis_host.empty());
+    std::unique_ptr<chat::Store> store = open_store(store_choice, !options.redis_host.empty(), options.redis_store);
     options.store = store.get();
     options.retention = store_choice.retention;
     chat::ChatService service(loop, host, limits, options);

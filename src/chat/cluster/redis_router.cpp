@@ -14,8 +14,8 @@ namespace chat {
 
 // ---- RedisRouter ------------------------------------------------------------------------------
 
-RedisRouter::RedisRouter(ShardTable& table, reactor::Reactor& main, std::string host, uint16_t port)
-    : table_(table), store_(dynamic_cast<RedisStore*>(&table.store())) {
+RedisRouter::RedisRouter(ShardTable& table, RedisStore* store, reactor::Reactor& main, std::string host, uint16_t port)
+    : table_(table), store_(store) {
   // Without a RedisStore (a test's service with the default store): numbering and ids, no stream.
   Retention history = store_ ? store_->retention() : Retention{.max_messages = 0};
   // Messages come back from Redis on shard 0 and go to their room's owner, which numbers nothing

@@ -16,7 +16,8 @@ class RedisStore;
 // Owns the Backplane, on shard 0's reactor (`main`).
 class RedisRouter final : public Router {
  public:
-  RedisRouter(ShardTable& table, reactor::Reactor& main, std::string host, uint16_t port);
+  // `store`: the table's store when it is Redis's (null: numbering and ids only, no stream).
+  RedisRouter(ShardTable& table, RedisStore* store, reactor::Reactor& main, std::string host, uint16_t port);
   ~RedisRouter() override;
 
   void room_opened(Hub& owner, const std::string& room) override;

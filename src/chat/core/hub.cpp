@@ -68,10 +68,9 @@ bool Hub::is_member(const std::string& room, const Member* member) const {
 }
 
 void Hub::inspect(const std::string& room, std::function<void(const RoomSnapshot&)> done) {
-  size_t owner = table_.owner_of(room);
-  table_.run_on(owner, shard_, [table = &table_, owner, home = shard_, room, done = std::move(done)]() mutable {
+  ShardTable* table = &table_;
+  table_.ask(table_.owner_of(room), shard_, [table, room](Hub& hub) {
     RoomSnapshot snap;
-    Hub& hub = table->hub(owner);
     if (auto it = hub.owned_.find(room); it != hub.owned_.end()) {
       const OwnedRoom& r = it->second;
       snap.count = r.count;
@@ -88,58 +87,48 @@ void Hub::inspect(const std::string& room, std::function<void(const RoomSnapshot
       snap.topic_by = log->second.topic_by;
       snap.topic_at = log->second.topic_at;
     }
-    table->run_on(home, owner, [snap = std::move(snap), done = std::move(done)] { done(snap); });
-  });
+    return snap;
+  }, std::move(done));
 }
 
 void Hub::list_rooms(size_t limit, std::function<void(std::vector<RoomCount>)> done) {
-  struct Gather {
-    std::vector<RoomCount> rooms;
-    size_t remaining;
-    std::function<void(std::vector<RoomCount>)> done;
-  };
-  size_t n = table_.shards();
-  auto g = std::make_shared<Gather>(Gather{{}, n, std::move(done)});
-  for (size_t k = 0; k < n; ++k) {
-    table_.run_on(k, shard_, [table = &table_, k, home = shard_, limit, g] {
-      std::vector<RoomCount> part;
-      for (const auto& [room, r] : table->hub(k).owned_) {
-        if (part.size() == limit) break;
-        part.push_back({room, r.count, r.policy && r.policy->secret});
-      }
-      table->run_on(home, k, [g, limit, part = std::move(part)]() mutable {
-        for (RoomCount& c : part) {
-          if (g->rooms.size() < limit) g->rooms.push_back(std::move(c));
+  table_.gather_shards(
+      shard_,
+      [limit](size_t, Hub& hub) {
+        std::vector<RoomCount> part;
+        for (const auto& [room, r] : hub.owned_) {
+          if (part.size() == limit) break;
+          part.push_back({room, r.count, r.policy && r.policy->secret});
         }
-        if (--g->remaining == 0) g->done(std::move(g->rooms));
-      });
-    });
-  }
+        return part;
+      },
+      std::vector<RoomCount>{},
+      [limit](std::vector<RoomCount>& rooms, size_t, std::vector<RoomCount>& part) {
+        for (RoomCount& c : part) {
+          if (rooms.size() < limit) rooms.push_back(std::move(c));
+        }
+      },
+      std::move(done));
 }
 
 void Hub::find_members(const std::string& pattern, size_t limit, std::function<void(std::vector<MemberInfo>)> done) {
-  struct Gather {
-    std::vector<MemberInfo> found;
-    size_t remaining;
-    std::function<void(std::vector<MemberInfo>)> done;
-  };
-  size_t n = table_.shards();
-  auto g = std::make_shared<Gather>(Gather{{}, n, std::move(done)});
-  for (size_t k = 0; k < n; ++k) {
-    table_.run_on(k, shard_, [table = &table_, k, home = shard_, pattern, limit, g] {
-      std::vector<MemberInfo> part;
-      for (const auto& [id, m] : table->hub(k).members_) {
-        if (part.size() == limit) break;
-        if (!m->name().empty() && glob_match(pattern, m->name())) part.push_back(m->describe());
-      }
-      table->run_on(home, k, [g, limit, part = std::move(part)]() mutable {
-        for (MemberInfo& info : part) {
-          if (g->found.size() < limit) g->found.push_back(std::move(info));
+  table_.gather_shards(
+      shard_,
+      [pattern, limit](size_t, Hub& hub) {
+        std::vector<MemberInfo> part;
+        for (const auto& [id, m] : hub.members_) {
+          if (part.size() == limit) break;
+          if (!m->name().empty() && glob_match(pattern, m->name())) part.push_back(m->describe());
         }
-        if (--g->remaining == 0) g->done(std::move(g->found));
-      });
-    });
-  }
+        return part;
+      },
+      std::vector<MemberInfo>{},
+      [limit](std::vector<MemberInfo>& found, size_t, std::vector<MemberInfo>& part) {
+        for (MemberInfo& info : part) {
+          if (found.size() < limit) found.push_back(std::move(info));
+        }
+      },
+      std::move(done));
 }
 
 std::optional<size_t> Hub::direct(DirectMessage m, std::function<void(const DirectResult&)> done) {
@@ -148,17 +137,16 @@ std::optional<size_t> Hub::direct(DirectMessage m, std::function<void(const Dire
     done(DirectResult{});
     return std::nullopt;
   }
-  size_t to = holder->shard, home = shard_;
+  size_t to = holder->shard;
   size_t cost = ShardTable::message_cost(m.to, m.from, m.text);
-  table_.run_on(
-      to, home,
-      [table = &table_, to, home, id = holder->member_id, m = std::move(m), done = std::move(done)]() mutable {
+  table_.ask(
+      to, shard_,
+      [id = holder->member_id, m = std::move(m)](Hub& hub) {
         DirectResult r;
-        auto& members = table->hub(to).members_;
-        if (auto it = members.find(id); it != members.end()) r = it->second->direct(m);  // else: gone meanwhile
-        table->run_on(home, to, [r = std::move(r), done = std::move(done)] { done(r); });
+        if (auto it = hub.members_.find(id); it != hub.members_.end()) r = it->second->direct(m);  // else: gone meanwhile
+        return r;
       },
-      cost);
+      std::move(done), cost);
   return to;
 }
 
@@ -169,66 +157,52 @@ std::optional<size_t> Hub::describe_member(const std::string& name,
     done(std::nullopt);
     return std::nullopt;
   }
-  size_t to = holder->shard, home = shard_;
-  table_.run_on(to, home, [table = &table_, to, home, id = holder->member_id, done = std::move(done)]() mutable {
+  size_t to = holder->shard;
+  table_.ask(to, shard_, [id = holder->member_id](Hub& hub) {
     std::optional<MemberInfo> info;
-    auto& members = table->hub(to).members_;
-    if (auto it = members.find(id); it != members.end()) info = it->second->describe();
-    table->run_on(home, to, [info = std::move(info), done = std::move(done)] { done(info); });
-  });
+    if (auto it = hub.members_.find(id); it != hub.members_.end()) info = it->second->describe();
+    return info;
+  }, std::move(done));
   return to;
 }
 
 void Hub::everyone(const DirectMessage& message) {
-  for (size_t k = 0; k < table_.shards(); ++k) {
-    table_.run_on(
-        k, shard_,
-        [&hub = table_.hub(k), message] {
-          std::vector<Member*> members;
-          members.reserve(hub.members_.size());
-          for (const auto& [id, m] : hub.members_) members.push_back(m);
-          for (Member* m : members) {
-            if (hub.members_.contains(m->id())) m->direct(message);
-          }
-        },
-        ShardTable::message_cost(message.from, message.to, message.text));
-  }
+  table_.each_shard(
+      shard_,
+      [message](Hub& hub) {
+        std::vector<Member*> members;
+        members.reserve(hub.members_.size());
+        for (const auto& [id, m] : hub.members_) members.push_back(m);
+        for (Member* m : members) {
+          if (hub.members_.contains(m->id())) m->direct(message);
+        }
+      },
+      ShardTable::message_cost(message.from, message.to, message.text));
 }
 
 void Hub::member_modes(const std::string& name, const std::vector<std::string>& rooms,
                        std::function<void(std::vector<MemberModes>)> done) {
-  struct Gather {
-    std::vector<MemberModes> modes;
-    size_t remaining;
-    std::function<void(std::vector<MemberModes>)> done;
-  };
-  auto g = std::make_shared<Gather>(Gather{std::vector<MemberModes>(rooms.size()), rooms.size(), std::move(done)});
-  if (rooms.empty()) return g->done({});
-  for (size_t i = 0; i < rooms.size(); ++i) {
-    size_t owner = table_.owner_of(rooms[i]);
-    table_.run_on(owner, shard_, [table = &table_, owner, home = shard_, room = rooms[i], name, i, g] {
-      MemberModes modes;
-      Hub& hub = table->hub(owner);
-      if (auto it = hub.owned_.find(room); it != hub.owned_.end()) {
-        if (auto named = it->second.names.find(name); named != it->second.names.end()) modes = named->second.modes;
-      }
-      table->run_on(home, owner, [g, i, modes] {
-        g->modes[i] = modes;
-        if (--g->remaining == 0) g->done(std::move(g->modes));
-      });
-    });
-  }
+  table_.gather(
+      shard_, rooms.size(), [this, &rooms](size_t i) { return table_.owner_of(rooms[i]); },
+      [rooms, name](size_t i, Hub& hub) {
+        MemberModes modes;
+        if (auto it = hub.owned_.find(rooms[i]); it != hub.owned_.end()) {
+          if (auto named = it->second.names.find(name); named != it->second.names.end()) modes = named->second.modes;
+        }
+        return modes;
+      },
+      std::vector<MemberModes>(rooms.size()),
+      [](std::vector<MemberModes>& modes, size_t i, const MemberModes& answer) { modes[i] = answer; }, std::move(done));
 }
 
 void Hub::policy(const std::string& room, const Member* member, PolicyRequest request,
                  std::function<void(const PolicyAnswer&)> done) {
-  size_t owner = table_.owner_of(room);
-  size_t home = shard_;
-  table_.run_on(owner, home, [table = &table_, owner, home, room, name = member->name(), id = member->id(),
-                              request = std::move(request), done = std::move(done)]() mutable {
-    PolicyAnswer answer = table->hub(owner).owner_policy(room, name, id, request);
-    table->run_on(home, owner, [answer = std::move(answer), done = std::move(done)] { done(answer); });
-  });
+  table_.ask(
+      table_.owner_of(room), shard_,
+      [room, name = member->name(), id = member->id(), request = std::move(request)](Hub& hub) {
+        return hub.owner_policy(room, name, id, request);
+      },
+      std::move(done));
 }
 
 size_t Hub::local_member_count(const std::string& room) const {
@@ -266,28 +240,22 @@ HubError Hub::publish(const std::string& room, Member* from, std::string_view us
 }
 
 void Hub::barrier(const std::vector<size_t>& shards, std::function<void()> done) {
-  auto remaining = std::make_shared<size_t>(shards.size());
-  auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
-  if (shards.empty()) return (*shared_done)();
+  if (shards.empty()) return done();
   // Only the table and shard numbers travel: a shard's hub may be gone by the time an
   // acknowledgement runs elsewhere at shutdown.
   ShardTable* table = &table_;
   size_t home = shard_;
-  // Back home, what this shard asked of the store itself (a replay or history read) has to be
-  // answered too.
-  auto finish = [table, home, shared_done] { table->store().fence(table->reactor(home), *shared_done); };
-  for (size_t k : shards) {
-    table->run_on(k, home, [table, home, k, remaining, finish] {
-      // What shard k handed to the store, and on to the router (Redis), has to come back too.
-      table->store().fence(table->reactor(k), [table, home, k, remaining, finish] {
-        table->router().pass(k, [table, home, k, remaining, finish] {
-          table->run_on(home, k, [remaining, finish] {
-            if (--*remaining == 0) finish();
-          });
-        });
-      });
-    });
-  }
+  struct None {};
+  table->gather_async(
+      home, shards.size(), [&shards](size_t i) { return shards[i]; },
+      [table](size_t, size_t k, auto reply) {
+        // What shard k handed to the store, and on to the router (Redis), has to come back too.
+        table->store().fence(table->reactor(k), [table, k, reply] { table->router().pass(k, [reply] { reply(None{}); }); });
+      },
+      None{}, [](None&, size_t, None&) {},
+      // Back home, what this shard asked of the store itself (a replay or history read) has to be
+      // answered too.
+      [table, home, done = std::move(done)](None) { table->store().fence(table->reactor(home), done); });
 }
 
 void Hub::wait_for_room(std::function<void()> resume) {

@@ -228,6 +228,71 @@ class ShardTable {
   // `cost` bytes in `to`'s inbox until it has run.
   void run_on(size_t to, size_t from, reactor::Reactor::Task task, size_t cost = kTaskCost);
   Hub& hub(size_t index) { return *hubs_[index]; }
+  // Asks shard `owner` and comes back: `on_owner(Hub&)` runs on `owner` (posted from `home` with
+  // `cost`), and `done(answer)` with what it returned runs on `home`, posted back from `owner`, so
+  // after every task `owner` posted to `home` before it (at once where the shard is the caller's).
+  template <typename OnOwner, typename Done>
+  void ask(size_t owner, size_t home, OnOwner on_owner, Done done, size_t cost = kTaskCost) {
+    run_on(
+        owner, home,
+        [this, owner, home, on_owner = std::move(on_owner), done = std::move(done)]() mutable {
+          auto answer = on_owner(hub(owner));
+          run_on(home, owner, [answer = std::move(answer), done = std::move(done)]() mutable { done(answer); });
+        },
+        cost);
+  }
+  // Asks `n` questions at once and gathers the answers on `home`: question i is asked of shard
+  // `owner_of(i)`, where `on_owner(i, owner, reply)` runs (posted from `home`) and answers it by calling
+  // `reply(answer)` on that shard, at once or later (after asynchronous work of its own); each
+  // answer is posted back to `home` (after what that shard posted there before) and added there,
+  // `add(result, i, answer)`, in no order between shards; `done(result)` runs on `home` after the
+  // last (at once, inside this call, when `n` is 0). `on_owner` is shared by the shards answering
+  // at once: it may only read what it captured.
+  template <typename Result, typename OwnerOf, typename OnOwner, typename Add, typename Done>
+  void gather_async(size_t home, size_t n, OwnerOf owner_of, OnOwner on_owner, Result initial, Add add, Done done) {
+    if (n == 0) return done(std::move(initial));
+    struct Gathered {
+      Result result;
+      size_t remaining;
+      Add add;
+      Done done;
+    };
+    auto g = std::make_shared<Gathered>(Gathered{std::move(initial), n, std::move(add), std::move(done)});
+    auto question = std::make_shared<const OnOwner>(std::move(on_owner));
+    for (size_t i = 0; i < n; ++i) {
+      size_t owner = owner_of(i);
+      run_on(owner, home, [this, question, g, i, owner, home] {
+        (*question)(i, owner, [this, g, i, owner, home](auto answer) {
+          run_on(home, owner, [g, i, answer = std::move(answer)]() mutable {
+            g->add(g->result, i, answer);
+            if (--g->remaining == 0) g->done(std::move(g->result));
+          });
+        });
+      });
+    }
+  }
+  // gather_async() where `on_owner(i, Hub&)` answers at once, returning the answer: as ask() for
+  // each question.
+  template <typename Result, typename OwnerOf, typename OnOwner, typename Add, typename Done>
+  void gather(size_t home, size_t n, OwnerOf owner_of, OnOwner on_owner, Result initial, Add add, Done done) {
+    gather_async(
+        home, n, owner_of,
+        [this, on_owner = std::move(on_owner)](size_t i, size_t owner, auto reply) { reply(on_owner(i, hub(owner))); },
+        std::move(initial), std::move(add), std::move(done));
+  }
+  // Runs `task(Hub&)` on every shard, posted from `from` with `cost` (at once on `from` itself).
+  template <typename Task>
+  void each_shard(size_t from, const Task& task, size_t cost = kTaskCost) {
+    for (size_t k = 0; k < shards(); ++k) {
+      run_on(k, from, [this, k, task] { task(hub(k)); }, cost);
+    }
+  }
+  // gather() with one question for each shard (shard i answers question i).
+  template <typename Result, typename OnShard, typename Add, typename Done>
+  void gather_shards(size_t home, OnShard on_shard, Result initial, Add add, Done done) {
+    gather(home, shards(), [](size_t k) { return k; }, std::move(on_shard), std::move(initial), std::move(add),
+           std::move(done));
+  }
 
   // True while some shard's inbox is over kInboxHigh: read no more requests.
   bool congested() const;
@@ -476,6 +541,9 @@ class Hub {
   void owner_announce(const std::string& room, const OwnedRoom& r, RoomEvent event);
   void owner_leave(const std::string& room, size_t shard, uint64_t member_id, const std::string& name,
                    FormatId format, bool quit, const std::string& reason);
+  // A member of `it`'s room (of shard `shard`, format `format`) is no longer counted there: true if
+  // that was the last (the room is closed and erased; `it` is no longer valid).
+  bool owner_uncount(std::unordered_map<std::string, OwnedRoom>::iterator it, size_t shard, FormatId format);
   void owner_rename(const std::string& room, uint64_t member_id, const std::string& old_name,
                     const std::string& new_name, FormatId format);
   void owner_publish(const std::string& room, Publish publish);

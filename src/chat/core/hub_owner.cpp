@@ -97,19 +97,23 @@ void Hub::owner_leave(const std::string& room_name, size_t shard, uint64_t membe
       table_.store().set_mark(table_.reactor(shard_), ShardTable::fold_name(name), room_name, logs_[room_name].delivered_seq);
     }
   }
-  --r.count;
-  --r.format_count[format];
-  --r.shard_count[shard];
-  if (r.count == 0) {
-    owned_.erase(it);  // an empty room's members are forgotten; its numbering stays (logs_)
-    table_.close_room();
-    table_.router().room_closed(*this, room_name);
-    return;
-  }
+  if (owner_uncount(it, shard, format)) return;
   if (!name.empty()) {
     r.names.erase(name);
     owner_presence(room_name, r, EventKind::kLeave, name, format, member_id, 0, reason, quit);
   }
+}
+
+bool Hub::owner_uncount(std::unordered_map<std::string, OwnedRoom>::iterator it, size_t shard, FormatId format) {
+  OwnedRoom& r = it->second;
+  --r.count;
+  --r.format_count[format];
+  --r.shard_count[shard];
+  if (r.count != 0) return false;
+  auto closed = owned_.extract(it);  // an empty room's members are forgotten; its numbering stays (logs_)
+  table_.close_room();
+  table_.router().room_closed(*this, closed.key());
+  return true;
 }
 
 void Hub::owner_rename(const std::string& room_name, uint64_t member_id, const std::string& old_name,
@@ -238,19 +242,7 @@ void Hub::deliver_message(const std::string& room_name, StoredMessage m) {
   auto it = owned_.find(room_name);
   if (it == owned_.end()) return;  // everyone left meanwhile
   OwnedRoom& r = it->second;
-  auto delivery = render(r, RoomEvent{.kind = EventKind::kMessage,
-                                      .room = room_name,
-                                      .user = m.user,
-                                      .text = m.text,
-                                      .ts_ms = m.ts_ms,
-                                      .seq = m.seq,
-                                      .id = m.id,
-                                      .front = m.front,
-                                      .member = 0,
-                                      .quit = false,
-                                      .target = {},
-                                      .automatic = m.automatic,
-                                      .modes = {}});
+  auto delivery = render(r, message_event(room_name, m));
   if (delivery) owner_broadcast(room_name, r, delivery, 0);
 }
 

@@ -50,17 +50,10 @@ PolicyAnswer Hub::owner_policy(const std::string& room, const std::string& name,
       kick.target = target_name;
       owner_announce(room, r, std::move(kick));
       r.names.erase(target_name);
-      --r.count;
-      --r.format_count[t.format];
-      --r.shard_count[t.shard];
       table_.run_on(t.shard, shard_, [&hub = table_.hub(t.shard), room, id = t.id] {
         if (Member* m = hub.drop_local(room, id)) m->removed(room);
       });
-      if (r.count == 0) {
-        owned_.erase(it);
-        table_.close_room();
-        table_.router().room_closed(*this, room);
-      }
+      owner_uncount(it, t.shard, t.format);
       return answer;
     }
     case PolicyRequest::kInvite: {

@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "chat/core/event.h"
 #include "reactor/reactor.h"
 
 namespace chat {
@@ -49,6 +50,23 @@ struct StoredMessage {
   // stores keep it as a plain message, and Redis carries it as one.
   bool automatic = false;
 };
+
+// A kept message as the event its room's members are sent (a live delivery, a recovery's replay).
+inline RoomEvent message_event(const std::string& room, const StoredMessage& m) {
+  return RoomEvent{.kind = EventKind::kMessage,
+                   .room = room,
+                   .user = m.user,
+                   .text = m.text,
+                   .ts_ms = m.ts_ms,
+                   .seq = m.seq,
+                   .id = m.id,
+                   .front = m.front,
+                   .member = 0,
+                   .quit = false,
+                   .target = {},
+                   .automatic = m.automatic,
+                   .modes = {}};
+}
 
 // What tells a retry of a message from another message sent under the same id: a 64-bit FNV-1a
 // of its text, never 0 (0: not known, as for an id whose message the store no longer has).

@@ -27,31 +27,13 @@ AddressKey AddressKey::of(const reactor::InetAddress& peer) {
   return {0, (uint64_t{1} << 32) | v4};
 }
 
-void AddressTable::refill(Entry& e, reactor::Clock::time_point now) const {
-  double seconds = std::chrono::duration<double>(now - e.refilled).count();
-  e.tokens = std::min(limits_.connect_burst, e.tokens + seconds * limits_.connect_rate);
-  e.refilled = now;
-}
-
-void AddressTable::refill_history(Entry& e, reactor::Clock::time_point now) const {
-  double seconds = std::chrono::duration<double>(now - e.history_refilled).count();
-  e.history = std::min(limits_.history_burst, e.history + seconds * limits_.history_rate);
-  e.history_refilled = now;
-}
-
-void AddressTable::refill_requests(Entry& e, reactor::Clock::time_point now) const {
-  double seconds = std::chrono::duration<double>(now - e.requests_refilled).count();
-  e.requests = std::min(limits_.request_burst, e.requests + seconds * limits_.request_rate);
-  e.requests_refilled = now;
-}
-
 bool AddressTable::history_in_debt(const AddressKey& key, reactor::Clock::time_point now) {
   if (limits_.history_rate <= 0) return false;
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return false;
-  refill_history(it->second, now);
-  return it->second.history < 0;
+  it->second.history.refill(now, limits_.history_rate, limits_.history_burst);
+  return !it->second.history.at_least(0);
 }
 
 void AddressTable::charge_history(const AddressKey& key, reactor::Clock::time_point now, double bytes) {
@@ -59,8 +41,8 @@ void AddressTable::charge_history(const AddressKey& key, reactor::Clock::time_po
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return;
-  refill_history(it->second, now);
-  it->second.history -= bytes;
+  it->second.history.refill(now, limits_.history_rate, limits_.history_burst);
+  it->second.history.spend(bytes);
 }
 
 uint32_t AddressTable::borrow_requests(const AddressKey& key, reactor::Clock::time_point now, uint32_t want) {
@@ -69,29 +51,19 @@ uint32_t AddressTable::borrow_requests(const AddressKey& key, reactor::Clock::ti
   auto it = entries_.find(key);
   if (it == entries_.end()) return want;
   Entry& e = it->second;
-  refill_requests(e, now);
-  auto granted = static_cast<uint32_t>(std::min<double>(want, std::floor(e.requests)));
-  e.requests -= granted;
+  e.requests.refill(now, limits_.request_rate, limits_.request_burst);
+  auto granted = static_cast<uint32_t>(std::min<double>(want, std::floor(e.requests.available())));
+  e.requests.spend(granted);
   return granted;
 }
 
 Admission AddressTable::admit(const AddressKey& key, reactor::Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto [it, fresh] = entries_.try_emplace(key);
-  Entry& e = it->second;
-  if (fresh) {
-    e.tokens = limits_.connect_burst;
-    e.refilled = now;
-    e.history = limits_.history_burst;
-    e.history_refilled = now;
-    e.requests = limits_.request_burst;
-    e.requests_refilled = now;
-  }
+  Entry& e = entries_.try_emplace(key).first->second;  // a new entry's buckets are full
   if (limits_.max_connections > 0 && e.open >= limits_.max_connections) return Admission::kTooMany;
   if (limits_.connect_rate > 0) {
-    refill(e, now);
-    if (e.tokens < 1) return Admission::kTooFast;
-    e.tokens -= 1;
+    e.connects.refill(now, limits_.connect_rate, limits_.connect_burst);
+    if (!e.connects.take()) return Admission::kTooFast;
   }
   ++e.open;
   return Admission::kAdmitted;
@@ -107,13 +79,13 @@ size_t AddressTable::sweep(reactor::Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto it = entries_.begin(); it != entries_.end();) {
     Entry& e = it->second;
-    if (limits_.connect_rate > 0) refill(e, now);
-    if (limits_.history_rate > 0) refill_history(e, now);
-    if (limits_.request_rate > 0) refill_requests(e, now);
+    if (limits_.connect_rate > 0) e.connects.refill(now, limits_.connect_rate, limits_.connect_burst);
+    if (limits_.history_rate > 0) e.history.refill(now, limits_.history_rate, limits_.history_burst);
+    if (limits_.request_rate > 0) e.requests.refill(now, limits_.request_rate, limits_.request_burst);
     // Forgotten once nothing of it would differ from an address never seen.
-    if (e.open == 0 && (limits_.connect_rate <= 0 || e.tokens >= limits_.connect_burst) &&
-        (limits_.history_rate <= 0 || e.history >= limits_.history_burst) &&
-        (limits_.request_rate <= 0 || e.requests >= limits_.request_burst)) {
+    if (e.open == 0 && (limits_.connect_rate <= 0 || e.connects.full(limits_.connect_burst)) &&
+        (limits_.history_rate <= 0 || e.history.full(limits_.history_burst)) &&
+        (limits_.request_rate <= 0 || e.requests.full(limits_.request_burst))) {
       it = entries_.erase(it);
     } else {
       ++it;

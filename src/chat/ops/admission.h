@@ -8,6 +8,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "chat/ops/token_bucket.h"
 #include "reactor/inet_address.h"
 #include "reactor/timer_queue.h"
 
@@ -65,18 +66,13 @@ class AddressTable {
   }
 
  private:
+  using Bucket = TokenBucket<double, reactor::Clock::time_point>;
   struct Entry {
     size_t open = 0;
-    double tokens = 0;
-    reactor::Clock::time_point refilled{};
-    double history = 0;  // bytes of history left (negative: in debt)
-    reactor::Clock::time_point history_refilled{};
-    double requests = 0;
-    reactor::Clock::time_point requests_refilled{};
+    Bucket connects;
+    Bucket history;  // bytes of history left (in debt: negative)
+    Bucket requests;
   };
-  void refill(Entry& e, reactor::Clock::time_point now) const;
-  void refill_history(Entry& e, reactor::Clock::time_point now) const;
-  void refill_requests(Entry& e, reactor::Clock::time_point now) const;
 
   const AddressLimits limits_;
   std::mutex mutex_;

@@ -436,7 +436,7 @@ ChatService::ChatService(reactor::Reactor& main, const std::string& host, const 
   // With a listener per shard, the others bind the port shard 0 got (it may have been 0).
   if (per_shard) others.listen_on[first_door_] = servers_[0]->address(first_door_);
   if (!options.redis_host.empty()) {
-    router_ = std::make_unique<RedisRouter>(table_, main, options.redis_host, options.redis_port);
+    router_ = std::make_unique<RedisRouter>(table_, options.redis_store, main, options.redis_host, options.redis_port);
     table_.set_router(router_.get());
   }
   if (options.threads > 1) {

@@ -36,6 +36,8 @@ std::span<const FrontEnd* const> front_ends();
 // order of the list, and their listeners are numbered every front end's plain one in that order,
 // then their TLS twins in the same order (Stats::accepted's order), whether served or not: the
 // stats line and /metrics show the same figures whatever is served.
+class RedisStore;
+
 class FrontEnds {
  public:
   struct Listener {
@@ -182,6 +184,8 @@ struct ServiceOptions {
   std::string redis_host;   // "": no backplane, a stand-alone node
   uint16_t redis_port = 6379;
   Store* store = nullptr;   // where rooms' history is kept (null: none); not owned
+  // `store` when it is Redis's (with redis_host: the router's script writes its stream), else null.
+  RedisStore* redis_store = nullptr;
   Retention retention;      // and for how long (the dedupe window of ids included)
   // Every front end the service knows, in order (empty: front_ends()), and those it serves (on
   // the service's host), each on its port: the first one's listener

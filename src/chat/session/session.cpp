@@ -275,21 +275,16 @@ bool Session::address_credit_ready() {
 
 void Session::refill_request_tokens() {
   const Limits& l = limits();
-  uint32_t now = clock_ms();
-  if (tokens_ < 0) {
-    tokens_ = static_cast<float>(l.message_burst);
-  } else {
-    double refill = static_cast<double>(now - refilled_ms_) * l.message_rate / 1000.0;
-    tokens_ = static_cast<float>(std::min(l.message_burst, static_cast<double>(tokens_) + refill));
-  }
-  refilled_ms_ = now;
+  requests_.refill(clock_ms(), l.message_rate, l.message_burst);
 }
 
 uint32_t Session::request_wait_ms() {
   const Limits& l = limits();
   if (l.message_rate <= 0) return 0;
   refill_request_tokens();
-  if (tokens_ < 1) return static_cast<uint32_t>(std::clamp(1000.0 * (1 - tokens_) / l.message_rate, 1.0, 1000.0));
+  if (!requests_.at_least(1)) {
+    return static_cast<uint32_t>(std::clamp(1000.0 * requests_.seconds_until(1, l.message_rate), 1.0, 1000.0));
+  }
   if (address_credit_ready()) return 0;  // the request's own take_request_token takes it
   // The address's budget is spent (other connections of it share it): look again once a borrow's worth is due.
   return static_cast<uint32_t>(std::clamp(1000.0 * address_borrow_size() / l.per_address.request_rate, 10.0, 1000.0));
@@ -299,9 +294,9 @@ bool Session::take_request_token(bool pace) {
   const Limits& l = limits();
   if (l.message_rate <= 0) return true;
   refill_request_tokens();
-  if (tokens_ >= 1 && address_credit_ready()) {
+  if (requests_.at_least(1) && address_credit_ready()) {
     if (address_credit_ > 0) --address_credit_;
-    tokens_ -= 1;
+    requests_.take();
     refused_in_row_ = 0;
     return true;
   }
@@ -339,7 +334,7 @@ bool Session::history(const std::string& room, uint64_t after, uint64_t before, 
   if (history_in_debt()) {
     ++stats().rate_limited;
     // Until the connection's debt is paid (its address's, if that is what is spent, is checked again then).
-    double ms = std::isnan(history_left_) || history_left_ >= 0 ? 100.0 : -1000.0 * history_left_ / limits().history_rate;
+    double ms = history_left_.at_least(0) ? 100.0 : 1000.0 * history_left_.seconds_until(0, limits().history_rate);
     hold_input(static_cast<uint32_t>(std::clamp(ms, 10.0, 2000.0)));
     return false;
   }
@@ -375,15 +370,8 @@ AddressKey Session::peer_address() const {
 bool Session::history_in_debt() {
   const Limits& l = limits();
   if (l.history_rate <= 0) return false;
-  uint32_t now = clock_ms();
-  if (std::isnan(history_left_)) {
-    history_left_ = static_cast<float>(l.history_burst);
-  } else {
-    double refill = static_cast<double>(now - history_refilled_ms_) * l.history_rate / 1000.0;
-    history_left_ = static_cast<float>(std::min(l.history_burst, static_cast<double>(history_left_) + refill));
-  }
-  history_refilled_ms_ = now;
-  if (history_left_ < 0) return true;
+  history_left_.refill(clock_ms(), l.history_rate, l.history_burst);
+  if (!history_left_.at_least(0)) return true;
   AddressTable* addresses = table().addresses();
   if (addresses == nullptr) return false;
   AddressKey key = peer_address();
@@ -409,7 +397,7 @@ void Session::charge_history(ReadResult& result, bool newest, bool trim) {
     }
   }
   if (limits().history_rate <= 0) return;
-  if (!std::isnan(history_left_)) history_left_ -= static_cast<float>(bytes);
+  history_left_.spend(static_cast<double>(bytes));
   AddressTable* addresses = table().addresses();
   if (addresses == nullptr) return;
   if (AddressKey key = peer_address(); key.counted()) addresses->charge_history(key, reactor::Clock::now(), static_cast<double>(bytes));
@@ -541,19 +529,7 @@ void Session::finish_recovery(Recovery& recovery, bool recovered, const std::vec
   }
   for (const StoredMessage& m : messages) {
     if (rendered) break;
-    auto bytes = format.encode(RoomEvent{.kind = EventKind::kMessage,
-                                         .room = r.room,
-                                         .user = m.user,
-                                         .text = m.text,
-                                         .ts_ms = m.ts_ms,
-                                         .seq = m.seq,
-                                         .id = m.id,
-                                         .front = m.front,
-                                         .member = 0,
-                                         .quit = false,
-                                         .target = {},
-                                         .automatic = m.automatic,
-                                         .modes = {}});
+    auto bytes = format.encode(message_event(r.room, m));
     if (!bytes) continue;
     ++stats().replayed;
     send(bytes);

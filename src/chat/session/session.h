@@ -17,6 +17,7 @@
 #include "chat/core/hub.h"
 #include "chat/ops/limits.h"
 #include "chat/ops/stats.h"
+#include "chat/ops/token_bucket.h"
 #include "chat/session/codec.h"
 #include "chat/session/output_limit.h"
 #include "chat/session/transport.h"
@@ -321,17 +322,14 @@ class Session : public Member, public std::enable_shared_from_this<Session> {
   bool answering_ = false;  // in an ask_*'s answer: its replies go as they come
   uint8_t address_credit_ = 0;  // requests borrowed from the address's budget, not yet used
   uint32_t left_in_ = 0;  // bytes left in the input buffer by the last input() (counted in already)
-  // --message-rate: the token bucket (tokens_ < 0: full, never used), its last refill (ms of the
-  // steady clock, wrapping), refusals since the last message taken.
-  float tokens_ = -1;
-  uint32_t refilled_ms_ = 0;
+  // --message-rate: the token bucket (refilled at ms of the steady clock, wrapping), refusals since
+  // the last message taken.
+  TokenBucket<float, uint32_t> requests_;
   uint32_t refused_in_row_ = 0;
   // --frame-timeout-ms: when the frame still unfinished in the input buffer began (0: none).
   uint32_t partial_since_ms_ = 0;
-  // --history-rate: bytes of history this connection may still be answered with (negative: in
-  // debt; NaN: full, never used), and its last refill (ms of the steady clock, wrapping).
-  float history_left_ = std::numeric_limits<float>::quiet_NaN();
-  uint32_t history_refilled_ms_ = 0;
+  // --history-rate: bytes of history this connection may still be answered with (in debt: negative).
+  TokenBucket<float, uint32_t> history_left_;
   std::string name_;
   std::vector<std::string> rooms_;
   OutputLimit::State output_state_;

@@ -24,7 +24,7 @@ std::string IrcCodec::target(Session& session) const {
 }
 
 IrcCodec::IrcCodec(const IrcOptions& options, reactor::Clock::time_point now)
-    : options_(options), tokens_(static_cast<float>(options.flood_burst)), since_(now), filled_(now) {}
+    : options_(options), since_(now) {}
 
 FrameResult IrcCodec::next_frame(std::string_view input) {
   size_t max_tags = (caps_ & kMessageTags) ? irc::kMaxClientTags : 0;

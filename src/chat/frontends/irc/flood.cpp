@@ -9,13 +9,8 @@ namespace chat {
 bool IrcCodec::hold_input(Session& session, size_t buffered) {
   if (options_.flood_rate <= 0) return false;
   auto now = reactor::Clock::now();
-  double elapsed = std::chrono::duration<double>(now - filled_).count();
-  filled_ = now;
-  tokens_ = static_cast<float>(std::min(options_.flood_burst, tokens_ + elapsed * options_.flood_rate));
-  if (tokens_ >= 1) {
-    tokens_ -= 1;
-    return false;
-  }
+  flood_.refill(now, options_.flood_rate, options_.flood_burst);  // a new bucket fills
+  if (flood_.take()) return false;
   // Over the rate: the lines wait (read no faster than the rate), unless too many pile up.
   if (buffered > options_.flood_backlog) {
     ++session.stats().irc_flood_closes;
@@ -24,7 +19,7 @@ bool IrcCodec::hold_input(Session& session, size_t buffered) {
   }
   if (now >= retry_at_) {
     auto wait = std::chrono::duration_cast<reactor::Clock::duration>(
-        std::chrono::duration<double>((1 - tokens_) / options_.flood_rate));
+        std::chrono::duration<double>(flood_.seconds_until(1, options_.flood_rate)));
     retry_at_ = now + wait;
     session.redeliver_after(wait);
   }

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "chat/ops/token_bucket.h"
 #include "chat/session/codec.h"
 #include "irc/message.h"
 #include "reactor/tcp_connection.h"
@@ -286,12 +287,11 @@ class IrcCodec final : public Codec {
   // Quits and nick changes of members seen lately: one per member however many rooms it shares
   // (the copies of one departure come close together; a duplicate that slips past is harmless).
   std::array<uint64_t, 3> recent_{};
-  uint32_t batches_ = 0;  // batch ids given
   // Flood control: a token bucket, and when the held input is next offered again.
-  float tokens_;
+  [[no_unique_address]] TokenBucket<float, reactor::Clock::time_point> flood_;
+  uint32_t batches_ = 0;  // batch ids given (in the bucket's tail padding)
   reactor::Clock::time_point since_;     // connected (registration timeout) or last line in
   reactor::Clock::time_point ping_sent_{};  // a PING awaits an answer (epoch: none)
-  reactor::Clock::time_point filled_;
   reactor::Clock::time_point retry_at_{};
 };
 

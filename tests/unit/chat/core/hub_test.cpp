@@ -2,9 +2,11 @@
 // numbering per room, presence within its limit, one namespace of names.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../chat_test_util.h"
@@ -207,6 +209,67 @@ TEST(ChatCoreNames, NamesAreOneNamespaceWhateverTheirCase) {
   bob->leave();
   auto again = native(s.shard, "bOb");
   EXPECT_EQ(again->json().at(0)["user"], "bOb");
+}
+
+// ---- Asking another shard and gathering from every shard (ShardTable::ask, gather) ------------
+
+// The answer comes back to the asking shard, after what the owner posted there before it; a gather
+// hears every shard once and ends once.
+TEST(ChatCoreAnswers, AnOwnersAnswerComesHomeAfterWhatItSentBeforeAndAGatherEndsOnce) {
+  TwoShards s;
+  std::vector<std::string> seen;  // on shard 0 only
+  std::thread::id home = std::this_thread::get_id(), owner;
+  s.table.ask(
+      1, 0,
+      [&](chat::Hub& hub) {
+        owner = std::this_thread::get_id();
+        EXPECT_EQ(hub.shard(), 1u);
+        s.table.run_on(0, 1, [&] { seen.push_back("event"); });
+        return std::string("answer");
+      },
+      [&](const std::string& answer) {
+        EXPECT_EQ(std::this_thread::get_id(), home);
+        seen.push_back(answer);
+      });
+  ASSERT_TRUE(s.run_until([&] { return seen.size() == 2; }));
+  EXPECT_NE(owner, home);
+  EXPECT_EQ(seen, (std::vector<std::string>{"event", "answer"}));
+
+  int ends = 0;
+  std::vector<size_t> parts;
+  s.table.gather_shards(
+      0, [](size_t k, chat::Hub& hub) { return k * 10 + hub.shard(); }, std::vector<size_t>{},
+      [](std::vector<size_t>& all, size_t, size_t part) { all.push_back(part); },
+      [&](std::vector<size_t> all) {
+        ++ends;
+        parts = std::move(all);
+      });
+  ASSERT_TRUE(s.run_until([&] { return ends == 1; }));
+  std::sort(parts.begin(), parts.end());
+  EXPECT_EQ(parts, (std::vector<size_t>{0, 11}));
+  bool none = false;
+  s.table.gather(0, 0, [](size_t) { return size_t{0}; }, [](size_t, chat::Hub&) { return 0; }, 0,
+                 [](int&, size_t, int) {}, [&](int) { none = true; });
+  EXPECT_TRUE(none);  // nothing to ask: done at once
+  for (int i = 0; i < 5; ++i) s.loop.run_once(1);
+  EXPECT_EQ(ends, 1);
+}
+
+// A kept message becomes the event its room is sent (live, or replayed by a recovery) field by field.
+TEST(ChatCoreFormats, AKeptMessageBecomesAMessageEvent) {
+  chat::StoredMessage m{.seq = 7, .ts_ms = 1234, .user = "ann", .text = "hi", .id = "x1", .front = "irc", .automatic = true};
+  chat::RoomEvent e = chat::message_event("r", m);
+  EXPECT_EQ(e.kind, chat::EventKind::kMessage);
+  EXPECT_EQ(e.room, "r");
+  EXPECT_EQ(e.user, "ann");
+  EXPECT_EQ(e.text, "hi");
+  EXPECT_EQ(e.ts_ms, 1234);
+  EXPECT_EQ(e.seq, 7u);
+  EXPECT_EQ(e.id, "x1");
+  EXPECT_EQ(e.front, "irc");
+  EXPECT_TRUE(e.automatic);
+  EXPECT_EQ(e.member, 0u);
+  EXPECT_FALSE(e.quit);
 }
 
 }  // namespace

@@ -180,4 +180,32 @@ TEST(OwnerModes, ABanKeepsOutWhoMatchesItUnlessInvited) {
   room.hub.remove_member(&ken);
 }
 
+// A kicked member is uncounted as one who left is: the room closes with its last member, whichever
+// way it goes, and no longer counts against --max-server-rooms.
+TEST(OwnerModes, AKickUncountsTheMemberAndTheLastOneClosesTheRoom) {
+  Room room;
+  room.table.set_room_limits(0, 1);
+  auto kick = [&](chat::Member& who, const std::string& target) {
+    chat::PolicyRequest req;
+    req.kind = chat::PolicyRequest::kKick;
+    req.target = target;
+    PolicyAnswer answer;
+    room.hub.policy("r", &who, std::move(req), [&answer](const PolicyAnswer& a) { answer = a; });
+    return answer;
+  };
+  EXPECT_TRUE(kick(room.amy, "bob").refusals.empty());
+  EXPECT_EQ(room.snapshot().count, 1u);
+  EXPECT_FALSE(room.hub.is_member("r", &room.bob));
+  EXPECT_EQ(room.hub.owned_room_count(), 1u);
+  EXPECT_TRUE(kick(room.amy, "amy").refusals.empty());
+  EXPECT_EQ(room.hub.owned_room_count(), 0u);
+  Member cy{"cy", 3};
+  room.hub.add_member(&cy);
+  room.hub.join("s", &cy, false);
+  EXPECT_TRUE(cy.refused.empty()) << "the kicked room still counted";
+  EXPECT_TRUE(room.hub.is_member("s", &cy));
+  room.hub.leave("s", &cy);
+  room.hub.remove_member(&cy);
+}
+
 }  // namespace room_policy_test
