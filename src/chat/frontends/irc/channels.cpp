@@ -69,13 +69,16 @@ reactor::SharedBytes IrcCodec::joined(Session& session, const std::string& room,
   if (tags_ != IrcTags::kNone) out = "@time=" + iso_time(now_ms()) + " ";
   out += self_source(session) + " JOIN " + channel(room) + "\r\n";
   if (reply.topic && !reply.topic->empty()) topic_reply(session, room, *reply.topic, *reply.topic_by, reply.topic_at, out);
-  std::vector<std::string> names{names_entry(session, {}, session.name())};
+  // The room's named members if it is small enough to list them; else the member alone.
+  std::vector<std::string> names;
   if (reply.names) {
-    names.clear();
+    names.reserve(reply.names->size());
     for (size_t i = 0; i < reply.names->size(); ++i) {
       MemberModes modes = reply.modes && i < reply.modes->size() ? (*reply.modes)[i] : MemberModes{};
       names.push_back(names_entry(session, modes, (*reply.names)[i]));
     }
+  } else {
+    names.push_back(names_entry(session, {}, session.name()));
   }
   names_reply(session, room, names, reply.names != nullptr, reply.count, out);
   return std::make_shared<const std::string>(std::move(out));
